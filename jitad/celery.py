@@ -1,0 +1,26 @@
+"""The Celery application: web enqueues ids, the worker acts, beat drives the sweeper."""
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jitad.settings")
+
+app = Celery("jitad")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.on_after_finalize.connect
+def _schedule(sender, **kwargs):
+    """Beat entries, with intervals from settings so tests and demos can run them fast."""
+    from django.conf import settings
+
+    sender.add_periodic_task(settings.JITAD_SWEEP_INTERVAL, sender.signature("jitad.elevation.sweep"), name="sweep")
+    sender.add_periodic_task(
+        settings.JITAD_RECONCILE_INTERVAL, sender.signature("jitad.elevation.reconcile"), name="reconcile"
+    )
+    sender.add_periodic_task(
+        settings.JITAD_PENDING_CHECK_INTERVAL,
+        sender.signature("jitad.elevation.expire_pending"),
+        name="expire-pending",
+    )

@@ -1,0 +1,25 @@
+"""The directory seam: the only code in jitad that imports ldap3.
+
+    with directory.connect() as d:
+        user = d.find_user("jdoe")
+        d.add_member(group_dn, user.dn, ttl_seconds=4 * 3600)
+"""
+from .client import Directory, DirectoryUser, connect, escape_filter, member_ttl_value, normalize_dn, rdn
+from .config import DirectoryConfig
+from .errors import DirectoryError, DirectoryMisconfigured, DirectoryNotFound, DirectoryRejected, DirectoryUnavailable
+
+__all__ = [
+    "Directory",
+    "DirectoryConfig",
+    "DirectoryError",
+    "DirectoryMisconfigured",
+    "DirectoryNotFound",
+    "DirectoryRejected",
+    "DirectoryUnavailable",
+    "DirectoryUser",
+    "connect",
+    "escape_filter",
+    "member_ttl_value",
+    "normalize_dn",
+    "rdn",
+]

@@ -1,0 +1,412 @@
+"""One bound LDAPS session to a domain controller, and the verbs jitad needs from it.
+
+Every filter value goes through ``escape_filter_chars`` and every DN part built here
+through ``escape_rdn``. Membership changes are idempotent and verified by reading back:
+Samba answers 68 (entryAlreadyExists) to a duplicate add and 53 ("Attribute member
+already deleted") to a repeated delete; Windows with permissive modify answers 0; both
+are success once the read-back agrees.
+"""
+import logging
+import math
+import ssl
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from ldap3 import BASE, DSA, MODIFY_ADD, MODIFY_DELETE, MODIFY_REPLACE, SIMPLE, SUBTREE, Connection, Server, Tls
+from ldap3.core import exceptions as lx
+from ldap3.protocol.formatters.formatters import format_sid, format_uuid_le
+from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.dn import escape_rdn, parse_dn
+
+from .config import DirectoryConfig
+from .errors import DirectoryError, DirectoryMisconfigured, DirectoryNotFound, DirectoryRejected, DirectoryUnavailable
+
+log = logging.getLogger(__name__)
+
+# Result codes a DC uses for "not now": timeLimitExceeded, busy, unavailable.
+_TRANSIENT_RESULTS = {3, 51, 52}
+_ENTRY_ALREADY_EXISTS = 68
+_UNWILLING_TO_PERFORM = 53
+_NO_SUCH_ATTRIBUTE = 16
+_NO_SUCH_OBJECT = 32
+_IN_CHAIN = "1.2.840.113556.1.4.1941"  # LDAP_MATCHING_RULE_IN_CHAIN
+_PERMISSIVE_MODIFY = ("1.2.840.113556.1.4.1413", False, None)
+_UF_ACCOUNTDISABLE = 0x2
+_PAM_FEATURE_RDN = "CN=Privileged Access Management Feature"
+_USER_ATTRS = [
+    "distinguishedName",
+    "sAMAccountName",
+    "userPrincipalName",
+    "displayName",
+    "mail",
+    "objectSid",
+    "objectGUID",
+    "userAccountControl",
+]
+
+
+@dataclass(frozen=True)
+class DirectoryUser:
+    """An AD user as jitad needs it: stable identifiers plus display fields."""
+
+    dn: str
+    sam_account_name: str
+    upn: str
+    display_name: str
+    mail: str
+    sid: str
+    guid: str
+    disabled: bool
+
+
+def escape_filter(value: str) -> str:
+    """Escape a value for use inside an LDAP filter (RFC 4515)."""
+    return escape_filter_chars(value)
+
+
+def rdn(attr: str, value: str) -> str:
+    """Build one escaped RDN, e.g. ``rdn("CN", "Admins, SRV01")`` → ``CN=Admins\\, SRV01``."""
+    return f"{attr}={escape_rdn(value)}"
+
+
+def normalize_dn(dn: str) -> str:
+    """A comparable form of a DN: attribute types and values case-folded, spacing removed."""
+    try:
+        parts = parse_dn(dn, escape=False, strip=True)
+    except lx.LDAPInvalidDnError as e:
+        raise DirectoryRejected(f"not a valid DN: {dn!r}") from e
+    return ",".join(f"{a.lower()}={v.lower()}" for a, v, _sep in parts)
+
+
+@contextmanager
+def translate(operation: str):
+    """Turn ldap3's exceptions into the seam's own, transient or permanent."""
+    try:
+        yield
+    except DirectoryError:
+        raise
+    except lx.LDAPOperationResult as e:
+        detail = f"{operation}: {e.description} ({e.result}) {e.message or ''}".strip()
+        if e.result in _TRANSIENT_RESULTS:
+            raise DirectoryUnavailable(detail) from e
+        if e.result == _NO_SUCH_OBJECT:
+            raise DirectoryNotFound(detail) from e
+        raise DirectoryRejected(detail) from e
+    except (lx.LDAPCommunicationError, lx.LDAPResponseTimeoutError, lx.LDAPMaximumRetriesError, OSError) as e:
+        raise DirectoryUnavailable(f"{operation}: {type(e).__name__}: {e}") from e
+    except (lx.LDAPCertificateError, lx.LDAPSSLConfigurationError, lx.LDAPStartTLSError) as e:
+        raise DirectoryUnavailable(f"{operation}: TLS failed: {e}") from e
+    except lx.LDAPException as e:
+        raise DirectoryRejected(f"{operation}: {type(e).__name__}: {e}") from e
+
+
+class Directory:
+    """A bound connection to one DC. Use :func:`connect` to get one; close it when done."""
+
+    def __init__(self, conn: Connection, config: DirectoryConfig, url: str):
+        self._conn = conn
+        self.config = config
+        self.url = url
+        self._pam_ttl: bool | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    def close(self) -> None:
+        try:
+            self._conn.unbind()
+        except Exception:  # noqa: BLE001 - closing a dead socket must never mask the real error
+            log.debug("unbind failed", exc_info=True)
+
+    def __enter__(self) -> "Directory":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- reads -----------------------------------------------------------------------
+    def _search(self, base: str, filt: str, scope=SUBTREE, attributes=None, operation="search") -> list[dict]:
+        with translate(operation):
+            self._conn.search(base, filt, scope, attributes=attributes or [])
+        return [r for r in self._conn.response if r.get("type") == "searchResEntry"]
+
+    def _paged_search(self, base: str, filt: str, attributes, operation: str, page_size: int = 500):
+        """Yield entries of a subtree search page by page (RFC 2696 paged results)."""
+        cookie = None
+        while True:
+            with translate(operation):
+                self._conn.search(base, filt, SUBTREE, attributes=attributes, paged_size=page_size, paged_cookie=cookie)
+            yield from (r for r in self._conn.response if r.get("type") == "searchResEntry")
+            control = self._conn.result.get("controls", {}).get("1.2.840.113556.1.4.319", {})
+            cookie = control.get("value", {}).get("cookie")
+            if not cookie:
+                return
+
+    @staticmethod
+    def _to_user(entry: dict) -> DirectoryUser:
+        a, raw = entry["attributes"], entry["raw_attributes"]
+
+        def first(name):
+            v = a.get(name)
+            if isinstance(v, list):
+                v = v[0] if v else ""
+            return "" if v is None else str(v)
+
+        uac = int(first("userAccountControl") or 0)
+        sid = format_sid(raw["objectSid"][0]) if raw.get("objectSid") else ""
+        guid = format_uuid_le(raw["objectGUID"][0]).strip("{}") if raw.get("objectGUID") else ""
+        return DirectoryUser(
+            dn=entry["dn"],
+            sam_account_name=first("sAMAccountName"),
+            upn=first("userPrincipalName"),
+            display_name=first("displayName"),
+            mail=first("mail"),
+            sid=sid,
+            guid=guid,
+            disabled=bool(uac & _UF_ACCOUNTDISABLE),
+        )
+
+    def find_user(self, name: str) -> DirectoryUser:
+        """Find one user by sAMAccountName (``jdoe``), ``DOMAIN\\jdoe`` or UPN (``jdoe@corp.example``)."""
+        if not name or len(name) > 256:
+            raise DirectoryRejected("a user name must be 1 to 256 characters")
+        if "\\" in name and "@" not in name:
+            name = name.split("\\", 1)[1]
+        attr = "userPrincipalName" if "@" in name else "sAMAccountName"
+        filt = f"(&(objectCategory=person)(objectClass=user)({attr}={escape_filter(name)}))"
+        entries = self._search(self.config.base_dn, filt, attributes=_USER_ATTRS, operation="find user")
+        if not entries:
+            raise DirectoryNotFound(f"no user {name!r} in {self.config.base_dn}")
+        if len(entries) > 1:
+            raise DirectoryRejected(f"{len(entries)} users match {name!r}")
+        return self._to_user(entries[0])
+
+    def find_user_by_guid(self, guid: str) -> DirectoryUser:
+        """Find a user by objectGUID, which survives renames and moves."""
+        import uuid
+
+        try:
+            raw = uuid.UUID(guid).bytes_le
+        except ValueError as e:
+            raise DirectoryRejected(f"not a GUID: {guid!r}") from e
+        value = "".join(f"\\{b:02x}" for b in raw)
+        entries = self._search(self.config.base_dn, f"(objectGUID={value})", attributes=_USER_ATTRS, operation="find user")
+        if not entries:
+            raise DirectoryNotFound(f"no object with GUID {guid}")
+        return self._to_user(entries[0])
+
+    def group_exists(self, group_dn: str) -> bool:
+        """True if ``group_dn`` names a group."""
+        try:
+            return bool(self._search(group_dn, "(objectClass=group)", BASE, operation="read group"))
+        except DirectoryNotFound:
+            return False
+
+    def members_of(self, group_dn: str) -> set[str]:
+        """Direct members of a group, as DNs. ldap3 follows AD's ranged retrieval (member;range=…)."""
+        entries = self._search(group_dn, "(objectClass=group)", BASE, attributes=["member"], operation="read members")
+        if not entries:
+            raise DirectoryNotFound(f"{group_dn} is not a group")
+        members = entries[0]["attributes"].get("member") or []
+        return set(members if isinstance(members, list) else [members])
+
+    def is_member(self, group_dn: str, member_dn: str) -> bool:
+        """True if ``member_dn`` is a direct member of ``group_dn`` (asked of the DC, not computed)."""
+        filt = f"(member={escape_filter(member_dn)})"
+        return bool(self._search(group_dn, filt, BASE, operation="check member"))
+
+    def is_member_nested(self, group_dn: str, member_dn: str) -> bool:
+        """True if ``member_dn`` is in ``group_dn`` directly or through nested groups."""
+        filt = f"(member:{_IN_CHAIN}:={escape_filter(member_dn)})"
+        return bool(self._search(group_dn, filt, BASE, operation="check nested member"))
+
+    def pam_ttl_supported(self) -> bool:
+        """True when the forest has the Windows Server 2016 PAM optional feature enabled."""
+        if self.config.member_ttl == "off":
+            return False
+        if self._pam_ttl is None:
+            config_nc = (self._conn.server.info.other.get("configurationNamingContext") or [""])[0]
+            base = f"CN=Optional Features,CN=Directory Service,CN=Windows NT,CN=Services,{config_nc}"
+            try:
+                entries = self._search(
+                    base, f"({_PAM_FEATURE_RDN})", attributes=["msDS-EnabledFeatureBL"], operation="read optional features"
+                )
+            except DirectoryNotFound:
+                entries = []
+            self._pam_ttl = any(e["attributes"].get("msDS-EnabledFeatureBL") for e in entries)
+        return self._pam_ttl
+
+    # -- membership changes ------------------------------------------------------------
+    def add_member(self, group_dn: str, member_dn: str, ttl_seconds: int | None = None) -> bool:
+        """Add ``member_dn`` to ``group_dn`` (with a PAM TTL when the forest supports one).
+
+        Returns True if this call added it, False if it was already there. Raises unless
+        a read-back shows the member present.
+        """
+        value = member_dn
+        if ttl_seconds is not None and self.pam_ttl_supported():
+            value = member_ttl_value(member_dn, ttl_seconds)
+        added = True
+        try:
+            with translate("add member"):
+                self._conn.modify(group_dn, {"member": [(MODIFY_ADD, [value])]}, controls=[_PERMISSIVE_MODIFY])
+        except DirectoryRejected as e:
+            if _result_code(e) != _ENTRY_ALREADY_EXISTS:
+                raise
+            added = False
+        if not self.is_member(group_dn, member_dn):
+            raise DirectoryRejected(f"{member_dn} is not in {group_dn} after adding it")
+        return added
+
+    def remove_member(self, group_dn: str, member_dn: str) -> bool:
+        """Remove ``member_dn`` from ``group_dn``. True if this call removed it; raises unless verified gone."""
+        return bool(self.remove_members(group_dn, [member_dn]))
+
+    def remove_members(self, group_dn: str, member_dns: list[str]) -> set[str]:
+        """Remove many members in one modify (falling back to one by one), then verify.
+
+        Returns the DNs this call removed. Members already absent count as success. Raises
+        DirectoryRejected if any of them is still present afterwards.
+        """
+        if not member_dns:
+            return set()
+        removed: set[str] = set()
+        try:
+            with translate("remove members"):
+                self._conn.modify(group_dn, {"member": [(MODIFY_DELETE, list(member_dns))]}, controls=[_PERMISSIVE_MODIFY])
+            removed = set(member_dns)
+        except DirectoryRejected as e:
+            # One absent value fails the whole modify on Samba (53) and on AD without
+            # permissive modify (16): fall back to one value at a time. Either way the
+            # read-back below decides.
+            if _result_code(e) not in (_UNWILLING_TO_PERFORM, _NO_SUCH_ATTRIBUTE):
+                raise
+            for dn in member_dns if len(member_dns) > 1 else ():
+                try:
+                    with translate("remove member"):
+                        self._conn.modify(group_dn, {"member": [(MODIFY_DELETE, [dn])]}, controls=[_PERMISSIVE_MODIFY])
+                    removed.add(dn)
+                except DirectoryRejected as e2:
+                    if _result_code(e2) not in (_UNWILLING_TO_PERFORM, _NO_SUCH_ATTRIBUTE):
+                        raise
+        still = {normalize_dn(d) for d in self.members_of(group_dn)} & {normalize_dn(d) for d in member_dns}
+        if still:
+            raise DirectoryRejected(f"{len(still)} member(s) still in {group_dn} after removing them")
+        return removed
+
+    def set_password(self, user_dn: str, password: str) -> None:
+        """Reset a user's password (unicodePwd over the TLS session); never logged."""
+        encoded = f'"{password}"'.encode("utf-16-le")
+        with translate("set password"):
+            self._conn.modify(user_dn, {"unicodePwd": [(MODIFY_REPLACE, [encoded])]})
+
+    # -- provisioning (demo estate, tests, bench) -------------------------------------
+    def ensure_ou(self, ou_dn: str) -> None:
+        """Create an organizational unit if it does not exist."""
+        try:
+            with translate("create OU"):
+                self._conn.add(ou_dn, "organizationalUnit")
+        except DirectoryRejected as e:
+            if _result_code(e) != _ENTRY_ALREADY_EXISTS:
+                raise
+
+    def ensure_group(self, name: str, parent_dn: str, description: str = "") -> str:
+        """Create a global security group ``CN=<name>,<parent_dn>`` if missing; return its DN."""
+        dn = f"{rdn('CN', name)},{parent_dn}"
+        attrs = {"sAMAccountName": name[:256], "groupType": -2147483646}
+        if description:
+            attrs["description"] = description
+        try:
+            with translate("create group"):
+                self._conn.add(dn, "group", attrs)
+        except DirectoryRejected as e:
+            if _result_code(e) != _ENTRY_ALREADY_EXISTS:
+                raise
+        return dn
+
+    def ensure_user(self, sam: str, parent_dn: str, password: str | None = None, display_name: str = "",
+                    mail: str = "", upn_suffix: str = "") -> str:
+        """Create an enabled user if missing (password set over TLS); return its DN."""
+        dn = f"{rdn('CN', sam)},{parent_dn}"
+        attrs = {"sAMAccountName": sam, "displayName": display_name or sam}
+        if mail:
+            attrs["mail"] = mail
+        if upn_suffix:
+            attrs["userPrincipalName"] = f"{sam}@{upn_suffix}"
+        try:
+            with translate("create user"):
+                self._conn.add(dn, ["top", "person", "organizationalPerson", "user"], attrs)
+        except DirectoryRejected as e:
+            if _result_code(e) != _ENTRY_ALREADY_EXISTS:
+                raise
+            return dn
+        if password:
+            self.set_password(dn, password)
+            with translate("enable user"):
+                self._conn.modify(dn, {"userAccountControl": [(MODIFY_REPLACE, [512])]})
+        return dn
+
+    def delete(self, dn: str) -> None:
+        """Delete one leaf object; absent is fine."""
+        try:
+            with translate("delete"):
+                self._conn.delete(dn)
+        except DirectoryNotFound:
+            pass
+
+
+def member_ttl_value(member_dn: str, ttl_seconds: int) -> str:
+    """The PAM-feature form of a member value: ``<TTL=seconds,DN>``."""
+    if ttl_seconds < 1:
+        raise ValueError("a TTL must be at least one second")
+    return f"<TTL={int(ttl_seconds)},{member_dn}>"
+
+
+def _result_code(e: DirectoryError) -> int | None:
+    cause = e.__cause__
+    return getattr(cause, "result", None)
+
+
+def connect(config: DirectoryConfig | None = None) -> Directory:
+    """Bind to the first configured DC that answers, trying each in turn within its timeouts.
+
+    ldap3's ServerPool sleeps between rounds on its own clock; trying the URLs here keeps
+    the deadline ours and names every DC that failed.
+    """
+    config = config or DirectoryConfig.from_settings()
+    config.check()
+    tls = Tls(
+        validate=ssl.CERT_REQUIRED,
+        version=ssl.PROTOCOL_TLS_CLIENT,
+        ca_certs_file=config.ca_file,
+        valid_names=list(config.tls_names) or None,
+    )
+    failures = []
+    for url in config.urls:
+        started = time.monotonic()
+        server = Server(url, tls=tls, connect_timeout=config.connect_timeout, get_info=DSA)
+        conn = Connection(
+            server,
+            user=config.bind_dn,
+            password=config.bind_password,
+            authentication=SIMPLE,
+            raise_exceptions=True,
+            receive_timeout=max(1, math.ceil(config.receive_timeout)),  # ldap3 packs it as an integer
+            auto_range=True,
+            check_names=False,
+            return_empty_attributes=False,
+        )
+        try:
+            with translate(f"bind to {url}"):
+                conn.open()
+                if config.start_tls and not url.lower().startswith("ldaps://"):
+                    conn.start_tls()
+                conn.bind()
+        except DirectoryRejected as e:
+            # The DC answered: bad bind credentials are ours to fix, not another DC's.
+            conn.unbind()
+            raise DirectoryMisconfigured(str(e)) from e
+        except DirectoryUnavailable as e:
+            failures.append(f"{url}: {e} after {time.monotonic() - started:.1f}s")
+            continue
+        return Directory(conn, config, url)
+    raise DirectoryUnavailable("no domain controller answered: " + "; ".join(failures))

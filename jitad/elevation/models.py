@@ -1,0 +1,205 @@
+"""Targets, eligibility policies, access requests, approvals and grants."""
+import re
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+
+class Target(models.Model):
+    """Something a person can be made admin of: a server, or a domain-level role.
+
+    The right is conferred by membership of ``group_dn`` (a JIT group, normally empty).
+    ``standing_members`` lists DNs the reconciler must leave in that group (e.g. a
+    nested break-glass group); everyone else must be backed by a live grant.
+    """
+
+    class Kind(models.TextChoices):
+        SERVER = "server", "Server"
+        DOMAIN_ROLE = "domain_role", "Domain role"
+
+    name = models.CharField(max_length=128, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SERVER)
+    hostname = models.CharField(max_length=255, blank=True, help_text="FQDN, for servers")
+    description = models.TextField(blank=True)
+    group_dn = models.CharField(max_length=512, help_text="the AD group that grants the right")
+    standing_members = models.JSONField(default=list, blank=True)
+    enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Policy(models.Model):
+    """Who may request which targets, for how long, and who must approve."""
+
+    class ApprovalMode(models.TextChoices):
+        AUTO = "auto", "Automatic"
+        MANUAL = "manual", "Approvers"
+
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    priority = models.PositiveIntegerField(default=100, help_text="lowest number wins when several policies match")
+    targets = models.ManyToManyField(Target, related_name="policies", blank=True)
+    eligible_groups = models.JSONField(default=list, blank=True, help_text="AD group names (sAMAccountName)")
+    eligible_users = models.JSONField(default=list, blank=True, help_text="AD user names (sAMAccountName)")
+    default_duration_minutes = models.PositiveIntegerField(default=60)
+    max_duration_minutes = models.PositiveIntegerField(default=240)
+    approval_mode = models.CharField(max_length=8, choices=ApprovalMode.choices, default=ApprovalMode.MANUAL)
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    approver_groups = models.JSONField(default=list, blank=True, help_text="AD group names whose members may approve")
+    pending_timeout_minutes = models.PositiveIntegerField(default=240)
+    require_justification = models.BooleanField(default=True)
+    min_justification_length = models.PositiveIntegerField(default=10)
+    require_ticket = models.BooleanField(default=False)
+    ticket_pattern = models.CharField(max_length=200, blank=True, help_text="regular expression a ticket must match")
+    max_extensions = models.PositiveSmallIntegerField(default=2)
+    enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["priority", "name"]
+        verbose_name_plural = "policies"
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        if self.default_duration_minutes > self.max_duration_minutes:
+            raise ValidationError("the default duration exceeds the maximum")
+        if self.approval_mode == self.ApprovalMode.MANUAL and self.approvals_required < 1:
+            raise ValidationError("manual approval needs at least one approver")
+        if self.ticket_pattern:
+            try:
+                re.compile(self.ticket_pattern)
+            except re.error as e:
+                raise ValidationError(f"ticket pattern is not a valid regular expression: {e}") from e
+
+
+class AccessRequest(models.Model):
+    """A person's request for a target, for a duration: new access, or an extension of a grant."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        DENIED = "denied"
+        EXPIRED_UNAPPROVED = "expired_unapproved"
+        CANCELLED = "cancelled"
+
+    class Kind(models.TextChoices):
+        NEW = "new"
+        EXTENSION = "extension"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.NEW)
+    requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="access_requests")
+    target = models.ForeignKey(Target, on_delete=models.PROTECT, related_name="requests")
+    policy = models.ForeignKey(Policy, on_delete=models.PROTECT, related_name="requests")
+    extends = models.ForeignKey(
+        "Grant", null=True, blank=True, on_delete=models.PROTECT, related_name="extension_requests"
+    )
+    duration_minutes = models.PositiveIntegerField()
+    justification = models.TextField(blank=True)
+    ticket = models.CharField(max_length=64, blank=True)
+    state = models.CharField(max_length=24, choices=State.choices, default=State.PENDING, db_index=True)
+    approvals_required = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    pending_until = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["state", "pending_until"])]
+
+    def __str__(self):
+        return f"#{self.pk} {self.requester} → {self.target} ({self.duration_minutes} min)"
+
+
+class Approval(models.Model):
+    """One approver's decision on a request. One per person per request."""
+
+    class Decision(models.TextChoices):
+        APPROVE = "approve"
+        DENY = "deny"
+
+    request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="approvals")
+    approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="approvals_given")
+    decision = models.CharField(max_length=8, choices=Decision.choices)
+    comment = models.TextField(blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["request", "approver"], name="one_decision_per_approver")]
+
+
+class Grant(models.Model):
+    """A time-boxed membership of ``user`` in ``group_dn``, and the work to add and remove it.
+
+    States (ARCHITECTURE.md): approved → granting → active → revoking → revoked, with
+    grant_failed / revoke_failed when attempts ran out (alerted, and the sweeper keeps
+    going). Work on a grant is *claimed*: ``claim_token`` names the one task allowed to
+    act and ``lease_until`` when that claim lapses if the task vanished. A grant with
+    ``revoke_requested_at`` set (early release, admin revoke) or ``expires_at`` in the past
+    is driven to removal by the sweeper, however long that takes.
+    """
+
+    class State(models.TextChoices):
+        APPROVED = "approved"
+        GRANTING = "granting"
+        ACTIVE = "active"
+        REVOKING = "revoking"
+        REVOKED = "revoked"
+        GRANT_FAILED = "grant_failed"
+        REVOKE_FAILED = "revoke_failed"
+
+    class RevokeReason(models.TextChoices):
+        EXPIRED = "expired"
+        RELEASED = "released", "released early"
+        ADMIN = "admin_revoked", "revoked by an administrator"
+        FAILED = "grant_failed", "cleanup after a failed grant"
+
+    request = models.OneToOneField(AccessRequest, on_delete=models.PROTECT, related_name="grant")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="grants")
+    target = models.ForeignKey(Target, on_delete=models.PROTECT, related_name="grants")
+    group_dn = models.CharField(max_length=512)
+    user_dn = models.CharField(max_length=512, blank=True)
+    user_guid = models.CharField(max_length=36, blank=True)
+    user_sid = models.CharField(max_length=184, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.APPROVED)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    activated_at = models.DateTimeField(null=True, blank=True)
+    revoke_requested_at = models.DateTimeField(null=True, blank=True)
+    revoke_requested_by = models.CharField(max_length=150, blank=True)
+    revoke_reason = models.CharField(max_length=16, choices=RevokeReason.choices, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    membership_removed = models.BooleanField(
+        null=True, blank=True, help_text="False when another live grant kept the membership"
+    )
+    extensions = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    retryable = models.BooleanField(default=True)
+    claim_token = models.UUIDField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["state", "expires_at"]),
+            models.Index(fields=["state", "next_attempt_at"]),
+            models.Index(fields=["user", "group_dn"]),
+            models.Index(fields=["claim_token"]),
+        ]
+
+    def __str__(self):
+        return f"grant #{self.pk} {self.user} on {self.target} [{self.state}]"
+
+    LIVE_STATES = (State.APPROVED, State.GRANTING, State.ACTIVE, State.GRANT_FAILED)
+    # States in which the membership may exist in AD: the reconciler leaves these alone.
+    BACKING_STATES = (State.GRANTING, State.ACTIVE, State.GRANT_FAILED, State.REVOKING, State.REVOKE_FAILED)

@@ -1,0 +1,38 @@
+"""Elevation business logic; views, admin, commands and tasks call only these."""
+from .grants import (
+    grant_apply_execute,
+    grant_refresh_ttl_execute,
+    grant_release,
+    grant_revoke,
+    grants_revoke_execute,
+    sweep,
+)
+from .policies import eligible_targets, is_approver, policy_for
+from .reconciler import reconcile
+from .requests import (
+    request_approve,
+    request_cancel,
+    request_create,
+    request_deny,
+    request_extend,
+    requests_expire_pending,
+)
+
+__all__ = [
+    "eligible_targets",
+    "grant_apply_execute",
+    "grant_refresh_ttl_execute",
+    "grant_release",
+    "grant_revoke",
+    "grants_revoke_execute",
+    "is_approver",
+    "policy_for",
+    "reconcile",
+    "request_approve",
+    "request_cancel",
+    "request_create",
+    "request_deny",
+    "request_extend",
+    "requests_expire_pending",
+    "sweep",
+]

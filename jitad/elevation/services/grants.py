@@ -1,0 +1,450 @@
+"""Grants: create, claim, apply to AD, revoke from AD, release, admin revoke, extend.
+
+The rules this module keeps (ARCHITECTURE.md):
+
+* The database is the source of truth. Work on a grant is *claimed* in a short
+  transaction (state + ``claim_token`` + ``lease_until``), the token travels in the task
+  message, and the task swaps it for its own before acting, so a duplicated message
+  finds nothing to do and a lost one is re-claimed by the sweeper when the lease lapses.
+* No network call inside a transaction: claim and commit, call AD, then commit the
+  outcome, conditional on still holding the claim.
+* Overlapping grants never cancel each other: a membership is removed only when no
+  other live grant of the same user in the same group remains, and re-asserted if one
+  appeared while we were removing it.
+* Failures are bounded and loud: exponential backoff with jitter on transient errors,
+  then ``grant_failed`` / ``revoke_failed`` with an alert, and the sweeper keeps going.
+"""
+import logging
+import random
+import uuid
+from collections import defaultdict
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from jitad import directory
+from jitad.audit.services import AuditEntry, audit_record_many
+from jitad.notifications.models import Notification
+from jitad.notifications.services import alert_raise
+
+from ..errors import RequestRefused
+from ..models import AccessRequest, Grant
+
+log = logging.getLogger(__name__)
+S = Grant.State
+
+
+# -- helpers ---------------------------------------------------------------------------
+def _lease(now=None):
+    return (now or timezone.now()) + timedelta(seconds=settings.JITAD_LEASE_SECONDS)
+
+
+def backoff_seconds(attempts: int, *, failed: bool = False) -> float:
+    """Exponential backoff with jitter: half the step fixed, half random (never zero)."""
+    cap = settings.JITAD_RETRY_MAX_SECONDS
+    step = cap if failed else min(cap, settings.JITAD_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    return step / 2 + random.uniform(0, step / 2)
+
+
+def _entry(grant: Grant, *, actor: str, action: str, before: str, after: str, reason: str = "", **data) -> AuditEntry:
+    return AuditEntry(
+        actor=actor,
+        action=action,
+        object_type="grant",
+        object_id=str(grant.pk),
+        before=before,
+        after=after,
+        reason=reason,
+        data={"user": grant.user.get_username(), "target": grant.target.name, "group": grant.group_dn, **data},
+    )
+
+
+def _enqueue_apply(grant_id: int, token: uuid.UUID) -> None:
+    from ..tasks import grant_apply
+
+    grant_apply.delay(grant_id, str(token))
+
+
+def _enqueue_revoke(grant_ids: list[int], token: uuid.UUID) -> None:
+    from ..tasks import grants_revoke
+
+    grants_revoke.delay(list(grant_ids), str(token))
+
+
+def _take(grant_ids, token) -> tuple[list[Grant], uuid.UUID]:
+    """Swap the claim a message carries for this execution's own; a duplicate gets nothing."""
+    mine = uuid.uuid4()
+    with transaction.atomic():
+        Grant.objects.filter(id__in=grant_ids, claim_token=token).update(claim_token=mine, lease_until=_lease())
+    grants = list(Grant.objects.filter(claim_token=mine).select_related("user", "target"))
+    return grants, mine
+
+
+# -- creation and requests to end ------------------------------------------------------
+def grant_create_from(*, request: AccessRequest, actor: str) -> Grant:
+    """Create the grant for an approved request and queue its application (caller's transaction)."""
+    now = timezone.now()
+    token = uuid.uuid4()
+    grant = Grant.objects.create(
+        request=request,
+        user=request.requester,
+        target=request.target,
+        group_dn=request.target.group_dn,
+        expires_at=now + timedelta(minutes=request.duration_minutes),
+        state=S.GRANTING,
+        claim_token=token,
+        lease_until=_lease(now),
+    )
+    audit_record_many(
+        [
+            _entry(grant, actor=actor, action="grant.created", before="", after=S.APPROVED,
+                   expires_at=grant.expires_at.isoformat()),
+            _entry(grant, actor="system:engine", action="grant.granting", before=S.APPROVED, after=S.GRANTING),
+        ]
+    )
+    transaction.on_commit(lambda: _enqueue_apply(grant.id, token))
+    return grant
+
+
+def grant_apply_extension(*, grant: Grant, request: AccessRequest, actor: str) -> Grant:
+    """Push a live grant's expiry out by the approved extension (caller's transaction)."""
+    g = Grant.objects.select_for_update().select_related("user", "target").get(pk=grant.pk)
+    if g.state not in (S.APPROVED, S.GRANTING, S.ACTIVE) or g.revoke_requested_at:
+        raise RequestRefused("not_extendable", f"Grant #{g.pk} is {g.state} and cannot be extended.")
+    now = timezone.now()
+    old = g.expires_at
+    g.expires_at = max(g.expires_at, now) + timedelta(minutes=request.duration_minutes)
+    g.extensions += 1
+    g.save(update_fields=["expires_at", "extensions"])
+    audit_record_many(
+        [_entry(g, actor=actor, action="grant.extended", before=g.state, after=g.state, reason=request.justification,
+                old_expires_at=old.isoformat(), expires_at=g.expires_at.isoformat(), request=request.pk)]
+    )
+    if g.state == S.ACTIVE:
+        from ..tasks import grant_refresh_ttl
+
+        transaction.on_commit(lambda: grant_refresh_ttl.delay(g.id))
+    return g
+
+
+def _request_revocation(grant: Grant, *, actor: str, reason: str, comment: str = "") -> Grant:
+    now = timezone.now()
+    with transaction.atomic():
+        g = Grant.objects.select_for_update().select_related("user", "target").get(pk=grant.pk)
+        if g.state in (S.REVOKING, S.REVOKE_FAILED, S.REVOKED) or g.revoke_requested_at:
+            raise RequestRefused("already_revoked", f"Grant #{g.pk} is already {g.state}.")
+        g.revoke_requested_at = now
+        g.revoke_requested_by = actor
+        g.revoke_reason = reason
+        fields = ["revoke_requested_at", "revoke_requested_by", "revoke_reason"]
+        if g.state == S.GRANTING and g.lease_until and g.lease_until > now:
+            # An apply is in flight; stealing its claim could let its add land after our
+            # removal. The sweeper takes the grant as soon as the apply lets go.
+            g.save(update_fields=fields)
+            audit_record_many([_entry(g, actor=actor, action="grant.revoke_requested", before=g.state, after=g.state,
+                                      reason=comment or reason)])
+            return g
+        before = g.state
+        token = uuid.uuid4()
+        g.state, g.claim_token, g.lease_until, g.attempts, g.next_attempt_at = S.REVOKING, token, _lease(now), 0, None
+        g.save(update_fields=fields + ["state", "claim_token", "lease_until", "attempts", "next_attempt_at"])
+        audit_record_many([_entry(g, actor=actor, action="grant.revoking", before=before, after=S.REVOKING,
+                                  reason=comment or reason)])
+        transaction.on_commit(lambda: _enqueue_revoke([g.id], token))
+    return g
+
+
+def grant_release(*, grant: Grant, actor) -> Grant:
+    """The holder gives the access back early."""
+    if actor.pk != grant.user_id:
+        raise RequestRefused("not_holder", "Only the holder may release a grant.")
+    return _request_revocation(grant, actor=actor.get_username(), reason=Grant.RevokeReason.RELEASED)
+
+
+def grant_revoke(*, grant: Grant, actor, reason: str) -> Grant:
+    """An administrator ends a grant now; the reason is recorded."""
+    if not (reason or "").strip():
+        raise RequestRefused("reason_required", "Revoking someone's access needs a reason.")
+    return _request_revocation(grant, actor=actor.get_username(), reason=Grant.RevokeReason.ADMIN, comment=reason)
+
+
+# -- failures --------------------------------------------------------------------------
+def _attempt_failed(grants: list[Grant], token: uuid.UUID, error: directory.DirectoryError, *, phase: str) -> None:
+    """Record a failed attempt on grants we hold; schedule the retry or mark failed and alert."""
+    now = timezone.now()
+    message = f"{type(error).__name__}: {error}"[:2000]
+    entries, alerts = [], []
+    with transaction.atomic():
+        for g in Grant.objects.select_for_update().select_related("user", "target").filter(
+            id__in=[g.id for g in grants], claim_token=token
+        ):
+            before = g.state
+            g.attempts += 1
+            g.last_error = message
+            exhausted = not error.transient or g.attempts >= settings.JITAD_RETRY_MAX_ATTEMPTS
+            if phase == "grant" and exhausted:
+                g.state, g.retryable = S.GRANT_FAILED, error.transient
+            elif phase == "revoke" and exhausted:
+                g.state = S.REVOKE_FAILED
+            g.next_attempt_at = now + timedelta(seconds=backoff_seconds(g.attempts, failed=exhausted))
+            g.claim_token = g.lease_until = None
+            g.save(update_fields=["attempts", "last_error", "state", "retryable", "next_attempt_at", "claim_token", "lease_until"])
+            action = f"grant.{g.state}" if g.state != before else "grant.attempt_failed"
+            entries.append(_entry(g, actor="system:engine", action=action, before=before, after=g.state,
+                                  reason=message, attempts=g.attempts, transient=error.transient))
+            if g.state != before:
+                alerts.append(g)
+        audit_record_many(entries)
+        for g in alerts:
+            verb = "add" if phase == "grant" else "remove"
+            alert_raise(
+                event=f"grant.{g.state}",
+                severity=Notification.Severity.CRITICAL,
+                subject=f"jitad could not {verb} {g.user.get_username()} {'to' if verb == 'add' else 'from'} "
+                        f"{g.target.name} (grant #{g.pk})",
+                body=(
+                    f"Grant #{g.pk}: {g.user.get_username()} on {g.target.name} ({g.group_dn}) is {g.state} after "
+                    f"{g.attempts} attempt(s). Last error: {message}\n"
+                    + ("jitad keeps retrying the removal; check the domain controllers and jitad's bind account. "
+                       if phase == "revoke" else "The requester does not have the access. ")
+                    + f"{settings.JITAD_BASE_URL}/admin/elevation/grant/{g.pk}/change/"
+                ),
+                object_type="grant",
+                object_id=g.pk,
+            )
+    log.warning("%s attempt failed for %d grant(s): %s", phase, len(grants), message)
+
+
+# -- apply -----------------------------------------------------------------------------
+def grant_apply_execute(*, grant_id: int, token) -> None:
+    """Add the grant's user to its group in AD, verify, and mark it active."""
+    grants, mine = _take([grant_id], token)
+    if not grants:
+        return
+    g = grants[0]
+    if g.state not in (S.GRANTING, S.GRANT_FAILED):
+        Grant.objects.filter(id=g.id, claim_token=mine).update(claim_token=None, lease_until=None)
+        return
+    try:
+        with directory.connect() as d:
+            if not g.user_dn:
+                user = d.find_user(g.user.get_username())
+                if user.disabled:
+                    raise directory.DirectoryRejected(f"the AD account {user.sam_account_name} is disabled")
+                # Commit who this grant backs before touching the group, so the
+                # reconciler never mistakes our add for an out-of-band one.
+                Grant.objects.filter(id=g.id, claim_token=mine).update(user_dn=user.dn, user_guid=user.guid, user_sid=user.sid)
+                g.user_dn = user.dn
+            ttl = int((g.expires_at - timezone.now()).total_seconds())
+            if ttl <= 0:
+                Grant.objects.filter(id=g.id, claim_token=mine).update(claim_token=None, lease_until=None)
+                return  # expired before it could be applied: the sweeper revokes it
+            d.add_member(g.group_dn, g.user_dn, ttl_seconds=ttl)
+    except directory.DirectoryError as e:
+        _attempt_failed([g], mine, e, phase="grant")
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        done = Grant.objects.filter(id=g.id, claim_token=mine, state=g.state).update(
+            state=S.ACTIVE, activated_at=now, claim_token=None, lease_until=None, attempts=0,
+            next_attempt_at=None, last_error="",
+        )
+        if done:
+            audit_record_many([_entry(g, actor="system:engine", action="grant.active", before=g.state, after=S.ACTIVE,
+                                      expires_at=g.expires_at.isoformat())])
+    if not done:
+        log.warning("grant %s: claim lapsed while applying; the current holder decides", g.id)
+
+
+def grant_refresh_ttl_execute(*, grant_id: int) -> None:
+    """After an extension, rewrite the member's PAM TTL (only where the forest has the feature)."""
+    g = Grant.objects.filter(id=grant_id, state=S.ACTIVE).first()
+    if g is None or not g.user_dn:
+        return
+    ttl = int((g.expires_at - timezone.now()).total_seconds())
+    with directory.connect() as d:
+        if ttl > 0 and d.pam_ttl_supported():
+            d.add_member(g.group_dn, g.user_dn, ttl_seconds=ttl)
+
+
+# -- revoke ----------------------------------------------------------------------------
+def _live_holders(group_dn: str, user_ids, exclude_ids) -> set[int]:
+    """Users who still hold a live grant in ``group_dn`` (other than the grants being revoked)."""
+    return set(
+        Grant.objects.filter(
+            group_dn=group_dn,
+            user_id__in=list(user_ids),
+            state__in=[S.GRANTING, S.ACTIVE],
+            expires_at__gt=timezone.now(),
+            revoke_requested_at__isnull=True,
+        )
+        .exclude(id__in=list(exclude_ids))
+        .values_list("user_id", flat=True)
+    )
+
+
+def _current_dn(d: directory.Directory, g: Grant, member_keys: set[str]) -> str | None:
+    """The DN to remove for ``g``: as recorded, or as it is now if the account was renamed or moved."""
+    if g.user_dn and directory.normalize_dn(g.user_dn) in member_keys:
+        return g.user_dn
+    try:
+        if g.user_guid:
+            return d.find_user_by_guid(g.user_guid).dn
+        if not g.user_dn:
+            return d.find_user(g.user.get_username()).dn
+    except directory.DirectoryNotFound:
+        return None
+    return g.user_dn
+
+
+def _revoke_group(d: directory.Directory, group_dn: str, grants: list[Grant]) -> dict[int, bool]:
+    """Remove the members these grants added (unless another live grant holds them); verify.
+
+    Returns {grant id: True if its membership was removed, False if another grant kept it}.
+    """
+    ids = {g.id for g in grants}
+    keep = _live_holders(group_dn, {g.user_id for g in grants}, ids)
+    member_keys = {directory.normalize_dn(m) for m in d.members_of(group_dn)}
+    to_remove: dict[str, list[Grant]] = defaultdict(list)
+    outcome = {}
+    for g in grants:
+        if g.user_id in keep:
+            outcome[g.id] = False
+            continue
+        dn = _current_dn(d, g, member_keys)
+        outcome[g.id] = True
+        if dn:
+            to_remove[dn].append(g)
+    d.remove_members(group_dn, list(to_remove))
+    # A grant for one of these users may have started while we removed: put it back.
+    raced = _live_holders(group_dn, {g.user_id for gs in to_remove.values() for g in gs}, ids)
+    for dn, gs in to_remove.items():
+        if any(g.user_id in raced for g in gs):
+            d.add_member(group_dn, dn)
+            log.warning("re-added %s to %s for a grant that started during revocation", dn, group_dn)
+    return outcome
+
+
+def _mark_revoked(grants: list[Grant], token: uuid.UUID, outcome: dict[int, bool]) -> None:
+    now = timezone.now()
+    entries, recovered = [], []
+    with transaction.atomic():
+        held = {
+            g.id: g.state
+            for g in Grant.objects.select_for_update().filter(id__in=list(outcome), claim_token=token).only("id", "state")
+        }
+        for removed in (True, False):
+            ids = [i for i, r in outcome.items() if r is removed and i in held]
+            Grant.objects.filter(id__in=ids).update(
+                state=S.REVOKED, revoked_at=now, membership_removed=removed, claim_token=None, lease_until=None,
+                next_attempt_at=None, last_error="",
+            )
+        for g in grants:
+            if g.id not in held:
+                continue
+            entries.append(_entry(g, actor="system:engine", action="grant.revoked", before=held[g.id], after=S.REVOKED,
+                                  reason=g.revoke_reason or Grant.RevokeReason.EXPIRED,
+                                  membership_removed=outcome[g.id],
+                                  lateness_ms=int((now - g.expires_at).total_seconds() * 1000)))
+            if held[g.id] == S.REVOKE_FAILED:
+                recovered.append(g)
+        audit_record_many(entries)
+        for g in recovered:
+            alert_raise(
+                event="grant.revoke_recovered",
+                severity=Notification.Severity.INFO,
+                subject=f"Resolved: {g.user.get_username()} removed from {g.target.name} (grant #{g.pk})",
+                body=f"Grant #{g.pk} is revoked after {g.attempts} failed attempt(s); the membership is verified gone.",
+                object_type="grant",
+                object_id=g.pk,
+            )
+
+
+def grants_revoke_execute(*, grant_ids: list[int], token) -> None:
+    """Remove the memberships of the claimed grants, one modify per group, and mark them revoked."""
+    grants, mine = _take(grant_ids, token)
+    if not grants:
+        return
+    by_group: dict[str, list[Grant]] = defaultdict(list)
+    for g in grants:
+        by_group[g.group_dn].append(g)
+    try:
+        d = directory.connect()
+    except directory.DirectoryError as e:
+        _attempt_failed(grants, mine, e, phase="revoke")
+        return
+    with d:
+        for group_dn, group_grants in by_group.items():
+            try:
+                outcome = _revoke_group(d, group_dn, group_grants)
+            except directory.DirectoryError as e:
+                _attempt_failed(group_grants, mine, e, phase="revoke")
+                continue
+            _mark_revoked(group_grants, mine, outcome)
+
+
+# -- sweeper ---------------------------------------------------------------------------
+def _claim(qs, *, to_state: str | None, limit: int) -> tuple[uuid.UUID, list[Grant]]:
+    """Claim up to ``limit`` grants matching ``qs`` in one short transaction; audit state changes."""
+    now = timezone.now()
+    token = uuid.uuid4()
+    with transaction.atomic():
+        rows = list(
+            qs.select_for_update(skip_locked=True).select_related("user", "target").order_by("expires_at")[:limit]
+        )
+        if not rows:
+            return token, []
+        changing = [g.id for g in rows if to_state is not None and g.state != to_state]
+        Grant.objects.filter(id__in=[g.id for g in rows]).update(claim_token=token, lease_until=_lease(now))
+        # A new phase starts its own count of attempts; a retry keeps counting.
+        Grant.objects.filter(id__in=changing).update(state=to_state, attempts=0, next_attempt_at=None)
+        entries = []
+        for g in rows:
+            if to_state is not None and g.state != to_state:
+                if to_state == S.REVOKING and not g.revoke_reason:
+                    g.revoke_reason = Grant.RevokeReason.FAILED if g.state == S.GRANT_FAILED else Grant.RevokeReason.EXPIRED
+                    Grant.objects.filter(id=g.id).update(revoke_reason=g.revoke_reason)
+                entries.append(_entry(g, actor="system:sweeper", action=f"grant.{to_state}", before=g.state,
+                                      after=to_state, reason=g.revoke_reason))
+        audit_record_many(entries)
+    return token, rows
+
+
+def sweep(*, now=None) -> dict[str, int]:
+    """Drive every grant that needs work: due revocations first, then stalled or retried applies."""
+    now = now or timezone.now()
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    ready = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    limit = settings.JITAD_SWEEP_BATCH
+    counts = {"revoke": 0, "apply": 0}
+
+    starting = Grant.objects.filter(
+        free,
+        Q(expires_at__lte=now) | Q(revoke_requested_at__isnull=False),
+        state__in=[S.APPROVED, S.GRANTING, S.ACTIVE, S.GRANT_FAILED],
+    )
+    retrying = Grant.objects.filter(free, ready, state__in=[S.REVOKING, S.REVOKE_FAILED])
+    for qs, to_state in ((starting, S.REVOKING), (retrying, None)):
+        token, rows = _claim(qs, to_state=to_state, limit=limit)
+        by_group: dict[str, list[int]] = defaultdict(list)
+        for g in rows:
+            by_group[g.group_dn].append(g.id)
+        for ids in by_group.values():
+            for i in range(0, len(ids), 500):
+                _enqueue_revoke(ids[i : i + 500], token)
+        counts["revoke"] += len(rows)
+
+    not_ending = Q(expires_at__gt=now, revoke_requested_at__isnull=True)
+    first_apply = Grant.objects.filter(free, not_ending, state=S.APPROVED)
+    retry_apply = Grant.objects.filter(
+        free, ready, not_ending, Q(state=S.GRANTING) | Q(state=S.GRANT_FAILED, retryable=True)
+    )
+    for qs, to_state in ((first_apply, S.GRANTING), (retry_apply, None)):
+        token, rows = _claim(qs, to_state=to_state, limit=limit)
+        for g in rows:
+            _enqueue_apply(g.id, token)
+        counts["apply"] += len(rows)
+    return counts

@@ -1,0 +1,36 @@
+"""Eligibility: which policy, if any, lets a person request a target, and who may approve."""
+from ..models import Policy, Target
+
+
+def user_group_names(user) -> set[str]:
+    """The AD group names jitad knows for ``user`` (synced into Django groups at login)."""
+    return {name.lower() for name in user.groups.values_list("name", flat=True)}
+
+
+def _lower(values) -> set[str]:
+    return {v.lower() for v in values}
+
+
+def policy_for(*, user, target: Target) -> Policy | None:
+    """The enabled policy (lowest priority number) that makes ``user`` eligible for ``target``."""
+    groups = user_group_names(user)
+    username = user.get_username().lower()
+    for policy in Policy.objects.filter(enabled=True, targets=target).order_by("priority", "name"):
+        if username in _lower(policy.eligible_users) or groups & _lower(policy.eligible_groups):
+            return policy
+    return None
+
+
+def eligible_targets(*, user) -> list[tuple[Target, Policy]]:
+    """Every enabled target ``user`` may request, with the policy that applies."""
+    result = []
+    for target in Target.objects.filter(enabled=True).prefetch_related("policies"):
+        policy = policy_for(user=user, target=target)
+        if policy is not None:
+            result.append((target, policy))
+    return result
+
+
+def is_approver(*, user, policy: Policy) -> bool:
+    """True if ``user`` is in one of the policy's approver groups."""
+    return bool(user_group_names(user) & _lower(policy.approver_groups))

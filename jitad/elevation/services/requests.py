@@ -1,0 +1,239 @@
+"""Requests and decisions: create, approve, deny, cancel, extend, expire."""
+import re
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from jitad.audit.services import audit_record
+
+from ..errors import RequestRefused
+from ..models import AccessRequest, Approval, Grant, Policy, Target
+from .grants import grant_create_from
+from .policies import is_approver, policy_for
+
+TICKET_MAX = 64
+JUSTIFICATION_MAX = 2000
+
+
+def _actor(user) -> str:
+    return user.get_username()
+
+
+def _audit_request(req: AccessRequest, *, actor: str, action: str, before: str, reason: str = "", **data) -> None:
+    audit_record(
+        actor=actor,
+        action=action,
+        object_type="request",
+        object_id=str(req.pk),
+        before=before,
+        after=req.state,
+        reason=reason,
+        data={"target": req.target.name, "requester": req.requester.get_username(), **data},
+    )
+
+
+def _check_text(policy: Policy, justification: str, ticket: str) -> tuple[str, str]:
+    justification = (justification or "").strip()
+    ticket = (ticket or "").strip()
+    if len(justification) > JUSTIFICATION_MAX:
+        raise RequestRefused("justification_too_long", f"The justification is limited to {JUSTIFICATION_MAX} characters.")
+    if policy.require_justification and len(justification) < policy.min_justification_length:
+        raise RequestRefused(
+            "justification_required",
+            f"Policy {policy.name} needs a justification of at least {policy.min_justification_length} characters.",
+        )
+    if len(ticket) > TICKET_MAX:
+        raise RequestRefused("ticket_invalid", f"A ticket reference is at most {TICKET_MAX} characters.")
+    if policy.require_ticket and not ticket:
+        raise RequestRefused("ticket_required", f"Policy {policy.name} needs a ticket reference.")
+    if ticket and policy.ticket_pattern and not re.fullmatch(policy.ticket_pattern, ticket):
+        raise RequestRefused(
+            "ticket_invalid", f"Ticket {ticket!r} does not match the format policy {policy.name} expects."
+        )
+    return justification, ticket
+
+
+def _check_duration(policy: Policy, duration_minutes) -> int:
+    if duration_minutes in (None, ""):
+        return policy.default_duration_minutes
+    try:
+        minutes = int(duration_minutes)
+    except (TypeError, ValueError) as e:
+        raise RequestRefused("duration_invalid", "The duration must be a whole number of minutes.") from e
+    if minutes < 1:
+        raise RequestRefused("duration_invalid", "The duration must be at least one minute.")
+    if minutes > policy.max_duration_minutes:
+        raise RequestRefused(
+            "duration_too_long",
+            f"Policy {policy.name} allows at most {policy.max_duration_minutes} minutes on this target.",
+        )
+    return minutes
+
+
+def request_create(*, requester, target: Target, duration_minutes=None, justification: str = "", ticket: str = "") -> AccessRequest:
+    """Ask for ``target`` for ``duration_minutes``; auto-approved requests get their grant at once."""
+    if not target.enabled:
+        raise RequestRefused("target_disabled", f"{target.name} is not open for requests.")
+    policy = policy_for(user=requester, target=target)
+    if policy is None:
+        raise RequestRefused("not_eligible", f"No policy lets {requester.get_username()} request {target.name}.")
+    minutes = _check_duration(policy, duration_minutes)
+    justification, ticket = _check_text(policy, justification, ticket)
+    now = timezone.now()
+    auto = policy.approval_mode == Policy.ApprovalMode.AUTO
+    with transaction.atomic():
+        req = AccessRequest.objects.create(
+            requester=requester,
+            target=target,
+            policy=policy,
+            duration_minutes=minutes,
+            justification=justification,
+            ticket=ticket,
+            approvals_required=0 if auto else policy.approvals_required,
+            pending_until=now + timedelta(minutes=policy.pending_timeout_minutes),
+        )
+        _audit_request(req, actor=_actor(requester), action="request.created", before="", reason=justification,
+                       duration_minutes=minutes, ticket=ticket, policy=policy.name)
+        if auto:
+            _approve(req, actor="system:policy", reason=f"auto-approved by policy {policy.name}")
+    return req
+
+
+def _approve(req: AccessRequest, *, actor: str, reason: str) -> None:
+    """Mark ``req`` approved and create (or extend) its grant; caller holds the transaction."""
+    before = req.state
+    req.state = AccessRequest.State.APPROVED
+    req.decided_at = timezone.now()
+    req.save(update_fields=["state", "decided_at"])
+    _audit_request(req, actor=actor, action="request.approved", before=before, reason=reason)
+    if req.kind == AccessRequest.Kind.EXTENSION:
+        from .grants import grant_apply_extension
+
+        grant_apply_extension(grant=req.extends, request=req, actor=actor)
+    else:
+        grant_create_from(request=req, actor=actor)
+
+
+def _locked_pending(request_id: int) -> AccessRequest:
+    req = AccessRequest.objects.select_for_update().select_related("policy", "target", "requester").get(pk=request_id)
+    if req.state != AccessRequest.State.PENDING:
+        raise RequestRefused("not_pending", f"Request #{req.pk} is {req.state}, not pending.")
+    return req
+
+
+def _check_approver(req: AccessRequest, approver) -> None:
+    if approver.pk == req.requester_id:
+        raise RequestRefused("self_approval", "Nobody may decide their own request.")
+    if not is_approver(user=approver, policy=req.policy):
+        raise RequestRefused(
+            "not_approver", f"{approver.get_username()} is not an approver under policy {req.policy.name}."
+        )
+
+
+def request_approve(*, request: AccessRequest, approver, comment: str = "") -> AccessRequest:
+    """Record one approval; the request is approved once enough distinct approvers agree."""
+    with transaction.atomic():
+        req = _locked_pending(request.pk)
+        _check_approver(req, approver)
+        if req.approvals.filter(approver=approver).exists():
+            raise RequestRefused("already_decided", "You have already approved this request.")
+        Approval.objects.create(request=req, approver=approver, decision=Approval.Decision.APPROVE, comment=comment)
+        count = req.approvals.filter(decision=Approval.Decision.APPROVE).count()
+        audit_record(
+            actor=_actor(approver), action="request.approval_recorded", object_type="request", object_id=str(req.pk),
+            before=req.state, after=req.state, reason=comment,
+            data={"approvals": count, "required": req.approvals_required},
+        )
+        if count >= req.approvals_required:
+            _approve(req, actor=_actor(approver), reason=comment)
+    return req
+
+
+def request_deny(*, request: AccessRequest, approver, comment: str) -> AccessRequest:
+    """One deny ends the request; a comment is required."""
+    if not (comment or "").strip():
+        raise RequestRefused("comment_required", "A denial needs a comment for the requester.")
+    with transaction.atomic():
+        req = _locked_pending(request.pk)
+        _check_approver(req, approver)
+        Approval.objects.update_or_create(
+            request=req, approver=approver, defaults={"decision": Approval.Decision.DENY, "comment": comment}
+        )
+        req.state = AccessRequest.State.DENIED
+        req.decided_at = timezone.now()
+        req.save(update_fields=["state", "decided_at"])
+        _audit_request(req, actor=_actor(approver), action="request.denied", before=AccessRequest.State.PENDING, reason=comment)
+    return req
+
+
+def request_cancel(*, request: AccessRequest, actor) -> AccessRequest:
+    """The requester withdraws a pending request."""
+    with transaction.atomic():
+        req = _locked_pending(request.pk)
+        if actor.pk != req.requester_id:
+            raise RequestRefused("not_requester", "Only the requester may cancel a request.")
+        req.state = AccessRequest.State.CANCELLED
+        req.decided_at = timezone.now()
+        req.save(update_fields=["state", "decided_at"])
+        _audit_request(req, actor=_actor(actor), action="request.cancelled", before=AccessRequest.State.PENDING)
+    return req
+
+
+def request_extend(*, grant: Grant, requester, duration_minutes, justification: str = "", ticket: str = "") -> AccessRequest:
+    """Ask for more time on a live grant: a new decision under the same policy, capped by it."""
+    if requester.pk != grant.user_id:
+        raise RequestRefused("not_requester", "Only the holder of a grant may ask to extend it.")
+    if grant.state not in (Grant.State.ACTIVE, Grant.State.GRANTING, Grant.State.APPROVED) or grant.revoke_requested_at:
+        raise RequestRefused("not_extendable", f"Grant #{grant.pk} is {grant.state} and cannot be extended.")
+    policy = policy_for(user=requester, target=grant.target)
+    if policy is None:
+        raise RequestRefused("not_eligible", f"No policy lets {requester.get_username()} request {grant.target.name}.")
+    if grant.extensions >= policy.max_extensions:
+        raise RequestRefused(
+            "too_many_extensions", f"Policy {policy.name} allows {policy.max_extensions} extension(s) of one grant."
+        )
+    minutes = _check_duration(policy, duration_minutes)
+    justification, ticket = _check_text(policy, justification, ticket or grant.request.ticket)
+    auto = policy.approval_mode == Policy.ApprovalMode.AUTO
+    with transaction.atomic():
+        if AccessRequest.objects.filter(extends=grant, state=AccessRequest.State.PENDING).exists():
+            raise RequestRefused("extension_pending", "An extension of this grant is already waiting for a decision.")
+        req = AccessRequest.objects.create(
+            kind=AccessRequest.Kind.EXTENSION,
+            requester=requester,
+            target=grant.target,
+            policy=policy,
+            extends=grant,
+            duration_minutes=minutes,
+            justification=justification,
+            ticket=ticket,
+            approvals_required=0 if auto else policy.approvals_required,
+            pending_until=timezone.now() + timedelta(minutes=policy.pending_timeout_minutes),
+        )
+        _audit_request(req, actor=_actor(requester), action="request.created", before="", reason=justification,
+                       duration_minutes=minutes, extends=grant.pk, policy=policy.name)
+        if auto:
+            _approve(req, actor="system:policy", reason=f"auto-approved by policy {policy.name}")
+    return req
+
+
+def requests_expire_pending(*, now=None) -> int:
+    """Close requests nobody decided in time; returns how many."""
+    now = now or timezone.now()
+    count = 0
+    ids = list(
+        AccessRequest.objects.filter(state=AccessRequest.State.PENDING, pending_until__lte=now).values_list("id", flat=True)[:1000]
+    )
+    for request_id in ids:
+        with transaction.atomic():
+            req = AccessRequest.objects.select_for_update().select_related("target", "requester").get(pk=request_id)
+            if req.state != AccessRequest.State.PENDING:
+                continue
+            req.state = AccessRequest.State.EXPIRED_UNAPPROVED
+            req.decided_at = now
+            req.save(update_fields=["state", "decided_at"])
+            _audit_request(req, actor="system:timeout", action="request.expired_unapproved",
+                           before=AccessRequest.State.PENDING, reason="no decision within the policy's timeout")
+            count += 1
+    return count

@@ -1,0 +1,42 @@
+"""Celery tasks: thin, id-only, each calling one service.
+
+Retries of directory work are scheduled in the database (``Grant.next_attempt_at``) and
+driven by the sweeper, not by Celery countdowns: the attempt count survives a dead
+worker, and a lost or duplicated message never changes the outcome.
+"""
+from celery import shared_task
+
+from . import services
+
+_SAFE = {"acks_late": True, "reject_on_worker_lost": True}
+
+
+@shared_task(name="jitad.elevation.grant_apply", **_SAFE)
+def grant_apply(grant_id: int, token: str) -> None:
+    services.grant_apply_execute(grant_id=grant_id, token=token)
+
+
+@shared_task(name="jitad.elevation.grants_revoke", **_SAFE)
+def grants_revoke(grant_ids: list[int], token: str) -> None:
+    services.grants_revoke_execute(grant_ids=grant_ids, token=token)
+
+
+@shared_task(name="jitad.elevation.grant_refresh_ttl", autoretry_for=(services.grants.directory.DirectoryUnavailable,),
+             retry_backoff=True, retry_jitter=True, max_retries=5, **_SAFE)
+def grant_refresh_ttl(grant_id: int) -> None:
+    services.grant_refresh_ttl_execute(grant_id=grant_id)
+
+
+@shared_task(name="jitad.elevation.sweep", expires=30)
+def sweep() -> dict:
+    return services.sweep()
+
+
+@shared_task(name="jitad.elevation.reconcile", expires=300)
+def reconcile() -> None:
+    services.reconcile()
+
+
+@shared_task(name="jitad.elevation.expire_pending", expires=300)
+def expire_pending() -> int:
+    return services.requests_expire_pending()

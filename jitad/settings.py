@@ -1,0 +1,201 @@
+"""Django settings for jitad, read from the environment with safe single-machine defaults.
+
+Every variable is documented in ops/jitad.env.example. With nothing set, jitad runs on
+one machine: SQLite and a filesystem broker under ./var. Production (JITAD_ENV=production)
+must set the secret key, the database, the broker and the directory bind explicitly.
+"""
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+
+JITAD_ENV = env.str("JITAD_ENV", default="development")
+PRODUCTION = JITAD_ENV == "production"
+VAR_DIR = Path(env.str("JITAD_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+SECRET_KEY = env.str("JITAD_SECRET_KEY", default="")
+if not SECRET_KEY:
+    if PRODUCTION:
+        raise ImproperlyConfigured("JITAD_SECRET_KEY must be set in production")
+    # A per-checkout key: never shared, never committed (var/ is git-ignored).
+    _key_file = VAR_DIR / "secret_key"
+    if not _key_file.exists():
+        from django.core.management.utils import get_random_secret_key
+
+        _key_file.write_text(get_random_secret_key())
+        _key_file.chmod(0o600)
+    SECRET_KEY = _key_file.read_text().strip()
+
+DEBUG = env.bool("JITAD_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("JITAD_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("JITAD_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "jitad.audit",
+    "jitad.notifications",
+    "jitad.elevation",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "jitad.urls"
+WSGI_APPLICATION = "jitad.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+_default_db = f"sqlite:///{VAR_DIR / 'jitad.sqlite3'}"
+if PRODUCTION and "JITAD_DATABASE_URL" not in env:
+    raise ImproperlyConfigured("JITAD_DATABASE_URL must be set in production")
+DATABASES = {"default": env.db_url("JITAD_DATABASE_URL", default=_default_db)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and beat share one file: WAL lets readers run beside the writer,
+    # IMMEDIATE takes the write lock up front so two writers queue instead of deadlocking.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+    # A file, not memory, so a real Celery worker process can share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("JITAD_DB_CONN_MAX_AGE", default=0)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("JITAD_TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env.bool("JITAD_SECURE_COOKIES", default=PRODUCTION)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_AGE = env.int("JITAD_SESSION_AGE_SECONDS", default=8 * 3600)
+X_FRAME_OPTIONS = "DENY"
+
+# --- Celery ---------------------------------------------------------------------------
+# The broker is only a wake-up call; the database is the source of truth. The embedded
+# default is kombu's filesystem transport: no server, works for web + worker + beat on
+# one machine.
+_broker_dir = VAR_DIR / "broker"
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+if PRODUCTION and "CELERY_BROKER_URL" not in env:
+    raise ImproperlyConfigured("CELERY_BROKER_URL must be set in production")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    for sub in ("queue", "processed"):
+        (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# --- Directory (Active Directory over LDAPS) -----------------------------------------
+# URLs are tried in order (first that answers wins, the next on failure).
+JITAD_LDAP_URLS = env.list("JITAD_LDAP_URLS", default=[])
+JITAD_LDAP_CA_FILE = env.str("JITAD_LDAP_CA_FILE", default="")
+# Names the DC certificate may carry when it differs from the host in the URL.
+JITAD_LDAP_TLS_NAMES = env.list("JITAD_LDAP_TLS_NAMES", default=[])
+JITAD_LDAP_START_TLS = env.bool("JITAD_LDAP_START_TLS", default=False)
+JITAD_LDAP_BIND_DN = env.str("JITAD_LDAP_BIND_DN", default="")
+JITAD_LDAP_BIND_PASSWORD = env.str("JITAD_LDAP_BIND_PASSWORD", default="")
+JITAD_LDAP_BASE_DN = env.str("JITAD_LDAP_BASE_DN", default="")
+JITAD_LDAP_JIT_OU = env.str("JITAD_LDAP_JIT_OU", default="")
+JITAD_LDAP_CONNECT_TIMEOUT = env.float("JITAD_LDAP_CONNECT_TIMEOUT", default=3.0)
+JITAD_LDAP_RECEIVE_TIMEOUT = env.float("JITAD_LDAP_RECEIVE_TIMEOUT", default=10.0)
+# "auto" detects the Windows Server 2016 PAM optional feature; "off" never writes TTLs.
+JITAD_LDAP_MEMBER_TTL = env.str("JITAD_LDAP_MEMBER_TTL", default="auto")
+if PRODUCTION and not (JITAD_LDAP_URLS and JITAD_LDAP_BIND_DN and JITAD_LDAP_BIND_PASSWORD and JITAD_LDAP_CA_FILE):
+    raise ImproperlyConfigured(
+        "JITAD_LDAP_URLS, JITAD_LDAP_BIND_DN, JITAD_LDAP_BIND_PASSWORD and JITAD_LDAP_CA_FILE must be set in production"
+    )
+
+# --- Engine ---------------------------------------------------------------------------
+JITAD_SWEEP_INTERVAL = env.float("JITAD_SWEEP_INTERVAL", default=1.0)
+JITAD_RECONCILE_INTERVAL = env.float("JITAD_RECONCILE_INTERVAL", default=60.0)
+JITAD_PENDING_CHECK_INTERVAL = env.float("JITAD_PENDING_CHECK_INTERVAL", default=30.0)
+# A claimed grant is worked by one task; if that task vanishes (worker killed), the
+# claim lapses after this many seconds and the sweeper hands the grant to another.
+JITAD_LEASE_SECONDS = env.float("JITAD_LEASE_SECONDS", default=60.0)
+# Transient failures: attempts before the grant is marked failed and alerted, and the
+# exponential backoff (with full jitter) between them.
+JITAD_RETRY_MAX_ATTEMPTS = env.int("JITAD_RETRY_MAX_ATTEMPTS", default=5)
+JITAD_RETRY_BASE_SECONDS = env.float("JITAD_RETRY_BASE_SECONDS", default=1.0)
+JITAD_RETRY_MAX_SECONDS = env.float("JITAD_RETRY_MAX_SECONDS", default=60.0)
+# How many due grants one sweep claims (the rest go in the next sweep).
+JITAD_SWEEP_BATCH = env.int("JITAD_SWEEP_BATCH", default=5000)
+JITAD_BASE_URL = env.str("JITAD_BASE_URL", default="http://127.0.0.1:8000")
+
+# --- Alerts (apprise URLs: mailto://, slack://, msteams://, json://, ...) -------------
+JITAD_ALERT_URLS = env.list("JITAD_ALERT_URLS", default=[])
+JITAD_ALERT_MAX_ATTEMPTS = env.int("JITAD_ALERT_MAX_ATTEMPTS", default=5)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("JITAD_LOG_LEVEL", default="INFO")},
+    "loggers": {
+        # ldap3 at DEBUG would print bind credentials; keep it quiet whatever the root says.
+        "ldap3": {"level": "WARNING"},
+    },
+}
