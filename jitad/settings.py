@@ -135,6 +135,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
+        # The filesystem transport polls; 1 s (kombu's default) would add up to a second
+        # to every grant and revocation.
+        "polling_interval": env.float("JITAD_BROKER_POLL_SECONDS", default=0.1),
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}

@@ -1,0 +1,44 @@
+"""Apply a YAML policy file: create or update its targets and policies; exit 1 if it is rejected."""
+from django.core.management.base import BaseCommand, CommandError
+
+from jitad.elevation.policy_file import ApplySummary, PolicyFileError, apply_policy_file
+
+
+class Command(BaseCommand):
+    help = "Validate a YAML policy file and bring targets and policies in line with it (all or nothing)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", help="the policy file (YAML, version 1)")
+        parser.add_argument(
+            "--prune", action="store_true", help="disable (never delete) targets and policies the file does not name"
+        )
+        parser.add_argument("--dry-run", action="store_true", help="validate and show what would change; change nothing")
+
+    def handle(self, *args, **options):
+        path = options["file"]
+        try:
+            summary = apply_policy_file(path, prune=options["prune"], dry_run=options["dry_run"])
+        except (OSError, UnicodeDecodeError) as e:
+            raise CommandError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from e
+        except PolicyFileError as e:
+            for error in e.errors:
+                self.stderr.write(f"{path}: {error}")
+            raise CommandError(f"{path} rejected with {len(e.errors)} error(s); nothing was changed") from e
+        self.report(path, summary)
+
+    def report(self, path: str, summary: ApplySummary) -> None:
+        """One line per object touched, then the counts."""
+        for label in summary.created:
+            self.stdout.write(f"  created   {label}")
+        for label in summary.updated:
+            self.stdout.write(f"  updated   {label}: {', '.join(summary.changed_fields[label])}")
+        for label in summary.disabled:
+            self.stdout.write(f"  disabled  {label}")
+        counts = (
+            f"{len(summary.created)} created, {len(summary.updated)} updated, "
+            f"{len(summary.unchanged)} unchanged, {len(summary.disabled)} disabled"
+        )
+        if summary.dry_run:
+            self.stdout.write(f"Dry run of {path}: would be {counts}. Nothing was changed.")
+        else:
+            self.stdout.write(self.style.SUCCESS(f"Applied {path}: {counts}."))

@@ -1,0 +1,178 @@
+"""Shared fixtures: a real Samba AD DC, a real Celery worker, an alert receiver.
+
+Engine timings are shortened (not faked) so failure paths run in seconds. The same
+values go to this process's settings and to the worker's environment.
+"""
+import os
+import ssl
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+from tests.settings import ENGINE_ENV  # noqa: E402
+from tests.support.samba import SambaDC  # noqa: E402
+from tests.support.webhook import WebhookReceiver  # noqa: E402
+from tests.support.worker import CeleryWorker  # noqa: E402
+
+ARTIFACTS = REPO / "test-artifacts"
+
+
+def _apply_settings(values: dict[str, str]) -> None:
+    """Point this process's Django settings at what the fixtures started."""
+    from django.conf import settings
+
+    lists = {"JITAD_LDAP_URLS", "JITAD_LDAP_TLS_NAMES", "JITAD_ALERT_URLS"}
+    for key, value in values.items():
+        setattr(settings, key, [v for v in value.split(",") if v] if key in lists else value)
+
+
+@pytest.fixture(scope="session")
+def samba_dc(tmp_path_factory):
+    """A freshly provisioned Samba AD DC on 127.0.0.1 for the whole session."""
+    dc = SambaDC(tmp_path_factory.mktemp("samba"))
+    dc.provision()
+    dc.start()
+    _apply_settings(dc.settings_env())
+    yield dc
+    dc.stop()
+
+
+@pytest.fixture(scope="session")
+def ldap_admin(samba_dc):
+    """An ldap3 connection of the test's own, independent of jitad's seam, for read-back."""
+    from ldap3 import Connection, Server, Tls
+
+    def connect():
+        tls = Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=samba_dc.ca_file, valid_names=[samba_dc.tls_name])
+        server = Server(samba_dc.ldaps_url, tls=tls, connect_timeout=5)
+        return Connection(server, samba_dc.admin_dn, samba_dc.admin_password, auto_bind=True, raise_exceptions=False,
+                          receive_timeout=10)
+
+    return connect
+
+
+@pytest.fixture(scope="session")
+def jit_ou(samba_dc):
+    """An OU for this session's groups and users, so runs never see each other's objects."""
+    from jitad import directory
+
+    ou = f"OU=jit-{uuid.uuid4().hex[:8]},{samba_dc.base_dn}"
+    with directory.connect() as d:
+        d.ensure_ou(ou)
+    return ou
+
+
+@pytest.fixture(scope="session")
+def alert_sink():
+    receiver = WebhookReceiver().start()
+    _apply_settings({"JITAD_ALERT_URLS": receiver.url})
+    yield receiver
+    receiver.stop()
+
+
+def _database_url() -> str:
+    from django.db import connection
+
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def worker_env(django_db_setup, django_db_blocker, samba_dc, alert_sink):
+    """The environment a real worker needs to share this test session's DB, broker and DC."""
+    from django.conf import settings
+
+    env = dict(os.environ)
+    env.update(ENGINE_ENV)
+    env["JITAD_VAR_DIR"] = str(settings.VAR_DIR)  # same broker folder as this process
+    env.update(samba_dc.settings_env())
+    with django_db_blocker.unblock():
+        env["JITAD_DATABASE_URL"] = _database_url()
+    env["JITAD_ALERT_URLS"] = alert_sink.url
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+@pytest.fixture(scope="session")
+def celery_worker(worker_env):
+    """A real Celery worker with embedded beat (sweeper every 0.5 s), for the whole session."""
+    from jitad.celery import app
+
+    try:
+        app.control.purge()
+    except Exception:  # noqa: BLE001 - an empty or fresh broker is fine
+        pass
+    worker = CeleryWorker(worker_env, ARTIFACTS / "workers")
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def live(transactional_db, celery_worker, alert_sink):
+    """Committed rows a separate worker process can see, plus that worker."""
+    alert_sink.messages.clear()
+    yield celery_worker
+    _settle()
+
+
+def _settle():
+    """Let in-flight grants finish before the DB is flushed under the worker."""
+    from tests.support.waiting import wait_for
+
+    from jitad.elevation.models import Grant
+
+    busy = [Grant.State.GRANTING, Grant.State.REVOKING]
+    try:
+        wait_for(lambda: not Grant.objects.filter(state__in=busy, lease_until__isnull=False).exists(), timeout=15)
+    except AssertionError:
+        pass
+
+
+@pytest.fixture
+def make_user(jit_ou, django_user_model):
+    """An AD user (in the session OU) and its Django twin, in the given Django groups."""
+    from django.contrib.auth.models import Group
+
+    from jitad import directory
+
+    def make(prefix="user", groups=(), password=None):
+        sam = f"{prefix}{uuid.uuid4().hex[:6]}"[:20]
+        with directory.connect() as d:
+            d.ensure_user(sam, jit_ou, password=password or "Pw-" + uuid.uuid4().hex)
+        user = django_user_model.objects.create_user(username=sam)
+        for name in groups:
+            user.groups.add(Group.objects.get_or_create(name=name)[0])
+        return user
+
+    return make
+
+
+@pytest.fixture
+def make_target(jit_ou):
+    """An AD JIT group plus a Target and a Policy over it (auto-approve unless told)."""
+    from jitad import directory
+    from jitad.elevation.models import Policy, Target
+
+    def make(name=None, *, mode="auto", approvals=1, eligible_groups=("admins",), approver_groups=("approvers",),
+             max_minutes=240, **policy_fields):
+        name = name or f"SRV{uuid.uuid4().hex[:6].upper()}"
+        with directory.connect() as d:
+            group_dn = d.ensure_group(f"JIT-{name}-Admins", jit_ou)
+        target = Target.objects.create(name=name, hostname=f"{name.lower()}.jitad.test", group_dn=group_dn)
+        policy = Policy.objects.create(
+            name=f"p-{name.lower()}", approval_mode=mode, approvals_required=approvals,
+            eligible_groups=list(eligible_groups), approver_groups=list(approver_groups),
+            max_duration_minutes=max_minutes, default_duration_minutes=min(60, max_minutes),
+            require_justification=False, **policy_fields,
+        )
+        policy.targets.add(target)
+        return target
+
+    return make

@@ -1,0 +1,28 @@
+"""Settings for the test process: jitad's own, with the tests' var dir and short engine timings.
+
+The same timings go into the real worker's environment (tests/conftest.py), so both
+sides agree. They shorten waits; they do not fake anything.
+"""
+import os
+from pathlib import Path
+
+ENGINE_ENV = {
+    "JITAD_SWEEP_INTERVAL": "0.5",
+    "JITAD_RECONCILE_INTERVAL": "3600",
+    "JITAD_PENDING_CHECK_INTERVAL": "3600",
+    "JITAD_LEASE_SECONDS": "8",
+    "JITAD_RETRY_MAX_ATTEMPTS": "3",
+    "JITAD_RETRY_BASE_SECONDS": "0.3",
+    "JITAD_RETRY_MAX_SECONDS": "1.5",
+    "JITAD_LDAP_CONNECT_TIMEOUT": "2",
+    "JITAD_LDAP_RECEIVE_TIMEOUT": "5",
+    "JITAD_ALERT_MAX_ATTEMPTS": "3",
+}
+
+# A var dir of the tests' own (SQLite file, broker folder), so a running `make demo`
+# and a test run never share state.
+os.environ.setdefault("JITAD_VAR_DIR", str(Path(__file__).resolve().parents[1] / "var" / "test"))
+for _key, _value in ENGINE_ENV.items():
+    os.environ.setdefault(_key, _value)
+
+from jitad.settings import *  # noqa: E402,F403

@@ -1,0 +1,133 @@
+"""A throwaway Samba AD DC on loopback, for tests, benchmarks and the demo.
+
+Recipe from ARCHITECTURE.md: DNS, SMB, NetBIOS off; LDAP 389, LDAPS 636 and the KDC on
+127.0.0.1 only; its own CA under <dir>/private/tls/ca.pem; everything inside <dir>.
+"""
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+REALM = "JITAD.TEST"
+DOMAIN = "JITAD"
+BASE_DN = "DC=jitad,DC=test"
+TLS_NAME = "DC1.jitad.test"
+HOST = "127.0.0.1"
+PORTS = (389, 636, 88)
+
+
+class SambaUnavailable(RuntimeError):
+    """Samba cannot run here: not installed, not root, or its ports are taken."""
+
+
+def _port_open(port: int, host: str = HOST) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+class SambaDC:
+    """Provision, start, stop, pause and resume one Samba AD DC under ``root``."""
+
+    def __init__(self, root: Path, admin_password: str | None = None):
+        self.root = Path(root)
+        # Random per run, never written anywhere but the DC's own files.
+        self.admin_password = admin_password or "Jd-" + secrets.token_urlsafe(18)
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.root / "samba.log"
+
+    # -- facts -----------------------------------------------------------------------
+    base_dn = BASE_DN
+    admin_dn = f"CN=Administrator,CN=Users,{BASE_DN}"
+    ldaps_url = f"ldaps://{HOST}:636"
+    tls_name = TLS_NAME
+
+    @property
+    def ca_file(self) -> str:
+        return str(self.root / "private" / "tls" / "ca.pem")
+
+    @property
+    def smb_conf(self) -> Path:
+        return self.root / "etc" / "smb.conf"
+
+    def settings_env(self, jit_ou: str = "") -> dict[str, str]:
+        """The JITAD_LDAP_* variables that point jitad at this DC."""
+        return {
+            "JITAD_LDAP_URLS": self.ldaps_url,
+            "JITAD_LDAP_CA_FILE": self.ca_file,
+            "JITAD_LDAP_TLS_NAMES": self.tls_name,
+            "JITAD_LDAP_BIND_DN": self.admin_dn,
+            "JITAD_LDAP_BIND_PASSWORD": self.admin_password,
+            "JITAD_LDAP_BASE_DN": self.base_dn,
+            "JITAD_LDAP_JIT_OU": jit_ou,
+        }
+
+    # -- lifecycle -------------------------------------------------------------------
+    def provision(self) -> None:
+        if shutil.which("samba-tool") is None or shutil.which("samba") is None:
+            raise SambaUnavailable("samba-tool/samba not found: install samba-ad-dc and samba-ad-provision (make deps)")
+        if os.geteuid() != 0:
+            raise SambaUnavailable("provisioning a Samba AD DC needs root")
+        if self.smb_conf.exists():
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "run").mkdir(exist_ok=True)
+        cmd = [
+            "samba-tool", "domain", "provision",
+            f"--targetdir={self.root}", f"--realm={REALM}", f"--domain={DOMAIN}",
+            f"--adminpass={self.admin_password}", "--server-role=dc", "--dns-backend=NONE",
+            f"--host-ip={HOST}", "--host-name=dc1",
+            "--option=interfaces=lo", "--option=bind interfaces only=yes",
+            "--option=server services=-dns -smb -nbt -wrepl -dnsupdate -winbindd",
+            "--option=dns forwarder=127.0.0.1",
+            f"--option=pid directory={self.root / 'run'}",
+        ]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if out.returncode != 0:
+            raise SambaUnavailable(f"samba-tool provision failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+
+    def start(self, timeout: float = 60) -> None:
+        busy = [p for p in PORTS if _port_open(p)]
+        if busy and self.proc is None:
+            raise SambaUnavailable(
+                f"ports {busy} on {HOST} are already in use (is `make demo` or another DC running?)"
+            )
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            ["samba", "-s", str(self.smb_conf), "-i", "-M", "single", "--debug-stdout"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SambaUnavailable(f"samba exited with {self.proc.returncode}; see {self.log_path}")
+            if _port_open(636) and _port_open(389):
+                return
+            time.sleep(0.2)
+        raise SambaUnavailable(f"samba did not open LDAPS within {timeout}s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.proc = None
+        deadline = time.monotonic() + 15
+        while any(_port_open(p) for p in (389, 636)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def pause(self) -> None:
+        """Freeze the DC: connections hang instead of being refused."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGCONT)
