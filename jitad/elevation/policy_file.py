@@ -51,11 +51,6 @@ class ApplySummary:
     changed_fields: dict[str, list[str]] = field(default_factory=dict)
     dry_run: bool = False
 
-    @property
-    def changed(self) -> bool:
-        """True if anything was (or would be) written."""
-        return bool(self.created or self.updated or self.disabled)
-
 
 # --- schema ---------------------------------------------------------------------------------
 
@@ -107,7 +102,10 @@ POLICY_SCHEMA = _object(
         ),
         "justification": _object({"required": {"type": "boolean"}, "min_length": _int(0, JUSTIFICATION_MAX)}),
         "ticket": _object(
-            {"required": {"type": "boolean"}, "pattern": {"type": "string", "maxLength": _max_length(Policy, "ticket_pattern")}}
+            {
+                "required": {"type": "boolean"},
+                "pattern": {"type": "string", "maxLength": _max_length(Policy, "ticket_pattern")},
+            }
         ),
         "max_extensions": _int(0, SMALLINT_MAX),
         "enabled": {"type": "boolean"},
@@ -141,9 +139,8 @@ class StrictLoader(yaml.SafeLoader):
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
-            raise yaml.composer.ComposerError(
-                None, None, f"aliases (*{event.anchor}) are not allowed in a policy file; write the value out", event.start_mark
-            )
+            problem = f"aliases (*{event.anchor}) are not allowed in a policy file; write the value out"
+            raise yaml.composer.ComposerError(None, None, problem, event.start_mark)
         return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
@@ -201,39 +198,37 @@ def _path_to_key(node, mark, path: tuple = ()) -> tuple | None:
 
 
 def _format_path(path: tuple) -> str:
-    text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+    """``policies[0].duration.max_minutes`` for ("policies", 0, "duration", "max_minutes")."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
     return text or "(top level)"
 
 
 def _yaml_error(e: yaml.YAMLError, text: str, root=None) -> str:
     """``line N: ...`` for a parse error, with the field path when the tree is known."""
-    mark = getattr(e, "problem_mark", None)
-    if mark is not None:
-        line = mark.line + 1
-    else:  # a ReaderError (bad character) has only an offset
-        line = text.count("\n", 0, getattr(e, "position", 0)) + 1
-    problem = getattr(e, "problem", None) or str(e)
-    path = _path_to_key(root, mark) if root is not None and mark is not None else None
+    if isinstance(e, yaml.reader.ReaderError):  # a bad character: an offset, no mark
+        line = text.count("\n", 0, e.position) + 1
+        return f"line {line}: YAML error: {e.reason} (character #x{e.character:04x})"
+    line = e.problem_mark.line + 1
+    path = _path_to_key(root, e.problem_mark) if root is not None else None
     if path is not None:
-        return f"line {line}: {_format_path(path)}: {problem}"
-    context = getattr(e, "context", None)
-    return f"line {line}: YAML error: " + (f"{context}, {problem}" if context else problem)
+        return f"line {line}: {_format_path(path)}: {e.problem}"
+    return f"line {line}: YAML error: " + (f"{e.context}, {e.problem}" if e.context else e.problem)
 
 
 def _parse(text: str):
     """(root node, data) of a one-document YAML text; raises PolicyFileError if it does not parse."""
-    loader = StrictLoader(text)
+    root = loader = None
     try:
-        try:
-            root = loader.get_single_node()
-        except yaml.YAMLError as e:
-            raise PolicyFileError([_yaml_error(e, text)]) from e
-        try:
-            data = loader.construct_document(root) if root is not None else None
-        except yaml.YAMLError as e:
-            raise PolicyFileError([_yaml_error(e, text, root)]) from e
+        loader = StrictLoader(text)
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
+    except yaml.YAMLError as e:
+        raise PolicyFileError([_yaml_error(e, text, root)]) from e
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return root, data
 
 
@@ -388,10 +383,12 @@ def _model_default(model, name: str):
 
 def _problems(root, data, prune: bool) -> list[str]:
     """Every problem in the parsed document, as ``line N: path: message`` sorted by line."""
+    if data is None:
+        return ["line 1: (top level): the document is empty; expected a mapping with version, targets and policies"]
     if not isinstance(data, dict):
-        found = "an empty document" if data is None else f"a {type(data).__name__}"
-        return [f"line {_line(root, ()) if root is not None else 1}: (top level): expected a mapping "
-                f"with version, targets and policies, found {found}"]
+        found = "sequence" if isinstance(data, list) else "scalar"
+        return [f"line {_line(root, ())}: (top level): expected a mapping with version, targets and policies, "
+                f"found a YAML {found}"]
     version = data.get("version", SUPPORTED_VERSION)
     if version != SUPPORTED_VERSION:
         # A newer format may mean different things by the same keys: stop before guessing.

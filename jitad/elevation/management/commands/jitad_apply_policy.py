@@ -12,7 +12,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--prune", action="store_true", help="disable (never delete) targets and policies the file does not name"
         )
-        parser.add_argument("--dry-run", action="store_true", help="validate and show what would change; change nothing")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="validate and show what would change; change nothing"
+        )
 
     def handle(self, *args, **options):
         path = options["file"]

@@ -1,0 +1,46 @@
+# jitad: two commands matter. `make demo` runs the whole thing on one machine;
+# `make test` installs what it needs and runs every test against real parts.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
+
+.PHONY: help deps venv test demo bench migrate clean
+
+help:
+	@echo "make demo   - throwaway Samba DC + web + worker + beat on 127.0.0.1 (Ctrl-C stops all)"
+	@echo "make test   - install everything needed and run all tests"
+	@echo "make bench  - measure grant/revocation latency against a Samba DC (writes docs/benchmarks.md)"
+
+# System packages: a Samba AD DC for tests and the demo (Debian's packages; root).
+deps:
+	@if ! command -v samba-tool >/dev/null 2>&1 || ! command -v samba >/dev/null 2>&1; then \
+	  echo "installing Samba AD DC from Debian's packages"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    samba-ad-dc samba-ad-provision >/dev/null; \
+	fi
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+venv: $(STAMP)
+
+test: deps venv
+	JITAD_VAR_DIR=$(CURDIR)/var/test $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: deps venv
+	$(BIN)/python ops/demo.py
+
+bench: deps venv
+	JITAD_VAR_DIR=$(CURDIR)/var/bench $(BIN)/python bench/run.py
+
+migrate: venv
+	$(BIN)/python manage.py migrate
+
+clean:
+	rm -rf var test-artifacts
