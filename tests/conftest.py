@@ -38,6 +38,7 @@ def samba_dc(tmp_path_factory):
     _apply_settings(dc.settings_env())
     yield dc
     dc.stop()
+    dc.release()
 
 
 @pytest.fixture(scope="session")

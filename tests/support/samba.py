@@ -3,6 +3,7 @@
 Recipe from ARCHITECTURE.md: DNS, SMB, NetBIOS off; LDAP 389, LDAPS 636 and the KDC on
 127.0.0.1 only; its own CA under <dir>/private/tls/ca.pem; everything inside <dir>.
 """
+import fcntl
 import os
 import secrets
 import shutil
@@ -30,10 +31,18 @@ def _port_open(port: int, host: str = HOST) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+LOCK_PATH = Path(os.environ.get("JITAD_SAMBA_LOCK", "/tmp/jitad-samba.lock"))
+
+
 class SambaDC:
-    """Provision, start, stop, pause and resume one Samba AD DC under ``root``."""
+    """Provision, start, stop, pause and resume one Samba AD DC under ``root``.
+
+    Samba's ports are fixed, so one DC runs on a machine at a time: ``start`` waits for a
+    machine-wide lock that ``stop`` (or the process's exit) releases.
+    """
 
     def __init__(self, root: Path, admin_password: str | None = None):
+        self._lock = None
         self.root = Path(root)
         # Random per run, never written anywhere but the DC's own files.
         self.admin_password = admin_password or "Jd-" + secrets.token_urlsafe(18)
@@ -90,7 +99,28 @@ class SambaDC:
         if out.returncode != 0:
             raise SambaUnavailable(f"samba-tool provision failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
 
+    def _acquire(self, timeout: float = 1800) -> None:
+        if self._lock is not None:
+            return
+        self._lock = open(LOCK_PATH, "w")
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SambaUnavailable(f"another Samba DC held {LOCK_PATH} for {timeout}s") from None
+                time.sleep(0.5)
+
+    def release(self) -> None:
+        """Let the next DC on this machine start."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
     def start(self, timeout: float = 60) -> None:
+        self._acquire()
         busy = [p for p in PORTS if _port_open(p)]
         if busy and self.proc is None:
             raise SambaUnavailable(
