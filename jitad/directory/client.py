@@ -1,13 +1,14 @@
 """One bound LDAPS session to a domain controller, and the verbs jitad needs from it.
 
 Every filter value goes through ``escape_filter_chars`` and every DN part built here
-through ``escape_rdn``. Membership changes are idempotent and verified by reading back:
+through ``rdn``. Membership changes are idempotent and verified by reading back:
 Samba answers 68 (entryAlreadyExists) to a duplicate add and 53 ("Attribute member
 already deleted") to a repeated delete; Windows with permissive modify answers 0; both
 are success once the read-back agrees.
 """
 import logging
 import math
+import re
 import ssl
 import time
 from contextlib import contextmanager
@@ -17,7 +18,6 @@ from ldap3 import BASE, DSA, MODIFY_ADD, MODIFY_DELETE, MODIFY_REPLACE, SIMPLE, 
 from ldap3.core import exceptions as lx
 from ldap3.protocol.formatters.formatters import format_sid, format_uuid_le
 from ldap3.utils.conv import escape_filter_chars
-from ldap3.utils.dn import escape_rdn, parse_dn
 
 from .config import DirectoryConfig
 from .errors import DirectoryError, DirectoryMisconfigured, DirectoryNotFound, DirectoryRejected, DirectoryUnavailable
@@ -67,16 +67,113 @@ def escape_filter(value: str) -> str:
 
 def rdn(attr: str, value: str) -> str:
     """Build one escaped RDN, e.g. ``rdn("CN", "Admins, SRV01")`` → ``CN=Admins\\, SRV01``."""
-    return f"{attr}={escape_rdn(value)}"
+    return f"{attr}={_escape_rdn_value(value)}"
+
+
+def _escape_rdn_value(value: str) -> str:
+    """RFC 4514 escaping of one value (ldap3's escape_rdn mangles a lone space and NUL)."""
+    if not value:
+        raise ValueError("an RDN value cannot be empty")
+    last = len(value) - 1
+    out = []
+    for i, ch in enumerate(value):
+        if ch == "\x00":
+            out.append("\\00")
+        elif ch in '\\,+"<>;=#' or (ch == " " and i in (0, last)):
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+_ATTR_TYPE = re.compile(r"\s*([A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*)\s*")
+_HEX = "0123456789abcdefABCDEF"
+
+
+def _dn_parts(dn: str) -> list[tuple[str, str, str]]:
+    """(attribute type, unescaped value, separator) per RDN component, per RFC 4514.
+
+    Values are compared unescaped because DCs spell them their own way: Samba returns
+    ``\\3D`` where jitad wrote ``\\=``, and ``\\ `` for a trailing space.
+    """
+    parts, i, n = [], 0, len(dn)
+    while True:
+        eq = dn.find("=", i)
+        m = _ATTR_TYPE.fullmatch(dn, i, eq) if eq >= 0 else None
+        if not m:
+            raise ValueError("expected an attribute type and '='")
+        i = eq + 1
+        while i < n and dn[i] == " ":
+            i += 1
+        raw, keep = bytearray(), 0  # keep: length up to the last byte that is not an unescaped space
+        while i < n and dn[i] not in ",+;":
+            if dn[i] == "\\":
+                pair = dn[i + 1 : i + 3]
+                if len(pair) == 2 and pair[0] in _HEX and pair[1] in _HEX:
+                    raw += bytes.fromhex(pair)
+                    i += 3
+                elif i + 1 < n and dn[i + 1] in ' "#+,;<=>\\':
+                    raw += dn[i + 1].encode()
+                    i += 2
+                else:
+                    raise ValueError("bad escape")
+                keep = len(raw)
+            else:
+                raw += dn[i].encode()
+                if dn[i] != " ":
+                    keep = len(raw)
+                i += 1
+        if not keep:
+            raise ValueError("empty attribute value")
+        sep = dn[i] if i < n else ""
+        parts.append((m.group(1), raw[:keep].decode("utf-8"), sep))
+        if not sep:
+            return parts
+        i += 1
 
 
 def normalize_dn(dn: str) -> str:
-    """A comparable form of a DN: attribute types and values case-folded, spacing removed."""
+    """A comparable form of a DN: types and values case-folded, escaping and spacing canonical."""
     try:
-        parts = parse_dn(dn, escape=False, strip=True)
-    except lx.LDAPInvalidDnError as e:
+        parts = _dn_parts(dn)
+    except ValueError as e:
         raise DirectoryRejected(f"not a valid DN: {dn!r}") from e
-    return ",".join(f"{a.lower()}={v.lower()}" for a, v, _sep in parts)
+    return "".join(f"{a.lower()}={_escape_rdn_value(v.lower())}{sep and ','}" for a, v, sep in parts)
+
+
+def split_dn(dn: str) -> tuple[str, str]:
+    """(unescaped value of the first RDN, parent DN): ``CN=a\\,b,OU=x`` → (``a,b``, ``OU=x``)."""
+    normalize_dn(dn)  # validates
+    escaped, cut = False, len(dn)
+    for i, ch in enumerate(dn):
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch in ",;":
+            cut = i
+            break
+    value = re.sub(r"(?<!\\)((?:\\\\)*) +$", r"\1", dn[:cut].split("=", 1)[1].lstrip(" "))  # keep an escaped last space
+    return _unescape_rdn_value(value), dn[cut + 1 :].strip()
+
+
+def _unescape_rdn_value(value: str) -> str:
+    """Undo RFC 4514 escaping: ``\\,`` → ``,`` and ``\\c3\\a9`` → ``é``."""
+    out = bytearray()
+    i = 0
+    while i < len(value):
+        if value[i] == "\\" and i + 1 < len(value):
+            pair = value[i + 1 : i + 3]
+            if len(pair) == 2 and all(c in "0123456789abcdefABCDEF" for c in pair):
+                out += bytes.fromhex(pair)
+                i += 3
+                continue
+            out += value[i + 1].encode()
+            i += 2
+            continue
+        out += value[i].encode()
+        i += 1
+    return out.decode("utf-8", errors="replace")
 
 
 @contextmanager
@@ -312,15 +409,17 @@ class Directory:
     def ensure_group(self, name: str, parent_dn: str, description: str = "") -> str:
         """Create a global security group ``CN=<name>,<parent_dn>`` if missing; return its DN."""
         dn = f"{rdn('CN', name)},{parent_dn}"
-        attrs = {"sAMAccountName": name[:256], "groupType": -2147483646}
+        # A CN may hold any character; a sAMAccountName may not hold these (nor end in ".").
+        sam = re.sub(r'["/\\\[\]:;|=,+*?<>\x00-\x1f]', "_", name)[:256].lstrip(" ").rstrip(". ") or "_"
+        attrs = {"sAMAccountName": sam, "groupType": -2147483646}
         if description:
             attrs["description"] = description
         try:
             with translate("create group"):
                 self._conn.add(dn, "group", attrs)
         except DirectoryRejected as e:
-            if _result_code(e) != _ENTRY_ALREADY_EXISTS:
-                raise
+            if _result_code(e) != _ENTRY_ALREADY_EXISTS or not self._exists(dn):
+                raise  # 68 for a DN that is not there: the sAMAccountName is taken elsewhere
         return dn
 
     def ensure_user(self, sam: str, parent_dn: str, password: str | None = None, display_name: str = "",
@@ -336,14 +435,20 @@ class Directory:
             with translate("create user"):
                 self._conn.add(dn, ["top", "person", "organizationalPerson", "user"], attrs)
         except DirectoryRejected as e:
-            if _result_code(e) != _ENTRY_ALREADY_EXISTS:
-                raise
+            if _result_code(e) != _ENTRY_ALREADY_EXISTS or not self._exists(dn):
+                raise  # 68 for a DN that is not there: the sAMAccountName is taken elsewhere
             return dn
         if password:
             self.set_password(dn, password)
             with translate("enable user"):
                 self._conn.modify(dn, {"userAccountControl": [(MODIFY_REPLACE, [512])]})
         return dn
+
+    def _exists(self, dn: str) -> bool:
+        try:
+            return bool(self._search(dn, "(objectClass=*)", BASE, operation="read back"))
+        except DirectoryNotFound:
+            return False
 
     def delete(self, dn: str) -> None:
         """Delete one leaf object; absent is fine."""
@@ -374,12 +479,15 @@ def connect(config: DirectoryConfig | None = None) -> Directory:
     """
     config = config or DirectoryConfig.from_settings()
     config.check()
-    tls = Tls(
-        validate=ssl.CERT_REQUIRED,
-        version=ssl.PROTOCOL_TLS_CLIENT,
-        ca_certs_file=config.ca_file,
-        valid_names=list(config.tls_names) or None,
-    )
+    try:
+        tls = Tls(
+            validate=ssl.CERT_REQUIRED,
+            version=ssl.PROTOCOL_TLS_CLIENT,
+            ca_certs_file=config.ca_file,
+            valid_names=list(config.tls_names) or None,
+        )
+    except lx.LDAPSSLConfigurationError as e:
+        raise DirectoryMisconfigured(f"JITAD_LDAP_CA_FILE {config.ca_file!r} is unusable: {e}") from e
     failures = []
     for url in config.urls:
         started = time.monotonic()

@@ -104,6 +104,7 @@ class SambaDC:
             return
         self._lock = open(LOCK_PATH, "w")
         deadline = time.monotonic() + timeout
+        told = False
         while True:
             try:
                 fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -111,6 +112,9 @@ class SambaDC:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise SambaUnavailable(f"another Samba DC held {LOCK_PATH} for {timeout}s") from None
+                if not told:
+                    print(f"waiting for another Samba DC on this machine to stop ({LOCK_PATH}) ...", flush=True)
+                    told = True
                 time.sleep(0.5)
 
     def release(self) -> None:
@@ -152,7 +156,7 @@ class SambaDC:
                 self.proc.wait(5)
         self.proc = None
         deadline = time.monotonic() + 15
-        while any(_port_open(p) for p in (389, 636)) and time.monotonic() < deadline:
+        while any(_port_open(p) for p in PORTS) and time.monotonic() < deadline:
             time.sleep(0.1)
 
     def pause(self) -> None:

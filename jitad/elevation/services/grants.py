@@ -172,6 +172,13 @@ def grant_revoke(*, grant: Grant, actor, reason: str) -> Grant:
 
 
 # -- failures --------------------------------------------------------------------------
+def _unexpected(e: Exception) -> directory.DirectoryError:
+    """Wrap a non-directory error as a permanent failure, so it is recorded and alerted."""
+    wrapped = directory.DirectoryError(f"unexpected {type(e).__name__}: {e}")
+    wrapped.__cause__ = e
+    return wrapped
+
+
 def _attempt_failed(grants: list[Grant], token: uuid.UUID, error: directory.DirectoryError, *, phase: str) -> None:
     """Record a failed attempt on grants we hold; schedule the retry or mark failed and alert."""
     now = timezone.now()
@@ -245,6 +252,10 @@ def grant_apply_execute(*, grant_id: int, token) -> None:
             d.add_member(g.group_dn, g.user_dn, ttl_seconds=ttl)
     except directory.DirectoryError as e:
         _attempt_failed([g], mine, e, phase="grant")
+        return
+    except Exception as e:  # a bug must be loud and bounded too, not a silent crash loop
+        log.exception("grant %s: unexpected error while applying", g.id)
+        _attempt_failed([g], mine, _unexpected(e), phase="grant")
         return
     now = timezone.now()
     with transaction.atomic():
@@ -382,6 +393,10 @@ def grants_revoke_execute(*, grant_ids: list[int], token) -> None:
                 outcome = _revoke_group(d, group_dn, group_grants)
             except directory.DirectoryError as e:
                 _attempt_failed(group_grants, mine, e, phase="revoke")
+                continue
+            except Exception as e:  # alerted and retried like any other failure
+                log.exception("unexpected error while revoking in %s", group_dn)
+                _attempt_failed(group_grants, mine, _unexpected(e), phase="revoke")
                 continue
             _mark_revoked(group_grants, mine, outcome)
 

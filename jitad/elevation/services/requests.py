@@ -197,6 +197,11 @@ def request_extend(*, grant: Grant, requester, duration_minutes, justification: 
     justification, ticket = _check_text(policy, justification, ticket or grant.request.ticket)
     auto = policy.approval_mode == Policy.ApprovalMode.AUTO
     with transaction.atomic():
+        # Re-check on the locked row: ``grant`` may be stale, or another extension racing.
+        if Grant.objects.select_for_update().get(pk=grant.pk).extensions >= policy.max_extensions:
+            raise RequestRefused(
+                "too_many_extensions", f"Policy {policy.name} allows {policy.max_extensions} extension(s) of one grant."
+            )
         if AccessRequest.objects.filter(extends=grant, state=AccessRequest.State.PENDING).exists():
             raise RequestRefused("extension_pending", "An extension of this grant is already waiting for a decision.")
         req = AccessRequest.objects.create(

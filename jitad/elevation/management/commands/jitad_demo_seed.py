@@ -1,0 +1,81 @@
+"""Seed a small demo estate: AD OUs, groups and users, their Django twins, one live grant."""
+import json
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand, CommandError
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from jitad import directory
+from jitad.elevation import services
+from jitad.elevation.models import Grant, Target
+
+# Role groups named in ops/policy.example.yaml, and who is in them.
+PEOPLE = {
+    "alice": ["Server-Operators", "DBAs"],
+    "bob": ["DBA-Leads", "Tier0-Approvers"],
+    "carol": ["Tier0-Admins", "Tier0-Approvers"],
+    "dave": ["Tier0-Approvers"],
+}
+
+
+class Command(BaseCommand):
+    help = "Create the demo estate in a throwaway DC (refuses to run in production)."
+
+    def handle(self, *args, **options):
+        if settings.PRODUCTION:
+            raise CommandError("jitad_demo_seed is for throwaway demo domains only")
+        creds_file = Path(settings.VAR_DIR) / "demo-credentials.json"
+        creds = json.loads(creds_file.read_text()) if creds_file.exists() else {}
+        base = settings.JITAD_LDAP_BASE_DN
+        people_ou = f"OU=People,{base}"
+        with directory.connect() as d:
+            d.ensure_ou(people_ou)
+            for target in Target.objects.all():
+                for dn, what in [(target.group_dn, f"jitad: admin on {target.name}")] + [
+                    (m, "standing member (break-glass)") for m in target.standing_members
+                ]:
+                    name, parent = directory.split_dn(dn)
+                    if parent.upper().startswith("OU="):
+                        d.ensure_ou(parent)
+                    d.ensure_group(name, parent, what)
+            role_dns = {}
+            for groups in PEOPLE.values():
+                for g in groups:
+                    role_dns[g] = d.ensure_group(g, people_ou)
+            for name, groups in PEOPLE.items():
+                password = creds.get(name) or f"Demo-{secrets.token_urlsafe(12)}"
+                creds[name] = password
+                dn = d.ensure_user(name, people_ou, password=password, display_name=name.title(),
+                                   mail=f"{name}@jitad.test", upn_suffix="jitad.test")
+                for g in groups:
+                    d.add_member(role_dns[g], dn)
+        User = get_user_model()
+        for name, groups in PEOPLE.items():
+            user, _ = User.objects.get_or_create(username=name, defaults={"email": f"{name}@jitad.test"})
+            user.set_unusable_password()  # they log in against AD (portal), not locally
+            user.save()
+            user.groups.set([Group.objects.get_or_create(name=g)[0] for g in groups])
+
+        admin_password = creds.get("admin") or secrets.token_urlsafe(14)
+        creds["admin"] = admin_password
+        admin, created = User.objects.get_or_create(username="admin", defaults={"is_staff": True, "is_superuser": True})
+        if created:
+            admin.set_password(admin_password)
+            admin.save()
+        device = TOTPDevice.objects.filter(user=admin, name="demo").first() or TOTPDevice.objects.create(
+            user=admin, name="demo", confirmed=True
+        )
+        creds_file.write_text(json.dumps(creds))
+        creds_file.chmod(0o600)
+
+        alice = User.objects.get(username="alice")
+        srv01 = Target.objects.filter(name="SRV01").first()
+        if srv01 and not Grant.objects.filter(user=alice, target=srv01, state=Grant.State.ACTIVE).exists():
+            services.request_create(requester=alice, target=srv01, duration_minutes=60,
+                                    justification="Demo: monthly patching of SRV01")
+        self.stdout.write(json.dumps({"admin_password": admin_password, "totp_uri": device.config_url,
+                                      "people": {k: v for k, v in creds.items() if k != "admin"}}))

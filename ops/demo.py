@@ -1,0 +1,112 @@
+#!/usr/bin/env python
+"""`make demo`: a throwaway Samba DC, then jitad's web, worker and beat, all on 127.0.0.1.
+
+Everything lives under var/demo (git-ignored): the DC, the SQLite database, the broker
+folder and the generated demo passwords. Ctrl-C stops everything this script started.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.support.samba import SambaDC, SambaUnavailable  # noqa: E402  (the tests' DC recipe, reused)
+
+VAR = REPO / "var" / "demo"
+PORT = int(os.environ.get("JITAD_DEMO_PORT", "8000"))
+PY = sys.executable
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the demo as cleanly as Ctrl-C
+    VAR.mkdir(parents=True, exist_ok=True)
+    pw_file = VAR / "samba-admin-password"
+    dc = SambaDC(VAR / "samba", admin_password=pw_file.read_text().strip() if pw_file.exists() else None)
+    procs: list[subprocess.Popen] = []
+    try:
+        if not dc.smb_conf.exists():
+            print("provisioning a throwaway Samba AD DC (realm JITAD.TEST) ...", flush=True)
+            dc.provision()
+            pw_file.write_text(dc.admin_password)
+            pw_file.chmod(0o600)
+        dc.start()
+        env = dict(os.environ)
+        env.update(dc.settings_env())
+        env.update({
+            "JITAD_VAR_DIR": str(VAR),
+            "JITAD_BASE_URL": f"http://127.0.0.1:{PORT}",
+            "DJANGO_SETTINGS_MODULE": "jitad.settings",
+            "PYTHONPATH": str(REPO),
+        })
+        env.pop("JITAD_DATABASE_URL", None)  # the demo is SQLite and the filesystem broker, always
+        env.pop("CELERY_BROKER_URL", None)
+
+        def manage(*args, capture=False):
+            return subprocess.run([PY, "manage.py", *args], cwd=REPO, env=env, check=True, text=True,
+                                  capture_output=capture)
+
+        manage("migrate", "--noinput", "-v", "0")
+        manage("jitad_apply_policy", "ops/policy.example.yaml")
+        logs = VAR / "logs"
+        logs.mkdir(exist_ok=True)
+
+        def start(name, *cmd):
+            procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=open(logs / f"{name}.log", "ab"),
+                                          stderr=subprocess.STDOUT, start_new_session=True))
+
+        start("worker", PY, "-m", "celery", "-A", "jitad", "worker", "-l", "INFO", "-c", "2")
+        start("beat", PY, "-m", "celery", "-A", "jitad", "beat", "-l", "INFO", "-s", str(VAR / "celerybeat-schedule"))
+        start("web", PY, "manage.py", "runserver", "--insecure", "--noreload", f"127.0.0.1:{PORT}")
+        seed = json.loads(manage("jitad_demo_seed", capture=True).stdout.strip().splitlines()[-1])
+        print(f"""
+jitad demo is running.
+
+  Admin (OTP required):  http://127.0.0.1:{PORT}/admin/
+    user      admin
+    password  {seed['admin_password']}
+    TOTP      add this to an authenticator app, or compute codes with pyotp:
+              {seed['totp_uri']}
+
+  AD users in the demo domain JITAD.TEST (portal logins arrive with the portal):
+""" + "\n".join(f"    {name:<8} {pw}" for name, pw in seed["people"].items()) + f"""
+
+  alice already holds an auto-approved grant on SRV01 (see Grants in the admin);
+  the sweeper removes her from JIT-SRV01-Admins when it expires.
+
+  Logs: {logs}/    Data: {VAR}/    Ctrl-C stops everything.
+""", flush=True)
+        while all(p.poll() is None for p in procs):
+            time.sleep(1)
+        dead = [p.args[2] if len(p.args) > 2 else p.args for p in procs if p.poll() is not None]
+        print(f"a demo process exited ({dead}); see {logs}", file=sys.stderr)
+        return 1
+    except SambaUnavailable as e:
+        print(f"cannot start the demo DC: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+        return 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        dc.stop()
+        dc.release()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
