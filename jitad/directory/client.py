@@ -266,6 +266,8 @@ class Directory:
         """Find one user by sAMAccountName (``jdoe``), ``DOMAIN\\jdoe`` or UPN (``jdoe@corp.example``)."""
         if not name or len(name) > 256:
             raise DirectoryRejected("a user name must be 1 to 256 characters")
+        if "\x00" in name:  # Samba ends a filter value at NUL: "Administrator\x00x" would find Administrator
+            raise DirectoryRejected("a user name cannot contain NUL")
         if "\\" in name and "@" not in name:
             name = name.split("\\", 1)[1]
         attr = "userPrincipalName" if "@" in name else "sAMAccountName"
@@ -308,11 +310,15 @@ class Directory:
 
     def is_member(self, group_dn: str, member_dn: str) -> bool:
         """True if ``member_dn`` is a direct member of ``group_dn`` (asked of the DC, not computed)."""
+        if "\x00" in member_dn:  # no DN holds NUL; Samba would match on the part before it
+            return False
         filt = f"(member={escape_filter(member_dn)})"
         return bool(self._search(group_dn, filt, BASE, operation="check member"))
 
     def is_member_nested(self, group_dn: str, member_dn: str) -> bool:
         """True if ``member_dn`` is in ``group_dn`` directly or through nested groups."""
+        if "\x00" in member_dn:
+            return False
         filt = f"(member:{_IN_CHAIN}:={escape_filter(member_dn)})"
         return bool(self._search(group_dn, filt, BASE, operation="check nested member"))
 

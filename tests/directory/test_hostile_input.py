@@ -17,6 +17,8 @@ from .helpers import ad_add, ad_entry, ad_has_member, ad_members, unique_tag
 # Characters with a meaning in filters (RFC 4515) or DNs (RFC 4514), spaces, and non-ASCII.
 HOSTILE = '*()\\,=+<>#;" ' + "éß漢" + "ab"
 hostile_text = st.text(alphabet=HOSTILE, min_size=1, max_size=20)
+# For filter values NUL too: Samba ends a filter value at NUL, so jitad must refuse it.
+probe_text = st.text(alphabet=HOSTILE + "\x00", min_size=1, max_size=20)
 # Legal in a sAMAccountName, yet special in a filter or a DN.
 SAM_SAFE_HOSTILE = "()&!#'% " + "éß漢" + "ab"
 
@@ -157,23 +159,44 @@ def test_ensure_group_with_a_hostile_name_creates_exactly_that_group(d, admin, h
 
 
 @ON_DC
-@given(value=hostile_text)
+@given(value=probe_text)
 def test_a_star_is_never_a_wildcard_in_find_user(d, value):
     """GIVEN users exist (Administrator, Guest, krbtgt, the session's own) WHEN find_user is
-    given a value holding ``*`` THEN nothing matches: no user's name contains ``*``."""
+    given a value holding ``*`` THEN nothing matches: no user's name contains ``*``. (With
+    a NUL the name is refused outright.)"""
     assume("*" in value.split("\\", 1)[-1])
-    with pytest.raises(DirectoryNotFound):
+    with pytest.raises(DirectoryNotFound if "\x00" not in value else DirectoryRejected):
         d.find_user(value)
 
 
 @pytest.mark.parametrize("value", [
     "*", "a*", "A*", "*a*", "Adm*", "x)(objectClass=*", "*)(sAMAccountName=*",
-    "Administrator)(|(sAMAccountName=*", "*@*", "JITAD\\*", "\\2a", "Administrator\x00",
+    "Administrator)(|(sAMAccountName=*", "*@*", "JITAD\\*", "\\2a", "Administrator\\00",
 ])
 def test_filter_injection_attempts_find_nobody(d, ou, value):
     d.ensure_user(f"a{unique_tag()}", ou)  # a user starting with "a" exists
     with pytest.raises(DirectoryNotFound):
         d.find_user(value)
+
+
+@pytest.mark.parametrize("value", ["Administrator\x00", "Administrator\x00zz", "JITAD\\Administrator\x00x",
+                                   "Administrator@jitad.test\x00"])
+def test_a_nul_never_truncates_a_user_name(d, value):
+    """Samba reads a filter value only up to NUL: ``Administrator\\x00zz`` would find
+    Administrator. jitad refuses such a name instead of asking."""
+    with pytest.raises(DirectoryRejected, match="NUL"):
+        d.find_user(value)
+
+
+def test_a_nul_never_truncates_a_member_dn(d, hostile_ou):
+    group = d.ensure_group(f"nul-{unique_tag()}", hostile_ou)
+    user = d.ensure_user(f"nul{unique_tag()}", hostile_ou)
+    d.add_member(group, user)
+    assert d.is_member(group, user) is True
+    assert d.is_member_nested(group, user) is True
+    for probe in (f"{user}\x00", f"{user}\x00,OU=elsewhere"):
+        assert d.is_member(group, probe) is False
+        assert d.is_member_nested(group, probe) is False
 
 
 @ON_DC
@@ -192,7 +215,7 @@ def test_find_user_finds_exactly_a_user_whose_name_is_filter_syntax(d, hostile_o
 
 
 @ON_DC
-@given(name=hostile_text)
+@given(name=probe_text)
 def test_is_member_of_a_hostile_dn_is_false_and_never_a_filter_error(d, hostile_ou, name):
     """GIVEN a real group with a real member WHEN asked about a hostile value, as a
     well-formed DN of nothing or as raw text THEN the answer is False, never an error and

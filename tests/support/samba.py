@@ -125,6 +125,9 @@ class SambaDC:
 
     def start(self, timeout: float = 60) -> None:
         self._acquire()
+        settle = time.monotonic() + 20  # a DC that just stopped may still hold its sockets
+        while any(_port_open(p) for p in PORTS) and self.proc is None and time.monotonic() < settle:
+            time.sleep(0.2)
         busy = [p for p in PORTS if _port_open(p)]
         if busy and self.proc is None:
             raise SambaUnavailable(
