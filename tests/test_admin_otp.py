@@ -1,0 +1,30 @@
+"""The admin is django-otp's OTPAdminSite: a password alone never opens it."""
+
+from django_otp.oath import totp
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+
+def test_admin_refuses_password_only_session(client, django_user_model):
+    """GIVEN a superuser logged in with a password only WHEN they open the admin THEN they are
+    sent to the login page, which asks for an OTP token."""
+    admin = django_user_model.objects.create_superuser("root-admin", password="A-long-passphrase-1")
+    client.force_login(admin)
+    response = client.get("/admin/")
+    assert response.status_code == 302 and response.url.startswith("/admin/login/")
+    page = client.get("/admin/login/")
+    assert b'name="otp_token"' in page.content
+
+
+def test_admin_opens_with_password_and_totp(client, django_user_model):
+    admin = django_user_model.objects.create_superuser("otp-admin", password="A-long-passphrase-2")
+    device = TOTPDevice.objects.create(user=admin, name="phone", confirmed=True)
+    code = f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits, drift=0):06d}"
+    response = client.post("/admin/login/", {"username": "otp-admin", "password": "A-long-passphrase-2",
+                                              "otp_device": device.persistent_id, "otp_token": code})
+    assert response.status_code == 302, response.content[:500]
+    assert client.get("/admin/").status_code == 200
+    client.logout()
+    wrong = client.post("/admin/login/", {"username": "otp-admin", "password": "A-long-passphrase-2",
+                                          "otp_device": device.persistent_id, "otp_token": "000000"})
+    assert wrong.status_code == 200  # refused: the form comes back
+    assert client.get("/admin/").status_code == 302
