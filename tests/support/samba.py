@@ -94,6 +94,8 @@ class SambaDC:
             "--option=server services=-dns -smb -nbt -wrepl -dnsupdate -winbindd",
             "--option=dns forwarder=127.0.0.1",
             f"--option=pid directory={self.root / 'run'}",
+            # A reset password must kill the old one at once (Samba allows it for 60 min by default).
+            "--option=old password allowed period = 0",
         ]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if out.returncode != 0:
