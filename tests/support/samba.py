@@ -94,12 +94,16 @@ class SambaDC:
             "--option=server services=-dns -smb -nbt -wrepl -dnsupdate -winbindd",
             "--option=dns forwarder=127.0.0.1",
             f"--option=pid directory={self.root / 'run'}",
-            # A reset password must kill the old one at once (Samba allows it for 60 min by default).
-            "--option=old password allowed period = 0",
         ]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if out.returncode != 0:
             raise SambaUnavailable(f"samba-tool provision failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+        # A reset password must stop working at once; Samba accepts the old one for 60
+        # minutes by default (provision does not keep this option, so write it here).
+        conf = self.smb_conf.read_text().replace(
+            "[global]\n", "[global]\n\told password allowed period = 0\n\tlog file = " + str(self.root / "log.%m") + "\n", 1
+        ).replace("\tlog file = /var/log/samba/log.%m\n", "")
+        self.smb_conf.write_text(conf)
 
     def _acquire(self, timeout: float = 1800) -> None:
         if self._lock is not None:
