@@ -121,13 +121,13 @@ X_FRAME_OPTIONS = "DENY"
 
 # --- Celery ---------------------------------------------------------------------------
 # The broker is only a wake-up call; the database is the source of truth. The embedded
-# default is kombu's filesystem transport: no server, works for web + worker + beat on
-# one machine.
+# default ("jitadfs://", jitad/broker.py) is kombu's filesystem transport with atomic
+# writes: no server, works for web + worker + beat on one machine.
 _broker_dir = VAR_DIR / "broker"
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="jitadfs://")
 if PRODUCTION and "CELERY_BROKER_URL" not in env:
     raise ImproperlyConfigured("CELERY_BROKER_URL must be set in production")
-if CELERY_BROKER_URL.startswith("filesystem://"):
+if CELERY_BROKER_URL.startswith(("jitadfs://", "filesystem://")):
     for sub in ("queue", "processed", "control"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {

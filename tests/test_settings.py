@@ -110,7 +110,7 @@ def test_development_defaults_sqlite_and_filesystem_broker(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     got = json.loads(result.stdout.strip().splitlines()[-1])
     assert got["engine"] == "django.db.backends.sqlite3"
-    assert got["broker"].startswith("filesystem://")
+    assert got["broker"] == "jitadfs://"  # the filesystem transport with atomic writes (jitad/broker.py)
     assert got["secure_cookies"] is False
     var = tmp_path / "var"
     assert (var / "broker" / "queue").is_dir()
