@@ -7,6 +7,7 @@ Timings come from an independent ldap3 connection polling the DC, not from jitad
 import json
 import os
 import platform
+import signal
 import ssl
 import statistics
 import subprocess
@@ -43,7 +44,12 @@ def pct(values, p):
     return values[k]
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # a killed bench still stops its DC and worker
     dc = SambaDC(Path(tempfile.mkdtemp(prefix="jitad-bench-")))
     dc.provision()
     dc.start()

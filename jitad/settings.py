@@ -185,7 +185,8 @@ JITAD_RETRY_MAX_ATTEMPTS = env.int("JITAD_RETRY_MAX_ATTEMPTS", default=5)
 JITAD_RETRY_BASE_SECONDS = env.float("JITAD_RETRY_BASE_SECONDS", default=1.0)
 JITAD_RETRY_MAX_SECONDS = env.float("JITAD_RETRY_MAX_SECONDS", default=60.0)
 # How many due grants one sweep claims (the rest go in the next sweep).
-JITAD_SWEEP_BATCH = env.int("JITAD_SWEEP_BATCH", default=5000)
+JITAD_SWEEP_BATCH = env.int("JITAD_SWEEP_BATCH", default=2000)
+JITAD_SWEEP_MAX_BATCHES = env.int("JITAD_SWEEP_MAX_BATCHES", default=20)
 JITAD_BASE_URL = env.str("JITAD_BASE_URL", default="http://127.0.0.1:8000")
 
 # --- Alerts (apprise URLs: mailto://, slack://, msteams://, json://, ...) -------------

@@ -4,7 +4,7 @@
         user = d.find_user("jdoe")
         d.add_member(group_dn, user.dn, ttl_seconds=4 * 3600)
 """
-from .client import Directory, DirectoryUser, connect, escape_filter, member_ttl_value, normalize_dn, rdn, split_dn
+from .client import Directory, DirectoryUser, connect, session, escape_filter, member_ttl_value, normalize_dn, rdn, split_dn
 from .config import DirectoryConfig
 from .errors import DirectoryError, DirectoryMisconfigured, DirectoryNotFound, DirectoryRejected, DirectoryUnavailable
 
@@ -22,5 +22,6 @@ __all__ = [
     "member_ttl_value",
     "normalize_dn",
     "rdn",
+    "session",
     "split_dn",
 ]

@@ -10,6 +10,7 @@ import logging
 import math
 import re
 import ssl
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -213,6 +214,15 @@ class Directory:
             self._conn.unbind()
         except Exception:  # noqa: BLE001 - closing a dead socket must never mask the real error
             log.debug("unbind failed", exc_info=True)
+
+    def alive(self) -> bool:
+        """True if the DC still answers on this connection (a root DSE read)."""
+        try:
+            with translate("check connection"):
+                self._conn.search("", "(objectClass=*)", BASE, attributes=["currentTime"])
+            return True
+        except DirectoryError:
+            return False
 
     def __enter__(self) -> "Directory":
         return self
@@ -524,3 +534,30 @@ def connect(config: DirectoryConfig | None = None) -> Directory:
             continue
         return Directory(conn, config, url)
     raise DirectoryUnavailable("no domain controller answered: " + "; ".join(failures))
+
+
+_cached = threading.local()
+_MAX_IDLE_SECONDS = 60.0
+
+
+@contextmanager
+def session(config: DirectoryConfig | None = None):
+    """A bound Directory reused across calls in this thread (a worker process runs many tasks).
+
+    A reused connection is checked with a root DSE read first; one that idled too long,
+    failed that check, or raised during use is dropped and the next call binds afresh.
+    """
+    config = config or DirectoryConfig.from_settings()
+    d, used_at = getattr(_cached, "entry", (None, 0.0))
+    if d is not None and (d.config != config or time.monotonic() - used_at > _MAX_IDLE_SECONDS or not d.alive()):
+        d.close()
+        d = None
+    if d is None:
+        d = connect(config)
+    _cached.entry = (None, 0.0)
+    try:
+        yield d
+    except BaseException:
+        d.close()
+        raise
+    _cached.entry = (d, time.monotonic())

@@ -236,7 +236,7 @@ def grant_apply_execute(*, grant_id: int, token) -> None:
         Grant.objects.filter(id=g.id, claim_token=mine).update(claim_token=None, lease_until=None)
         return
     try:
-        with directory.connect() as d:
+        with directory.session() as d:
             if not g.user_dn:
                 user = d.find_user(g.user.get_username())
                 if user.disabled:
@@ -276,7 +276,7 @@ def grant_refresh_ttl_execute(*, grant_id: int) -> None:
     if g is None or not g.user_dn:
         return
     ttl = int((g.expires_at - timezone.now()).total_seconds())
-    with directory.connect() as d:
+    with directory.session() as d:
         if ttl > 0 and d.pam_ttl_supported():
             d.add_member(g.group_dn, g.user_dn, ttl_seconds=ttl)
 
@@ -383,22 +383,25 @@ def grants_revoke_execute(*, grant_ids: list[int], token) -> None:
     for g in grants:
         by_group[g.group_dn].append(g)
     try:
-        d = directory.connect()
-    except directory.DirectoryError as e:
+        with directory.session() as d:
+            for group_dn, group_grants in by_group.items():
+                _revoke_one_group(d, group_dn, group_grants, mine)
+    except directory.DirectoryError as e:  # no DC answered at all
         _attempt_failed(grants, mine, e, phase="revoke")
+
+
+def _revoke_one_group(d: directory.Directory, group_dn: str, grants: list[Grant], token: uuid.UUID) -> None:
+    """Revoke one group's grants; a failure is recorded for these grants only."""
+    try:
+        outcome = _revoke_group(d, group_dn, grants)
+    except directory.DirectoryError as e:
+        _attempt_failed(grants, token, e, phase="revoke")
         return
-    with d:
-        for group_dn, group_grants in by_group.items():
-            try:
-                outcome = _revoke_group(d, group_dn, group_grants)
-            except directory.DirectoryError as e:
-                _attempt_failed(group_grants, mine, e, phase="revoke")
-                continue
-            except Exception as e:  # alerted and retried like any other failure
-                log.exception("unexpected error while revoking in %s", group_dn)
-                _attempt_failed(group_grants, mine, _unexpected(e), phase="revoke")
-                continue
-            _mark_revoked(group_grants, mine, outcome)
+    except Exception as e:  # alerted and retried like any other failure
+        log.exception("unexpected error while revoking in %s", group_dn)
+        _attempt_failed(grants, token, _unexpected(e), phase="revoke")
+        return
+    _mark_revoked(grants, token, outcome)
 
 
 # -- sweeper ---------------------------------------------------------------------------
@@ -416,12 +419,16 @@ def _claim(qs, *, to_state: str | None, limit: int) -> tuple[uuid.UUID, list[Gra
         Grant.objects.filter(id__in=[g.id for g in rows]).update(claim_token=token, lease_until=_lease(now))
         # A new phase starts its own count of attempts; a retry keeps counting.
         Grant.objects.filter(id__in=changing).update(state=to_state, attempts=0, next_attempt_at=None)
+        if to_state == S.REVOKING:  # why it ends, unless a release or admin revoke said already
+            failed = [g.id for g in rows if g.state == S.GRANT_FAILED]
+            unset = Grant.objects.filter(id__in=changing, revoke_reason="")
+            unset.filter(id__in=failed).update(revoke_reason=Grant.RevokeReason.FAILED)
+            unset.update(revoke_reason=Grant.RevokeReason.EXPIRED)
         entries = []
         for g in rows:
             if to_state is not None and g.state != to_state:
                 if to_state == S.REVOKING and not g.revoke_reason:
                     g.revoke_reason = Grant.RevokeReason.FAILED if g.state == S.GRANT_FAILED else Grant.RevokeReason.EXPIRED
-                    Grant.objects.filter(id=g.id).update(revoke_reason=g.revoke_reason)
                 entries.append(_entry(g, actor="system:sweeper", action=f"grant.{to_state}", before=g.state,
                                       after=to_state, reason=g.revoke_reason))
         audit_record_many(entries)
@@ -443,14 +450,19 @@ def sweep(*, now=None) -> dict[str, int]:
     )
     retrying = Grant.objects.filter(free, ready, state__in=[S.REVOKING, S.REVOKE_FAILED])
     for qs, to_state in ((starting, S.REVOKING), (retrying, None)):
-        token, rows = _claim(qs, to_state=to_state, limit=limit)
-        by_group: dict[str, list[int]] = defaultdict(list)
-        for g in rows:
-            by_group[g.group_dn].append(g.id)
-        for ids in by_group.values():
-            for i in range(0, len(ids), 500):
-                _enqueue_revoke(ids[i : i + 500], token)
-        counts["revoke"] += len(rows)
+        # Keep claiming while whole batches come back: a mass expiry is handed out in one
+        # sweep instead of waiting for the next one behind the revocations it queued.
+        for _ in range(settings.JITAD_SWEEP_MAX_BATCHES):
+            token, rows = _claim(qs, to_state=to_state, limit=limit)
+            by_group: dict[str, list[int]] = defaultdict(list)
+            for g in rows:
+                by_group[g.group_dn].append(g.id)
+            for ids in by_group.values():
+                for i in range(0, len(ids), 500):
+                    _enqueue_revoke(ids[i : i + 500], token)
+            counts["revoke"] += len(rows)
+            if len(rows) < limit:
+                break
 
     not_ending = Q(expires_at__gt=now, revoke_requested_at__isnull=True)
     first_apply = Grant.objects.filter(free, not_ending, state=S.APPROVED)
