@@ -217,7 +217,7 @@ def write(results: dict) -> None:
 Written by `make bench` (bench/run.py); do not edit by hand. Targets from ARCHITECTURE.md.
 
 Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} × {cpu},
-Python {platform.python_version()}, {samba}, database {results['database']}, broker
+Python {platform.python_version()}, Samba {samba.removeprefix("Version ")}, database {results['database']}, broker
 {results['broker']}, sweeper every {results['sweep_interval_s']} s, one Celery worker
 (2 processes) with beat, {results['samples']} samples for the latency rows.
 

@@ -37,6 +37,8 @@ def test_concurrent_writer_and_reader_lose_nothing(tmp_path):
         got.append(m.payload["i"])
         m.ack()
     writer.join()
+    q.close()
+    conn.release()
     assert sorted(got) == list(range(500))
 
 
@@ -46,5 +48,8 @@ def test_unreadable_message_is_skipped_not_fatal(tmp_path):
     (folder / "0_bad.t.msg").write_bytes(b"")  # what kombu's own writer could expose mid-write
     q.put({"ok": 1})
     m = q.get(timeout=5)
+    m.ack()
+    q.close()
+    conn.release()
     assert m.payload == {"ok": 1}
     assert not [f for f in os.listdir(folder) if f.endswith(".msg")]

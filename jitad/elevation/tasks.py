@@ -6,6 +6,8 @@ worker, and a lost or duplicated message never changes the outcome.
 """
 from celery import shared_task
 
+from jitad.directory import DirectoryUnavailable
+
 from . import services
 
 _SAFE = {"acks_late": True, "reject_on_worker_lost": True}
@@ -21,7 +23,7 @@ def grants_revoke(grant_ids: list[int], token: str) -> None:
     services.grants_revoke_execute(grant_ids=grant_ids, token=token)
 
 
-@shared_task(name="jitad.elevation.grant_refresh_ttl", autoretry_for=(services.grants.directory.DirectoryUnavailable,),
+@shared_task(name="jitad.elevation.grant_refresh_ttl", autoretry_for=(DirectoryUnavailable,),
              retry_backoff=True, retry_jitter=True, max_retries=5, **_SAFE)
 def grant_refresh_ttl(grant_id: int) -> None:
     services.grant_refresh_ttl_execute(grant_id=grant_id)
