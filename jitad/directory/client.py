@@ -12,6 +12,7 @@ import re
 import ssl
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -91,8 +92,8 @@ _ATTR_TYPE = re.compile(r"\s*([A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*)\s*")
 _HEX = "0123456789abcdefABCDEF"
 
 
-def _dn_parts(dn: str) -> list[tuple[str, str, str]]:
-    """(attribute type, unescaped value, separator) per RDN component, per RFC 4514.
+def _dn_parts(dn: str) -> list[tuple[str, str, str, int]]:
+    """(attribute type, unescaped value, separator, its index) per RDN component, per RFC 4514.
 
     Values are compared unescaped because DCs spell them their own way: Samba returns
     ``\\3D`` where jitad wrote ``\\=``, and ``\\ `` for a trailing space.
@@ -127,7 +128,7 @@ def _dn_parts(dn: str) -> list[tuple[str, str, str]]:
         if not keep:
             raise ValueError("empty attribute value")
         sep = dn[i] if i < n else ""
-        parts.append((m.group(1), raw[:keep].decode("utf-8"), sep))
+        parts.append((m.group(1), raw[:keep].decode("utf-8"), sep, i))
         if not sep:
             return parts
         i += 1
@@ -139,42 +140,19 @@ def normalize_dn(dn: str) -> str:
         parts = _dn_parts(dn)
     except ValueError as e:
         raise DirectoryRejected(f"not a valid DN: {dn!r}") from e
-    return "".join(f"{a.lower()}={_escape_rdn_value(v.lower())}{sep and ','}" for a, v, sep in parts)
+    return "".join(f"{a.lower()}={_escape_rdn_value(v.lower())}{sep and ','}" for a, v, sep, _ in parts)
 
 
 def split_dn(dn: str) -> tuple[str, str]:
     """(unescaped value of the first RDN, parent DN): ``CN=a\\,b,OU=x`` → (``a,b``, ``OU=x``)."""
-    normalize_dn(dn)  # validates
-    escaped, cut = False, len(dn)
-    for i, ch in enumerate(dn):
-        if escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch in ",;":
-            cut = i
-            break
-    value = re.sub(r"(?<!\\)((?:\\\\)*) +$", r"\1", dn[:cut].split("=", 1)[1].lstrip(" "))  # keep an escaped last space
-    return _unescape_rdn_value(value), dn[cut + 1 :].strip()
-
-
-def _unescape_rdn_value(value: str) -> str:
-    """Undo RFC 4514 escaping: ``\\,`` → ``,`` and ``\\c3\\a9`` → ``é``."""
-    out = bytearray()
-    i = 0
-    while i < len(value):
-        if value[i] == "\\" and i + 1 < len(value):
-            pair = value[i + 1 : i + 3]
-            if len(pair) == 2 and all(c in "0123456789abcdefABCDEF" for c in pair):
-                out += bytes.fromhex(pair)
-                i += 3
-                continue
-            out += value[i + 1].encode()
-            i += 2
-            continue
-        out += value[i].encode()
-        i += 1
-    return out.decode("utf-8", errors="replace")
+    try:
+        parts = _dn_parts(dn)
+    except ValueError as e:
+        raise DirectoryRejected(f"not a valid DN: {dn!r}") from e
+    _type, value, sep, end = parts[0]
+    if sep == "+":
+        raise DirectoryRejected(f"a multi-valued first RDN cannot be split: {dn!r}")
+    return value, dn[end + 1 :].strip()
 
 
 @contextmanager
@@ -236,18 +214,6 @@ class Directory:
             self._conn.search(base, filt, scope, attributes=attributes or [])
         return [r for r in self._conn.response if r.get("type") == "searchResEntry"]
 
-    def _paged_search(self, base: str, filt: str, attributes, operation: str, page_size: int = 500):
-        """Yield entries of a subtree search page by page (RFC 2696 paged results)."""
-        cookie = None
-        while True:
-            with translate(operation):
-                self._conn.search(base, filt, SUBTREE, attributes=attributes, paged_size=page_size, paged_cookie=cookie)
-            yield from (r for r in self._conn.response if r.get("type") == "searchResEntry")
-            control = self._conn.result.get("controls", {}).get("1.2.840.113556.1.4.319", {})
-            cookie = control.get("value", {}).get("cookie")
-            if not cookie:
-                return
-
     @staticmethod
     def _to_user(entry: dict) -> DirectoryUser:
         a, raw = entry["attributes"], entry["raw_attributes"]
@@ -291,8 +257,6 @@ class Directory:
 
     def find_user_by_guid(self, guid: str) -> DirectoryUser:
         """Find a user by objectGUID, which survives renames and moves."""
-        import uuid
-
         try:
             raw = uuid.UUID(guid).bytes_le
         except ValueError as e:

@@ -181,3 +181,18 @@ def test_claim_is_taken_once(db, django_user_model):
     assert [g.id for g in first] == [grant.id]
     assert second == []
     assert Grant.objects.get(id=grant.id).claim_token == mine
+
+
+def test_reconciler_alerts_once_about_a_group_it_cannot_read(live, make_target, alert_sink, jit_ou):
+    """GIVEN a target whose group DN does not exist WHEN the reconciler runs twice THEN one
+    critical alert says the group cannot be checked (not one a minute), and nothing crashes."""
+    from jitad.elevation.models import Target
+
+    make_target()  # a healthy group beside it is still reconciled
+    Target.objects.create(name="GHOST01", group_dn=f"CN=JIT-GHOST01-Admins,{jit_ou}")
+    first = services.reconcile()
+    second = services.reconcile()
+    assert "CN=JIT-GHOST01-Admins" not in str(first) and len(first) == 1 and len(second) == 1
+    wait_for(lambda: any("JIT-GHOST01-Admins" in m.get("title", "") for m in alert_sink.messages), timeout=30,
+             message="unreadable-group alert at the webhook")
+    assert Notification.objects.filter(event="reconcile.group_unreadable").count() == 1

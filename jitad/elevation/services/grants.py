@@ -111,7 +111,7 @@ def grant_create_from(*, request: AccessRequest, actor: str) -> Grant:
 
 def grant_apply_extension(*, grant: Grant, request: AccessRequest, actor: str) -> Grant:
     """Push a live grant's expiry out by the approved extension (caller's transaction)."""
-    g = Grant.objects.select_for_update().select_related("user", "target").get(pk=grant.pk)
+    g = Grant.objects.select_for_update(of=("self",)).select_related("user", "target").get(pk=grant.pk)
     if g.state not in (S.APPROVED, S.GRANTING, S.ACTIVE) or g.revoke_requested_at:
         raise RequestRefused("not_extendable", f"Grant #{g.pk} is {g.state} and cannot be extended.")
     now = timezone.now()
@@ -133,7 +133,7 @@ def grant_apply_extension(*, grant: Grant, request: AccessRequest, actor: str) -
 def _request_revocation(grant: Grant, *, actor: str, reason: str, comment: str = "") -> Grant:
     now = timezone.now()
     with transaction.atomic():
-        g = Grant.objects.select_for_update().select_related("user", "target").get(pk=grant.pk)
+        g = Grant.objects.select_for_update(of=("self",)).select_related("user", "target").get(pk=grant.pk)
         if g.state in (S.REVOKING, S.REVOKE_FAILED, S.REVOKED) or g.revoke_requested_at:
             raise RequestRefused("already_revoked", f"Grant #{g.pk} is already {g.state}.")
         g.revoke_requested_at = now
@@ -185,7 +185,7 @@ def _attempt_failed(grants: list[Grant], token: uuid.UUID, error: directory.Dire
     message = f"{type(error).__name__}: {error}"[:2000]
     entries, alerts = [], []
     with transaction.atomic():
-        for g in Grant.objects.select_for_update().select_related("user", "target").filter(
+        for g in Grant.objects.select_for_update(of=("self",)).select_related("user", "target").filter(
             id__in=[g.id for g in grants], claim_token=token
         ):
             before = g.state
@@ -411,7 +411,7 @@ def _claim(qs, *, to_state: str | None, limit: int) -> tuple[uuid.UUID, list[Gra
     token = uuid.uuid4()
     with transaction.atomic():
         rows = list(
-            qs.select_for_update(skip_locked=True).select_related("user", "target").order_by("expires_at")[:limit]
+            qs.select_for_update(skip_locked=True, of=("self",)).select_related("user", "target").order_by("expires_at")[:limit]
         )
         if not rows:
             return token, []

@@ -1,8 +1,10 @@
 """Find members of managed JIT groups that no grant backs, remove them, and alert."""
 import logging
 from collections import defaultdict
+from datetime import timedelta
 
 from django.db import transaction
+from django.utils import timezone
 
 from jitad import directory
 from jitad.audit.services import AuditEntry, audit_record_many
@@ -80,4 +82,27 @@ def reconcile() -> dict[str, list[str]]:
                 result[group_dn] = reconcile_group(d, group_dn, allowed)
             except directory.DirectoryError as e:
                 log.warning("reconcile %s failed: %s", group_dn, e)
+                if not e.transient:
+                    _alert_unreadable(group_dn, e)
     return result
+
+
+def _alert_unreadable(group_dn: str, error: directory.DirectoryError) -> None:
+    """A managed group jitad cannot check (deleted, misnamed, no rights): alert, at most hourly."""
+    key = group_dn[:64]
+    recent = timezone.now() - timedelta(hours=1)
+    if Notification.objects.filter(event="reconcile.group_unreadable", object_id=key, created_at__gte=recent).exists():
+        return
+    with transaction.atomic():
+        alert_raise(
+            event="reconcile.group_unreadable",
+            severity=Notification.Severity.CRITICAL,
+            subject=f"jitad cannot check the JIT group {group_dn.split(',')[0]}",
+            body=(
+                f"The reconciler could not read {group_dn}: {error}\n"
+                "Out-of-band members of this group are not being removed. Check that the group exists "
+                "and that the target's group DN in the policy file is right."
+            ),
+            object_type="group",
+            object_id=key,
+        )

@@ -9,7 +9,7 @@ from jitad.audit.services import audit_record
 
 from ..errors import RequestRefused
 from ..models import AccessRequest, Approval, Grant, Policy, Target
-from .grants import grant_create_from
+from .grants import grant_apply_extension, grant_create_from
 from .policies import is_approver, policy_for
 
 TICKET_MAX = 64
@@ -108,15 +108,13 @@ def _approve(req: AccessRequest, *, actor: str, reason: str) -> None:
     req.save(update_fields=["state", "decided_at"])
     _audit_request(req, actor=actor, action="request.approved", before=before, reason=reason)
     if req.kind == AccessRequest.Kind.EXTENSION:
-        from .grants import grant_apply_extension
-
         grant_apply_extension(grant=req.extends, request=req, actor=actor)
     else:
         grant_create_from(request=req, actor=actor)
 
 
 def _locked_pending(request_id: int) -> AccessRequest:
-    req = AccessRequest.objects.select_for_update().select_related("policy", "target", "requester").get(pk=request_id)
+    req = AccessRequest.objects.select_for_update(of=("self",)).select_related("policy", "target", "requester").get(pk=request_id)
     if req.state != AccessRequest.State.PENDING:
         raise RequestRefused("not_pending", f"Request #{req.pk} is {req.state}, not pending.")
     return req
@@ -232,7 +230,7 @@ def requests_expire_pending(*, now=None) -> int:
     )
     for request_id in ids:
         with transaction.atomic():
-            req = AccessRequest.objects.select_for_update().select_related("target", "requester").get(pk=request_id)
+            req = AccessRequest.objects.select_for_update(of=("self",)).select_related("target", "requester").get(pk=request_id)
             if req.state != AccessRequest.State.PENDING:
                 continue
             req.state = AccessRequest.State.EXPIRED_UNAPPROVED
