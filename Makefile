@@ -13,12 +13,15 @@ help:
 	@echo "make test   - install everything needed and run all tests"
 	@echo "make bench  - measure grant/revocation latency against a Samba DC (writes docs/benchmarks.md)"
 
-# System packages: a Samba AD DC for tests and the demo (Debian's packages; root).
+# System packages (Debian's, as root): a Samba AD DC for tests and the demo, and
+# Chromium for the browser tests (Playwright drives it; it never downloads a browser).
 deps:
-	@if ! command -v samba-tool >/dev/null 2>&1 || ! command -v samba >/dev/null 2>&1; then \
-	  echo "installing Samba AD DC from Debian's packages"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    samba-ad-dc samba-ad-provision >/dev/null; \
+	@missing=""; \
+	command -v samba-tool >/dev/null 2>&1 && command -v samba >/dev/null 2>&1 || missing="$$missing samba-ad-dc samba-ad-provision"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing from Debian's packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 $(STAMP): requirements.txt requirements-dev.txt

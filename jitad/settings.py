@@ -45,6 +45,12 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
+    "django_otp_webauthn",
+    "django_htmx",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "jitad.accounts",
     "jitad.audit",
     "jitad.notifications",
     "jitad.elevation",
@@ -52,12 +58,15 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "jitad.accounts.middleware.MFARequiredMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -74,6 +83,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "jitad.accounts.context.mfa",
             ],
         },
     },
@@ -111,7 +121,36 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(env.str("JITAD_STATIC_ROOT", default=str(VAR_DIR / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "jitad" / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Compressed, content-hashed files when collected (production); plain finders otherwise.
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if env.bool("JITAD_COLLECTED_STATIC", default=PRODUCTION)
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+# Without collectstatic (the demo, tests), whitenoise serves straight from the finders.
+WHITENOISE_USE_FINDERS = not env.bool("JITAD_COLLECTED_STATIC", default=PRODUCTION)
+
+# --- Login and MFA --------------------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    "jitad.accounts.backends.ActiveDirectoryBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "elevation:access"
+LOGOUT_REDIRECT_URL = "accounts:login"
+# A privileged step (request, approve, extend, release, break-glass) needs an MFA
+# verification younger than this.
+JITAD_MFA_FRESH_SECONDS = env.int("JITAD_MFA_FRESH_SECONDS", default=15 * 60)
+OTP_TOTP_ISSUER = env.str("JITAD_OTP_ISSUER", default="jitad")
+# Wrong codes lock a device for 1, 2, 4, ... seconds (django-otp's throttling).
+OTP_TOTP_THROTTLE_FACTOR = 1
+OTP_STATIC_THROTTLE_FACTOR = 1
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env.bool("JITAD_SECURE_COOKIES", default=PRODUCTION)
@@ -187,7 +226,46 @@ JITAD_RETRY_MAX_SECONDS = env.float("JITAD_RETRY_MAX_SECONDS", default=60.0)
 # How many due grants one sweep claims (the rest go in the next sweep).
 JITAD_SWEEP_BATCH = env.int("JITAD_SWEEP_BATCH", default=2000)
 JITAD_SWEEP_MAX_BATCHES = env.int("JITAD_SWEEP_MAX_BATCHES", default=20)
-JITAD_BASE_URL = env.str("JITAD_BASE_URL", default="http://127.0.0.1:8000")
+# Where people reach jitad: links in notifications, and the passkey (WebAuthn) origin.
+JITAD_BASE_URL = env.str("JITAD_BASE_URL", default="http://localhost:8000").rstrip("/")
+
+# --- Passkeys (WebAuthn). The relying party is the host people type; passkeys are bound to it.
+from urllib.parse import urlsplit  # noqa: E402
+
+OTP_WEBAUTHN_RP_ID = env.str("JITAD_WEBAUTHN_RP_ID", default=urlsplit(JITAD_BASE_URL).hostname or "localhost")
+OTP_WEBAUTHN_RP_NAME = env.str("JITAD_WEBAUTHN_RP_NAME", default="jitad")
+OTP_WEBAUTHN_ALLOWED_ORIGINS = env.list(
+    "JITAD_WEBAUTHN_ORIGINS", default=[f"{urlsplit(JITAD_BASE_URL).scheme}://{urlsplit(JITAD_BASE_URL).netloc}"]
+)
+# Passkeys are a second factor here: the AD password is always checked first.
+OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = False
+
+# --- REST API -------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "jitad.accounts.api.ApiTokenAuthentication",
+        "jitad.accounts.api.VerifiedSessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["jitad.accounts.api.OTPForUnsafeMethods"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "jitad.accounts.api_errors.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser", "rest_framework.parsers.FormParser"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    # Swagger UI from the sidecar package: the docs page loads nothing from the internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "TITLE": "jitad API",
+    "DESCRIPTION": "Just-in-time admin rights in Active Directory. Every state-changing call carries a current OTP code in `otp`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
 
 # --- Alerts (apprise URLs: mailto://, slack://, msteams://, json://, ...) -------------
 JITAD_ALERT_URLS = env.list("JITAD_ALERT_URLS", default=[])

@@ -1,12 +1,28 @@
-"""URL configuration. The admin requires a verified OTP device (django-otp's OTPAdminSite)."""
+"""URL configuration.
+
+Every page needs a login with a verified MFA device (jitad.accounts.middleware); the admin
+is django-otp's OTPAdminSite; the REST API lives under /api/ with its own authentication.
+"""
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+from django.views.generic import RedirectView
 from django_otp.admin import OTPAdminSite
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from jitad.accounts.views import health
 
 admin.site.__class__ = OTPAdminSite
 admin.site.site_header = "jitad administration"
 admin.site.site_title = "jitad"
 
 urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="elevation:access", permanent=False), name="home"),
+    path("healthz", health, name="health"),
+    path("account/", include("jitad.accounts.urls")),
+    path("account/passkeys/", include("jitad.accounts.webauthn")),
     path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/v1/", include("jitad.elevation.api.urls")),
+    path("", include("jitad.elevation.urls")),
 ]

@@ -177,3 +177,15 @@ def make_target(jit_ou):
         return target
 
     return make
+
+
+@pytest.fixture
+def verified_client(client):
+    """A test client logged in as ``user`` with a freshly verified TOTP device: ``verified_client(user)``."""
+    from tests.support.mfa import verify_session
+
+    def login(user, *, age_seconds: float = 0.0):
+        verify_session(client, user, age_seconds=age_seconds)
+        return client
+
+    return login

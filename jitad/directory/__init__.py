@@ -5,11 +5,13 @@
         d.add_member(group_dn, user.dn, ttl_seconds=4 * 3600)
 """
 from .client import Directory, DirectoryUser, connect, session, escape_filter, member_ttl_value, normalize_dn, rdn, split_dn
+from .auth import authenticate_user
 from .config import DirectoryConfig
-from .errors import DirectoryError, DirectoryMisconfigured, DirectoryNotFound, DirectoryRejected, DirectoryUnavailable
+from .errors import DirectoryAuthFailed, DirectoryError, DirectoryMisconfigured, DirectoryNotFound, DirectoryRejected, DirectoryUnavailable
 
 __all__ = [
     "Directory",
+    "DirectoryAuthFailed",
     "DirectoryConfig",
     "DirectoryError",
     "DirectoryMisconfigured",
@@ -17,6 +19,7 @@ __all__ = [
     "DirectoryRejected",
     "DirectoryUnavailable",
     "DirectoryUser",
+    "authenticate_user",
     "connect",
     "escape_filter",
     "member_ttl_value",

@@ -35,12 +35,16 @@ _NO_SUCH_OBJECT = 32
 _IN_CHAIN = "1.2.840.113556.1.4.1941"  # LDAP_MATCHING_RULE_IN_CHAIN
 _PERMISSIVE_MODIFY = ("1.2.840.113556.1.4.1413", False, None)
 _UF_ACCOUNTDISABLE = 0x2
+_UF_LOCKOUT = 0x10
+_UAC_COMPUTED = "msDS-User-Account-Control-Computed"
 _PAM_FEATURE_RDN = "CN=Privileged Access Management Feature"
 _USER_ATTRS = [
     "distinguishedName",
     "sAMAccountName",
     "userPrincipalName",
     "displayName",
+    "givenName",
+    "sn",
     "mail",
     "objectSid",
     "objectGUID",
@@ -60,6 +64,8 @@ class DirectoryUser:
     sid: str
     guid: str
     disabled: bool
+    given_name: str = ""
+    surname: str = ""
 
 
 def escape_filter(value: str) -> str:
@@ -236,6 +242,8 @@ class Directory:
             sid=sid,
             guid=guid,
             disabled=bool(uac & _UF_ACCOUNTDISABLE),
+            given_name=first("givenName"),
+            surname=first("sn"),
         )
 
     def find_user(self, name: str) -> DirectoryUser:
@@ -295,6 +303,29 @@ class Directory:
             return False
         filt = f"(member:{_IN_CHAIN}:={escape_filter(member_dn)})"
         return bool(self._search(group_dn, filt, BASE, operation="check nested member"))
+
+    def groups_of(self, member_dn: str) -> list[str]:
+        """Names (sAMAccountName) of every group ``member_dn`` is in, directly or nested."""
+        if "\x00" in member_dn:
+            raise DirectoryRejected("a DN cannot contain NUL")
+        filt = f"(&(objectClass=group)(member:{_IN_CHAIN}:={escape_filter(member_dn)}))"
+        entries = self._search(self.config.base_dn, filt, attributes=["sAMAccountName"], operation="read groups")
+        names = []
+        for e in entries:
+            v = e["attributes"].get("sAMAccountName")
+            v = v[0] if isinstance(v, list) and v else v
+            if v:
+                names.append(str(v))
+        return sorted(names, key=str.lower)
+
+    def account_locked(self, user_dn: str) -> bool:
+        """True if the DC computes the account as locked out (UF_LOCKOUT in the constructed flags)."""
+        entries = self._search(user_dn, "(objectClass=user)", BASE, attributes=[_UAC_COMPUTED], operation="read account state")
+        if not entries:
+            raise DirectoryNotFound(f"no user {user_dn}")
+        value = entries[0]["attributes"].get(_UAC_COMPUTED)
+        value = value[0] if isinstance(value, list) and value else value
+        return bool(int(value or 0) & _UF_LOCKOUT)
 
     def pam_ttl_supported(self) -> bool:
         """True when the forest has the Windows Server 2016 PAM optional feature enabled."""
@@ -451,16 +482,9 @@ def _result_code(e: DirectoryError) -> int | None:
     return getattr(cause, "result", None)
 
 
-def connect(config: DirectoryConfig | None = None) -> Directory:
-    """Bind to the first configured DC that answers, trying each in turn within its timeouts.
-
-    ldap3's ServerPool sleeps between rounds on its own clock; trying the URLs here keeps
-    the deadline ours and names every DC that failed.
-    """
-    config = config or DirectoryConfig.from_settings()
-    config.check()
+def _tls(config: DirectoryConfig) -> Tls:
     try:
-        tls = Tls(
+        return Tls(
             validate=ssl.CERT_REQUIRED,
             version=ssl.PROTOCOL_TLS_CLIENT,
             ca_certs_file=config.ca_file,
@@ -468,36 +492,61 @@ def connect(config: DirectoryConfig | None = None) -> Directory:
         )
     except lx.LDAPSSLConfigurationError as e:
         raise DirectoryMisconfigured(f"JITAD_LDAP_CA_FILE {config.ca_file!r} is unusable: {e}") from e
+
+
+def _open(url: str, config: DirectoryConfig, tls: Tls, user: str, password: str) -> Connection:
+    """Open a TLS connection to one DC and bind as ``user``; ldap3 errors propagate."""
+    server = Server(url, tls=tls, connect_timeout=config.connect_timeout, get_info=DSA)
+    conn = Connection(
+        server,
+        user=user,
+        password=password,
+        authentication=SIMPLE,
+        raise_exceptions=True,
+        receive_timeout=max(1, math.ceil(config.receive_timeout)),  # ldap3 packs it as an integer
+        auto_range=True,
+        check_names=False,
+        return_empty_attributes=False,
+    )
+    try:
+        conn.open()
+        if config.start_tls and not url.lower().startswith("ldaps://"):
+            conn.start_tls()
+        conn.bind()
+    except BaseException:
+        conn.unbind()
+        raise
+    return conn
+
+
+def bind_each(config: DirectoryConfig, user: str, password: str) -> tuple[Connection, str]:
+    """Bind as ``user`` on the first DC that answers; DirectoryRejected if one refuses the bind.
+
+    ldap3's ServerPool sleeps between rounds on its own clock; trying the URLs here keeps
+    the deadline ours and names every DC that failed.
+    """
+    config.check()
+    tls = _tls(config)
     failures = []
     for url in config.urls:
         started = time.monotonic()
-        server = Server(url, tls=tls, connect_timeout=config.connect_timeout, get_info=DSA)
-        conn = Connection(
-            server,
-            user=config.bind_dn,
-            password=config.bind_password,
-            authentication=SIMPLE,
-            raise_exceptions=True,
-            receive_timeout=max(1, math.ceil(config.receive_timeout)),  # ldap3 packs it as an integer
-            auto_range=True,
-            check_names=False,
-            return_empty_attributes=False,
-        )
         try:
             with translate(f"bind to {url}"):
-                conn.open()
-                if config.start_tls and not url.lower().startswith("ldaps://"):
-                    conn.start_tls()
-                conn.bind()
-        except DirectoryRejected as e:
-            # The DC answered: bad bind credentials are ours to fix, not another DC's.
-            conn.unbind()
-            raise DirectoryMisconfigured(str(e)) from e
+                return _open(url, config, tls, user, password), url
         except DirectoryUnavailable as e:
             failures.append(f"{url}: {e} after {time.monotonic() - started:.1f}s")
-            continue
-        return Directory(conn, config, url)
     raise DirectoryUnavailable("no domain controller answered: " + "; ".join(failures))
+
+
+def connect(config: DirectoryConfig | None = None) -> Directory:
+    """Bind as jitad's service account to the first configured DC that answers."""
+    config = config or DirectoryConfig.from_settings()
+    try:
+        conn, url = bind_each(config, config.bind_dn, config.bind_password)
+    except DirectoryRejected as e:
+        # The DC answered: bad bind credentials are ours to fix, not another DC's.
+        raise DirectoryMisconfigured(str(e)) from e
+    return Directory(conn, config, url)
 
 
 _cached = threading.local()

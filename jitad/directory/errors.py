@@ -23,3 +23,19 @@ class DirectoryNotFound(DirectoryRejected):
 
 class DirectoryMisconfigured(DirectoryError):
     """jitad's own directory settings are unusable (no URL, no CA, plaintext LDAP)."""
+
+
+class DirectoryAuthFailed(DirectoryRejected):
+    """A person's AD password check failed; ``reason`` says why in a form safe to show them."""
+
+    INVALID = "invalid_credentials"
+    DISABLED = "account_disabled"
+    LOCKED = "account_locked"
+    EXPIRED = "account_expired"
+    PASSWORD_EXPIRED = "password_expired"
+    MUST_CHANGE = "password_must_change"
+    RESTRICTED = "logon_restricted"
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason

@@ -1,0 +1,75 @@
+"""Authentication backend: a person's AD password, checked by binding as them over LDAPS."""
+import logging
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+
+from jitad import directory
+
+from .services import AccountConflict, account_sync_from_directory
+
+log = logging.getLogger(__name__)
+User = get_user_model()
+
+# Why a login was refused, in words a person can act on. Wrong name and wrong password
+# share one message so the form cannot be used to find out who has an account.
+MESSAGES = {
+    directory.DirectoryAuthFailed.INVALID: "The user name or password is not right.",
+    directory.DirectoryAuthFailed.DISABLED: "Your AD account is disabled. Ask the service desk to enable it.",
+    directory.DirectoryAuthFailed.LOCKED: "Your AD account is locked after too many wrong passwords. Wait for it to unlock or ask the service desk.",
+    directory.DirectoryAuthFailed.EXPIRED: "Your AD account has expired. Ask the service desk to extend it.",
+    directory.DirectoryAuthFailed.PASSWORD_EXPIRED: "Your AD password has expired. Change it in Windows, then log in again.",
+    directory.DirectoryAuthFailed.MUST_CHANGE: "Your AD password must be changed before first use. Change it in Windows, then log in again.",
+    directory.DirectoryAuthFailed.RESTRICTED: "Your AD account may not log in at this time or from here.",
+    "directory_unavailable": "Active Directory cannot be reached right now, so AD logins do not work. Try again in a few minutes; local accounts still work.",
+    "directory_misconfigured": "jitad's connection to Active Directory is misconfigured. Tell the jitad operators.",
+    "account_conflict": "Your AD account cannot be used here: a local jitad account already has that name. Tell the jitad operators.",
+}
+
+
+def _refuse(request, code: str):
+    """Leave the reason for the login form; the user_login_failed signal audits it."""
+    if request is not None:
+        request.jitad_login_error = code
+
+
+class ActiveDirectoryBackend:
+    """Checks AD credentials through the directory seam and mirrors the account locally.
+
+    Names held by local accounts are left to ModelBackend, so an AD account can never
+    take over the first admin or a break-glass operator. When AD refuses for a reason
+    the person can act on, PermissionDenied stops Django from trying other backends and
+    the reason is left on the request for the login form to show.
+    """
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if not username or password is None:
+            return None
+        local = User.objects.filter(username__iexact=username.strip()).select_related("directory_account").first()
+        if local is not None and not hasattr(local, "directory_account"):
+            return None
+        try:
+            entry, groups = directory.authenticate_user(username.strip(), password)
+        except directory.DirectoryAuthFailed as e:
+            _refuse(request, e.reason)
+            if e.reason == directory.DirectoryAuthFailed.INVALID:
+                return None
+            raise PermissionDenied(e.reason) from None
+        except directory.DirectoryUnavailable as e:
+            log.warning("AD login for %r: directory unavailable: %s", username, e)
+            _refuse(request, "directory_unavailable")
+            return None  # a local account of the same name may still log in
+        except directory.DirectoryMisconfigured as e:
+            log.error("AD login for %r: directory misconfigured: %s", username, e)
+            _refuse(request, "directory_misconfigured")
+            return None
+        try:
+            return account_sync_from_directory(entry=entry, groups=groups)
+        except AccountConflict as e:
+            log.error("AD login for %r refused: %s", username, e)
+            _refuse(request, "account_conflict")
+            raise PermissionDenied("account_conflict") from None
+
+    def get_user(self, user_id):
+        user = User.objects.filter(pk=user_id).first()
+        return user if user is not None and user.is_active else None

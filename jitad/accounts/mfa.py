@@ -1,0 +1,114 @@
+"""MFA state of a session: which device verified it, when, and checking a code again.
+
+django-otp records *which* device verified a session; jitad also records *when*, so a
+privileged step can demand a verification younger than JITAD_MFA_FRESH_SECONDS. A session
+verified by a path that did not record the time counts as stale, never as fresh.
+"""
+import re
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django_otp import DEVICE_ID_SESSION_KEY, devices_for_user
+from django_otp import login as otp_login
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+FRESH_KEY = "jitad_mfa_verified_at"
+FRESH_DEVICE_KEY = "jitad_mfa_device"
+BACKUP_DEVICE_NAME = "backup codes"
+BACKUP_CODE_COUNT = 10
+_TOTP_RE = re.compile(r"^[0-9]{6,8}$")
+_BACKUP_RE = re.compile(r"^[a-z0-9]{6,16}$")
+
+
+@dataclass
+class CodeCheck:
+    """The outcome of checking a code: the device that took it, or why none did."""
+
+    device: object | None = None
+    error: str = ""
+
+
+def mfa_mark_verified(request, device) -> None:
+    """Record that ``device`` verified this session now (django-otp's login plus a timestamp)."""
+    otp_login(request, device)
+    request.session[FRESH_KEY] = time.time()
+    request.session[FRESH_DEVICE_KEY] = device.persistent_id
+
+
+def mfa_age_seconds(request) -> float | None:
+    """Seconds since this session's last verification, or None if unverified or unrecorded."""
+    session = getattr(request, "session", None)
+    if session is None or not session.get(DEVICE_ID_SESSION_KEY):
+        return None
+    at = session.get(FRESH_KEY)
+    if at is None or session.get(FRESH_DEVICE_KEY) != session.get(DEVICE_ID_SESSION_KEY):
+        return None
+    return max(0.0, time.time() - float(at))
+
+
+def mfa_is_fresh(request) -> bool:
+    """True if this session was verified within the fresh-MFA window."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated or not user.is_verified():
+        return False
+    age = mfa_age_seconds(request)
+    return age is not None and age <= settings.JITAD_MFA_FRESH_SECONDS
+
+
+def mfa_has_code_device(user) -> bool:
+    """True if ``user`` can type a code (TOTP or a backup code), which the API needs."""
+    return TOTPDevice.objects.filter(user=user, confirmed=True).exists() or StaticToken.objects.filter(
+        device__user=user, device__confirmed=True
+    ).exists()
+
+
+def _throttled(device) -> str:
+    allowed, info = device.verify_is_allowed()
+    if allowed:
+        return ""
+    until = (info or {}).get("locked_until")
+    if until is not None:
+        from django.utils import timezone
+
+        wait = max(1, int((until - timezone.now()).total_seconds()) + 1)
+        return f"Too many wrong codes. Wait {wait} seconds and try again."
+    return "Too many wrong codes. Wait a little and try again."
+
+
+def mfa_check_code(user, code: str) -> CodeCheck:
+    """Check a TOTP or backup code against ``user``'s confirmed devices (django-otp throttling applies).
+
+    Six to eight digits are tried against authenticator apps, anything else against backup
+    codes, so a mistyped code counts against one kind of device only.
+    """
+    code = (code or "").strip().replace(" ", "").replace("-", "").lower()
+    if not code:
+        return CodeCheck(error="Enter the code from your authenticator app or a backup code.")
+    if _TOTP_RE.match(code):
+        model = TOTPDevice
+    elif _BACKUP_RE.match(code):
+        model = StaticDevice
+    else:
+        return CodeCheck(error="That is not a valid code: 6 digits from your app, or a backup code.")
+    throttle_message = ""
+    with transaction.atomic():
+        for device in model.objects.devices_for_user(user, confirmed=True).select_for_update():
+            reason = _throttled(device)
+            if reason:
+                throttle_message = reason
+                continue
+            if device.verify_token(code):
+                return CodeCheck(device=device)
+    return CodeCheck(error=throttle_message or "That code is not right. Check your device's clock and try again.")
+
+
+def mfa_devices(user) -> list:
+    """Every confirmed device of ``user`` (TOTP, backup codes, passkeys)."""
+    return list(devices_for_user(user, confirmed=True))
+
+
+def mfa_enrolled(user) -> bool:
+    return bool(mfa_devices(user))

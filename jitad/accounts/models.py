@@ -1,0 +1,73 @@
+"""Links from local users to AD accounts, and personal API tokens."""
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class DirectoryAccount(models.Model):
+    """The AD account behind a local user, keyed by objectGUID so a rename finds the same person.
+
+    A user without one is a local account (first admin, break-glass operators): it logs in
+    with its Django password and never through AD. A user with one has no usable local
+    password and its Django groups mirror its AD groups, refreshed at every login.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="directory_account")
+    guid = models.CharField(max_length=36, unique=True)
+    dn = models.CharField(max_length=1024)
+    sid = models.CharField(max_length=184, blank=True)
+    groups = models.JSONField(default=list, blank=True, help_text="AD group names at the last login")
+    synced_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return self.dn
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def live(self):
+        return self.filter(revoked_at__isnull=True).filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=timezone.now()))
+
+
+class ApiToken(models.Model):
+    """A personal API token. Only a SHA-256 digest is stored: the token is shown once, at creation.
+
+    Tokens look like ``jitad_<prefix>_<secret>``; the prefix finds the row, the digest of
+    the whole string proves it. A token authenticates; it never stands in for the OTP code
+    that every state-changing API call carries.
+    """
+
+    PREFIX_LEN = 8
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix})"
+
+    @staticmethod
+    def hash(raw: str) -> str:
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    @classmethod
+    def generate(cls) -> tuple[str, str, str]:
+        """A new (raw token, prefix, digest)."""
+        prefix = secrets.token_hex(cls.PREFIX_LEN // 2)
+        raw = f"jitad_{prefix}_{secrets.token_urlsafe(32)}"
+        return raw, prefix, cls.hash(raw)
+
+    @property
+    def is_live(self) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())

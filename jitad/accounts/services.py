@@ -1,0 +1,206 @@
+"""Accounts: mirror an AD user into a local one at login; enrol MFA devices; personal API tokens."""
+import logging
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.utils import timezone
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from jitad.audit.services import audit_record
+from jitad.directory import DirectoryUser
+from jitad.notifications.services import alert_raise
+
+from .mfa import BACKUP_CODE_COUNT, BACKUP_DEVICE_NAME, mfa_enrolled
+from .models import ApiToken, DirectoryAccount
+
+log = logging.getLogger(__name__)
+User = get_user_model()
+_GROUP_NAME_MAX = Group._meta.get_field("name").max_length
+
+
+class AccountConflict(Exception):
+    """An AD user cannot be mirrored (a local account already holds the name)."""
+
+
+def _actor(user) -> str:
+    return user.get_username()
+
+
+def _sync_groups(user, names: list[str]) -> None:
+    names = sorted({n for n in names if n and len(n) <= _GROUP_NAME_MAX})
+    existing = {g.name: g for g in Group.objects.filter(name__in=names)}
+    missing = [Group(name=n) for n in names if n not in existing]
+    if missing:
+        Group.objects.bulk_create(missing, ignore_conflicts=True)
+        existing = {g.name: g for g in Group.objects.filter(name__in=names)}
+    user.groups.set(existing.values())
+
+
+def account_sync_from_directory(*, entry: DirectoryUser, groups: list[str]) -> "User":
+    """Create or update the local user for an AD account that just proved its password.
+
+    The link is the objectGUID: a renamed AD user keeps its local row, history and devices.
+    A local account that already holds the name is never taken over.
+    """
+    username = entry.sam_account_name.lower()
+    with transaction.atomic():
+        link = DirectoryAccount.objects.select_for_update().select_related("user").filter(guid=entry.guid).first()
+        if link is None:
+            clash = User.objects.filter(username__iexact=username).first()
+            if clash is not None:
+                if hasattr(clash, "directory_account"):
+                    raise AccountConflict(f"{username!r} is linked to another AD account")
+                raise AccountConflict(f"{username!r} is a local account")
+            user = User(username=username)
+            user.set_unusable_password()
+            created = True
+        else:
+            user = link.user
+            created = False
+            if user.username != username and User.objects.filter(username__iexact=username).exclude(pk=user.pk).exists():
+                raise AccountConflict(f"{username!r} is already taken by another account")
+        before = user.username if not created else ""
+        user.username = username
+        user.first_name = (entry.given_name or entry.display_name)[:150]
+        user.last_name = entry.surname[:150]
+        user.email = entry.mail[:254]
+        user.is_active = True
+        user.save()
+        _sync_groups(user, groups)
+        DirectoryAccount.objects.update_or_create(
+            user=user,
+            defaults={"guid": entry.guid, "dn": entry.dn, "sid": entry.sid, "groups": sorted(groups), "synced_at": timezone.now()},
+        )
+        audit_record(
+            actor=username,
+            action="account.created" if created else "account.synced",
+            object_type="user",
+            object_id=user.pk,
+            before=before,
+            after=username,
+            data={"dn": entry.dn, "groups": sorted(groups)},
+        )
+    return user
+
+
+def account_login_failed(*, username: str, reason: str, remote_addr: str = "") -> None:
+    """Record a refused login (never the password)."""
+    with transaction.atomic():
+        audit_record(
+            actor=(username or "?")[:150],
+            action="account.login_failed",
+            object_type="user",
+            object_id=(username or "?")[:150],
+            reason=reason,
+            data={"remote_addr": remote_addr},
+        )
+
+
+def account_logged_in(*, user, method: str, remote_addr: str = "") -> None:
+    with transaction.atomic():
+        audit_record(actor=_actor(user), action="account.login", object_type="user", object_id=user.pk,
+                     data={"method": method, "remote_addr": remote_addr})
+
+
+# --- MFA enrolment ----------------------------------------------------------------------
+
+
+def totp_enrol_begin(*, user) -> TOTPDevice:
+    """An unconfirmed TOTP device for ``user`` (the same one until confirmed, so a reload keeps the QR)."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("-id").first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name="authenticator app", confirmed=False)
+    return device
+
+
+def totp_enrol_confirm(*, user, device: TOTPDevice, code: str) -> bool:
+    """Confirm ``device`` if ``code`` is right; the device counts only from then on."""
+    code = (code or "").strip().replace(" ", "")
+    with transaction.atomic():
+        device = TOTPDevice.objects.select_for_update().get(pk=device.pk, user=user)
+        if device.confirmed:
+            return True
+        if not code.isdigit() or not device.verify_token(code):
+            return False
+        first = not mfa_enrolled(user)
+        device.confirmed = True
+        device.save(update_fields=["confirmed"])
+        audit_record(actor=_actor(user), action="mfa.enrolled", object_type="otp_device", object_id=device.persistent_id,
+                     after="confirmed", data={"kind": "totp", "first": first})
+        alert_raise(
+            event="mfa.enrolled",
+            subject=f"New authenticator app for {user.get_username()}",
+            body=f"{user.get_username()} enrolled an authenticator app in jitad. If this was not them, revoke it and reset their password.",
+            severity="info",
+        )
+    return True
+
+
+def backup_codes_generate(*, user) -> list[str]:
+    """Replace ``user``'s backup codes with a fresh set and return them (shown once, stored by django-otp)."""
+    codes = [secrets.token_hex(5) for _ in range(BACKUP_CODE_COUNT)]
+    with transaction.atomic():
+        device, _ = StaticDevice.objects.get_or_create(user=user, name=BACKUP_DEVICE_NAME, defaults={"confirmed": True})
+        device.token_set.all().delete()
+        StaticToken.objects.bulk_create([StaticToken(device=device, token=c) for c in codes])
+        audit_record(actor=_actor(user), action="mfa.backup_codes_generated", object_type="otp_device",
+                     object_id=device.persistent_id, data={"count": len(codes)})
+    return codes
+
+
+def mfa_device_remove(*, user, device) -> None:
+    """Remove one of ``user``'s devices; the last one cannot go (the account would have no MFA)."""
+    from .mfa import mfa_devices
+
+    with transaction.atomic():
+        remaining = [d for d in mfa_devices(user) if d.persistent_id != device.persistent_id]
+        if not remaining:
+            raise ValueError("This is your only MFA device. Add another before removing it.")
+        audit_record(actor=_actor(user), action="mfa.removed", object_type="otp_device", object_id=device.persistent_id,
+                     before="confirmed", after="removed", data={"kind": type(device).__name__})
+        device.delete()
+
+
+# --- API tokens -------------------------------------------------------------------------
+
+
+def api_token_create(*, user, name: str, days: int | None = 90) -> tuple[ApiToken, str]:
+    """A new personal token; the raw value is returned once and never stored."""
+    name = (name or "").strip()[:100] or "token"
+    raw, prefix, digest = ApiToken.generate()
+    expires = timezone.now() + timezone.timedelta(days=days) if days else None
+    with transaction.atomic():
+        token = ApiToken.objects.create(user=user, name=name, prefix=prefix, digest=digest, expires_at=expires)
+        audit_record(actor=_actor(user), action="api_token.created", object_type="api_token", object_id=token.pk,
+                     after="live", data={"name": name, "prefix": prefix, "expires_at": expires.isoformat() if expires else None})
+    return token, raw
+
+
+def api_token_revoke(*, token: ApiToken, actor) -> ApiToken:
+    with transaction.atomic():
+        token = ApiToken.objects.select_for_update().get(pk=token.pk)
+        if token.revoked_at is None:
+            token.revoked_at = timezone.now()
+            token.save(update_fields=["revoked_at"])
+            audit_record(actor=_actor(actor), action="api_token.revoked", object_type="api_token", object_id=token.pk,
+                         before="live", after="revoked", data={"prefix": token.prefix})
+    return token
+
+
+def api_token_authenticate(raw: str):
+    """The live token matching ``raw``, or None. Constant-time comparison of digests."""
+    parts = (raw or "").split("_")
+    if len(parts) != 3 or parts[0] != "jitad" or len(parts[1]) != ApiToken.PREFIX_LEN:
+        return None
+    token = ApiToken.objects.live().select_related("user").filter(prefix=parts[1]).first()
+    if token is None or not secrets.compare_digest(token.digest, ApiToken.hash(raw)):
+        return None
+    if not token.user.is_active:
+        return None
+    now = timezone.now()
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token

@@ -1,0 +1,69 @@
+"""Checking a person's AD password: bind as them over TLS and read why the DC refused.
+
+AD (and Samba) refuse a simple bind with result 49 and a "data NNN" sub-code that says
+why: 52e wrong password, 533 disabled, 775 locked out, 532 password expired, 773 must
+change password, 701 account expired, 530/531 logon-hours or workstation restriction.
+A disabled account only says 533 when the password was right, so telling the person
+"disabled" reveals nothing to someone guessing passwords.
+"""
+import re
+
+from ldap3.core import exceptions as lx
+
+from .client import DirectoryUser, bind_each, session
+from .config import DirectoryConfig
+from .errors import DirectoryAuthFailed, DirectoryNotFound, DirectoryRejected
+
+_DATA_CODE = re.compile(r"\bdata ([0-9a-fA-F]{3,8})\b")
+_REASONS = {
+    "52e": DirectoryAuthFailed.INVALID,
+    "525": DirectoryAuthFailed.INVALID,
+    "533": DirectoryAuthFailed.DISABLED,
+    "775": DirectoryAuthFailed.LOCKED,
+    "532": DirectoryAuthFailed.PASSWORD_EXPIRED,
+    "773": DirectoryAuthFailed.MUST_CHANGE,
+    "701": DirectoryAuthFailed.EXPIRED,
+    "530": DirectoryAuthFailed.RESTRICTED,
+    "531": DirectoryAuthFailed.RESTRICTED,
+}
+_INVALID_CREDENTIALS = 49
+
+
+def _reason(error: DirectoryRejected) -> str:
+    cause = error.__cause__
+    if not isinstance(cause, lx.LDAPOperationResult) or cause.result != _INVALID_CREDENTIALS:
+        return ""
+    m = _DATA_CODE.search(cause.message or "")
+    return _REASONS.get(m.group(1).lower(), DirectoryAuthFailed.INVALID) if m else DirectoryAuthFailed.INVALID
+
+
+def authenticate_user(name: str, password: str, config: DirectoryConfig | None = None) -> tuple[DirectoryUser, list[str]]:
+    """Check ``password`` for the AD user ``name``; return the user and their (nested) group names.
+
+    Raises DirectoryAuthFailed with a reason, DirectoryUnavailable when no DC answers,
+    DirectoryMisconfigured when jitad's own bind is wrong. The password is never logged
+    and never part of an exception message.
+    """
+    config = config or DirectoryConfig.from_settings()
+    # An empty password makes a simple bind "unauthenticated" and the DC says yes.
+    if not password or "\x00" in password or len(password) > 1024:
+        raise DirectoryAuthFailed(DirectoryAuthFailed.INVALID)
+    with session(config) as d:
+        try:
+            user = d.find_user(name)
+        except DirectoryNotFound as e:
+            raise DirectoryAuthFailed(DirectoryAuthFailed.INVALID) from e
+        except DirectoryRejected as e:  # ambiguous or malformed name: same answer as a wrong password
+            raise DirectoryAuthFailed(DirectoryAuthFailed.INVALID) from e
+    try:
+        conn, _url = bind_each(config, user.dn, password)
+    except DirectoryRejected as e:
+        raise DirectoryAuthFailed(_reason(e) or DirectoryAuthFailed.INVALID) from e
+    conn.unbind()
+    with session(config) as d:
+        if user.disabled:
+            raise DirectoryAuthFailed(DirectoryAuthFailed.DISABLED)
+        if d.account_locked(user.dn):
+            raise DirectoryAuthFailed(DirectoryAuthFailed.LOCKED)
+        groups = d.groups_of(user.dn)
+    return user, groups

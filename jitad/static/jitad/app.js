@@ -1,0 +1,26 @@
+// jitad portal: live countdowns and local times. No framework; htmx does the polling.
+(function () {
+  function pad(n) { return String(n).padStart(2, "0"); }
+  function fmt(seconds) {
+    if (seconds <= 0) return "expiring";
+    var h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = Math.floor(seconds % 60);
+    return (h ? h + "h " : "") + pad(m) + "m " + pad(s) + "s";
+  }
+  function tick() {
+    document.querySelectorAll("[data-expires]").forEach(function (el) {
+      var left = (Date.parse(el.dataset.expires) - Date.now()) / 1000;
+      el.textContent = fmt(left);
+    });
+  }
+  function localTimes(root) {
+    (root || document).querySelectorAll("time[data-local]").forEach(function (el) {
+      var d = new Date(el.getAttribute("datetime"));
+      if (!isNaN(d)) {
+        el.textContent = d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+        el.title = d.toISOString();
+      }
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { localTimes(); tick(); setInterval(tick, 1000); });
+  document.addEventListener("htmx:afterSwap", function (e) { localTimes(e.target); tick(); });
+})();
