@@ -264,6 +264,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Just-in-time admin rights in Active Directory. Every state-changing call carries a current OTP code in `otp`.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
 }
 

@@ -22,7 +22,8 @@ urlpatterns = [
     path("account/passkeys/", include("jitad.accounts.webauthn")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The docs page is a portal page (login + MFA via the middleware); the schema is an API call.
+    path("docs/api/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("jitad.elevation.api.urls")),
     path("", include("jitad.elevation.urls")),
 ]

@@ -43,7 +43,7 @@ def main() -> int:
         env.update(dc.settings_env())
         env.update({
             "JITAD_VAR_DIR": str(VAR),
-            "JITAD_BASE_URL": f"http://127.0.0.1:{PORT}",
+            "JITAD_BASE_URL": f"http://localhost:{PORT}",  # localhost: passkeys need a name, not an IP
             "DJANGO_SETTINGS_MODULE": "jitad.settings",
             "PYTHONPATH": str(REPO),
         })
@@ -70,17 +70,22 @@ def main() -> int:
         print(f"""
 jitad demo is running.
 
-  Admin (OTP required):  http://127.0.0.1:{PORT}/admin/
+  Portal (requesters):   http://localhost:{PORT}/
+    log in as an AD user below; the first login sets up an authenticator app
+    (scan the QR code, or compute codes with pyotp from the key the page shows)
+
+  Admin (OTP required):  http://localhost:{PORT}/admin/
     user      admin
     password  {seed['admin_password']}
     TOTP      add this to an authenticator app, or compute codes with pyotp:
               {seed['totp_uri']}
 
-  AD users in the demo domain JITAD.TEST (portal logins arrive with the portal):
+  AD users in the demo domain JITAD.TEST (portal logins):
 """ + "\n".join(f"    {name:<8} {pw}" for name, pw in seed["people"].items()) + f"""
 
-  alice already holds an auto-approved grant on SRV01 (see Grants in the admin);
+  alice already holds an auto-approved grant on SRV01 (see "My access" as alice);
   the sweeper removes her from JIT-SRV01-Admins when it expires.
+  API docs: http://localhost:{PORT}/docs/api/  (tokens: Security & tokens in the portal)
 
   Logs: {logs}/    Data: {VAR}/    Ctrl-C stops everything.
 """, flush=True)

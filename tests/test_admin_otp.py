@@ -6,11 +6,16 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 def test_admin_refuses_password_only_session(client, django_user_model):
     """GIVEN a superuser logged in with a password only WHEN they open the admin THEN they are
-    sent to the login page, which asks for an OTP token."""
+    sent to MFA (enrolment without a device, verification with one), and the admin's own
+    login page asks for an OTP token."""
     admin = django_user_model.objects.create_superuser("root-admin", password="A-long-passphrase-1")
     client.force_login(admin)
     response = client.get("/admin/")
-    assert response.status_code == 302 and response.url.startswith("/admin/login/")
+    assert response.status_code == 302 and response.url.startswith("/account/mfa/enrol/")
+    TOTPDevice.objects.create(user=admin, name="phone", confirmed=True)
+    response = client.get("/admin/elevation/grant/")
+    assert response.status_code == 302 and response.url.startswith("/account/mfa/verify/")
+    client.logout()
     page = client.get("/admin/login/")
     assert b'name="otp_token"' in page.content
 

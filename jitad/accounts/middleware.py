@@ -10,7 +10,7 @@ authentication and demands ``otp`` on every state-changing call (jitad/accounts/
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.http import HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 
@@ -38,7 +38,13 @@ def is_api(request) -> bool:
     return request.path_info.startswith("/api/")
 
 
-def _with_next(url: str, request) -> HttpResponseRedirect:
+def _with_next(url: str, request):
+    """Send the person to ``url`` and back; an htmx fragment request makes the whole page go there."""
+    if getattr(request, "htmx", False):
+        current = request.htmx.current_url_abs_path or "/"
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = f"{url}?{urlencode({'next': current})}"
+        return response
     return HttpResponseRedirect(f"{url}?{urlencode({'next': request.get_full_path()})}")
 
 

@@ -192,7 +192,7 @@ def api_token_revoke(*, token: ApiToken, actor) -> ApiToken:
 
 def api_token_authenticate(raw: str):
     """The live token matching ``raw``, or None. Constant-time comparison of digests."""
-    parts = (raw or "").split("_")
+    parts = (raw or "").split("_", 2)  # the secret part may itself contain "_"
     if len(parts) != 3 or parts[0] != "jitad" or len(parts[1]) != ApiToken.PREFIX_LEN:
         return None
     token = ApiToken.objects.live().select_related("user").filter(prefix=parts[1]).first()

@@ -54,7 +54,9 @@ def login_view(request):
             step = "accounts:mfa-verify" if mfa_enrolled(user) else "accounts:mfa-enrol"
             return redirect(_with_next(step, request))
         error = MESSAGES.get(getattr(request, "jitad_login_error", ""), MESSAGES["invalid_credentials"])
-    status = 200 if request.method == "GET" or not error else 401
+    status = 200
+    if request.method == "POST":
+        status = 401 if error else 400
     return render(request, "accounts/login.html", {"form": form, "error": error, "next": _next(request, "")}, status=status)
 
 
@@ -118,7 +120,7 @@ def mfa_enrol(request):
         "error": error,
         "secret": secret,
         "secret_grouped": " ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
-        "qr_svg": qr.svg_inline(scale=5, dark="#111", light="#fff", title="QR code for your authenticator app"),
+        "qr_svg": qr.svg_inline(scale=5, dark="#111", light="#fff", omitsize=True, title="QR code for your authenticator app"),
         "next": _next(request),
         "first": not mfa_enrolled(user),
     }

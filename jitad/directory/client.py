@@ -254,14 +254,25 @@ class Directory:
             raise DirectoryRejected("a user name cannot contain NUL")
         if "\\" in name and "@" not in name:
             name = name.split("\\", 1)[1]
-        attr = "userPrincipalName" if "@" in name else "sAMAccountName"
-        filt = f"(&(objectCategory=person)(objectClass=user)({attr}={escape_filter(name)}))"
+        if "@" in name:
+            # A UPN, explicit or implicit: AD accepts sam@<dns domain> for a user without one.
+            local, _, suffix = name.rpartition("@")
+            clause = f"(userPrincipalName={escape_filter(name)})"
+            if suffix.lower() == self.domain_dns_name():
+                clause = f"(|{clause}(&(!(userPrincipalName=*))(sAMAccountName={escape_filter(local)})))"
+        else:
+            clause = f"(sAMAccountName={escape_filter(name)})"
+        filt = f"(&(objectCategory=person)(objectClass=user){clause})"
         entries = self._search(self.config.base_dn, filt, attributes=_USER_ATTRS, operation="find user")
         if not entries:
             raise DirectoryNotFound(f"no user {name!r} in {self.config.base_dn}")
         if len(entries) > 1:
             raise DirectoryRejected(f"{len(entries)} users match {name!r}")
         return self._to_user(entries[0])
+
+    def domain_dns_name(self) -> str:
+        """The DNS name of the domain the base DN sits in (DC=corp,DC=example → corp.example)."""
+        return ".".join(v for t, v, _sep, _end in _dn_parts(self.config.base_dn) if t.lower() == "dc").lower()
 
     def find_user_by_guid(self, guid: str) -> DirectoryUser:
         """Find a user by objectGUID, which survives renames and moves."""

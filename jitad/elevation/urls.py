@@ -1,8 +1,15 @@
+"""The requester's pages (the REST API has its own urls in api/)."""
 from django.urls import path
-from django.views.generic import TemplateView
+
+from . import views
 
 app_name = "elevation"
 urlpatterns = [
-    path("access/", TemplateView.as_view(template_name="base.html"), name="access"),
-    path("eligible/", TemplateView.as_view(template_name="base.html"), name="eligible"),
+    path("eligible/", views.eligible, name="eligible"),
+    path("request/new/", views.request_new, name="request-new"),
+    path("access/", views.access, name="access"),
+    path("access/live/", views.access_live, name="access-live"),
+    path("requests/<int:pk>/cancel/", views.request_cancel, name="request-cancel"),
+    path("grants/<int:pk>/release/", views.grant_release, name="grant-release"),
+    path("grants/<int:pk>/extend/", views.grant_extend, name="grant-extend"),
 ]

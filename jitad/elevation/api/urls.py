@@ -1,4 +1,22 @@
-from django.urls import path
+"""REST API v1 routes. Each path works with and without a trailing slash; anything else is a JSON 404.
+
+``(?:/)?`` rather than ``/?`` so the OpenAPI schema lists the paths without the slash.
+"""
+from django.urls import re_path
+
+from . import views
 
 app_name = "api"
-urlpatterns: list = []
+
+ID = r"(?P<id>[^/]+)"
+urlpatterns = [
+    re_path(r"^eligibility(?:/)?$", views.EligibilityView.as_view(), name="eligibility"),
+    re_path(r"^requests(?:/)?$", views.RequestListView.as_view(), name="requests"),
+    re_path(rf"^requests/{ID}(?:/)?$", views.RequestDetailView.as_view(), name="request"),
+    re_path(rf"^requests/{ID}/approve(?:/)?$", views.RequestApproveView.as_view(), name="request-approve"),
+    re_path(rf"^requests/{ID}/deny(?:/)?$", views.RequestDenyView.as_view(), name="request-deny"),
+    re_path(rf"^requests/{ID}/cancel(?:/)?$", views.RequestCancelView.as_view(), name="request-cancel"),
+    re_path(rf"^requests/{ID}/release(?:/)?$", views.RequestReleaseView.as_view(), name="request-release"),
+    re_path(rf"^requests/{ID}/extend(?:/)?$", views.RequestExtendView.as_view(), name="request-extend"),
+    re_path(r"^", views.not_found, name="not-found"),
+]

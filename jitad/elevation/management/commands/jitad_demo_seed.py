@@ -1,15 +1,15 @@
-"""Seed a small demo estate: AD OUs, groups and users, their Django twins, one live grant."""
+"""Seed a small demo estate: AD OUs, groups and users, their jitad accounts, one live grant."""
 import json
 import secrets
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from jitad import directory
+from jitad.accounts.services import account_sync_from_directory
 from jitad.elevation import services
 from jitad.elevation.models import Grant, Target
 
@@ -54,11 +54,11 @@ class Command(BaseCommand):
                 for g in groups:
                     d.add_member(role_dns[g], dn)
         User = get_user_model()
-        for name, groups in PEOPLE.items():
-            user, _ = User.objects.get_or_create(username=name, defaults={"email": f"{name}@jitad.test"})
-            user.set_unusable_password()  # they log in against AD (portal), not locally
-            user.save()
-            user.groups.set([Group.objects.get_or_create(name=g)[0] for g in groups])
+        # The same path an AD login takes: linked by objectGUID, groups from AD, no local password.
+        with directory.connect() as d:
+            for name in PEOPLE:
+                entry = d.find_user(name)
+                account_sync_from_directory(entry=entry, groups=d.groups_of(entry.dn))
 
         admin_password = creds.get("admin") or secrets.token_urlsafe(14)
         creds["admin"] = admin_password

@@ -1,0 +1,169 @@
+"""Serializers for API v1: shapes of input and output only; the rules live in the services.
+
+Input serializers check types and bound sizes so nothing absurd reaches a service; policy
+limits (maximum duration, justification length, ticket format) are the services' to refuse,
+with their own codes. Every state-changing call declares ``otp``: the permission class
+(jitad/accounts/api.py) checks it before the view runs; it is declared here so the
+OpenAPI schema shows it.
+"""
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from ..models import AccessRequest, Grant, Policy, Target
+from ..services.api_queries import request_grant
+
+TEXT_MAX = 10_000  # far above any policy's limit, so the service's own message is what people see
+TARGET_REF_MAX = 255
+
+
+class OtpField(serializers.CharField):
+    """The OTP code every state-changing call carries (checked by the permission class, not here)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 64)
+        kwargs.setdefault(
+            "help_text", "A current code from your authenticator app, or one of your backup codes (single use)."
+        )
+        super().__init__(write_only=True, **kwargs)
+
+
+class ServiceCheckedTextField(serializers.CharField):
+    """Required in the schema, but an absent or blank value reaches the service, which says why it is needed."""
+
+    def __init__(self, **kwargs):
+        super().__init__(required=True, allow_blank=True, max_length=TEXT_MAX, **kwargs)
+
+    def validate_empty_values(self, data):
+        if data is serializers.empty or data is None:
+            return True, ""
+        return super().validate_empty_values(data)
+
+
+@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string", "maxLength": 255}]})
+class TargetRefField(serializers.Field):
+    """A target's id (integer, or digits) or its exact name; resolved by the view through a service."""
+
+    default_error_messages = {"invalid": "Give a target id or its exact name.", "max_length": "Too long."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (int, str)):
+            self.fail("invalid")
+        if isinstance(data, str):
+            data = data.strip()
+            if not data:
+                self.fail("invalid")
+            if len(data) > TARGET_REF_MAX:
+                self.fail("max_length")
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+# -- output ------------------------------------------------------------------------------
+class TargetBriefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Target
+        fields = ["id", "name", "hostname"]
+
+
+class GrantBriefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Grant
+        fields = ["id", "state", "expires_at", "activated_at", "revoke_requested_at", "revoked_at", "extensions"]
+
+
+class RequestSerializer(serializers.ModelSerializer):
+    """A request as the API shows it; ``grant`` is its grant, or for an extension the grant it extends."""
+
+    target = TargetBriefSerializer(read_only=True)
+    requester = serializers.CharField(source="requester.get_username", read_only=True)
+    policy = serializers.CharField(source="policy.name", read_only=True)
+    approvals = serializers.IntegerField(source="approvals_count", read_only=True, help_text="approve decisions so far")
+    grant = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AccessRequest
+        fields = [
+            "id", "kind", "state", "target", "requester", "policy", "duration_minutes", "justification", "ticket",
+            "created_at", "pending_until", "decided_at", "approvals_required", "approvals", "extends", "grant",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(GrantBriefSerializer(allow_null=True))
+    def get_grant(self, obj):
+        grant = request_grant(obj)
+        return GrantBriefSerializer(grant).data if grant is not None else None
+
+
+class EligibilitySerializer(serializers.Serializer):
+    """A target the caller may request, and the rules of the policy that applies."""
+
+    id = serializers.IntegerField(source="target.id")
+    name = serializers.CharField(source="target.name")
+    kind = serializers.ChoiceField(source="target.kind", choices=Target.Kind.choices)
+    hostname = serializers.CharField(source="target.hostname")
+    description = serializers.CharField(source="target.description")
+    policy = serializers.CharField(source="policy.name")
+    default_duration_minutes = serializers.IntegerField(source="policy.default_duration_minutes")
+    max_duration_minutes = serializers.IntegerField(source="policy.max_duration_minutes")
+    approval_mode = serializers.ChoiceField(source="policy.approval_mode", choices=Policy.ApprovalMode.choices)
+    approvals_required = serializers.SerializerMethodField()
+    require_justification = serializers.BooleanField(source="policy.require_justification")
+    min_justification_length = serializers.IntegerField(source="policy.min_justification_length")
+    require_ticket = serializers.BooleanField(source="policy.require_ticket")
+    ticket_pattern = serializers.CharField(source="policy.ticket_pattern")
+    max_extensions = serializers.IntegerField(source="policy.max_extensions")
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_approvals_required(self, obj) -> int:
+        """0 under automatic approval, as the request itself will record."""
+        return 0 if obj.policy.approval_mode == Policy.ApprovalMode.AUTO else obj.policy.approvals_required
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error: a stable ``code`` for programs and a ``detail`` for people."""
+
+    code = serializers.CharField()
+    detail = serializers.CharField()
+    fields = serializers.DictField(required=False, help_text="per-field messages, for code 'invalid'")
+
+
+# -- input -------------------------------------------------------------------------------
+class RequestCreateSerializer(serializers.Serializer):
+    target = TargetRefField(help_text="The target's id or exact name.")
+    duration_minutes = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Minutes of access; the policy's default if omitted."
+    )
+    justification = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=TEXT_MAX)
+    ticket = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=TEXT_MAX)
+    otp = OtpField()
+
+
+class RequestApproveSerializer(serializers.Serializer):
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=TEXT_MAX)
+    otp = OtpField()
+
+
+class RequestDenySerializer(serializers.Serializer):
+    comment = ServiceCheckedTextField(help_text="Why the request is denied; shown to the requester.")
+    otp = OtpField()
+
+
+class RequestOtpSerializer(serializers.Serializer):
+    """For calls that need nothing but a fresh code (cancel, release)."""
+
+    otp = OtpField()
+
+
+class RequestExtendSerializer(serializers.Serializer):
+    duration_minutes = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Further minutes; the policy's default if omitted."
+    )
+    justification = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=TEXT_MAX)
+    ticket = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, max_length=TEXT_MAX,
+        help_text="Defaults to the original request's ticket.",
+    )
+    otp = OtpField()

@@ -1,0 +1,98 @@
+"""Forms for the requester's pages: a new request, and an extension of a grant.
+
+The forms catch what a person can fix before anything is asked of the services (a
+missing justification, a duration that is not a number) and shape the inputs from the
+policy. The services stay the authority: a refusal they raise is put next to the field
+it is about (``add_refusal``).
+"""
+from django import forms
+
+from .errors import RequestRefused
+from .models import Grant, Policy
+from .services.requests import JUSTIFICATION_MAX, TICKET_MAX
+
+# RequestRefused codes that are about one field of these forms.
+REFUSAL_FIELDS = {
+    "duration_invalid": "duration_minutes",
+    "duration_too_long": "duration_minutes",
+    "justification_required": "justification",
+    "justification_too_long": "justification",
+    "ticket_required": "ticket",
+    "ticket_invalid": "ticket",
+}
+
+
+class RequestForm(forms.Form):
+    """Duration, justification and (when the policy asks for one) a ticket reference."""
+
+    duration_minutes = forms.IntegerField(
+        label="Duration (minutes)", min_value=1,
+        error_messages={"required": "Enter a duration in minutes.", "invalid": "Enter a whole number of minutes."},
+    )
+    justification = forms.CharField(
+        label="Justification", required=False, max_length=JUSTIFICATION_MAX,
+        widget=forms.Textarea(attrs={"rows": 3}), error_messages={"required": "Say why you need this access."},
+    )
+    ticket = forms.CharField(
+        label="Ticket reference", required=False, max_length=TICKET_MAX,
+        error_messages={"required": "Enter the ticket this work belongs to."},
+    )
+
+    def __init__(self, *args, policy: Policy, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.policy = policy
+        duration = self.fields["duration_minutes"]
+        duration.initial = policy.default_duration_minutes
+        # A hint for the browser only; the service refuses anything longer, with the limit.
+        duration.widget.attrs.update(max=policy.max_duration_minutes, inputmode="numeric")
+        duration.help_text = (
+            f"Default {policy.default_duration_minutes} minutes, at most {policy.max_duration_minutes} minutes."
+        )
+        justification = self.fields["justification"]
+        if policy.require_justification:
+            justification.required = True
+            justification.widget.attrs["minlength"] = policy.min_justification_length
+            justification.help_text = f"Why you need it: at least {policy.min_justification_length} characters."
+        else:
+            justification.help_text = "Why you need it (optional)."
+        if policy.require_ticket:
+            ticket = self.fields["ticket"]
+            ticket.required = True
+            ticket.help_text = "The change or incident this work belongs to."
+        else:
+            del self.fields["ticket"]
+
+    def clean_justification(self):
+        text = (self.cleaned_data.get("justification") or "").strip()
+        minimum = self.policy.min_justification_length
+        if self.policy.require_justification and len(text) < minimum:
+            raise forms.ValidationError(f"Write at least {minimum} characters (you wrote {len(text)}).")
+        return text
+
+    def service_arguments(self) -> dict:
+        """Keyword arguments for request_create / request_extend."""
+        data = self.cleaned_data
+        return {
+            "duration_minutes": data["duration_minutes"],
+            "justification": data.get("justification", ""),
+            "ticket": data.get("ticket", ""),
+        }
+
+    def add_refusal(self, refusal: RequestRefused) -> None:
+        """Show a service's refusal next to the field it is about, if it is about one."""
+        name = REFUSAL_FIELDS.get(refusal.code)
+        if name in self.fields:
+            self.add_error(name, refusal.message)
+
+
+class ExtendForm(RequestForm):
+    """More time on a grant: the same rules, and the original ticket carries over."""
+
+    def __init__(self, *args, policy: Policy, grant: Grant, **kwargs):
+        super().__init__(*args, policy=policy, **kwargs)
+        self.fields["duration_minutes"].label = "More time (minutes)"
+        if "ticket" in self.fields and grant.request.ticket:
+            ticket = self.fields["ticket"]
+            ticket.initial = grant.request.ticket
+            ticket.required = False
+            ticket.help_text = f"Leave as is to keep {grant.request.ticket}."

@@ -1,0 +1,182 @@
+"""Every URL in the URLconf is behind login + verified MFA, and every state change behind *fresh* MFA.
+
+The test walks the whole URLconf, so a view added tomorrow is checked without anyone
+remembering to add it here. The exemptions are pinned: widening them means editing this
+file, in review.
+"""
+import re
+import uuid
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, resolve
+from django.urls.resolvers import RegexPattern, RoutePattern
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from jitad.accounts import middleware
+from jitad.audit.models import AuditEvent
+from tests.support.mfa import stale_age, verify_session
+
+pytestmark = pytest.mark.django_db
+
+EXPECTED_PUBLIC = {"accounts:login", "accounts:logout", "health", "admin:login", "admin:logout"}
+EXPECTED_UNVERIFIED_OK = {
+    "accounts:mfa-verify", "accounts:mfa-enrol",
+    "otp_webauthn:credential-authentication-begin", "otp_webauthn:credential-authentication-complete",
+    "otp_webauthn:js-i18n-catalog",
+}
+EXPECTED_FRESHNESS_EXEMPT = {
+    "accounts:logout", "accounts:mfa-verify", "admin:logout",
+    "otp_webauthn:credential-authentication-begin", "otp_webauthn:credential-authentication-complete",
+}
+API_CATCH_ALL = "not-found"
+_SAMPLE = {"int": "1", "str": "x", "slug": "x", "path": "x", "uuid": str(uuid.UUID(int=1))}
+
+
+def _route_sample(route: str) -> str:
+    return re.sub(r"<(?:(\w+):)?\w+>", lambda m: _SAMPLE.get(m.group(1) or "str", "x"), route)
+
+
+def _regex_sample(regex: str) -> str:
+    out, i = [], 0
+    regex = regex.lstrip("^").rstrip("$").replace(r"\Z", "")
+    regex = re.sub(r"\(\?:[^()]*\)\?", "", regex).replace("/?", "")  # optional parts: leave them out
+    while i < len(regex):
+        if regex.startswith("(?P<", i):
+            depth, j = 0, i
+            while True:  # find the matching ")"
+                if regex[j] == "(" and regex[j - 1 : j] != "\\":
+                    depth += 1
+                elif regex[j] == ")" and regex[j - 1 : j] != "\\":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                j += 1
+            body = regex[regex.index(">", i) + 1 : j]
+            first = body.split("|")[0]
+            out.append(first if re.fullmatch(r"[\w-]+", first) else "1")
+            i = j + 1
+        elif regex[i] == "\\" and i + 1 < len(regex):
+            out.append(regex[i + 1])
+            i += 2
+        else:
+            out.append(regex[i])
+            i += 1
+    return "".join(out)
+
+
+def _walk(resolver, prefix="", namespace=""):
+    for p in resolver.url_patterns:
+        sample = _route_sample(str(p.pattern)) if isinstance(p.pattern, RoutePattern) else _regex_sample(p.pattern.regex.pattern)
+        if isinstance(p, URLResolver):
+            ns = ":".join(x for x in (namespace, p.namespace) if x)
+            yield from _walk(p, prefix + sample, ns)
+        elif isinstance(p, URLPattern):
+            name = ":".join(x for x in (namespace, p.name) if x) if p.name else f"<unnamed {prefix + sample}>"
+            yield name, "/" + prefix + sample
+
+
+def _urls():
+    seen, urls = set(), []
+    for name, url in _walk(get_resolver()):
+        if name in seen:
+            continue
+        seen.add(name)
+        urls.append((name, url))
+    return urls
+
+
+URLS = _urls()
+
+
+def test_exemptions_are_exactly_the_reviewed_ones():
+    assert middleware.PUBLIC == EXPECTED_PUBLIC
+    assert middleware.UNVERIFIED_OK == EXPECTED_UNVERIFIED_OK
+    assert middleware.FRESHNESS_EXEMPT == EXPECTED_FRESHNESS_EXEMPT
+
+
+def test_every_sample_url_resolves_to_its_own_view():
+    """Guards the walker itself: a sample that resolves elsewhere would test the wrong view."""
+    wrong = []
+    for name, url in URLS:
+        if name.startswith("<unnamed"):
+            continue
+        match = resolve(url.split("?")[0])
+        if match.view_name != name:
+            wrong.append((name, url, match.view_name))
+    assert not wrong, wrong
+    assert len(URLS) > 30  # admin + portal + API; a broken walker finds almost nothing
+
+
+def _is_api(url: str) -> bool:
+    return url.startswith("/api/")
+
+
+def _refused(response, url: str, *, to: str) -> bool:
+    if _is_api(url):
+        # The API answers for itself: 401/403 (JSON), never the resource. Unknown API
+        # paths are a JSON 404 for everyone, which reveals nothing.
+        if response.status_code == 404 and _catch_all(url):
+            return True
+        return response.status_code in (401, 403) and b'"paths"' not in response.content and b"paths:" not in response.content
+    return response.status_code == 302 and response.url.startswith(to)
+
+
+def _catch_all(url: str) -> bool:
+    return resolve(url).url_name == API_CATCH_ALL
+
+
+@pytest.mark.parametrize("name,url", URLS, ids=[n for n, _ in URLS])
+def test_anonymous_is_refused(client, name, url):
+    if name in middleware.PUBLIC:
+        return
+    for method in ("get", "post"):
+        response = getattr(client, method)(url)
+        assert _refused(response, url, to="/account/login/"), (method, response.status_code, response.get("Location"))
+
+
+@pytest.mark.parametrize("name,url", URLS, ids=[n for n, _ in URLS])
+def test_password_only_session_is_refused(client, django_user_model, name, url):
+    """GIVEN a session that passed the password step but not MFA THEN nothing but the MFA pages opens."""
+    if name in middleware.PUBLIC or name in middleware.UNVERIFIED_OK:
+        return
+    user = django_user_model.objects.create_user(f"half{uuid.uuid4().hex[:6]}", password="A-long-passphrase-9")
+    TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+    client.force_login(user)
+    for method in ("get", "post"):
+        response = getattr(client, method)(url)
+        assert _refused(response, url, to="/account/mfa/verify/"), (method, response.status_code, response.get("Location"))
+
+
+@pytest.mark.parametrize("name,url", URLS, ids=[n for n, _ in URLS])
+def test_stale_mfa_cannot_change_anything(client, django_user_model, name, url):
+    """GIVEN a session verified longer ago than the fresh-MFA window WHEN it POSTs anywhere
+    THEN it is asked to verify again (403) and no audit event (no state change) is written."""
+    if name in middleware.PUBLIC or name in middleware.FRESHNESS_EXEMPT:
+        return
+    user = django_user_model.objects.create_superuser(f"stale{uuid.uuid4().hex[:6]}", password="A-long-passphrase-9")
+    verify_session(client, user, age_seconds=stale_age())
+    before = AuditEvent.objects.count()
+    for method in ("post", "put", "patch", "delete"):
+        response = getattr(client, method)(url, data={"comment": "x", "reason": "x", "name": "x"},
+                                           content_type="application/x-www-form-urlencoded" if method != "post" else None) \
+            if method != "post" else client.post(url, data={"comment": "x", "reason": "x", "name": "x", "duration_minutes": "5"})
+        if _is_api(url):
+            # 415: the API does not even parse a form post; 404: the JSON catch-all.
+            assert response.status_code in (401, 403, 405, 415) or _catch_all(url), (method, response.status_code)
+        else:
+            assert response.status_code == 403 and b"Confirm it" in response.content, (method, response.status_code)
+    assert AuditEvent.objects.count() == before
+
+
+@pytest.mark.parametrize("name,url", [(n, u) for n, u in URLS if _is_api(u)], ids=[n for n, u in URLS if _is_api(u)])
+def test_api_writes_need_an_otp_even_from_a_fresh_session(client, django_user_model, name, url):
+    user = django_user_model.objects.create_user(f"api{uuid.uuid4().hex[:6]}", password="A-long-passphrase-9")
+    verify_session(client, user)
+    for method in ("post", "put", "patch", "delete"):
+        response = getattr(client, method)(url, data={}, content_type="application/json")
+        if _catch_all(url):
+            assert response.status_code == 404
+            continue
+        assert response.status_code in (403, 405), (method, response.status_code)
+        if response.status_code == 403:
+            assert response.json()["code"] == "otp_required"
