@@ -4,7 +4,6 @@ Every variable is documented in ops/jitad.env.example. With nothing set, jitad r
 one machine: SQLite and a filesystem broker under ./var. Production (JITAD_ENV=production)
 must set the secret key, the database, the broker and the directory bind explicitly.
 """
-from datetime import timedelta
 from pathlib import Path
 
 import environ

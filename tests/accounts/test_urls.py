@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
-from django.urls.resolvers import RegexPattern, RoutePattern
+from django.urls.resolvers import RoutePattern
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from jitad.accounts import middleware

@@ -72,7 +72,7 @@ def test_request_watch_active_release(page, portal, ad_requester, make_target, l
     page.get_by_role("button", name="Request access").click()
 
     expect(page).to_have_url(re.compile(r"/access/"))
-    active = page.locator(f"[data-grant-id][data-state='active']", has_text=target.name)
+    active = page.locator("[data-grant-id][data-state='active']", has_text=target.name)
     expect(active).to_have_count(1, timeout=30_000)  # htmx polling turns it active without a reload
     expect(active.locator("[data-expires]")).to_contain_text(re.compile(r"\d+m"))
     shot(page, "06-my-access-active")
@@ -80,7 +80,7 @@ def test_request_watch_active_release(page, portal, ad_requester, make_target, l
     assert ad_is_member(ldap_admin, target.group_dn, user_dn)
 
     active.get_by_role("button", name="Release now").click()
-    expect(page.locator(f"[data-grant-id][data-state='active']", has_text=target.name)).to_have_count(0, timeout=30_000)
+    expect(page.locator("[data-grant-id][data-state='active']", has_text=target.name)).to_have_count(0, timeout=30_000)
     expect(page.locator("[data-grant-id][data-state='revoked']", has_text=target.name).first).to_be_visible(timeout=30_000)
     shot(page, "07-my-access-released")
     assert not ad_is_member(ldap_admin, target.group_dn, user_dn)

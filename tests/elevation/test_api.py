@@ -7,7 +7,7 @@ commits, so the grant stays as the service left it.
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -20,6 +20,7 @@ from jitad.elevation import services
 from jitad.elevation.models import AccessRequest, Approval, Grant, Policy, Target
 from jitad.elevation.services.api_queries import eligibility_for, requests_visible_to
 from tests.support.mfa import backup_codes, totp_code, totp_device
+from .builders import policy, target, user
 
 pytestmark = pytest.mark.usefixtures("db")
 
@@ -28,31 +29,9 @@ REQUESTS = "/api/v1/requests"
 
 
 # -- builders ----------------------------------------------------------------------------
-def user(name: str, *groups: str) -> User:
-    u = User.objects.create_user(username=name)
-    for g in groups:
-        u.groups.add(Group.objects.get_or_create(name=g)[0])
-    return u
 
 
-def target(name: str = "SRV01", **fields) -> Target:
-    return Target.objects.create(name=name, group_dn=f"CN=JIT-{name}-Admins,OU=JIT,DC=jitad,DC=test", **fields)
 
-
-def policy(on: Target, name: str = "ops-servers", **fields) -> Policy:
-    values = dict(
-        approval_mode=Policy.ApprovalMode.MANUAL,
-        approvals_required=1,
-        eligible_groups=["Ops"],
-        approver_groups=["Leads"],
-        default_duration_minutes=60,
-        max_duration_minutes=240,
-        require_justification=False,
-    )
-    values.update(fields)
-    p = Policy.objects.create(name=name, **values)
-    p.targets.add(on)
-    return p
 
 
 def issue_token(u: User) -> tuple[ApiToken, str]:

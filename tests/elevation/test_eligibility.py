@@ -3,32 +3,19 @@
 Database only: no DC, no worker.
 """
 import pytest
-from django.contrib.auth.models import Group, User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from jitad.elevation.models import Policy, Target
 from jitad.elevation.services import policy_for
 from jitad.elevation.services.eligibility import eligibility_search, eligible_target_get
+from .builders import policy, target, user
 
 pytestmark = pytest.mark.usefixtures("db")
 
 
-def user(name: str, *groups: str) -> User:
-    u = User.objects.create_user(username=name)
-    for g in groups:
-        u.groups.add(Group.objects.get_or_create(name=g)[0])
-    return u
 
 
-def target(name: str, **fields) -> Target:
-    return Target.objects.create(name=name, group_dn=f"CN=JIT-{name}-Admins,OU=JIT,DC=jitad,DC=test", **fields)
-
-
-def policy(name: str, *targets: Target, **fields) -> Policy:
-    p = Policy.objects.create(name=name, **fields)
-    p.targets.add(*targets)
-    return p
 
 
 def names(page) -> list[tuple[str, str]]:
@@ -46,14 +33,14 @@ def test_agrees_with_policy_for_on_a_mixed_set():
     )
     off.enabled = False
     off.save()
-    policy("ops-wide", both, off, eligible_groups=["Ops"], priority=100)
-    policy("dba-narrow", both, eligible_groups=["dba"], priority=10)
-    policy("named", by_user, upper, eligible_users=["ALICE"], priority=50)
-    policy("disabled", by_disabled, eligible_groups=["ops"], enabled=False)
-    policy("web-team", others, eligible_groups=["Web"])
-    policy("b-tie", tie, eligible_groups=["ops"], priority=5)
-    policy("a-tie", tie, eligible_groups=["ops"], priority=5)
-    policy("upper-groups", upper, eligible_groups=["OPS"], priority=1)
+    policy(both, off, eligible_groups=["Ops"], priority=100, name="ops-wide")
+    policy(both, eligible_groups=["dba"], priority=10, name="dba-narrow")
+    policy(by_user, upper, eligible_groups=[], eligible_users=["ALICE"], priority=50, name="named")
+    policy(by_disabled, eligible_groups=["ops"], enabled=False, name="disabled")
+    policy(others, eligible_groups=["Web"], name="web-team")
+    policy(tie, eligible_groups=["ops"], priority=5, name="b-tie")
+    policy(tie, eligible_groups=["ops"], priority=5, name="a-tie")
+    policy(upper, eligible_groups=["OPS"], priority=1, name="upper-groups")
 
     page = eligibility_search(user=alice, limit=100)
 
@@ -69,7 +56,7 @@ def test_agrees_with_policy_for_on_a_mixed_set():
 
 def test_nobody_covered_gets_nothing():
     target("SRV01")
-    policy("ops", Target.objects.get(name="SRV01"), eligible_groups=["ops"])
+    policy(Target.objects.get(name="SRV01"), eligible_groups=["ops"], name="ops")
     page = eligibility_search(user=user("mallory", "guests"), limit=50)
     assert page.items == [] and page.total == 0
 
@@ -82,7 +69,7 @@ def test_search_matches_name_hostname_and_description_case_insensitively():
         target("FILE01", hostname="files.corp.example", description="Home drives, payroll exports"),
         target("DC-ADMINS", kind=Target.Kind.DOMAIN_ROLE, description="Domain Admins"),
     ]
-    policy("ops", *ts, eligible_groups=["ops"])
+    policy(*ts, eligible_groups=["ops"], name="ops")
 
     def found(q):
         return [t.name for t, _ in eligibility_search(user=alice, q=q, limit=50).items]
@@ -100,7 +87,7 @@ def test_search_matches_name_hostname_and_description_case_insensitively():
 def test_pagination_walks_every_target_once_in_name_order():
     alice = user("alice", "ops")
     ts = [target(f"SRV{i:02d}") for i in range(7)]
-    policy("ops", *ts, eligible_groups=["ops"])
+    policy(*ts, eligible_groups=["ops"], name="ops")
 
     pages = [eligibility_search(user=alice, limit=3, offset=o) for o in (0, 3, 6, 9)]
 
@@ -145,8 +132,8 @@ def test_query_count_does_not_grow_with_targets(django_assert_max_num_queries):
 def test_eligible_target_get_refuses_unknown_disabled_and_uncovered():
     alice = user("alice", "ops")
     ok, off, foreign = target("OK01"), target("OFF01", enabled=False), target("FOREIGN01")
-    p = policy("ops", ok, off, eligible_groups=["ops"])
-    policy("web", foreign, eligible_groups=["web"])
+    p = policy(ok, off, eligible_groups=["ops"], name="ops")
+    policy(foreign, eligible_groups=["web"], name="web")
 
     assert eligible_target_get(user=alice, target_id=str(ok.pk)) == (ok, p)
     assert eligible_target_get(user=alice, target_id=off.pk) is None

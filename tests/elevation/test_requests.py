@@ -7,7 +7,6 @@ so nothing is queued and the grant stays exactly as the service left it.
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
 from jitad.audit.models import AuditEvent
@@ -15,6 +14,7 @@ from jitad.audit.services import audit_verify
 from jitad.elevation import services
 from jitad.elevation.errors import RequestRefused
 from jitad.elevation.models import AccessRequest, Approval, Grant, Policy, Target
+from .builders import policy, target, user
 
 pytestmark = pytest.mark.usefixtures("db")
 
@@ -22,31 +22,9 @@ S = AccessRequest.State
 
 
 # -- builders ----------------------------------------------------------------------------
-def user(name: str, *groups: str) -> User:
-    u = User.objects.create_user(username=name)
-    for g in groups:
-        u.groups.add(Group.objects.get_or_create(name=g)[0])
-    return u
 
 
-def target(name: str = "SRV01", **fields) -> Target:
-    return Target.objects.create(name=name, group_dn=f"CN=JIT-{name}-Admins,OU=JIT,DC=jitad,DC=test", **fields)
 
-
-def policy(on: Target, name: str = "ops-servers", **fields) -> Policy:
-    values = dict(
-        approval_mode=Policy.ApprovalMode.MANUAL,
-        approvals_required=1,
-        eligible_groups=["Ops"],
-        approver_groups=["Leads"],
-        default_duration_minutes=60,
-        max_duration_minutes=240,
-        require_justification=False,
-    )
-    values.update(fields)
-    p = Policy.objects.create(name=name, **values)
-    p.targets.add(on)
-    return p
 
 
 def refused(code: str, fn, **kwargs) -> RequestRefused:

@@ -8,7 +8,7 @@ Celery worker.
 import re
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.urls import reverse
 
 from jitad.elevation import services
@@ -16,6 +16,7 @@ from jitad.elevation.models import AccessRequest, Grant, Policy, Target
 from tests.support.mfa import backup_codes, stale_age
 
 from .helpers import ad_is_member, wait_state
+from .builders import policy, target, user
 
 ELIGIBLE = reverse("elevation:eligible")
 ACCESS = reverse("elevation:access")
@@ -23,25 +24,9 @@ LIVE = reverse("elevation:access-live")
 
 
 # -- builders ----------------------------------------------------------------------------
-def user(name: str, *groups: str) -> User:
-    u = User.objects.create_user(username=name)
-    for g in groups:
-        u.groups.add(Group.objects.get_or_create(name=g)[0])
-    return u
 
 
-def target(name: str, **fields) -> Target:
-    return Target.objects.create(name=name, group_dn=f"CN=JIT-{name}-Admins,OU=JIT,DC=jitad,DC=test", **fields)
 
-
-def policy(name: str, *targets: Target, **fields) -> Policy:
-    values = dict(approval_mode=Policy.ApprovalMode.MANUAL, approvals_required=1, eligible_groups=["ops"],
-                  approver_groups=["leads"], default_duration_minutes=60, max_duration_minutes=240,
-                  require_justification=False)
-    values.update(fields)
-    p = Policy.objects.create(name=name, **values)
-    p.targets.add(*targets)
-    return p
 
 
 def new_url(t: Target) -> str:
@@ -78,18 +63,18 @@ def lead(db):
 @pytest.fixture
 def srv(db):
     t = target("SRV01", hostname="srv01.corp.example", description="Payroll application server")
-    policy("ops-servers", t)
+    policy(t, name="ops-servers")
     return t
 
 
 # -- eligibility page ----------------------------------------------------------------------
 def test_eligible_lists_only_what_the_user_may_request(verified_client, alice, srv):
     other = target("WEB01")
-    policy("web", other, eligible_groups=["web"])
+    policy(other, eligible_groups=["web"], name="web")
     off = target("OFF01", enabled=False)
-    policy("ops-off", off)
+    policy(off, name="ops-off")
     auto = target("DEV01")
-    policy("dev", auto, approval_mode=Policy.ApprovalMode.AUTO, max_duration_minutes=90, default_duration_minutes=30)
+    policy(auto, approval_mode=Policy.ApprovalMode.AUTO, max_duration_minutes=90, default_duration_minutes=30, name="dev")
 
     page = text(verified_client(alice).get(ELIGIBLE))
 
@@ -103,7 +88,7 @@ def test_eligible_lists_only_what_the_user_may_request(verified_client, alice, s
 
 
 def test_eligible_search_and_htmx_partial(verified_client, alice, srv):
-    policy("more", target("WEB01", description="Intranet"), target("SQL01", hostname="db1.corp.example"))
+    policy(target("WEB01", description="Intranet"), target("SQL01", hostname="db1.corp.example"), name="more")
     c = verified_client(alice)
 
     full = text(c.get(ELIGIBLE, {"q": "payroll"}))
@@ -121,7 +106,7 @@ def test_eligible_search_and_htmx_partial(verified_client, alice, srv):
 
 
 def test_eligible_paginates_fifty_per_page(verified_client, alice):
-    policy("many", *[target(f"HOST{i:03d}") for i in range(60)])
+    policy(*[target(f"HOST{i:03d}") for i in range(60)], name="many")
     c = verified_client(alice)
 
     first, second = text(c.get(ELIGIBLE)), text(c.get(ELIGIBLE, {"page": 2}))
@@ -156,8 +141,8 @@ def test_request_over_the_maximum_is_refused_with_the_limit(verified_client, ali
 
 def test_missing_justification_and_ticket_are_field_errors(verified_client, alice):
     t = target("PCI01")
-    policy("pci", t, require_justification=True, min_justification_length=10, require_ticket=True,
-           ticket_pattern=r"CHG[0-9]{6}")
+    policy(t, require_justification=True, min_justification_length=10, require_ticket=True,
+           ticket_pattern=r"CHG[0-9]{6}", name="pci")
     c = verified_client(alice)
 
     response = c.post(new_url(t), {"duration_minutes": "30"})
@@ -189,9 +174,9 @@ def test_unknown_target_is_404(verified_client, alice, srv, query):
 
 def test_ineligible_or_disabled_target_is_404(verified_client, alice):
     foreign = target("WEB01")
-    policy("web", foreign, eligible_groups=["web"])
+    policy(foreign, eligible_groups=["web"], name="web")
     off = target("OFF01", enabled=False)
-    policy("ops-off", off)
+    policy(off, name="ops-off")
     c = verified_client(alice)
     for t in (foreign, off):
         assert c.get(new_url(t)).status_code == 404
