@@ -138,7 +138,7 @@ WHITENOISE_USE_FINDERS = not env.bool("JITAD_COLLECTED_STATIC", default=PRODUCTI
 # --- Login and MFA --------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
     "jitad.accounts.backends.ActiveDirectoryBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "jitad.accounts.backends.ThrottledModelBackend",
 ]
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "elevation:access"
@@ -147,6 +147,12 @@ LOGOUT_REDIRECT_URL = "accounts:login"
 # verification younger than this.
 JITAD_MFA_FRESH_SECONDS = env.int("JITAD_MFA_FRESH_SECONDS", default=15 * 60)
 OTP_TOTP_ISSUER = env.str("JITAD_OTP_ISSUER", default="jitad")
+# Wrong passwords per account (however the name is typed) before logins pause; keep it
+# below AD's lockout threshold so the portal cannot lock people out of Windows.
+JITAD_LOGIN_MAX_FAILURES = env.int("JITAD_LOGIN_MAX_FAILURES", default=5)
+JITAD_LOGIN_FAILURE_WINDOW_SECONDS = env.int("JITAD_LOGIN_FAILURE_WINDOW_SECONDS", default=15 * 60)
+# The admin's device pages never show TOTP keys or backup codes.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 # Wrong codes lock a device for 1, 2, 4, ... seconds (django-otp's throttling).
 OTP_TOTP_THROTTLE_FACTOR = 1
 OTP_STATIC_THROTTLE_FACTOR = 1
@@ -156,6 +162,14 @@ SESSION_COOKIE_SECURE = env.bool("JITAD_SECURE_COOKIES", default=PRODUCTION)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_AGE = env.int("JITAD_SESSION_AGE_SECONDS", default=8 * 3600)
 X_FRAME_OPTIONS = "DENY"
+# Behind a TLS-terminating proxy (ops/README.md), trust its scheme header so links,
+# redirects and secure cookies know the request was HTTPS.
+if env.bool("JITAD_BEHIND_TLS_PROXY", default=PRODUCTION):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("JITAD_SSL_REDIRECT", default=PRODUCTION)
+SECURE_HSTS_SECONDS = env.int("JITAD_HSTS_SECONDS", default=31536000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = False
+SECURE_REFERRER_POLICY = "same-origin"
 
 # --- Celery ---------------------------------------------------------------------------
 # The broker is only a wake-up call; the database is the source of truth. The embedded
@@ -226,6 +240,8 @@ JITAD_RETRY_MAX_SECONDS = env.float("JITAD_RETRY_MAX_SECONDS", default=60.0)
 JITAD_SWEEP_BATCH = env.int("JITAD_SWEEP_BATCH", default=2000)
 JITAD_SWEEP_MAX_BATCHES = env.int("JITAD_SWEEP_MAX_BATCHES", default=20)
 # Where people reach jitad: links in notifications, and the passkey (WebAuthn) origin.
+if PRODUCTION and "JITAD_BASE_URL" not in env:
+    raise ImproperlyConfigured("JITAD_BASE_URL must be set in production (alert links, passkey origin)")
 JITAD_BASE_URL = env.str("JITAD_BASE_URL", default="http://localhost:8000").rstrip("/")
 
 # --- Passkeys (WebAuthn). The relying party is the host people type; passkeys are bound to it.

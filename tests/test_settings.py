@@ -23,6 +23,7 @@ PRODUCTION = {
     "JITAD_LDAP_BIND_DN": "CN=svc-jitad,CN=Users,DC=example,DC=test",
     "JITAD_LDAP_BIND_PASSWORD": "bind-password",
     "JITAD_LDAP_CA_FILE": "/etc/jitad/ca.pem",
+    "JITAD_BASE_URL": "https://jitad.example.test",
 }
 
 # Printed by the child after setup, so the parent can assert on the settings it got.
@@ -89,6 +90,11 @@ def test_production_needs_the_directory_bind(tmp_path, missing):
 
 def test_production_empty_bind_password_counts_as_missing(tmp_path):
     assert_refused(run_setup(tmp_path, {**PRODUCTION, "JITAD_LDAP_BIND_PASSWORD": ""}), "JITAD_LDAP_BIND_PASSWORD")
+
+
+def test_production_needs_the_base_url(tmp_path):
+    """Alert links and the passkey origin come from it; localhost would be wrong and silent."""
+    assert_refused(run_setup(tmp_path, without("JITAD_BASE_URL")), "JITAD_BASE_URL must be set")
 
 
 def test_production_starts_when_everything_is_set(tmp_path):

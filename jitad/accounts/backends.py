@@ -2,11 +2,12 @@
 import logging
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import PermissionDenied
 
 from jitad import directory
 
-from .services import AccountConflict, account_sync_from_directory
+from .services import AccountConflict, account_sync_from_directory, login_throttled
 
 log = logging.getLogger(__name__)
 User = get_user_model()
@@ -24,6 +25,8 @@ MESSAGES = {
     "directory_unavailable": "Active Directory cannot be reached right now, so AD logins do not work. Try again in a few minutes; local accounts still work.",
     "directory_misconfigured": "jitad's connection to Active Directory is misconfigured. Tell the jitad operators.",
     "account_conflict": "Your AD account cannot be used here: a local jitad account already has that name. Tell the jitad operators.",
+    "account_blocked": "Your jitad access is blocked by the jitad operators.",
+    "too_many_attempts": "Too many wrong passwords for this account. Wait 15 minutes and try again.",
 }
 
 
@@ -31,6 +34,23 @@ def _refuse(request, code: str):
     """Leave the reason for the login form; the user_login_failed signal audits it."""
     if request is not None:
         request.jitad_login_error = code
+
+
+def _check_throttle(request, username: str) -> None:
+    """Refuse any attempt for an account with too many recent wrong passwords, before a
+    password is checked anywhere (PermissionDenied stops Django trying other backends)."""
+    if login_throttled(username=username):
+        _refuse(request, "too_many_attempts")
+        raise PermissionDenied("too_many_attempts")
+
+
+class ThrottledModelBackend(ModelBackend):
+    """Django's local-password backend, behind the same throttle as AD logins."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if username:
+            _check_throttle(request, username)
+        return super().authenticate(request, username=username, password=password, **kwargs)
 
 
 class ActiveDirectoryBackend:
@@ -45,6 +65,7 @@ class ActiveDirectoryBackend:
     def authenticate(self, request, username=None, password=None, **kwargs):
         if not username or password is None:
             return None
+        _check_throttle(request, username)
         local = User.objects.filter(username__iexact=username.strip()).select_related("directory_account").first()
         if local is not None and not hasattr(local, "directory_account"):
             return None
@@ -64,11 +85,15 @@ class ActiveDirectoryBackend:
             _refuse(request, "directory_misconfigured")
             return None
         try:
-            return account_sync_from_directory(entry=entry, groups=groups)
+            user = account_sync_from_directory(entry=entry, groups=groups)
         except AccountConflict as e:
             log.error("AD login for %r refused: %s", username, e)
             _refuse(request, "account_conflict")
             raise PermissionDenied("account_conflict") from None
+        if not user.is_active:
+            _refuse(request, "account_blocked")
+            raise PermissionDenied("account_blocked")
+        return user
 
     def get_user(self, user_id):
         user = User.objects.filter(pk=user_id).first()

@@ -21,3 +21,11 @@ class TokenCreateForm(forms.Form):
     name = forms.CharField(label="Token name", max_length=100, help_text="What will use it, e.g. 'deploy script'.")
     days = forms.TypedChoiceField(label="Expires after", coerce=int, initial=90,
                                   choices=[(7, "7 days"), (30, "30 days"), (90, "90 days"), (365, "1 year")])
+
+
+class EnrolForm(forms.Form):
+    """The confirmation code for a new authenticator (not named ``otp``: that field is the step-up code)."""
+
+    code = forms.CharField(label="Code from the app", max_length=12,
+                           widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric",
+                                                         "autofocus": True}))

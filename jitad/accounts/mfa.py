@@ -32,7 +32,12 @@ class CodeCheck:
 
 
 def mfa_mark_verified(request, device) -> None:
-    """Record that ``device`` verified this session now (django-otp's login plus a timestamp)."""
+    """Record that ``device`` verified this session now (django-otp's login plus a timestamp).
+
+    The session gets a new key: a cookie captured between the password and the MFA step
+    must not become a verified session.
+    """
+    request.session.cycle_key()
     otp_login(request, device)
     request.session[FRESH_KEY] = time.time()
     request.session[FRESH_DEVICE_KEY] = device.persistent_id
@@ -52,7 +57,8 @@ def mfa_age_seconds(request) -> float | None:
 def mfa_is_fresh(request) -> bool:
     """True if this session was verified within the fresh-MFA window."""
     user = getattr(request, "user", None)
-    if user is None or not user.is_authenticated or not user.is_verified():
+    is_verified = getattr(user, "is_verified", None)  # absent on a user DRF authenticated by token
+    if user is None or not user.is_authenticated or is_verified is None or not is_verified():
         return False
     age = mfa_age_seconds(request)
     return age is not None and age <= settings.JITAD_MFA_FRESH_SECONDS

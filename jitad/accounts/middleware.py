@@ -13,6 +13,7 @@ from django.conf import settings
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 
 from .mfa import mfa_check_code, mfa_enrolled, mfa_is_fresh, mfa_mark_verified
 
@@ -55,10 +56,18 @@ class MFARequiredMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        return self.get_response(request)
+        response = self.get_response(request)
+        # Pages and API answers are about people's access: no browser or proxy keeps them.
+        if not response.has_header("Cache-Control") and not self._static(request):
+            add_never_cache_headers(response)
+        return response
+
+    @staticmethod
+    def _static(request) -> bool:
+        return request.path_info.startswith("/" + settings.STATIC_URL.lstrip("/"))
 
     def process_view(self, request, view_func, view_args, view_kwargs):
-        if request.path_info.startswith("/" + settings.STATIC_URL.lstrip("/")) or is_api(request):
+        if self._static(request) or is_api(request):
             return None
         name = view_name(request)
         if name in PUBLIC:

@@ -2,6 +2,7 @@
 import logging
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
@@ -9,6 +10,7 @@ from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from jitad.audit.models import AuditEvent
 from jitad.audit.services import audit_record
 from jitad.directory import DirectoryUser
 from jitad.notifications.services import alert_raise
@@ -67,7 +69,7 @@ def account_sync_from_directory(*, entry: DirectoryUser, groups: list[str]) -> "
         user.first_name = (entry.given_name or entry.display_name)[:150]
         user.last_name = entry.surname[:150]
         user.email = entry.mail[:254]
-        user.is_active = True
+        # is_active stays as it is: an operator who blocked someone in jitad keeps them blocked.
         user.save()
         _sync_groups(user, groups)
         DirectoryAccount.objects.update_or_create(
@@ -86,17 +88,40 @@ def account_sync_from_directory(*, entry: DirectoryUser, groups: list[str]) -> "
     return user
 
 
+def login_key(username: str) -> str:
+    """One key per account however it is typed: ``JITAD\\Alice``, ``alice@corp`` and ``alice`` are the same."""
+    name = (username or "").strip().lower()
+    if "\\" in name:
+        name = name.split("\\", 1)[1]
+    if "@" in name:
+        name = name.rsplit("@", 1)[0]
+    return name[:150] or "?"
+
+
 def account_login_failed(*, username: str, reason: str, remote_addr: str = "") -> None:
-    """Record a refused login (never the password)."""
+    """Record a refused login (never the password), keyed by ``login_key`` for the throttle."""
     with transaction.atomic():
         audit_record(
             actor=(username or "?")[:150],
             action="account.login_failed",
             object_type="user",
-            object_id=(username or "?")[:150],
+            object_id=login_key(username),
             reason=reason,
             data={"remote_addr": remote_addr},
         )
+
+
+def login_throttled(*, username: str) -> bool:
+    """True after JITAD_LOGIN_MAX_FAILURES wrong passwords for this account within the window.
+
+    Counted from the audit trail, so every web process agrees. Kept below AD's lockout
+    threshold, the portal cannot be used to lock people out of Windows; it also stops
+    guessing at local (break-glass) accounts, which AD's lockout does not protect.
+    """
+    since = timezone.now() - timezone.timedelta(seconds=settings.JITAD_LOGIN_FAILURE_WINDOW_SECONDS)
+    failures = AuditEvent.objects.filter(object_type="user", object_id=login_key(username), action="account.login_failed",
+                                         reason="invalid_credentials", at__gte=since).count()
+    return failures >= settings.JITAD_LOGIN_MAX_FAILURES
 
 
 def account_logged_in(*, user, method: str, remote_addr: str = "") -> None:
@@ -108,9 +133,28 @@ def account_logged_in(*, user, method: str, remote_addr: str = "") -> None:
 # --- MFA enrolment ----------------------------------------------------------------------
 
 
-def totp_enrol_begin(*, user) -> TOTPDevice:
-    """An unconfirmed TOTP device for ``user`` (the same one until confirmed, so a reload keeps the QR)."""
-    device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("-id").first()
+def mfa_change_alert(user, what: str) -> None:
+    """Tell the security channel: a new way to pass MFA is how a stolen password becomes a login."""
+    alert_raise(
+        event="mfa.changed",
+        subject=f"{user.get_username()} {what}",
+        body=f"{user.get_username()} {what} in jitad. If this was not them: delete the device in the admin, "
+             "revoke their API tokens and reset their AD password.",
+        severity="warning",
+        object_type="user",
+        object_id=user.pk,
+    )
+
+
+def totp_enrol_begin(*, user, device_id=None) -> TOTPDevice:
+    """The unconfirmed TOTP device this session is enrolling (``device_id``), or a new one.
+
+    A secret is never handed to a second session: whoever opened the enrol page with a
+    stolen password must not hold a copy of the key the real person confirms later.
+    """
+    device = None
+    if device_id is not None:
+        device = TOTPDevice.objects.filter(pk=device_id, user=user, confirmed=False).first()
     if device is None:
         device = TOTPDevice.objects.create(user=user, name="authenticator app", confirmed=False)
     return device
@@ -128,14 +172,11 @@ def totp_enrol_confirm(*, user, device: TOTPDevice, code: str) -> bool:
         first = not mfa_enrolled(user)
         device.confirmed = True
         device.save(update_fields=["confirmed"])
+        # Secrets other sessions were shown and never confirmed die with this confirmation.
+        TOTPDevice.objects.filter(user=user, confirmed=False).exclude(pk=device.pk).delete()
         audit_record(actor=_actor(user), action="mfa.enrolled", object_type="otp_device", object_id=device.persistent_id,
                      after="confirmed", data={"kind": "totp", "first": first})
-        alert_raise(
-            event="mfa.enrolled",
-            subject=f"New authenticator app for {user.get_username()}",
-            body=f"{user.get_username()} enrolled an authenticator app in jitad. If this was not them, revoke it and reset their password.",
-            severity="info",
-        )
+        mfa_change_alert(user, "enrolled an authenticator app" + (" (their first MFA device)" if first else ""))
     return True
 
 
@@ -148,6 +189,7 @@ def backup_codes_generate(*, user) -> list[str]:
         StaticToken.objects.bulk_create([StaticToken(device=device, token=c) for c in codes])
         audit_record(actor=_actor(user), action="mfa.backup_codes_generated", object_type="otp_device",
                      object_id=device.persistent_id, data={"count": len(codes)})
+        mfa_change_alert(user, "made a new set of backup codes")
     return codes
 
 
@@ -156,7 +198,8 @@ def mfa_device_remove(*, user, device) -> None:
     from .mfa import mfa_devices
 
     with transaction.atomic():
-        remaining = [d for d in mfa_devices(user) if d.persistent_id != device.persistent_id]
+        remaining = [d for d in mfa_devices(user) if d.persistent_id != device.persistent_id
+                     and not (isinstance(d, StaticDevice) and not d.token_set.exists())]
         if not remaining:
             raise ValueError("This is your only MFA device. Add another before removing it.")
         audit_record(actor=_actor(user), action="mfa.removed", object_type="otp_device", object_id=device.persistent_id,
@@ -176,6 +219,7 @@ def api_token_create(*, user, name: str, days: int | None = 90) -> tuple[ApiToke
         token = ApiToken.objects.create(user=user, name=name, prefix=prefix, digest=digest, expires_at=expires)
         audit_record(actor=_actor(user), action="api_token.created", object_type="api_token", object_id=token.pk,
                      after="live", data={"name": name, "prefix": prefix, "expires_at": expires.isoformat() if expires else None})
+        mfa_change_alert(user, f"created the API token '{name}' ({prefix})")
     return token, raw
 
 

@@ -17,13 +17,14 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_otp_webauthn.models import WebAuthnCredential
 
 from .backends import MESSAGES
-from .forms import CodeForm, LoginForm, TokenCreateForm
+from .forms import CodeForm, EnrolForm, LoginForm, TokenCreateForm
 from .mfa import mfa_check_code, mfa_enrolled, mfa_is_fresh, mfa_mark_verified
 from .models import ApiToken
 from .services import api_token_create, api_token_revoke, backup_codes_generate, mfa_device_remove, totp_enrol_begin, totp_enrol_confirm
 
 _ONCE_CODES = "jitad_backup_codes_once"
 _ONCE_TOKEN = "jitad_api_token_once"
+_ENROL_DEVICE = "jitad_enrol_device"
 
 
 def _next(request, default: str = "") -> str:
@@ -91,7 +92,7 @@ def mfa_verify(request):
         "has_passkey": WebAuthnCredential.objects.filter(user=user, confirmed=True).exists(),
         "reverify": user.is_verified(),
     }
-    return render(request, "accounts/verify.html", context, status=200 if not error else 400)
+    return render(request, "accounts/verify.html", context, status=400 if request.method == "POST" else 200)
 
 
 @never_cache
@@ -101,11 +102,13 @@ def mfa_enrol(request):
     user = request.user
     if mfa_enrolled(user) and not user.is_verified():
         return redirect(_with_next("accounts:mfa-verify", request))
-    device = totp_enrol_begin(user=user)
-    form = CodeForm(request.POST or None)
+    device = totp_enrol_begin(user=user, device_id=request.session.get(_ENROL_DEVICE))
+    request.session[_ENROL_DEVICE] = device.pk
+    form = EnrolForm(request.POST or None)
     error = ""
     if request.method == "POST" and form.is_valid():
-        if totp_enrol_confirm(user=user, device=device, code=form.cleaned_data["otp"]):
+        if totp_enrol_confirm(user=user, device=device, code=form.cleaned_data["code"]):
+            request.session.pop(_ENROL_DEVICE, None)
             mfa_mark_verified(request, device)
             if not StaticDevice.objects.filter(user=user).exists():
                 request.session[_ONCE_CODES] = backup_codes_generate(user=user)
@@ -124,7 +127,7 @@ def mfa_enrol(request):
         "next": _next(request),
         "first": not mfa_enrolled(user),
     }
-    return render(request, "accounts/enrol.html", context, status=200 if not error else 400)
+    return render(request, "accounts/enrol.html", context, status=400 if request.method == "POST" else 200)
 
 
 @never_cache

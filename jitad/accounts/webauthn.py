@@ -14,6 +14,7 @@ from django_otp_webauthn import views as w
 from jitad.audit.services import audit_record
 
 from .mfa import mfa_mark_verified
+from .services import mfa_change_alert
 
 
 class PasskeyAuthenticationCompleteView(w.CompleteCredentialAuthenticationView):
@@ -33,6 +34,7 @@ class PasskeyRegistrationCompleteView(w.CompleteCredentialRegistrationView):
             with transaction.atomic():
                 audit_record(actor=self.request.user.get_username(), action="mfa.enrolled", object_type="otp_device",
                              object_id=f"webauthn/{device_id}", after="confirmed", data={"kind": "webauthn"})
+                mfa_change_alert(self.request.user, "added a passkey")
         return response
 
 

@@ -3,8 +3,9 @@
 AD (and Samba) refuse a simple bind with result 49 and a "data NNN" sub-code that says
 why: 52e wrong password, 533 disabled, 775 locked out, 532 password expired, 773 must
 change password, 701 account expired, 530/531 logon-hours or workstation restriction.
-A disabled account only says 533 when the password was right, so telling the person
-"disabled" reveals nothing to someone guessing passwords.
+A disabled account only says 533 when the password was right, so "disabled" is only ever
+told to someone who knew the password. 775 (locked) comes whatever the password, as it
+does at a Windows logon screen.
 """
 import re
 

@@ -46,7 +46,7 @@ def _page_number(value) -> int:
 @vary_on_headers("HX-Request")
 def eligible(request):
     """The targets this person may request, searchable (``q``) and paginated."""
-    q = request.GET.get("q", "").strip()[:QUERY_MAX]
+    q = request.GET.get("q", "").replace("\x00", "").strip()[:QUERY_MAX]  # PostgreSQL refuses NUL
     page = _page_number(request.GET.get("page"))
     result = eligibility_search(user=request.user, q=q, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
     pages = max(1, ceil(result.total / PAGE_SIZE))

@@ -175,3 +175,41 @@ def test_good_login_goes_to_mfa_enrolment(client, ad_person):
     response = client.post("/account/login/", {"username": sam, "password": password, "next": "/eligible/"})
     assert response.status_code == 302 and response.url.startswith("/account/mfa/enrol/")
     assert "next=%2Feligible%2F" in response.url
+
+
+def test_a_person_blocked_in_jitad_stays_blocked_after_an_ad_login(ad_person):
+    sam, password, _dn = ad_person()
+    user = authenticate(_request(), username=sam, password=password)
+    user.is_active = False
+    user.save()
+    request = _request()
+    with pytest.raises(PermissionDenied):
+        ActiveDirectoryBackend().authenticate(request, username=sam, password=password)
+    assert request.jitad_login_error == "account_blocked"
+    user.refresh_from_db()
+    assert not user.is_active
+
+
+def test_the_engine_finds_the_ad_account_by_guid_not_by_a_reused_name(live, ad_person, ldap_admin, make_target, jit_ou):
+    """GIVEN alice logged in (linked by objectGUID), was renamed in AD, and somebody new got
+    her old name WHEN a grant for her local account is applied THEN her own AD account gets
+    the membership, not the newcomer who now answers to the old name."""
+    from jitad.elevation import services
+    from tests.elevation.helpers import ad_is_member, wait_state
+
+    sam, password, dn = ad_person()
+    user = authenticate(_request(), username=sam, password=password)
+    conn = ldap_admin()
+    conn.modify(dn, {"sAMAccountName": [(MODIFY_REPLACE, [f"r{uuid.uuid4().hex[:8]}"])]})
+    conn.unbind()
+    with directory.connect() as d:
+        d.ensure_ou(f"OU=newcomers,{jit_ou}")
+        newcomer_dn = d.ensure_user(sam, f"OU=newcomers,{jit_ou}", password="Pw-" + uuid.uuid4().hex)
+    from django.contrib.auth.models import Group
+
+    user.groups.add(Group.objects.get_or_create(name="admins")[0])
+    target = make_target()
+    req = services.request_create(requester=user, target=target, duration_minutes=30)
+    wait_state(req.grant.id, "active")
+    assert ad_is_member(ldap_admin, target.group_dn, dn)
+    assert not ad_is_member(ldap_admin, target.group_dn, newcomer_dn)

@@ -41,12 +41,12 @@ def test_enrolment_from_the_page_then_backup_codes_once(client, person):
     secret = re.search(r'data-secret="([A-Z2-7]+)"', html).group(1)
     assert client.get("/access/").url.startswith("/account/mfa/enrol/")  # nothing opens before that
 
-    wrong = client.post(step, {"otp": "123456"})
+    wrong = client.post(step, {"code": "123456"})
     assert wrong.status_code == 400
     assert not TOTPDevice.objects.filter(user=person, confirmed=True).exists()
     time.sleep(1.1)  # django-otp throttles for a second after a wrong code
 
-    done = client.post(step, {"otp": pyotp.TOTP(secret).now()})
+    done = client.post(step, {"code": pyotp.TOTP(secret).now()})
     assert done.status_code == 302 and done.url.startswith("/account/mfa/backup-codes/")
     codes_page = client.get(done.url).content.decode()
     codes = re.findall(r"<li><code>([0-9a-f]+)</code></li>", codes_page)
@@ -61,7 +61,7 @@ def test_an_enrolled_person_cannot_enrol_another_device_with_a_password_only(cli
     step = _login(client, person)
     assert step.startswith("/account/mfa/verify/")
     assert client.get("/account/mfa/enrol/").url.startswith("/account/mfa/verify/")
-    assert client.post("/account/mfa/enrol/", {"otp": "123456"}).url.startswith("/account/mfa/verify/")
+    assert client.post("/account/mfa/enrol/", {"code": "123456"}).url.startswith("/account/mfa/verify/")
     assert client.post("/account/mfa/backup-codes/").url.startswith("/account/mfa/verify/")
     assert TOTPDevice.objects.filter(user=person).count() == 1
 
@@ -150,3 +150,75 @@ def test_admin_otp_login_counts_as_fresh(client, django_user_model):
                                               "otp_device": device.persistent_id, "otp_token": totp_code(device)})
     assert response.status_code == 302
     assert client.post("/account/security/tokens/", {"name": "x", "days": "7"}).status_code == 302
+
+
+def test_an_enrolment_secret_is_never_shown_to_a_second_session(client, person, django_user_model):
+    """GIVEN someone with the password opens the enrol page first WHEN the real person enrols
+    in their own session THEN they get a different secret, and the first one never verifies."""
+    from django.test import Client
+
+    attacker = Client()
+    html = attacker.get(_login(attacker, person)).content.decode()
+    stolen = re.search(r'data-secret="([A-Z2-7]+)"', html).group(1)
+
+    step = _login(client, person)
+    html = client.get(step).content.decode()
+    mine = re.search(r'data-secret="([A-Z2-7]+)"', html).group(1)
+    assert mine != stolen
+    assert client.get(step).content.decode().count(mine) >= 1  # a reload keeps this session's secret
+    assert client.post(step, {"code": pyotp.TOTP(mine).now()}).status_code == 302
+    assert TOTPDevice.objects.filter(user=person).count() == 1  # the other secret is gone
+
+    later = Client()
+    verify = _login(later, person)
+    assert later.post(verify, {"otp": pyotp.TOTP(stolen).now()}).status_code == 400
+
+
+def test_mfa_verification_gives_the_session_a_new_key(client, person):
+    [code] = backup_codes(person, 1)
+    totp_device(person)
+    step = _login(client, person)
+    before = client.session.session_key
+    assert client.post(step, {"otp": code}).status_code == 302
+    assert client.session.session_key != before
+
+
+def test_a_backup_device_with_no_codes_left_does_not_count_as_a_device(client, person):
+    from django_otp.plugins.otp_static.models import StaticDevice
+
+    device = verify_session(client, person)
+    StaticDevice.objects.create(user=person, name="spent", confirmed=True)
+    client.post("/account/security/devices/remove/", {"device": device.persistent_id})
+    assert TOTPDevice.objects.filter(pk=device.pk).exists()
+
+
+def test_new_ways_to_pass_mfa_alert_the_security_channel(client, person):
+    from jitad.notifications.models import Notification
+
+    verify_session(client, person)
+    client.post("/account/security/tokens/", {"name": "bot", "days": "7"})
+    client.post("/account/mfa/backup-codes/")
+    subjects = list(Notification.objects.filter(event="mfa.changed").values_list("subject", flat=True))
+    assert any("API token 'bot'" in s for s in subjects) and any("backup codes" in s for s in subjects)
+
+
+def test_too_many_wrong_passwords_pause_logins_for_that_account(client, person):
+    """GIVEN five wrong passwords, typed as different spellings of the same account WHEN the
+    right password comes next THEN it is refused too, and says why."""
+    from jitad.accounts.services import login_key
+
+    assert {login_key(n) for n in ("Alice", "JITAD\\alice", "alice@jitad.test", " ALICE ")} == {"alice"}
+    for name in (person.username, person.username.upper(), person.username.title(), f" {person.username} ", person.username):
+        assert client.post("/account/login/", {"username": name, "password": "wrong-password-1"}).status_code == 401
+    refused = client.post("/account/login/", {"username": person.username, "password": PASSWORD})
+    assert refused.status_code == 401 and b"Too many wrong passwords" in refused.content
+    assert "_auth_user_id" not in client.session
+
+
+def test_pages_with_personal_data_are_never_cached(client, person):
+    verify_session(client, person)
+    for url in ("/access/", "/eligible/", "/account/security/"):
+        assert "no-store" in client.get(url)["Cache-Control"], url
+    verify_session(client, person, age_seconds=stale_age())
+    step_up = client.post("/account/security/tokens/", {"name": "x", "days": "7"})
+    assert step_up.status_code == 403 and "no-store" in step_up["Cache-Control"]

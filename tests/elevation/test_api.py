@@ -552,3 +552,16 @@ def test_docs_page_and_browsable_api(world, verified_client):
         assert session.get(path, HTTP_ACCEPT="text/html").status_code == 200, path
     assert session.get(f"{REQUESTS}/{req.pk}/approve", HTTP_ACCEPT="text/html").status_code == 405
     error(session.post(REQUESTS, {"target": "SRV01"}, content_type="application/json"), 403, "otp_required")
+
+
+def test_a_token_with_an_html_accept_header_is_not_a_500(world):
+    """The browsable renderer runs the portal's context processors for a token-authenticated user."""
+    alice = world["alice"]
+    response = alice.client.get(REQUESTS, HTTP_ACCEPT="text/html")
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+
+
+def test_nul_in_a_target_is_a_400_not_a_database_error(world):
+    response = world["alice"].post(REQUESTS, {"target": "SRV\x0001", "duration_minutes": 30})
+    assert response.status_code == 400 and response.json()["code"] == "invalid"

@@ -39,7 +39,7 @@ def backup_codes(user, n: int = 10) -> list[str]:
 def verify_session(client, user, *, age_seconds: float = 0.0):
     """Log ``client`` in as ``user`` with a verified device, verified ``age_seconds`` ago."""
     device = totp_device(user)
-    client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
+    client.force_login(user, backend="jitad.accounts.backends.ThrottledModelBackend")
     session = client.session
     session[DEVICE_ID_SESSION_KEY] = device.persistent_id
     session[FRESH_KEY] = time.time() - age_seconds

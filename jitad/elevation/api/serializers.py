@@ -51,7 +51,7 @@ class TargetRefField(serializers.Field):
             self.fail("invalid")
         if isinstance(data, str):
             data = data.strip()
-            if not data:
+            if not data or "\x00" in data:  # PostgreSQL refuses NUL in text
                 self.fail("invalid")
             if len(data) > TARGET_REF_MAX:
                 self.fail("max_length")

@@ -238,7 +238,7 @@ def grant_apply_execute(*, grant_id: int, token) -> None:
     try:
         with directory.session() as d:
             if not g.user_dn:
-                user = d.find_user(g.user.get_username())
+                user = _ad_account(d, g.user)
                 if user.disabled:
                     raise directory.DirectoryRejected(f"the AD account {user.sam_account_name} is disabled")
                 # Commit who this grant backs before touching the group, so the
@@ -297,6 +297,15 @@ def _live_holders(group_dn: str, user_ids, exclude_ids) -> set[int]:
     )
 
 
+def _ad_account(d: directory.Directory, user) -> directory.DirectoryUser:
+    """The AD account behind ``user``: by the objectGUID its login linked, so a reused name
+    can never stand in for a renamed account; by name only for users with no AD link."""
+    link = getattr(user, "directory_account", None) if hasattr(user, "directory_account") else None
+    if link is not None:
+        return d.find_user_by_guid(link.guid)
+    return d.find_user(user.get_username())
+
+
 def _current_dn(d: directory.Directory, g: Grant, member_keys: set[str]) -> str | None:
     """The DN to remove for ``g``: as recorded, or as it is now if the account was renamed or moved."""
     if g.user_dn and directory.normalize_dn(g.user_dn) in member_keys:
@@ -305,7 +314,7 @@ def _current_dn(d: directory.Directory, g: Grant, member_keys: set[str]) -> str 
         if g.user_guid:
             return d.find_user_by_guid(g.user_guid).dn
         if not g.user_dn:
-            return d.find_user(g.user.get_username()).dn
+            return _ad_account(d, g.user).dn
     except directory.DirectoryNotFound:
         return None
     return g.user_dn
