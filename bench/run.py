@@ -1,7 +1,9 @@
 #!/usr/bin/env python
-"""Measure jitad's engine against a real Samba DC and a real Celery worker.
+"""Measure jitad's engine against a real Samba DC and a real Celery worker, then the portal.
 
-Writes bench/results.json (flat keys) and docs/benchmarks.md. Run with `make bench`.
+Adds flat keys to bench/results.json and writes the engine section of docs/benchmarks.md,
+keeping what bench/portal.py wrote; then runs bench/portal.py (portal and API under load)
+once the DC and worker are stopped, unless BENCH_PORTAL=0. Run with `make bench`.
 Timings come from an independent ldap3 connection polling the DC, not from jitad's logs.
 """
 import json
@@ -29,6 +31,7 @@ if "JITAD_DATABASE_URL" not in os.environ:
     os.environ["JITAD_DATABASE_URL"] = f"sqlite:///{db}"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jitad.settings")
 
+from portal import doc_section_write, results_merge  # noqa: E402  (bench/portal.py, beside this file)
 from tests.support.samba import SambaDC  # noqa: E402
 from tests.support.worker import CeleryWorker  # noqa: E402
 
@@ -50,6 +53,25 @@ def _interrupt(signum, frame):
 
 def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # a killed bench still stops its DC and worker
+    env = dict(os.environ)  # before the DC's settings are added: the portal part needs no AD
+    rc = engine()
+    if rc or os.environ.get("BENCH_PORTAL", "1") == "0":
+        return rc
+    # Its own process (own database, own gunicorn), started after the DC and worker stopped
+    # so they do not take CPU from the server under load.
+    portal = subprocess.Popen([sys.executable, str(REPO / "bench" / "portal.py")], env=env)
+    try:
+        return portal.wait()
+    except KeyboardInterrupt:
+        try:  # after Ctrl-C it has its own SIGINT; after our SIGTERM it needs one
+            portal.wait(2)
+        except subprocess.TimeoutExpired:
+            portal.send_signal(signal.SIGTERM)  # it stops its server and drops its database
+            portal.wait(120)
+        raise
+
+
+def engine() -> int:
     dc = SambaDC(Path(tempfile.mkdtemp(prefix="jitad-bench-")))
     dc.provision()
     dc.start()
@@ -198,7 +220,7 @@ def main() -> int:
 
 
 def write(results: dict) -> None:
-    (REPO / "bench" / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    results_merge(results)
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     samba = subprocess.run(["samba", "--version"], capture_output=True, text=True).stdout.strip()
@@ -211,10 +233,7 @@ def write(results: dict) -> None:
         ("10,000 grants / 100 groups expiring together → all gone", f"{results['mass_expiry_10k_s']} s", "≤ 10 s"),
     ]
     table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
-    (REPO / "docs").mkdir(exist_ok=True)
-    (REPO / "docs" / "benchmarks.md").write_text(f"""# Benchmarks
-
-Written by `make bench` (bench/run.py); do not edit by hand. Targets from ARCHITECTURE.md.
+    doc_section_write("engine", f"""## Engine: grants and revocations against a Samba DC (bench/run.py)
 
 Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} × {cpu},
 Python {platform.python_version()}, Samba {samba.removeprefix("Version ")}, database {results['database']}, broker

@@ -105,7 +105,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
     # A file, not memory, so a real Celery worker process can share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("JITAD_DB_CONN_MAX_AGE", default=0)
+# Persistent connections: a new PostgreSQL connection per request costs more than the page.
+_sqlite = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("JITAD_DB_CONN_MAX_AGE", default=0 if _sqlite else 60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -18,7 +18,8 @@ from jitad.accounts.models import ApiToken
 from jitad.accounts.services import api_token_create, api_token_revoke
 from jitad.elevation import services
 from jitad.elevation.models import AccessRequest, Approval, Grant, Policy, Target
-from jitad.elevation.services.api_queries import eligibility_for, requests_visible_to
+from jitad.elevation.services.api_queries import requests_visible_to
+from jitad.elevation.services.eligibility import eligibility_search
 from tests.support.mfa import backup_codes, totp_code, totp_device
 from .builders import policy, target, user
 
@@ -352,7 +353,8 @@ def test_visibility_and_eligibility_agree_with_the_policy_services(world):
     policy(t3, name="eve-only", eligible_groups=[], eligible_users=["EVE"], approver_groups=["leads"], enabled=False)
     for name in ("alice", "bob", "eve"):
         u = world[name].user
-        assert [(e.target.name, e.policy.name) for e in eligibility_for(user=u)] == sorted(
+        page = eligibility_search(user=u, limit=100)
+        assert [(t.name, p.name) for t, p in page.items] == sorted(
             (t.name, p.name) for t, p in services.eligible_targets(user=u)
         ), name
     reqs = [pending_request(world["alice"]), services.request_create(requester=world["alice"].user, target=t2)]
@@ -496,7 +498,9 @@ def test_eligibility_lists_what_i_may_request(world):
     target("SRV03", enabled=False)
     policy(Target.objects.get(name="SRV03"), name="off")
 
-    rows = world["alice"].get("/api/v1/eligibility").json()
+    body = world["alice"].get("/api/v1/eligibility").json()
+    assert body["count"] == 2
+    rows = body["results"]
     assert [r["name"] for r in rows] == ["SRV01", "SRV02"]
     assert rows[0] == {
         "id": world["target"].pk, "name": "SRV01", "kind": "server", "hostname": "srv01.jitad.test",
@@ -508,13 +512,16 @@ def test_eligibility_lists_what_i_may_request(world):
     assert rows[1]["policy"] == "tickets" and rows[1]["kind"] == "domain_role"
     assert (rows[1]["require_ticket"], rows[1]["ticket_pattern"]) == (True, r"CHG-\d+")
     assert rows[1]["approvals_required"] == 2
-    assert world["eve"].get("/api/v1/eligibility").json() == []
+    assert world["eve"].get("/api/v1/eligibility").json()["results"] == []
+    page = world["alice"].get("/api/v1/eligibility", {"limit": 1, "offset": 1}).json()
+    assert page["count"] == 2 and [r["name"] for r in page["results"]] == ["SRV02"]
+    assert [r["name"] for r in world["alice"].get("/api/v1/eligibility", {"q": "file"}).json()["results"]] == ["SRV01"]
 
 
 def test_auto_policy_reports_no_approvals(world):
     world["policy"].approval_mode = Policy.ApprovalMode.AUTO
     world["policy"].save()
-    assert world["alice"].get("/api/v1/eligibility").json()[0]["approvals_required"] == 0
+    assert world["alice"].get("/api/v1/eligibility").json()["results"][0]["approvals_required"] == 0
 
 
 # -- schema and browsable API ------------------------------------------------------------

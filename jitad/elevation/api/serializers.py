@@ -98,7 +98,7 @@ class RequestSerializer(serializers.ModelSerializer):
 
 
 class EligibilitySerializer(serializers.Serializer):
-    """A target the caller may request, and the rules of the policy that applies."""
+    """A target the caller may request, and the rules of the policy that applies (``{"target", "policy"}``)."""
 
     id = serializers.IntegerField(source="target.id")
     name = serializers.CharField(source="target.name")
@@ -119,7 +119,8 @@ class EligibilitySerializer(serializers.Serializer):
     @extend_schema_field(OpenApiTypes.INT)
     def get_approvals_required(self, obj) -> int:
         """0 under automatic approval, as the request itself will record."""
-        return 0 if obj.policy.approval_mode == Policy.ApprovalMode.AUTO else obj.policy.approvals_required
+        policy = obj["policy"]
+        return 0 if policy.approval_mode == Policy.ApprovalMode.AUTO else policy.approvals_required
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -33,7 +33,8 @@ from rest_framework.response import Response
 from ..errors import RequestRefused
 from ..models import AccessRequest
 from ..services import grant_release, request_approve, request_cancel, request_create, request_deny, request_extend
-from ..services.api_queries import eligibility_for, request_grant, request_visible, requests_visible_to, target_find
+from ..services.api_queries import request_grant, request_visible, requests_visible_to, target_find
+from ..services.eligibility import eligibility_search
 from . import schema  # noqa: F401 - registers the authentication schemes
 from .serializers import (
     EligibilitySerializer,
@@ -119,19 +120,28 @@ class ApiView(GenericAPIView):
 
 @extend_schema(tags=["eligibility"])
 class EligibilityView(ApiView):
-    """Targets the caller may request."""
+    """Targets the caller may request (the portal's eligibility search, paginated)."""
 
     serializer_class = EligibilitySerializer
-    pagination_class = None
+    pagination_class = RequestPagination
 
     @extend_schema(
         operation_id="eligibility_list",
         summary="What I may request",
-        description="Every enabled target you may request, with the rules of the policy that applies.",
+        description="The enabled targets you may request, by name, with the rules of the policy that applies. "
+                    "`q` keeps targets whose name, host name or description contains every word.",
+        parameters=[OpenApiParameter("q", OpenApiTypes.STR, description="Search words.")],
         responses={200: EligibilitySerializer(many=True), **_errors(401)},
     )
     def get(self, request):
-        return Response(EligibilitySerializer(eligibility_for(user=request.user), many=True).data)
+        paginator = self.paginator
+        limit = paginator.get_limit(request)
+        offset = paginator.get_offset(request)
+        q = request.query_params.get("q", "").replace("\x00", "")[:100]
+        page = eligibility_search(user=request.user, q=q, limit=limit, offset=offset)
+        paginator.count, paginator.limit, paginator.offset, paginator.request = page.total, limit, offset, request
+        rows = [{"target": t, "policy": p} for t, p in page.items]
+        return paginator.get_paginated_response(EligibilitySerializer(rows, many=True).data)
 
 
 @extend_schema(tags=["requests"])

@@ -10,12 +10,11 @@ non-ASCII group name must be spelt with the same case in the policy as in AD to 
 there; PostgreSQL folds it like Python.
 """
 import re
-from dataclasses import dataclass
 
 from django.contrib.auth.models import Group
 from django.db import NotSupportedError
-from django.db.models import BooleanField, Count, F, Func, Prefetch, Q, QuerySet, Subquery
-from django.db.models.functions import Lower
+from django.db.models import BooleanField, Count, F, Func, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce, Lower
 
 from ..models import AccessRequest, Approval, Grant, Policy, Target
 
@@ -77,32 +76,7 @@ def _group_names(user) -> QuerySet:
     return Group.objects.filter(user=user).annotate(key=Lower("name")).values("key")
 
 
-# -- eligibility -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Eligibility:
-    """A target ``user`` may request and the policy that applies (the one ``policy_for`` picks)."""
-
-    target: Target
-    policy: Policy
-
-
-def eligibility_for(*, user) -> list[Eligibility]:
-    """Every enabled target ``user`` may request, with its policy, in two queries."""
-    matches = Q(JSONListMatches("eligible_users", [user.get_username()])) | Q(
-        JSONListMatches("eligible_groups", _group_names(user))
-    )
-    policies = (
-        Policy.objects.filter(matches, enabled=True)
-        .order_by("priority", "name")
-        .prefetch_related(Prefetch("targets", queryset=Target.objects.filter(enabled=True)))
-    )
-    chosen: dict[int, Eligibility] = {}
-    for policy in policies:  # lowest priority number first: the first policy per target wins
-        for target in policy.targets.all():
-            chosen.setdefault(target.pk, Eligibility(target=target, policy=policy))
-    return sorted(chosen.values(), key=lambda e: e.target.name)
-
-
+# -- targets -----------------------------------------------------------------------------
 def target_find(*, ref) -> Target | None:
     """The target named exactly ``ref``, or else with id ``ref``; None if there is none."""
     if isinstance(ref, bool) or ref is None:
@@ -125,15 +99,23 @@ def approver_policies(*, user) -> QuerySet:
 def requests_visible_to(*, user) -> QuerySet:
     """Requests ``user`` made, plus every request under a policy ``user`` approves for.
 
-    Annotated with ``approvals_count`` (approve decisions) and joined to what the API shows,
-    so a page of requests costs one query.
+    Annotated with ``approvals_count`` (approve decisions, a correlated subquery rather than
+    a GROUP BY, so the database can walk the newest requests and stop at the page size)
+    and joined to what the API shows: a page of requests costs two queries.
     """
+    policy_ids = list(approver_policies(user=user).values_list("id", flat=True))
+    visible = Q(requester=user) | Q(policy_id__in=policy_ids) if policy_ids else Q(requester=user)
+    approvals = (
+        Approval.objects.filter(request=OuterRef("pk"), decision=Approval.Decision.APPROVE)
+        .order_by()
+        .values("request")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
     return (
-        AccessRequest.objects.filter(
-            Q(requester=user) | Q(policy__in=approver_policies(user=user).values("id"))
-        )
+        AccessRequest.objects.filter(visible)
         .select_related("target", "policy", "requester", "grant", "extends")
-        .annotate(approvals_count=Count("approvals", filter=Q(approvals__decision=Approval.Decision.APPROVE)))
+        .annotate(approvals_count=Coalesce(Subquery(approvals), 0))
         .order_by("-created_at", "-id")
     )
 
