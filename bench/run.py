@@ -11,7 +11,6 @@ import os
 import platform
 import signal
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,20 +30,12 @@ if "JITAD_DATABASE_URL" not in os.environ:
     os.environ["JITAD_DATABASE_URL"] = f"sqlite:///{db}"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jitad.settings")
 
-from portal import doc_section_write, results_merge  # noqa: E402  (bench/portal.py, beside this file)
+from portal import doc_section_write, pct, results_merge  # noqa: E402  (bench/portal.py, beside this file)
 from tests.support.samba import SambaDC  # noqa: E402
 from tests.support.worker import CeleryWorker  # noqa: E402
 
 N_LATENCY = int(os.environ.get("BENCH_N", "100"))
 MASS_USERS, MASS_GROUPS = 100, 100  # 100 users x 100 groups = 10,000 grants
-
-
-def pct(values, p):
-    values = sorted(values)
-    if not values:
-        return None
-    k = max(0, min(len(values) - 1, round(p / 100 * (len(values) - 1))))
-    return values[k]
 
 
 def _interrupt(signum, frame):
