@@ -15,7 +15,7 @@ from jitad.audit.services import audit_record
 from jitad.directory import DirectoryUser
 from jitad.notifications.services import alert_raise
 
-from .mfa import BACKUP_CODE_COUNT, BACKUP_DEVICE_NAME, mfa_enrolled
+from .mfa import BACKUP_CODE_COUNT, BACKUP_DEVICE_NAME, mfa_devices, mfa_enrolled
 from .models import ApiToken, DirectoryAccount
 
 log = logging.getLogger(__name__)
@@ -195,8 +195,6 @@ def backup_codes_generate(*, user) -> list[str]:
 
 def mfa_device_remove(*, user, device) -> None:
     """Remove one of ``user``'s devices; the last one cannot go (the account would have no MFA)."""
-    from .mfa import mfa_devices
-
     with transaction.atomic():
         remaining = [d for d in mfa_devices(user) if d.persistent_id != device.persistent_id
                      and not (isinstance(d, StaticDevice) and not d.token_set.exists())]

@@ -26,6 +26,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from jitad import directory
+from jitad.accounts.models import DirectoryAccount
 from jitad.audit.services import AuditEntry, audit_record_many
 from jitad.notifications.models import Notification
 from jitad.notifications.services import alert_raise
@@ -300,10 +301,8 @@ def _live_holders(group_dn: str, user_ids, exclude_ids) -> set[int]:
 def _ad_account(d: directory.Directory, user) -> directory.DirectoryUser:
     """The AD account behind ``user``: by the objectGUID its login linked, so a reused name
     can never stand in for a renamed account; by name only for users with no AD link."""
-    link = getattr(user, "directory_account", None) if hasattr(user, "directory_account") else None
-    if link is not None:
-        return d.find_user_by_guid(link.guid)
-    return d.find_user(user.get_username())
+    guid = DirectoryAccount.objects.filter(user_id=user.pk).values_list("guid", flat=True).first()
+    return d.find_user_by_guid(guid) if guid else d.find_user(user.get_username())
 
 
 def _current_dn(d: directory.Directory, g: Grant, member_keys: set[str]) -> str | None:
