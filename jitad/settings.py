@@ -4,6 +4,7 @@ Every variable is documented in ops/jitad.env.example. With nothing set, jitad r
 one machine: SQLite and a filesystem broker under ./var. Production (JITAD_ENV=production)
 must set the secret key, the database, the broker and the directory bind explicitly.
 """
+import os
 from pathlib import Path
 
 import environ
@@ -288,6 +289,14 @@ SPECTACULAR_SETTINGS = {
 
 # --- Alerts (apprise URLs: mailto://, slack://, msteams://, json://, ...) -------------
 JITAD_ALERT_URLS = env.list("JITAD_ALERT_URLS", default=[])
+# Named destinations a policy may send its approval requests to: JITAD_NOTIFY_<NAME>=url[,url]
+# becomes JITAD_NOTIFY_DESTINATIONS["<name>"] (lower case, "_" read as "-"). The URLs stay in
+# the environment: policy files and the database hold only the names.
+JITAD_NOTIFY_DESTINATIONS = {
+    key[len("JITAD_NOTIFY_"):].lower().replace("_", "-"): [u.strip() for u in value.split(",") if u.strip()]
+    for key, value in os.environ.items()
+    if key.startswith("JITAD_NOTIFY_") and len(key) > len("JITAD_NOTIFY_")
+}
 JITAD_ALERT_MAX_ATTEMPTS = env.int("JITAD_ALERT_MAX_ATTEMPTS", default=5)
 
 LOGGING = {

@@ -19,12 +19,24 @@ class Target(models.Model):
         SERVER = "server", "Server"
         DOMAIN_ROLE = "domain_role", "Domain role"
 
+    class Tier(models.IntegerChoices):
+        """Microsoft's enterprise access model: what a compromise of the target would expose."""
+
+        IDENTITY = 0, "Tier 0: identity (domain controllers, AD)"
+        SERVERS = 1, "Tier 1: servers and applications"
+        DEVICES = 2, "Tier 2: workstations and devices"
+
     name = models.CharField(max_length=128, unique=True)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SERVER)
+    tier = models.PositiveSmallIntegerField(choices=Tier.choices, default=Tier.SERVERS, db_index=True)
     hostname = models.CharField(max_length=255, blank=True, help_text="FQDN, for servers")
     description = models.TextField(blank=True)
     group_dn = models.CharField(max_length=512, help_text="the AD group that grants the right")
     standing_members = models.JSONField(default=list, blank=True)
+    approver_groups = models.JSONField(
+        default=list, blank=True,
+        help_text="AD group names whose members may approve requests for this target, besides the policy's",
+    )
     enabled = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -53,6 +65,17 @@ class Policy(models.Model):
     approval_mode = models.CharField(max_length=8, choices=ApprovalMode.choices, default=ApprovalMode.MANUAL)
     approvals_required = models.PositiveSmallIntegerField(default=1)
     approver_groups = models.JSONField(default=list, blank=True, help_text="AD group names whose members may approve")
+    distinct_approver_groups = models.BooleanField(
+        default=False,
+        help_text="each approval must come from a different approver group (e.g. a peer and a manager)",
+    )
+    allow_bulk_decisions = models.BooleanField(
+        default=False, help_text="approvers may decide several of these requests in one admin action"
+    )
+    notify = models.JSONField(
+        default=list, blank=True,
+        help_text="names of notification destinations (JITAD_NOTIFY_<NAME>) told of new requests to decide",
+    )
     pending_timeout_minutes = models.PositiveIntegerField(default=240)
     require_justification = models.BooleanField(default=True)
     min_justification_length = models.PositiveIntegerField(default=10)
@@ -74,6 +97,9 @@ class Policy(models.Model):
             raise ValidationError("the default duration exceeds the maximum")
         if self.approval_mode == self.ApprovalMode.MANUAL and self.approvals_required < 1:
             raise ValidationError("manual approval needs at least one approver")
+        if self.distinct_approver_groups and self.approvals_required > len(self.approver_groups or []):
+            # Target approver groups may add more at decision time; the policy alone must suffice.
+            raise ValidationError("distinct approver groups need at least as many groups as approvals required")
         if self.ticket_pattern:
             try:
                 re.compile(self.ticket_pattern)
@@ -113,14 +139,19 @@ class AccessRequest(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["state", "pending_until"])]
+        indexes = [models.Index(fields=["state", "pending_until"]), models.Index(fields=["state", "created_at"])]
 
     def __str__(self):
         return f"#{self.pk} {self.requester} → {self.target} ({self.duration_minutes} min)"
 
 
 class Approval(models.Model):
-    """One approver's decision on a request. One per person per request."""
+    """One approver's decision on a request. One per person per request.
+
+    ``approver_groups`` records which of the request's approver groups the approver was
+    in when deciding: with ``Policy.distinct_approver_groups`` each approval must count
+    for a different group, and the record says afterwards why someone could decide.
+    """
 
     class Decision(models.TextChoices):
         APPROVE = "approve"
@@ -130,6 +161,7 @@ class Approval(models.Model):
     approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="approvals_given")
     decision = models.CharField(max_length=8, choices=Decision.choices)
     comment = models.TextField(blank=True)
+    approver_groups = models.JSONField(default=list, blank=True)
     at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -177,6 +209,7 @@ class Grant(models.Model):
     revoke_requested_by = models.CharField(max_length=150, blank=True)
     revoke_reason = models.CharField(max_length=16, choices=RevokeReason.choices, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    expiry_warned_at = models.DateTimeField(null=True, blank=True, help_text="when the holder was told it ends soon")
     membership_removed = models.BooleanField(
         null=True, blank=True, help_text="False when another live grant kept the membership"
     )
@@ -194,6 +227,7 @@ class Grant(models.Model):
             models.Index(fields=["state", "expires_at"]),
             models.Index(fields=["state", "next_attempt_at"]),
             models.Index(fields=["user", "group_dn"]),
+            models.Index(fields=["user", "target", "created_at"]),
             models.Index(fields=["claim_token"]),
         ]
 

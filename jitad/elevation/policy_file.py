@@ -8,6 +8,7 @@ from functools import partial
 from pathlib import Path
 
 import yaml
+from django.conf import settings
 from django.db import transaction
 from jsonschema import Draft202012Validator
 
@@ -78,6 +79,8 @@ TARGET_SCHEMA = _object(
         "group": {"type": "string", "minLength": 1, "maxLength": _max_length(Target, "group_dn")},
         "description": {"type": "string"},
         "standing_members": _NAME_LIST,
+        "tier": {"enum": list(Target.Tier.values)},
+        "approver_groups": _NAME_LIST,
         "enabled": {"type": "boolean"},
     },
     required=("name", "group"),
@@ -96,6 +99,9 @@ POLICY_SCHEMA = _object(
                 "mode": {"enum": list(Policy.ApprovalMode.values)},
                 "approvers_required": _int(1, SMALLINT_MAX),
                 "approver_groups": _NAME_LIST,
+                "distinct_groups": {"type": "boolean"},
+                "allow_bulk": {"type": "boolean"},
+                "notify": {**_NAME_LIST, "uniqueItems": True},
                 "pending_timeout_minutes": _int(1),
             },
             required=("mode",),
@@ -363,9 +369,21 @@ class _Checker:
         if approval["mode"] == Policy.ApprovalMode.MANUAL and not approval.get("approver_groups"):
             self.add((*path, "approver_groups"), "manual approval needs at least one approver group")
         if approval["mode"] == Policy.ApprovalMode.AUTO:
-            for key in ("approvers_required", "approver_groups"):
+            for key in ("approvers_required", "approver_groups", "distinct_groups", "allow_bulk", "notify"):
                 if key in approval:
                     self.add((*path, key), "must not be set when mode is auto (nobody approves)")
+        elif approval.get("distinct_groups"):
+            required = approval.get("approvers_required", _model_default(Policy, "approvals_required"))
+            groups = {g.lower() for g in approval.get("approver_groups", [])}
+            if len(groups) < required:
+                self.add((*path, "distinct_groups"),
+                         f"{required} approvals from distinct groups need at least {required} approver groups")
+        configured = settings.JITAD_NOTIFY_DESTINATIONS
+        for j, name in enumerate(approval.get("notify", [])):
+            if name.lower() not in configured:
+                variable = "JITAD_NOTIFY_" + name.upper().replace("-", "_")
+                self.add((*path, "notify", j),
+                         f"unknown notification destination {name!r}: set {variable} in the environment")
 
     def check_ticket(self, base: tuple, policy: dict) -> None:
         if not self.ok((*base, "ticket")) or "pattern" not in policy.get("ticket", {}):
@@ -420,6 +438,8 @@ def _target_values(spec: dict) -> dict:
         "description": spec.get("description", ""),
         "group_dn": spec["group"],
         "standing_members": spec.get("standing_members", []),
+        "tier": spec.get("tier", _model_default(Target, "tier")),
+        "approver_groups": spec.get("approver_groups", []),
         "enabled": spec.get("enabled", True),
     }
 
@@ -441,6 +461,9 @@ def _policy_values(spec: dict) -> dict:
         # Auto-approved requests need nobody: store 0 rather than a meaningless default of 1.
         "approvals_required": 0 if auto else approval.get("approvers_required", d("approvals_required")),
         "approver_groups": approval.get("approver_groups", []),
+        "distinct_approver_groups": approval.get("distinct_groups", False),
+        "allow_bulk_decisions": approval.get("allow_bulk", False),
+        "notify": [name.lower() for name in approval.get("notify", [])],
         "pending_timeout_minutes": approval.get("pending_timeout_minutes", d("pending_timeout_minutes")),
         "require_justification": justification.get("required", d("require_justification")),
         "min_justification_length": justification.get("min_length", d("min_justification_length")),

@@ -346,7 +346,7 @@ def test_an_approver_sees_requests_they_may_decide(world):
 
 
 def test_visibility_and_eligibility_agree_with_the_policy_services(world):
-    """The SQL matching in api_queries gives the same answers as policy_for / is_approver."""
+    """The SQL matching in api_queries gives the same answers as policy_for / can_decide."""
     t2, t3 = target("SRV02"), target("SRV03")
     policy(t2, name="low", priority=10, eligible_groups=["OPS"], approver_groups=["x", "LEADS"])
     policy(t2, name="high", priority=50, eligible_users=["Eve"], eligible_groups=[], approver_groups=[])
@@ -360,7 +360,7 @@ def test_visibility_and_eligibility_agree_with_the_policy_services(world):
     reqs = [pending_request(world["alice"]), services.request_create(requester=world["alice"].user, target=t2)]
     for name in ("alice", "bob", "carol", "dave", "eve"):
         u = world[name].user
-        expected = {r.pk for r in reqs if r.requester_id == u.pk or services.is_approver(user=u, policy=r.policy)}
+        expected = {r.pk for r in reqs if r.requester_id == u.pk or services.can_decide(user=u, request=r)}
         assert set(requests_visible_to(user=u).values_list("id", flat=True)) == expected, name
 
 

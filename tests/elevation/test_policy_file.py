@@ -177,11 +177,13 @@ def test_switching_to_auto_approval_clears_the_approver_count(applied):
     text = example_with(
         "      mode: manual\n      approvers_required: 1\n      approver_groups: [DBA-Leads]\n",
         "      mode: auto\n",
-    )
+    ).replace("      allow_bulk: true", "      # allow_bulk: true")
 
     summary = apply_policy_text(text)
 
-    assert summary.changed_fields == {"policy sql-admins": ["approval_mode", "approvals_required", "approver_groups"]}
+    assert summary.changed_fields == {
+        "policy sql-admins": ["approval_mode", "approvals_required", "approver_groups", "allow_bulk_decisions"]
+    }
     sql = Policy.objects.get(name="sql-admins")
     assert (sql.approval_mode, sql.approvals_required, sql.approver_groups) == ("auto", 0, [])
 
@@ -228,7 +230,7 @@ MISTAKES = [
     pytest.param(
         replace_line(4, '    group: "CN=JIT-NEW01-Admins,OU=JIT,DC=jitad,DC=test"\n    colour: blue'),
         ["line 5: targets[0].colour: unknown field; expected one of: name, kind, hostname, group, description, "
-         "standing_members, enabled"],
+         "standing_members, tier, approver_groups, enabled"],
         id="unknown-field",
     ),
     pytest.param(

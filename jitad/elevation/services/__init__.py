@@ -7,7 +7,8 @@ from .grants import (
     grants_revoke_execute,
     sweep,
 )
-from .policies import eligible_targets, is_approver, policy_for
+from .approvers import approval_progress, can_decide, is_approver_anywhere, requests_decidable_by
+from .policies import eligible_targets, policy_for
 from .reconciler import reconcile
 from .requests import (
     request_approve,
@@ -19,15 +20,18 @@ from .requests import (
 )
 
 __all__ = [
+    "approval_progress",
+    "can_decide",
     "eligible_targets",
     "grant_apply_execute",
     "grant_refresh_ttl_execute",
     "grant_release",
     "grant_revoke",
     "grants_revoke_execute",
-    "is_approver",
+    "is_approver_anywhere",
     "policy_for",
     "reconcile",
+    "requests_decidable_by",
     "request_approve",
     "request_cancel",
     "request_create",

@@ -2,7 +2,7 @@
 
 Eligibility and approver rights compare AD group names stored as JSON lists on a policy
 with the person's groups, case-insensitively (as ``policies.policy_for`` and
-``policies.is_approver`` do). Here the comparison runs inside the database, so a list of
+``approvers.can_decide`` do). Here the comparison runs inside the database, so a list of
 requests is filtered and paginated by SQL, never row by row in Python.
 
 Both sides are lowered by the database's ``lower()``. SQLite's folds ASCII only, so a
@@ -91,20 +91,16 @@ def target_find(*, ref) -> Target | None:
 
 
 # -- requests ----------------------------------------------------------------------------
-def approver_policies(*, user) -> QuerySet:
-    """Policies whose approver groups include one of ``user``'s groups (a subquery, not a list)."""
-    return Policy.objects.filter(JSONListMatches("approver_groups", _group_names(user)))
-
-
 def requests_visible_to(*, user) -> QuerySet:
-    """Requests ``user`` made, plus every request under a policy ``user`` approves for.
+    """Requests ``user`` made, plus every request ``user`` is an approver for (by policy or target).
 
     Annotated with ``approvals_count`` (approve decisions, a correlated subquery rather than
     a GROUP BY, so the database can walk the newest requests and stop at the page size)
     and joined to what the API shows: a page of requests costs two queries.
     """
-    policy_ids = list(approver_policies(user=user).values_list("id", flat=True))
-    visible = Q(requester=user) | Q(policy_id__in=policy_ids) if policy_ids else Q(requester=user)
+    from .approvers import approver_scope
+
+    visible = Q(requester=user) | approver_scope(user=user)
     approvals = (
         Approval.objects.filter(request=OuterRef("pk"), decision=Approval.Decision.APPROVE)
         .order_by()

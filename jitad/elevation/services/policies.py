@@ -1,4 +1,4 @@
-"""Eligibility: which policy, if any, lets a person request a target, and who may approve."""
+"""Eligibility: which policy, if any, lets a person request a target (approvers: ``approvers``)."""
 from ..models import Policy, Target
 
 
@@ -29,8 +29,3 @@ def eligible_targets(*, user) -> list[tuple[Target, Policy]]:
         if policy is not None:
             result.append((target, policy))
     return result
-
-
-def is_approver(*, user, policy: Policy) -> bool:
-    """True if ``user`` is in one of the policy's approver groups."""
-    return bool(user_group_names(user) & _lower(policy.approver_groups))

@@ -9,8 +9,9 @@ from jitad.audit.services import audit_record
 
 from ..errors import RequestRefused
 from ..models import AccessRequest, Approval, Grant, Policy, Target
+from .approvers import approvals_counted, approver_groups_for, approver_groups_of
 from .grants import grant_apply_extension, grant_create_from
-from .policies import is_approver, policy_for
+from .policies import policy_for
 
 TICKET_MAX = 64
 JUSTIFICATION_MAX = 2000
@@ -120,28 +121,59 @@ def _locked_pending(request_id: int) -> AccessRequest:
     return req
 
 
-def _check_approver(req: AccessRequest, approver) -> None:
+def _check_approver(req: AccessRequest, approver) -> list[str]:
+    """The approver groups ``approver`` decides ``req`` as; refuses the requester and non-approvers."""
     if approver.pk == req.requester_id:
         raise RequestRefused("self_approval", "Nobody may decide their own request.")
-    if not is_approver(user=approver, policy=req.policy):
+    groups = approver_groups_of(user=approver, request=req) if approver.is_active else []
+    if not groups:
         raise RequestRefused(
-            "not_approver", f"{approver.get_username()} is not an approver under policy {req.policy.name}."
+            "not_approver", f"{approver.get_username()} is not an approver for {req.target.name} under policy {req.policy.name}."
         )
+    return groups
+
+
+def _check_comment(comment: str) -> str:
+    comment = (comment or "").strip()
+    if len(comment) > JUSTIFICATION_MAX:
+        raise RequestRefused("comment_too_long", f"A comment is limited to {JUSTIFICATION_MAX} characters.")
+    return comment
 
 
 def request_approve(*, request: AccessRequest, approver, comment: str = "") -> AccessRequest:
-    """Record one approval; the request is approved once enough distinct approvers agree."""
+    """Record one approval; the request is approved once enough distinct approvers agree.
+
+    With ``Policy.distinct_approver_groups`` an approval that cannot stand for a group not
+    yet covered is refused, with the groups still needed, rather than recorded uselessly.
+    """
+    comment = _check_comment(comment)
     with transaction.atomic():
         req = _locked_pending(request.pk)
-        _check_approver(req, approver)
+        groups = _check_approver(req, approver)
+        if not (req.policy.enabled and req.target.enabled):
+            raise RequestRefused(
+                "policy_disabled", f"Policy {req.policy.name} or target {req.target.name} is disabled: deny the request instead."
+            )
         if req.approvals.filter(approver=approver).exists():
             raise RequestRefused("already_decided", "You have already approved this request.")
-        Approval.objects.create(request=req, approver=approver, decision=Approval.Decision.APPROVE, comment=comment)
-        count = req.approvals.filter(decision=Approval.Decision.APPROVE).count()
+        earlier = [a.approver_groups for a in req.approvals.filter(decision=Approval.Decision.APPROVE)]
+        distinct = req.policy.distinct_approver_groups
+        before = approvals_counted(earlier, distinct_groups=distinct)
+        count = approvals_counted([*earlier, groups], distinct_groups=distinct)
+        if count == before:
+            covered = {g.lower() for sets in earlier for g in sets}
+            needed = [g for g in approver_groups_for(policy=req.policy, target=req.target) if g.lower() not in covered]
+            raise RequestRefused(
+                "group_already_counted",
+                f"Policy {req.policy.name} needs approvals from different groups; yours ({', '.join(groups)}) "
+                f"is already counted. Still needed: one of {', '.join(needed) or 'no group left'}.",
+            )
+        Approval.objects.create(request=req, approver=approver, decision=Approval.Decision.APPROVE, comment=comment,
+                                approver_groups=groups)
         audit_record(
             actor=_actor(approver), action="request.approval_recorded", object_type="request", object_id=str(req.pk),
             before=req.state, after=req.state, reason=comment,
-            data={"approvals": count, "required": req.approvals_required},
+            data={"approvals": count, "required": req.approvals_required, "as": groups},
         )
         if count >= req.approvals_required:
             _approve(req, actor=_actor(approver), reason=comment)
@@ -150,18 +182,21 @@ def request_approve(*, request: AccessRequest, approver, comment: str = "") -> A
 
 def request_deny(*, request: AccessRequest, approver, comment: str) -> AccessRequest:
     """One deny ends the request; a comment is required."""
-    if not (comment or "").strip():
+    comment = _check_comment(comment)
+    if not comment:
         raise RequestRefused("comment_required", "A denial needs a comment for the requester.")
     with transaction.atomic():
         req = _locked_pending(request.pk)
-        _check_approver(req, approver)
+        groups = _check_approver(req, approver)
         Approval.objects.update_or_create(
-            request=req, approver=approver, defaults={"decision": Approval.Decision.DENY, "comment": comment}
+            request=req, approver=approver,
+            defaults={"decision": Approval.Decision.DENY, "comment": comment, "approver_groups": groups},
         )
         req.state = AccessRequest.State.DENIED
         req.decided_at = timezone.now()
         req.save(update_fields=["state", "decided_at"])
-        _audit_request(req, actor=_actor(approver), action="request.denied", before=AccessRequest.State.PENDING, reason=comment)
+        _audit_request(req, actor=_actor(approver), action="request.denied", before=AccessRequest.State.PENDING,
+                       reason=comment, **{"as": groups})
     return req
 
 

@@ -1,0 +1,100 @@
+"""Who may decide a request, and when enough of them have agreed.
+
+Approvers are defined by policy, never by Django permissions: a request for ``target``
+under ``policy`` may be decided by members of the policy's approver groups and of the
+target's own approver groups (AD group names, mirrored into Django groups at login),
+except the requester. N-of-M means N distinct people; with
+``Policy.distinct_approver_groups`` each approval must also stand for a different group
+(a peer and a manager), which is a matching problem: a person in both groups counts for
+whichever group the others leave open.
+"""
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from ..models import AccessRequest, Approval, Policy, Target
+from .api_queries import JSONListMatches, _group_names
+from .policies import user_group_names
+
+
+def approver_groups_for(*, policy: Policy, target: Target) -> list[str]:
+    """The AD groups whose members may decide requests for ``target`` under ``policy``."""
+    seen, names = set(), []
+    for name in [*(policy.approver_groups or []), *(target.approver_groups or [])]:
+        if isinstance(name, str) and name.lower() not in seen:
+            seen.add(name.lower())
+            names.append(name)
+    return names
+
+
+def approver_groups_of(*, user, request: AccessRequest, groups: set[str] | None = None) -> list[str]:
+    """The request's approver groups ``user`` is in, spelt as the policy or target spells them."""
+    mine = user_group_names(user) if groups is None else groups
+    return [g for g in approver_groups_for(policy=request.policy, target=request.target) if g.lower() in mine]
+
+
+def can_decide(*, user, request: AccessRequest, groups: set[str] | None = None) -> bool:
+    """True if ``user`` may approve or deny ``request``: an approver for it, and not its requester."""
+    if not user.is_active or user.pk == request.requester_id:
+        return False
+    return bool(approver_groups_of(user=user, request=request, groups=groups))
+
+
+def approvals_counted(group_sets: list[list[str]], *, distinct_groups: bool) -> int:
+    """How many approvals count towards N-of-M.
+
+    ``group_sets`` holds, per approving person, the approver groups they were in. Each
+    person counts once; with ``distinct_groups`` each group also counts once, and the
+    answer is the size of a maximum matching of people to groups.
+    """
+    if not distinct_groups:
+        return len(group_sets)
+    options = [sorted({g.lower() for g in groups}) for groups in group_sets]
+    holder: dict[str, int] = {}
+
+    def place(person: int, tried: set[str]) -> bool:
+        for group in options[person]:
+            if group in tried:
+                continue
+            tried.add(group)
+            if group not in holder or place(holder[group], tried):
+                holder[group] = person
+                return True
+        return False
+
+    return sum(1 for person in range(len(options)) if place(person, set()))
+
+
+def approval_progress(request: AccessRequest) -> tuple[int, int]:
+    """(approvals that count, approvals required) for ``request``."""
+    sets = [a.approver_groups for a in request.approvals.all() if a.decision == Approval.Decision.APPROVE]
+    return approvals_counted(sets, distinct_groups=request.policy.distinct_approver_groups), request.approvals_required
+
+
+# -- the same rules inside the database, for lists -------------------------------------------
+def approver_scope(*, user) -> Q:
+    """A filter on AccessRequest: requests whose policy or target names one of ``user``'s groups as approvers."""
+    groups = _group_names(user)
+    policies = Policy.objects.filter(JSONListMatches("approver_groups", groups)).values("id")
+    targets = Target.objects.filter(JSONListMatches("approver_groups", groups)).values("id")
+    return Q(policy__in=policies) | Q(target__in=targets)
+
+
+def is_approver_anywhere(*, user) -> bool:
+    """True if ``user`` is an approver under any policy or for any target (two cheap queries)."""
+    if not user.is_authenticated or not user.is_active:
+        return False
+    groups = _group_names(user)
+    return (
+        Policy.objects.filter(enabled=True).filter(JSONListMatches("approver_groups", groups)).exists()
+        or Target.objects.filter(JSONListMatches("approver_groups", groups)).exists()
+    )
+
+
+def requests_decidable_by(*, user, queryset: QuerySet | None = None) -> QuerySet:
+    """Pending requests waiting for ``user``'s decision: in scope, not their own, not yet decided by them."""
+    qs = AccessRequest.objects.all() if queryset is None else queryset
+    mine = Approval.objects.filter(request=OuterRef("pk"), approver=user)
+    return (
+        qs.filter(approver_scope(user=user), state=AccessRequest.State.PENDING)
+        .exclude(requester=user)
+        .exclude(Exists(mine))
+    )
