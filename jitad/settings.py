@@ -240,6 +240,12 @@ JITAD_LEASE_SECONDS = env.float("JITAD_LEASE_SECONDS", default=60.0)
 JITAD_RETRY_MAX_ATTEMPTS = env.int("JITAD_RETRY_MAX_ATTEMPTS", default=5)
 JITAD_RETRY_BASE_SECONDS = env.float("JITAD_RETRY_BASE_SECONDS", default=1.0)
 JITAD_RETRY_MAX_SECONDS = env.float("JITAD_RETRY_MAX_SECONDS", default=60.0)
+# What the approval queue shows about a requester: their grants of the same target over
+# JITAD_CONTEXT_HISTORY_DAYS, and an "always-on" flag when they held it on at least
+# JITAD_ALWAYS_ON_MIN_DAYS distinct days of the last JITAD_ALWAYS_ON_WINDOW_DAYS.
+JITAD_CONTEXT_HISTORY_DAYS = env.int("JITAD_CONTEXT_HISTORY_DAYS", default=30)
+JITAD_ALWAYS_ON_WINDOW_DAYS = env.int("JITAD_ALWAYS_ON_WINDOW_DAYS", default=14)
+JITAD_ALWAYS_ON_MIN_DAYS = env.int("JITAD_ALWAYS_ON_MIN_DAYS", default=8)
 # How many due grants one sweep claims (the rest go in the next sweep).
 JITAD_SWEEP_BATCH = env.int("JITAD_SWEEP_BATCH", default=2000)
 JITAD_SWEEP_MAX_BATCHES = env.int("JITAD_SWEEP_MAX_BATCHES", default=20)

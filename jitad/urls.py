@@ -6,12 +6,12 @@ is django-otp's OTPAdminSite; the REST API lives under /api/ with its own authen
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
-from django_otp.admin import OTPAdminSite
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from jitad.accounts.admin_site import JitadAdminSite
 from jitad.accounts.views import health
 
-admin.site.__class__ = OTPAdminSite
+admin.site.__class__ = JitadAdminSite
 admin.site.site_header = "jitad administration"
 admin.site.site_title = "jitad"
 

@@ -128,7 +128,7 @@ def test_release_early_and_admin_revoke(live, make_user, make_target, ldap_admin
     assert not ad_is_member(ldap_admin, target.group_dn, g1.user_dn)
 
     g2 = _active_grant(make_user, make_target, target=target)
-    admin = django_user_model.objects.create_user("secadmin")
+    admin = django_user_model.objects.create_superuser("secadmin")
     services.grant_revoke(grant=g2, actor=admin, reason="suspicious logon")
     g2 = wait_state(g2.id, Grant.State.REVOKED)
     assert g2.revoke_reason == Grant.RevokeReason.ADMIN

@@ -255,6 +255,97 @@ def test_two_of_n_approvals(srv, alice, bob, dave):
     assert audit_verify() == []
 
 
+def test_distinct_groups_need_a_peer_and_a_manager(srv, alice, bob, dave):
+    """GIVEN 2 approvals from distinct groups (Leads, Managers) WHEN two Leads approve THEN
+    the second is refused naming the group still needed, and nothing is recorded for it;
+    WHEN a Manager approves THEN the request is approved."""
+    policy(srv, approvals_required=2, approver_groups=["Leads", "Managers"], distinct_approver_groups=True)
+    req = services.request_create(requester=alice, target=srv)
+    services.request_approve(request=req, approver=bob)
+    e = refused("group_already_counted", services.request_approve, request=req, approver=dave)
+    assert "Managers" in e.message
+    assert Approval.objects.filter(request=req).count() == 1
+    req.refresh_from_db()
+    assert req.state == S.PENDING
+    services.request_approve(request=req, approver=user("maggie", "Managers"), comment="ok")
+    req.refresh_from_db()
+    assert req.state == S.APPROVED
+    assert list(req.approvals.order_by("at").values_list("approver_groups", flat=True)) == [["Leads"], ["Managers"]]
+
+
+def test_distinct_groups_let_a_member_of_both_count_for_the_open_one(srv, alice):
+    """A person in both groups counts for whichever group the other approver leaves open."""
+    policy(srv, approvals_required=2, approver_groups=["Leads", "Managers"], distinct_approver_groups=True)
+    both, lead = user("both", "Leads", "Managers"), user("lead", "Leads")
+    req = services.request_create(requester=alice, target=srv)
+    services.request_approve(request=req, approver=both)
+    services.request_approve(request=req, approver=lead)
+    req.refresh_from_db()
+    assert req.state == S.APPROVED
+
+
+@pytest.mark.parametrize("sets,distinct,expected", [
+    ([], True, 0),
+    ([["A"], ["A"]], False, 2),
+    ([["A"], ["A"]], True, 1),
+    ([["A", "B"], ["A"]], True, 2),
+    ([["a"], ["A", "b"], ["B"]], True, 2),
+    ([["A", "B"], ["B", "C"], ["A"]], True, 3),
+])
+def test_approvals_counted_is_a_maximum_matching(sets, distinct, expected):
+    from jitad.elevation.services.approvers import approvals_counted
+
+    assert approvals_counted(sets, distinct_groups=distinct) == expected
+
+
+def test_target_approver_groups_add_to_the_policy_s(alice):
+    """The application's owners (named on the target) may approve besides the policy's approvers,
+    for that target only."""
+    sql, other = target("SQL01", approver_groups=["App-Owners"]), target("SRV09")
+    policy(sql, other)
+    owner = user("owner", "App-Owners")
+    on_sql = services.request_create(requester=alice, target=sql)
+    on_other = services.request_create(requester=alice, target=other)
+    assert services.can_decide(user=owner, request=on_sql)
+    assert not services.can_decide(user=owner, request=on_other)
+    refused("not_approver", services.request_approve, request=on_other, approver=owner)
+    services.request_approve(request=on_sql, approver=owner)
+    on_sql.refresh_from_db()
+    assert on_sql.state == S.APPROVED
+    assert set(services.requests_decidable_by(user=owner)) == set()
+    assert set(services.requests_decidable_by(user=user("lead2", "Leads"))) == {on_other}
+
+
+def test_approving_under_a_disabled_policy_is_refused_but_deny_works(srv, alice, bob):
+    p = policy(srv)
+    req = services.request_create(requester=alice, target=srv)
+    Policy.objects.filter(pk=p.pk).update(enabled=False)
+    refused("policy_disabled", services.request_approve, request=req, approver=bob)
+    services.request_deny(request=req, approver=bob, comment="policy withdrawn")
+    req.refresh_from_db()
+    assert req.state == S.DENIED
+
+
+def test_inactive_approver_refused(srv, alice, bob):
+    policy(srv)
+    req = services.request_create(requester=alice, target=srv)
+    bob.is_active = False
+    bob.save()
+    refused("not_approver", services.request_approve, request=req, approver=bob)
+
+
+def test_admin_revoke_needs_an_approver_for_the_grant_or_an_administrator(srv, alice, bob):
+    policy(srv)
+    req = services.request_create(requester=alice, target=srv)
+    services.request_approve(request=req, approver=bob)
+    grant = Grant.objects.get(request=req)
+    refused("not_allowed", services.grant_revoke, grant=grant, actor=user("carol", "Ops"), reason="x")
+    refused("reason_required", services.grant_revoke, grant=grant, actor=bob, reason="  ")
+    services.grant_revoke(grant=grant, actor=bob, reason="incident 42")
+    grant.refresh_from_db()
+    assert grant.revoke_reason == Grant.RevokeReason.ADMIN and grant.revoke_requested_by == "bob"
+
+
 def test_deny_needs_a_comment_and_one_deny_ends_it(srv, alice, bob, dave):
     """GIVEN a two-approver request with one approval WHEN a second approver denies THEN
     it is denied at once; a deny without a comment is refused first."""

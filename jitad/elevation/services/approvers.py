@@ -38,6 +38,16 @@ def can_decide(*, user, request: AccessRequest, groups: set[str] | None = None) 
     return bool(approver_groups_of(user=user, request=request, groups=groups))
 
 
+def can_revoke(*, user, grant) -> bool:
+    """True if ``user`` may end ``grant`` early: a superuser, staff allowed to change grants,
+    or an approver for the request behind it (taking a right away never needs more)."""
+    if not user.is_active:
+        return False
+    if user.is_superuser or (user.is_staff and user.has_perm("elevation.change_grant")):
+        return True
+    return bool(approver_groups_of(user=user, request=grant.request))
+
+
 def approvals_counted(group_sets: list[list[str]], *, distinct_groups: bool) -> int:
     """How many approvals count towards N-of-M.
 
@@ -70,12 +80,13 @@ def approval_progress(request: AccessRequest) -> tuple[int, int]:
 
 
 # -- the same rules inside the database, for lists -------------------------------------------
-def approver_scope(*, user) -> Q:
-    """A filter on AccessRequest: requests whose policy or target names one of ``user``'s groups as approvers."""
+def approver_scope(*, user, via: str = "") -> Q:
+    """A filter on AccessRequest (or, with ``via="request__"``, on Grant): requests whose policy
+    or target names one of ``user``'s groups as approvers."""
     groups = _group_names(user)
     policies = Policy.objects.filter(JSONListMatches("approver_groups", groups)).values("id")
     targets = Target.objects.filter(JSONListMatches("approver_groups", groups)).values("id")
-    return Q(policy__in=policies) | Q(target__in=targets)
+    return Q(**{f"{via}policy__in": policies}) | Q(**{f"{via}target__in": targets})
 
 
 def is_approver_anywhere(*, user) -> bool:

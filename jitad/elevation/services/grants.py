@@ -33,6 +33,7 @@ from jitad.notifications.services import alert_raise
 
 from ..errors import RequestRefused
 from ..models import AccessRequest, Grant
+from .approvers import can_revoke
 
 log = logging.getLogger(__name__)
 S = Grant.State
@@ -166,9 +167,14 @@ def grant_release(*, grant: Grant, actor) -> Grant:
 
 
 def grant_revoke(*, grant: Grant, actor, reason: str) -> Grant:
-    """An administrator ends a grant now; the reason is recorded."""
-    if not (reason or "").strip():
+    """An administrator or an approver for the grant ends it now; the reason is recorded."""
+    reason = (reason or "").strip()
+    if not reason:
         raise RequestRefused("reason_required", "Revoking someone's access needs a reason.")
+    if len(reason) > 2000:
+        raise RequestRefused("reason_too_long", "A reason is limited to 2000 characters.")
+    if not can_revoke(user=actor, grant=grant):
+        raise RequestRefused("not_allowed", f"{actor.get_username()} may not revoke grants of {grant.target.name}.")
     return _request_revocation(grant, actor=actor.get_username(), reason=Grant.RevokeReason.ADMIN, comment=reason)
 
 

@@ -1,0 +1,43 @@
+"""The admin site: django-otp's OTPAdminSite, opened to approvers by policy as well as to staff.
+
+Approvers are whoever a policy or target names through AD groups; nobody hand-edits
+Django permissions to make someone an approver. An approver who is not staff enters the
+admin and sees the elevation pages, which limit them to the requests they may decide
+(``jitad.elevation.admin``); every other page keeps Django's permissions.
+"""
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ValidationError
+from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
+
+
+def is_approver(request) -> bool:
+    """True if the logged-in user approves under some policy or target; cached on the request."""
+    if not hasattr(request, "_jitad_is_approver"):
+        from jitad.elevation.services import is_approver_anywhere
+
+        request._jitad_is_approver = is_approver_anywhere(user=request.user)
+    return request._jitad_is_approver
+
+
+class AdminLoginForm(OTPAdminAuthenticationForm):
+    """The admin's login form (password + OTP), which also lets approvers in."""
+
+    def confirm_login_allowed(self, user):
+        AuthenticationForm.confirm_login_allowed(self, user)
+        from jitad.elevation.services import is_approver_anywhere
+
+        if not (user.is_staff or is_approver_anywhere(user=user)):
+            raise ValidationError(self.error_messages["invalid_login"], code="invalid_login",
+                                  params={"username": self.username_field.verbose_name})
+
+
+class JitadAdminSite(OTPAdminSite):
+    """OTPAdminSite (a verified device is required) for staff and policy-defined approvers."""
+
+    login_form = AdminLoginForm
+
+    def has_permission(self, request):
+        user = request.user
+        if not (user.is_active and user.is_authenticated and user.is_verified()):
+            return False
+        return user.is_staff or is_approver(request)

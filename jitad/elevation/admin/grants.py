@@ -1,0 +1,177 @@
+"""Grants in the admin: everything live now, failures first, then soonest to expire; admin revoke.
+
+Approvers see the grants of requests in their scope; superusers and staff with the view
+permission see all. Revoking calls ``grant_revoke``, which checks who may and records why.
+"""
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.db.models import Case, IntegerField, Value, When
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.text import Truncator
+
+from jitad.accounts.admin_site import is_approver
+
+from ..errors import RequestRefused
+from ..models import Grant
+from ..services import grant_revoke
+from ..services.approvers import approver_scope, can_revoke
+from .filters import GrantViewFilter
+from .forms import RevokeForm
+from .requests import BULK_MAX, span
+
+REVOCABLE = (Grant.State.APPROVED, Grant.State.GRANTING, Grant.State.ACTIVE, Grant.State.GRANT_FAILED)
+
+
+def sees_all(request) -> bool:
+    user = request.user
+    return user.is_superuser or (user.is_staff and user.has_perm("elevation.view_grant"))
+
+
+@admin.register(Grant)
+class GrantAdmin(admin.ModelAdmin):
+    list_display = ("ident", "user", "target_name", "state_badge", "ends", "expires_at", "attempts", "error")
+    list_display_links = ("ident",)
+    list_filter = (GrantViewFilter, "state", "target__tier", "revoke_reason")
+    search_fields = ("=id", "user__username", "target__name", "group_dn", "user_dn")
+    list_select_related = ("user", "target")
+    list_per_page = 100
+    show_full_result_count = False
+    actions = ["revoke_selected"]
+    readonly_fields = [f.name for f in Grant._meta.fields]
+    change_form_template = "admin/elevation/grant/change_form.html"
+
+    class Media:
+        css = {"all": ["jitad/admin.css"]}
+
+    def get_queryset(self, request):
+        qs = Grant.objects.annotate(
+            urgency=Case(
+                When(state__in=GrantViewFilter.FAILED, then=Value(0)),
+                When(state__in=GrantViewFilter.NOW, then=Value(1)),
+                default=Value(2),
+                output_field=IntegerField(),
+            )
+        ).order_by(*self.get_ordering(request))
+        return qs if sees_all(request) else qs.filter(approver_scope(user=request.user, via="request__"))
+
+    def get_ordering(self, request):
+        if request.GET.get(GrantViewFilter.parameter_name, GrantViewFilter.default) in ("now", "failed"):
+            return ("urgency", "expires_at", "id")
+        return ("-created_at", "-id")
+
+    def has_view_permission(self, request, obj=None):
+        return sees_all(request) or is_approver(request)
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    # -- columns -------------------------------------------------------------------------
+    @admin.display(description="#", ordering="id")
+    def ident(self, obj):
+        return f"#{obj.pk}"
+
+    @admin.display(description="target", ordering="target__name")
+    def target_name(self, obj):
+        return format_html('{} <span class="jitad-tier jitad-tier-{}">T{}</span>', obj.target.name,
+                           obj.target.tier, obj.target.tier)
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, obj):
+        return format_html('<span class="jitad-state jitad-state-{}">{}</span>', obj.state, obj.get_state_display())
+
+    @admin.display(description="ends in", ordering="expires_at")
+    def ends(self, obj):
+        if obj.state == Grant.State.REVOKED:
+            return format_html('<span class="jitad-muted">{}</span>', obj.get_revoke_reason_display() or "ended")
+        left = (obj.expires_at - timezone.now()).total_seconds()
+        if obj.revoke_requested_at:
+            return "being revoked"
+        return span(left) if left > 0 else "overdue"
+
+    @admin.display(description="last error")
+    def error(self, obj):
+        return format_html('<span title="{}">{}</span>', obj.last_error, Truncator(obj.last_error).chars(60))
+
+    # -- revoking --------------------------------------------------------------------------
+    def get_urls(self):
+        revoke = path("<path:object_id>/revoke/", self.admin_site.admin_view(self.revoke_view),
+                      name="elevation_grant_revoke")
+        return [revoke, *super().get_urls()]
+
+    def _revoke(self, request, grants, reason: str) -> None:
+        done, refused = [], []
+        for grant in grants:
+            try:
+                grant_revoke(grant=grant, actor=request.user, reason=reason)
+                done.append(f"#{grant.pk}")
+            except RequestRefused as e:
+                refused.append(f"#{grant.pk}: {e.message}")
+        if done:
+            messages.success(request, f"Revoking {', '.join(done)}: the membership is being removed now.")
+        for line in refused:
+            messages.error(request, f"Not revoked {line}")
+
+    def _revoke_page(self, request, grants, form, *, action: str = "", form_url: str = ""):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Revoke access",
+            "opts": self.model._meta,
+            "grants": grants,
+            "form": form,
+            "action": action,
+            "form_url": form_url,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "media": self.media,
+        }
+        return TemplateResponse(request, "admin/elevation/grant/revoke.html", context)
+
+    @admin.action(description="Revoke selected grants now (with a reason)")
+    def revoke_selected(self, request, queryset):
+        grants = list(queryset.select_related("user", "target", "request__policy", "request__target")[: BULK_MAX + 1])
+        if len(grants) > BULK_MAX:
+            self.message_user(request, f"Revoke at most {BULK_MAX} grants at once.", messages.ERROR)
+            return None
+        form = RevokeForm(request.POST if request.POST.get("post") == "yes" else None)
+        if form.is_bound and form.is_valid():
+            self._revoke(request, grants, form.cleaned_data["reason"])
+            return None
+        return self._revoke_page(request, grants, form, action="revoke_selected")
+
+    def revoke_view(self, request, object_id):
+        """The grant page's Revoke button posts here."""
+        grant = self.get_object(request, unquote(object_id))
+        if grant is None:
+            self.message_user(request, "That grant does not exist or is not yours to see.", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:elevation_grant_changelist"))
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:elevation_grant_change", args=[grant.pk]))
+        form = RevokeForm(request.POST)
+        if not form.is_valid():
+            return self._revoke_page(request, [grant], form, form_url=request.path)
+        self._revoke(request, [grant], form.cleaned_data["reason"])
+        return HttpResponseRedirect(reverse("admin:elevation_grant_changelist"))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        grant = self.get_object(request, unquote(object_id))
+        extra = dict(extra_context or {})
+        if grant is not None:
+            extra.update({
+                "can_revoke": grant.state in REVOCABLE and not grant.revoke_requested_at
+                and can_revoke(user=request.user, grant=grant),
+                "revoke_url": reverse("admin:elevation_grant_revoke", args=[grant.pk]),
+                "revoke_form": RevokeForm(),
+            })
+        return super().change_view(request, object_id, form_url, extra)
