@@ -14,6 +14,7 @@ from jitad.accounts.views import health
 admin.site.__class__ = JitadAdminSite
 admin.site.site_header = "jitad administration"
 admin.site.site_title = "jitad"
+admin.site.enable_nav_sidebar = False  # the approval queue needs the width
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="elevation:access", permanent=False), name="home"),

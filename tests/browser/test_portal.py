@@ -8,12 +8,12 @@ shows it ended once AD no longer has it.
 import re
 import uuid
 
-import pyotp
 import pytest
 from playwright.sync_api import expect
 
 from jitad import directory
 from tests.browser.conftest import shot
+from tests.browser.flows import login_and_enrol
 from tests.elevation.helpers import ad_is_member, ad_user_dn
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,31 +31,10 @@ def ad_requester(jit_ou):
     return sam, password
 
 
-def _login_and_enrol(page, portal, sam, password, name_prefix="") -> pyotp.TOTP:
-    page.goto(portal + "/")
-    expect(page).to_have_url(re.compile(r"/account/login/"))
-    page.get_by_label("User name").fill(sam)
-    page.get_by_label("Password").fill(password)
-    shot(page, f"{name_prefix}01-login")
-    page.get_by_role("button", name="Continue").click()
-    expect(page).to_have_url(re.compile(r"/account/mfa/enrol/"))
-    secret = page.locator("#totp-secret").get_attribute("data-secret")
-    expect(page.locator(".qr svg")).to_be_visible()
-    shot(page, f"{name_prefix}02-enrol-totp")
-    totp = pyotp.TOTP(secret)
-    page.get_by_label("Code from the app").fill(totp.now())
-    page.get_by_role("button", name="Confirm").click()
-    expect(page).to_have_url(re.compile(r"/account/mfa/backup-codes/"))
-    expect(page.locator("#backup-codes li")).to_have_count(10)
-    shot(page, f"{name_prefix}03-backup-codes")
-    page.get_by_role("link", name=re.compile("saved them")).click()
-    return totp
-
-
 def test_request_watch_active_release(page, portal, ad_requester, make_target, ldap_admin, samba_dc):
     sam, password = ad_requester
     target = make_target()
-    _login_and_enrol(page, portal, sam, password)
+    login_and_enrol(page, portal, sam, password)
 
     page.get_by_role("link", name="Request access").first.click()
     expect(page).to_have_url(re.compile(r"/eligible/"))
@@ -95,7 +74,7 @@ def test_passkey_as_second_factor(page, portal, ad_requester):
     cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
         "protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
         "hasUserVerification": True, "isUserVerified": True, "automaticPresenceSimulation": True}})
-    _login_and_enrol(page, portal, sam, password, name_prefix="passkey-")
+    login_and_enrol(page, portal, sam, password, name_prefix="passkey-")
 
     page.goto(portal + "/account/security/")
     page.get_by_role("button", name="Add a passkey").click()

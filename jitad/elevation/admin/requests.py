@@ -295,6 +295,7 @@ class AccessRequestAdmin(admin.ModelAdmin):
         if req is not None:
             extra.update({
                 "decision_context": decision_context_for([req]).get(req.pk),
+                "already_decided": req.approvals.filter(approver=request.user).exists(),
                 "can_decide": req.state == AccessRequest.State.PENDING and can_decide(user=request.user, request=req),
                 "own_request": req.requester_id == request.user.pk,
                 "approver_groups": approver_groups_for(policy=req.policy, target=req.target),
@@ -304,4 +305,5 @@ class AccessRequestAdmin(admin.ModelAdmin):
                 "window_days": settings.JITAD_ALWAYS_ON_WINDOW_DAYS,
                 "waited": span(((req.decided_at or timezone.now()) - req.created_at).total_seconds()),
             })
+            extra["can_decide"] = extra["can_decide"] and not extra["already_decided"]
         return super().change_view(request, object_id, form_url, extra)

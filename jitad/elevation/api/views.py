@@ -8,7 +8,7 @@ checks it before a view runs). Errors are ``{"code", "detail"}``, always 4xx:
 * 400 ``target_unknown``, ``state_invalid``, and a service's own codes for input its policy
   refuses: ``duration_too_long``, ``duration_invalid``, ``justification_required``,
   ``justification_too_long``, ``ticket_required``, ``ticket_invalid``, ``comment_required``,
-  ``target_disabled``
+  ``comment_too_long``, ``target_disabled``
 * 401 ``not_authenticated`` / ``authentication_failed`` — no token, or a bad, expired or revoked one
 * 403 ``otp_required`` / ``otp_invalid`` — a POST without a good code
 * 403 — the caller may not do this: ``self_approval``, ``not_approver``, ``not_requester``,
@@ -17,10 +17,11 @@ checks it before a view runs). Errors are ``{"code", "detail"}``, always 4xx:
   ids of other people's requests are not disclosed)
 * 409 — the request or grant is not in a state that allows it: ``not_pending``,
   ``already_decided``, ``extension_pending``, ``already_revoked``, ``not_extendable``,
-  ``too_many_extensions``, ``no_grant``
+  ``too_many_extensions``, ``no_grant``, ``group_already_counted`` (distinct approver groups:
+  the caller's group already approved), ``policy_disabled``
 
-A caller sees their own requests and every request under a policy whose approver groups
-include one of theirs (``services.api_queries.requests_visible_to``).
+A caller sees their own requests and every request whose policy or target names one of
+their groups as approvers (``services.api_queries.requests_visible_to``).
 """
 from django.http import JsonResponse
 from drf_spectacular.types import OpenApiTypes
@@ -50,7 +51,7 @@ from .serializers import (
 FORBIDDEN = {"self_approval", "not_approver", "not_requester", "not_holder", "not_eligible"}
 CONFLICT = {
     "not_pending", "already_decided", "extension_pending", "already_revoked", "not_extendable",
-    "too_many_extensions", "no_grant",
+    "too_many_extensions", "no_grant", "group_already_counted", "policy_disabled",
 }
 
 
