@@ -26,3 +26,14 @@ def _schedule(sender, **kwargs):
         sender.signature("jitad.elevation.expire_pending"),
         name="expire-pending",
     )
+    sender.add_periodic_task(
+        settings.JITAD_EXPIRY_CHECK_INTERVAL, sender.signature("jitad.elevation.warn_expiring"), name="warn-expiring"
+    )
+    sender.add_periodic_task(
+        settings.JITAD_DELIVERY_CHECK_INTERVAL, sender.signature("jitad.notifications.resend"), name="resend-deliveries"
+    )
+    if settings.JITAD_DIRECTORY_SYNC_INTERVAL > 0:
+        sender.add_periodic_task(
+            settings.JITAD_DIRECTORY_SYNC_INTERVAL, sender.signature("jitad.accounts.refresh_from_directory"),
+            name="directory-sync",
+        )

@@ -155,6 +155,9 @@ OTP_TOTP_ISSUER = env.str("JITAD_OTP_ISSUER", default="jitad")
 # below AD's lockout threshold so the portal cannot lock people out of Windows.
 JITAD_LOGIN_MAX_FAILURES = env.int("JITAD_LOGIN_MAX_FAILURES", default=5)
 JITAD_LOGIN_FAILURE_WINDOW_SECONDS = env.int("JITAD_LOGIN_FAILURE_WINDOW_SECONDS", default=15 * 60)
+# Between logins, people's AD groups and account state are re-read this often (seconds;
+# 0: only at login). Removed from an approver group in AD means no longer an approver here.
+JITAD_DIRECTORY_SYNC_INTERVAL = env.float("JITAD_DIRECTORY_SYNC_INTERVAL", default=900.0)
 # The admin's device pages never show TOTP keys or backup codes.
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 # Wrong codes lock a device for 1, 2, 4, ... seconds (django-otp's throttling).
@@ -293,8 +296,14 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
-# --- Alerts (apprise URLs: mailto://, slack://, msteams://, json://, ...) -------------
+# --- Notifications (jitad.notifications; docs/notifications.md) ----------------------
+# Destinations are apprise URLs (slack://, msteams://, workflows://, json://, mailto://, ...)
+# or email://person@example.org (sent through the mail settings below). They stay in the
+# environment: the database keeps only the variable's name and a masked form of each URL.
+# The security channel: failures, out-of-band members, MFA changes, break-glass.
 JITAD_ALERT_URLS = env.list("JITAD_ALERT_URLS", default=[])
+# New requests to decide, when the request's policy names no destination of its own.
+JITAD_APPROVAL_URLS = env.list("JITAD_APPROVAL_URLS", default=[])
 # Named destinations a policy may send its approval requests to: JITAD_NOTIFY_<NAME>=url[,url]
 # becomes JITAD_NOTIFY_DESTINATIONS["<name>"] (lower case, "_" read as "-"). The URLs stay in
 # the environment: policy files and the database hold only the names.
@@ -303,7 +312,29 @@ JITAD_NOTIFY_DESTINATIONS = {
     for key, value in os.environ.items()
     if key.startswith("JITAD_NOTIFY_") and len(key) > len("JITAD_NOTIFY_")
 }
-JITAD_ALERT_MAX_ATTEMPTS = env.int("JITAD_ALERT_MAX_ATTEMPTS", default=5)
+# Each delivery is one worker task: attempts before it is marked failed, the exponential
+# backoff (with jitter) between them, and how long one attempt may take.
+JITAD_DELIVERY_MAX_ATTEMPTS = env.int("JITAD_DELIVERY_MAX_ATTEMPTS", default=5)
+JITAD_DELIVERY_RETRY_BASE_SECONDS = env.float("JITAD_DELIVERY_RETRY_BASE_SECONDS", default=30.0)
+JITAD_DELIVERY_RETRY_MAX_SECONDS = env.float("JITAD_DELIVERY_RETRY_MAX_SECONDS", default=900.0)
+JITAD_DELIVERY_TIMEOUT = env.float("JITAD_DELIVERY_TIMEOUT", default=20.0)
+# Beat re-sends deliveries whose task message was lost (broker restart, worker killed).
+JITAD_DELIVERY_CHECK_INTERVAL = env.float("JITAD_DELIVERY_CHECK_INTERVAL", default=60.0)
+# Tell holders this many minutes before a grant ends (0: never), checked every interval.
+JITAD_EXPIRY_WARNING_MINUTES = env.int("JITAD_EXPIRY_WARNING_MINUTES", default=15)
+JITAD_EXPIRY_CHECK_INTERVAL = env.float("JITAD_EXPIRY_CHECK_INTERVAL", default=60.0)
+
+# E-mail to people (requesters, approvers) goes through Django's mail backend. Production:
+# JITAD_EMAIL_URL=smtp+tls://user:password@smtp.corp.example:587 (or smtps://, smtp://).
+# Without it, mail is written to files under JITAD_VAR_DIR/mail, and nothing leaves the machine.
+if "JITAD_EMAIL_URL" in env:
+    globals().update(env.email_url("JITAD_EMAIL_URL"))
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = str(VAR_DIR / "mail")
+DEFAULT_FROM_EMAIL = env.str("JITAD_EMAIL_FROM", default="jitad@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_TIMEOUT = JITAD_DELIVERY_TIMEOUT
 
 LOGGING = {
     "version": 1,
@@ -314,5 +345,9 @@ LOGGING = {
     "loggers": {
         # ldap3 at DEBUG would print bind credentials; keep it quiet whatever the root says.
         "ldap3": {"level": "WARNING"},
+        # apprise and urllib3 log destination URLs, tokens included; jitad logs each
+        # delivery's outcome itself, with the secrets masked (jitad.notifications).
+        "apprise": {"level": "WARNING", "handlers": [], "propagate": False},
+        "urllib3": {"level": "WARNING"},
     },
 }

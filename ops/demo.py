@@ -85,7 +85,13 @@ jitad demo is running.
 
   alice already holds an auto-approved grant on SRV01 (see "My access" as alice);
   the sweeper removes her from JIT-SRV01-Admins when it expires.
+  alice's request for SQL01 waits for a DBA lead: log in as bob (portal login, then
+  {'http://localhost:' + str(PORT) + '/admin/'}) and approve or deny it in the queue.
+  carol may request Domain Admins: that needs bob (Tier0-Approvers) and dave
+  (Security-Managers), one approval from each group.
   API docs: http://localhost:{PORT}/docs/api/  (tokens: Security & tokens in the portal)
+  Notifications: e-mail lands as files in {VAR}/mail/; the admin's Notifications page
+  shows every delivery.
 
   Logs: {logs}/    Data: {VAR}/    Ctrl-C stops everything.
 """, flush=True)

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Samba AD DC, a real Celery worker, an alert receiver.
+"""Shared fixtures: a real Samba AD DC, a real Celery worker, an alert receiver, an SMTP server.
 
 Engine timings are shortened (not faked) so failure paths run in seconds. The same
 values go to this process's settings and to the worker's environment.
@@ -13,7 +13,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 from tests.settings import ENGINE_ENV  # noqa: E402
+from tests.support.destinations import destination_env, named  # noqa: E402
 from tests.support.samba import SambaDC  # noqa: E402
+from tests.support.smtp import SmtpSink  # noqa: E402
 from tests.support.webhook import WebhookReceiver  # noqa: E402
 from tests.support.worker import CeleryWorker  # noqa: E402
 
@@ -24,9 +26,13 @@ def _apply_settings(values: dict[str, str]) -> None:
     """Point this process's Django settings at what the fixtures started."""
     from django.conf import settings
 
-    lists = {"JITAD_LDAP_URLS", "JITAD_LDAP_TLS_NAMES", "JITAD_ALERT_URLS"}
+    lists = {"JITAD_LDAP_URLS", "JITAD_LDAP_TLS_NAMES", "JITAD_ALERT_URLS", "JITAD_APPROVAL_URLS"}
     for key, value in values.items():
+        if key.startswith("JITAD_NOTIFY_"):
+            continue
         setattr(settings, key, [v for v in value.split(",") if v] if key in lists else value)
+    if any(key.startswith("JITAD_NOTIFY_") for key in values):
+        settings.JITAD_NOTIFY_DESTINATIONS = named(values)
 
 
 @pytest.fixture(scope="session")
@@ -68,10 +74,19 @@ def jit_ou(samba_dc):
 
 @pytest.fixture(scope="session")
 def alert_sink():
+    """The webhook behind every apprise destination of the session (tests/support/destinations.py)."""
     receiver = WebhookReceiver().start()
-    _apply_settings({"JITAD_ALERT_URLS": receiver.url})
+    _apply_settings(destination_env(receiver))
     yield receiver
     receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def smtp_sink():
+    """A real SMTP server on 127.0.0.1: the worker's JITAD_EMAIL_URL points here."""
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
 
 
 def _database_url() -> str:
@@ -85,7 +100,7 @@ def _database_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def worker_env(django_db_setup, django_db_blocker, samba_dc, alert_sink):
+def worker_env(django_db_setup, django_db_blocker, samba_dc, alert_sink, smtp_sink):
     """The environment a real worker needs to share this test session's DB, broker and DC."""
     from django.conf import settings
 
@@ -95,7 +110,8 @@ def worker_env(django_db_setup, django_db_blocker, samba_dc, alert_sink):
     env.update(samba_dc.settings_env())
     with django_db_blocker.unblock():
         env["JITAD_DATABASE_URL"] = _database_url()
-    env["JITAD_ALERT_URLS"] = alert_sink.url
+    env.update(destination_env(alert_sink))
+    env["JITAD_EMAIL_URL"] = smtp_sink.url
     env["PYTHONPATH"] = str(REPO)
     return env
 
@@ -116,9 +132,10 @@ def celery_worker(worker_env):
 
 
 @pytest.fixture
-def live(transactional_db, celery_worker, alert_sink):
+def live(transactional_db, celery_worker, alert_sink, smtp_sink):
     """Committed rows a separate worker process can see, plus that worker."""
-    alert_sink.messages.clear()
+    alert_sink.clear()
+    smtp_sink.messages.clear()
     yield celery_worker
     _settle()
 

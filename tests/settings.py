@@ -16,7 +16,14 @@ ENGINE_ENV = {
     "JITAD_RETRY_MAX_SECONDS": "1.5",
     "JITAD_LDAP_CONNECT_TIMEOUT": "2",
     "JITAD_LDAP_RECEIVE_TIMEOUT": "5",
-    "JITAD_ALERT_MAX_ATTEMPTS": "3",
+    "JITAD_DELIVERY_MAX_ATTEMPTS": "3",
+    "JITAD_DELIVERY_RETRY_BASE_SECONDS": "0.5",
+    "JITAD_DELIVERY_RETRY_MAX_SECONDS": "2",
+    "JITAD_DELIVERY_TIMEOUT": "3",
+    "JITAD_DELIVERY_CHECK_INTERVAL": "1",
+    "JITAD_EXPIRY_CHECK_INTERVAL": "3600",
+    # The worker never syncs people from AD on its own: tests call the sync and assert on it.
+    "JITAD_DIRECTORY_SYNC_INTERVAL": "0",
 }
 
 # A var dir of the tests' own (SQLite file, broker folder), so a running `make demo`

@@ -42,3 +42,8 @@ def reconcile() -> None:
 @shared_task(name="jitad.elevation.expire_pending", expires=300)
 def expire_pending() -> int:
     return services.requests_expire_pending()
+
+
+@shared_task(name="jitad.elevation.warn_expiring", expires=300)
+def warn_expiring() -> int:
+    return services.grants_warn_expiring()

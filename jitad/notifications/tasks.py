@@ -1,19 +1,19 @@
-"""Deliver notifications from the worker, with bounded retries."""
+"""Deliver notifications from the worker: one task per delivery (its id), and the periodic check."""
 from celery import shared_task
 from django.conf import settings
 
-from .models import Notification
-from .services import DeliveryFailed
-from .services import notification_deliver as deliver
+from . import services
+
+# The soft limit lets an attempt record its own timeout; the hard limit ends a send stuck
+# outside Python. Either way the claim lapses and the periodic check takes it up again.
+_LIMITS = {"soft_time_limit": settings.JITAD_DELIVERY_TIMEOUT + 5, "time_limit": settings.JITAD_DELIVERY_TIMEOUT + 15}
 
 
-@shared_task(bind=True, name="jitad.notifications.deliver", max_retries=None)
-def notification_deliver(self, notification_id: int) -> None:
-    note = Notification.objects.filter(id=notification_id, state=Notification.State.PENDING).first()
-    if note is None:
-        return
-    final = note.attempts + 1 >= settings.JITAD_ALERT_MAX_ATTEMPTS
-    try:
-        deliver(notification=note, final_attempt=final)
-    except DeliveryFailed as e:
-        raise self.retry(countdown=min(60, 2 ** note.attempts), exc=e) from e
+@shared_task(name="jitad.notifications.send", acks_late=True, **_LIMITS)
+def delivery_send(delivery_id: int) -> None:
+    services.delivery_send(delivery_id=delivery_id)
+
+
+@shared_task(name="jitad.notifications.resend", expires=300)
+def deliveries_resend() -> int:
+    return services.deliveries_resend()

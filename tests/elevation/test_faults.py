@@ -37,7 +37,7 @@ def test_dc_down_during_expiry_retries_alerts_and_recovers(live, make_user, make
             assert "DirectoryUnavailable" in failed.last_error
         wait_for(lambda: any("could not remove" in m.get("title", "") for m in alert_sink.messages), timeout=30,
                  message="revoke_failed alert at the webhook")
-        wait_for(lambda: Notification.objects.filter(event="grant.revoke_failed", state="sent").count() == 3,
+        wait_for(lambda: Notification.objects.filter(event="grant.revoke_failed", deliveries__state="sent").count() == 3,
                  timeout=30, message="three revoke_failed alerts recorded as sent")
     finally:
         samba_dc.start()

@@ -7,32 +7,24 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.db.models import Case, IntegerField, Value, When
 from django.http import HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from jitad.accounts.admin_site import is_approver
-
 from ..errors import RequestRefused
 from ..models import Grant
 from ..services import grant_revoke
 from ..services.approvers import approver_scope, can_revoke
+from .base import BULK_MAX, ScopedReadOnlyAdmin, span
 from .filters import GrantViewFilter
 from .forms import RevokeForm
-from .requests import BULK_MAX, span
 
 REVOCABLE = (Grant.State.APPROVED, Grant.State.GRANTING, Grant.State.ACTIVE, Grant.State.GRANT_FAILED)
 
 
-def sees_all(request) -> bool:
-    user = request.user
-    return user.is_superuser or (user.is_staff and user.has_perm("elevation.view_grant"))
-
-
 @admin.register(Grant)
-class GrantAdmin(admin.ModelAdmin):
+class GrantAdmin(ScopedReadOnlyAdmin):
     list_display = ("ident", "user", "target_name", "state_badge", "ends", "expires_at", "attempts", "error")
     list_display_links = ("ident",)
     list_filter = (GrantViewFilter, "state", "target__tier", "revoke_reason")
@@ -56,41 +48,17 @@ class GrantAdmin(admin.ModelAdmin):
                 output_field=IntegerField(),
             )
         ).order_by(*self.get_ordering(request))
-        return qs if sees_all(request) else qs.filter(approver_scope(user=request.user, via="request__"))
+        return qs if self.sees_all(request) else qs.filter(approver_scope(user=request.user, via="request__"))
 
     def get_ordering(self, request):
         if request.GET.get(GrantViewFilter.parameter_name, GrantViewFilter.default) in ("now", "failed"):
             return ("urgency", "expires_at", "id")
         return ("-created_at", "-id")
 
-    def has_view_permission(self, request, obj=None):
-        return sees_all(request) or is_approver(request)
-
-    def has_module_permission(self, request):
-        return self.has_view_permission(request)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     # -- columns -------------------------------------------------------------------------
     @admin.display(description="#", ordering="id")
     def ident(self, obj):
         return f"#{obj.pk}"
-
-    @admin.display(description="target", ordering="target__name")
-    def target_name(self, obj):
-        return format_html('{} <span class="jitad-tier jitad-tier-{}">T{}</span>', obj.target.name,
-                           obj.target.tier, obj.target.tier)
-
-    @admin.display(description="state", ordering="state")
-    def state_badge(self, obj):
-        return format_html('<span class="jitad-state jitad-state-{}">{}</span>', obj.state, obj.get_state_display())
 
     @admin.display(description="ends in", ordering="expires_at")
     def ends(self, obj):
@@ -125,18 +93,8 @@ class GrantAdmin(admin.ModelAdmin):
             messages.error(request, f"Not revoked {line}")
 
     def _revoke_page(self, request, grants, form, *, action: str = "", form_url: str = ""):
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Revoke access",
-            "opts": self.model._meta,
-            "grants": grants,
-            "form": form,
-            "action": action,
-            "form_url": form_url,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-            "media": self.media,
-        }
-        return TemplateResponse(request, "admin/elevation/grant/revoke.html", context)
+        return self.confirm_page(request, "admin/elevation/grant/revoke.html", title="Revoke access", form=form,
+                                 objects=grants, action=action, form_url=form_url)
 
     @admin.action(description="Revoke selected grants now (with a reason)")
     def revoke_selected(self, request, queryset):

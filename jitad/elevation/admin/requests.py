@@ -12,42 +12,19 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.http import HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
-
-from jitad.accounts.admin_site import is_approver
 
 from ..errors import RequestRefused
 from ..models import AccessRequest, Approval
 from ..services import can_decide, request_approve, request_deny
 from ..services.approvers import approver_groups_for, approver_scope
 from ..services.decision_context import DecisionContext, decision_context_for
+from .base import BULK_MAX, ScopedReadOnlyAdmin, span
 from .filters import QueueFilter, RequesterFilter, TargetFilter, WaitingFilter
 from .forms import DecisionForm
-
-BULK_MAX = 100  # a bulk decision beyond this is a mistake, not a workflow
-
-
-def sees_all(request) -> bool:
-    """Superusers and staff granted the view permission (auditors) see every request."""
-    user = request.user
-    return user.is_superuser or (user.is_staff and user.has_perm("elevation.view_accessrequest"))
-
-
-def span(seconds: float) -> str:
-    """A duration as people say it: "45 min", "3 h 10 min", "2 d 4 h"."""
-    minutes = max(0, int(seconds // 60))
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
-
 
 class ApprovalInline(admin.TabularInline):
     model = Approval
@@ -74,7 +51,7 @@ class RequestChangeList(ChangeList):
 
 
 @admin.register(AccessRequest)
-class AccessRequestAdmin(admin.ModelAdmin):
+class AccessRequestAdmin(ScopedReadOnlyAdmin):
     list_display = ("ident", "waiting", "requester_name", "target_name", "duration", "reason", "ticket",
                     "progress", "history", "holds_now", "limits", "state_badge")
     list_display_links = ("ident",)
@@ -96,22 +73,7 @@ class AccessRequestAdmin(admin.ModelAdmin):
     # -- who sees what ------------------------------------------------------------------
     def get_queryset(self, request):
         qs = super().get_queryset(request)
-        return qs if sees_all(request) else qs.filter(approver_scope(user=request.user))
-
-    def has_view_permission(self, request, obj=None):
-        return sees_all(request) or is_approver(request)
-
-    def has_module_permission(self, request):
-        return self.has_view_permission(request)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+        return qs if self.sees_all(request) else qs.filter(approver_scope(user=request.user))
 
     def get_ordering(self, request):
         # The queue opens on the longest-waiting request; history on the newest.
@@ -141,11 +103,6 @@ class AccessRequestAdmin(admin.ModelAdmin):
         user = obj.requester
         full = user.get_full_name()
         return f"{full} ({user.get_username()})" if full else user.get_username()
-
-    @admin.display(description="target", ordering="target__name")
-    def target_name(self, obj):
-        return format_html('{} <span class="jitad-tier jitad-tier-{}">T{}</span>', obj.target.name,
-                           obj.target.tier, obj.target.tier)
 
     @admin.display(description="for", ordering="duration_minutes")
     def duration(self, obj):
@@ -198,10 +155,6 @@ class AccessRequestAdmin(admin.ModelAdmin):
         return format_html('<span title="policy {}">max {}, {} extension(s)</span>', p.name,
                            span(p.max_duration_minutes * 60), p.max_extensions)
 
-    @admin.display(description="state", ordering="state")
-    def state_badge(self, obj):
-        return format_html('<span class="jitad-state jitad-state-{}">{}</span>', obj.state, obj.get_state_display())
-
     # -- deciding --------------------------------------------------------------------------
     def get_urls(self):
         decide = path("<path:object_id>/decide/", self.admin_site.admin_view(self.decide_view),
@@ -227,22 +180,13 @@ class AccessRequestAdmin(admin.ModelAdmin):
             messages.error(request, f"Not decided {line}")
 
     def _decision_page(self, request, requests, form, *, action: str = "", form_url: str = ""):
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Approve requests" if form["decision"].value() == "approve" else "Deny requests",
-            "opts": self.model._meta,
-            "requests": requests,
-            "form": form,
-            "action": action,
-            "form_url": form_url,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-            "contexts": decision_context_for(requests),
-            "history_days": settings.JITAD_CONTEXT_HISTORY_DAYS,
-            "media": self.media,
-        }
-        rows = [(r, context["contexts"].get(r.pk)) for r in requests]
-        context["rows"] = rows
-        return TemplateResponse(request, "admin/elevation/accessrequest/decide.html", context)
+        contexts = decision_context_for(requests)
+        return self.confirm_page(
+            request, "admin/elevation/accessrequest/decide.html",
+            title="Approve requests" if form["decision"].value() == "approve" else "Deny requests",
+            form=form, objects=requests, action=action, form_url=form_url,
+            rows=[(r, contexts.get(r.pk)) for r in requests], history_days=settings.JITAD_CONTEXT_HISTORY_DAYS,
+        )
 
     def _bulk(self, request, queryset, decision: str):
         requests = list(queryset.select_related("policy", "target", "requester")[: BULK_MAX + 1])

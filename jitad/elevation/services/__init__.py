@@ -8,6 +8,7 @@ from .grants import (
     sweep,
 )
 from .approvers import approval_progress, can_decide, is_approver_anywhere, requests_decidable_by
+from .notices import grants_warn_expiring
 from .policies import eligible_targets, policy_for
 from .reconciler import reconcile
 from .requests import (
@@ -27,6 +28,7 @@ __all__ = [
     "grant_refresh_ttl_execute",
     "grant_release",
     "grant_revoke",
+    "grants_warn_expiring",
     "grants_revoke_execute",
     "is_approver_anywhere",
     "policy_for",

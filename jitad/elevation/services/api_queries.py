@@ -16,7 +16,7 @@ from django.db import NotSupportedError
 from django.db.models import BooleanField, Count, F, Func, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce, Lower
 
-from ..models import AccessRequest, Approval, Grant, Policy, Target
+from ..models import AccessRequest, Approval, Grant, Target
 
 _ID = re.compile(r"[0-9]{1,18}")  # fits a 64-bit integer column
 

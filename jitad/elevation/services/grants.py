@@ -23,6 +23,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
 from jitad import directory
@@ -34,6 +35,7 @@ from jitad.notifications.services import alert_raise
 from ..errors import RequestRefused
 from ..models import AccessRequest, Grant
 from .approvers import can_revoke
+from .notices import notice_grant_active, notice_grant_not_applied, notices_grants_revoked
 
 log = logging.getLogger(__name__)
 S = Grant.State
@@ -120,7 +122,8 @@ def grant_apply_extension(*, grant: Grant, request: AccessRequest, actor: str) -
     old = g.expires_at
     g.expires_at = max(g.expires_at, now) + timedelta(minutes=request.duration_minutes)
     g.extensions += 1
-    g.save(update_fields=["expires_at", "extensions"])
+    g.expiry_warned_at = None  # a new end: warn again before it
+    g.save(update_fields=["expires_at", "extensions", "expiry_warned_at"])
     audit_record_many(
         [_entry(g, actor=actor, action="grant.extended", before=g.state, after=g.state, reason=request.justification,
                 old_expires_at=old.isoformat(), expires_at=g.expires_at.isoformat(), request=request.pk)]
@@ -178,6 +181,19 @@ def grant_revoke(*, grant: Grant, actor, reason: str) -> Grant:
     return _request_revocation(grant, actor=actor.get_username(), reason=Grant.RevokeReason.ADMIN, comment=reason)
 
 
+def grants_revoke_for_user(*, user, actor: str, comment: str) -> int:
+    """End every live grant of ``user`` now (the account is gone or disabled); returns how many."""
+    live = Grant.objects.filter(user=user, state__in=Grant.LIVE_STATES, revoke_requested_at__isnull=True)
+    count = 0
+    for grant in live:
+        try:
+            _request_revocation(grant, actor=actor, reason=Grant.RevokeReason.ADMIN, comment=comment)
+            count += 1
+        except RequestRefused:  # revoked meanwhile
+            pass
+    return count
+
+
 # -- failures --------------------------------------------------------------------------
 def _unexpected(e: Exception) -> directory.DirectoryError:
     """Wrap a non-directory error as a permanent failure, so it is recorded and alerted."""
@@ -222,13 +238,15 @@ def _attempt_failed(grants: list[Grant], token: uuid.UUID, error: directory.Dire
                 body=(
                     f"Grant #{g.pk}: {g.user.get_username()} on {g.target.name} ({g.group_dn}) is {g.state} after "
                     f"{g.attempts} attempt(s). Last error: {message}\n"
-                    + ("jitad keeps retrying the removal; check the domain controllers and jitad's bind account. "
-                       if phase == "revoke" else "The requester does not have the access. ")
-                    + f"{settings.JITAD_BASE_URL}/admin/elevation/grant/{g.pk}/change/"
+                    + ("jitad keeps retrying the removal; check the domain controllers and jitad's bind account."
+                       if phase == "revoke" else "The requester does not have the access.")
                 ),
+                link=settings.JITAD_BASE_URL + reverse("admin:elevation_grant_change", args=[g.pk]),
                 object_type="grant",
                 object_id=g.pk,
             )
+            if phase == "grant":
+                notice_grant_not_applied(grant=g)
     log.warning("%s attempt failed for %d grant(s): %s", phase, len(grants), message)
 
 
@@ -273,6 +291,7 @@ def grant_apply_execute(*, grant_id: int, token) -> None:
         if done:
             audit_record_many([_entry(g, actor="system:engine", action="grant.active", before=g.state, after=S.ACTIVE,
                                       expires_at=g.expires_at.isoformat())])
+            notice_grant_active(grant=g)
     if not done:
         log.warning("grant %s: claim lapsed while applying; the current holder decides", g.id)
 
@@ -377,6 +396,7 @@ def _mark_revoked(grants: list[Grant], token: uuid.UUID, outcome: dict[int, bool
             if held[g.id] == S.REVOKE_FAILED:
                 recovered.append(g)
         audit_record_many(entries)
+        notices_grants_revoked(grants=[g for g in grants if g.id in held], outcome=outcome)
         for g in recovered:
             alert_raise(
                 event="grant.revoke_recovered",

@@ -11,6 +11,7 @@ from ..errors import RequestRefused
 from ..models import AccessRequest, Approval, Grant, Policy, Target
 from .approvers import approvals_counted, approver_groups_for, approver_groups_of
 from .grants import grant_apply_extension, grant_create_from
+from .notices import notice_request_decided, notice_request_pending
 from .policies import policy_for
 
 TICKET_MAX = 64
@@ -98,6 +99,8 @@ def request_create(*, requester, target: Target, duration_minutes=None, justific
                        duration_minutes=minutes, ticket=ticket, policy=policy.name)
         if auto:
             _approve(req, actor="system:policy", reason=f"auto-approved by policy {policy.name}")
+        else:
+            notice_request_pending(request=req)
     return req
 
 
@@ -109,9 +112,11 @@ def _approve(req: AccessRequest, *, actor: str, reason: str) -> None:
     req.save(update_fields=["state", "decided_at"])
     _audit_request(req, actor=actor, action="request.approved", before=before, reason=reason)
     if req.kind == AccessRequest.Kind.EXTENSION:
-        grant_apply_extension(grant=req.extends, request=req, actor=actor)
+        grant = grant_apply_extension(grant=req.extends, request=req, actor=actor)
     else:
-        grant_create_from(request=req, actor=actor)
+        grant = grant_create_from(request=req, actor=actor)
+    if req.approvals_required:  # decided by people: tell the requester (auto-approval is told by "active")
+        notice_request_decided(request=req, grant=grant)
 
 
 def _locked_pending(request_id: int) -> AccessRequest:
@@ -197,6 +202,7 @@ def request_deny(*, request: AccessRequest, approver, comment: str) -> AccessReq
         req.save(update_fields=["state", "decided_at"])
         _audit_request(req, actor=_actor(approver), action="request.denied", before=AccessRequest.State.PENDING,
                        reason=comment, **{"as": groups})
+        notice_request_decided(request=req, by=approver, comment=comment)
     return req
 
 
@@ -253,6 +259,8 @@ def request_extend(*, grant: Grant, requester, duration_minutes, justification: 
                        duration_minutes=minutes, extends=grant.pk, policy=policy.name)
         if auto:
             _approve(req, actor="system:policy", reason=f"auto-approved by policy {policy.name}")
+        else:
+            notice_request_pending(request=req)
     return req
 
 
@@ -265,7 +273,8 @@ def requests_expire_pending(*, now=None) -> int:
     )
     for request_id in ids:
         with transaction.atomic():
-            req = AccessRequest.objects.select_for_update(of=("self",)).select_related("target", "requester").get(pk=request_id)
+            req = (AccessRequest.objects.select_for_update(of=("self",)).select_related("target", "requester", "policy")
+                   .get(pk=request_id))
             if req.state != AccessRequest.State.PENDING:
                 continue
             req.state = AccessRequest.State.EXPIRED_UNAPPROVED
@@ -273,5 +282,6 @@ def requests_expire_pending(*, now=None) -> int:
             req.save(update_fields=["state", "decided_at"])
             _audit_request(req, actor="system:timeout", action="request.expired_unapproved",
                            before=AccessRequest.State.PENDING, reason="no decision within the policy's timeout")
+            notice_request_decided(request=req)
             count += 1
     return count

@@ -11,14 +11,14 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from jitad import directory
 from jitad.accounts.services import account_sync_from_directory
 from jitad.elevation import services
-from jitad.elevation.models import Grant, Target
+from jitad.elevation.models import AccessRequest, Grant, Target
 
 # Role groups named in ops/policy.example.yaml, and who is in them.
 PEOPLE = {
     "alice": ["Server-Operators", "DBAs"],
     "bob": ["DBA-Leads", "Tier0-Approvers"],
     "carol": ["Tier0-Admins", "Tier0-Approvers"],
-    "dave": ["Tier0-Approvers"],
+    "dave": ["Security-Managers"],
 }
 
 
@@ -77,5 +77,11 @@ class Command(BaseCommand):
         if srv01 and not Grant.objects.filter(user=alice, target=srv01, state=Grant.State.ACTIVE).exists():
             services.request_create(requester=alice, target=srv01, duration_minutes=60,
                                     justification="Demo: monthly patching of SRV01")
+        # A request waiting for an approver (bob, a DBA lead) in the admin's queue.
+        sql01 = Target.objects.filter(name="SQL01").first()
+        if sql01 and not AccessRequest.objects.filter(requester=alice, target=sql01,
+                                                      state=AccessRequest.State.PENDING).exists():
+            services.request_create(requester=alice, target=sql01, duration_minutes=90, ticket="CHG004711",
+                                    justification="Demo: apply the quarterly SQL Server cumulative update")
         self.stdout.write(json.dumps({"admin_password": admin_password, "totp_uri": device.config_url,
                                       "people": {k: v for k, v in creds.items() if k != "admin"}}))

@@ -1,0 +1,75 @@
+"""What the approval queue and the grants view share: read-only, scoped to the approver,
+and a confirmation page for actions that need a comment or a reason."""
+from django.contrib import admin
+from django.template.response import TemplateResponse
+from django.utils.html import format_html
+
+from jitad.accounts.admin_site import is_approver
+
+BULK_MAX = 100  # a bulk decision or revocation beyond this is a mistake, not a workflow
+
+
+def span(seconds: float) -> str:
+    """A duration as people say it: "45 min", "3 h 10 min", "2 d 4 h"."""
+    minutes = max(0, int(seconds // 60))
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+class ScopedReadOnlyAdmin(admin.ModelAdmin):
+    """Nobody edits these rows; approvers see their scope, superusers and auditors everything.
+
+    Changes go through services, from actions and buttons the subclasses add.
+    """
+
+    def sees_all(self, request) -> bool:
+        """Superusers, and staff granted the view permission on this model (auditors)."""
+        user = request.user
+        opts = self.model._meta
+        return user.is_superuser or (user.is_staff and user.has_perm(f"{opts.app_label}.view_{opts.model_name}"))
+
+    def has_view_permission(self, request, obj=None):
+        return self.sees_all(request) or is_approver(request)
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="target", ordering="target__name")
+    def target_name(self, obj):
+        return format_html('{} <span class="jitad-tier jitad-tier-{}">T{}</span>', obj.target.name,
+                           obj.target.tier, obj.target.tier)
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, obj):
+        return format_html('<span class="jitad-state jitad-state-{}">{}</span>', obj.state, obj.get_state_display())
+
+    def confirm_page(self, request, template: str, *, title: str, form, objects, action: str = "", form_url: str = "",
+                     **extra):
+        """The page that asks for a comment or reason before an action (or a button) acts on ``objects``."""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "opts": self.model._meta,
+            "objects": objects,
+            "form": form,
+            "action": action,
+            "form_url": form_url,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "media": self.media,
+            **extra,
+        }
+        return TemplateResponse(request, template, context)

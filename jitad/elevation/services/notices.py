@@ -1,0 +1,252 @@
+"""What requesters and approvers are told, and when.
+
+The elevation services call these inside the transaction that changes the state, so a
+notice exists exactly when the change does and is sent (by jitad.notifications) after
+commit. Messages are short: what happened, what to do, a link to the exact page. They
+never carry a secret; a justification is quoted, truncated.
+"""
+import logging
+from datetime import timedelta
+from functools import reduce
+from operator import or_
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.db.models import F, Q
+from django.urls import reverse
+from django.utils import timezone
+
+from jitad.notifications.models import Notification
+from jitad.notifications.services import (
+    APPROVALS,
+    Outgoing,
+    named_destination,
+    notification_create,
+    notifications_create,
+)
+
+from ..models import AccessRequest, Approval, Grant
+from .approvers import approver_groups_for
+
+log = logging.getLogger(__name__)
+QUOTE_MAX = 300
+WARN_BATCH = 500
+
+
+# -- wording -------------------------------------------------------------------------------
+def _at(when) -> str:
+    return timezone.localtime(when).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _duration(minutes: int) -> str:
+    hours, rest = divmod(int(minutes), 60)
+    if not hours:
+        return f"{rest} min"
+    return f"{hours} h" + (f" {rest} min" if rest else "")
+
+
+def _quote(text: str) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= QUOTE_MAX else text[: QUOTE_MAX - 1] + "…"
+
+
+def _absolute(path: str) -> str:
+    return settings.JITAD_BASE_URL + path
+
+
+def _portal(anchor: str = "") -> str:
+    """The requester's "My access" page, at the row the message is about."""
+    return _absolute(reverse("elevation:access")) + (f"#{anchor}" if anchor else "")
+
+
+def _admin_request(req: AccessRequest) -> str:
+    """The request's page in the admin, where approvers decide."""
+    return _absolute(reverse("admin:elevation_accessrequest_change", args=[req.pk]))
+
+
+# -- requests ------------------------------------------------------------------------------
+def approvers_to_notify(*, request: AccessRequest) -> list:
+    """Active users who may decide ``request`` and have an e-mail address; never the requester.
+
+    Django groups mirror the AD groups at login; names compare case-insensitively.
+    """
+    names = approver_groups_for(policy=request.policy, target=request.target)
+    if not names:
+        return []
+    groups = Group.objects.filter(reduce(or_, (Q(name__iexact=n) for n in names)))
+    return list(
+        get_user_model().objects.filter(is_active=True, groups__in=groups)
+        .exclude(pk=request.requester_id).exclude(email="").distinct().order_by("pk")
+    )
+
+
+def notice_request_pending(*, request: AccessRequest) -> Notification | None:
+    """A request waits for a decision: tell its approvers, and the policy's destinations."""
+    req, policy, target = request, request.policy, request.target
+    who, length = req.requester.get_username(), _duration(req.duration_minutes)
+    if req.kind == AccessRequest.Kind.EXTENSION:
+        subject = f"Decide: {who} asks for {length} more on {target.name} (request #{req.pk})"
+        ask = f"{who} asks to extend grant #{req.extends_id} (admin on {target.name}) by {length}."
+    else:
+        subject = f"Decide: {who} asks for admin on {target.name} for {length} (request #{req.pk})"
+        ask = f"{who} asks for admin rights on {target.name} ({target.get_tier_display()}) for {length}."
+    lines = [ask]
+    if req.justification:
+        lines.append(f"Justification: {_quote(req.justification)}")
+    if req.ticket:
+        lines.append(f"Ticket: {req.ticket}")
+    lines.append(f"It needs {req.approvals_required} approval(s) under policy {policy.name} and closes undecided at "
+                 f"{_at(req.pending_until)}.")
+    lines.append("Approve or deny it on its page:")
+    destinations = [named_destination(n) for n in policy.notify or []]
+    if not destinations and settings.JITAD_APPROVAL_URLS:
+        destinations = [APPROVALS]
+    note = notification_create(
+        event="request.pending", subject=subject, body="\n".join(lines), link=_admin_request(req),
+        object_type="request", object_id=req.pk, people=approvers_to_notify(request=req), destinations=destinations,
+    )
+    if note is None:
+        log.warning("request #%s waits for a decision, but no approver has an e-mail address and policy %s names "
+                    "no destination (nor is JITAD_APPROVAL_URLS set): nobody was told", req.pk, policy.name)
+    return note
+
+
+def notice_request_decided(*, request: AccessRequest, grant: Grant | None = None, by=None,
+                           comment: str = "") -> Notification | None:
+    """Tell the requester how their request ended: approved, denied (with the comment), or expired undecided."""
+    req, target = request, request.target
+    what = f"more time on {target.name}" if req.kind == AccessRequest.Kind.EXTENSION else f"admin on {target.name}"
+    S = AccessRequest.State
+    if req.state == S.APPROVED:
+        names = list(req.approvals.filter(decision=Approval.Decision.APPROVE).order_by("at")
+                     .values_list("approver__username", flat=True))
+        subject = f"Approved: {what} (request #{req.pk})"
+        if req.kind == AccessRequest.Kind.EXTENSION and grant is not None:
+            body = (f"{', '.join(names) or 'Your approvers'} approved request #{req.pk}. Your admin rights on "
+                    f"{target.name} now end at {_at(grant.expires_at)}.")
+        else:
+            body = (f"{', '.join(names) or 'Your approvers'} approved request #{req.pk} for admin on {target.name} "
+                    f"for {_duration(req.duration_minutes)}. jitad is adding you now; another message follows when "
+                    "the access is active.")
+        link = _portal(f"grant-{grant.pk}" if grant is not None else "")
+    elif req.state == S.DENIED:
+        by_name = by.get_username() if by is not None else "An approver"
+        subject = f"Denied: {what} (request #{req.pk})"
+        body = (f"{by_name} denied request #{req.pk} for {what}: \"{_quote(comment)}\"\n"
+                f"Talk to {by_name} if you still need it; a new request starts a new decision.")
+        link = _portal("h-history")
+    elif req.state == S.EXPIRED_UNAPPROVED:
+        subject = f"Expired undecided: {what} (request #{req.pk})"
+        body = (f"Nobody decided request #{req.pk} for {what} within {_duration(req.policy.pending_timeout_minutes)}, "
+                "so it was closed. If you still need the access, ask again and tell an approver.")
+        link = _portal("h-history")
+    else:
+        return None
+    return notification_create(event=f"request.{req.state}", subject=subject, body=body, link=link,
+                               object_type="request", object_id=req.pk, people=[req.requester])
+
+
+# -- grants --------------------------------------------------------------------------------
+def notice_grant_active(*, grant: Grant) -> Notification | None:
+    """The membership is in AD: tell the holder until when, and that a new logon picks it up."""
+    g = grant
+    return notification_create(
+        event="grant.active",
+        subject=f"Active: admin on {g.target.name} until {_at(g.expires_at)}",
+        body=(f"You are now admin on {g.target.name} (grant #{g.pk}) until {_at(g.expires_at)}. Sign in again on "
+              f"{g.target.name} if your session started earlier. Release it on the portal as soon as you are done."),
+        link=_portal(f"grant-{g.pk}"), object_type="grant", object_id=g.pk, people=[g.user],
+    )
+
+
+def notice_grant_not_applied(*, grant: Grant) -> Notification | None:
+    """Applying the grant failed for good: the holder learns why they have no access (operators are alerted)."""
+    g = grant
+    retrying = " jitad keeps trying; you will get a message if it succeeds." if g.retryable else ""
+    return notification_create(
+        event="grant.not_applied", severity=Notification.Severity.WARNING,
+        subject=f"Not applied: admin on {g.target.name} (grant #{g.pk})",
+        body=f"jitad could not make you admin on {g.target.name}; the operators have been alerted.{retrying}",
+        link=_portal(f"grant-failed-{g.pk}"), object_type="grant", object_id=g.pk, people=[g.user],
+    )
+
+
+_ENDED = {
+    Grant.RevokeReason.EXPIRED: ("expired", "Your admin rights on {t} (grant #{n}) expired.",
+                                 "Ask again on the portal if you still need them."),
+    Grant.RevokeReason.RELEASED: ("released", "You released your admin rights on {t} (grant #{n}) early.",
+                                  "Thank you."),
+    Grant.RevokeReason.ADMIN: ("revoked", "{by} revoked your admin rights on {t} (grant #{n}) before their end.",
+                               "Ask them or your security team why."),
+}
+
+
+def notices_grants_revoked(*, grants: list[Grant], outcome: dict[int, bool]) -> list[Notification]:
+    """Tell each holder their grant ended and why; one bulk insert for a whole revocation batch.
+
+    ``grants`` come with ``user`` and ``target`` loaded; ``outcome[id]`` is False when
+    another live grant kept the membership. No query per grant.
+    """
+    items = []
+    for g in grants:
+        if g.revoke_reason not in _ENDED or not g.user.email:
+            continue  # a failed grant's clean-up: its holder was told when it failed
+        word, what, advice = _ENDED[g.revoke_reason]
+        what = what.format(t=g.target.name, n=g.pk, by=g.revoke_requested_by or "An administrator")
+        if outcome.get(g.id) is False:
+            done = f"You are still admin on {g.target.name} through another grant that has not ended."
+        else:
+            done = "jitad removed them from the directory."
+        body = f"{what} {done} {advice}"
+        items.append(Outgoing(
+            event="grant.revoked", subject=f"Ended: admin on {g.target.name} ({word})", body=body,
+            severity=Notification.Severity.WARNING if g.revoke_reason == Grant.RevokeReason.ADMIN
+            else Notification.Severity.INFO,
+            link=_portal("h-history"), object_type="grant", object_id=str(g.pk), people=[g.user],
+        ))
+    return notifications_create(items=items)
+
+
+def _expiring(g: Grant, now) -> Outgoing:
+    left = g.request.policy.max_extensions - g.extensions
+    more = ("Ask for more time on the portal if you need it." if left > 0
+            else "The policy allows no more extensions; ask again after it ends if you need to.")
+    minutes = max(1, round((g.expires_at - now).total_seconds() / 60))
+    return Outgoing(
+        event="grant.expiring", subject=f"Ends in {minutes} min: admin on {g.target.name}",
+        body=f"Your admin rights on {g.target.name} (grant #{g.pk}) end at {_at(g.expires_at)}. Save your work. {more}",
+        link=_portal(f"grant-{g.pk}"), object_type="grant", object_id=str(g.pk), people=[g.user],
+    )
+
+
+def grants_warn_expiring(*, now=None) -> int:
+    """Warn each holder once, JITAD_EXPIRY_WARNING_MINUTES before their grant ends (beat task).
+
+    Grants that were shorter than the lead time when they went active are not warned
+    (the "active" message said when they end); an extension clears the mark, so the
+    holder is warned again before the new end.
+    """
+    minutes = settings.JITAD_EXPIRY_WARNING_MINUTES
+    if minutes <= 0:
+        return 0
+    now = now or timezone.now()
+    lead = timedelta(minutes=minutes)
+    due = Grant.objects.filter(
+        state=Grant.State.ACTIVE, expiry_warned_at__isnull=True, revoke_requested_at__isnull=True,
+        expires_at__gt=now, expires_at__lte=now + lead, activated_at__lt=F("expires_at") - lead,
+    )
+    total = 0
+    while True:
+        with transaction.atomic():
+            grants = list(due.select_for_update(skip_locked=True, of=("self",))
+                          .select_related("user", "target", "request__policy").order_by("expires_at")[:WARN_BATCH])
+            if not grants:
+                break
+            Grant.objects.filter(id__in=[g.id for g in grants]).update(expiry_warned_at=now)
+            notifications_create(items=[_expiring(g, now) for g in grants if g.user.email])
+        total += len(grants)
+        if len(grants) < WARN_BATCH:
+            break
+    return total

@@ -1,0 +1,123 @@
+"""Record notifications and their deliveries in the caller's transaction; send them after commit."""
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.utils import timezone
+
+from ..models import Delivery, Notification
+from .destinations import SECURITY, destination_urls, redact
+
+log = logging.getLogger(__name__)
+SUBJECT_MAX = 200
+
+
+@dataclass
+class Outgoing:
+    """One message to record: what it says, and who gets it.
+
+    ``people`` are users: each with an e-mail address gets an e-mail delivery, the others
+    none. ``destinations`` are variable names (destinations.SECURITY, APPROVALS, or
+    named_destination(name)); each URL they hold gets an apprise delivery.
+    """
+
+    event: str
+    subject: str
+    body: str
+    link: str = ""
+    severity: str = Notification.Severity.INFO
+    object_type: str = ""
+    object_id: str = ""
+    people: Sequence = field(default_factory=tuple)
+    destinations: Sequence[str] = field(default_factory=tuple)
+
+
+def _deliveries(note: Notification, out: Outgoing, now) -> list[Delivery]:
+    rows, seen = [], set()
+    for person in out.people:
+        address = (getattr(person, "email", "") or "").strip()
+        if not address or address.lower() in seen:
+            continue
+        seen.add(address.lower())
+        rows.append(Delivery(notification=note, channel=Delivery.Channel.EMAIL,
+                             destination=person.get_username(), address=address, next_attempt_at=now))
+    for destination in dict.fromkeys(out.destinations):
+        urls = destination_urls(destination)
+        if not urls:
+            # Recorded as failed so an operator sees that a message reached nobody there.
+            rows.append(Delivery(notification=note, channel=Delivery.Channel.APPRISE, destination=destination,
+                                 state=Delivery.State.FAILED, last_error=f"{destination} is not set: no URL to send to"))
+            continue
+        for position, url in enumerate(urls):
+            shown = redact(url)
+            row = Delivery(notification=note, channel=Delivery.Channel.APPRISE, destination=destination,
+                           position=position, address=shown or "", next_attempt_at=now)
+            if shown is None:
+                row.state, row.next_attempt_at = Delivery.State.FAILED, None
+                row.last_error = f"entry {position + 1} of {destination} is not a URL jitad can send to"
+            rows.append(row)
+    return rows
+
+
+def notifications_create(*, items: Iterable[Outgoing]) -> list[Notification]:
+    """Record many notifications with their deliveries in a few queries; send them on commit.
+
+    For batches (a sweep revoking thousands of grants): two bulk inserts, no per-item query.
+    """
+    # A message only for people without an address reaches nobody: no row at all.
+    items = [o for o in items if o.destinations or any(getattr(p, "email", "") for p in o.people)]
+    if not items:
+        return []
+    now = timezone.now()
+    notes = [
+        Notification(created_at=now, event=o.event, severity=o.severity, subject=o.subject[:SUBJECT_MAX], body=o.body,
+                     link=o.link, object_type=o.object_type, object_id=str(o.object_id)[:64])
+        for o in items
+    ]
+    Notification.objects.bulk_create(notes)
+    rows = [d for note, o in zip(notes, items) for d in _deliveries(note, o, now)]
+    Delivery.objects.bulk_create(rows)
+    for d in rows:
+        if d.state == Delivery.State.FAILED:
+            log.error("notification %s (%s) not delivered to %s: %s", d.notification_id, d.notification.event,
+                      d.destination, d.last_error)
+    pending = [d.id for d in rows if d.state == Delivery.State.PENDING]
+    if pending:
+        transaction.on_commit(lambda: deliveries_enqueue(delivery_ids=pending))
+    return notes
+
+
+def notification_create(*, event: str, subject: str, body: str, link: str = "",
+                        severity: str = Notification.Severity.INFO, object_type: str = "", object_id="",
+                        people: Sequence = (), destinations: Sequence[str] = ()) -> Notification | None:
+    """Record one notification with a delivery per recipient and destination URL; send them on commit.
+
+    None when it would reach nobody (only people, none of them with an e-mail address).
+    """
+    notes = notifications_create(items=[Outgoing(event=event, subject=subject, body=body, link=link, severity=severity,
+                                                 object_type=object_type, object_id=str(object_id), people=people,
+                                                 destinations=destinations)])
+    return notes[0] if notes else None
+
+
+def alert_raise(*, event: str, subject: str, body: str, severity: str = Notification.Severity.WARNING,
+                object_type: str = "", object_id: str = "", link: str = "") -> Notification:
+    """Tell the security channel (JITAD_ALERT_URLS); delivered by the worker once the transaction commits."""
+    log.warning("alert %s: %s", event, subject)
+    return notification_create(event=event, subject=subject, body=body, link=link, severity=severity,
+                               object_type=object_type, object_id=object_id, destinations=[SECURITY])
+
+
+def deliveries_enqueue(*, delivery_ids: list[int]) -> None:
+    """One task per delivery. A broker that is down loses nothing: the periodic check re-sends."""
+    from kombu.exceptions import OperationalError
+
+    from ..tasks import delivery_send
+
+    for i, delivery_id in enumerate(delivery_ids):
+        try:
+            delivery_send.delay(delivery_id)
+        except OperationalError as e:
+            log.warning("broker unreachable, %d delivery(ies) left to the periodic check: %s", len(delivery_ids) - i, e)
+            return

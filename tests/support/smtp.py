@@ -1,0 +1,43 @@
+"""A real SMTP server on 127.0.0.1 (aiosmtpd) that keeps every message it accepts."""
+import socket
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+from aiosmtpd.controller import Controller
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SmtpSink:
+    """``messages`` holds (envelope recipients, parsed message) for every mail received."""
+
+    def __init__(self):
+        self.messages: list[tuple[list[str], EmailMessage]] = []
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                parsed = message_from_bytes(envelope.content, policy=policy.default)
+                sink.messages.append((list(envelope.rcpt_tos), parsed))
+                return "250 OK"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=_free_port())
+
+    @property
+    def url(self) -> str:
+        """The JITAD_EMAIL_URL that sends here (plain SMTP: loopback only)."""
+        return f"smtp://127.0.0.1:{self.controller.port}"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for rcpt, m in list(self.messages) if address in rcpt]
+
+    def start(self) -> "SmtpSink":
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
