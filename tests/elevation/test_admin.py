@@ -321,3 +321,19 @@ def test_changelists_cost_the_same_queries_with_100k_requests(world, verified_cl
     large = [_count(client, u) for u in urls]
     assert large == small
     assert max(large) <= 20
+
+
+def test_the_admin_login_form_lets_approvers_in_and_keeps_others_out(world, client):
+    """The admin's own login page (password + OTP) admits an approver who is not staff, and
+    refuses a person who approves nothing, as Django refuses non-staff."""
+    from tests.support.mfa import totp_code, totp_device
+
+    for person, admitted in ((world["lead2"], True), (world["alice"], False)):
+        person.set_password("A-long-passphrase-9")
+        person.save()
+        device = totp_device(person)
+        response = client.post("/admin/login/", {"username": person.username, "password": "A-long-passphrase-9",
+                                                 "otp_device": device.persistent_id, "otp_token": totp_code(device)})
+        assert (response.status_code == 302) is admitted, person.username
+        assert (client.get(QUEUE).status_code == 200) is admitted
+        client.logout()
