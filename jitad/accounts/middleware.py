@@ -10,7 +10,7 @@ authentication and demands ``otp`` on every state-changing call (jitad/accounts/
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
@@ -47,6 +47,25 @@ def _with_next(url: str, request):
         response["HX-Redirect"] = f"{url}?{urlencode({'next': current})}"
         return response
     return HttpResponseRedirect(f"{url}?{urlencode({'next': request.get_full_path()})}")
+
+
+class RejectNulMiddleware:
+    """A query string with a NUL character is answered 400 before any view sees it.
+
+    No legitimate search, filter or id holds NUL, PostgreSQL refuses it in text (a 500 if it
+    got that far), and Samba would cut an LDAP filter at it. Forms already refuse it in bodies.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if any("\x00" in key or any("\x00" in v for v in values) for key, values in request.GET.lists()):
+            message = "A query may not contain NUL characters."
+            if request.path.startswith("/api/"):
+                return JsonResponse({"code": "invalid", "detail": message}, status=400)
+            return HttpResponseBadRequest(message)
+        return self.get_response(request)
 
 
 class MFARequiredMiddleware:

@@ -12,7 +12,9 @@ class DirectoryAccount(models.Model):
 
     A user without one is a local account (first admin, break-glass operators): it logs in
     with its Django password and never through AD. A user with one has no usable local
-    password and its Django groups mirror its AD groups, refreshed at every login.
+    password and its Django groups mirror its AD groups, refreshed at every login and by
+    the periodic directory sync. ``missing_since`` is set when a sync could not find the
+    account; a second miss blocks the person (one miss may be a DC's read gap).
     """
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="directory_account")
@@ -21,6 +23,7 @@ class DirectoryAccount(models.Model):
     sid = models.CharField(max_length=184, blank=True)
     groups = models.JSONField(default=list, blank=True, help_text="AD group names at the last login")
     synced_at = models.DateTimeField(default=timezone.now)
+    missing_since = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
         return self.dn

@@ -41,6 +41,16 @@ def _sync_groups(user, names: list[str]) -> None:
     user.groups.set(existing.values())
 
 
+def account_groups_set(*, user, groups: list[str], actor: str) -> None:
+    """Mirror ``groups`` into ``user``'s Django groups, audited when they change."""
+    before = sorted(user.groups.values_list("name", flat=True))
+    _sync_groups(user, groups)
+    after = sorted(user.groups.values_list("name", flat=True))
+    if before != after:
+        audit_record(actor=actor, action="account.groups_changed", object_type="user", object_id=user.pk,
+                     data={"before": before, "after": after})
+
+
 def account_sync_from_directory(*, entry: DirectoryUser, groups: list[str]) -> "User":
     """Create or update the local user for an AD account that just proved its password.
 

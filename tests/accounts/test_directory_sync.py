@@ -68,6 +68,7 @@ def test_an_account_disabled_in_ad_is_blocked_with_tokens_and_grants_revoked(app
                                        state=AccessRequest.State.APPROVED)
     grant = Grant.objects.create(request=req, user=user, target=srv, group_dn=srv.group_dn, state=Grant.State.ACTIVE,
                                  expires_at=timezone.now() + timedelta(hours=1))
+    pending = AccessRequest.objects.create(requester=user, target=srv, policy=pol, duration_minutes=60)
     conn = ldap_admin()
     conn.modify(dn, {"userAccountControl": [(MODIFY_REPLACE, [514])]})
     conn.unbind()
@@ -78,6 +79,8 @@ def test_an_account_disabled_in_ad_is_blocked_with_tokens_and_grants_revoked(app
     user.refresh_from_db()
     assert not user.is_active
     assert ApiToken.objects.get(pk=token.pk).revoked_at is not None
+    pending.refresh_from_db()
+    assert pending.state == AccessRequest.State.CANCELLED
     grant.refresh_from_db()
     assert grant.state == Grant.State.REVOKING and grant.revoke_requested_by == "system:directory-sync"
     event = AuditEvent.objects.get(action="account.blocked", object_id=str(user.pk))
@@ -92,14 +95,70 @@ def test_an_account_disabled_in_ad_is_blocked_with_tokens_and_grants_revoked(app
     assert not user.is_active
 
 
-def test_an_account_deleted_from_ad_is_blocked(approver):
+def test_an_account_missing_from_ad_twice_in_a_row_is_blocked(approver):
+    """One miss may be a DC's read gap: warn. The second miss in a row blocks."""
     user, dn, _group_dn, _group = approver
     with directory.connect() as d:
         d.delete(dn)
+    first = accounts_refresh_from_directory()
+    assert (first["missing"], first["blocked"]) == (1, 0)
+    user.refresh_from_db()
+    assert user.is_active and user.directory_account.missing_since is not None
+    assert Notification.objects.filter(event="account.missing", object_id=str(user.pk)).exists()
     assert accounts_refresh_from_directory()["blocked"] == 1
     user.refresh_from_db()
     assert not user.is_active
     assert AuditEvent.objects.get(action="account.blocked", object_id=str(user.pk)).reason == "removed from AD"
+
+
+def test_one_unreadable_account_does_not_stop_the_others(approver, ldap_admin, django_user_model):
+    """GIVEN a link the DC refuses to look up (a malformed GUID) WHEN the sync runs THEN it is
+    counted as an error and left alone, and a person disabled in AD is still blocked."""
+    from jitad.accounts.models import DirectoryAccount
+
+    broken = django_user_model.objects.create_user("broken-link")
+    DirectoryAccount.objects.create(user=broken, guid="not-a-guid", dn="CN=broken,DC=jitad,DC=test")
+    user, dn, _group_dn, _group = approver
+    conn = ldap_admin()
+    conn.modify(dn, {"userAccountControl": [(MODIFY_REPLACE, [514])]})
+    conn.unbind()
+    counts = accounts_refresh_from_directory()
+    assert counts["errors"] == 1 and counts["blocked"] == 1
+    broken.refresh_from_db()
+    assert broken.is_active
+
+
+def test_a_hand_made_group_change_is_undone(approver):
+    """Approver rights follow AD, not an edit of the person's groups in the admin."""
+    from django.contrib.auth.models import Group
+
+    user = approver[0]
+    user.groups.add(Group.objects.get_or_create(name="DBA-Leads")[0])
+    accounts_refresh_from_directory()
+    assert "DBA-Leads" not in set(user.groups.values_list("name", flat=True))
+    event = AuditEvent.objects.filter(action="account.synced", object_id=str(user.pk)).latest("id")
+    assert "DBA-Leads" not in event.data["groups"]
+
+
+def test_a_rename_conflict_still_takes_the_approver_right_away(approver, ldap_admin, django_user_model):
+    """GIVEN AD renames the approver to a name a local account holds and removes them from the
+    approver group WHEN the sync runs THEN the name stays, the groups follow AD, and an alert
+    asks someone to resolve the clash."""
+    user, dn, group_dn, group = approver
+    taken = f"local{uuid.uuid4().hex[:6]}"
+    django_user_model.objects.create_user(taken)
+    conn = ldap_admin()
+    conn.modify(dn, {"sAMAccountName": [(MODIFY_REPLACE, [taken])]})
+    conn.unbind()
+    with directory.connect() as d:
+        d.remove_member(group_dn, dn)
+    counts = accounts_refresh_from_directory()
+    assert counts["conflicts"] == 1
+    user.refresh_from_db()
+    assert user.username != taken and user.is_active
+    assert group not in set(user.groups.values_list("name", flat=True))
+    assert not is_approver_anywhere(user=user)
+    assert Notification.objects.filter(event="account.conflict", object_id=str(user.pk)).exists()
 
 
 def test_a_dc_that_is_down_changes_nothing(approver, settings):

@@ -326,6 +326,16 @@ def test_approving_under_a_disabled_policy_is_refused_but_deny_works(srv, alice,
     assert req.state == S.DENIED
 
 
+def test_a_blocked_requester_s_request_cannot_be_approved(srv, alice, bob):
+    policy(srv)
+    req = services.request_create(requester=alice, target=srv)
+    alice.is_active = False
+    alice.save()
+    refused("requester_blocked", services.request_approve, request=req, approver=bob)
+    assert not Grant.objects.exists()
+    assert services.requests_decidable_by(user=bob).count() == 0
+
+
 def test_inactive_approver_refused(srv, alice, bob):
     policy(srv)
     req = services.request_create(requester=alice, target=srv)

@@ -3,6 +3,7 @@
 The queue and grant filters have a default (what needs action, what is live now), so
 the page opens on the work, and offer no "All" link that would silently drop it.
 """
+import re
 from datetime import timedelta
 
 from django.contrib import admin
@@ -10,6 +11,8 @@ from django.utils import timezone
 
 from ..models import AccessRequest, Grant
 from ..services import requests_decidable_by
+
+ID = re.compile(r"[0-9]{1,18}")  # an id that fits a 64-bit column; anything else filters nothing
 
 
 class DefaultedFilter(admin.SimpleListFilter):
@@ -89,7 +92,7 @@ class _PendingRelatedFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         value = self.value()
-        if value and value.isdigit():
+        if value and ID.fullmatch(value):
             return queryset.filter(**{f"{self.field}_id": int(value)})
         return queryset
 

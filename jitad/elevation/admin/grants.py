@@ -31,7 +31,6 @@ class GrantAdmin(ScopedReadOnlyAdmin):
     search_fields = ("=id", "user__username", "target__name", "group_dn", "user_dn")
     list_select_related = ("user", "target")
     list_per_page = 100
-    show_full_result_count = False
     actions = ["revoke_selected"]
     readonly_fields = [f.name for f in Grant._meta.fields]
     change_form_template = "admin/elevation/grant/change_form.html"

@@ -18,7 +18,7 @@ checks it before a view runs). Errors are ``{"code", "detail"}``, always 4xx:
 * 409 — the request or grant is not in a state that allows it: ``not_pending``,
   ``already_decided``, ``extension_pending``, ``already_revoked``, ``not_extendable``,
   ``too_many_extensions``, ``no_grant``, ``group_already_counted`` (distinct approver groups:
-  the caller's group already approved), ``policy_disabled``
+  the caller's group already approved), ``policy_disabled``, ``requester_blocked``
 
 A caller sees their own requests and every request whose policy or target names one of
 their groups as approvers (``services.api_queries.requests_visible_to``).
@@ -51,7 +51,7 @@ from .serializers import (
 FORBIDDEN = {"self_approval", "not_approver", "not_requester", "not_holder", "not_eligible"}
 CONFLICT = {
     "not_pending", "already_decided", "extension_pending", "already_revoked", "not_extendable",
-    "too_many_extensions", "no_grant", "group_already_counted", "policy_disabled",
+    "too_many_extensions", "no_grant", "group_already_counted", "policy_disabled", "requester_blocked",
 }
 
 

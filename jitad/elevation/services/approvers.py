@@ -101,11 +101,12 @@ def is_approver_anywhere(*, user) -> bool:
 
 
 def requests_decidable_by(*, user, queryset: QuerySet | None = None) -> QuerySet:
-    """Pending requests waiting for ``user``'s decision: in scope, not their own, not yet decided by them."""
+    """Pending requests waiting for ``user``'s decision: in scope, not their own, not yet decided
+    by them, from a requester who is not blocked."""
     qs = AccessRequest.objects.all() if queryset is None else queryset
     mine = Approval.objects.filter(request=OuterRef("pk"), approver=user)
     return (
-        qs.filter(approver_scope(user=user), state=AccessRequest.State.PENDING)
+        qs.filter(approver_scope(user=user), state=AccessRequest.State.PENDING, requester__is_active=True)
         .exclude(requester=user)
         .exclude(Exists(mine))
     )

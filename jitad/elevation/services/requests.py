@@ -155,6 +155,8 @@ def request_approve(*, request: AccessRequest, approver, comment: str = "") -> A
     with transaction.atomic():
         req = _locked_pending(request.pk)
         groups = _check_approver(req, approver)
+        if not req.requester.is_active:
+            raise RequestRefused("requester_blocked", f"{req.requester.get_username()} is blocked in jitad: deny the request.")
         if not (req.policy.enabled and req.target.enabled):
             raise RequestRefused(
                 "policy_disabled", f"Policy {req.policy.name} or target {req.target.name} is disabled: deny the request instead."
@@ -217,6 +219,22 @@ def request_cancel(*, request: AccessRequest, actor) -> AccessRequest:
         req.save(update_fields=["state", "decided_at"])
         _audit_request(req, actor=_actor(actor), action="request.cancelled", before=AccessRequest.State.PENDING)
     return req
+
+
+def requests_cancel_for_user(*, user, actor: str, reason: str) -> int:
+    """Close every pending request of ``user`` (blocked or gone); returns how many."""
+    count = 0
+    for request_id in AccessRequest.objects.filter(requester=user, state=AccessRequest.State.PENDING).values_list("id", flat=True):
+        with transaction.atomic():
+            req = AccessRequest.objects.select_for_update(of=("self",)).select_related("target", "requester").get(pk=request_id)
+            if req.state != AccessRequest.State.PENDING:
+                continue
+            req.state = AccessRequest.State.CANCELLED
+            req.decided_at = timezone.now()
+            req.save(update_fields=["state", "decided_at"])
+            _audit_request(req, actor=actor, action="request.cancelled", before=AccessRequest.State.PENDING, reason=reason)
+            count += 1
+    return count
 
 
 def request_extend(*, grant: Grant, requester, duration_minutes, justification: str = "", ticket: str = "") -> AccessRequest:
