@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 help:
 	@echo "make demo   - throwaway Samba DC + web + worker + beat on 127.0.0.1 (Ctrl-C stops all)"
 	@echo "make test   - install everything needed and run all tests"
-	@echo "make bench  - measure grant/revocation latency (Samba DC) and portal/API latency under 50 users (writes docs/benchmarks.md)"
+	@echo "make bench  - measure grant/revocation latency (Samba DC), portal/API latency under 50 users and the admin lists with 100k requests (writes docs/benchmarks.md)"
 
 # System packages (Debian's, as root): a Samba AD DC for tests and the demo, and
 # Chromium for the browser tests (Playwright drives it; it never downloads a browser).

@@ -10,42 +10,25 @@ Adds portal_* and api_* keys to bench/results.json (keeping every other key) and
 its own section of docs/benchmarks.md. `make bench` runs it after bench/run.py's engine
 part; alone: `.venv/bin/python bench/portal.py`. Knobs (environment): BENCH_USERS (50),
 BENCH_SECONDS (20 measured per phase), BENCH_WARMUP_SECONDS (5), BENCH_THINK_MS (2000:
-uniform 0..this between calls, so each person acts about once a second), BENCH_PORTAL_DB (PostgreSQL database name to create and
-drop, jitad_bench_portal).
+uniform 0..this between calls, so each person acts about once a second), BENCH_PORTAL_DB
+(PostgreSQL database name to create and drop, jitad_bench_portal).
 
-Nothing at module level touches Django, so bench/run.py can import the report helpers.
+The estate comes from bench/catalog.py, the server, clients and load loop from bench/harness.py.
 """
-import http.client
 import json
 import os
 import platform
 import random
 import secrets
-import signal
-import socket
-import subprocess
 import sys
-import threading
 import time
-import uuid
-from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from http.cookies import SimpleCookie
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results.json"
-DOC = REPO / "docs" / "benchmarks.md"
-DOC_HEADER = """# Benchmarks
+from catalog import BASE_DN, N_DISABLED, catalog_seed, verified_session
+from harness import (GUNICORN_THREADS, GUNICORN_WORKERS, Client, Server, bench_django, cpu_model, database_version,
+                     doc_section_write, results_merge, run_phase, server_env, stats)
 
-Written by `make bench` (bench/run.py, bench/portal.py); do not edit by hand. Targets from ARCHITECTURE.md.
-"""
-
-N_TARGETS, N_DOMAIN_ROLES, N_DISABLED = 2000, 20, 40
-N_HISTORY_USERS = 450
-GUNICORN_WORKERS, GUNICORN_THREADS = 2, 4
 SEARCHES = ["", "sql", "par web", "srv-lon", "finance", "fs0", "payroll", "app1"]
 REQUEST_PAGE = "portal request page"
 ELIGIBLE_PAGE = "portal eligibility page"
@@ -53,78 +36,6 @@ ACCESS_PAGE = "portal My access"
 API_ELIGIBILITY = "GET /api/v1/eligibility"
 API_LIST = "GET /api/v1/requests"
 API_CREATE = "POST /api/v1/requests"
-
-
-# -- report helpers (shared with bench/run.py) --------------------------------------------
-def pct(values, p):
-    """Nearest-rank percentile, as bench/run.py computes it."""
-    values = sorted(values)
-    if not values:
-        return None
-    k = max(0, min(len(values) - 1, round(p / 100 * (len(values) - 1))))
-    return values[k]
-
-
-def results_merge(new: dict, path: Path = RESULTS) -> dict:
-    """Update bench/results.json with ``new``, keeping the keys another part wrote."""
-    try:
-        results = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        results = {}
-    results.update(new)
-    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    return results
-
-
-def doc_section_write(name: str, body: str, path: Path = DOC) -> None:
-    """Replace this part's section of docs/benchmarks.md (between markers), or append it."""
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    text = path.read_text() if path.exists() else DOC_HEADER
-    block = f"{begin}\n{body.strip()}\n{end}"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(text)
-
-
-def cpu_model() -> str:
-    return next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")), platform.processor())
-
-
-# -- database: a fresh one of our own ----------------------------------------------------
-def database_prepare(var: Path):
-    """A fresh database URL for this part, and how to drop it afterwards.
-
-    SQLite (or nothing configured): var/portal.sqlite3. PostgreSQL: a database of our own
-    (BENCH_PORTAL_DB) on the server JITAD_DATABASE_URL names, so nobody else's is touched.
-    """
-    url = os.environ.get("JITAD_DATABASE_URL", "")
-    if not url or url.startswith("sqlite"):
-        db = var / "portal.sqlite3"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{db}{suffix}").unlink(missing_ok=True)
-        return f"sqlite:///{db}", lambda: None
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgres", "postgresql", "pgsql", "psql"):
-        raise SystemExit(f"bench/portal.py supports SQLite and PostgreSQL, not {parts.scheme}")
-    import psycopg
-    from psycopg import sql
-
-    name = os.environ.get("BENCH_PORTAL_DB", "jitad_bench_portal")
-    admin = urlunsplit(("postgresql", parts.netloc, "/postgres", parts.query, ""))
-
-    def drop():
-        with psycopg.connect(admin, autocommit=True) as c:
-            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-    drop()
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, "")), drop
 
 
 # -- data --------------------------------------------------------------------------------
@@ -141,90 +52,22 @@ class Person:
 
 
 def seed(n_people: int, codes_each: int, rng: random.Random) -> tuple[list[Person], dict]:
-    """Targets, policies, people and history; returns the simulated people and row counts."""
-    from importlib import import_module
-
-    from django.conf import settings
+    """The shared catalog (bench/catalog.py), a 90-day history, and the simulated people;
+    returns those people and row counts."""
     from django.contrib.auth import get_user_model
-    from django.contrib.auth.hashers import make_password
-    from django.contrib.auth.models import Group
     from django.utils import timezone
-    from django_otp import DEVICE_ID_SESSION_KEY
     from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
-    from jitad.accounts.mfa import BACKUP_DEVICE_NAME, FRESH_DEVICE_KEY, FRESH_KEY
-    from jitad.accounts.models import DirectoryAccount
+    from jitad.accounts.mfa import BACKUP_DEVICE_NAME
     from jitad.accounts.services import api_token_create
     from jitad.elevation.models import AccessRequest, Approval, Grant, Policy, Target
-    from jitad.elevation.services.eligibility import eligibility_search
 
-    base = "DC=corp,DC=example,DC=com"
+    base = BASE_DN
     now = timezone.now()
-    sites, roles = ["PAR", "LON", "NYC", "FRA", "SIN"], ["SQL", "WEB", "APP", "FS", "PRT", "RDS"]
-    depts = ["finance", "payroll", "logistics", "sales", "research", "hr", "plant", "it"]
-    servers = []
-    for i in range(N_TARGETS - N_DOMAIN_ROLES):
-        name = f"SRV-{sites[i % 5]}-{roles[(i // 5) % 6]}{i:04d}"
-        servers.append(Target(name=name, hostname=f"{name.lower()}.corp.example.com",
-                              description=f"{roles[(i // 5) % 6]} server for {depts[i % 8]}, site {sites[i % 5]}",
-                              group_dn=f"CN=JIT-{name},OU=JIT,{base}", enabled=i % 50 != 49))
-    domain_roles = [Target(name=f"Domain role {j:02d}", kind=Target.Kind.DOMAIN_ROLE, description="Tier 0 role",
-                           group_dn=f"CN=JIT-Tier0-{j:02d},OU=JIT,{base}") for j in range(N_DOMAIN_ROLES)]
-    Target.objects.bulk_create(servers + domain_roles, batch_size=1000)
-    servers = list(Target.objects.filter(kind=Target.Kind.SERVER).order_by("id"))
-    domain_roles = list(Target.objects.filter(kind=Target.Kind.DOMAIN_ROLE).order_by("id"))
-
-    ticket = r"CHG[0-9]{6}"
-    policies = [
-        (Policy(name="tier0-domain-roles", priority=5, approval_mode="manual", approvals_required=2,
-                eligible_groups=["JIT-Domain-Admins"], approver_groups=["JIT-Approvers"], require_ticket=True,
-                ticket_pattern=ticket, max_duration_minutes=120), domain_roles),
-        (Policy(name="servers-standard", priority=10, approval_mode="auto", eligible_groups=["JIT-Server-Admins"],
-                max_duration_minutes=480), servers[:1200]),
-        (Policy(name="servers-sensitive", priority=20, approval_mode="manual", eligible_groups=["jit-server-admins"],
-                approver_groups=["JIT-Approvers"], require_ticket=True, ticket_pattern=ticket), servers[1000:1900]),
-        (Policy(name="database-servers", priority=30, approval_mode="manual", eligible_groups=["JIT-DBA"],
-                approver_groups=["JIT-DBA-Leads"]), [t for t in servers if "-SQL" in t.name]),
-        (Policy(name="legacy-contractors", priority=40, enabled=False, eligible_groups=["JIT-Server-Admins"]),
-         servers[1900:]),
-    ]
-    for policy, targets in policies:
-        policy.save()
-        policy.targets.add(*targets)
-
+    catalog = catalog_seed(n_people)
     User = get_user_model()
-    groups = {n: Group.objects.create(name=n) for n in
-              ["JIT-Server-Admins", "JIT-Domain-Admins", "JIT-Approvers", "JIT-DBA", "JIT-DBA-Leads", "Domain Users"]}
-
-    def profile(i: int, bench: bool) -> tuple[str, ...]:
-        if bench:
-            extra = ("JIT-Domain-Admins",) if i < n_people // 5 else ("JIT-Approvers",) if i >= n_people * 4 // 5 else ()
-            return ("Domain Users", "JIT-Server-Admins", *extra)
-        if i < 300:
-            return ("Domain Users", "JIT-Server-Admins")
-        if i < 400:
-            return ("Domain Users", "JIT-DBA")
-        return ("Domain Users", "JIT-Server-Admins", "JIT-Approvers", "JIT-DBA-Leads")
-
-    specs = [(f"pu{i:03d}", profile(i, True)) for i in range(n_people)]
-    specs += [(f"hu{i:03d}", profile(i, False)) for i in range(N_HISTORY_USERS)]
-    unusable = make_password(None)
-    User.objects.bulk_create([User(username=u, first_name=u.upper(), last_name="Bench", email=f"{u}@corp.example.com",
-                                   password=unusable) for u, _ in specs])
-    users = {u.username: u for u in User.objects.all()}
-    through = User.groups.through
-    through.objects.bulk_create([through(user_id=users[u].id, group_id=groups[g].id) for u, gs in specs for g in gs])
-    DirectoryAccount.objects.bulk_create([
-        DirectoryAccount(user=users[u], guid=str(uuid.uuid4()), dn=f"CN={u},OU=People,{base}", groups=list(gs))
-        for u, gs in specs])
-
-    # What each profile may request, from the service the API uses (one representative each).
-    pools: dict[tuple, list] = {}
-    for u, gs in specs:
-        if gs not in pools:
-            pools[gs] = eligibility_search(user=users[u], limit=100_000).items
-    approvers = [users[u] for u, gs in specs if "JIT-Approvers" in gs]
+    users, specs, pools, approvers = catalog.users, catalog.specs, catalog.pools, catalog.approvers
 
     # History: ~35 requests a person over 90 days, with their grants and approvals.
     reqs, live_grant_reqs = [], set()
@@ -292,7 +135,6 @@ def seed(n_people: int, codes_each: int, rng: random.Random) -> tuple[list[Perso
     AccessRequest.objects.bulk_create(extensions, batch_size=1000)
 
     # The simulated people: a verified session (as login + MFA leaves it), a token, backup codes.
-    store = import_module(settings.SESSION_ENGINE).SessionStore
     people, tokens = [], []
     for u, gs in specs[:n_people]:
         user = users[u]
@@ -300,229 +142,16 @@ def seed(n_people: int, codes_each: int, rng: random.Random) -> tuple[list[Perso
         static = StaticDevice.objects.create(user=user, name=BACKUP_DEVICE_NAME, confirmed=True)
         codes = [secrets.token_hex(5) for _ in range(codes_each)]
         tokens += [StaticToken(device=static, token=c) for c in codes]
-        session = store()
-        session.update({
-            "_auth_user_id": str(user.pk), "_auth_user_backend": "jitad.accounts.backends.ThrottledModelBackend",
-            "_auth_user_hash": user.get_session_auth_hash(), DEVICE_ID_SESSION_KEY: device.persistent_id,
-            FRESH_KEY: time.time(),  # fresh (JITAD_MFA_FRESH_SECONDS, 15 min) for the whole run
-            FRESH_DEVICE_KEY: device.persistent_id,
-        })
-        session.save()
+        session_key = verified_session(user, device)
         _, raw = api_token_create(user=user, name="bench", days=1)
         pool = pools[gs]
-        people.append(Person(username=u, session_key=session.session_key, token=raw, codes=codes,
+        people.append(Person(username=u, session_key=session_key, token=raw, codes=codes,
                              eligible=[t.id for t, _ in pool], manual=[t.id for t, p in pool if p.approval_mode == "manual"]))
     StaticToken.objects.bulk_create(tokens, batch_size=2000)
     counts = {"targets": Target.objects.count(), "policies": Policy.objects.count(), "users": User.objects.count(),
               "requests": AccessRequest.objects.count(), "grants": Grant.objects.count(),
               "approvals": Approval.objects.count()}
     return people, counts
-
-
-# -- the server ----------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """gunicorn serving jitad.wsgi on 127.0.0.1, in its own process group."""
-
-    def __init__(self, env: dict, log: Path):
-        self.env, self.log, self.port, self.proc = env, log, free_port(), None
-
-    def start(self, timeout: float = 60) -> None:
-        cmd = [sys.executable, "-m", "gunicorn", "jitad.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
-               "--workers", str(GUNICORN_WORKERS), "--threads", str(GUNICORN_THREADS), "--log-level", "warning"]
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                c.request("GET", "/healthz")
-                if c.getresponse().status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"gunicorn not answering /healthz within {timeout}s:\n{self.log_tail()}")
-
-    def pids(self) -> list[int]:
-        """The master and its workers."""
-        if not self.proc:
-            return []
-        found = [self.proc.pid]
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == self.proc.pid:
-                    found.append(int(stat.parent.name))
-            except (OSError, ValueError, IndexError):
-                continue
-        return found
-
-    def log_tail(self, n: int = 4000) -> str:
-        return self.log.read_bytes()[-n:].decode(errors="replace") if self.log.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self.proc = None
-
-
-def cpu_seconds(pids) -> float:
-    """User + system CPU of these processes, from /proc."""
-    tick, total = os.sysconf("SC_CLK_TCK"), 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total / tick
-
-
-def postgres_cpu() -> dict[int, int]:
-    """CPU ticks of every PostgreSQL process on the machine, by pid; the postmaster's include its
-    reaped children (with CONN_MAX_AGE=0 each request has a backend of its own)."""
-    ticks = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-            if text[text.index("(") + 1:text.rindex(")")] == "postgres":
-                ticks[int(stat.parent.name)] = sum(int(x) for x in text.rsplit(")", 1)[1].split()[11:15])
-        except (OSError, IndexError, ValueError):
-            continue
-    return ticks
-
-
-def postgres_cpu_seconds(before: dict[int, int], after: dict[int, int]) -> float:
-    """CPU the PostgreSQL processes used between two snapshots (a backend that came and went unseen is lost)."""
-    return sum(max(0, t - before.get(pid, 0)) for pid, t in after.items()) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all CPUs spent not idle, from /proc/stat."""
-    v = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
-
-
-# -- the load ------------------------------------------------------------------------------
-class Client:
-    """One person's keep-alive connection, cookies and headers (http.client: small and predictable)."""
-
-    def __init__(self, port: int, headers: dict, cookies: dict | None = None):
-        self.port, self.headers, self.cookies, self.conn, self.reconnects = port, headers, dict(cookies or {}), None, 0
-
-    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
-        headers = dict(self.headers)
-        if self.cookies:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        data = json.dumps(body).encode() if body is not None else None
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        for attempt in (0, 1):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-            try:
-                self.conn.request(method, path, body=data, headers=headers)
-                resp = self.conn.getresponse()
-                payload = resp.read()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                # The server closed an idle keep-alive connection before reading: safe to resend once.
-                self.conn.close()
-                self.conn = None
-                if attempt:
-                    raise
-                self.reconnects += 1
-                continue
-            for header in resp.headers.get_all("Set-Cookie") or []:
-                cookie = SimpleCookie()
-                cookie.load(header)
-                self.cookies.update({k: m.value for k, m in cookie.items()})
-            if resp.will_close:
-                self.conn.close()
-                self.conn = None
-            return resp.status, payload
-        raise AssertionError("unreachable")
-
-
-@dataclass
-class Phase:
-    """One load phase: when recording starts and ends, what was measured, what went wrong."""
-
-    name: str
-    record_from: float
-    end: float
-    samples: dict = field(default_factory=lambda: defaultdict(list))
-    errors: list = field(default_factory=list)
-    server_cpu_s: float = 0.0
-    client_cpu_s: float = 0.0
-    db_cpu_s: float = 0.0
-    other_cpu_s: float = 0.0
-
-
-def user_loop(client: Client, next_call, rng: random.Random, phase: Phase, think_s: float, stop: threading.Event):
-    """Call, record, think 0..think_s (uniform), until the phase ends."""
-    time.sleep(rng.uniform(0, think_s))  # people do not all click in the same millisecond
-    while not stop.is_set() and time.monotonic() < phase.end:
-        call = next_call(rng)
-        if call is None:
-            break
-        label, method, path, body = call
-        started = time.monotonic()
-        t0 = time.perf_counter()
-        try:
-            status, payload = client.call(method, path, body)
-        except (OSError, http.client.HTTPException) as e:
-            status, payload = None, repr(e).encode()
-        ms = (time.perf_counter() - t0) * 1000
-        if status is None or not 200 <= status < 300:
-            phase.errors.append((label, method, path, status, payload[:300].decode(errors="replace")))
-        elif started >= phase.record_from:
-            phase.samples[label].append(ms)
-        time.sleep(rng.uniform(0, think_s))
-
-
-def run_phase(name: str, users: list[tuple[Client, object]], server: Server, *, warmup: float, seconds: float,
-              think_s: float, seed: int) -> Phase:
-    start = time.monotonic()
-    phase = Phase(name=name, record_from=start + warmup, end=start + warmup + seconds)
-    stop = threading.Event()
-    threads = [threading.Thread(target=user_loop, args=(c, nxt, random.Random(seed + i), phase, think_s, stop),
-                                daemon=True) for i, (c, nxt) in enumerate(users)]
-    try:
-        for t in threads:
-            t.start()
-        time.sleep(max(0.0, phase.record_from - time.monotonic()))
-        pids = server.pids()
-        s0, c0, d0, m0 = cpu_seconds(pids), time.process_time(), postgres_cpu(), machine_busy_seconds()
-        time.sleep(max(0.0, phase.end - time.monotonic()))
-        s1, c1, d1, m1 = cpu_seconds(pids), time.process_time(), postgres_cpu(), machine_busy_seconds()
-        phase.server_cpu_s, phase.client_cpu_s = s1 - s0, c1 - c0
-        phase.db_cpu_s = postgres_cpu_seconds(d0, d1)
-        phase.other_cpu_s = max(0.0, (m1 - m0) - phase.server_cpu_s - phase.client_cpu_s - phase.db_cpu_s)
-        for t in threads:
-            t.join(90)
-    finally:
-        stop.set()
-    return phase
-
-
-def stats(samples: list[float], seconds: float) -> dict:
-    if not samples:
-        return {"p50": None, "p95": None, "p99": None, "n": 0, "rps": 0.0}
-    return {"p50": round(pct(samples, 50), 1), "p95": round(pct(samples, 95), 1), "p99": round(pct(samples, 99), 1),
-            "n": len(samples), "rps": round(len(samples) / seconds, 1)}
 
 
 def smoke(person: Person, port: int, cookie: str) -> None:
@@ -568,152 +197,121 @@ def api_mix(person: Person):
 
 
 # -- main ----------------------------------------------------------------------------------
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main() -> int:
-    signal.signal(signal.SIGTERM, _interrupt)  # a killed bench still stops its server and drops its database
-    sys.path.insert(0, str(REPO))
-    var = Path(os.environ.setdefault("JITAD_VAR_DIR", str(REPO / "var" / "bench")))
-    var.mkdir(parents=True, exist_ok=True)
     n_users = int(os.environ.get("BENCH_USERS", "50"))
     seconds = float(os.environ.get("BENCH_SECONDS", "20"))
     warmup = float(os.environ.get("BENCH_WARMUP_SECONDS", "5"))
     think_ms = float(os.environ.get("BENCH_THINK_MS", "2000"))
-    think_s = think_ms / 1000
     # Generous: a person POSTs at most a few times a second in the API phase.
     codes_each = int(os.environ.get("BENCH_OTP_CODES", str(int((seconds + warmup) * 4) + 20)))
 
-    url, drop = database_prepare(var)
-    os.environ["JITAD_DATABASE_URL"] = url
-    # No worker runs: keep anything enqueued in our own directory, never on a shared broker.
-    os.environ["CELERY_BROKER_URL"] = "jitadfs://"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jitad.settings")
-    server = None
-    try:
-        import django
-
-        django.setup()
+    with bench_django("portal") as var:
         from django.conf import settings
-        from django.core.management import call_command
         from django.db import connection
 
         t0 = time.monotonic()
-        call_command("migrate", "--noinput", verbosity=0)
         people, counts = seed(n_users, codes_each, random.Random(42))
         print(f"seeded in {time.monotonic() - t0:.1f} s: {counts}", flush=True)
-        vendor = connection.vendor
-        if vendor == "postgresql":
-            v = connection.connection.info.server_version
-            db_version = f"{v // 10000}.{v % 10000}"
-        else:
-            import sqlite3
-
-            db_version = sqlite3.sqlite_version
+        vendor, db = connection.vendor, database_version(connection)
         connection.close()
-
-        server = Server(dict(os.environ, PYTHONPATH=str(REPO)), var / "logs" / "portal-gunicorn.log")
-        server.start()
-        cookie = settings.SESSION_COOKIE_NAME
-        smoke(people[0], server.port, cookie)
-        print(f"gunicorn on 127.0.0.1:{server.port}; {n_users} users, {warmup:g} s warm-up + {seconds:g} s a phase, "
-              f"think 0-{think_ms:g} ms", flush=True)
-
-        def portal(p):
-            return Client(server.port, {"Accept": "text/html"}, {cookie: p.session_key})
-
-        def api(p):
-            return Client(server.port, {"Accept": "application/json", "Authorization": f"Bearer {p.token}"})
-
-        def request_page(p):
-            return lambda rng: (REQUEST_PAGE, "GET", f"/request/new/?target={rng.choice(p.eligible)}", None)
-
-        def eligible_page(p):
-            return lambda rng: (ELIGIBLE_PAGE, "GET", f"/eligible/?q={rng.choice(SEARCHES).replace(' ', '+')}", None)
-
-        def access_page(p):
-            return lambda rng: (ACCESS_PAGE, "GET", "/access/", None)
-
-        plan = [
-            ("request page, 1 user", [(portal(people[0]), request_page(people[0]))]),
-            ("request page", [(portal(p), request_page(p)) for p in people]),
-            ("eligibility page", [(portal(p), eligible_page(p)) for p in people]),
-            ("My access", [(portal(p), access_page(p)) for p in people]),
-            ("API mix", [(api(p), api_mix(p)) for p in people]),
-        ]
-        phases = []
-        for i, (name, users) in enumerate(plan):
-            phase = run_phase(name, users, server, warmup=warmup, seconds=seconds, think_s=think_s, seed=1000 * i)
-            phases.append(phase)
-            total = sum(len(v) for v in phase.samples.values())
-            summary = {k: stats(v, seconds) for k, v in phase.samples.items()}
-            print(f"{name}: {json.dumps(summary)} errors={len(phase.errors)} server CPU "
-                  f"{1000 * phase.server_cpu_s / max(1, total):.1f} ms/request; CPUs busy: server "
-                  f"{phase.server_cpu_s / seconds:.2f}, client {phase.client_cpu_s / seconds:.2f}, PostgreSQL "
-                  f"{phase.db_cpu_s / seconds:.2f}, other {phase.other_cpu_s / seconds:.2f}", flush=True)
-            if phase.errors:
-                break
-        errors = [e for p in phases for e in p.errors]
-        if errors:
-            print(f"\nFAIL: {len(errors)} non-2xx answers or failed calls; nothing written. First ones:", file=sys.stderr)
-            for e in errors[:10]:
-                print(f"  {e[0]}: {e[1]} {e[2]} -> {e[3]} {e[4]!r}", file=sys.stderr)
-            print(f"server log tail:\n{server.log_tail(2000)}", file=sys.stderr)
-            return 1
-
-        one, page, elig, access, mix = phases
-        api_all = [ms for v in mix.samples.values() for ms in v]
-        s = {
-            "one": stats(one.samples[REQUEST_PAGE], seconds), "page": stats(page.samples[REQUEST_PAGE], seconds),
-            "elig": stats(elig.samples[ELIGIBLE_PAGE], seconds), "access": stats(access.samples[ACCESS_PAGE], seconds),
-            "api": stats(api_all, seconds), "api_elig": stats(mix.samples[API_ELIGIBILITY], seconds),
-            "api_list": stats(mix.samples[API_LIST], seconds), "api_create": stats(mix.samples[API_CREATE], seconds),
-        }
-        cpu = {p.name: round(1000 * p.server_cpu_s / max(1, sum(len(v) for v in p.samples.values())), 1) for p in phases}
-        results = {
-            "portal_request_page_ms_p50": s["page"]["p50"],
-            "portal_request_page_ms_p95": s["page"]["p95"],
-            "portal_request_page_rps": s["page"]["rps"],
-            "portal_request_page_1user_ms_p50": s["one"]["p50"],
-            "portal_eligible_page_ms_p50": s["elig"]["p50"],
-            "portal_eligible_page_ms_p95": s["elig"]["p95"],
-            "portal_access_page_ms_p50": s["access"]["p50"],
-            "portal_access_page_ms_p95": s["access"]["p95"],
-            "api_request_ms_p50": s["api"]["p50"],
-            "api_request_ms_p95": s["api"]["p95"],
-            "api_rps": s["api"]["rps"],
-            "api_eligibility_ms_p95": s["api_elig"]["p95"],
-            "api_requests_list_ms_p95": s["api_list"]["p95"],
-            "api_requests_create_ms_p95": s["api_create"]["p95"],
-            "portal_errors": 0,
-            "portal_users": n_users,
-            "portal_seconds": seconds,
-            "portal_think_ms_max": think_ms,
-            "portal_database": vendor,
-            "portal_db_conn_max_age": settings.DATABASES["default"]["CONN_MAX_AGE"],
-            "portal_targets": counts["targets"],
-        }
-        results_merge(results)
-        write_doc(s, cpu, phases, counts, n_users=n_users, seconds=seconds, warmup=warmup, think_ms=think_ms,
-                  vendor=vendor, db_version=db_version, conn_max_age=settings.DATABASES["default"]["CONN_MAX_AGE"])
-        print(json.dumps(results, indent=2))
-        return 0
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # cleanup must finish even on a second Ctrl-C
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if server:
-            server.stop()
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:  # noqa: BLE001 - Django may not have been set up
-            pass
-        drop()
+        with Server(server_env(), var / "logs" / "portal-gunicorn.log") as server:
+            return measure(people, counts, server, n_users=n_users, seconds=seconds, warmup=warmup,
+                           think_ms=think_ms, vendor=vendor, db=db,
+                           conn_max_age=settings.DATABASES["default"]["CONN_MAX_AGE"])
 
 
-def write_doc(s, cpu, phases, counts, *, n_users, seconds, warmup, think_ms, vendor, db_version, conn_max_age) -> None:
+def measure(people, counts, server, *, n_users, seconds, warmup, think_ms, vendor, db, conn_max_age) -> int:
+    """Run the phases against the started server; write the results unless a call failed."""
+    from django.conf import settings
+
+    think_s = think_ms / 1000
+    cookie = settings.SESSION_COOKIE_NAME
+    smoke(people[0], server.port, cookie)
+    print(f"gunicorn on 127.0.0.1:{server.port}; {n_users} users, {warmup:g} s warm-up + {seconds:g} s a phase, "
+          f"think 0-{think_ms:g} ms", flush=True)
+
+    def portal(p):
+        return Client(server.port, {"Accept": "text/html"}, {cookie: p.session_key})
+
+    def api(p):
+        return Client(server.port, {"Accept": "application/json", "Authorization": f"Bearer {p.token}"})
+
+    def request_page(p):
+        return lambda rng: (REQUEST_PAGE, "GET", f"/request/new/?target={rng.choice(p.eligible)}", None)
+
+    def eligible_page(p):
+        return lambda rng: (ELIGIBLE_PAGE, "GET", f"/eligible/?q={rng.choice(SEARCHES).replace(' ', '+')}", None)
+
+    def access_page(p):
+        return lambda rng: (ACCESS_PAGE, "GET", "/access/", None)
+
+    plan = [
+        ("request page, 1 user", [(portal(people[0]), request_page(people[0]))]),
+        ("request page", [(portal(p), request_page(p)) for p in people]),
+        ("eligibility page", [(portal(p), eligible_page(p)) for p in people]),
+        ("My access", [(portal(p), access_page(p)) for p in people]),
+        ("API mix", [(api(p), api_mix(p)) for p in people]),
+    ]
+    phases = []
+    for i, (name, users) in enumerate(plan):
+        phase = run_phase(name, users, server, warmup=warmup, seconds=seconds, think_s=think_s, seed=1000 * i)
+        phases.append(phase)
+        total = sum(len(v) for v in phase.samples.values())
+        summary = {k: stats(v, seconds) for k, v in phase.samples.items()}
+        print(f"{name}: {json.dumps(summary)} errors={len(phase.errors)} server CPU "
+              f"{1000 * phase.server_cpu_s / max(1, total):.1f} ms/request; CPUs busy: server "
+              f"{phase.server_cpu_s / seconds:.2f}, client {phase.client_cpu_s / seconds:.2f}, PostgreSQL "
+              f"{phase.db_cpu_s / seconds:.2f}, other {phase.other_cpu_s / seconds:.2f}", flush=True)
+        if phase.errors:
+            break
+    errors = [e for p in phases for e in p.errors]
+    if errors:
+        print(f"\nFAIL: {len(errors)} non-2xx answers or failed calls; nothing written. First ones:", file=sys.stderr)
+        for e in errors[:10]:
+            print(f"  {e[0]}: {e[1]} {e[2]} -> {e[3]} {e[4]!r}", file=sys.stderr)
+        print(f"server log tail:\n{server.log_tail(2000)}", file=sys.stderr)
+        return 1
+
+    one, page, elig, access, mix = phases
+    api_all = [ms for v in mix.samples.values() for ms in v]
+    s = {
+        "one": stats(one.samples[REQUEST_PAGE], seconds), "page": stats(page.samples[REQUEST_PAGE], seconds),
+        "elig": stats(elig.samples[ELIGIBLE_PAGE], seconds), "access": stats(access.samples[ACCESS_PAGE], seconds),
+        "api": stats(api_all, seconds), "api_elig": stats(mix.samples[API_ELIGIBILITY], seconds),
+        "api_list": stats(mix.samples[API_LIST], seconds), "api_create": stats(mix.samples[API_CREATE], seconds),
+    }
+    cpu = {p.name: round(1000 * p.server_cpu_s / max(1, sum(len(v) for v in p.samples.values())), 1) for p in phases}
+    results = {
+        "portal_request_page_ms_p50": s["page"]["p50"],
+        "portal_request_page_ms_p95": s["page"]["p95"],
+        "portal_request_page_rps": s["page"]["rps"],
+        "portal_request_page_1user_ms_p50": s["one"]["p50"],
+        "portal_eligible_page_ms_p50": s["elig"]["p50"],
+        "portal_eligible_page_ms_p95": s["elig"]["p95"],
+        "portal_access_page_ms_p50": s["access"]["p50"],
+        "portal_access_page_ms_p95": s["access"]["p95"],
+        "api_request_ms_p50": s["api"]["p50"],
+        "api_request_ms_p95": s["api"]["p95"],
+        "api_rps": s["api"]["rps"],
+        "api_eligibility_ms_p95": s["api_elig"]["p95"],
+        "api_requests_list_ms_p95": s["api_list"]["p95"],
+        "api_requests_create_ms_p95": s["api_create"]["p95"],
+        "portal_errors": 0,
+        "portal_users": n_users,
+        "portal_seconds": seconds,
+        "portal_think_ms_max": think_ms,
+        "portal_database": vendor,
+        "portal_db_conn_max_age": conn_max_age,
+        "portal_targets": counts["targets"],
+    }
+    results_merge(results)
+    write_doc(s, cpu, phases, counts, n_users=n_users, seconds=seconds, warmup=warmup, think_ms=think_ms,
+              vendor=vendor, db=db, conn_max_age=conn_max_age)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def write_doc(s, cpu, phases, counts, *, n_users, seconds, warmup, think_ms, vendor, db, conn_max_age) -> None:
     import gunicorn
 
     other = max(p.other_cpu_s for p in phases) / seconds
@@ -734,7 +332,6 @@ def write_doc(s, cpu, phases, counts, *, n_users, seconds, warmup, think_ms, ven
     table = "\n".join(
         f"| {name} | {r['p50']} ms | {r['p95']} ms | {r['p99']} ms | {r['n']:,} | {r['rps']} | "
         f"{f'{c} ms' if c is not None else ''} | {target} |" for name, r, c, target in rows)
-    db = f"SQLite {db_version} (WAL)" if vendor == "sqlite" else f"PostgreSQL {db_version}"
     doc_section_write("portal", f"""
 ## Portal and REST API under load (bench/portal.py)
 

@@ -1,9 +1,12 @@
 #!/usr/bin/env python
-"""Measure jitad's engine against a real Samba DC and a real Celery worker, then the portal.
+"""Measure jitad's engine against a real Samba DC and a real Celery worker, then the portal
+and the admin lists.
 
 Adds flat keys to bench/results.json and writes the engine section of docs/benchmarks.md,
-keeping what bench/portal.py wrote; then runs bench/portal.py (portal and API under load)
-once the DC and worker are stopped, unless BENCH_PORTAL=0. Run with `make bench`.
+keeping what the other parts wrote; then, once the DC and worker are stopped, runs
+bench/portal.py (portal and API under load) unless BENCH_PORTAL=0 and bench/admin.py (the
+approval queue and grants view with 100,000 requests) unless BENCH_ADMIN=0, each in its
+own process. Run with `make bench`.
 Timings come from an independent ldap3 connection polling the DC, not from jitad's logs.
 """
 import json
@@ -30,7 +33,7 @@ if "JITAD_DATABASE_URL" not in os.environ:
     os.environ["JITAD_DATABASE_URL"] = f"sqlite:///{db}"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jitad.settings")
 
-from portal import doc_section_write, pct, results_merge  # noqa: E402  (bench/portal.py, beside this file)
+from harness import cpu_model, doc_section_write, pct, results_merge  # noqa: E402  (bench/harness.py, beside this file)
 from tests.support.samba import SambaDC  # noqa: E402
 from tests.support.worker import CeleryWorker  # noqa: E402
 
@@ -44,21 +47,28 @@ def _interrupt(signum, frame):
 
 def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # a killed bench still stops its DC and worker
-    env = dict(os.environ)  # before the DC's settings are added: the portal part needs no AD
+    env = dict(os.environ)  # before the DC's settings are added: the load parts need no AD
     rc = engine()
-    if rc or os.environ.get("BENCH_PORTAL", "1") == "0":
+    if rc:
         return rc
-    # Its own process (own database, own gunicorn), started after the DC and worker stopped
-    # so they do not take CPU from the server under load.
-    portal = subprocess.Popen([sys.executable, str(REPO / "bench" / "portal.py")], env=env)
+    for part, switch in (("portal", "BENCH_PORTAL"), ("admin", "BENCH_ADMIN")):
+        if os.environ.get(switch, "1") != "0":
+            rc = load_part(part, env) or rc  # each part writes only its own figures
+    return rc
+
+
+def load_part(part: str, env: dict) -> int:
+    """Run bench/<part>.py in its own process (own database, own gunicorn), after the DC and
+    worker stopped so they do not take CPU from the server under load."""
+    proc = subprocess.Popen([sys.executable, str(REPO / "bench" / f"{part}.py")], env=env)
     try:
-        return portal.wait()
+        return proc.wait()
     except KeyboardInterrupt:
         try:  # after Ctrl-C it has its own SIGINT; after our SIGTERM it needs one
-            portal.wait(2)
+            proc.wait(2)
         except subprocess.TimeoutExpired:
-            portal.send_signal(signal.SIGTERM)  # it stops its server and drops its database
-            portal.wait(120)
+            proc.send_signal(signal.SIGTERM)  # it stops its server and drops its database
+            proc.wait(120)
         raise
 
 
@@ -212,8 +222,7 @@ def engine() -> int:
 
 def write(results: dict) -> None:
     results_merge(results)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     samba = subprocess.run(["samba", "--version"], capture_output=True, text=True).stdout.strip()
     rows = [
         ("approval → membership present in AD, p50", f"{results['grant_to_membership_ms_p50']} ms", ""),

@@ -139,7 +139,11 @@ class AccessRequest(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["state", "pending_until"]), models.Index(fields=["state", "created_at"])]
+        indexes = [
+            models.Index(fields=["state", "pending_until"]),
+            models.Index(fields=["state", "created_at"]),
+            models.Index(fields=["ticket"]),  # the admin's search matches tickets exactly
+        ]
 
     def __str__(self):
         return f"#{self.pk} {self.requester} → {self.target} ({self.duration_minutes} min)"
@@ -228,6 +232,7 @@ class Grant(models.Model):
             models.Index(fields=["state", "next_attempt_at"]),
             models.Index(fields=["user", "group_dn"]),
             models.Index(fields=["user", "target", "created_at"]),
+            models.Index(fields=["created_at", "id"]),  # the grants view's history, newest first
             models.Index(fields=["claim_token"]),
         ]
 

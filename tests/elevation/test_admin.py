@@ -146,6 +146,11 @@ def test_filters_search_and_waiting_order(world, verified_client):
     assert ids(client.get(QUEUE + "?waiting=gt24h")) == {oldest.pk}
     assert ids(client.get(QUEUE + f"?requester={bob.pk}")) == {newer.pk}
     assert ids(client.get(QUEUE + "?q=INC42")) == {newer.pk}
+    assert ids(client.get(QUEUE + "?q=inc42")) == {newer.pk}
+    assert ids(client.get(QUEUE + f"?q=%23{oldest.pk}")) == {oldest.pk}
+    assert ids(client.get(QUEUE + "?q=BO")) == {newer.pk}  # bob, by part of the name
+    assert ids(client.get(QUEUE + "?q=srv0")) == {oldest.pk, newer.pk}
+    assert ids(client.get(QUEUE + "?q=nobody-matches")) == set()
     assert ids(client.get(QUEUE + f"?target={srv.pk}&target__tier__exact=1")) == {oldest.pk, newer.pk}
     assert ids(client.get(QUEUE + "?target__tier__exact=0")) == set()
     services.request_deny(request=newer, approver=world["lead"], comment="not now")
@@ -260,6 +265,9 @@ def test_grants_view_shows_failures_first_then_soonest_expiring(world, verified_
     rows = [g.pk for g in client.get(GRANTS).context["cl"].result_list]
     assert rows == [failed.pk, sooner.pk, later.pk]
     assert [g.pk for g in client.get(GRANTS + "?view=ended").context["cl"].result_list] == [ended.pk]
+    found = {g.pk for g in client.get(GRANTS + "?view=all&q=srv01").context["cl"].result_list}
+    assert found == {failed.pk, ended.pk, sooner.pk, later.pk}  # and not the SQL01 grant, out of scope
+    assert [g.pk for g in client.get(GRANTS + f"?view=all&q=%23{later.pk}").context["cl"].result_list] == [later.pk]
 
 
 def test_admin_revoke_needs_a_reason(world, verified_client):

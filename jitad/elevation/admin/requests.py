@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
+from django.db.models import Q
 from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
@@ -56,9 +57,8 @@ class AccessRequestAdmin(ScopedReadOnlyAdmin):
                     "progress", "history", "holds_now", "limits", "state_badge")
     list_display_links = ("ident",)
     list_filter = (QueueFilter, "state", "target__tier", "kind", WaitingFilter, TargetFilter, RequesterFilter)
-    search_fields = ("=id", "requester__username", "requester__first_name", "requester__last_name",
-                     "target__name", "ticket", "justification")
-    search_help_text = "Search by request number, requester, target, ticket or justification."
+    person_field = "requester"
+    search_help_text = "Search by request number, requester (name), target (name or host) or exact ticket."
     list_select_related = ("requester", "target", "policy")
     list_per_page = 50
     actions = ["approve_selected", "deny_selected"]
@@ -73,6 +73,9 @@ class AccessRequestAdmin(ScopedReadOnlyAdmin):
     def get_queryset(self, request):
         qs = super().get_queryset(request)
         return qs if self.sees_all(request) else qs.filter(approver_scope(user=request.user))
+
+    def search_filter(self, term, people, targets):
+        return super().search_filter(term, people, targets) | Q(ticket__in={term, term.upper()})
 
     def get_ordering(self, request):
         # The queue opens on the longest-waiting request; history on the newest.

@@ -80,13 +80,12 @@ def approval_progress(request: AccessRequest) -> tuple[int, int]:
 
 
 # -- the same rules inside the database, for lists -------------------------------------------
-def approver_scope(*, user, via: str = "") -> Q:
-    """A filter on AccessRequest (or, with ``via="request__"``, on Grant): requests whose policy
-    or target names one of ``user``'s groups as approvers."""
+def approver_scope(*, user) -> Q:
+    """A filter on AccessRequest: requests whose policy or target names one of ``user``'s groups as approvers."""
     groups = _group_names(user)
     policies = Policy.objects.filter(JSONListMatches("approver_groups", groups)).values("id")
     targets = Target.objects.filter(JSONListMatches("approver_groups", groups)).values("id")
-    return Q(**{f"{via}policy__in": policies}) | Q(**{f"{via}target__in": targets})
+    return Q(policy__in=policies) | Q(target__in=targets)
 
 
 def is_approver_anywhere(*, user) -> bool:
