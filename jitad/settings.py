@@ -9,6 +9,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -202,6 +203,16 @@ if CELERY_BROKER_URL.startswith(("jitadfs://", "filesystem://")):
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Two queues: "celery" for the grant engine (apply, revoke, sweep, sync) and
+# "notifications" for deliveries, whose destinations may hang for JITAD_DELIVERY_TIMEOUT.
+# Production runs a worker per queue (`-Q celery`, `-Q notifications`, ops/README.md) so
+# a hung chat service never holds the processes a revocation needs. Both are declared
+# here, so a worker started without -Q consumes both: nothing is ever left unsent.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = [
+    Queue(name, Exchange(name, type="direct"), routing_key=name) for name in ("celery", "notifications")
+]
+CELERY_TASK_ROUTES = {"jitad.notifications.*": {"queue": "notifications"}}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
@@ -298,7 +309,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Notifications (jitad.notifications; docs/notifications.md) ----------------------
-# Destinations are apprise URLs (slack://, msteams://, workflows://, json://, mailto://, ...)
+# Destinations are apprise URLs (slack://, workflows:// for Teams, json://, mailto://, ...)
 # or email://person@example.org (sent through the mail settings below). They stay in the
 # environment: the database keeps only the variable's name and a masked form of each URL.
 # The security channel: failures, out-of-band members, MFA changes, break-glass.

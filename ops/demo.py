@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""`make demo`: a throwaway Samba DC, then jitad's web, worker and beat, all on 127.0.0.1.
+"""`make demo`: a throwaway Samba DC, then jitad's web, workers and beat, all on 127.0.0.1.
 
 Everything lives under var/demo (git-ignored): the DC, the SQLite database, the broker
 folder and the generated demo passwords. Ctrl-C stops everything this script started.
@@ -59,11 +59,19 @@ def main() -> int:
         logs = VAR / "logs"
         logs.mkdir(exist_ok=True)
 
+        names: dict[int, str] = {}
+
         def start(name, *cmd):
             procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=open(logs / f"{name}.log", "ab"),
                                           stderr=subprocess.STDOUT, start_new_session=True))
+            names[procs[-1].pid] = name
 
-        start("worker", PY, "-m", "celery", "-A", "jitad", "worker", "-l", "INFO", "-c", "2")
+        # As in production (ops/README.md): the grant engine and the deliveries each have a
+        # worker of their own, so a chat service that hangs never delays a revocation.
+        start("worker", PY, "-m", "celery", "-A", "jitad", "worker", "-Q", "celery", "-n", "engine@%h", "-l", "INFO",
+              "-c", "2")
+        start("notifier", PY, "-m", "celery", "-A", "jitad", "worker", "-Q", "notifications", "-n", "notifications@%h",
+              "-l", "INFO", "-c", "2")
         start("beat", PY, "-m", "celery", "-A", "jitad", "beat", "-l", "INFO", "-s", str(VAR / "celerybeat-schedule"))
         start("web", PY, "manage.py", "runserver", "--insecure", "--noreload", f"127.0.0.1:{PORT}")
         seed = json.loads(manage("jitad_demo_seed", capture=True).stdout.strip().splitlines()[-1])
@@ -97,7 +105,7 @@ jitad demo is running.
 """, flush=True)
         while all(p.poll() is None for p in procs):
             time.sleep(1)
-        dead = [p.args[2] if len(p.args) > 2 else p.args for p in procs if p.poll() is not None]
+        dead = [names[p.pid] for p in procs if p.poll() is not None]
         print(f"a demo process exited ({dead}); see {logs}", file=sys.stderr)
         return 1
     except SambaUnavailable as e:

@@ -1,4 +1,8 @@
-"""Deliver notifications from the worker: one task per delivery (its id), and the periodic check."""
+"""Deliver notifications from the worker: a task per delivery, a batch task that fans out, the periodic check.
+
+Every task here runs on the "notifications" queue (CELERY_TASK_ROUTES), never beside
+the grant engine's tasks.
+"""
 from celery import shared_task
 from django.conf import settings
 
@@ -10,8 +14,13 @@ _LIMITS = {"soft_time_limit": settings.JITAD_DELIVERY_TIMEOUT + 5, "time_limit":
 
 
 @shared_task(name="jitad.notifications.send", acks_late=True, **_LIMITS)
-def delivery_send(delivery_id: int) -> None:
-    services.delivery_send(delivery_id=delivery_id)
+def delivery_send(delivery_id: int, due: str | None = None) -> None:
+    services.delivery_send(delivery_id=delivery_id, due=due)
+
+
+@shared_task(name="jitad.notifications.send_batch", acks_late=True)
+def deliveries_send_batch(delivery_ids: list[int]) -> None:
+    services.deliveries_enqueue(delivery_ids=delivery_ids)
 
 
 @shared_task(name="jitad.notifications.resend", expires=300)

@@ -271,6 +271,48 @@ def test_a_revocation_batch_tells_each_holder_without_a_query_per_grant():
     assert Delivery.objects.filter(notification__event="grant.revoked", channel="email").count() == 66
 
 
+@pytest.fixture
+def published(monkeypatch):
+    """What would be published to the broker, as (task name, args), instead of publishing it."""
+    from jitad.celery import app
+
+    sent = []
+    monkeypatch.setattr(app, "send_task", lambda name, args=None, kwargs=None, **options: sent.append((name, args)))
+    return sent
+
+
+@pytest.mark.django_db
+def test_a_revocation_batch_is_queued_as_one_message(published, django_capture_on_commit_callbacks):
+    """GIVEN a revocation batch of 20 grants WHEN it commits THEN the engine publishes one
+    message carrying the 20 deliveries, not one per delivery; the notifications worker
+    fans it out into one send per delivery, each recorded on its own. A single
+    notification still queues one send per delivery."""
+    srv = target("SRV01")
+    policy(srv)
+    token = uuid.uuid4()
+    grants = _revoking(20, srv, Grant.RevokeReason.EXPIRED, token)
+    with django_capture_on_commit_callbacks(execute=True):
+        _mark_revoked(grants, token, {g.id: True for g in grants})
+    ids = sorted(Delivery.objects.filter(notification__event="grant.revoked").values_list("id", flat=True))
+    assert len(ids) == 20
+    ((name, args),) = published
+    assert name == "jitad.notifications.send_batch" and sorted(args[0]) == ids
+
+    from jitad.notifications.tasks import deliveries_send_batch
+
+    published.clear()
+    deliveries_send_batch(ids)
+    assert sorted(published) == [("jitad.notifications.send", (i,)) for i in ids]
+
+    published.clear()
+    bob = person("bob", "Leads")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.request_create(requester=person("alice", "Ops"), target=srv)
+    (asked,) = notes("request.pending")
+    assert bob.email in emails(asked)
+    assert published == [("jitad.notifications.send", (d,)) for d in asked.deliveries.values_list("id", flat=True)]
+
+
 @pytest.mark.django_db
 def test_revocation_notices_say_why():
     srv = target("SRV01")
@@ -353,6 +395,28 @@ def test_request_to_release_tells_approver_and_requester_by_real_mail(live, smtp
     ended = _mail(smtp_sink, f"req-{tag}@example.org", "(released)")
     assert "/access/#h-history" in ended.get_content()
     assert len(smtp_sink.to(f"apr-{tag}@example.org")) == 1
+
+
+def test_a_revocation_batch_reaches_every_holder_through_one_batch_message(live, smtp_sink, make_user, make_target):
+    """GIVEN three active grants on one AD group WHEN they expire at the same moment THEN
+    one revocation revokes them, its notices go to the notifications worker as a batch
+    message, and each holder's "(expired)" mail reaches the SMTP server."""
+    target_ = make_target()
+    tag = uuid.uuid4().hex[:6]
+    grants = []
+    for i in range(3):
+        holder = make_user("bat", groups=("admins",))
+        User.objects.filter(id=holder.id).update(email=f"bat{i}-{tag}@example.org")
+        holder.refresh_from_db()
+        req = services.request_create(requester=holder, target=target_, duration_minutes=30)
+        grants.append(wait_state(req.grant.id, Grant.State.ACTIVE))
+    batches = live.log_path.read_text().count("jitad.notifications.send_batch[")
+    Grant.objects.filter(id__in=[g.id for g in grants]).update(expires_at=timezone.now())
+    for g in grants:
+        wait_state(g.id, Grant.State.REVOKED)
+    for i in range(3):
+        _mail(smtp_sink, f"bat{i}-{tag}@example.org", "(expired)")
+    assert live.log_path.read_text().count("jitad.notifications.send_batch[") > batches
 
 
 @pytest.mark.django_db

@@ -223,6 +223,39 @@ def test_periodic_check_fails_a_delivery_whose_last_attempt_never_finished(setti
 
 
 @pytest.mark.django_db
+def test_periodic_check_queues_a_lost_delivery_once_not_on_every_run(settings, django_capture_on_commit_callbacks):
+    """GIVEN 100 pending deliveries whose messages were lost WHEN the periodic check runs
+    five times, an interval apart THEN the first run queues them (one callback after its
+    commit) and moves each one's next attempt past an attempt's time limit; the next four
+    queue nothing. The queued message still sends its delivery; a stray older message for
+    it finds it not due."""
+    interval = settings.JITAD_DELIVERY_CHECK_INTERVAL
+    note = Notification.objects.create(event="test", subject="s", body="b")
+    lost = timezone.now() - timedelta(seconds=3 * interval)
+    Delivery.objects.bulk_create([
+        Delivery(notification=note, channel="email", destination=f"p{i}", address=f"p{i}@example.org",
+                 next_attempt_at=lost) for i in range(100)])
+    start = timezone.now()
+    runs = []
+    for k in range(5):
+        with django_capture_on_commit_callbacks(execute=False) as queued:
+            count = deliveries_resend(now=start + timedelta(seconds=k * interval))
+        runs.append((count, len(queued)))
+    assert runs == [(100, 1)] + [(0, 0)] * 4
+    limit = settings.JITAD_DELIVERY_TIMEOUT
+    for due in Delivery.objects.values_list("next_attempt_at", flat=True):
+        assert due > start + timedelta(seconds=limit)
+
+    d = Delivery.objects.first()
+    delivery_send(delivery_id=d.id)  # an older message for it: not due
+    assert Delivery.objects.get(id=d.id).attempts == 0
+    delivery_send(delivery_id=d.id, due=d.next_attempt_at.isoformat())  # the check's message
+    d.refresh_from_db()
+    assert (d.state, d.attempts) == (D.SENT, 1)
+    assert [m.to for m in mail.outbox] == [[d.address]]
+
+
+@pytest.mark.django_db
 def test_operator_can_send_failed_deliveries_again(django_capture_on_commit_callbacks):
     note = Notification.objects.create(event="test", subject="s", body="b")
     d = Delivery.objects.create(notification=note, channel="email", destination="ann", address="ann@example.org",

@@ -1,5 +1,6 @@
-"""A real Celery worker (with embedded beat) in its own process group."""
+"""A real Celery worker pair (engine with embedded beat, notifications) in one process group."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -8,57 +9,115 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+# As in production (ops/README.md): the grant engine's queue and the deliveries' queue
+# each have a worker process of their own, so a hanging destination never holds the
+# processes a revocation needs.
+QUEUES = ("celery", "notifications")
 
 
 class CeleryWorker:
-    """``celery -A jitad worker -B`` with the given environment; killable like a real one."""
+    """``celery -A jitad worker -Q <queue>`` once per queue, beat with the first; killable like a real machine.
 
-    def __init__(self, env: dict[str, str], log_dir: Path, beat: bool = True, concurrency: int = 2):
+    Both processes share one process group (``proc`` leads it) and one log
+    (``log_path``), so killing or stopping the group ends both, and the log reads as
+    the machine's journal. ``queues=("celery,notifications",)`` runs one process for both.
+    """
+
+    def __init__(self, env: dict[str, str], log_dir: Path, beat: bool = True, concurrency: int = 2,
+                 queues: tuple[str, ...] = QUEUES):
         self.env = env
         self.log_dir = Path(log_dir)
         self.beat = beat
         self.concurrency = concurrency
+        self.queues = queues
         self.proc: subprocess.Popen | None = None
+        self.others: list[subprocess.Popen] = []
         self.log_path: Path | None = None
 
     def start(self, timeout: float = 60) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         name = f"w{uuid.uuid4().hex[:8]}"
         self.log_path = self.log_dir / f"worker-{name}.log"
-        cmd = [
-            sys.executable, "-m", "celery", "-A", "jitad", "worker", "-l", "INFO",
-            "-c", str(self.concurrency), "-n", f"{name}@%h", "--without-mingle", "--without-gossip",
-        ]
-        if self.beat:
-            cmd += ["-B", "-s", str(self.log_dir / f"beat-{name}")]
-        self.proc = subprocess.Popen(
-            cmd, cwd=REPO, env=self.env, stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
+        log = open(self.log_path, "ab")
+        names = []
+        for i, queue in enumerate(self.queues):
+            node = f"{name}-{queue.split(',')[0]}"
+            names.append(node)
+            cmd = [
+                sys.executable, "-m", "celery", "-A", "jitad", "worker", "-l", "INFO", "-Q", queue,
+                "-c", str(self.concurrency), "-n", f"{node}@%h", "--without-mingle", "--without-gossip",
+            ]
+            if self.beat and i == 0:
+                cmd += ["-B", "-s", str(self.log_dir / f"beat-{name}")]
+            # A process group of their own (out of the terminal's, so Ctrl-C does not reach them).
+            group = self.proc.pid if i else 0
+            try:
+                proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, process_group=group)
+            except OSError:
+                log.close()
+                self.kill()  # never leave the first one running on its own
+                raise
+            if i == 0:
+                self.proc = proc
+            else:
+                self.others.append(proc)
+        log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"celery worker exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if b" ready." in self.log_path.read_bytes():
+            for proc in [self.proc, *self.others]:
+                if proc.poll() is not None:
+                    self.kill()
+                    raise RuntimeError(f"celery worker exited with {proc.returncode}:\n{self.log_tail()}")
+            text = self.log_path.read_bytes()
+            if all(re.search(rb"%s@\S+ ready\." % node.encode(), text) for node in names):
                 return
             time.sleep(0.2)
-        raise RuntimeError(f"celery worker not ready within {timeout}s:\n{self.log_tail()}")
+        self.kill()
+        raise RuntimeError(f"celery workers not ready within {timeout}s:\n{self.log_tail()}")
 
     def log_tail(self, n: int = 4000) -> str:
         return self.log_path.read_bytes()[-n:].decode(errors="replace") if self.log_path else ""
 
+    def _end_group(self, sig: int, timeout: float) -> None:
+        """Signal the whole group and wait until none of it is left.
+
+        The group, not the processes this object knows of, is what must end: a worker
+        that hangs in its own shutdown, or one started by another CeleryWorker whose
+        ``proc`` was handed to this one, goes too.
+        """
+        if self.proc is None:
+            return
+        group = self.proc.pid
+        try:
+            os.killpg(group, sig)
+        except ProcessLookupError:
+            return  # nothing left
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:  # reap the group's processes this test process started (zombies still count as members)
+                while os.waitpid(-group, os.WNOHANG)[0]:
+                    pass
+            except ChildProcessError:
+                pass
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        raise subprocess.TimeoutExpired(f"process group {group}", timeout)
+
     def kill(self) -> None:
         """SIGKILL the whole process group: no shutdown, no acks, like a machine dying."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        self.proc = None
+        try:
+            self._end_group(signal.SIGKILL, 10)
+        except subprocess.TimeoutExpired:
+            pass  # killed; what is left are zombies waiting for their parent to reap them
+        self.proc, self.others = None, []
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.proc = None
+        try:
+            self._end_group(signal.SIGTERM, 20)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self.proc, self.others = None, []

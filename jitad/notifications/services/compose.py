@@ -63,7 +63,8 @@ def _deliveries(note: Notification, out: Outgoing, now) -> list[Delivery]:
 def notifications_create(*, items: Iterable[Outgoing]) -> list[Notification]:
     """Record many notifications with their deliveries in a few queries; send them on commit.
 
-    For batches (a sweep revoking thousands of grants): two bulk inserts, no per-item query.
+    For batches (a sweep revoking thousands of grants): two bulk inserts, no per-item
+    query, and one task message for all their deliveries.
     """
     # A message only for people without an address reaches nobody: no row at all.
     items = [o for o in items if o.destinations or any(getattr(p, "email", "") for p in o.people)]
@@ -83,7 +84,11 @@ def notifications_create(*, items: Iterable[Outgoing]) -> list[Notification]:
             log.error("notification %s (%s) not delivered to %s: %s", d.notification_id, d.notification.event,
                       d.destination, d.last_error)
     pending = [d.id for d in rows if d.state == Delivery.State.PENDING]
-    if pending:
+    if len(notes) > 1 and len(pending) > 1:
+        # A batch (a revocation, the expiry warnings) publishes one message, not one per
+        # delivery: the caller's task (often the grant engine's) moves on at once.
+        transaction.on_commit(lambda: deliveries_enqueue_batch(delivery_ids=pending))
+    elif pending:
         transaction.on_commit(lambda: deliveries_enqueue(delivery_ids=pending))
     return notes
 
@@ -109,15 +114,32 @@ def alert_raise(*, event: str, subject: str, body: str, severity: str = Notifica
                                object_type=object_type, object_id=object_id, destinations=[SECURITY])
 
 
-def deliveries_enqueue(*, delivery_ids: list[int]) -> None:
-    """One task per delivery. A broker that is down loses nothing: the periodic check re-sends."""
+def deliveries_enqueue(*, delivery_ids: list[int], due=None) -> None:
+    """One task per delivery. A broker that is down loses nothing: the periodic check re-sends.
+
+    ``due`` is the periodic check's mark (the ``next_attempt_at`` it set when re-queueing):
+    the task may claim a delivery that still carries it, although it is not due yet.
+    """
     from kombu.exceptions import OperationalError
 
     from ..tasks import delivery_send
 
+    extra = (due.isoformat(),) if due is not None else ()
     for i, delivery_id in enumerate(delivery_ids):
         try:
-            delivery_send.delay(delivery_id)
+            delivery_send.apply_async((delivery_id, *extra))
         except OperationalError as e:
             log.warning("broker unreachable, %d delivery(ies) left to the periodic check: %s", len(delivery_ids) - i, e)
             return
+
+
+def deliveries_enqueue_batch(*, delivery_ids: list[int]) -> None:
+    """One task for many deliveries; the notifications worker fans it out into one task per delivery."""
+    from kombu.exceptions import OperationalError
+
+    from ..tasks import deliveries_send_batch
+
+    try:
+        deliveries_send_batch.delay(list(delivery_ids))
+    except OperationalError as e:
+        log.warning("broker unreachable, %d delivery(ies) left to the periodic check: %s", len(delivery_ids), e)

@@ -11,7 +11,7 @@ import logging
 import random
 import smtplib
 import traceback
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import apprise
 from celery.exceptions import SoftTimeLimitExceeded
@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from ..models import Delivery, Notification
@@ -97,7 +97,12 @@ def _send_apprise(url: str, note: Notification) -> None:
         raise SendFailed("not a URL apprise can send to", retry=False)
     timeout = settings.JITAD_DELIVERY_TIMEOUT
     kind = _NOTIFY_TYPE.get(note.severity, apprise.NotifyType.INFO)
-    result = sender.notify(title=note.subject, body=_text(note), notify_type=kind, timeout=timeout)
+    # Plain text, declared as such: apprise escapes it for each service (Slack's <url|label>
+    # links and <!channel> mentions become entities, Teams' Markdown is backslash-escaped),
+    # so nothing a requester or approver typed turns into a link, a mention or markup.
+    # apprise applies the one format to the title as well.
+    result = sender.notify(title=note.subject, body=_text(note), notify_type=kind, timeout=timeout,
+                           body_format=apprise.NotifyFormat.TEXT)
     if result:
         return
     lines = [e.message for r in result.results for e in r.logs()] + [e.message for e in result.call_logs()]
@@ -107,13 +112,21 @@ def _send_apprise(url: str, note: Notification) -> None:
 
 
 # -- one attempt ---------------------------------------------------------------------------
-def delivery_send(*, delivery_id: int) -> None:
-    """Make one attempt at a due delivery and record what happened (the worker's task calls this)."""
+def delivery_send(*, delivery_id: int, due: str | None = None) -> None:
+    """Make one attempt at a due delivery and record what happened (the worker's task calls this).
+
+    ``due`` comes with a message from the periodic check: the ``next_attempt_at`` it set
+    when it queued the delivery again. That message may claim the delivery early, as
+    long as nothing else has touched it since.
+    """
     now = timezone.now()
     maximum = settings.JITAD_DELIVERY_MAX_ATTEMPTS
+    is_due = Q(next_attempt_at__lte=now)
+    if due:
+        is_due |= Q(next_attempt_at=datetime.fromisoformat(due))
     with transaction.atomic():
         claimed = Delivery.objects.filter(
-            id=delivery_id, state=P.PENDING, next_attempt_at__lte=now, attempts__lt=maximum
+            is_due, id=delivery_id, state=P.PENDING, attempts__lt=maximum
         ).update(attempts=F("attempts") + 1, next_attempt_at=now + timedelta(seconds=attempt_seconds()))
     if not claimed:
         return  # sent, failed, not due yet, or another attempt holds it
@@ -174,7 +187,9 @@ def deliveries_resend(*, now=None) -> int:
     """Queue again every pending delivery whose message was lost; fail those out of attempts.
 
     A delivery counts as lost once it is overdue by a whole check interval (messages
-    normally arrive well within that), so a busy queue is not flooded with duplicates.
+    normally arrive well within that). Queueing it again moves its ``next_attempt_at``
+    past an attempt's time limit, so the next checks leave it alone while that message
+    waits in a busy queue; the message carries the mark and may claim it before then.
     """
     now = now or timezone.now()
     overdue = Delivery.objects.filter(
@@ -188,10 +203,14 @@ def deliveries_resend(*, now=None) -> int:
             last_error=f"{d.last_error}\nattempt {d.attempts} never finished (worker stopped?); giving up".strip(),
         )
         log.error("delivery %s failed for good: its last attempt never finished", d.id)
-    ids = list(overdue.filter(attempts__lt=maximum).order_by("next_attempt_at").values_list("id", flat=True)[:5000])
-    if ids:
-        log.info("re-queueing %d delivery(ies) whose message was lost", len(ids))
-        deliveries_enqueue(delivery_ids=ids)
+    again = overdue.filter(attempts__lt=maximum)
+    mark = now + timedelta(seconds=attempt_seconds())
+    with transaction.atomic():
+        ids = list(again.order_by("next_attempt_at").values_list("id", flat=True)[:5000])
+        if ids:
+            again.filter(id__in=ids).update(next_attempt_at=mark)
+            log.info("re-queueing %d delivery(ies) whose message was lost", len(ids))
+            transaction.on_commit(lambda: deliveries_enqueue(delivery_ids=ids, due=mark))
     return len(ids)
 
 
