@@ -5,6 +5,7 @@ Django permissions to make someone an approver. An approver who is not staff ent
 admin and sees the elevation pages, which limit them to the requests they may decide
 (``jitad.elevation.admin``); every other page keeps Django's permissions.
 """
+from django.contrib import admin
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
@@ -41,3 +42,17 @@ class JitadAdminSite(OTPAdminSite):
         if not (user.is_active and user.is_authenticated and user.is_verified()):
             return False
         return user.is_staff or is_approver(request)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows nobody adds, edits or deletes in the admin (audit events, requests, grants):
+    they change only through services."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

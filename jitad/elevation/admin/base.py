@@ -7,7 +7,7 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
-from jitad.accounts.admin_site import is_approver
+from jitad.accounts.admin_site import ReadOnlyAdmin, is_approver
 
 from ..models import Target
 from .filters import ID
@@ -27,7 +27,7 @@ def span(seconds: float) -> str:
     return f"{days} d {hours} h" if hours else f"{days} d"
 
 
-class ScopedReadOnlyAdmin(admin.ModelAdmin):
+class ScopedReadOnlyAdmin(ReadOnlyAdmin):
     """Nobody edits these rows; approvers see their scope, superusers and auditors everything.
 
     Changes go through services, from actions and buttons the subclasses add.
@@ -77,15 +77,6 @@ class ScopedReadOnlyAdmin(admin.ModelAdmin):
 
     def has_module_permission(self, request):
         return self.has_view_permission(request)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="target", ordering="target__name")
     def target_name(self, obj):

@@ -51,7 +51,7 @@ class GrantAdmin(ScopedReadOnlyAdmin):
         if self.sees_all(request):
             return qs
         # EXISTS on the request rather than a join: the database walks grants in order and stops at a page.
-        in_scope = AccessRequest.objects.filter(approver_scope(user=request.user), pk=OuterRef("request_id"))
+        in_scope = AccessRequest.objects.filter(approver_scope(user=request.user, resolved=True), pk=OuterRef("request_id"))
         return qs.filter(Exists(in_scope))
 
     def get_ordering(self, request):

@@ -80,11 +80,19 @@ def approval_progress(request: AccessRequest) -> tuple[int, int]:
 
 
 # -- the same rules inside the database, for lists -------------------------------------------
-def approver_scope(*, user) -> Q:
-    """A filter on AccessRequest: requests whose policy or target names one of ``user``'s groups as approvers."""
+def approver_scope(*, user, resolved: bool = False) -> Q:
+    """A filter on AccessRequest: requests whose policy or target names one of ``user``'s groups as approvers.
+
+    By default the policies and targets are subqueries. ``resolved=True`` looks their ids up
+    first (two small queries): PostgreSQL then walks a big table in index order through an
+    EXISTS instead of hashing all of it, which the grants view needs.
+    """
     groups = _group_names(user)
     policies = Policy.objects.filter(JSONListMatches("approver_groups", groups)).values("id")
     targets = Target.objects.filter(JSONListMatches("approver_groups", groups)).values("id")
+    if resolved:
+        policies = [row["id"] for row in policies]
+        targets = [row["id"] for row in targets]
     return Q(policy__in=policies) | Q(target__in=targets)
 
 

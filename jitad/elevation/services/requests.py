@@ -221,20 +221,30 @@ def request_cancel(*, request: AccessRequest, actor) -> AccessRequest:
     return req
 
 
-def requests_cancel_for_user(*, user, actor: str, reason: str) -> int:
-    """Close every pending request of ``user`` (blocked or gone); returns how many."""
+def _close_each(ids, *, state: str, actor: str, action: str, reason: str, now, tell_requester: bool) -> int:
+    """Move each still-pending request of ``ids`` to ``state``, one locked row at a time."""
     count = 0
-    for request_id in AccessRequest.objects.filter(requester=user, state=AccessRequest.State.PENDING).values_list("id", flat=True):
+    for request_id in ids:
         with transaction.atomic():
-            req = AccessRequest.objects.select_for_update(of=("self",)).select_related("target", "requester").get(pk=request_id)
+            req = (AccessRequest.objects.select_for_update(of=("self",)).select_related("target", "requester", "policy")
+                   .get(pk=request_id))
             if req.state != AccessRequest.State.PENDING:
                 continue
-            req.state = AccessRequest.State.CANCELLED
-            req.decided_at = timezone.now()
+            req.state = state
+            req.decided_at = now
             req.save(update_fields=["state", "decided_at"])
-            _audit_request(req, actor=actor, action="request.cancelled", before=AccessRequest.State.PENDING, reason=reason)
+            _audit_request(req, actor=actor, action=action, before=AccessRequest.State.PENDING, reason=reason)
+            if tell_requester:
+                notice_request_decided(request=req)
             count += 1
     return count
+
+
+def requests_cancel_for_user(*, user, actor: str, reason: str) -> int:
+    """Close every pending request of ``user`` (blocked or gone); returns how many."""
+    ids = list(AccessRequest.objects.filter(requester=user, state=AccessRequest.State.PENDING).values_list("id", flat=True))
+    return _close_each(ids, state=AccessRequest.State.CANCELLED, actor=actor, action="request.cancelled", reason=reason,
+                       now=timezone.now(), tell_requester=False)
 
 
 def request_extend(*, grant: Grant, requester, duration_minutes, justification: str = "", ticket: str = "") -> AccessRequest:
@@ -283,23 +293,11 @@ def request_extend(*, grant: Grant, requester, duration_minutes, justification: 
 
 
 def requests_expire_pending(*, now=None) -> int:
-    """Close requests nobody decided in time; returns how many."""
+    """Close requests nobody decided in time, and tell their requesters; returns how many."""
     now = now or timezone.now()
-    count = 0
     ids = list(
         AccessRequest.objects.filter(state=AccessRequest.State.PENDING, pending_until__lte=now).values_list("id", flat=True)[:1000]
     )
-    for request_id in ids:
-        with transaction.atomic():
-            req = (AccessRequest.objects.select_for_update(of=("self",)).select_related("target", "requester", "policy")
-                   .get(pk=request_id))
-            if req.state != AccessRequest.State.PENDING:
-                continue
-            req.state = AccessRequest.State.EXPIRED_UNAPPROVED
-            req.decided_at = now
-            req.save(update_fields=["state", "decided_at"])
-            _audit_request(req, actor="system:timeout", action="request.expired_unapproved",
-                           before=AccessRequest.State.PENDING, reason="no decision within the policy's timeout")
-            notice_request_decided(request=req)
-            count += 1
-    return count
+    return _close_each(ids, state=AccessRequest.State.EXPIRED_UNAPPROVED, actor="system:timeout",
+                       action="request.expired_unapproved", reason="no decision within the policy's timeout", now=now,
+                       tell_requester=True)
