@@ -35,6 +35,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jitad.settings")
 
 from harness import cpu_model, doc_section_write, pct, results_merge  # noqa: E402  (bench/harness.py, beside this file)
 from tests.support.samba import SambaDC  # noqa: E402
+from tests.support.winrm_host import WinRMTestHost  # noqa: E402
 from tests.support.worker import CeleryWorker  # noqa: E402
 
 N_LATENCY = int(os.environ.get("BENCH_N", "100"))
@@ -77,6 +78,10 @@ def engine() -> int:
     dc.provision()
     dc.start()
     os.environ.update(dc.settings_env())
+    # A WinRM test host for the "verified on the server" figures; the worker logs on to it.
+    winrm_password = "Bench-" + uuid.uuid4().hex
+    host = WinRMTestHost(users={"JITAD\\svc-winrm": winrm_password}).start()
+    os.environ.update({"JITAD_WINRM_USERNAME": "JITAD\\svc-winrm", "JITAD_WINRM_PASSWORD": winrm_password})
     worker = None
     try:
         import django
@@ -146,6 +151,22 @@ def engine() -> int:
         while Grant.objects.exclude(state=Grant.State.ACTIVE).exists() and time.monotonic() < deadline:
             time.sleep(0.05)
 
+        # 1b. approval → active, verified on the server over WinRM (NTLM, encrypted, test host).
+        with directory.connect() as d:
+            verified_group = d.ensure_group("JIT-BENCHW-Admins", ou)
+            host.admins.append({"sid": d.object_sid(verified_group), "path": "WinNT://JITAD/JIT-BENCHW-Admins",
+                                "class": "Group"})
+        verified_target = Target.objects.create(name="BENCHW01", group_dn=verified_group, winrm_url=host.url)
+        policy.targets.add(verified_target)
+        verified_ms = []
+        for u in people:
+            t0 = time.perf_counter()
+            grant_id = services.request_create(requester=u, target=verified_target, duration_minutes=60).grant.id
+            while not Grant.objects.filter(id=grant_id, state=Grant.State.ACTIVE).exists():
+                time.sleep(0.002)
+            verified_ms.append((time.perf_counter() - t0) * 1000)
+        unverified = Grant.objects.filter(target=verified_target).exclude(host_verified_at__isnull=False).count()
+
         # 2. expiry → membership gone: staggered expiries, polled from the DC.
         base = timezone.now() + timedelta(seconds=3)
         expiry = {}
@@ -200,6 +221,9 @@ def engine() -> int:
         results = {
             "grant_to_membership_ms_p50": round(pct(grant_ms, 50), 1),
             "grant_to_membership_ms_p99": round(pct(grant_ms, 99), 1),
+            "grant_to_verified_ms_p50": round(pct(verified_ms, 50), 1),
+            "grant_to_verified_ms_p99": round(pct(verified_ms, 99), 1),
+            "grant_to_verified_unverified": unverified,
             "revocation_lateness_ms_p50": round(pct(lateness_ms, 50), 1) if lateness_ms else None,
             "revocation_lateness_ms_p99": round(pct(lateness_ms, 99), 1) if lateness_ms else None,
             "revocation_missed": missed,
@@ -216,6 +240,7 @@ def engine() -> int:
     finally:
         if worker:
             worker.stop()
+        host.stop()
         dc.stop()
         dc.release()
 
@@ -227,6 +252,9 @@ def write(results: dict) -> None:
     rows = [
         ("approval → membership present in AD, p50", f"{results['grant_to_membership_ms_p50']} ms", ""),
         ("approval → membership present in AD, p99", f"{results['grant_to_membership_ms_p99']} ms", "≤ 500 ms"),
+        ("approval → active, verified on the server over WinRM, p50", f"{results['grant_to_verified_ms_p50']} ms", ""),
+        ("approval → active, verified on the server over WinRM, p99", f"{results['grant_to_verified_ms_p99']} ms",
+         "≤ 1,000 ms"),
         ("expiry → membership gone, p50", f"{results['revocation_lateness_ms_p50']} ms", ""),
         ("expiry → membership gone, p99", f"{results['revocation_lateness_ms_p99']} ms", "≤ 2,000 ms"),
         ("revocations missed", str(results["revocation_missed"]), "0"),
@@ -245,7 +273,11 @@ Python {platform.python_version()}, Samba {samba.removeprefix("Version ")}, data
 {table}
 
 How: a separate ldap3 connection polls the DC. Approval latency runs from the
-`request_create` call (auto-approved policy) until the DC lists the member. Lateness runs
+`request_create` call (auto-approved policy) until the DC lists the member. "Verified on the
+server" runs from `request_create` until the grant is `active`, which for a target with a
+WinRM URL means the worker has added the member, read the JIT group's SID and the nested
+membership from AD, and run `local_admins.ps1` on the WinRM test host (NTLM with message
+encryption over HTTP, a new connection and shell per check) and found the SID. Lateness runs
 from each grant's `expires_at` (staggered 50 ms apart) until the member is gone. The mass
 expiry puts 100 users in 100 JIT groups with 10,000 active grants all expiring at the same
 instant, and times until every group is empty.

@@ -32,6 +32,10 @@ def _schedule(sender, **kwargs):
     sender.add_periodic_task(
         settings.JITAD_DELIVERY_CHECK_INTERVAL, sender.signature("jitad.notifications.resend"), name="resend-deliveries"
     )
+    if settings.JITAD_HOST_SCAN_INTERVAL > 0:
+        sender.add_periodic_task(
+            settings.JITAD_HOST_SCAN_INTERVAL, sender.signature("jitad.elevation.hosts_scan"), name="standing-admin-scan"
+        )
     if settings.JITAD_DIRECTORY_SYNC_INTERVAL > 0:
         sender.add_periodic_task(
             settings.JITAD_DIRECTORY_SYNC_INTERVAL, sender.signature("jitad.accounts.refresh_from_directory"),

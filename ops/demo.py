@@ -1,8 +1,14 @@
 #!/usr/bin/env python
-"""`make demo`: a throwaway Samba DC, then jitad's web, workers and beat, all on 127.0.0.1.
+"""`make demo`: a throwaway Samba DC, two demo Windows servers (WinRM test hosts), then
+jitad's web, workers and beat, all on 127.0.0.1.
 
 Everything lives under var/demo (git-ignored): the DC, the SQLite database, the broker
 folder and the generated demo passwords. Ctrl-C stops everything this script started.
+SRV01 and SQL01 are WinRM test hosts (tests/support/winrm_host/) running in this process:
+jitad logs on to them with NTLM and checks their local Administrators as it would on
+Windows. Their Administrators groups hold the JIT group, Domain Admins, the built-in
+Administrator, and on SRV01 a deleted account's SID, so the standing-admin scan has
+something to report.
 """
 import json
 import os
@@ -16,10 +22,27 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.support.samba import SambaDC, SambaUnavailable  # noqa: E402  (the tests' DC recipe, reused)
+from tests.support.winrm_host import WinRMTestHost  # noqa: E402  (the tests' Windows server, reused)
 
 VAR = REPO / "var" / "demo"
 PORT = int(os.environ.get("JITAD_DEMO_PORT", "8000"))
 PY = sys.executable
+DEMO_SERVERS = ("SRV01", "SQL01")
+WINRM_USER = "JITAD\\svc-jitad-winrm"
+
+
+def _demo_admins(name: str, jit_sid: str) -> list[dict]:
+    """A plausible local Administrators group: the JIT group plus what real servers carry."""
+    domain = jit_sid.rsplit("-", 1)[0]
+    admins = [
+        {"sid": "S-1-5-21-3623811015-3361044348-30300820-500", "path": f"WinNT://JITAD/{name}/Administrator",
+         "class": "User"},
+        {"sid": jit_sid, "path": f"WinNT://JITAD/JIT-{name}-Admins", "class": "Group"},
+        {"sid": f"{domain}-512", "path": "WinNT://JITAD/Domain Admins", "class": "Group"},
+    ]
+    if name == "SRV01":  # an old admin account deleted from AD, still in the group: an orphaned SID
+        admins.append({"sid": f"{domain}-4711", "path": f"WinNT://{domain}-4711", "class": ""})
+    return admins
 
 
 def _interrupt(signum, frame):
@@ -32,6 +55,7 @@ def main() -> int:
     pw_file = VAR / "samba-admin-password"
     dc = SambaDC(VAR / "samba", admin_password=pw_file.read_text().strip() if pw_file.exists() else None)
     procs: list[subprocess.Popen] = []
+    servers: dict[str, WinRMTestHost] = {}
     try:
         if not dc.smb_conf.exists():
             print("provisioning a throwaway Samba AD DC (realm JITAD.TEST) ...", flush=True)
@@ -39,6 +63,15 @@ def main() -> int:
             pw_file.write_text(dc.admin_password)
             pw_file.chmod(0o600)
         dc.start()
+        winrm_pw_file = VAR / "winrm-password"
+        if not winrm_pw_file.exists():
+            import secrets
+
+            winrm_pw_file.write_text("Demo-" + secrets.token_urlsafe(16))
+            winrm_pw_file.chmod(0o600)
+        winrm_password = winrm_pw_file.read_text().strip()
+        for name in DEMO_SERVERS:
+            servers[name] = WinRMTestHost(users={WINRM_USER: winrm_password}, computer_name=name, admins=[]).start()
         env = dict(os.environ)
         env.update(dc.settings_env())
         env.update({
@@ -46,6 +79,9 @@ def main() -> int:
             "JITAD_BASE_URL": f"http://localhost:{PORT}",  # localhost: passkeys need a name, not an IP
             "DJANGO_SETTINGS_MODULE": "jitad.settings",
             "PYTHONPATH": str(REPO),
+            "JITAD_WINRM_USERNAME": WINRM_USER,
+            "JITAD_WINRM_PASSWORD": winrm_password,
+            "JITAD_HOST_SCAN_INTERVAL": "300",
         })
         env.pop("JITAD_DATABASE_URL", None)  # the demo is SQLite and the filesystem broker, always
         env.pop("CELERY_BROKER_URL", None)
@@ -70,11 +106,19 @@ def main() -> int:
         # worker of their own, so a chat service that hangs never delays a revocation.
         start("worker", PY, "-m", "celery", "-A", "jitad", "worker", "-Q", "celery", "-n", "engine@%h", "-l", "INFO",
               "-c", "2")
-        start("notifier", PY, "-m", "celery", "-A", "jitad", "worker", "-Q", "notifications", "-n", "notifications@%h",
+        start("notifier", PY, "-m", "celery", "-A", "jitad", "worker", "-Q", "notifications,hosts", "-n", "notifications@%h",
               "-l", "INFO", "-c", "2")
         start("beat", PY, "-m", "celery", "-A", "jitad", "beat", "-l", "INFO", "-s", str(VAR / "celerybeat-schedule"))
         start("web", PY, "manage.py", "runserver", "--insecure", "--noreload", f"127.0.0.1:{PORT}")
-        seed = json.loads(manage("jitad_demo_seed", capture=True).stdout.strip().splitlines()[-1])
+        # The estate first (AD groups and accounts), then the servers learn their JIT groups'
+        # SIDs (as a GPO would put them there), then the demo requests: verified on arrival.
+        winrm = [f"--winrm={name}={host.url}" for name, host in servers.items()]
+        seed = json.loads(manage("jitad_demo_seed", "--stage=estate", *winrm, capture=True).stdout.strip().splitlines()[-1])
+        for name, sid in seed["jit_group_sids"].items():
+            with servers[name].lock:
+                servers[name].admins[:] = _demo_admins(name, sid)
+        manage("jitad_demo_seed", "--stage=requests", capture=True)
+        subprocess.run([PY, "manage.py", "jitad_standing_admins", "--scan"], cwd=REPO, env=env, capture_output=True)
         print(f"""
 jitad demo is running.
 
@@ -91,8 +135,10 @@ jitad demo is running.
   AD users in the demo domain JITAD.TEST (portal logins):
 """ + "\n".join(f"    {name:<8} {pw}" for name, pw in seed["people"].items()) + f"""
 
-  alice already holds an auto-approved grant on SRV01 (see "My access" as alice);
-  the sweeper removes her from JIT-SRV01-Admins when it expires.
+  alice already holds an auto-approved grant on SRV01 (see "My access" as alice),
+  verified on the demo server SRV01 over WinRM ({servers['SRV01'].url});
+  the sweeper removes her from JIT-SRV01-Admins when it expires, and the server confirms it.
+  Standing admins found on SRV01 and SQL01: admin → Standing admins (rescanned every 5 min).
   alice's request for SQL01 waits for a DBA lead: log in as bob (portal login, then
   {'http://localhost:' + str(PORT) + '/admin/'}) and approve or deny it in the queue.
   carol may request Domain Admins: that needs bob (Tier0-Approvers) and dave
@@ -123,6 +169,8 @@ jitad demo is running.
                 p.wait(15)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
+        for host in servers.values():
+            host.stop()
         dc.stop()
         dc.release()
 

@@ -100,7 +100,48 @@ def _database_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def worker_env(django_db_setup, django_db_blocker, samba_dc, alert_sink, smtp_sink):
+def winrm_ca(tmp_path_factory):
+    """A throwaway CA and a certificate for 127.0.0.1, for WinRM test hosts over HTTPS."""
+    from tests.support.test_ca import make_test_ca
+
+    return make_test_ca(tmp_path_factory.mktemp("winrm-ca"))
+
+
+@pytest.fixture(scope="session")
+def winrm_profile(winrm_ca):
+    """jitad's default WinRM credential profile: in this process's settings and the worker's environment."""
+    from django.conf import settings
+
+    from tests.support.winrm_host import DEFAULT_USER
+
+    profile = {"username": DEFAULT_USER, "password": "Wr-" + uuid.uuid4().hex, "ca_bundle": str(winrm_ca.ca),
+               "cert_pem": "", "cert_key_pem": ""}
+    settings.JITAD_WINRM_PROFILES = {**settings.JITAD_WINRM_PROFILES, "default": profile}
+    return profile
+
+
+@pytest.fixture
+def make_host(winrm_profile, winrm_ca):
+    """A WinRM test host that accepts jitad's profile: ``make_host(admins=[...], tls=False)``."""
+    from tests.support.winrm_host import WinRMTestHost
+
+    started = []
+
+    def make(*, admins=(), sessions=None, tls=False, auth="ntlm", name="SRV01"):
+        host = WinRMTestHost(
+            users={winrm_profile["username"]: winrm_profile["password"]}, auth=auth, tls=winrm_ca if tls else None,
+            admins=[dict(a) for a in admins], sessions=sessions, computer_name=name,
+        ).start()
+        started.append(host)
+        return host
+
+    yield make
+    for host in started:
+        host.stop()
+
+
+@pytest.fixture(scope="session")
+def worker_env(django_db_setup, django_db_blocker, samba_dc, alert_sink, smtp_sink, winrm_profile):
     """The environment a real worker needs to share this test session's DB, broker and DC."""
     from django.conf import settings
 
@@ -112,6 +153,9 @@ def worker_env(django_db_setup, django_db_blocker, samba_dc, alert_sink, smtp_si
         env["JITAD_DATABASE_URL"] = _database_url()
     env.update(destination_env(alert_sink))
     env["JITAD_EMAIL_URL"] = smtp_sink.url
+    env["JITAD_WINRM_USERNAME"] = winrm_profile["username"]
+    env["JITAD_WINRM_PASSWORD"] = winrm_profile["password"]
+    env["JITAD_WINRM_CA_BUNDLE"] = winrm_profile["ca_bundle"]
     env["PYTHONPATH"] = str(REPO)
     return env
 
@@ -142,13 +186,15 @@ def live(transactional_db, celery_worker, alert_sink, smtp_sink):
 
 def _settle():
     """Let in-flight grants finish before the DB is flushed under the worker."""
+    from django.utils import timezone
+
     from tests.support.waiting import wait_for
 
     from jitad.elevation.models import Grant
 
-    busy = [Grant.State.GRANTING, Grant.State.REVOKING]
+    # Every claimed grant: applying, verifying on a server, revoking, or checking a revocation.
     try:
-        wait_for(lambda: not Grant.objects.filter(state__in=busy, lease_until__isnull=False).exists(), timeout=15)
+        wait_for(lambda: not Grant.objects.filter(lease_until__gt=timezone.now()).exists(), timeout=15)
     except AssertionError:
         pass
 
@@ -179,11 +225,13 @@ def make_target(jit_ou):
     from jitad.elevation.models import Policy, Target
 
     def make(name=None, *, mode="auto", approvals=1, eligible_groups=("admins",), approver_groups=("approvers",),
-             max_minutes=240, **policy_fields):
+             max_minutes=240, winrm_url="", winrm_transport="ntlm", allowed_admins=(), **policy_fields):
         name = name or f"SRV{uuid.uuid4().hex[:6].upper()}"
         with directory.connect() as d:
             group_dn = d.ensure_group(f"JIT-{name}-Admins", jit_ou)
-        target = Target.objects.create(name=name, hostname=f"{name.lower()}.jitad.test", group_dn=group_dn)
+        target = Target.objects.create(name=name, hostname=f"{name.lower()}.jitad.test", group_dn=group_dn,
+                                       winrm_url=winrm_url, winrm_transport=winrm_transport,
+                                       allowed_admins=list(allowed_admins))
         policy = Policy.objects.create(
             name=f"p-{name.lower()}", approval_mode=mode, approvals_required=approvals,
             eligible_groups=list(eligible_groups), approver_groups=list(approver_groups),

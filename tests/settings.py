@@ -24,6 +24,14 @@ ENGINE_ENV = {
     "JITAD_EXPIRY_CHECK_INTERVAL": "3600",
     # The worker never syncs people from AD on its own: tests call the sync and assert on it.
     "JITAD_DIRECTORY_SYNC_INTERVAL": "0",
+    # WinRM against the test host: short timeouts so hung and dead hosts fail in seconds,
+    # a re-check window of 12 s for unverified grants, and scans only when a test asks.
+    "JITAD_WINRM_CONNECT_TIMEOUT": "1",
+    "JITAD_WINRM_READ_TIMEOUT": "3",
+    "JITAD_WINRM_OPERATION_TIMEOUT": "2",
+    "JITAD_WINRM_DEADLINE": "5",
+    "JITAD_HOST_VERIFY_WINDOW_MINUTES": "0.2",
+    "JITAD_HOST_SCAN_INTERVAL": "0",
 }
 
 # A var dir of the tests' own (SQLite file, broker folder), so a running `make demo`

@@ -4,7 +4,7 @@
         user = d.find_user("jdoe")
         d.add_member(group_dn, user.dn, ttl_seconds=4 * 3600)
 """
-from .client import Directory, DirectoryUser, connect, session, escape_filter, member_ttl_value, normalize_dn, rdn, split_dn
+from .client import Directory, DirectoryPrincipal, DirectoryUser, sid_filter_value, connect, session, escape_filter, member_ttl_value, normalize_dn, rdn, split_dn
 from .auth import authenticate_user
 from .config import DirectoryConfig
 from .errors import DirectoryAuthFailed, DirectoryError, DirectoryMisconfigured, DirectoryNotFound, DirectoryRejected, DirectoryUnavailable
@@ -18,6 +18,7 @@ __all__ = [
     "DirectoryNotFound",
     "DirectoryRejected",
     "DirectoryUnavailable",
+    "DirectoryPrincipal",
     "DirectoryUser",
     "authenticate_user",
     "connect",
@@ -26,5 +27,6 @@ __all__ = [
     "normalize_dn",
     "rdn",
     "session",
+    "sid_filter_value",
     "split_dn",
 ]

@@ -52,6 +52,45 @@ _USER_ATTRS = [
 ]
 
 
+_SID_RE = re.compile(r"^S-1-[0-9]+(-[0-9]+)+$")
+
+
+def sid_filter_value(sid: str) -> str:
+    """A SID as an escaped binary LDAP filter value (works on every AD and on Samba)."""
+    if not _SID_RE.fullmatch(sid):
+        raise DirectoryRejected(f"{sid!r} is not a SID")
+    parts = [int(p) for p in sid.split("-")[1:]]
+    revision, authority, subs = parts[0], parts[1], parts[2:]
+    if revision > 255 or authority >= 2**48 or len(subs) > 15 or any(s >= 2**32 for s in subs):
+        raise DirectoryRejected(f"{sid!r} is not a SID")
+    raw = bytes([revision, len(subs)]) + authority.to_bytes(6, "big") + b"".join(s.to_bytes(4, "little") for s in subs)
+    return _binary_filter_value(raw)
+
+
+def _usable_sid(sid: str) -> bool:
+    """A SID that can be searched for; a malformed one from a server is skipped, not fatal."""
+    try:
+        sid_filter_value(sid)
+    except DirectoryRejected:
+        return False
+    return True
+
+
+def _binary_filter_value(raw: bytes) -> str:
+    """Bytes as an LDAP filter value: every byte escaped, so nothing in it is filter syntax."""
+    return "".join(f"\\{b:02x}" for b in raw)
+
+
+@dataclass(frozen=True)
+class DirectoryPrincipal:
+    """A domain account or group found by SID."""
+
+    sid: str
+    dn: str
+    name: str
+    is_group: bool
+
+
 @dataclass(frozen=True)
 class DirectoryUser:
     """An AD user as jitad needs it: stable identifiers plus display fields."""
@@ -280,7 +319,7 @@ class Directory:
             raw = uuid.UUID(guid).bytes_le
         except ValueError as e:
             raise DirectoryRejected(f"not a GUID: {guid!r}") from e
-        value = "".join(f"\\{b:02x}" for b in raw)
+        value = _binary_filter_value(raw)
         entries = self._search(self.config.base_dn, f"(objectGUID={value})", attributes=_USER_ATTRS, operation="find user")
         if not entries:
             raise DirectoryNotFound(f"no object with GUID {guid}")
@@ -314,6 +353,49 @@ class Directory:
             return False
         filt = f"(member:{_IN_CHAIN}:={escape_filter(member_dn)})"
         return bool(self._search(group_dn, filt, BASE, operation="check nested member"))
+
+    def object_sid(self, dn: str) -> str:
+        """The objectSid of the object at ``dn``, as S-1-... (a JIT group's, for host checks)."""
+        entries = self._search(dn, "(objectClass=*)", BASE, attributes=["objectSid"], operation="read objectSid")
+        raw = entries[0]["raw_attributes"].get("objectSid") if entries else None
+        if not raw:
+            raise DirectoryNotFound(f"{dn} has no objectSid")
+        return format_sid(raw[0])
+
+    def resolve_sids(self, sids) -> dict[str, "DirectoryPrincipal"]:
+        """The domain accounts and groups behind ``sids`` ({sid: principal}); unknown SIDs are left out."""
+        wanted = sorted({s for s in sids if _usable_sid(s)})
+        found: dict[str, DirectoryPrincipal] = {}
+        for i in range(0, len(wanted), 100):
+            clause = "".join(f"(objectSid={sid_filter_value(s)})" for s in wanted[i : i + 100])
+            for e in self._search(self.config.base_dn, f"(|{clause})",
+                                  attributes=["objectSid", "sAMAccountName", "objectClass"], operation="resolve SIDs"):
+                raw = e["raw_attributes"].get("objectSid")
+                if not raw:
+                    continue
+                classes = [c.lower() for c in (e["attributes"].get("objectClass") or [])]
+                sam = e["attributes"].get("sAMAccountName") or ""
+                sid = format_sid(raw[0])
+                found[sid] = DirectoryPrincipal(
+                    sid=sid, dn=e["dn"], name=sam[0] if isinstance(sam, list) else str(sam),
+                    is_group="group" in classes,
+                )
+        return found
+
+    def groups_containing(self, member_dn: str, group_sids) -> set[str]:
+        """Which of ``group_sids`` (domain groups) contain ``member_dn``, directly or nested."""
+        wanted = sorted({s for s in group_sids if _usable_sid(s)})
+        if not wanted or "\x00" in member_dn:
+            return set()
+        found: set[str] = set()
+        for i in range(0, len(wanted), 100):
+            sids = "".join(f"(objectSid={sid_filter_value(s)})" for s in wanted[i : i + 100])
+            filt = f"(&(objectClass=group)(|{sids})(member:{_IN_CHAIN}:={escape_filter(member_dn)}))"
+            for e in self._search(self.config.base_dn, filt, attributes=["objectSid"], operation="check nested groups"):
+                raw = e["raw_attributes"].get("objectSid")
+                if raw:
+                    found.add(format_sid(raw[0]))
+        return found
 
     def groups_of(self, member_dn: str) -> list[str]:
         """Names (sAMAccountName) of every group ``member_dn`` is in, directly or nested."""

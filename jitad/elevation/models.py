@@ -6,6 +6,11 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+# A SID (S-1-5-21-...-1105), or *-<RID> for that RID on any machine or domain (*-500).
+# \Z, not $: "$" would also accept a value ending in a newline.
+ALLOWED_ADMIN_PATTERN = r"^(S-1-[0-9]+(-[0-9]+)+|\*-[0-9]+)\Z"
+WINRM_URL_PATTERN = r"^https?://[^\s/?#@]+(/[^\s?#]*)?\Z"
+
 
 class Target(models.Model):
     """Something a person can be made admin of: a server, or a domain-level role.
@@ -37,11 +42,47 @@ class Target(models.Model):
         default=list, blank=True,
         help_text="AD group names whose members may approve requests for this target, besides the policy's",
     )
+    winrm_url = models.CharField(
+        "WinRM URL", max_length=255, blank=True,
+        help_text="e.g. https://srv01.corp.example:5986/wsman; blank: the right is not checked on the server",
+    )
+    winrm_transport = models.CharField(
+        "WinRM authentication", max_length=16, default="ntlm",
+        choices=[("ntlm", "NTLM"), ("kerberos", "Kerberos"), ("certificate", "Client certificate (HTTPS)"),
+                 ("basic", "Basic (HTTPS only)")],
+    )
+    winrm_profile = models.CharField(
+        "WinRM credential profile", max_length=64, blank=True,
+        help_text="JITAD_WINRM_PROFILE_<NAME>_* in the environment; blank: the default JITAD_WINRM_* profile",
+    )
+    allowed_admins = models.JSONField(
+        default=list, blank=True,
+        help_text="SIDs (or *-RID) allowed in this server's local Administrators besides the JIT group "
+                  "and JITAD_HOST_ALLOWED_ADMINS",
+    )
     enabled = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["name"]
+
+    def clean(self):
+        if self.allowed_admins is None:  # an emptied admin field
+            self.allowed_admins = []
+        url = (self.winrm_url or "").strip()
+        if url and not re.match(WINRM_URL_PATTERN, url):
+            raise ValidationError({"winrm_url": "a WinRM URL looks like https://srv01.corp.example:5986/wsman"})
+        if url.lower().startswith("http://") and self.winrm_transport in ("basic", "certificate"):
+            raise ValidationError({"winrm_transport": "Basic and certificate authentication need an https:// URL"})
+        if not isinstance(self.allowed_admins, list) or any(
+            not isinstance(a, str) or not re.match(ALLOWED_ADMIN_PATTERN, a) for a in self.allowed_admins
+        ):
+            raise ValidationError({"allowed_admins": "a list of SIDs (S-1-5-21-...) or *-RID entries (*-500)"})
+
+    @property
+    def host_checked(self) -> bool:
+        """True when grants of this target are verified on the server over WinRM."""
+        return bool(self.winrm_url)
 
     def __str__(self):
         return self.name
@@ -82,6 +123,11 @@ class Policy(models.Model):
     require_ticket = models.BooleanField(default=False)
     ticket_pattern = models.CharField(max_length=200, blank=True, help_text="regular expression a ticket must match")
     max_extensions = models.PositiveSmallIntegerField(default=2)
+    end_sessions_on_revoke = models.BooleanField(
+        default=False,
+        help_text="when a grant ends, log the user off the server and stop their processes, "
+                  "so no logon token keeps the right",
+    )
     enabled = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -176,7 +222,12 @@ class Grant(models.Model):
     """A time-boxed membership of ``user`` in ``group_dn``, and the work to add and remove it.
 
     States (ARCHITECTURE.md): approved → granting → active → revoking → revoked, with
-    grant_failed / revoke_failed when attempts ran out (alerted, and the sweeper keeps
+    grant_failed / revoke_failed when attempts ran out. For a target checked over WinRM,
+    ``active`` means the server itself showed the right (``host_verified_at``); until it
+    does the grant is ``unverified`` (the AD membership exists; the reason is in
+    ``last_error``), re-checked with backoff for JITAD_HOST_VERIFY_WINDOW_MINUTES from
+    ``unverified_since``, alerted on entry and when the checks give up. After revocation
+    ``host_revoke_check`` records whether the server confirmed the right gone (alerted, and the sweeper keeps
     going). Work on a grant is *claimed*: ``claim_token`` names the one task allowed to
     act and ``lease_until`` when that claim lapses if the task vanished. A grant with
     ``revoke_requested_at`` set (early release, admin revoke) or ``expires_at`` in the past
@@ -190,7 +241,16 @@ class Grant(models.Model):
         REVOKING = "revoking"
         REVOKED = "revoked"
         GRANT_FAILED = "grant_failed"
+        UNVERIFIED = "unverified"
         REVOKE_FAILED = "revoke_failed"
+
+    class HostCheck(models.TextChoices):
+        """After revocation: did the server confirm the user's admin right is gone?"""
+
+        PENDING = "pending", "being checked"
+        VERIFIED = "verified", "confirmed gone"
+        STILL_ADMIN = "still_admin", "still admin by another path"
+        FAILED = "failed", "could not be checked"
 
     class RevokeReason(models.TextChoices):
         EXPIRED = "expired"
@@ -217,6 +277,10 @@ class Grant(models.Model):
     membership_removed = models.BooleanField(
         null=True, blank=True, help_text="False when another live grant kept the membership"
     )
+    host_verified_at = models.DateTimeField(null=True, blank=True, help_text="when the server showed the right")
+    unverified_since = models.DateTimeField(null=True, blank=True)
+    host_revoke_check = models.CharField(max_length=16, choices=HostCheck.choices, blank=True, default="")
+    host_detail = models.TextField(blank=True, help_text="what the last check on the server found")
     extensions = models.PositiveSmallIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
@@ -239,6 +303,51 @@ class Grant(models.Model):
     def __str__(self):
         return f"grant #{self.pk} {self.user} on {self.target} [{self.state}]"
 
-    LIVE_STATES = (State.APPROVED, State.GRANTING, State.ACTIVE, State.GRANT_FAILED)
+    LIVE_STATES = (State.APPROVED, State.GRANTING, State.ACTIVE, State.UNVERIFIED, State.GRANT_FAILED)
     # States in which the membership may exist in AD: the reconciler leaves these alone.
-    BACKING_STATES = (State.GRANTING, State.ACTIVE, State.GRANT_FAILED, State.REVOKING, State.REVOKE_FAILED)
+    BACKING_STATES = (State.GRANTING, State.ACTIVE, State.UNVERIFIED, State.GRANT_FAILED, State.REVOKING,
+                      State.REVOKE_FAILED)
+
+
+class HostScan(models.Model):
+    """One standing-admin scan of one server's local Administrators group."""
+
+    target = models.ForeignKey(Target, on_delete=models.CASCADE, related_name="host_scans")
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    ok = models.BooleanField(default=False)
+    members = models.PositiveIntegerField(default=0)
+    standing = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["target", "-started_at"])]
+
+    def __str__(self):
+        return f"scan of {self.target} at {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class StandingAdmin(models.Model):
+    """A member of a server's local Administrators that no JIT grant explains: standing privilege.
+
+    Open while ``resolved_at`` is empty; a scan that no longer sees it resolves it.
+    """
+
+    target = models.ForeignKey(Target, on_delete=models.CASCADE, related_name="standing_admins")
+    sid = models.CharField(max_length=184)
+    name = models.CharField(max_length=255, blank=True, help_text="DOMAIN\\name, or the SID when it no longer resolves")
+    path = models.CharField(max_length=512, blank=True)
+    member_class = models.CharField(max_length=32, blank=True)
+    is_group = models.BooleanField(default=False)
+    orphaned = models.BooleanField(default=False, help_text="the SID resolves to no account (deleted)")
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["target__name", "name"]
+        constraints = [models.UniqueConstraint(fields=["target", "sid"], name="one_finding_per_sid")]
+
+    def __str__(self):
+        return f"{self.name or self.sid} on {self.target}"

@@ -12,10 +12,10 @@ from django.conf import settings
 from django.db import transaction
 from jsonschema import Draft202012Validator
 
-from jitad import directory
+from jitad import directory, hosts
 from jitad.audit.services import audit_record
 
-from .models import Policy, Target
+from .models import ALLOWED_ADMIN_PATTERN, WINRM_URL_PATTERN, Policy, Target
 from .services.requests import JUSTIFICATION_MAX
 
 SUPPORTED_VERSION = 1
@@ -26,10 +26,14 @@ INT_MAX = 2_147_483_647
 SMALLINT_MAX = 32_767
 SLUG_PATTERN = r"^[-a-zA-Z0-9_]+$"
 HOSTNAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$"
+PROFILE_PATTERN = r"^[A-Za-z0-9_-]*$"
 # jsonschema's "does not match <regex>" tells the author nothing; say what the field wants.
 PATTERN_HINTS = {
     SLUG_PATTERN: "must be a slug: letters, digits, '-' and '_' only",
     HOSTNAME_PATTERN: "must be a host name such as srv01.corp.example",
+    PROFILE_PATTERN: "must be a profile name: letters, digits, '-' and '_' only",
+    WINRM_URL_PATTERN: "must be a WinRM URL such as https://srv01.corp.example:5986/wsman",
+    ALLOWED_ADMIN_PATTERN: "must be a SID (S-1-5-21-...) or *-RID (*-512)",
 }
 
 
@@ -81,6 +85,15 @@ TARGET_SCHEMA = _object(
         "standing_members": _NAME_LIST,
         "tier": {"enum": list(Target.Tier.values)},
         "approver_groups": _NAME_LIST,
+        "winrm": _object(
+            {
+                "url": {"type": "string", "maxLength": _max_length(Target, "winrm_url"), "pattern": WINRM_URL_PATTERN},
+                "transport": {"enum": list(hosts.TRANSPORTS)},
+                "profile": {"type": "string", "maxLength": _max_length(Target, "winrm_profile"), "pattern": PROFILE_PATTERN},
+                "allowed_admins": {"type": "array", "items": {"type": "string", "pattern": ALLOWED_ADMIN_PATTERN}},
+            },
+            required=("url",),
+        ),
         "enabled": {"type": "boolean"},
     },
     required=("name", "group"),
@@ -114,6 +127,7 @@ POLICY_SCHEMA = _object(
             }
         ),
         "max_extensions": _int(0, SMALLINT_MAX),
+        "end_sessions_on_revoke": {"type": "boolean"},
         "enabled": {"type": "boolean"},
     },
     required=("name", "targets", "eligible", "approval"),
@@ -293,6 +307,7 @@ class _Checker:
         self.check_unique("policies")
         for i, target in self.items("targets"):
             self.check_dns(("targets", i), target)
+            self.check_winrm(("targets", i), target)
         known = self.target_names()
         for i, policy in self.items("policies"):
             base = ("policies", i)
@@ -320,6 +335,14 @@ class _Checker:
         if self.ok((*base, "standing_members")):
             for j, dn in enumerate(target.get("standing_members", [])):
                 self.check_dn((*base, "standing_members", j), dn)
+
+    def check_winrm(self, base: tuple, target: dict) -> None:
+        winrm = target.get("winrm")
+        if not isinstance(winrm, dict) or not self.ok((*base, "winrm")):
+            return
+        transport = winrm.get("transport", _model_default(Target, "winrm_transport"))
+        if transport in ("basic", "certificate") and str(winrm.get("url", "")).lower().startswith("http://"):
+            self.add((*base, "winrm", "transport"), f"{transport} authentication is only allowed over https://")
 
     def check_dn(self, path: tuple, dn: str) -> None:
         try:
@@ -440,6 +463,10 @@ def _target_values(spec: dict) -> dict:
         "standing_members": spec.get("standing_members", []),
         "tier": spec.get("tier", _model_default(Target, "tier")),
         "approver_groups": spec.get("approver_groups", []),
+        "winrm_url": spec.get("winrm", {}).get("url", ""),
+        "winrm_transport": spec.get("winrm", {}).get("transport", _model_default(Target, "winrm_transport")),
+        "winrm_profile": spec.get("winrm", {}).get("profile", ""),
+        "allowed_admins": spec.get("winrm", {}).get("allowed_admins", []),
         "enabled": spec.get("enabled", True),
     }
 
@@ -470,6 +497,7 @@ def _policy_values(spec: dict) -> dict:
         "require_ticket": ticket.get("required", d("require_ticket")),
         "ticket_pattern": ticket.get("pattern", ""),
         "max_extensions": spec.get("max_extensions", d("max_extensions")),
+        "end_sessions_on_revoke": spec.get("end_sessions_on_revoke", False),
         "enabled": spec.get("enabled", True),
         "targets": spec["targets"],
     }

@@ -23,6 +23,27 @@ def grants_revoke(grant_ids: list[int], token: str) -> None:
     services.grants_revoke_execute(grant_ids=grant_ids, token=token)
 
 
+@shared_task(name="jitad.elevation.grants_check_revoked", **_SAFE)
+def grants_check_revoked(grant_ids: list[int], token: str) -> None:
+    services.grants_check_revoked_execute(grant_ids=grant_ids, token=token)
+
+
+@shared_task(name="jitad.elevation.hosts_scan", expires=300)
+def hosts_scan() -> int:
+    """Fan out: one scan task per server, so one slow server never delays the others."""
+    ids = list(services.scannable_targets().values_list("id", flat=True))
+    for target_id in ids:
+        host_scan.delay(target_id)
+    return len(ids)
+
+
+@shared_task(name="jitad.elevation.host_scan", expires=3600, **_SAFE)
+def host_scan(target_id: int) -> None:
+    target = services.scannable_targets().filter(id=target_id).first()
+    if target is not None:
+        services.host_scan(target=target)
+
+
 @shared_task(name="jitad.elevation.grant_refresh_ttl", autoretry_for=(DirectoryUnavailable,),
              retry_backoff=True, retry_jitter=True, max_retries=5, **_SAFE)
 def grant_refresh_ttl(grant_id: int) -> None:

@@ -37,3 +37,20 @@ def wait_state(grant_id: int, *states, timeout: float = 30) -> Grant:
 def expire_now(grant_id: int) -> None:
     """Let the grant's time run out: the sweeper, not the test, does the rest."""
     Grant.objects.filter(id=grant_id).update(expires_at=timezone.now())
+
+
+def ad_sid(ldap_admin, dn: str) -> str:
+    """The objectSid of ``dn``, read over the test's own connection."""
+    from ldap3.protocol.formatters.formatters import format_sid
+
+    conn = ldap_admin()
+    try:
+        conn.search(dn, "(objectClass=*)", BASE, attributes=["objectSid"])
+        return format_sid(conn.response[0]["raw_attributes"]["objectSid"][0])
+    finally:
+        conn.unbind()
+
+
+def local_admin_entry(sid: str, path: str, cls: str = "Group") -> dict:
+    """One member of a test host's local Administrators, as ADSI reports it."""
+    return {"sid": sid, "path": path, "class": cls}

@@ -230,7 +230,7 @@ MISTAKES = [
     pytest.param(
         replace_line(4, '    group: "CN=JIT-NEW01-Admins,OU=JIT,DC=jitad,DC=test"\n    colour: blue'),
         ["line 5: targets[0].colour: unknown field; expected one of: name, kind, hostname, group, description, "
-         "standing_members, tier, approver_groups, enabled"],
+         "standing_members, tier, approver_groups, winrm, enabled"],
         id="unknown-field",
     ),
     pytest.param(
@@ -552,7 +552,7 @@ def test_command_reports_every_error_and_exits_1(applied, tmp_path):
     assert err.getvalue().splitlines() == [
         f"{path}: line 9: policies[0].duration.default_minutes: 90 is more than max_minutes (60)",
         f"{path}: line 10: policies[0].colour: unknown field; expected one of: name, description, priority, "
-        "targets, eligible, duration, approval, justification, ticket, max_extensions, enabled",
+        "targets, eligible, duration, approval, justification, ticket, max_extensions, end_sessions_on_revoke, enabled",
     ]
     assert snapshot() == before
 
@@ -577,3 +577,37 @@ def test_command_rejects_a_file_that_is_not_utf8(tmp_path):
         run(str(path))
 
     assert str(excinfo.value).startswith(f"cannot read {path}: 'utf-8' codec can't decode byte 0xe9")
+
+
+# --- WinRM settings of a target (docs/hosts.md) --------------------------------------------
+
+
+WINRM_BASE = BASE.replace(
+    '    group: "CN=JIT-NEW01-Admins,OU=JIT,DC=jitad,DC=test"\n',
+    '    group: "CN=JIT-NEW01-Admins,OU=JIT,DC=jitad,DC=test"\n'
+    "    winrm: {url: \"https://new01.jitad.test:5986/wsman\", transport: basic, profile: tier1,"
+    " allowed_admins: [\"*-512\", S-1-5-21-1-2-3-1105]}\n",
+)
+
+
+@pytest.mark.django_db
+def test_a_target_carries_its_winrm_settings_and_a_policy_its_session_flag():
+    apply_policy_text(WINRM_BASE.replace("    approval:", "    end_sessions_on_revoke: true\n    approval:"))
+    t = Target.objects.get(name="NEW01")
+    assert (t.winrm_url, t.winrm_transport, t.winrm_profile) == ("https://new01.jitad.test:5986/wsman", "basic", "tier1")
+    assert t.allowed_admins == ["*-512", "S-1-5-21-1-2-3-1105"] and t.host_checked
+    assert Policy.objects.get(name="new-policy").end_sessions_on_revoke is True
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("old", "new", "error"), [
+    ("https://new01", "http://new01", "line 5: targets[0].winrm.transport: basic authentication is only allowed over https://"),
+    ("transport: basic", "transport: credssp", "line 5: targets[0].winrm.transport:"),
+    ('"*-512"', '"Domain Admins"', "line 5: targets[0].winrm.allowed_admins[0]:"),
+    ('url: "https://new01.jitad.test:5986/wsman"', 'url: "srv01; calc.exe"', "line 5: targets[0].winrm.url:"),
+])
+def test_unsafe_winrm_settings_are_rejected(old, new, error):
+    with pytest.raises(PolicyFileError) as excinfo:
+        apply_policy_text(WINRM_BASE.replace(old, new))
+    assert any(e.startswith(error) for e in excinfo.value.errors), excinfo.value.errors
+    assert not Target.objects.filter(name="NEW01").exists()

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 # As in production (ops/README.md): the grant engine's queue and the deliveries' queue
 # each have a worker process of their own, so a hanging destination never holds the
 # processes a revocation needs.
-QUEUES = ("celery", "notifications")
+QUEUES = ("celery", "notifications,hosts")
 
 
 class CeleryWorker:

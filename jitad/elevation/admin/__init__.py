@@ -1,2 +1,2 @@
-"""The elevation admin: catalog (targets, policies), the approval queue, and grants now."""
-from . import catalog, grants, requests  # noqa: F401  (each registers its ModelAdmins)
+"""The elevation admin: catalog (targets, policies), the approval queue, grants now, and standing admins on servers."""
+from . import catalog, grants, hosts, requests  # noqa: F401  (each registers its ModelAdmins)

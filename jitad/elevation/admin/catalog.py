@@ -37,7 +37,7 @@ class AuditedCatalogAdmin(admin.ModelAdmin):
 @admin.register(Target)
 class TargetAdmin(AuditedCatalogAdmin):
     kind = "target"
-    list_display = ("name", "kind", "tier", "hostname", "group_dn", "enabled")
+    list_display = ("name", "kind", "tier", "hostname", "group_dn", "winrm_url", "enabled")
     list_filter = ("kind", "tier", "enabled")
     search_fields = ("name", "hostname", "group_dn")
 

@@ -113,13 +113,14 @@ class GrantViewFilter(DefaultedFilter):
     title = "view"
     parameter_name = "view"
     default = "now"
-    NOW = (Grant.State.APPROVED, Grant.State.GRANTING, Grant.State.ACTIVE, Grant.State.REVOKING,
-           Grant.State.GRANT_FAILED, Grant.State.REVOKE_FAILED)
-    FAILED = (Grant.State.GRANT_FAILED, Grant.State.REVOKE_FAILED)
+    NOW = (Grant.State.APPROVED, Grant.State.GRANTING, Grant.State.ACTIVE, Grant.State.UNVERIFIED,
+           Grant.State.REVOKING, Grant.State.GRANT_FAILED, Grant.State.REVOKE_FAILED)
+    FAILED = (Grant.State.GRANT_FAILED, Grant.State.UNVERIFIED, Grant.State.REVOKE_FAILED)
+    SERVER_NOT_CONFIRMED = (Grant.HostCheck.STILL_ADMIN, Grant.HostCheck.FAILED)
 
     def lookups(self, request, model_admin):
-        return [("now", "Active now (failures first)"), ("failed", "Failed"), ("ended", "Ended"),
-                ("all", "Everything")]
+        return [("now", "Active now (failures first)"), ("failed", "Failed or unverified"),
+                ("server", "Not confirmed on the server after revocation"), ("ended", "Ended"), ("all", "Everything")]
 
     def queryset(self, request, queryset):
         value = self.value()
@@ -127,6 +128,8 @@ class GrantViewFilter(DefaultedFilter):
             return queryset.filter(state__in=self.NOW)
         if value == "failed":
             return queryset.filter(state__in=self.FAILED)
+        if value == "server":
+            return queryset.filter(state=Grant.State.REVOKED, host_revoke_check__in=self.SERVER_NOT_CONFIRMED)
         if value == "ended":
             return queryset.filter(state=Grant.State.REVOKED)
         return queryset

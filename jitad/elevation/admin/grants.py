@@ -20,12 +20,13 @@ from .base import BULK_MAX, ScopedReadOnlyAdmin, span
 from .filters import GrantViewFilter
 from .forms import RevokeForm
 
-REVOCABLE = (Grant.State.APPROVED, Grant.State.GRANTING, Grant.State.ACTIVE, Grant.State.GRANT_FAILED)
+REVOCABLE = (Grant.State.APPROVED, Grant.State.GRANTING, Grant.State.ACTIVE, Grant.State.UNVERIFIED,
+             Grant.State.GRANT_FAILED)
 
 
 @admin.register(Grant)
 class GrantAdmin(ScopedReadOnlyAdmin):
-    list_display = ("ident", "user", "target_name", "state_badge", "ends", "expires_at", "attempts", "error")
+    list_display = ("ident", "user", "target_name", "state_badge", "on_server", "ends", "expires_at", "attempts", "error")
     list_display_links = ("ident",)
     list_filter = (GrantViewFilter, "state", "target__tier", "revoke_reason")
     person_field = "user"
@@ -72,6 +73,21 @@ class GrantAdmin(ScopedReadOnlyAdmin):
         if obj.revoke_requested_at:
             return "being revoked"
         return span(left) if left > 0 else "overdue"
+
+    @admin.display(description="on the server")
+    def on_server(self, obj):
+        """What WinRM showed: the right verified while live, confirmed gone after revocation."""
+        if not obj.target.winrm_url:
+            return format_html('<span class="jitad-muted">{}</span>', "not checked")
+        if obj.state == Grant.State.REVOKED:
+            label = obj.get_host_revoke_check_display() or "—"
+        elif obj.host_verified_at:
+            label = "verified"
+        elif obj.state == Grant.State.UNVERIFIED:
+            label = "not verified"
+        else:
+            label = "—"
+        return format_html('<span title="{}">{}</span>', obj.host_detail, label)
 
     @admin.display(description="last error")
     def error(self, obj):

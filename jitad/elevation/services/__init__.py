@@ -7,6 +7,8 @@ from .grants import (
     grants_revoke_execute,
     sweep,
 )
+from .host_revocation import grants_check_revoked_execute
+from .standing import host_scan, scannable_targets
 from .approvers import approval_progress, can_decide, is_approver_anywhere, requests_decidable_by
 from .notices import grants_warn_expiring
 from .policies import eligible_targets, policy_for
@@ -25,6 +27,9 @@ __all__ = [
     "can_decide",
     "eligible_targets",
     "grant_apply_execute",
+    "grants_check_revoked_execute",
+    "host_scan",
+    "scannable_targets",
     "grant_refresh_ttl_execute",
     "grant_release",
     "grant_revoke",

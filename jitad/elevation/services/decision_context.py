@@ -15,7 +15,7 @@ from ..models import AccessRequest, Approval, Grant
 from .approvers import approvals_counted
 
 # States in which a person holds, or is about to hold, the right.
-HOLDING = (Grant.State.APPROVED, Grant.State.GRANTING, Grant.State.ACTIVE, Grant.State.GRANT_FAILED,
+HOLDING = (Grant.State.APPROVED, Grant.State.GRANTING, Grant.State.ACTIVE, Grant.State.UNVERIFIED, Grant.State.GRANT_FAILED,
            Grant.State.REVOKING, Grant.State.REVOKE_FAILED)
 
 

@@ -24,8 +24,8 @@ G = Grant.State
 BUSY_GRANT_STATES = (G.APPROVED, G.GRANTING, G.REVOKING)
 # The engine retries these against AD; with ``last_error`` set, AD is not answering.
 RETRYING_GRANT_STATES = (G.GRANTING, G.REVOKING, G.REVOKE_FAILED)
-CURRENT_GRANT_STATES = (G.APPROVED, G.GRANTING, G.ACTIVE, G.GRANT_FAILED, G.REVOKING, G.REVOKE_FAILED)
-EXTENDABLE_GRANT_STATES = (G.APPROVED, G.GRANTING, G.ACTIVE)
+CURRENT_GRANT_STATES = (G.APPROVED, G.GRANTING, G.ACTIVE, G.UNVERIFIED, G.GRANT_FAILED, G.REVOKING, G.REVOKE_FAILED)
+EXTENDABLE_GRANT_STATES = (G.APPROVED, G.GRANTING, G.ACTIVE, G.UNVERIFIED)
 
 
 # -- eligibility -----------------------------------------------------------------------
@@ -196,7 +196,7 @@ def access_overview(*, user) -> AccessOverview:
         grants=rows,
         history=history,
         retrying=[g for g in grants if g.state in RETRYING_GRANT_STATES and g.last_error],
-        failed=[g for g in grants if g.state == G.GRANT_FAILED],
+        failed=[g for g in grants if g.state in (G.GRANT_FAILED, G.UNVERIFIED)],
         busy=any(g.state in BUSY_GRANT_STATES for g in grants),
         version=_fingerprint(pending, grants, history),
     )

@@ -26,7 +26,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from jitad import directory
+from jitad import directory, hosts
 from jitad.accounts.models import DirectoryAccount
 from jitad.audit.services import AuditEntry, audit_record_many
 from jitad.notifications.models import Notification
@@ -34,6 +34,7 @@ from jitad.notifications.services import alert_raise
 
 from ..errors import RequestRefused
 from ..models import AccessRequest, Grant
+from . import host_checks
 from .approvers import can_revoke
 from .notices import notice_grant_active, notice_grant_not_applied, notices_grants_revoked
 
@@ -78,6 +79,17 @@ def _enqueue_revoke(grant_ids: list[int], token: uuid.UUID) -> None:
     grants_revoke.delay(list(grant_ids), str(token))
 
 
+def _enqueue_revoke_checks(grants: list[Grant], token: uuid.UUID) -> None:
+    """One message per server, so one slow server never holds up the others' checks."""
+    from ..tasks import grants_check_revoked
+
+    by_target: dict[int, list[int]] = defaultdict(list)
+    for g in grants:
+        by_target[g.target_id].append(g.id)
+    for ids in by_target.values():
+        grants_check_revoked.delay(ids, str(token))
+
+
 def _take(grant_ids, token) -> tuple[list[Grant], uuid.UUID]:
     """Swap the claim a message carries for this execution's own; a duplicate gets nothing."""
     mine = uuid.uuid4()
@@ -116,7 +128,7 @@ def grant_create_from(*, request: AccessRequest, actor: str) -> Grant:
 def grant_apply_extension(*, grant: Grant, request: AccessRequest, actor: str) -> Grant:
     """Push a live grant's expiry out by the approved extension (caller's transaction)."""
     g = Grant.objects.select_for_update(of=("self",)).select_related("user", "target").get(pk=grant.pk)
-    if g.state not in (S.APPROVED, S.GRANTING, S.ACTIVE) or g.revoke_requested_at:
+    if g.state not in (S.APPROVED, S.GRANTING, S.ACTIVE, S.UNVERIFIED) or g.revoke_requested_at:
         raise RequestRefused("not_extendable", f"Grant #{g.pk} is {g.state} and cannot be extended.")
     now = timezone.now()
     old = g.expires_at
@@ -128,7 +140,7 @@ def grant_apply_extension(*, grant: Grant, request: AccessRequest, actor: str) -
         [_entry(g, actor=actor, action="grant.extended", before=g.state, after=g.state, reason=request.justification,
                 old_expires_at=old.isoformat(), expires_at=g.expires_at.isoformat(), request=request.pk)]
     )
-    if g.state == S.ACTIVE:
+    if g.state in (S.ACTIVE, S.UNVERIFIED):
         from ..tasks import grant_refresh_ttl
 
         transaction.on_commit(lambda: grant_refresh_ttl.delay(g.id))
@@ -145,7 +157,7 @@ def _request_revocation(grant: Grant, *, actor: str, reason: str, comment: str =
         g.revoke_requested_by = actor
         g.revoke_reason = reason
         fields = ["revoke_requested_at", "revoke_requested_by", "revoke_reason"]
-        if g.state == S.GRANTING and g.lease_until and g.lease_until > now:
+        if g.state in (S.GRANTING, S.UNVERIFIED, S.GRANT_FAILED) and g.lease_until and g.lease_until > now:
             # An apply is in flight; stealing its claim could let its add land after our
             # removal. The sweeper takes the grant as soon as the apply lets go.
             g.save(update_fields=fields)
@@ -241,7 +253,7 @@ def _attempt_failed(grants: list[Grant], token: uuid.UUID, error: directory.Dire
                     + ("jitad keeps retrying the removal; check the domain controllers and jitad's bind account."
                        if phase == "revoke" else "The requester does not have the access.")
                 ),
-                link=settings.JITAD_BASE_URL + reverse("admin:elevation_grant_change", args=[g.pk]),
+                link=_admin_link(g),
                 object_type="grant",
                 object_id=g.pk,
             )
@@ -252,14 +264,15 @@ def _attempt_failed(grants: list[Grant], token: uuid.UUID, error: directory.Dire
 
 # -- apply -----------------------------------------------------------------------------
 def grant_apply_execute(*, grant_id: int, token) -> None:
-    """Add the grant's user to its group in AD, verify, and mark it active."""
+    """Add the grant's user to its group in AD, verify (in AD, and on the server where checked), mark it active."""
     grants, mine = _take([grant_id], token)
     if not grants:
         return
     g = grants[0]
-    if g.state not in (S.GRANTING, S.GRANT_FAILED):
+    if g.state not in (S.GRANTING, S.GRANT_FAILED, S.UNVERIFIED):
         Grant.objects.filter(id=g.id, claim_token=mine).update(claim_token=None, lease_until=None)
         return
+    facts = None
     try:
         with directory.session() as d:
             if not g.user_dn:
@@ -269,12 +282,14 @@ def grant_apply_execute(*, grant_id: int, token) -> None:
                 # Commit who this grant backs before touching the group, so the
                 # reconciler never mistakes our add for an out-of-band one.
                 Grant.objects.filter(id=g.id, claim_token=mine).update(user_dn=user.dn, user_guid=user.guid, user_sid=user.sid)
-                g.user_dn = user.dn
+                g.user_dn, g.user_sid = user.dn, user.sid
             ttl = int((g.expires_at - timezone.now()).total_seconds())
             if ttl <= 0:
                 Grant.objects.filter(id=g.id, claim_token=mine).update(claim_token=None, lease_until=None)
                 return  # expired before it could be applied: the sweeper revokes it
             d.add_member(g.group_dn, g.user_dn, ttl_seconds=ttl)
+            if g.target.host_checked:
+                facts = {"group_sid": d.object_sid(g.group_dn), "user_in_group": d.is_member_nested(g.group_dn, g.user_dn)}
     except directory.DirectoryError as e:
         _attempt_failed([g], mine, e, phase="grant")
         return
@@ -282,23 +297,96 @@ def grant_apply_execute(*, grant_id: int, token) -> None:
         log.exception("grant %s: unexpected error while applying", g.id)
         _attempt_failed([g], mine, _unexpected(e), phase="grant")
         return
+    verdict = None
+    if facts is not None:  # the directory connection is closed: the host may take its deadline
+        # The AD part may have used much of the lease: renew it to cover the server's deadline.
+        if not Grant.objects.filter(id=g.id, claim_token=mine).update(lease_until=_lease() + _host_budget()):
+            return  # the claim lapsed meanwhile; the current holder decides
+        try:
+            verdict = host_checks.grant_right_verdict(target=g.target, group_dn=g.group_dn, **facts)
+        except Exception as e:  # a bug must end in a recorded, alerted state, never a silent loop
+            log.exception("grant %s: unexpected error while verifying on the server", g.id)
+            verdict = host_checks.Verdict(False, f"unexpected {type(e).__name__}: {e}", hosts.HostError(str(e)))
+        if not verdict.ok:
+            _verification_failed(g, mine, verdict)
+            return
+    _activate(g, mine, verdict)
+
+
+def _activate(g: Grant, token: uuid.UUID, verdict: "host_checks.Verdict | None") -> None:
     now = timezone.now()
     with transaction.atomic():
-        done = Grant.objects.filter(id=g.id, claim_token=mine, state=g.state).update(
+        done = Grant.objects.filter(id=g.id, claim_token=token, state=g.state).update(
             state=S.ACTIVE, activated_at=now, claim_token=None, lease_until=None, attempts=0,
-            next_attempt_at=None, last_error="",
+            next_attempt_at=None, last_error="", unverified_since=None,
+            host_verified_at=now if verdict else None, host_detail=verdict.detail if verdict else "",
         )
         if done:
+            extra = {"host_check": verdict.detail} if verdict else {}
             audit_record_many([_entry(g, actor="system:engine", action="grant.active", before=g.state, after=S.ACTIVE,
-                                      expires_at=g.expires_at.isoformat())])
+                                      expires_at=g.expires_at.isoformat(), **extra)])
             notice_grant_active(grant=g)
+            if g.state == S.UNVERIFIED:
+                alert_raise(
+                    event="grant.verified", severity=Notification.Severity.INFO,
+                    subject=f"Resolved: {g.user.get_username()} is admin on {g.target.name} (grant #{g.pk})",
+                    body=f"Grant #{g.pk} is now active: "
+                         + (verdict.detail if verdict else "the target is no longer checked on a server."),
+                    link=_admin_link(g), object_type="grant", object_id=g.pk,
+                )
     if not done:
         log.warning("grant %s: claim lapsed while applying; the current holder decides", g.id)
 
 
+def _host_budget() -> timedelta:
+    """The longest one server check may take: its deadline plus closing the shell."""
+    return timedelta(seconds=settings.JITAD_WINRM_DEADLINE + 5)
+
+
+def _admin_link(g: Grant) -> str:
+    return settings.JITAD_BASE_URL + reverse("admin:elevation_grant_change", args=[g.pk])
+
+
+def _verification_failed(g: Grant, token: uuid.UUID, verdict: "host_checks.Verdict") -> None:
+    """The AD membership is there but the server does not show the right: unverified, retried within a window."""
+    now = timezone.now()
+    with transaction.atomic():
+        row = Grant.objects.select_for_update(of=("self",)).filter(id=g.id, claim_token=token).first()
+        if row is None:
+            return
+        before = row.state
+        since = row.unverified_since or now
+        window_end = since + timedelta(minutes=settings.JITAD_HOST_VERIFY_WINDOW_MINUTES)
+        row.attempts += 1
+        retry = verdict.worth_retrying and now < window_end
+        row.state, row.unverified_since, row.retryable = S.UNVERIFIED, since, retry
+        row.last_error = row.host_detail = verdict.detail[:2000]
+        row.next_attempt_at = min(now + timedelta(seconds=backoff_seconds(row.attempts)), window_end) if retry else None
+        row.claim_token = row.lease_until = None
+        row.save(update_fields=["attempts", "state", "unverified_since", "retryable", "last_error", "host_detail",
+                                "next_attempt_at", "claim_token", "lease_until"])
+        entering = before != S.UNVERIFIED
+        action = "grant.unverified" if entering else ("grant.verify_failed" if retry else "grant.verify_gave_up")
+        audit_record_many([_entry(row, actor="system:engine", action=action, before=before, after=S.UNVERIFIED,
+                                  reason=row.last_error, attempts=row.attempts, retrying=retry)])
+        if entering or not retry:
+            until = f"jitad re-checks until {window_end:%Y-%m-%d %H:%M} UTC." if retry else (
+                "jitad has stopped re-checking; fix the cause, then revoke and grant again.")
+            alert_raise(
+                event=action, severity=Notification.Severity.CRITICAL,
+                subject=f"Not verified on {g.target.name}: {g.user.get_username()} (grant #{g.pk})",
+                body=(f"Grant #{g.pk}: {g.user.get_username()} was added to {g.group_dn} in AD, but the server does not "
+                      f"confirm the admin right. {row.last_error}\n{until}"),
+                link=_admin_link(g), object_type="grant", object_id=g.pk,
+            )
+            if entering:
+                notice_grant_not_applied(grant=row)
+    log.warning("grant %s not verified on %s: %s", g.id, g.target.name, verdict.detail)
+
+
 def grant_refresh_ttl_execute(*, grant_id: int) -> None:
     """After an extension, rewrite the member's PAM TTL (only where the forest has the feature)."""
-    g = Grant.objects.filter(id=grant_id, state=S.ACTIVE).first()
+    g = Grant.objects.filter(id=grant_id, state__in=[S.ACTIVE, S.UNVERIFIED]).first()
     if g is None or not g.user_dn:
         return
     ttl = int((g.expires_at - timezone.now()).total_seconds())
@@ -314,7 +402,7 @@ def _live_holders(group_dn: str, user_ids, exclude_ids) -> set[int]:
         Grant.objects.filter(
             group_dn=group_dn,
             user_id__in=list(user_ids),
-            state__in=[S.GRANTING, S.ACTIVE],
+            state__in=[S.GRANTING, S.ACTIVE, S.UNVERIFIED],
             expires_at__gt=timezone.now(),
             revoke_requested_at__isnull=True,
         )
@@ -384,8 +472,18 @@ def _mark_revoked(grants: list[Grant], token: uuid.UUID, outcome: dict[int, bool
             ids = [i for i, r in outcome.items() if r is removed and i in held]
             Grant.objects.filter(id__in=ids).update(
                 state=S.REVOKED, revoked_at=now, membership_removed=removed, claim_token=None, lease_until=None,
-                next_attempt_at=None, last_error="",
+                next_attempt_at=None, last_error="", attempts=0,
             )
+        # Where the server is checked over WinRM, the revocation is confirmed there too
+        # (and sessions ended, if the policy says so) by a task of its own: a slow host
+        # never delays the AD removal of the rest of the batch.
+        checked = [g for g in grants if g.id in held and outcome[g.id] and g.target.host_checked]
+        if checked:
+            check_token = uuid.uuid4()
+            Grant.objects.filter(id__in=[g.id for g in checked]).update(
+                host_revoke_check=Grant.HostCheck.PENDING, claim_token=check_token, lease_until=_lease(now)
+            )
+            transaction.on_commit(lambda: _enqueue_revoke_checks(checked, check_token))
         for g in grants:
             if g.id not in held:
                 continue
@@ -475,12 +573,12 @@ def sweep(*, now=None) -> dict[str, int]:
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     ready = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     limit = settings.JITAD_SWEEP_BATCH
-    counts = {"revoke": 0, "apply": 0}
+    counts = {"revoke": 0, "apply": 0, "revoke_check": 0}
 
     starting = Grant.objects.filter(
         free,
         Q(expires_at__lte=now) | Q(revoke_requested_at__isnull=False),
-        state__in=[S.APPROVED, S.GRANTING, S.ACTIVE, S.GRANT_FAILED],
+        state__in=[S.APPROVED, S.GRANTING, S.ACTIVE, S.UNVERIFIED, S.GRANT_FAILED],
     )
     retrying = Grant.objects.filter(free, ready, state__in=[S.REVOKING, S.REVOKE_FAILED])
     for qs, to_state in ((starting, S.REVOKING), (retrying, None)):
@@ -498,10 +596,18 @@ def sweep(*, now=None) -> dict[str, int]:
             if len(rows) < limit:
                 break
 
+    # Revoked grants whose check on the server is due (first try lost, or a retry).
+    checks = Grant.objects.filter(free, ready, state=S.REVOKED, host_revoke_check=Grant.HostCheck.PENDING)
+    token, rows = _claim(checks, to_state=None, limit=limit)
+    if rows:
+        _enqueue_revoke_checks(rows, token)
+    counts["revoke_check"] = len(rows)
+
     not_ending = Q(expires_at__gt=now, revoke_requested_at__isnull=True)
     first_apply = Grant.objects.filter(free, not_ending, state=S.APPROVED)
     retry_apply = Grant.objects.filter(
-        free, ready, not_ending, Q(state=S.GRANTING) | Q(state=S.GRANT_FAILED, retryable=True)
+        free, ready, not_ending,
+        Q(state=S.GRANTING) | Q(state__in=[S.GRANT_FAILED, S.UNVERIFIED], retryable=True),
     )
     for qs, to_state in ((first_apply, S.GRANTING), (retry_apply, None)):
         token, rows = _claim(qs, to_state=to_state, limit=limit)

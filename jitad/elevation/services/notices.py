@@ -234,7 +234,8 @@ def grants_warn_expiring(*, now=None) -> int:
     now = now or timezone.now()
     lead = timedelta(minutes=minutes)
     due = Grant.objects.filter(
-        state=Grant.State.ACTIVE, expiry_warned_at__isnull=True, revoke_requested_at__isnull=True,
+        state__in=[Grant.State.ACTIVE, Grant.State.UNVERIFIED], expiry_warned_at__isnull=True,
+        revoke_requested_at__isnull=True,
         expires_at__gt=now, expires_at__lte=now + lead, activated_at__lt=F("expires_at") - lead,
     )
     total = 0

@@ -251,7 +251,8 @@ def request_extend(*, grant: Grant, requester, duration_minutes, justification: 
     """Ask for more time on a live grant: a new decision under the same policy, capped by it."""
     if requester.pk != grant.user_id:
         raise RequestRefused("not_requester", "Only the holder of a grant may ask to extend it.")
-    if grant.state not in (Grant.State.ACTIVE, Grant.State.GRANTING, Grant.State.APPROVED) or grant.revoke_requested_at:
+    if grant.state not in (Grant.State.ACTIVE, Grant.State.UNVERIFIED, Grant.State.GRANTING, Grant.State.APPROVED) \
+            or grant.revoke_requested_at:
         raise RequestRefused("not_extendable", f"Grant #{grant.pk} is {grant.state} and cannot be extended.")
     policy = policy_for(user=requester, target=grant.target)
     if policy is None:

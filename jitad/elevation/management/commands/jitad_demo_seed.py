@@ -25,9 +25,24 @@ PEOPLE = {
 class Command(BaseCommand):
     help = "Create the demo estate in a throwaway DC (refuses to run in production)."
 
+    def add_arguments(self, parser):
+        parser.add_argument("--winrm", action="append", default=[], metavar="TARGET=URL",
+                            help="check this target's grants on a (test) WinRM host at URL")
+        parser.add_argument("--stage", choices=["estate", "requests", "all"], default="all",
+                            help="estate: AD objects and accounts (prints the JIT groups' SIDs); requests: the demo "
+                                 "requests; all: both")
+
     def handle(self, *args, **options):
         if settings.PRODUCTION:
             raise CommandError("jitad_demo_seed is for throwaway demo domains only")
+        for spec in options["winrm"]:
+            name, _, url = spec.partition("=")
+            if not Target.objects.filter(name=name).update(winrm_url=url):
+                raise CommandError(f"no target named {name!r}")
+        if options["stage"] == "requests":
+            self._requests()
+            self.stdout.write(json.dumps({}))
+            return
         creds_file = Path(settings.VAR_DIR) / "demo-credentials.json"
         creds = json.loads(creds_file.read_text()) if creds_file.exists() else {}
         base = settings.JITAD_LDAP_BASE_DN
@@ -71,7 +86,16 @@ class Command(BaseCommand):
         )
         creds_file.write_text(json.dumps(creds))
         creds_file.chmod(0o600)
+        with directory.connect() as d:
+            sids = {t.name: d.object_sid(t.group_dn) for t in Target.objects.exclude(winrm_url="")}
+        if options["stage"] == "all":
+            self._requests()
+        self.stdout.write(json.dumps({"admin_password": admin_password, "totp_uri": device.config_url,
+                                      "people": {k: v for k, v in creds.items() if k != "admin"},
+                                      "jit_group_sids": sids}))
 
+    def _requests(self):
+        User = get_user_model()
         alice = User.objects.get(username="alice")
         srv01 = Target.objects.filter(name="SRV01").first()
         if srv01 and not Grant.objects.filter(user=alice, target=srv01, state=Grant.State.ACTIVE).exists():
@@ -83,5 +107,3 @@ class Command(BaseCommand):
                                                       state=AccessRequest.State.PENDING).exists():
             services.request_create(requester=alice, target=sql01, duration_minutes=90, ticket="CHG004711",
                                     justification="Demo: apply the quarterly SQL Server cumulative update")
-        self.stdout.write(json.dumps({"admin_password": admin_password, "totp_uri": device.config_url,
-                                      "people": {k: v for k, v in creds.items() if k != "admin"}}))

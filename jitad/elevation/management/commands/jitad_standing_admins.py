@@ -1,0 +1,62 @@
+"""Report standing admins on servers: the members of local Administrators no JIT grant explains."""
+import csv
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from jitad.elevation.models import StandingAdmin, Target
+from jitad.elevation.services import host_scan, scannable_targets
+
+
+class Command(BaseCommand):
+    help = ("List standing admins found by the last scans (exit 3 when there are any). --scan scans "
+            "now first; --target limits to servers by name.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--scan", action="store_true", help="scan the servers now, from this process")
+        parser.add_argument("--target", action="append", default=[], help="only this target (repeatable)")
+        parser.add_argument("--format", choices=["text", "csv", "json"], default="text")
+
+    def handle(self, *args, **options):
+        targets = scannable_targets()
+        if options["target"]:
+            targets = targets.filter(name__in=options["target"])
+            missing = set(options["target"]) - set(targets.values_list("name", flat=True))
+            if missing:
+                raise CommandError(f"no enabled target with WinRM named: {', '.join(sorted(missing))}")
+        failed = []
+        if options["scan"]:
+            for target in targets:
+                scan = host_scan(target=target)
+                if not scan.ok:
+                    failed.append(f"{target.name}: {scan.error}")
+        findings = list(
+            StandingAdmin.objects.filter(resolved_at__isnull=True, target__in=targets).select_related("target")
+        )
+        self._write(findings, options["format"])
+        for line in failed:
+            self.stderr.write(f"scan failed: {line}")
+        if failed:
+            raise CommandError(f"{len(failed)} server(s) could not be scanned")
+        if findings:
+            raise CommandError(f"{len(findings)} standing admin(s) on {len({f.target_id for f in findings})} server(s)",
+                               returncode=3)
+
+    def _write(self, findings, fmt: str) -> None:
+        rows = [
+            {"target": f.target.name, "member": f.name or f.sid, "sid": f.sid, "class": f.member_class,
+             "orphaned": f.orphaned, "first_seen": f.first_seen_at.isoformat(), "last_seen": f.last_seen_at.isoformat()}
+            for f in findings
+        ]
+        if fmt == "json":
+            self.stdout.write(json.dumps(rows, indent=2))
+        elif fmt == "csv":
+            writer = csv.DictWriter(self.stdout, fieldnames=list(rows[0]) if rows else ["target"])
+            writer.writeheader()
+            writer.writerows(rows)
+        elif not rows:
+            self.stdout.write(f"no standing admins on {Target.objects.exclude(winrm_url='').count()} checked server(s)")
+        else:
+            for r in rows:
+                flag = " (orphaned SID)" if r["orphaned"] else ""
+                self.stdout.write(f"{r['target']}\t{r['member']}{flag}\t{r['sid']}\tsince {r['first_seen']}")

@@ -1,0 +1,152 @@
+"""After a revocation: confirm on the server that the user's admin right is gone.
+
+A revoked grant whose target is checked over WinRM carries ``host_revoke_check =
+pending`` and a claim. This check reads the server's local Administrators, asks AD
+whether the user is still in any domain group listed there (or listed directly), and,
+where the request's policy says so, ends the user's logon sessions on the server. The
+outcome is recorded on the grant and audited; a user still admin by another path, or a
+check that keeps failing, is alerted. The AD removal itself is already done and
+verified: this never re-opens it.
+"""
+import logging
+import uuid
+from collections import defaultdict
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from jitad import directory, hosts
+from jitad.audit.services import audit_record_many
+from jitad.notifications.models import Notification
+from jitad.notifications.services import alert_raise
+
+from ..models import Grant
+from . import host_checks
+from .grants import _admin_link, _entry, _take, backoff_seconds
+
+log = logging.getLogger(__name__)
+C = Grant.HostCheck
+
+
+def grants_check_revoked_execute(*, grant_ids: list[int], token) -> None:
+    """Check the claimed revoked grants on their servers, one WinRM connection per server."""
+    grants, mine = _take(grant_ids, token)
+    mine_pending = [g for g in grants if g.state == Grant.State.REVOKED and g.host_revoke_check == C.PENDING]
+    Grant.objects.filter(id__in=[g.id for g in grants if g not in mine_pending], claim_token=mine).update(
+        claim_token=None, lease_until=None
+    )
+    by_target: dict[int, list[Grant]] = defaultdict(list)
+    for g in mine_pending:
+        by_target[g.target_id].append(g)
+    for target_grants in by_target.values():
+        _check_target(target_grants, mine)
+
+
+def _check_target(grants: list[Grant], token: uuid.UUID) -> None:
+    target = grants[0].target
+    # Someone granted this target again meanwhile is admin by right: neither checked nor logged off.
+    again = set(
+        Grant.objects.filter(target=target, user_id__in=[g.user_id for g in grants], state__in=Grant.LIVE_STATES)
+        .values_list("user_id", flat=True)
+    )
+    checked = [g for g in grants if g.user_id not in again]
+    end_for = set(
+        Grant.objects.filter(id__in=[g.id for g in checked], request__policy__end_sessions_on_revoke=True)
+        .exclude(user_sid="").values_list("user_sid", flat=True)
+    )
+    users = {g.user_sid: g.user_dn for g in checked if g.user_sid}
+    # Each end_sessions call has a deadline of its own: the claim must outlast them all.
+    budget = timedelta(seconds=(settings.JITAD_WINRM_DEADLINE + 5) * (1 + len(end_for)) + settings.JITAD_LEASE_SECONDS)
+    if not Grant.objects.filter(id__in=[g.id for g in grants], claim_token=token).update(
+            lease_until=timezone.now() + budget):
+        return
+    try:
+        if users:
+            with directory.session() as d:
+                result = host_checks.revocation_check(target=target, d=d, users=users, end_sessions_for=end_for)
+        else:  # never applied, or granted again: nothing to ask the server
+            result = host_checks.RevocationCheck(still_admin_through={}, sessions_ended={})
+    except (hosts.HostError, directory.DirectoryError) as e:
+        _check_failed(grants, token, e)
+        return
+    except Exception as e:  # a bug: recorded and alerted as a permanent failure, never a silent loop
+        log.exception("revocation check on %s failed unexpectedly", target.name)
+        _check_failed(grants, token, hosts.HostError(f"unexpected {type(e).__name__}: {e}"))
+        return
+    _record(grants, token, result, again=again)
+
+
+def _record(grants: list[Grant], token: uuid.UUID, result: "host_checks.RevocationCheck", *, again: set[int]) -> None:
+    now = timezone.now()
+    entries = []
+    with transaction.atomic():
+        held = {g.id for g in Grant.objects.select_for_update().filter(id__in=[g.id for g in grants], claim_token=token)}
+        for g in grants:
+            if g.id not in held:
+                continue
+            through = result.still_admin_through.get(g.user_sid)
+            ended = result.sessions_ended.get(g.user_sid)
+            if g.user_id in again:
+                outcome, detail = C.VERIFIED, f"{g.target.name}: not checked; the user holds a newer grant of it"
+            elif through:
+                outcome, detail = C.STILL_ADMIN, f"{g.target.name}: still a local admin through {', '.join(through)}"
+            elif g.user_sid:
+                outcome, detail = C.VERIFIED, f"{g.target.name}: no longer a local admin"
+            else:
+                outcome, detail = C.VERIFIED, "never applied"
+            if ended is not None:
+                detail += f"; {len(ended.sessions)} session(s) logged off, {ended.processes} process(es) stopped"
+            Grant.objects.filter(id=g.id).update(host_revoke_check=outcome, host_detail=detail, claim_token=None,
+                                                 lease_until=None, next_attempt_at=None, last_error="")
+            entries.append(_entry(g, actor="system:engine", action=f"grant.host_{outcome}", before=Grant.State.REVOKED,
+                                  after=Grant.State.REVOKED, reason=detail,
+                                  sessions=list(ended.sessions) if ended else None,
+                                  processes=ended.processes if ended else None))
+            if through:
+                alert_raise(
+                    event="grant.still_admin", severity=Notification.Severity.CRITICAL,
+                    subject=f"{g.user.get_username()} is still admin on {g.target.name} after grant #{g.pk} ended",
+                    body=(f"Grant #{g.pk} was removed from {g.group_dn}, but {g.target.name}'s local Administrators still "
+                          f"gives {g.user.get_username()} the right through: {', '.join(through)}. That is standing "
+                          "access outside jitad: remove it, or allow-list it on the target."),
+                    link=_admin_link(g), object_type="grant", object_id=g.pk,
+                )
+        audit_record_many(entries)
+    log.info("revocation checked on %s for %d grant(s) at %s", grants[0].target.name, len(entries), now.isoformat())
+
+
+def _check_failed(grants: list[Grant], token: uuid.UUID, error: Exception) -> None:
+    """Retry a transient failure with backoff for JITAD_HOST_VERIFY_WINDOW_MINUTES after the revocation
+    (a server may be rebooting); give up, alerted, after that or on a permanent failure."""
+    now = timezone.now()
+    message = f"{type(error).__name__}: {error}"[:2000]
+    entries = []
+    with transaction.atomic():
+        for g in Grant.objects.select_for_update(of=("self",)).select_related("user", "target").filter(
+            id__in=[g.id for g in grants], claim_token=token
+        ):
+            g.attempts += 1
+            window_end = (g.revoked_at or now) + timedelta(minutes=settings.JITAD_HOST_VERIFY_WINDOW_MINUTES)
+            retry = getattr(error, "transient", False) and now < window_end
+            g.host_revoke_check = C.PENDING if retry else C.FAILED
+            g.last_error = g.host_detail = message
+            g.next_attempt_at = min(now + timedelta(seconds=backoff_seconds(g.attempts)), window_end) if retry else None
+            g.claim_token = g.lease_until = None
+            g.save(update_fields=["attempts", "host_revoke_check", "last_error", "host_detail", "next_attempt_at",
+                                  "claim_token", "lease_until"])
+            entries.append(_entry(g, actor="system:engine",
+                                  action="grant.host_check_failed" if retry else "grant.host_check_gave_up",
+                                  before=g.state, after=g.state, reason=message, attempts=g.attempts))
+            if not retry:
+                alert_raise(
+                    event="grant.host_check_failed", severity=Notification.Severity.CRITICAL,
+                    subject=f"Could not confirm on {g.target.name} that {g.user.get_username()} lost admin (grant #{g.pk})",
+                    body=(f"Grant #{g.pk}: the membership was removed from {g.group_dn} in AD, but {g.target.name} could "
+                          f"not be checked after {g.attempts} attempt(s): {message}\nLogon sessions on the server may still "
+                          "hold the right until they end; check the server."),
+                    link=_admin_link(g), object_type="grant", object_id=g.pk,
+                )
+        audit_record_many(entries)
+    log.warning("revocation check failed for %d grant(s): %s", len(grants), message)

@@ -1,0 +1,39 @@
+"""The host seam: the only code in jitad that imports pywinrm.
+
+    with hosts.Host(hosts.config_for(url=target.winrm_url, transport="ntlm")) as h:
+        members = h.local_admins()        # [LocalMember(sid, path, cls)]
+        h.end_sessions(user_sid)
+"""
+from .client import (
+    ADMINISTRATORS_SID,
+    Host,
+    LocalMember,
+    SessionsEnded,
+    encoded_command,
+    is_account_sid,
+    is_sid,
+    script_text,
+)
+from .config import TRANSPORTS, HostConfig, config_for, default_url
+from .errors import HostAuthRefused, HostError, HostMisconfigured, HostScriptFailed, HostTimedOut, HostUnreachable
+
+__all__ = [
+    "ADMINISTRATORS_SID",
+    "TRANSPORTS",
+    "Host",
+    "HostAuthRefused",
+    "HostConfig",
+    "HostError",
+    "HostMisconfigured",
+    "HostScriptFailed",
+    "HostTimedOut",
+    "HostUnreachable",
+    "LocalMember",
+    "SessionsEnded",
+    "config_for",
+    "default_url",
+    "encoded_command",
+    "is_account_sid",
+    "is_sid",
+    "script_text",
+]

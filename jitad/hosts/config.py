@@ -1,0 +1,90 @@
+"""How jitad reaches one Windows host: endpoint, transport, credentials, trust, timeouts.
+
+Credentials never live in the database. A target names a *profile*; the profile's
+username, password (or client certificate) and CA bundle come from the environment
+(``JITAD_WINRM_*`` for the default profile, ``JITAD_WINRM_PROFILE_<NAME>_*`` for others;
+see ops/jitad.env.example).
+"""
+import os
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+from .errors import HostMisconfigured
+
+TRANSPORTS = ("ntlm", "kerberos", "certificate", "basic")
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """Everything needed to open a WinRM connection to one host."""
+
+    url: str
+    transport: str = "ntlm"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    ca_bundle: str = ""
+    cert_pem: str = ""
+    cert_key_pem: str = ""
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
+    operation_timeout: float = 10.0
+    deadline: float = 45.0
+
+    @property
+    def https(self) -> bool:
+        return urlsplit(self.url).scheme.lower() == "https"
+
+    def check(self) -> None:
+        """Refuse settings that would send credentials or commands unprotected."""
+        parts = urlsplit(self.url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise HostMisconfigured(f"WinRM URL {self.url!r} is not http(s)://host[:port]/wsman")
+        if self.transport not in TRANSPORTS:
+            raise HostMisconfigured(f"unknown WinRM transport {self.transport!r} (one of {', '.join(TRANSPORTS)})")
+        if self.transport in ("basic", "certificate") and not self.https:
+            raise HostMisconfigured(f"{self.transport} authentication is only allowed over HTTPS ({self.url})")
+        if self.transport == "certificate":
+            if not (self.cert_pem and self.cert_key_pem):
+                raise HostMisconfigured("certificate authentication needs a client certificate and key")
+        elif self.transport != "kerberos" and not (self.username and self.password):
+            raise HostMisconfigured(f"no WinRM username/password for {self.url}")
+        if self.https and not self.ca_bundle:
+            raise HostMisconfigured(f"no CA bundle to validate {self.url}'s certificate (JITAD_WINRM_CA_BUNDLE)")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise HostMisconfigured("a WinRM URL carries no user, password, query or fragment")
+        for label, path in (("CA bundle", self.ca_bundle), ("client certificate", self.cert_pem),
+                            ("client key", self.cert_key_pem)):
+            if path and not os.path.isfile(path):
+                raise HostMisconfigured(f"the WinRM {label} {path!r} does not exist")
+        if not 0 < self.operation_timeout < self.read_timeout:
+            raise HostMisconfigured("the WinRM read timeout must exceed the operation timeout")
+        if self.deadline <= self.read_timeout:
+            raise HostMisconfigured("the WinRM deadline must exceed the read timeout")
+
+
+def default_url(hostname: str) -> str:
+    """The WinRM HTTPS listener of ``hostname`` (the only default jitad assumes)."""
+    return f"https://{hostname}:5986/wsman"
+
+
+def config_for(*, url: str, transport: str = "ntlm", profile: str = "") -> HostConfig:
+    """A host's configuration: the target's URL and transport, the profile's secrets and trust."""
+    name = (profile or "default").lower().replace("_", "-")
+    secrets = settings.JITAD_WINRM_PROFILES.get(name)
+    if secrets is None:
+        raise HostMisconfigured(f"no WinRM credential profile named {name!r}")
+    return HostConfig(
+        url=url,
+        transport=transport or "ntlm",
+        username=secrets.get("username", ""),
+        password=secrets.get("password", ""),
+        ca_bundle=secrets.get("ca_bundle", ""),
+        cert_pem=secrets.get("cert_pem", ""),
+        cert_key_pem=secrets.get("cert_key_pem", ""),
+        connect_timeout=settings.JITAD_WINRM_CONNECT_TIMEOUT,
+        read_timeout=settings.JITAD_WINRM_READ_TIMEOUT,
+        operation_timeout=settings.JITAD_WINRM_OPERATION_TIMEOUT,
+        deadline=settings.JITAD_WINRM_DEADLINE,
+    )
