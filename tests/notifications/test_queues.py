@@ -22,8 +22,8 @@ def _queue(task_name: str) -> str:
 
 def test_notification_tasks_have_a_queue_of_their_own_and_a_plain_worker_consumes_both():
     """GIVEN jitad's Celery settings THEN every notification task goes to "notifications",
-    the engine's tasks to the default queue, and both queues are declared, so a worker
-    started without -Q consumes both and nothing is left unsent."""
+    server checks to "hosts", the engine's tasks to the default queue, and all queues are
+    declared, so a worker started without -Q consumes them all and nothing is left unsent."""
     app.loader.import_default_modules()  # every app's tasks, as a worker loads them
     ours = {name for name in app.tasks if name.startswith("jitad.notifications.")}
     assert ours >= {"jitad.notifications.send", "jitad.notifications.send_batch", "jitad.notifications.resend"}
@@ -31,7 +31,10 @@ def test_notification_tasks_have_a_queue_of_their_own_and_a_plain_worker_consume
     for name in ("jitad.elevation.grant_apply", "jitad.elevation.grants_revoke", "jitad.elevation.sweep",
                  "jitad.elevation.warn_expiring", "jitad.accounts.refresh_from_directory"):
         assert _queue(name) == "celery", name
-    assert set(app.amqp.queues) == {"celery", "notifications"}
+    # Server checks after revocation and standing-admin scans wait on WinRM: a queue of their own.
+    for name in ("jitad.elevation.grants_check_revoked", "jitad.elevation.hosts_scan", "jitad.elevation.host_scan"):
+        assert _queue(name) == "hosts", name
+    assert set(app.amqp.queues) == {"celery", "notifications", "hosts"}
     assert app.conf.task_default_queue == "celery"
 
 

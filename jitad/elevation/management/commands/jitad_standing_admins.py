@@ -4,7 +4,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from jitad.elevation.models import StandingAdmin, Target
+from jitad.elevation.models import StandingAdmin
 from jitad.elevation.services import host_scan, scannable_targets
 
 
@@ -33,7 +33,7 @@ class Command(BaseCommand):
         findings = list(
             StandingAdmin.objects.filter(resolved_at__isnull=True, target__in=targets).select_related("target")
         )
-        self._write(findings, options["format"])
+        self._write(findings, options["format"], checked=targets.count())
         for line in failed:
             self.stderr.write(f"scan failed: {line}")
         if failed:
@@ -42,7 +42,7 @@ class Command(BaseCommand):
             raise CommandError(f"{len(findings)} standing admin(s) on {len({f.target_id for f in findings})} server(s)",
                                returncode=3)
 
-    def _write(self, findings, fmt: str) -> None:
+    def _write(self, findings, fmt: str, *, checked: int) -> None:
         rows = [
             {"target": f.target.name, "member": f.name or f.sid, "sid": f.sid, "class": f.member_class,
              "orphaned": f.orphaned, "first_seen": f.first_seen_at.isoformat(), "last_seen": f.last_seen_at.isoformat()}
@@ -55,7 +55,7 @@ class Command(BaseCommand):
             writer.writeheader()
             writer.writerows(rows)
         elif not rows:
-            self.stdout.write(f"no standing admins on {Target.objects.exclude(winrm_url='').count()} checked server(s)")
+            self.stdout.write(f"no standing admins on {checked} checked server(s)")
         else:
             for r in rows:
                 flag = " (orphaned SID)" if r["orphaned"] else ""
