@@ -429,3 +429,42 @@ def test_edits_of_people_and_policies_in_the_admin_are_audited(world, verified_c
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
     event = AuditEvent.objects.get(action="policy.updated", object_id=str(pol.pk))
     assert event.actor == "root" and "max_duration_minutes" in event.data["changed"]
+
+
+# -- servers: what WinRM showed, and standing admins -----------------------------------------
+def test_server_columns_views_and_standing_admin_pages(world, verified_client):
+    """GIVEN a checked target with an unverified grant, a revoked grant still admin by another path and
+    standing-admin findings THEN the grants views, the findings and the scans render for a superuser,
+    read-only, and an approver sees no findings at all."""
+    from jitad.elevation.models import HostScan, StandingAdmin
+
+    alice, srv = world["alice"], world["srv"]
+    srv.winrm_url = "https://srv01.jitad.test:5986/wsman"
+    srv.save()
+    unverified = _grant(alice, srv, Grant.State.UNVERIFIED, 30)
+    unverified.host_detail = "SRV01: the JIT group is not in local Administrators"
+    unverified.save()
+    still = _grant(alice, srv, Grant.State.REVOKED, -5)
+    still.host_revoke_check = Grant.HostCheck.STILL_ADMIN
+    still.save()
+    StandingAdmin.objects.create(target=srv, sid="S-1-5-21-1-2-3-512", name="Domain Admins", is_group=True)
+    StandingAdmin.objects.create(target=srv, sid="S-1-5-21-1-2-3-4711", name="S-1-5-21-1-2-3-4711", orphaned=True)
+    HostScan.objects.create(target=srv, ok=True, members=4, standing=2, finished_at=timezone.now())
+    root = user("root")
+    root.is_staff = root.is_superuser = True
+    root.save()
+    client = verified_client(root)
+
+    failed = client.get("/admin/elevation/grant/?view=failed")
+    assert ids(failed) == {unverified.pk} and "not verified" in failed.content.decode()
+    assert ids(client.get("/admin/elevation/grant/?view=server")) == {still.pk}
+    page = client.get("/admin/elevation/standingadmin/").content.decode()
+    assert "Domain Admins" in page and "orphaned SID" in page
+    assert client.get("/admin/elevation/standingadmin/?status=resolved").status_code == 200
+    assert client.get("/admin/elevation/hostscan/").status_code == 200
+    assert client.get(f"/admin/elevation/standingadmin/{StandingAdmin.objects.first().pk}/change/").status_code == 200
+
+    client.logout()
+    approver = verified_client(world["lead"])  # an approver, not staff: the queue, never the findings
+    assert approver.get("/admin/elevation/accessrequest/").status_code == 200
+    assert approver.get("/admin/elevation/standingadmin/").status_code in (302, 403)
