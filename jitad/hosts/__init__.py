@@ -14,7 +14,7 @@ from .client import (
     is_sid,
     script_text,
 )
-from .config import TRANSPORTS, HostConfig, config_for, default_url
+from .config import TRANSPORTS, HostConfig, config_for
 from .errors import HostAuthRefused, HostError, HostMisconfigured, HostScriptFailed, HostTimedOut, HostUnreachable
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
     "LocalMember",
     "SessionsEnded",
     "config_for",
-    "default_url",
     "encoded_command",
     "is_account_sid",
     "is_sid",

@@ -64,11 +64,6 @@ class HostConfig:
             raise HostMisconfigured("the WinRM deadline must exceed the read timeout")
 
 
-def default_url(hostname: str) -> str:
-    """The WinRM HTTPS listener of ``hostname`` (the only default jitad assumes)."""
-    return f"https://{hostname}:5986/wsman"
-
-
 def config_for(*, url: str, transport: str = "ntlm", profile: str = "") -> HostConfig:
     """A host's configuration: the target's URL and transport, the profile's secrets and trust."""
     name = (profile or "default").lower().replace("_", "-")

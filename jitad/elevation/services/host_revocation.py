@@ -79,7 +79,6 @@ def _check_target(grants: list[Grant], token: uuid.UUID) -> None:
 
 
 def _record(grants: list[Grant], token: uuid.UUID, result: "host_checks.RevocationCheck", *, again: set[int]) -> None:
-    now = timezone.now()
     entries = []
     with transaction.atomic():
         held = {g.id for g in Grant.objects.select_for_update().filter(id__in=[g.id for g in grants], claim_token=token)}
@@ -114,7 +113,7 @@ def _record(grants: list[Grant], token: uuid.UUID, result: "host_checks.Revocati
                     link=_admin_link(g), object_type="grant", object_id=g.pk,
                 )
         audit_record_many(entries)
-    log.info("revocation checked on %s for %d grant(s) at %s", grants[0].target.name, len(entries), now.isoformat())
+    log.info("revocation checked on %s for %d grant(s)", grants[0].target.name, len(entries))
 
 
 def _check_failed(grants: list[Grant], token: uuid.UUID, error: Exception) -> None:
