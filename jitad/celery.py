@@ -32,6 +32,14 @@ def _schedule(sender, **kwargs):
     sender.add_periodic_task(
         settings.JITAD_DELIVERY_CHECK_INTERVAL, sender.signature("jitad.notifications.resend"), name="resend-deliveries"
     )
+    sender.add_periodic_task(
+        settings.JITAD_BREAKGLASS_SWEEP_INTERVAL, sender.signature("jitad.breakglass.sweep"), name="breakglass-sweep"
+    )
+    if settings.JITAD_BREAKGLASS_SEAL_CHECK_INTERVAL > 0:
+        sender.add_periodic_task(
+            settings.JITAD_BREAKGLASS_SEAL_CHECK_INTERVAL, sender.signature("jitad.breakglass.seals_check"),
+            name="breakglass-seal-check",
+        )
     if settings.JITAD_HOST_SCAN_INTERVAL > 0:
         sender.add_periodic_task(
             settings.JITAD_HOST_SCAN_INTERVAL, sender.signature("jitad.elevation.hosts_scan"), name="standing-admin-scan"

@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "jitad.audit",
     "jitad.notifications",
     "jitad.elevation",
+    "jitad.breakglass",
 ]
 
 MIDDLEWARE = [
@@ -289,6 +290,54 @@ JITAD_HOST_VERIFY_WINDOW_MINUTES = env.float("JITAD_HOST_VERIFY_WINDOW_MINUTES",
 # ("*-500": each machine's built-in Administrator account).
 JITAD_HOST_SCAN_INTERVAL = env.float("JITAD_HOST_SCAN_INTERVAL", default=3600.0)
 JITAD_HOST_ALLOWED_ADMINS = env.list("JITAD_HOST_ALLOWED_ADMINS", default=["*-500"])
+
+# --- Break-glass (jitad/breakglass/, docs/breakglass.md) -----------------------------
+# Sealed accounts' passwords are encrypted at rest with these Fernet keys: the first
+# encrypts, all decrypt (rotate: put a new key first, `manage.py jitad_breakglass rekey`,
+# then drop the old one). JITAD_BREAKGLASS_KEYS_FILE: one key per line (container secrets).
+# Outside production a key is generated into JITAD_VAR_DIR/breakglass.keys (mode 600).
+def _breakglass_keys() -> list[str]:
+    keys = env.list("JITAD_BREAKGLASS_KEYS", default=[])
+    if not keys and os.environ.get("JITAD_BREAKGLASS_KEYS_FILE"):
+        lines = Path(os.environ["JITAD_BREAKGLASS_KEYS_FILE"]).read_text().splitlines()
+        keys = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not keys:
+        if PRODUCTION:
+            raise ImproperlyConfigured("JITAD_BREAKGLASS_KEYS (or JITAD_BREAKGLASS_KEYS_FILE) must be set in production")
+        key_file = VAR_DIR / "breakglass.keys"
+        if not key_file.exists():
+            from cryptography.fernet import Fernet
+
+            key_file.touch(mode=0o600)
+            key_file.write_text(Fernet.generate_key().decode() + "\n")
+        keys = [key_file.read_text().strip()]
+    from cryptography.fernet import Fernet
+
+    for i, key in enumerate(keys, 1):
+        try:
+            Fernet(key.encode())
+        except (ValueError, TypeError):
+            raise ImproperlyConfigured(f"key {i} of JITAD_BREAKGLASS_KEYS is not a Fernet key") from None
+    return keys
+
+
+JITAD_BREAKGLASS_KEYS = _breakglass_keys()
+# Length of the random passwords jitad sets (every character class; nothing that reads alike on paper).
+JITAD_BREAKGLASS_PASSWORD_LENGTH = env.int("JITAD_BREAKGLASS_PASSWORD_LENGTH", default=32)
+# A checkout waits this long for its approvals, then expires; an approved envelope must be printed within
+# JITAD_BREAKGLASS_ENVELOPE_MINUTES.
+JITAD_BREAKGLASS_PENDING_MINUTES = env.int("JITAD_BREAKGLASS_PENDING_MINUTES", default=60)
+JITAD_BREAKGLASS_ENVELOPE_MINUTES = env.int("JITAD_BREAKGLASS_ENVELOPE_MINUTES", default=30)
+# Beat drives break-glass work this often (windows ending, rotations due, retries), and checks each
+# sealed account in AD every JITAD_BREAKGLASS_SEAL_CHECK_INTERVAL seconds (0: never): a password
+# changed or an account enabled outside jitad breaks the seal (alerted; the password is rotated).
+JITAD_BREAKGLASS_SWEEP_INTERVAL = env.float("JITAD_BREAKGLASS_SWEEP_INTERVAL", default=5.0)
+JITAD_BREAKGLASS_SEAL_CHECK_INTERVAL = env.float("JITAD_BREAKGLASS_SEAL_CHECK_INTERVAL", default=300.0)
+# What a checkout must say: an incident reference matching this pattern (blank: any), a reason this long.
+JITAD_BREAKGLASS_INCIDENT_PATTERN = env.str("JITAD_BREAKGLASS_INCIDENT_PATTERN", default="")
+JITAD_BREAKGLASS_REASON_MIN = env.int("JITAD_BREAKGLASS_REASON_MIN", default=10)
+# Runbooks: markdown files with a front-matter header (runbooks/README.md).
+JITAD_RUNBOOK_DIR = Path(env.str("JITAD_RUNBOOK_DIR", default=str(BASE_DIR / "runbooks")))
 
 # --- Engine ---------------------------------------------------------------------------
 JITAD_SWEEP_INTERVAL = env.float("JITAD_SWEEP_INTERVAL", default=1.0)

@@ -26,5 +26,6 @@ urlpatterns = [
     # The docs page is a portal page (login + MFA via the middleware); the schema is an API call.
     path("docs/api/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("jitad.elevation.api.urls")),
+    path("breakglass/", include("jitad.breakglass.urls")),
     path("", include("jitad.elevation.urls")),
 ]

@@ -32,6 +32,9 @@ ENGINE_ENV = {
     "JITAD_WINRM_DEADLINE": "5",
     "JITAD_HOST_VERIFY_WINDOW_MINUTES": "0.2",
     "JITAD_HOST_SCAN_INTERVAL": "0",
+    # Break-glass: windows ending and rotations retried within a second; seal checks only when a test asks.
+    "JITAD_BREAKGLASS_SWEEP_INTERVAL": "0.5",
+    "JITAD_BREAKGLASS_SEAL_CHECK_INTERVAL": "0",
 }
 
 # A var dir of the tests' own (SQLite file, broker folder), so a running `make demo`

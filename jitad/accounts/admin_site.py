@@ -1,4 +1,4 @@
-"""The admin site: django-otp's OTPAdminSite, opened to approvers by policy as well as to staff.
+"""The admin site: django-otp's OTPAdminSite, opened to approvers (by policy, or of break-glass accounts) and staff.
 
 Approvers are whoever a policy or target names through AD groups; nobody hand-edits
 Django permissions to make someone an approver. An approver who is not staff enters the
@@ -11,8 +11,16 @@ from django.core.exceptions import ValidationError
 from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
 
 
+def _approves_anything(user) -> bool:
+    """An approver of access requests (policy or target) or of break-glass checkouts."""
+    from jitad.breakglass.services import is_breakglass_approver
+    from jitad.elevation.services import is_approver_anywhere
+
+    return is_approver_anywhere(user=user) or is_breakglass_approver(user=user)
+
+
 def is_approver(request) -> bool:
-    """True if the logged-in user approves under some policy or target; cached on the request."""
+    """True if the logged-in user approves access requests under some policy or target; cached on the request."""
     if not hasattr(request, "_jitad_is_approver"):
         from jitad.elevation.services import is_approver_anywhere
 
@@ -25,9 +33,7 @@ class AdminLoginForm(OTPAdminAuthenticationForm):
 
     def confirm_login_allowed(self, user):
         AuthenticationForm.confirm_login_allowed(self, user)
-        from jitad.elevation.services import is_approver_anywhere
-
-        if not (user.is_staff or is_approver_anywhere(user=user)):
+        if not (user.is_staff or _approves_anything(user)):
             raise ValidationError(self.error_messages["invalid_login"], code="invalid_login",
                                   params={"username": self.username_field.verbose_name})
 
@@ -41,7 +47,11 @@ class JitadAdminSite(OTPAdminSite):
         user = request.user
         if not (user.is_active and user.is_authenticated and user.is_verified()):
             return False
-        return user.is_staff or is_approver(request)
+        if user.is_staff or is_approver(request):
+            return True
+        from jitad.breakglass.services import is_breakglass_approver
+
+        return is_breakglass_approver(user=user)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -118,3 +118,22 @@ def mfa_devices(user) -> list:
 
 def mfa_enrolled(user) -> bool:
     return bool(mfa_devices(user))
+
+
+CHECKED_NOW = "_jitad_mfa_checked_now"
+
+
+def mfa_code_in_request(request) -> CodeCheck:
+    """A code typed into this very request, checked (or already checked by the middleware this request).
+
+    For the steps that must prove possession at the moment they happen (asking for and
+    revealing a break-glass password), a session that is merely still fresh is not enough.
+    """
+    device = getattr(request, CHECKED_NOW, None)
+    if device is not None:
+        return CodeCheck(device=device)
+    check = mfa_check_code(request.user, request.POST.get("otp", ""))
+    if check.device is not None:
+        mfa_mark_verified(request, check.device)
+        setattr(request, CHECKED_NOW, check.device)
+    return check

@@ -15,7 +15,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 
-from .mfa import mfa_check_code, mfa_enrolled, mfa_is_fresh, mfa_mark_verified
+from .mfa import CHECKED_NOW, mfa_check_code, mfa_enrolled, mfa_is_fresh, mfa_mark_verified
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 
@@ -108,6 +108,7 @@ class MFARequiredMiddleware:
             check = mfa_check_code(user, code)
             if check.device is not None:
                 mfa_mark_verified(request, check.device)
+                setattr(request, CHECKED_NOW, check.device)  # the view may ask whether a code came with this request
                 return None
             error = check.error
         fields = [(k, v) for k, values in request.POST.lists() if k not in _NOT_REPOSTED for v in values]

@@ -68,3 +68,26 @@ def authenticate_user(name: str, password: str, config: DirectoryConfig | None =
             raise DirectoryAuthFailed(DirectoryAuthFailed.LOCKED)
         groups = d.groups_of(user.dn)
     return user, groups
+
+
+def password_works(user_dn: str, password: str, config: DirectoryConfig | None = None) -> bool:
+    """True if ``password`` is the account's current password, whether or not the account is enabled.
+
+    A DC tells a right password on a disabled account apart (533) from a wrong one (52e),
+    so a sealed account's password can be verified while it stays disabled. Other refusals
+    (locked out, expired) say nothing either way and raise DirectoryRejected.
+    """
+    config = config or DirectoryConfig.from_settings()
+    if not password:
+        return False
+    try:
+        conn, _url = bind_each(config, user_dn, password)
+    except DirectoryRejected as e:
+        reason = _reason(e)
+        if reason == DirectoryAuthFailed.INVALID:
+            return False
+        if reason in (DirectoryAuthFailed.DISABLED, DirectoryAuthFailed.PASSWORD_EXPIRED, DirectoryAuthFailed.MUST_CHANGE):
+            return True
+        raise DirectoryRejected(f"the password of {user_dn} could not be checked: {reason or e}") from e
+    conn.unbind()
+    return True

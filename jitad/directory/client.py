@@ -107,6 +107,15 @@ class DirectoryUser:
     surname: str = ""
 
 
+@dataclass(frozen=True)
+class AccountFacts:
+    """What a sealed account's seal is checked against: enabled or not, and when its password was set."""
+
+    dn: str
+    enabled: bool
+    pwd_last_set: int
+
+
 def escape_filter(value: str) -> str:
     """Escape a value for use inside an LDAP filter (RFC 4515)."""
     return escape_filter_chars(value)
@@ -419,6 +428,39 @@ class Directory:
         value = entries[0]["attributes"].get(_UAC_COMPUTED)
         value = value[0] if isinstance(value, list) and value else value
         return bool(int(value or 0) & _UF_LOCKOUT)
+
+    def account_facts(self, user_dn: str) -> AccountFacts:
+        """The account's enabled flag and pwdLastSet (a FILETIME), read back from the DC."""
+        entries = self._search(user_dn, "(objectClass=user)", BASE, attributes=["userAccountControl", "pwdLastSet"],
+                               operation="read account")
+        if not entries:
+            raise DirectoryNotFound(f"no user {user_dn}")
+        a = entries[0]["attributes"]
+
+        def number(name):
+            v = a.get(name)
+            v = v[0] if isinstance(v, list) and v else v
+            if hasattr(v, "timestamp"):  # ldap3 may decode pwdLastSet as a datetime
+                return int((v.timestamp() + 11644473600) * 10_000_000)
+            return int(v or 0)
+
+        return AccountFacts(dn=entries[0]["dn"], enabled=not number("userAccountControl") & _UF_ACCOUNTDISABLE,
+                            pwd_last_set=number("pwdLastSet"))
+
+    def set_enabled(self, user_dn: str, enabled: bool) -> None:
+        """Enable or disable a user account (the ACCOUNTDISABLE bit), verified by reading back."""
+        entries = self._search(user_dn, "(objectClass=user)", BASE, attributes=["userAccountControl"],
+                               operation="read account")
+        if not entries:
+            raise DirectoryNotFound(f"no user {user_dn}")
+        value = entries[0]["attributes"].get("userAccountControl")
+        uac = int((value[0] if isinstance(value, list) and value else value) or 0)
+        wanted = uac & ~_UF_ACCOUNTDISABLE if enabled else uac | _UF_ACCOUNTDISABLE
+        if wanted != uac:
+            with translate("enable account" if enabled else "disable account"):
+                self._conn.modify(user_dn, {"userAccountControl": [(MODIFY_REPLACE, [wanted])]})
+        if self.account_facts(user_dn).enabled != enabled:
+            raise DirectoryRejected(f"{user_dn} is still {'disabled' if enabled else 'enabled'} after the change")
 
     def pam_ttl_supported(self) -> bool:
         """True when the forest has the Windows Server 2016 PAM optional feature enabled."""

@@ -1,0 +1,1 @@
+"""Sealed break-glass accounts, checkouts under dual control, runbooks."""

@@ -1,0 +1,6 @@
+"""Errors the break-glass services raise for people (a refused step), never for faults."""
+from jitad.elevation.errors import RequestRefused
+
+
+class BreakglassRefused(RequestRefused):
+    """A break-glass step breaks the rules or the lifecycle; ``code`` is stable, the message is for people."""

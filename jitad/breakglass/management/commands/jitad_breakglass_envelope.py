@@ -1,0 +1,39 @@
+"""Check a paper envelope against jitad's seals; an opened envelope of the current seal gets its password rotated."""
+from django.core.management.base import BaseCommand, CommandError
+
+from jitad.breakglass import services
+from jitad.breakglass.errors import BreakglassRefused
+from jitad.breakglass.models import SealedAccount
+
+EXIT = {"current": 0, "stale": 2, "unknown": 3}
+
+
+class Command(BaseCommand):
+    help = ("verify ACCOUNT SEAL_ID [--opened]: is this envelope the current seal (exit 0), stale (2) or not "
+            "jitad's (3)? With --opened the current seal is broken and the password rotated now (exit 0 once sealed "
+            "again, 1 if the rotation failed and the account is exposed).")
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True)
+        verify = sub.add_parser("verify", help="check an envelope's seal id")
+        verify.add_argument("account")
+        verify.add_argument("seal_id")
+        verify.add_argument("--opened", action="store_true", help="the envelope was opened (its password was used)")
+
+    def handle(self, *args, **o):
+        try:
+            verdict = services.envelope_verify(account_name=o["account"], seal_id=o["seal_id"], opened=o["opened"],
+                                               actor="system:manage.py")
+        except BreakglassRefused as e:
+            raise CommandError(e.message) from e
+        self.stdout.write(f"{verdict.status}: {verdict.message}")
+        if verdict.rotation is not None:
+            # In this process: the worker and the portal may be the very things that are down.
+            services.account_rotate_execute(account_id=verdict.account.pk, token=verdict.rotation)
+            account = SealedAccount.objects.get(pk=verdict.account.pk)
+            if account.state != SealedAccount.State.SEALED:
+                raise CommandError(f"rotation failed, {account.name} is {account.state}: {account.last_error}. "
+                                   "jitad keeps retrying from the worker.")
+            self.stdout.write(f"{account.name} rotated and sealed again: seal {account.seal_id}. Print a new envelope.")
+        if EXIT[verdict.status]:
+            raise SystemExit(EXIT[verdict.status])

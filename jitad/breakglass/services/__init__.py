@@ -1,0 +1,57 @@
+"""Break-glass business logic; views, admin, commands and tasks call only these."""
+from .access import (
+    accounts_approved_by,
+    accounts_responded_by,
+    can_decide_checkout,
+    can_force_checkin,
+    is_account_approver,
+    is_breakglass_approver,
+    is_responder,
+)
+from .accounts import account_enrol, account_rotate, account_rotate_execute, account_update, seals_check
+from .checkouts import (
+    EnvelopeSheet,
+    checkout_approve,
+    checkout_cancel,
+    checkout_checkin,
+    checkout_deny,
+    checkout_open_execute,
+    checkout_request,
+    checkout_reveal,
+    envelope_print,
+    envelope_request,
+)
+from .envelopes import EnvelopeVerdict, envelope_verify
+from .reviews import review_close, review_file, runbook_tick
+from .sweep import breakglass_sweep
+
+__all__ = [
+    "EnvelopeSheet",
+    "EnvelopeVerdict",
+    "account_enrol",
+    "account_rotate",
+    "account_rotate_execute",
+    "account_update",
+    "accounts_approved_by",
+    "accounts_responded_by",
+    "breakglass_sweep",
+    "can_decide_checkout",
+    "can_force_checkin",
+    "checkout_approve",
+    "checkout_cancel",
+    "checkout_checkin",
+    "checkout_deny",
+    "checkout_open_execute",
+    "checkout_request",
+    "checkout_reveal",
+    "envelope_print",
+    "envelope_request",
+    "envelope_verify",
+    "is_account_approver",
+    "is_breakglass_approver",
+    "is_responder",
+    "review_close",
+    "review_file",
+    "runbook_tick",
+    "seals_check",
+]

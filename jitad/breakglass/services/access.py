@@ -1,0 +1,79 @@
+"""Who may do what with a sealed account: responders check out, approvers decide, staff administer.
+
+Responders and approvers are AD groups named on the account (mirrored into Django groups
+at login), compared case-insensitively, never Django permissions. Nobody approves their
+own checkout.
+"""
+from functools import reduce
+from operator import or_
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db.models import Q, QuerySet
+
+from jitad.elevation.services.api_queries import JSONListMatches, _group_names
+from jitad.elevation.services.policies import user_group_names
+
+from ..models import Checkout, SealedAccount
+
+
+def _in(user, names) -> bool:
+    if not user.is_authenticated or not user.is_active:
+        return False
+    wanted = {n.lower() for n in names or [] if isinstance(n, str)}
+    return bool(wanted & user_group_names(user))
+
+
+def is_responder(*, user, account: SealedAccount) -> bool:
+    """True if ``user`` may ask to check ``account`` out."""
+    return _in(user, account.responder_groups)
+
+
+def is_account_approver(*, user, account: SealedAccount) -> bool:
+    """True if ``user`` approves checkouts of ``account``."""
+    return _in(user, account.approver_groups)
+
+
+def can_decide_checkout(*, user, checkout: Checkout) -> bool:
+    """An approver for the account, and not the person asking."""
+    return user.pk != checkout.holder_id and is_account_approver(user=user, account=checkout.account)
+
+
+def can_force_checkin(*, user, checkout: Checkout) -> bool:
+    """Superusers, staff allowed to change checkouts, and the account's approvers."""
+    if not user.is_active:
+        return False
+    if user.is_superuser or (user.is_staff and user.has_perm("breakglass.change_checkout")):
+        return True
+    return is_account_approver(user=user, account=checkout.account)
+
+
+def accounts_approved_by(*, user) -> QuerySet:
+    """Sealed accounts whose checkouts ``user`` approves."""
+    if not user.is_authenticated or not user.is_active:
+        return SealedAccount.objects.none()
+    return SealedAccount.objects.filter(JSONListMatches("approver_groups", _group_names(user)))
+
+
+def accounts_responded_by(*, user) -> QuerySet:
+    """Sealed accounts ``user`` may check out."""
+    if not user.is_authenticated or not user.is_active:
+        return SealedAccount.objects.none()
+    return SealedAccount.objects.filter(JSONListMatches("responder_groups", _group_names(user)))
+
+
+def is_breakglass_approver(*, user) -> bool:
+    """True if ``user`` approves checkouts of any sealed account (lets them into the admin)."""
+    return accounts_approved_by(user=user).exists()
+
+
+def account_approvers(*, account: SealedAccount, exclude=None) -> list:
+    """Active people who approve ``account``'s checkouts (for alerts), without ``exclude``."""
+    names = [n for n in account.approver_groups or [] if isinstance(n, str) and n]
+    if not names:
+        return []
+    groups = Group.objects.filter(reduce(or_, (Q(name__iexact=n) for n in names)))
+    people = get_user_model().objects.filter(is_active=True, groups__in=groups).distinct().order_by("pk")
+    if exclude is not None:
+        people = people.exclude(pk=exclude.pk)
+    return list(people)

@@ -1,0 +1,315 @@
+"""Sealed accounts: enrol, rotate the password (set, verify, disable, seal), check seals in AD.
+
+Rotation follows the engine's rules (ARCHITECTURE.md): claim the account in a short
+transaction, call AD outside any transaction, commit the outcome only while still holding
+the claim. A failed rotation leaves the account *exposed* (someone may know a live
+password): alerted at once, retried with backoff for as long as it takes, and a
+"Resolved" alert when a rotation finally succeeds.
+"""
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+
+from jitad import directory
+from jitad.accounts.models import DirectoryAccount
+from jitad.audit.services import audit_record_many
+from jitad.notifications.models import Notification
+from jitad.notifications.services import alert_raise
+
+from ..errors import BreakglassRefused
+from ..models import ACCOUNT_NAME_PATTERN, Checkout, Seal, SealedAccount
+from ..vault import VaultError, password_generate, seal_id_generate, secret_open, secret_seal
+from .common import account_entry, admin_link, backoff_seconds, enqueue, lease, release, take
+
+log = logging.getLogger(__name__)
+A = SealedAccount.State
+
+
+def _enqueue_rotate(account_id: int, token: uuid.UUID) -> None:
+    from ..tasks import account_rotate
+
+    enqueue(account_rotate, account_id, token)
+
+
+# -- enrolment and settings -----------------------------------------------------------------
+def account_enrol(*, account: SealedAccount, actor: str) -> SealedAccount:
+    """Save a new sealed account as *enrolling* and queue its first rotation (nobody knows the result)."""
+    import re
+
+    account.name = (account.name or "").strip()
+    if not re.match(ACCOUNT_NAME_PATTERN, account.name):
+        raise BreakglassRefused("name_invalid", "An account name is an AD sAMAccountName: 1 to 20 characters.")
+    if SealedAccount.objects.filter(name__iexact=account.name).exists():
+        raise BreakglassRefused("already_enrolled", f"{account.name} is already a sealed account.")
+    now = timezone.now()
+    token = uuid.uuid4()
+    with transaction.atomic():
+        account.state = A.ENROLLING
+        account.enrolled_at, account.enrolled_by = now, actor
+        account.rotation_reason = Seal.Reason.ENROLLED
+        account.claim_token, account.lease_until = token, lease(now)
+        account.save()
+        audit_record_many([account_entry(account, actor=actor, action="breakglass.account_enrolled", after=A.ENROLLING,
+                                         disable_when_sealed=account.disable_when_sealed,
+                                         approvals_required=account.approvals_required,
+                                         responder_groups=account.responder_groups,
+                                         approver_groups=account.approver_groups)])
+        transaction.on_commit(lambda: _enqueue_rotate(account.pk, token))
+    return account
+
+
+def account_update(*, account: SealedAccount, actor: str, changed: dict) -> None:
+    """Record a change of an account's settings (approvers, responders, limits) in the audit trail."""
+    if changed:
+        audit_record_many([account_entry(account, actor=actor, action="breakglass.account_updated",
+                                         before=account.state, after=account.state, changes=changed)])
+
+
+# -- rotation --------------------------------------------------------------------------------
+def rotation_start(*, account: SealedAccount, reason: str, actor: str, detail: str = "") -> uuid.UUID:
+    """Ask for a new password now (caller's transaction, account row locked); the worker sets it."""
+    token = uuid.uuid4()
+    before = account.state
+    if account.state != A.EXPOSED:  # an exposed account stays shown as exposed until a rotation succeeds
+        account.state = A.ROTATING if account.state != A.ENROLLING else A.ENROLLING
+    account.rotation_reason = reason
+    account.attempts, account.next_attempt_at = 0, None
+    account.claim_token, account.lease_until = token, lease()
+    account.save(update_fields=["state", "rotation_reason", "attempts", "next_attempt_at", "claim_token",
+                                "lease_until", "updated_at"])
+    audit_record_many([account_entry(account, actor=actor, action="breakglass.rotation_requested", before=before,
+                                     after=account.state, reason=detail or reason)])
+    transaction.on_commit(lambda: _enqueue_rotate(account.pk, token))
+    return token
+
+
+def account_rotate(*, account: SealedAccount, actor: str, reason: str) -> SealedAccount:
+    """An operator asks for a new password now (a sealed account), or an immediate retry (an exposed one)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise BreakglassRefused("reason_required", "Say why the password must change now.")
+    with transaction.atomic():
+        row = SealedAccount.objects.select_for_update().get(pk=account.pk)
+        if row.state == A.SEALED:
+            rotation_start(account=row, reason=Seal.Reason.MANUAL, actor=actor, detail=reason)
+        elif row.state in (A.EXPOSED, A.ROTATING, A.ENROLLING) and not (row.lease_until and row.lease_until > timezone.now()):
+            row.next_attempt_at = None
+            row.save(update_fields=["next_attempt_at", "updated_at"])
+            audit_record_many([account_entry(row, actor=actor, action="breakglass.rotation_retry", before=row.state,
+                                             after=row.state, reason=reason)])
+        elif row.state == A.CHECKED_OUT:
+            raise BreakglassRefused("checked_out", f"{row.name} is checked out: check it in, which rotates it.")
+        else:
+            raise BreakglassRefused("busy", f"A rotation of {row.name} is running now.")
+    return row
+
+
+@dataclass
+class _Rotated:
+    secret: str
+    facts: directory.AccountFacts
+
+
+def _unexpected(e: Exception) -> directory.DirectoryError:
+    wrapped = directory.DirectoryError(f"unexpected {type(e).__name__}: {e}")
+    wrapped.__cause__ = e
+    return wrapped
+
+
+def _refuse_unsealable(user: directory.DirectoryUser, d: directory.Directory) -> None:
+    """jitad's own bind account, or a person's portal login, must never be sealed: both would lock people out."""
+    if directory.normalize_dn(user.dn) == directory.normalize_dn(d.config.bind_dn):
+        raise directory.DirectoryRejected(f"{user.sam_account_name} is jitad's own bind account and cannot be sealed")
+    if user.guid and DirectoryAccount.objects.filter(guid__iexact=user.guid).exists():
+        raise directory.DirectoryRejected(f"{user.sam_account_name} is a person's portal login and cannot be sealed")
+
+
+@sensitive_variables("old", "leftover", "new", "stale")
+def _rotate_in_ad(account: SealedAccount, token: uuid.UUID) -> _Rotated:
+    """Set a new random password, prove it (new binds, old ones do not), disable if sealed so; no DB lock held."""
+    ref = account.vault_ref
+    old = secret_open(ref=ref, token=account.secret) if account.secret else ""
+    leftover = secret_open(ref=ref, token=account.pending_secret) if account.pending_secret else ""
+    with directory.session() as d:
+        user = d.find_user_by_guid(account.user_guid) if account.user_guid else d.find_user(account.name)
+        _refuse_unsealable(user, d)
+        new = password_generate(avoid=user.sam_account_name)
+        sealed_new = secret_seal(ref=ref, password=new)
+        # The new password's token is stored before AD has it: a worker killed between the
+        # two leaves a record, and the next attempt checks that this password is dead too.
+        kept = SealedAccount.objects.filter(pk=account.pk, claim_token=token).update(
+            pending_secret=sealed_new, user_dn=user.dn, user_guid=user.guid, user_sid=user.sid, lease_until=lease())
+        if not kept:
+            raise directory.DirectoryUnavailable("the claim on this account lapsed before the password was set")
+        d.set_password(user.dn, new)
+    if not directory.password_works(user.dn, new):
+        raise directory.DirectoryRejected("the new password does not bind after the reset")
+    for stale in {old, leftover} - {"", new}:
+        if directory.password_works(user.dn, stale):
+            raise directory.DirectoryRejected(
+                "a previous password still binds after the reset (does the DC allow old passwords for a while?)")
+    with directory.session() as d:
+        if account.disable_when_sealed:
+            d.set_enabled(user.dn, False)
+        facts = d.account_facts(user.dn)
+    return _Rotated(secret=sealed_new, facts=facts)
+
+
+def account_rotate_execute(*, account_id: int, token) -> None:
+    """The worker's half of a rotation: set and verify the password in AD, then seal (or record the failure)."""
+    account, mine = take(SealedAccount, account_id, token)
+    if account is None:
+        return
+    if account.state not in (A.ENROLLING, A.ROTATING, A.EXPOSED):
+        release(SealedAccount, account.pk, mine)
+        return
+    try:
+        rotated = _rotate_in_ad(account, mine)
+    except directory.DirectoryError as e:
+        _rotation_failed(account, mine, e)
+        return
+    except VaultError as e:
+        _rotation_failed(account, mine, directory.DirectoryMisconfigured(str(e)))
+        return
+    except Exception as e:  # a bug must be loud and retried too, never a silent crash loop
+        log.exception("sealed account %s: unexpected error while rotating", account.pk)
+        _rotation_failed(account, mine, _unexpected(e))
+        return
+    _sealed(account, mine, rotated)
+
+
+def _sealed(account: SealedAccount, token: uuid.UUID, rotated: _Rotated) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        row = SealedAccount.objects.select_for_update().filter(pk=account.pk, claim_token=token).first()
+        if row is None:
+            log.warning("sealed account %s: claim lapsed while rotating; the current holder rotates again", account.pk)
+            return
+        before, reason = row.state, row.rotation_reason or Seal.Reason.MANUAL
+        broken = list(Seal.objects.filter(account=row, broken_at__isnull=True).values_list("seal_id", flat=True))
+        Seal.objects.filter(account=row, broken_at__isnull=True).update(broken_at=now, broken_reason=reason)
+        seal = Seal.objects.create(account=row, seal_id=seal_id_generate(), reason=reason, created_at=now)
+        row.secret, row.pending_secret = rotated.secret, ""
+        row.seal_id, row.sealed_at, row.pwd_last_set = seal.seal_id, now, rotated.facts.pwd_last_set
+        row.state, row.exposed_since, row.rotation_reason = A.SEALED, None, ""
+        row.attempts, row.next_attempt_at, row.last_error = 0, None, ""
+        row.claim_token = row.lease_until = None
+        row.save()
+        returned = list(Checkout.objects.select_related("holder", "account").filter(account=row, state=Checkout.State.RETURNING))
+        Checkout.objects.filter(pk__in=[c.pk for c in returned]).update(state=Checkout.State.CLOSED, closed_at=now)
+        from .common import checkout_entry
+
+        entries = [account_entry(row, actor="system:breakglass", action="breakglass.sealed", before=before,
+                                 after=A.SEALED, reason=reason, seal_id=seal.seal_id, broken_seals=broken,
+                                 enabled=rotated.facts.enabled)]
+        entries += [checkout_entry(c, actor="system:breakglass", action="breakglass.checkout_closed",
+                                   before=Checkout.State.RETURNING, after=Checkout.State.CLOSED, seal_id=seal.seal_id)
+                    for c in returned]
+        audit_record_many(entries)
+        if before == A.EXPOSED:
+            alert_raise(
+                event="breakglass.resealed", severity=Notification.Severity.INFO,
+                subject=f"Resolved: break-glass account {row.name} is sealed again",
+                body=f"{row.name} has a new password only jitad knows (seal {seal.seal_id}); the one that was "
+                     "exposed no longer works.",
+                link=admin_link("sealedaccount", row.pk), object_type="sealed_account", object_id=row.pk,
+            )
+    log.info("sealed account %s sealed (%s)", account.name, reason)
+
+
+def _rotation_failed(account: SealedAccount, token: uuid.UUID, error: directory.DirectoryError) -> None:
+    now = timezone.now()
+    message = f"{type(error).__name__}: {error}"[:2000]
+    with transaction.atomic():
+        row = SealedAccount.objects.select_for_update().filter(pk=account.pk, claim_token=token).first()
+        if row is None:
+            return
+        before = row.state
+        row.attempts += 1
+        row.last_error = message
+        if row.state in (A.ROTATING, A.EXPOSED):
+            row.state = A.EXPOSED
+            row.exposed_since = row.exposed_since or now
+        exhausted = row.attempts >= settings.JITAD_RETRY_MAX_ATTEMPTS
+        row.next_attempt_at = now + timedelta(seconds=backoff_seconds(row.attempts, failed=exhausted))
+        row.claim_token = row.lease_until = None
+        row.save()
+        audit_record_many([account_entry(row, actor="system:breakglass", action="breakglass.rotation_failed",
+                                         before=before, after=row.state, reason=message, attempts=row.attempts,
+                                         transient=error.transient)])
+        if row.state == A.EXPOSED and before != A.EXPOSED:
+            alert_raise(
+                event="breakglass.exposed", severity=Notification.Severity.CRITICAL,
+                subject=f"Break-glass account {row.name} is EXPOSED: its password could not be rotated",
+                body=(f"Rotating the password of {row.name} failed: {message}\nSomeone may still know a password "
+                      "that works. jitad keeps retrying with backoff; check the domain controllers and jitad's bind "
+                      "account, or disable the account in AD by hand."),
+                link=admin_link("sealedaccount", row.pk), object_type="sealed_account", object_id=row.pk,
+            )
+        elif row.state == A.ENROLLING and row.attempts == settings.JITAD_RETRY_MAX_ATTEMPTS:
+            alert_raise(
+                event="breakglass.enrol_failed", severity=Notification.Severity.CRITICAL,
+                subject=f"Break-glass account {row.name} could not be sealed",
+                body=f"Setting the first password of {row.name} failed {row.attempts} times: {message}\n"
+                     "Whoever created the account may still know its password. jitad keeps retrying.",
+                link=admin_link("sealedaccount", row.pk), object_type="sealed_account", object_id=row.pk,
+            )
+    log.warning("sealed account %s: rotation failed (attempt %d): %s", account.name, account.attempts + 1, message)
+
+
+# -- seals -----------------------------------------------------------------------------------
+def seal_break(*, account: SealedAccount, reason: str, detail: str, actor: str) -> uuid.UUID | None:
+    """The password may be known outside jitad: alert and rotate (sealed accounts only).
+
+    Returns the rotation's claim, or None when a checkout or rotation moved on meanwhile.
+    """
+    with transaction.atomic():
+        row = SealedAccount.objects.select_for_update().get(pk=account.pk)
+        if row.state != A.SEALED or row.seal_id != account.seal_id:
+            return None  # a checkout or a rotation moved on meanwhile; that path rotates
+        token = rotation_start(account=row, reason=reason, actor=actor, detail=detail)
+        alert_raise(
+            event="breakglass.seal_broken", severity=Notification.Severity.CRITICAL,
+            subject=f"Seal broken: break-glass account {row.name}",
+            body=f"Seal {account.seal_id} of {row.name} is broken: {detail}\njitad is rotating the password now.",
+            link=admin_link("sealedaccount", row.pk), object_type="sealed_account", object_id=row.pk,
+        )
+    return token
+
+
+def seals_check() -> dict[str, int]:
+    """Compare every sealed account with AD: a password set or an account enabled outside jitad breaks the seal."""
+    counts = {"checked": 0, "broken": 0, "failed": 0}
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=timezone.now())
+    accounts = list(SealedAccount.objects.filter(free, state=A.SEALED).exclude(user_guid=""))
+    if not accounts:
+        return counts
+    try:
+        with directory.session() as d:
+            for account in accounts:
+                problem = ""
+                try:
+                    facts = d.account_facts(d.find_user_by_guid(account.user_guid).dn)
+                except directory.DirectoryNotFound:
+                    problem = "the account no longer exists in AD"
+                    facts = None
+                if facts is not None:
+                    counts["checked"] += 1
+                    if account.pwd_last_set is not None and facts.pwd_last_set != account.pwd_last_set:
+                        problem = "its password was set outside jitad (pwdLastSet changed)"
+                    elif account.disable_when_sealed and facts.enabled:
+                        problem = "it was enabled outside jitad"
+                if problem and seal_break(account=account, reason=Seal.Reason.SEAL_BROKEN, detail=problem,
+                                          actor="system:seal-check"):
+                    counts["broken"] += 1
+    except directory.DirectoryError as e:
+        counts["failed"] = len(accounts) - counts["checked"]
+        log.warning("seal check stopped: %s", e)
+    return counts

@@ -1,0 +1,67 @@
+"""What the break-glass services share: leases, audit entries, links, the claim swap."""
+import logging
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from jitad.audit.services import AuditEntry
+from jitad.elevation.services.grants import backoff_seconds  # noqa: F401  (one backoff rule for the engine)
+
+from ..models import Checkout, SealedAccount
+
+log = logging.getLogger(__name__)
+
+
+def lease(now=None):
+    """When a claim taken now lapses: room for an AD call and its read-backs."""
+    return (now or timezone.now()) + timedelta(seconds=settings.JITAD_LEASE_SECONDS)
+
+
+def account_entry(account: SealedAccount, *, actor: str, action: str, before: str = "", after: str = "",
+                  reason: str = "", **data) -> AuditEntry:
+    return AuditEntry(actor=actor, action=action, object_type="sealed_account", object_id=str(account.pk),
+                      before=before, after=after, reason=reason, data={"account": account.name, **data})
+
+
+def checkout_entry(checkout: Checkout, *, actor: str, action: str, before: str = "", after: str = "",
+                   reason: str = "", **data) -> AuditEntry:
+    return AuditEntry(
+        actor=actor, action=action, object_type="checkout", object_id=str(checkout.pk), before=before, after=after,
+        reason=reason,
+        data={"account": checkout.account.name, "holder": checkout.holder.get_username(),
+              "incident": checkout.incident_ref, "purpose": checkout.purpose, "mode": checkout.mode, **data},
+    )
+
+
+def portal_link(name: str, *args) -> str:
+    return settings.JITAD_BASE_URL + reverse(name, args=args)
+
+
+def admin_link(model: str, pk) -> str:
+    return portal_link(f"admin:breakglass_{model}_change", pk)
+
+
+def take(model, pk: int, token) -> tuple[object | None, uuid.UUID]:
+    """Swap the claim a message carries for this execution's own; a duplicate message gets nothing."""
+    mine = uuid.uuid4()
+    with transaction.atomic():
+        taken = model.objects.filter(pk=pk, claim_token=token).update(claim_token=mine, lease_until=lease())
+    return (model.objects.filter(pk=pk, claim_token=mine).first() if taken else None), mine
+
+
+def release(model, pk: int, token) -> None:
+    model.objects.filter(pk=pk, claim_token=token).update(claim_token=None, lease_until=None)
+
+
+def enqueue(task, pk: int, token: uuid.UUID) -> None:
+    """Send the wake-up call; with the broker down the claim lapses and the sweeper sends it again."""
+    from kombu.exceptions import OperationalError
+
+    try:
+        task.delay(pk, str(token))
+    except OperationalError as e:
+        log.warning("broker unreachable, %s #%s left to the sweeper: %s", task.name, pk, e)

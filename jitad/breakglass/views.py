@@ -1,0 +1,316 @@
+"""The break-glass pages: the dashboard, asking for an account, the checkout (reveal once, runbook,
+check-in, review), envelopes, runbooks.
+
+MFA: the middleware demands a fresh verification for every POST; asking for an account,
+asking for an envelope, revealing a password and printing an envelope also demand a code
+typed into that very request. Pages that show a password are never stored by a browser or
+a proxy, and are answers to POSTs: reloading or going back never shows it again.
+"""
+from django.contrib import messages
+from django.db.models import Q
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from jitad.accounts.mfa import mfa_code_in_request
+
+from . import services
+from .errors import BreakglassRefused
+from .forms import CheckoutForm, EnvelopeForm, ReviewForm
+from .models import Checkout, Review, SealedAccount
+from .runbooks import runbook_get, runbooks_for, runbooks_load
+from .services.access import can_force_checkin, is_account_approver
+
+
+def _sees_all(user) -> bool:
+    return user.is_superuser or (user.is_staff and user.has_perm("breakglass.view_checkout"))
+
+
+def _visible_accounts(user):
+    if _sees_all(user):
+        return SealedAccount.objects.all()
+    ids = set(services.accounts_responded_by(user=user).values_list("pk", flat=True))
+    ids |= set(services.accounts_approved_by(user=user).values_list("pk", flat=True))
+    return SealedAccount.objects.filter(pk__in=ids)
+
+
+def _visible_checkout(user, pk: int) -> Checkout:
+    checkout = Checkout.objects.select_related("account", "holder").filter(pk=pk).first()
+    if checkout is None or not (checkout.holder_id == user.pk or _sees_all(user)
+                                or is_account_approver(user=user, account=checkout.account)):
+        raise Http404("No such checkout, or not yours to see.")
+    return checkout
+
+
+def _no_store(response: HttpResponse) -> HttpResponse:
+    """Nothing keeps this page: not the browser's cache, history snapshot or a proxy."""
+    add_never_cache_headers(response)
+    response["Cache-Control"] = "no-store, no-cache, must-revalidate, private, max-age=0"
+    response["Pragma"] = "no-cache"
+    response["Expires"] = "0"
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+# -- dashboard ------------------------------------------------------------------------------
+@require_GET
+def dashboard(request):
+    """Every account this person may use or approve: sealed, checked out (by whom, until), exposed."""
+    user = request.user
+    accounts = list(_visible_accounts(user).order_by("name"))
+    live = {c.account_id: c for c in Checkout.objects.filter(account__in=accounts, state__in=Checkout.LIVE_STATES)
+            .select_related("holder")}
+    approves = set(services.accounts_approved_by(user=user).values_list("pk", flat=True))
+    responds = set(services.accounts_responded_by(user=user).values_list("pk", flat=True))
+    rows = [{"account": a, "checkout": live.get(a.pk), "responder": a.pk in responds, "approver": a.pk in approves}
+            for a in accounts]
+    review_scope = Q(checkout__holder=user)
+    if _sees_all(user):
+        review_scope = Q()
+    elif approves:
+        review_scope |= Q(checkout__account__in=approves)
+    reviews = (Review.objects.filter(review_scope).exclude(state=Review.State.CLOSED)
+               .select_related("checkout__account", "checkout__holder").order_by("created_at")[:100])
+    mine = Checkout.objects.filter(holder=user).select_related("account").order_by("-requested_at")[:20]
+    counts = {s: sum(1 for r in rows if r["account"].state == s) for s in SealedAccount.State.values}
+    return render(request, "breakglass/dashboard.html",
+                  {"rows": rows, "reviews": reviews, "mine": mine, "counts": counts, "approver": bool(approves),
+                   "staff_view": _sees_all(user)})
+
+
+# -- asking ------------------------------------------------------------------------------------
+def _account_for(request, pk: int) -> SealedAccount:
+    account = get_object_or_404(SealedAccount, pk=pk)
+    if not (services.is_responder(user=request.user, account=account) or request.user.is_superuser):
+        raise Http404("No such account, or you are not a responder for it.")
+    return account
+
+
+@sensitive_post_parameters("otp")
+@require_http_methods(["GET", "POST"])
+def checkout_new(request, pk: int):
+    """Ask for a sealed account: incident, reason, runbook, duration, and a code."""
+    account = _account_for(request, pk)
+    form = CheckoutForm(request.POST or None, account=account, runbooks=runbooks_for(account.name))
+    error = ""
+    if request.method == "POST" and form.is_valid():
+        check = mfa_code_in_request(request)
+        if check.device is None:
+            form.add_error("otp", check.error)
+        else:
+            try:
+                checkout = services.checkout_request(account=account, requester=request.user, **form.service_arguments())
+            except BreakglassRefused as e:
+                if not form.add_refusal(e):
+                    error = e.message
+            else:
+                if checkout.mode == Checkout.Mode.EMERGENCY:
+                    messages.warning(request, f"Emergency checkout of {account.name}: every approver and the security "
+                                              "channel have been told. File the review after check-in.")
+                else:
+                    messages.success(request, f"Checkout #{checkout.pk} of {account.name} waits for "
+                                              f"{checkout.approvals_required} approvers.")
+                return redirect("breakglass:checkout", pk=checkout.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "breakglass/checkout_form.html", {"account": account, "form": form, "error": error},
+                  status=status)
+
+
+@sensitive_post_parameters("otp")
+@require_http_methods(["GET", "POST"])
+def envelope_new(request, pk: int):
+    """Ask to print the sealed-envelope sheet of an account (two approvers, then printed once)."""
+    account = _account_for(request, pk)
+    form = EnvelopeForm(request.POST or None)
+    error = ""
+    if request.method == "POST" and form.is_valid():
+        check = mfa_code_in_request(request)
+        if check.device is None:
+            form.add_error("otp", check.error)
+        else:
+            try:
+                checkout = services.envelope_request(account=account, requester=request.user,
+                                                     incident_ref=form.cleaned_data["incident_ref"],
+                                                     reason=form.cleaned_data["reason"])
+            except BreakglassRefused as e:
+                if not form.add_refusal(e):
+                    error = e.message
+            else:
+                messages.success(request, f"Envelope request #{checkout.pk} for {account.name} waits for "
+                                          f"{checkout.approvals_required} approvers.")
+                return redirect("breakglass:checkout", pk=checkout.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "breakglass/envelope_form.html", {"account": account, "form": form, "error": error},
+                  status=status)
+
+
+# -- one checkout ----------------------------------------------------------------------------
+def runbook_blocks(runbook, ticks: dict) -> list[tuple[str, object]]:
+    """The runbook's prose and steps in order, consecutive steps grouped with their ticks."""
+    blocks: list[tuple[str, object]] = []
+    for kind, content in runbook.blocks if runbook else ():
+        if kind == "step":
+            if not blocks or blocks[-1][0] != "steps":
+                blocks.append(("steps", []))
+            blocks[-1][1].append((content, ticks.get(content.id)))
+        else:
+            blocks.append(("html", content))
+    return blocks
+
+
+def _checkout_context(request, checkout: Checkout, **extra) -> dict:
+    user = request.user
+    runbook = runbook_get(checkout.runbook_slug) if checkout.runbook_slug else None
+    ticks = {t.step_id: t for t in checkout.ticks.all()}
+    review = Review.objects.filter(checkout=checkout).first()
+    holder = checkout.holder_id == user.pk
+    return {
+        "checkout": checkout,
+        "account": checkout.account,
+        "holder": holder,
+        "runbook": runbook,
+        "runbook_changed": bool(runbook and checkout.runbook_digest and runbook.digest != checkout.runbook_digest),
+        "runbook_blocks": runbook_blocks(runbook, ticks),
+        "can_tick": holder and (checkout.is_live or (review is not None and review.state == Review.State.AWAITING)),
+        "approvals": list(checkout.approvals.select_related("approver")),
+        "review": review,
+        "review_form": extra.pop("review_form", None) or (ReviewForm() if holder and review else None),
+        "can_force": not holder and checkout.state in (Checkout.State.OPENING, Checkout.State.OPEN)
+        and can_force_checkin(user=user, checkout=checkout),
+        **extra,
+    }
+
+
+@never_cache
+@require_GET
+def checkout_detail(request, pk: int):
+    checkout = _visible_checkout(request.user, pk)
+    return render(request, "breakglass/checkout.html", _checkout_context(request, checkout))
+
+
+@never_cache
+@require_GET
+def checkout_state(request, pk: int):
+    """For htmx polling: 204 while the state is still ``s``, else a refresh of the whole page."""
+    checkout = _visible_checkout(request.user, pk)
+    if request.GET.get("s") == checkout.state:
+        return HttpResponse(status=204)
+    response = HttpResponse(status=204)
+    response["HX-Refresh"] = "true"
+    return response
+
+
+def _refused(request, checkout: Checkout, refusal: BreakglassRefused, **extra):
+    context = _checkout_context(request, checkout, error=refusal.message, **extra)
+    return render(request, "breakglass/checkout.html", context, status=400)
+
+
+@sensitive_variables("password")
+@sensitive_post_parameters("otp")
+@require_POST
+def checkout_reveal(request, pk: int):
+    """The password, once, to the holder who typed a current code."""
+    checkout = _visible_checkout(request.user, pk)
+    check = mfa_code_in_request(request)
+    if check.device is None:
+        return _refused(request, checkout, BreakglassRefused("otp", check.error))
+    try:
+        password = services.checkout_reveal(checkout=checkout, actor=request.user)
+    except BreakglassRefused as e:
+        return _refused(request, checkout, e)
+    checkout.refresh_from_db()
+    return _no_store(render(request, "breakglass/reveal.html", {"checkout": checkout, "password": password}))
+
+
+@sensitive_variables("sheet")
+@sensitive_post_parameters("otp")
+@require_POST
+def envelope_print(request, pk: int):
+    """The printable sealed-envelope sheet, once, to the requester who typed a current code."""
+    checkout = _visible_checkout(request.user, pk)
+    check = mfa_code_in_request(request)
+    if check.device is None:
+        return _refused(request, checkout, BreakglassRefused("otp", check.error))
+    try:
+        sheet = services.envelope_print(checkout=checkout, actor=request.user)
+    except BreakglassRefused as e:
+        return _refused(request, checkout, e)
+    return _no_store(render(request, "breakglass/envelope_sheet.html", {"sheet": sheet}))
+
+
+@require_POST
+def checkout_tick(request, pk: int, step_id: str):
+    """Tick or untick one runbook step (htmx swaps the step; a plain form comes back to the page)."""
+    checkout = _visible_checkout(request.user, pk)
+    try:
+        tick = services.runbook_tick(checkout=checkout, actor=request.user, step_id=step_id,
+                                     done=request.POST.get("done") == "1")
+    except BreakglassRefused as e:
+        if request.htmx:
+            return HttpResponse(e.message, status=400)
+        return _refused(request, checkout, e)
+    if request.htmx:
+        runbook = runbook_get(checkout.runbook_slug)
+        step = next(s for s in runbook.steps if s.id == tick.step_id)
+        return render(request, "breakglass/_step.html", {"checkout": checkout, "step": step, "tick": tick,
+                                                          "can_tick": True})
+    return redirect(reverse("breakglass:checkout", args=[checkout.pk]) + f"#step-{tick.step_id}")
+
+
+@require_POST
+def checkout_checkin(request, pk: int):
+    checkout = _visible_checkout(request.user, pk)
+    try:
+        services.checkout_checkin(checkout=checkout, actor=request.user, reason=request.POST.get("reason", ""))
+    except BreakglassRefused as e:
+        return _refused(request, checkout, e)
+    messages.success(request, f"{checkout.account.name} is checked in: jitad is rotating its password now.")
+    return redirect("breakglass:checkout", pk=checkout.pk)
+
+
+@require_POST
+def checkout_cancel(request, pk: int):
+    checkout = _visible_checkout(request.user, pk)
+    try:
+        services.checkout_cancel(checkout=checkout, actor=request.user)
+    except BreakglassRefused as e:
+        return _refused(request, checkout, e)
+    messages.success(request, f"Checkout #{checkout.pk} is cancelled.")
+    return redirect("breakglass:dashboard")
+
+
+@require_POST
+def checkout_review(request, pk: int):
+    checkout = _visible_checkout(request.user, pk)
+    form = ReviewForm(request.POST)
+    if form.is_valid():
+        try:
+            services.review_file(checkout=checkout, actor=request.user, **form.cleaned_data)
+        except BreakglassRefused as e:
+            if not form.add_refusal(e):
+                return _refused(request, checkout, e, review_form=form)
+        else:
+            messages.success(request, "Thank you: the review is filed; an approver will close it.")
+            return redirect("breakglass:checkout", pk=checkout.pk)
+    return render(request, "breakglass/checkout.html", _checkout_context(request, checkout, review_form=form),
+                  status=400)
+
+
+# -- runbooks --------------------------------------------------------------------------------
+@require_GET
+def runbook_list(request):
+    loaded = runbooks_load()
+    return render(request, "breakglass/runbooks.html",
+                  {"runbooks": list(loaded.runbooks.values()), "errors": loaded.errors if request.user.is_staff else {}})
+
+
+@require_GET
+def runbook_detail(request, slug: str):
+    runbook = runbook_get(slug)
+    if runbook is None:
+        raise Http404("No such runbook.")
+    return render(request, "breakglass/runbook.html", {"runbook": runbook})
