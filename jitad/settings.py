@@ -305,12 +305,22 @@ def _breakglass_keys() -> list[str]:
         if PRODUCTION:
             raise ImproperlyConfigured("JITAD_BREAKGLASS_KEYS (or JITAD_BREAKGLASS_KEYS_FILE) must be set in production")
         key_file = VAR_DIR / "breakglass.keys"
-        if not key_file.exists():
+        try:  # O_EXCL: web and worker starting together must not each write a different key
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
             from cryptography.fernet import Fernet
 
-            key_file.touch(mode=0o600)
-            key_file.write_text(Fernet.generate_key().decode() + "\n")
-        keys = [key_file.read_text().strip()]
+            with os.fdopen(fd, "w") as f:
+                f.write(Fernet.generate_key().decode() + "\n")
+        for _ in range(50):  # the other process may be between creating and writing the file
+            keys = [line.strip() for line in key_file.read_text().splitlines() if line.strip()]
+            if keys:
+                break
+            import time
+
+            time.sleep(0.1)
     from cryptography.fernet import Fernet
 
     for i, key in enumerate(keys, 1):

@@ -143,6 +143,9 @@ jitad demo is running.
   {'http://localhost:' + str(PORT) + '/admin/'}) and approve or deny it in the queue.
   carol may request Domain Admins: that needs bob (Tier0-Approvers) and dave
   (Security-Managers), one approval from each group.
+  Break-glass: http://localhost:{PORT}/breakglass/ — carol (BreakGlass-Responders) may check
+  out bg-da-01 (a Domain Admin, sealed and disabled) or bg-env-01; bob and dave approve in
+  the admin (Break-glass › Checkouts), or carol ticks "Emergency" and goes alone.
   API docs: http://localhost:{PORT}/docs/api/  (tokens: Security & tokens in the portal)
   Notifications: e-mail lands as files in {VAR}/mail/; the admin's Notifications page
   shows every delivery.

@@ -25,6 +25,7 @@ MESSAGES = {
     "directory_unavailable": "Active Directory cannot be reached right now, so AD logins do not work. Try again in a few minutes; local accounts still work.",
     "directory_misconfigured": "jitad's connection to Active Directory is misconfigured. Tell the jitad operators.",
     "account_conflict": "Your AD account cannot be used here: a local jitad account already has that name. Tell the jitad operators.",
+    "sealed_account": "This is a sealed break-glass account: it never logs in to jitad. Use your own account.",
     "account_blocked": "Your jitad access is blocked by the jitad operators.",
     "too_many_attempts": "Too many wrong passwords for this account. Wait 15 minutes and try again.",
 }
@@ -51,6 +52,17 @@ class ThrottledModelBackend(ModelBackend):
         if username:
             _check_throttle(request, username)
         return super().authenticate(request, username=username, password=password, **kwargs)
+
+
+def _is_sealed(entry) -> bool:
+    from django.db.models import Q
+
+    from jitad.breakglass.models import SealedAccount
+
+    match = Q(name__iexact=entry.sam_account_name)
+    if entry.guid:
+        match |= Q(user_guid__iexact=entry.guid)
+    return SealedAccount.objects.filter(match).exists()
 
 
 class ActiveDirectoryBackend:
@@ -84,6 +96,12 @@ class ActiveDirectoryBackend:
             log.error("AD login for %r: directory misconfigured: %s", username, e)
             _refuse(request, "directory_misconfigured")
             return None
+        if _is_sealed(entry):
+            # A break-glass account's holder must never get a second identity here (one that
+            # could approve), nor turn the account into a "person's login" that blocks rotation.
+            log.warning("AD login for %r refused: it is a sealed break-glass account", username)
+            _refuse(request, "sealed_account")
+            raise PermissionDenied("sealed_account")
         try:
             user = account_sync_from_directory(entry=entry, groups=groups)
         except AccountConflict as e:

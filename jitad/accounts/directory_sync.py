@@ -57,7 +57,8 @@ def _read(links: list[DirectoryAccount]) -> list[_Seen]:
 
 def account_block_from_directory(*, link: DirectoryAccount, why: str) -> None:
     """Block a person AD has removed or disabled: inactive, tokens revoked, pending requests
-    cancelled, live grants revoked, and an alert."""
+    cancelled, live grants revoked, break-glass checkouts ended, and an alert."""
+    from jitad.breakglass.services.checkouts import checkouts_end_for_user
     from jitad.elevation.services.grants import grants_revoke_for_user
     from jitad.elevation.services.requests import requests_cancel_for_user
 
@@ -70,12 +71,13 @@ def account_block_from_directory(*, link: DirectoryAccount, why: str) -> None:
                      after="blocked", reason=why, data={"dn": link.dn, "api_tokens_revoked": tokens})
         cancelled = requests_cancel_for_user(user=user, actor=ACTOR, reason=why)
         revoked = grants_revoke_for_user(user=user, actor=ACTOR, comment=why)
+        checkouts = checkouts_end_for_user(user=user, actor=ACTOR, reason=why)
         alert_raise(
             event="account.blocked",
             subject=f"{user.get_username()} blocked in jitad: {why}",
             body=(f"AD reports the account {link.dn} as {why}. jitad blocked {user.get_username()}, "
                   f"revoked {tokens} API token(s), cancelled {cancelled} pending request(s) and is removing "
-                  f"{revoked} live grant(s). Re-enable the person in the jitad admin only once AD has them back."),
+                  f"{revoked} live grant(s) and ended {checkouts} break-glass checkout(s). Re-enable the person in the jitad admin only once AD has them back."),
             object_type="user",
             object_id=user.pk,
         )

@@ -125,7 +125,8 @@ class SealedAccountAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         actor = request.user.get_username()
         if change:
-            obj.save()
+            # Only what the form changed: a rotation or checkout committing meanwhile keeps its secret and state.
+            obj.save(update_fields=[*form.changed_data, "updated_at"])
             services.account_update(account=obj, actor=actor,
                                     changed={f: form.cleaned_data.get(f) for f in form.changed_data})
             return
@@ -143,7 +144,7 @@ class SealedAccountAdmin(admin.ModelAdmin):
     def log_addition(self, request, obj, message):
         return None if obj.pk is None else super().log_addition(request, obj, message)
 
-    @admin.action(description="Rotate the password now")
+    @admin.action(description="Rotate the password now", permissions=["change"])
     def rotate_now(self, request, queryset):
         for account in queryset:
             try:

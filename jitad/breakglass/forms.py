@@ -59,7 +59,8 @@ class EnvelopeForm(RefusalMixin, forms.Form):
 
 
 class CheckoutForm(EnvelopeForm):
-    runbook = forms.ChoiceField(label="Runbook you will follow", required=False)
+    runbook = forms.ChoiceField(label="Runbook you will follow", required=False,
+                                error_messages={"required": "Pick the runbook you will follow."})
     duration_minutes = forms.IntegerField(label="For how long (minutes)", min_value=5,
                                           error_messages={"invalid": "Enter a whole number of minutes."})
     emergency = forms.BooleanField(

@@ -75,6 +75,8 @@ class SealedAccount(models.Model):
     class Meta:
         ordering = ["name"]
         verbose_name = "sealed account"
+        constraints = [models.UniqueConstraint(fields=["user_guid"], condition=~Q(user_guid=""),
+                                               name="one_sealed_account_per_ad_object")]
 
     def __str__(self):
         return self.name

@@ -83,6 +83,14 @@ def dashboard(request):
 
 
 # -- asking ------------------------------------------------------------------------------------
+def _without_code(form):
+    """A form shown again never carries the code back into the page (a backup code may be unused)."""
+    if form.is_bound:
+        form.data = form.data.copy()
+        form.data["otp"] = ""
+    return form
+
+
 def _account_for(request, pk: int) -> SealedAccount:
     account = get_object_or_404(SealedAccount, pk=pk)
     if not (services.is_responder(user=request.user, account=account) or request.user.is_superuser):
@@ -116,7 +124,7 @@ def checkout_new(request, pk: int):
                                               f"{checkout.approvals_required} approvers.")
                 return redirect("breakglass:checkout", pk=checkout.pk)
     status = 400 if request.method == "POST" else 200
-    return render(request, "breakglass/checkout_form.html", {"account": account, "form": form, "error": error},
+    return render(request, "breakglass/checkout_form.html", {"account": account, "form": _without_code(form), "error": error},
                   status=status)
 
 
@@ -144,7 +152,7 @@ def envelope_new(request, pk: int):
                                           f"{checkout.approvals_required} approvers.")
                 return redirect("breakglass:checkout", pk=checkout.pk)
     status = 400 if request.method == "POST" else 200
-    return render(request, "breakglass/envelope_form.html", {"account": account, "form": form, "error": error},
+    return render(request, "breakglass/envelope_form.html", {"account": account, "form": _without_code(form), "error": error},
                   status=status)
 
 

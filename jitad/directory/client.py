@@ -36,6 +36,7 @@ _IN_CHAIN = "1.2.840.113556.1.4.1941"  # LDAP_MATCHING_RULE_IN_CHAIN
 _PERMISSIVE_MODIFY = ("1.2.840.113556.1.4.1413", False, None)
 _UF_ACCOUNTDISABLE = 0x2
 _UF_LOCKOUT = 0x10
+_UF_DONT_EXPIRE_PASSWD = 0x10000
 _UAC_COMPUTED = "msDS-User-Account-Control-Computed"
 _PAM_FEATURE_RDN = "CN=Privileged Access Management Feature"
 _USER_ATTRS = [
@@ -447,20 +448,36 @@ class Directory:
         return AccountFacts(dn=entries[0]["dn"], enabled=not number("userAccountControl") & _UF_ACCOUNTDISABLE,
                             pwd_last_set=number("pwdLastSet"))
 
-    def set_enabled(self, user_dn: str, enabled: bool) -> None:
-        """Enable or disable a user account (the ACCOUNTDISABLE bit), verified by reading back."""
+    def _change_uac(self, user_dn: str, *, set_bits: int = 0, clear_bits: int = 0, operation: str) -> None:
+        """Set and clear userAccountControl flags, read-modify-write (a no-op when already so)."""
         entries = self._search(user_dn, "(objectClass=user)", BASE, attributes=["userAccountControl"],
                                operation="read account")
         if not entries:
             raise DirectoryNotFound(f"no user {user_dn}")
         value = entries[0]["attributes"].get("userAccountControl")
         uac = int((value[0] if isinstance(value, list) and value else value) or 0)
-        wanted = uac & ~_UF_ACCOUNTDISABLE if enabled else uac | _UF_ACCOUNTDISABLE
+        wanted = (uac | set_bits) & ~clear_bits
         if wanted != uac:
-            with translate("enable account" if enabled else "disable account"):
+            with translate(operation):
                 self._conn.modify(user_dn, {"userAccountControl": [(MODIFY_REPLACE, [wanted])]})
+
+    def set_enabled(self, user_dn: str, enabled: bool) -> None:
+        """Enable or disable a user account (the ACCOUNTDISABLE bit), verified by reading back."""
+        if enabled:
+            self._change_uac(user_dn, clear_bits=_UF_ACCOUNTDISABLE, operation="enable account")
+        else:
+            self._change_uac(user_dn, set_bits=_UF_ACCOUNTDISABLE, operation="disable account")
         if self.account_facts(user_dn).enabled != enabled:
             raise DirectoryRejected(f"{user_dn} is still {'disabled' if enabled else 'enabled'} after the change")
+
+    def password_never_expires(self, user_dn: str) -> None:
+        """Set DONT_EXPIRE_PASSWORD: a sealed password must not expire while nobody uses it."""
+        self._change_uac(user_dn, set_bits=_UF_DONT_EXPIRE_PASSWD, operation="set password never expires")
+
+    def unlock(self, user_dn: str) -> None:
+        """Clear a lockout (lockoutTime = 0)."""
+        with translate("unlock account"):
+            self._conn.modify(user_dn, {"lockoutTime": [(MODIFY_REPLACE, [0])]})
 
     def pam_ttl_supported(self) -> bool:
         """True when the forest has the Windows Server 2016 PAM optional feature enabled."""

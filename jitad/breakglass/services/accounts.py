@@ -6,6 +6,7 @@ the claim. A failed rotation leaves the account *exposed* (someone may know a li
 password): alerted at once, retried with backoff for as long as it takes, and a
 "Resolved" alert when a rotation finally succeeds.
 """
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from jitad.notifications.services import alert_raise
 from ..errors import BreakglassRefused
 from ..models import ACCOUNT_NAME_PATTERN, Checkout, Seal, SealedAccount
 from ..vault import VaultError, password_generate, seal_id_generate, secret_open, secret_seal
-from .common import account_entry, admin_link, backoff_seconds, enqueue, lease, release, take
+from .common import account_entry, admin_link, backoff_seconds, end_unused, enqueue, lease, release, take
 
 log = logging.getLogger(__name__)
 A = SealedAccount.State
@@ -70,6 +71,12 @@ def account_update(*, account: SealedAccount, actor: str, changed: dict) -> None
     if changed:
         audit_record_many([account_entry(account, actor=actor, action="breakglass.account_updated",
                                          before=account.state, after=account.state, changes=changed)])
+        alert_raise(
+            event="breakglass.account_updated", severity=Notification.Severity.WARNING,
+            subject=f"Break-glass account {account.name} changed by {actor}",
+            body="Changed: " + "; ".join(f"{k} = {v}" for k, v in changed.items()),
+            link=admin_link("sealedaccount", account.pk), object_type="sealed_account", object_id=account.pk,
+        )
 
 
 # -- rotation --------------------------------------------------------------------------------
@@ -123,23 +130,49 @@ def _unexpected(e: Exception) -> directory.DirectoryError:
     return wrapped
 
 
-def _refuse_unsealable(user: directory.DirectoryUser, d: directory.Directory) -> None:
-    """jitad's own bind account, or a person's portal login, must never be sealed: both would lock people out."""
+def _refuse_unsealable(user: directory.DirectoryUser, d: directory.Directory, account: SealedAccount) -> None:
+    """Accounts that must never be sealed: jitad's own bind account (it would lock jitad out), a person's portal
+    login, krbtgt (RID 502), and one already enrolled under another name."""
     if directory.normalize_dn(user.dn) == directory.normalize_dn(d.config.bind_dn):
         raise directory.DirectoryRejected(f"{user.sam_account_name} is jitad's own bind account and cannot be sealed")
+    if user.sid.endswith("-502") or user.sam_account_name.lower().startswith("krbtgt"):
+        raise directory.DirectoryRejected(f"{user.sam_account_name} is a Kerberos service account and cannot be sealed")
     if user.guid and DirectoryAccount.objects.filter(guid__iexact=user.guid).exists():
         raise directory.DirectoryRejected(f"{user.sam_account_name} is a person's portal login and cannot be sealed")
+    if user.guid and SealedAccount.objects.filter(user_guid__iexact=user.guid).exclude(pk=account.pk).exists():
+        raise directory.DirectoryRejected(f"{user.sam_account_name} is already sealed under another name")
 
 
-@sensitive_variables("old", "leftover", "new", "stale")
+def _open_quietly(account: SealedAccount, token: str, what: str) -> str:
+    """An earlier password, for the check that it is dead; one that no longer opens only skips that check."""
+    if not token:
+        return ""
+    try:
+        return secret_open(ref=account.vault_ref, token=token)
+    except VaultError as e:
+        log.warning("sealed account %s: the %s password cannot be opened (%s); not checking it is dead",
+                    account.name, what, e)
+        return ""
+
+
+@sensitive_variables("old", "leftover", "new", "stale", "interim")
 def _rotate_in_ad(account: SealedAccount, token: uuid.UUID) -> _Rotated:
-    """Set a new random password, prove it (new binds, old ones do not), disable if sealed so; no DB lock held."""
+    """Set a new random password, prove it (new binds, old ones do not), disable if sealed so; no DB lock held.
+
+    After a checkout the account is disabled first, so a rotation that fails half-way never
+    leaves the holder's password working on an enabled account. The password is reset twice:
+    a DC that still accepts the previous password for a while (NTLM's OldPasswordAllowedPeriod)
+    then accepts only one nobody has seen.
+    """
     ref = account.vault_ref
-    old = secret_open(ref=ref, token=account.secret) if account.secret else ""
-    leftover = secret_open(ref=ref, token=account.pending_secret) if account.pending_secret else ""
+    old = _open_quietly(account, account.secret, "current")
+    leftover = _open_quietly(account, account.pending_secret, "pending")
     with directory.session() as d:
         user = d.find_user_by_guid(account.user_guid) if account.user_guid else d.find_user(account.name)
-        _refuse_unsealable(user, d)
+        if account.state == A.ENROLLING:
+            _refuse_unsealable(user, d, account)
+        elif account.disable_when_sealed:
+            d.set_enabled(user.dn, False)
         new = password_generate(avoid=user.sam_account_name)
         sealed_new = secret_seal(ref=ref, password=new)
         # The new password's token is stored before AD has it: a worker killed between the
@@ -148,11 +181,20 @@ def _rotate_in_ad(account: SealedAccount, token: uuid.UUID) -> _Rotated:
             pending_secret=sealed_new, user_dn=user.dn, user_guid=user.guid, user_sid=user.sid, lease_until=lease())
         if not kept:
             raise directory.DirectoryUnavailable("the claim on this account lapsed before the password was set")
+        if account.state != A.ENROLLING:
+            interim = password_generate(avoid=user.sam_account_name)
+            d.set_password(user.dn, interim)
         d.set_password(user.dn, new)
-    if not directory.password_works(user.dn, new):
+        d.password_never_expires(user.dn)  # a password sealed for a year must still work on the day
+        if d.account_locked(user.dn):
+            d.unlock(user.dn)
+        on_this_dc = dataclasses.replace(d.config, urls=(d.url,))  # the DC that took the reset: no replication lag
+    if not SealedAccount.objects.filter(pk=account.pk, claim_token=token).update(lease_until=lease()):
+        raise directory.DirectoryUnavailable("the claim on this account lapsed while the password was set")
+    if not directory.password_works(user.dn, new, on_this_dc):
         raise directory.DirectoryRejected("the new password does not bind after the reset")
     for stale in {old, leftover} - {"", new}:
-        if directory.password_works(user.dn, stale):
+        if directory.password_works(user.dn, stale, on_this_dc):
             raise directory.DirectoryRejected(
                 "a previous password still binds after the reset (does the DC allow old passwords for a while?)")
     with directory.session() as d:
@@ -266,19 +308,40 @@ def _rotation_failed(account: SealedAccount, token: uuid.UUID, error: directory.
 
 # -- seals -----------------------------------------------------------------------------------
 def seal_break(*, account: SealedAccount, reason: str, detail: str, actor: str) -> uuid.UUID | None:
-    """The password may be known outside jitad: alert and rotate (sealed accounts only).
+    """The password may be known outside jitad: alert, break the seal and rotate.
 
-    Returns the rotation's claim, or None when a checkout or rotation moved on meanwhile.
+    A sealed account is rotated now. A checked-out one: a checkout in use is rotated at its
+    check-in (the seal is broken now, so no envelope of it can be printed); a pending
+    checkout or an envelope not yet printed is ended and the account rotated now. Returns
+    the rotation's claim when one was started here.
     """
+    now = timezone.now()
     with transaction.atomic():
         row = SealedAccount.objects.select_for_update().get(pk=account.pk)
-        if row.state != A.SEALED or row.seal_id != account.seal_id:
-            return None  # a checkout or a rotation moved on meanwhile; that path rotates
-        token = rotation_start(account=row, reason=reason, actor=actor, detail=detail)
+        if row.seal_id != account.seal_id:
+            return None  # rotated since: that seal is broken already
+        Seal.objects.filter(account=row, seal_id=row.seal_id, broken_at__isnull=True).update(
+            broken_at=now, broken_reason=f"{reason}: {detail}"[:200])
+        token = None
+        if row.state == A.CHECKED_OUT:
+            live = Checkout.objects.select_for_update(of=("self",)).select_related("account", "holder").filter(
+                account=row, state__in=Checkout.LIVE_STATES).first()
+            in_use = live is not None and live.purpose == Checkout.Purpose.USE and live.state in (
+                Checkout.State.OPENING, Checkout.State.OPEN, Checkout.State.RETURNING)
+            if live is not None and not in_use:
+                end_unused(live, state=Checkout.State.CANCELLED, actor=actor, reason=f"seal broken: {detail}")
+                row.refresh_from_db()
+        if row.state == A.SEALED:
+            token = rotation_start(account=row, reason=reason, actor=actor, detail=detail)
+        audit_record_many([account_entry(row, actor=actor, action="breakglass.seal_broken", before=row.state,
+                                         after=row.state, reason=detail, seal_id=account.seal_id,
+                                         rotating_now=token is not None)])
         alert_raise(
             event="breakglass.seal_broken", severity=Notification.Severity.CRITICAL,
             subject=f"Seal broken: break-glass account {row.name}",
-            body=f"Seal {account.seal_id} of {row.name} is broken: {detail}\njitad is rotating the password now.",
+            body=f"Seal {account.seal_id} of {row.name} is broken: {detail}\n"
+                 + ("jitad is rotating the password now." if token else
+                    f"{row.name} is {row.get_state_display()}: its password is rotated when that ends."),
             link=admin_link("sealedaccount", row.pk), object_type="sealed_account", object_id=row.pk,
         )
     return token
@@ -306,8 +369,9 @@ def seals_check() -> dict[str, int]:
                         problem = "its password was set outside jitad (pwdLastSet changed)"
                     elif account.disable_when_sealed and facts.enabled:
                         problem = "it was enabled outside jitad"
-                if problem and seal_break(account=account, reason=Seal.Reason.SEAL_BROKEN, detail=problem,
-                                          actor="system:seal-check"):
+                if problem:
+                    seal_break(account=account, reason=Seal.Reason.SEAL_BROKEN, detail=problem,
+                               actor="system:seal-check")
                     counts["broken"] += 1
     except directory.DirectoryError as e:
         counts["failed"] = len(accounts) - counts["checked"]

@@ -8,7 +8,7 @@ by a row lock on the account and a partial unique constraint behind it.
 import logging
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -27,7 +27,7 @@ from ..runbooks import runbook_get
 from ..vault import secret_open
 from .access import account_approvers, can_decide_checkout, can_force_checkin, is_responder
 from .accounts import rotation_start
-from .common import admin_link, backoff_seconds, checkout_entry, enqueue, lease, portal_link, release, take
+from .common import admin_link, backoff_seconds, checkout_entry, end_unused, enqueue, lease, portal_link, release, take
 
 log = logging.getLogger(__name__)
 A = SealedAccount.State
@@ -83,9 +83,29 @@ def _validated(account: SealedAccount, *, incident_ref: str, reason: str, runboo
     return incident_ref, reason, runbook
 
 
-def _open_checkout(account: SealedAccount, **fields) -> Checkout:
+def _clear_pending(row: SealedAccount, *, emergency: bool, actor: str) -> None:
+    """A pending checkout past its time, or one an emergency supersedes, stops blocking the account (locked)."""
+    live = Checkout.objects.select_for_update(of=("self",)).select_related("account", "holder").filter(
+        account=row, state=C.PENDING).first()
+    if live is None:
+        return
+    if live.pending_until and live.pending_until <= timezone.now():
+        end_unused(live, state=C.EXPIRED, actor="system:breakglass", reason="not approved in time")
+    elif emergency:
+        end_unused(live, state=C.CANCELLED, actor=actor, reason="superseded by an emergency checkout")
+        _tell_holder(live, f"Superseded: checkout #{live.pk} of {row.name}",
+                     f"{actor} checked {row.name} out in emergency mode; your pending request is cancelled.",
+                     "breakglass.checkout_superseded")
+    else:
+        return
+    row.refresh_from_db()
+
+
+def _open_checkout(account: SealedAccount, *, emergency: bool = False, **fields) -> Checkout:
     """Create a live checkout of ``account`` (locked), or refuse: one holder at a time."""
     row = SealedAccount.objects.select_for_update().get(pk=account.pk)
+    if row.state == A.CHECKED_OUT:
+        _clear_pending(row, emergency=emergency, actor=fields["holder"].get_username())
     if row.state != A.SEALED:
         raise BreakglassRefused("account_busy", {
             A.CHECKED_OUT: f"{row.name} is checked out already: one holder at a time. Use another account.",
@@ -118,7 +138,7 @@ def checkout_request(*, account: SealedAccount, requester, incident_ref: str, re
     who = requester.get_username()
     with transaction.atomic():
         checkout = _open_checkout(
-            account, holder=requester, purpose=Checkout.Purpose.USE,
+            account, emergency=emergency, holder=requester, purpose=Checkout.Purpose.USE,
             mode=Checkout.Mode.EMERGENCY if emergency else Checkout.Mode.DUAL,
             incident_ref=incident_ref, reason=reason, duration_minutes=duration_minutes,
             runbook_slug=runbook.slug if runbook else "", runbook_title=runbook.title if runbook else "",
@@ -255,9 +275,11 @@ def checkout_deny(*, checkout: Checkout, approver, comment: str) -> Checkout:
         row = _locked_pending(checkout)
         if approver.pk == row.holder_id or not can_decide_checkout(user=approver, checkout=row):
             raise BreakglassRefused("not_approver", f"You may not decide checkouts of {row.account.name}.")
+        if row.approvals.filter(approver=approver).exists():
+            raise BreakglassRefused("already_decided", "You have already decided this checkout.")
         CheckoutApproval.objects.create(checkout=row, approver=approver, decision=CheckoutApproval.Decision.DENY,
                                         comment=comment[:2000])
-        _end_unused(row, state=C.DENIED, actor=approver.get_username(), reason=comment)
+        end_unused(row, state=C.DENIED, actor=approver.get_username(), reason=comment)
         _tell_holder(row, f"Denied: checkout #{row.pk} of {row.account.name}",
                      f"{_who(approver)} denied your checkout of {row.account.name}: {comment}", "breakglass.checkout_denied")
     return row
@@ -269,19 +291,8 @@ def checkout_cancel(*, checkout: Checkout, actor) -> Checkout:
         row = _locked_pending(checkout)
         if actor.pk != row.holder_id:
             raise BreakglassRefused("not_holder", "Only the requester may cancel a checkout.")
-        _end_unused(row, state=C.CANCELLED, actor=actor.get_username(), reason="cancelled by the requester")
+        end_unused(row, state=C.CANCELLED, actor=actor.get_username(), reason="cancelled by the requester")
     return row
-
-
-def _end_unused(row: Checkout, *, state: str, actor: str, reason: str) -> None:
-    """End a checkout that never revealed anything: the account is sealed as it was (caller's transaction)."""
-    before = row.state
-    row.state, row.decided_at, row.closed_at = state, row.decided_at or timezone.now(), timezone.now()
-    row.claim_token = row.lease_until = None
-    row.save(update_fields=["state", "decided_at", "closed_at", "claim_token", "lease_until"])
-    SealedAccount.objects.filter(pk=row.account_id, state=A.CHECKED_OUT).update(state=A.SEALED, updated_at=timezone.now())
-    audit_record_many([checkout_entry(row, actor=actor, action=f"breakglass.checkout_{state}", before=before,
-                                      after=state, reason=reason)])
 
 
 def checkouts_expire_pending(*, now: datetime | None = None) -> int:
@@ -293,7 +304,7 @@ def checkouts_expire_pending(*, now: datetime | None = None) -> int:
             row = Checkout.objects.select_for_update(of=("self",)).select_related("account", "holder").get(pk=pk)
             if row.state != C.PENDING:
                 continue
-            _end_unused(row, state=C.EXPIRED, actor="system:breakglass", reason="not approved in time")
+            end_unused(row, state=C.EXPIRED, actor="system:breakglass", reason="not approved in time")
             _tell_holder(row, f"Expired: checkout #{row.pk} of {row.account.name}",
                          f"Your checkout of {row.account.name} was not approved within "
                          f"{settings.JITAD_BREAKGLASS_PENDING_MINUTES} minutes.", "breakglass.checkout_expired")
@@ -399,12 +410,12 @@ class EnvelopeSheet:
 
     account: str
     domain: str
-    password: str
-    seal_id: str
-    printed_at: datetime
-    printed_by: str
-    checkout_id: int
-    approvers: tuple[str, ...]
+    password: str = field(repr=False)
+    seal_id: str = ""
+    printed_at: datetime | None = None
+    printed_by: str = ""
+    checkout_id: int = 0
+    approvers: tuple[str, ...] = ()
 
 
 @sensitive_variables("password")
@@ -414,7 +425,8 @@ def envelope_print(*, checkout: Checkout, actor) -> EnvelopeSheet:
     with transaction.atomic():
         row = _locked_open_for_holder(checkout, actor, Checkout.Purpose.ENVELOPE)
         account = SealedAccount.objects.select_for_update().get(pk=row.account_id)
-        if account.seal_id != row.seal_id:
+        if account.seal_id != row.seal_id or not Seal.objects.filter(seal_id=account.seal_id,
+                                                                      broken_at__isnull=True).exists():
             raise BreakglassRefused("seal_changed", "The password changed since this envelope was approved; ask again.")
         password = secret_open(ref=account.vault_ref, token=account.secret)
         row.revealed_at = row.closed_at = row.checkin_at = now
@@ -499,3 +511,19 @@ def checkouts_checkin_due(*, now: datetime | None = None) -> int:
         except BreakglassRefused:  # checked in meanwhile
             pass
     return done
+
+
+def checkouts_end_for_user(*, user, actor: str, reason: str) -> int:
+    """A person blocked in jitad (AD disabled or removed them): their checkouts end now; returns how many."""
+    ended = 0
+    for checkout in Checkout.objects.filter(holder=user, state__in=[C.PENDING, C.OPENING, C.OPEN]):
+        try:
+            if checkout.state == C.PENDING:
+                with transaction.atomic():
+                    end_unused(_locked_pending(checkout), state=C.CANCELLED, actor=actor, reason=reason)
+            else:
+                _checkin(checkout, kind=Checkout.CheckinKind.FORCED, actor=actor, reason=reason)
+            ended += 1
+        except BreakglassRefused:  # moved on meanwhile
+            pass
+    return ended

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from jitad.audit.services import AuditEntry
+from jitad.audit.services import AuditEntry, audit_record_many
 from jitad.elevation.services.grants import backoff_seconds  # noqa: F401  (one backoff rule for the engine)
 
 from ..models import Checkout, SealedAccount
@@ -65,3 +65,17 @@ def enqueue(task, pk: int, token: uuid.UUID) -> None:
         task.delay(pk, str(token))
     except OperationalError as e:
         log.warning("broker unreachable, %s #%s left to the sweeper: %s", task.name, pk, e)
+
+
+def end_unused(row: Checkout, *, state: str, actor: str, reason: str) -> None:
+    """End a checkout that never revealed anything: the account is sealed as it was (caller's transaction)."""
+    before = row.state
+    row.state, row.decided_at, row.closed_at = state, row.decided_at or timezone.now(), timezone.now()
+    row.claim_token = row.lease_until = None
+    row.save(update_fields=["state", "decided_at", "closed_at", "claim_token", "lease_until"])
+    SealedAccount.objects.filter(pk=row.account_id, state=SealedAccount.State.CHECKED_OUT).update(
+        state=SealedAccount.State.SEALED, updated_at=timezone.now())
+    audit_record_many([checkout_entry(row, actor=actor, action=f"breakglass.checkout_{state}", before=before,
+                                      after=state, reason=reason)])
+
+

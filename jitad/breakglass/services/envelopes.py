@@ -34,6 +34,10 @@ def envelope_verify(*, account_name: str, seal_id: str, opened: bool, actor: str
         status = "unknown"
         message = (f"{seal_id} is not a seal jitad made for {account.name}: this envelope is not genuine, or belongs to "
                    "another account. Treat its contents as compromised and report it.")
+        if opened:  # whatever it held, it may have been the working password
+            rotation = seal_break(account=account, reason=Seal.Reason.ENVELOPE_OPENED, actor=actor,
+                                  detail=f"an envelope with the unknown seal {seal_id} was opened")
+            message += " The password is being rotated as a precaution."
     elif seal.broken_at is not None:
         status = "stale"
         message = (f"Seal {seal_id} of {account.name} was replaced on {seal.broken_at:%Y-%m-%d %H:%M} UTC "
@@ -46,9 +50,10 @@ def envelope_verify(*, account_name: str, seal_id: str, opened: bool, actor: str
         if opened:
             rotation = seal_break(account=account, reason=Seal.Reason.ENVELOPE_OPENED, actor=actor,
                                   detail=f"the envelope of seal {seal_id} was opened")
-            message = (f"Seal {seal_id}{printed} is the current one and the envelope was opened: "
-                       + ("jitad is rotating the password now. Print a new envelope afterwards."
-                          if rotation else f"{account.name} is {account.get_state_display()}; it is rotated when that ends."))
+            account.refresh_from_db()
+            message = (f"Seal {seal_id}{printed} is the current one and the envelope was opened: the seal is broken and "
+                       + ("jitad is rotating the password now. Print a new envelope afterwards." if rotation else
+                          f"{account.name} is {account.get_state_display()}: its password is rotated when that ends."))
         else:
             message = f"Seal {seal_id}{printed} is the current one: the envelope holds the working password."
     with transaction.atomic():

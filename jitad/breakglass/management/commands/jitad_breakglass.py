@@ -39,7 +39,10 @@ class Command(BaseCommand):
         rotate.add_argument("name")
         rotate.add_argument("--reason", required=True)
         sub.add_parser("seal-check", help="compare every sealed account with AD now")
-        sub.add_parser("rekey", help="re-encrypt every stored secret under the first key of JITAD_BREAKGLASS_KEYS")
+        rekey = sub.add_parser("rekey", help="re-encrypt every stored secret under the first key of JITAD_BREAKGLASS_KEYS")
+        rekey.add_argument("--check", action="store_true",
+                           help="only check that every secret opens with the first key alone (exit 1 if not); run it "
+                                "before dropping an old key")
         sub.add_parser("keygen", help="print a new vault key")
 
     def handle(self, *args, **options):
@@ -110,6 +113,8 @@ class Command(BaseCommand):
             raise CommandError("seals broken or not checked; see the alerts")
 
     def _rekey(self, o):
+        if o["check"]:
+            return self._rekey_check()
         count = 0
         with transaction.atomic():
             for account in SealedAccount.objects.select_for_update().exclude(secret="", pending_secret=""):
@@ -118,6 +123,24 @@ class Command(BaseCommand):
                 account.save(update_fields=["secret", "pending_secret", "updated_at"])
                 count += 1
         self.stdout.write(f"re-encrypted the secrets of {count} account(s) under the first key")
+
+    def _rekey_check(self):
+        from django.conf import settings
+        from django.test.utils import override_settings
+
+        bad = []
+        with override_settings(JITAD_BREAKGLASS_KEYS=settings.JITAD_BREAKGLASS_KEYS[:1]):
+            for account in SealedAccount.objects.exclude(secret="", pending_secret=""):
+                for token in (account.secret, account.pending_secret):
+                    if token:
+                        try:
+                            secret_rekey(token)
+                        except VaultError:
+                            bad.append(account.name)
+        if bad:
+            raise CommandError(f"not under the first key yet: {', '.join(sorted(set(bad)))}; run rekey again "
+                               "(after restarting every process with the new key first)")
+        self.stdout.write("every stored secret opens with the first key: the old keys may be dropped")
 
     def _keygen(self, o):
         self.stdout.write(key_generate())

@@ -16,9 +16,14 @@ from jitad.elevation.models import AccessRequest, Grant, Target
 # Role groups named in ops/policy.example.yaml, and who is in them.
 PEOPLE = {
     "alice": ["Server-Operators", "DBAs"],
-    "bob": ["DBA-Leads", "Tier0-Approvers"],
-    "carol": ["Tier0-Admins", "Tier0-Approvers"],
-    "dave": ["Security-Managers"],
+    "bob": ["DBA-Leads", "Tier0-Approvers", "BreakGlass-Approvers"],
+    "carol": ["Tier0-Admins", "Tier0-Approvers", "BreakGlass-Responders"],
+    "dave": ["Security-Managers", "BreakGlass-Approvers"],
+}
+# Sealed break-glass accounts: bg-da-01 disabled while sealed, bg-env-01 kept enabled for a paper envelope.
+BREAKGLASS = {
+    "bg-da-01": {"description": "Domain Admins break-glass (demo)", "disable_when_sealed": True},
+    "bg-env-01": {"description": "Envelope account for the portal-down runbook (demo)", "disable_when_sealed": False},
 }
 
 
@@ -84,6 +89,7 @@ class Command(BaseCommand):
         device = TOTPDevice.objects.filter(user=admin, name="demo").first() or TOTPDevice.objects.create(
             user=admin, name="demo", confirmed=True
         )
+        self._breakglass(base)
         creds_file.write_text(json.dumps(creds))
         creds_file.chmod(0o600)
         with directory.connect() as d:
@@ -93,6 +99,26 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps({"admin_password": admin_password, "totp_uri": device.config_url,
                                       "people": {k: v for k, v in creds.items() if k != "admin"},
                                       "jit_group_sids": sids}))
+
+    def _breakglass(self, base: str) -> None:
+        """Create the break-glass accounts in AD and seal them here (nobody knows their passwords)."""
+        from jitad.breakglass.models import SealedAccount
+        from jitad.breakglass.services import account_enrol, account_rotate_execute
+
+        ou = f"OU=BreakGlass,{base}"
+        with directory.connect() as d:
+            d.ensure_ou(ou)
+            admins = f"CN=Domain Admins,CN=Users,{base}"
+            for name in BREAKGLASS:
+                dn = d.ensure_user(name, ou, password=f"Demo-{secrets.token_urlsafe(16)}", display_name=name)
+                d.add_member(admins, dn)
+        for name, fields in BREAKGLASS.items():
+            if SealedAccount.objects.filter(name=name).exists():
+                continue
+            account = account_enrol(account=SealedAccount(
+                name=name, responder_groups=["BreakGlass-Responders"], approver_groups=["BreakGlass-Approvers"],
+                **fields), actor="system:demo-seed")
+            account_rotate_execute(account_id=account.pk, token=account.claim_token)
 
     def _requests(self):
         User = get_user_model()
