@@ -162,6 +162,10 @@ class CheckoutApprovalInline(admin.TabularInline):
     can_delete = False
     fields = readonly_fields = ("approver", "decision", "comment", "at")
 
+    def has_view_permission(self, request, obj=None):
+        # Whoever sees the checkout (its approvers, scoped by the parent admin) sees its decisions and ticks.
+        return _sees_all(request, Checkout) or services.is_breakglass_approver(user=request.user)
+
     def has_add_permission(self, request, obj=None):
         return False
 

@@ -183,10 +183,13 @@ def _checkout_context(request, checkout: Checkout, **extra) -> dict:
         "runbook": runbook,
         "runbook_changed": bool(runbook and checkout.runbook_digest and runbook.digest != checkout.runbook_digest),
         "runbook_blocks": runbook_blocks(runbook, ticks),
-        "can_tick": holder and (checkout.is_live or (review is not None and review.state == Review.State.AWAITING)),
+        "can_tick": holder and (checkout.state in (Checkout.State.OPENING, Checkout.State.OPEN, Checkout.State.RETURNING)
+                                or (review is not None and review.state == Review.State.AWAITING)),
         "approvals": list(checkout.approvals.select_related("approver")),
         "review": review,
-        "review_form": extra.pop("review_form", None) or (ReviewForm() if holder and review else None),
+        "review_form": extra.pop("review_form", None) or (ReviewForm(initial={
+            "was_needed": review.was_needed, "what_was_done": review.what_was_done, "follow_up": review.follow_up,
+        }) if holder and review else None),
         "can_force": not holder and checkout.state in (Checkout.State.OPENING, Checkout.State.OPEN)
         and can_force_checkin(user=user, checkout=checkout),
         **extra,
@@ -217,37 +220,36 @@ def _refused(request, checkout: Checkout, refusal: BreakglassRefused, **extra):
     return render(request, "breakglass/checkout.html", context, status=400)
 
 
-@sensitive_variables("password")
+@sensitive_variables("shown")
+def _shown_once(request, pk: int, show, template: str, name: str):
+    """What ``show`` reveals, once, to a holder who typed a current code, on a page nothing keeps."""
+    checkout = _visible_checkout(request.user, pk)
+    if checkout.revealed_at is not None:  # a reload of the page that showed it: say so, not "wrong code"
+        return _refused(request, checkout, BreakglassRefused(
+            "already_revealed", f"This was shown on {checkout.revealed_at:%Y-%m-%d %H:%M:%S} UTC and is never shown twice."))
+    check = mfa_code_in_request(request)
+    if check.device is None:
+        return _refused(request, checkout, BreakglassRefused("otp", check.error))
+    try:
+        shown = show(checkout=checkout, actor=request.user)
+    except BreakglassRefused as e:
+        return _refused(request, checkout, e)
+    checkout.refresh_from_db()
+    return _no_store(render(request, template, {"checkout": checkout, name: shown}))
+
+
 @sensitive_post_parameters("otp")
 @require_POST
 def checkout_reveal(request, pk: int):
     """The password, once, to the holder who typed a current code."""
-    checkout = _visible_checkout(request.user, pk)
-    check = mfa_code_in_request(request)
-    if check.device is None:
-        return _refused(request, checkout, BreakglassRefused("otp", check.error))
-    try:
-        password = services.checkout_reveal(checkout=checkout, actor=request.user)
-    except BreakglassRefused as e:
-        return _refused(request, checkout, e)
-    checkout.refresh_from_db()
-    return _no_store(render(request, "breakglass/reveal.html", {"checkout": checkout, "password": password}))
+    return _shown_once(request, pk, services.checkout_reveal, "breakglass/reveal.html", "password")
 
 
-@sensitive_variables("sheet")
 @sensitive_post_parameters("otp")
 @require_POST
 def envelope_print(request, pk: int):
     """The printable sealed-envelope sheet, once, to the requester who typed a current code."""
-    checkout = _visible_checkout(request.user, pk)
-    check = mfa_code_in_request(request)
-    if check.device is None:
-        return _refused(request, checkout, BreakglassRefused("otp", check.error))
-    try:
-        sheet = services.envelope_print(checkout=checkout, actor=request.user)
-    except BreakglassRefused as e:
-        return _refused(request, checkout, e)
-    return _no_store(render(request, "breakglass/envelope_sheet.html", {"sheet": sheet}))
+    return _shown_once(request, pk, services.envelope_print, "breakglass/envelope_sheet.html", "sheet")
 
 
 @require_POST

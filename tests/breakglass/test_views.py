@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from jitad.audit.models import AuditEvent
 from jitad.breakglass import services
-from jitad.breakglass.models import Checkout, Review, RunbookTick, SealedAccount
+from jitad.breakglass.models import Checkout, Review, RunbookTick, Seal, SealedAccount
 from jitad.breakglass.runbooks import runbook_get
 from jitad.breakglass.vault import secret_seal
 from tests.support.mfa import backup_codes, stale_age, verify_session
@@ -35,6 +35,7 @@ def account(db):
         responder_groups=["bg-responders"], approver_groups=["bg-approvers"], user_dn="CN=bg-da-views,DC=jitad,DC=test")
     account.secret = secret_seal(ref=account.vault_ref, password=PASSWORD)
     account.save(update_fields=["secret"])
+    Seal.objects.create(account=account, seal_id=account.seal_id, reason=Seal.Reason.ENROLLED)
     return account
 
 
@@ -258,3 +259,20 @@ def test_runbook_pages_render_sanitised(client, responder, settings, tmp_path):
     assert "Evil &lt;script&gt;" in body  # the title is text, escaped
     assert client.get("/breakglass/runbooks/..%2Fsettings/").status_code == 404
     assert re.search(r"step\s", body)
+
+
+def test_the_envelope_sheet_is_printed_once_by_its_requester(client, account, responder, approvers):
+    envelope = services.envelope_request(account=account, requester=responder, incident_ref="CHG-9",
+                                         reason="an envelope for the DR safe")
+    for a in approvers:
+        services.checkout_approve(checkout=envelope, approver=a)
+    codes = backup_codes(responder, 2)
+    verify_session(client, responder)
+    page = client.get(reverse("breakglass:checkout", args=[envelope.pk])).content.decode()
+    assert "Show the sheet to print" in page
+    sheet = client.post(reverse("breakglass:envelope-print", args=[envelope.pk]), {"otp": codes[0]})
+    body = sheet.content.decode()
+    assert sheet.status_code == 200 and PASSWORD in body and account.seal_id in body and "no-store" in sheet["Cache-Control"]
+    again = client.post(reverse("breakglass:envelope-print", args=[envelope.pk]), {"otp": codes[1]})
+    assert again.status_code == 400 and PASSWORD not in again.content.decode()
+    assert SealedAccount.objects.get(pk=account.pk).state == SealedAccount.State.SEALED

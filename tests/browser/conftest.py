@@ -6,6 +6,7 @@ Screenshots of the main pages go to test-artifacts/screenshots/.
 """
 import os
 import shutil
+import uuid
 
 import pytest
 
@@ -66,3 +67,20 @@ def pytest_runtest_makereport(item, call):
 def shot(pg, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def ad_person(jit_ou):
+    """``ad_person(*groups, prefix=)`` -> (sAMAccountName, password): an AD account in the given AD groups."""
+    from jitad import directory
+
+    def make(*groups: str, prefix="p"):
+        sam = f"{prefix}{uuid.uuid4().hex[:7]}"
+        password = "Pw-" + uuid.uuid4().hex
+        with directory.connect() as d:
+            dn = d.ensure_user(sam, jit_ou, password=password, display_name=f"Person {sam}")
+            for name in groups:
+                d.add_member(d.ensure_group(name, jit_ou), dn)
+        return sam, password
+
+    return make

@@ -7,12 +7,10 @@ real worker add the requester to the target's AD group, read back over the test'
 LDAP connection.
 """
 import re
-import uuid
 
 import pytest
 from playwright.sync_api import expect
 
-from jitad import directory
 from jitad.elevation import services
 from jitad.elevation.models import AccessRequest, Grant
 from tests.browser.conftest import shot
@@ -20,22 +18,6 @@ from tests.browser.flows import login_and_enrol
 from tests.elevation.helpers import ad_is_member, ad_user_dn, wait_state
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def ad_person(jit_ou):
-    """make(*groups) -> (sAMAccountName, password): an AD account in the given AD groups."""
-
-    def make(*groups: str, prefix="p"):
-        sam = f"{prefix}{uuid.uuid4().hex[:7]}"
-        password = "Pw-" + uuid.uuid4().hex
-        with directory.connect() as d:
-            dn = d.ensure_user(sam, jit_ou, password=password, display_name=f"Person {sam}")
-            for name in groups:
-                d.add_member(d.ensure_group(name, jit_ou), dn)
-        return sam, password
-
-    return make
 
 
 def _session(browser, portal, sam, password, prefix):

@@ -17,11 +17,12 @@ approver in the admin.
 import re
 import time
 import uuid
+from zoneinfo import ZoneInfo
 
 import pytest
-from django.contrib.auth import get_user_model
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from jitad import directory
@@ -57,22 +58,6 @@ def sealed_account(jit_ou, live):
     return make
 
 
-@pytest.fixture
-def ad_person(jit_ou):
-    """``ad_person(*groups, prefix=)`` -> (sAMAccountName, password): an AD account in the given AD groups."""
-
-    def make(*groups: str, prefix="p"):
-        sam = f"{prefix}{uuid.uuid4().hex[:7]}"
-        password = "Pw-" + uuid.uuid4().hex
-        with directory.connect() as d:
-            dn = d.ensure_user(sam, jit_ou, password=password, display_name=f"Person {sam}")
-            for name in groups:
-                d.add_member(d.ensure_group(name, jit_ou), dn)
-        return sam, password
-
-    return make
-
-
 def _context_page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 860}, timezone_id="Europe/Berlin", locale="en-GB")
     context.set_default_timeout(15_000)
@@ -86,10 +71,6 @@ def _approver_admin(browser, portal, sam, password, prefix):
     page.goto(portal + "/admin/")
     expect(page.get_by_role("link", name="Checkouts")).to_be_visible()
     return page
-
-
-def _user(sam):
-    return get_user_model().objects.get(username__iexact=sam)
 
 
 def _label(state: str):
@@ -126,6 +107,18 @@ def _wrong_code(totp) -> str:
     now = time.time()
     valid = {totp.at(now + k * 30) for k in range(-3, 4)}
     return next(c for c in (f"{(int(totp.now()) + d) % 10**6:06d}" for d in range(1, 100)) if c not in valid)
+
+
+def _history(page, go, *, kept=False) -> None:
+    """Back or forward in the history. An answer to a POST that no-store kept out of every cache cannot be shown
+    again: Chromium fails the navigation with ERR_CACHE_MISS (its "Confirm Form Resubmission" page)."""
+    if kept:
+        response = go()
+        assert response is not None and response.request.method == "GET" and response.ok
+        return
+    with pytest.raises(PlaywrightError, match="ERR_CACHE_MISS"):
+        go()
+    expect(page.locator("body")).to_contain_text("ERR_CACHE_MISS")  # Chromium's own error page, loaded
 
 
 def _open_in_admin(page, portal, model, row_text):
@@ -196,7 +189,8 @@ def test_checkout_two_approvals_reveal_once_runbook_checkin_rotates_review(brows
     expect(page).to_have_url(re.compile(r"/breakglass/checkouts/\d+/$"))
     pk = int(re.search(r"/checkouts/(\d+)/$", page.url).group(1))
     checkout = Checkout.objects.get(pk=pk)
-    assert (checkout.account_id, checkout.holder.username, checkout.state) == (account.pk, responder_sam.lower(), C.PENDING)
+    assert (checkout.account_id, checkout.holder.username) == (account.pk, responder_sam.lower())
+    assert checkout.state == C.PENDING
     assert (checkout.incident_ref, checkout.runbook_slug, checkout.duration_minutes) == ("INC-4711", "dc-outage", 30)
     assert checkout.mode == Checkout.Mode.DUAL and checkout.approvals_required == 2
     expect(page.locator(".msg.success")).to_contain_text(f"Checkout #{pk} of {account.name} waits for 2 approvers")
@@ -204,6 +198,9 @@ def test_checkout_two_approvals_reveal_once_runbook_checkin_rotates_review(brows
     expect(page.locator("#checkout-state")).to_contain_text("none yet — 2 needed")
     expect(page.get_by_text("Waiting for approvers")).to_be_visible()
     expect(page.locator("#reveal-form")).to_have_count(0)
+    expect(page.locator("#runbook h2")).to_contain_text(f"Runbook: {RUNBOOK_TITLE}")  # to read while waiting ...
+    expect(page.locator("#runbook li.step").first).to_be_visible()
+    expect(page.get_by_role("checkbox")).to_have_count(0)  # ... but not to tick before it is approved
     shot(page, "bg-04-pending")
 
     # -- Two approvers, each in their own browser, approve in the admin.
@@ -218,6 +215,8 @@ def test_checkout_two_approvals_reveal_once_runbook_checkin_rotates_review(brows
         decision = admin.locator("#bg-decision")
         expect(decision).to_contain_text(f"dual control: {n - 1} of 2 approvals")
         expect(decision).to_contain_text(f"following “{RUNBOOK_TITLE}”")
+        expect(decision.locator("#bg-approvals")).to_have_text(
+            "none yet" if n == 1 else f"{approvers[0][0].lower()}: approve (approver 1: incident INC-4711 confirmed)")
         admin.get_by_label(re.compile("Comment")).fill(f"approver {n}: incident INC-4711 confirmed")
         if n == 2:
             shot(admin, "bg-06-admin-approve")
@@ -235,6 +234,10 @@ def test_checkout_two_approvals_reveal_once_runbook_checkin_rotates_review(brows
     expect(page.locator("#checkout-state .state")).to_have_text(_label("open"), timeout=30_000)
     expect(page.locator("#reveal-form")).to_be_visible()
     expect(page.locator("#checkout-state")).to_contain_text(re.compile(r"approve.*approve.*2 needed"))
+    # The window's end, in the browser's own time zone (the page says UTC until its script runs).
+    window_ends = Checkout.objects.get(pk=pk).expires_at.astimezone(ZoneInfo("Europe/Berlin"))
+    expect(page.locator("#checkout-state dd", has_text="until").locator("time")).to_contain_text(
+        window_ends.strftime("%H:%M"))
     shot(page, "bg-07-open")
 
     # -- Reveal: a wrong code shows nothing; the right one shows the password once, on a no-store page.
@@ -245,7 +248,8 @@ def test_checkout_two_approvals_reveal_once_runbook_checkin_rotates_review(brows
     assert Checkout.objects.get(pk=pk).revealed_at is None
     _backup_ready(responder_sam)
     page.locator("#reveal-otp").fill(backup[0])
-    with page.expect_response(lambda r: r.url.endswith(f"/checkouts/{pk}/reveal/") and r.request.method == "POST") as info:
+    reveal_url = f"{portal}/breakglass/checkouts/{pk}/reveal/"
+    with page.expect_response(lambda r: r.url == reveal_url and r.request.method == "POST") as info:
         page.get_by_role("button", name="Show the password once").click()
     response = info.value
     assert response.status == 200
@@ -266,23 +270,28 @@ def test_checkout_two_approvals_reveal_once_runbook_checkin_rotates_review(brows
         expect(page.locator("#reveal-form")).to_have_count(0)
         shows_nothing()
 
+    # Reloading sends the form again: refused as already shown, nothing shown.
     reloaded = page.reload()
-    print("RELOAD", reloaded and (reloaded.status, reloaded.request.method, reloaded.url), page.locator("main").inner_text()[:300])
+    assert reloaded.request.method == "POST" and reloaded.status == 400
+    expect(page.locator("#form-error")).to_contain_text("never shown twice")
+    expect(page.locator("#reveal-form")).to_have_count(0)
     shows_nothing()
-    for step in ("back", "back", "forward", "forward"):
-        try:
-            r = page.go_back() if step == "back" else page.go_forward()
-            print(step.upper(), r and (r.status, r.request.method, r.url), page.url, page.locator("body").inner_text()[:200])
-        except Exception as e:
-            print(step.upper(), "ERR", str(e)[:200], page.url, page.locator("body").inner_text()[:300])
+    # Back over the two answers to POSTs (the wrong code's, the reveal's): Chromium kept neither.
+    _history(page, page.go_back)
+    shows_nothing()
+    _history(page, page.go_back, kept=True)
+    checkout_page_says_shown()
+    for _ in range(2):  # and forward again, to the reveal
+        _history(page, page.go_forward)
         shows_nothing()
     page.goto(f"{portal}/breakglass/checkouts/{pk}/")
     checkout_page_says_shown()
     shot(page, "bg-09-after-reveal")
     # Even a valid code cannot make the reveal answer twice.
+    _backup_ready(responder_sam)  # the reload's resent code counted as a wrong one
     csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
-    again = page.request.post(f"{portal}/breakglass/checkouts/{pk}/reveal/",
-                              form={"otp": backup[1], "csrfmiddlewaretoken": csrf}, headers={"Referer": portal + "/"})
+    again = page.request.post(reveal_url, form={"otp": backup[1], "csrfmiddlewaretoken": csrf},
+                              headers={"Referer": portal + "/"})
     assert again.status == 400 and "never shown twice" in again.text() and password not in again.text()
 
     # -- The runbook: two steps ticked, each swapped in place by htmx (no reload) and audited.
@@ -322,12 +331,14 @@ def test_checkout_two_approvals_reveal_once_runbook_checkin_rotates_review(brows
     review = page.locator("#review")
     expect(review.locator("h2")).to_have_text("Post-incident review")
     shot(page, "bg-11-checked-in-review-form")
-    review.get_by_label("yes", exact=True).check()
+    review.get_by_role("group", name="Was the break-glass account needed?").get_by_label("yes", exact=True).check()
     review.get_by_label("What was done with it").fill("Seized the PDC emulator role on DC03 and reset time sync.")
     review.get_by_label(re.compile("^Follow-up")).fill("A third DC in the second site.")
     review.get_by_role("button", name="File the review").click()
     expect(page.locator(".msg.success")).to_contain_text("the review is filed")
     expect(page.locator("#review")).to_contain_text("Seized the PDC emulator role on DC03")
+    expect(page.locator("#review-form")).to_be_hidden()  # changing it is one click away, not an empty form
+    expect(page.locator("#review-update summary")).to_have_text("Change the review")
     filed = Review.objects.get(checkout_id=pk)
     assert (filed.state, filed.was_needed, filed.filed_by) == (Review.State.FILED, "yes", responder_sam.lower())
     shot(page, "bg-12-review-filed")
@@ -352,3 +363,51 @@ def test_checkout_two_approvals_reveal_once_runbook_checkin_rotates_review(brows
     expect(page.locator("#review")).to_contain_text(f"Closed by {approvers[0][0].lower()}")
     expect(page.locator("#review-form")).to_have_count(0)
     shot(page, "bg-14-review-closed")
+
+
+def test_an_approver_denies_in_the_admin_and_the_responder_sees_why(browser, portal, page, sealed_account,
+                                                                    ad_person):
+    """GIVEN a responder who asked in the portal (with a backup code) for a sealed account, and an approver in the admin
+    WHEN the approver presses Deny without a comment, then with one
+    THEN the first is refused and the checkout still waits; the second ends it, the account stays sealed, and the
+    responder's page turns denied by itself and shows who denied it and why."""
+    account = sealed_account()
+    responder_sam, responder_pw = ad_person(RESPONDERS, prefix="r")
+    approver_sam, approver_pw = ad_person(APPROVERS, prefix="a")
+
+    _totp, backup = login_and_enrol(page, portal, responder_sam, responder_pw, name_prefix="bg-deny-responder-")
+    page.goto(f"{portal}/breakglass/")
+    page.locator(f"#account-{account.name}").get_by_role("link", name="Check out").click()
+    page.get_by_label("Incident or change reference").fill("INC-0815")
+    page.get_by_label("Reason", exact=True).fill("The file server's DFS namespace is gone")
+    page.get_by_label("Runbook you will follow").select_option("dc-outage")
+    page.get_by_label("Current code").fill(backup[0])
+    page.get_by_role("button", name=f"Ask for {account.name}").click()
+    expect(page.locator("#checkout-state .state")).to_have_text(_label("pending"))
+    pk = int(re.search(r"/checkouts/(\d+)/$", page.url).group(1))
+
+    admin = _approver_admin(browser, portal, approver_sam, approver_pw, "bg-deny-approver-")
+    admin.goto(f"{portal}/admin/breakglass/checkout/{pk}/change/")
+    admin.get_by_role("button", name="Deny").click()
+    expect(admin.locator(".messagelist")).to_contain_text("Say why you deny it")
+    assert Checkout.objects.get(pk=pk).state == C.PENDING
+    admin.get_by_label(re.compile("Comment")).fill("Use the normal JIT path: DFS needs no domain admin")
+    admin.get_by_role("button", name="Deny").click()
+    expect(admin.locator(".messagelist")).to_contain_text("Denied")
+    expect(admin.locator("#bg-decision .jitad-state")).to_have_text(_label("denied"))
+    shot(admin, "bg-20-admin-denied")
+    admin.context.close()
+
+    assert Checkout.objects.get(pk=pk).state == C.DENIED
+    account.refresh_from_db()
+    assert account.state == A.SEALED
+    expect(page.locator("#checkout-state .state")).to_have_text(_label("denied"), timeout=15_000)  # by itself
+    expect(page.locator("#checkout-state")).to_contain_text(
+        f"{approver_sam.lower()} (deny: Use the normal JIT path: DFS needs no domain admin)")
+    expect(page.locator("#reveal-form")).to_have_count(0)
+    expect(page.get_by_role("button", name="Cancel this request")).to_have_count(0)
+    shot(page, "bg-21-denied")
+    page.get_by_role("link", name="← Break-glass accounts").click()
+    row = page.locator(f"#account-{account.name}")
+    expect(row.locator(".state")).to_have_text(_label("sealed"))
+    expect(row.get_by_role("link", name="Check out")).to_be_visible()

@@ -21,13 +21,14 @@ from django.views.decorators.debug import sensitive_variables
 from jitad import directory
 from jitad.accounts.models import DirectoryAccount
 from jitad.audit.services import audit_record_many
+from jitad.elevation.services.grants import backoff_seconds  # one backoff rule for all engine retries
 from jitad.notifications.models import Notification
 from jitad.notifications.services import alert_raise
 
 from ..errors import BreakglassRefused
 from ..models import ACCOUNT_NAME_PATTERN, Checkout, Seal, SealedAccount
 from ..vault import VaultError, password_generate, seal_id_generate, secret_open, secret_seal
-from .common import account_entry, admin_link, backoff_seconds, end_unused, enqueue, lease, release, take
+from .common import account_entry, admin_link, end_unused, enqueue, lease, release, take
 
 log = logging.getLogger(__name__)
 A = SealedAccount.State

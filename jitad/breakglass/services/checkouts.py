@@ -18,6 +18,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from jitad import directory
 from jitad.audit.services import audit_record_many
+from jitad.elevation.services.grants import backoff_seconds  # one backoff rule for all engine retries
 from jitad.notifications.models import Notification
 from jitad.notifications.services import alert_raise, notification_create
 
@@ -27,7 +28,7 @@ from ..runbooks import runbook_get
 from ..vault import secret_open
 from .access import account_approvers, can_decide_checkout, can_force_checkin, is_responder
 from .accounts import rotation_start
-from .common import admin_link, backoff_seconds, checkout_entry, end_unused, enqueue, lease, portal_link, release, take
+from .common import admin_link, checkout_entry, end_unused, enqueue, lease, portal_link, release, take
 
 log = logging.getLogger(__name__)
 A = SealedAccount.State

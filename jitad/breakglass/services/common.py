@@ -9,7 +9,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jitad.audit.services import AuditEntry, audit_record_many
-from jitad.elevation.services.grants import backoff_seconds  # noqa: F401  (one backoff rule for the engine)
 
 from ..models import Checkout, SealedAccount
 

@@ -23,4 +23,12 @@
   }
   document.addEventListener("DOMContentLoaded", function () { localTimes(); tick(); setInterval(tick, 1000); });
   document.addEventListener("htmx:afterSwap", function (e) { localTimes(e.target); tick(); });
+  // A page that reloads itself when a state changes (a break-glass checkout) must not throw away what
+  // someone is typing into it: its poll ([data-pause-while-typing]) pauses once a form on the page has
+  // unsent input; sending the form loads the page afresh.
+  var typing = false;
+  document.addEventListener("input", function (e) { if (e.target && e.target.form) typing = true; });
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    if (typing && e.target && e.target.hasAttribute && e.target.hasAttribute("data-pause-while-typing")) e.preventDefault();
+  });
 })();
