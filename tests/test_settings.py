@@ -24,6 +24,7 @@ PRODUCTION = {
     "JITAD_LDAP_BIND_PASSWORD": "bind-password",
     "JITAD_LDAP_CA_FILE": "/etc/jitad/ca.pem",
     "JITAD_BASE_URL": "https://jitad.example.test",
+    "JITAD_BREAKGLASS_KEYS": "A" * 43 + "=",  # a well-formed Fernet key (32 zero bytes), for these tests only
 }
 
 # Printed by the child after setup, so the parent can assert on the settings it got.
@@ -97,6 +98,23 @@ def test_production_needs_the_base_url(tmp_path):
     assert_refused(run_setup(tmp_path, without("JITAD_BASE_URL")), "JITAD_BASE_URL must be set")
 
 
+def test_production_needs_the_breakglass_vault_key(tmp_path):
+    assert_refused(run_setup(tmp_path, without("JITAD_BREAKGLASS_KEYS")), "JITAD_BREAKGLASS_KEYS")
+
+
+def test_a_malformed_vault_key_is_refused_at_start(tmp_path):
+    assert_refused(run_setup(tmp_path, {**PRODUCTION, "JITAD_BREAKGLASS_KEYS": "not-a-key"}), "key 1 of JITAD_BREAKGLASS_KEYS")
+
+
+def test_vault_keys_from_a_file(tmp_path):
+    keys = tmp_path / "vault-keys"
+    keys.write_text("# newest first\n" + "B" * 43 + "=\n" + "A" * 43 + "=\n")
+    code = "import django; django.setup(); from django.conf import settings; print(settings.JITAD_BREAKGLASS_KEYS)"
+    result = run_setup(tmp_path, {**without("JITAD_BREAKGLASS_KEYS"), "JITAD_BREAKGLASS_KEYS_FILE": str(keys)}, code=code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == str(["B" * 43 + "=", "A" * 43 + "="])
+
+
 def test_production_starts_when_everything_is_set(tmp_path):
     result = run_setup(tmp_path, PRODUCTION, code=REPORT)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -126,6 +144,8 @@ def test_development_defaults_sqlite_and_filesystem_broker(tmp_path):
 
     again = json.loads(run_setup(tmp_path, {}, code=REPORT).stdout.strip().splitlines()[-1])
     assert again["secret_key"] == got["secret_key"]  # stable across restarts
+    vault_key = var / "breakglass.keys"  # a generated break-glass vault key, private too
+    assert vault_key.stat().st_mode & 0o777 == 0o600 and len(vault_key.read_text().strip()) == 44
 
 
 def test_ldap3_logger_stays_at_warning_even_at_debug(tmp_path):
