@@ -8,7 +8,14 @@ from .access import (
     is_breakglass_approver,
     is_responder,
 )
-from .accounts import account_enrol, account_rotate, account_rotate_execute, account_update, seals_check
+from .accounts import (
+    account_enrol,
+    account_rotate,
+    account_rotate_execute,
+    account_rotate_here,
+    account_update,
+    seals_check,
+)
 from .checkouts import (
     EnvelopeSheet,
     checkout_approve,
@@ -31,6 +38,7 @@ __all__ = [
     "account_enrol",
     "account_rotate",
     "account_rotate_execute",
+    "account_rotate_here",
     "account_update",
     "accounts_approved_by",
     "accounts_responded_by",

@@ -8,6 +8,7 @@ password): alerted at once, retried with backoff for as long as it takes, and a
 """
 import dataclasses
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -226,6 +227,20 @@ def account_rotate_execute(*, account_id: int, token) -> None:
         _rotation_failed(account, mine, _unexpected(e))
         return
     _sealed(account, mine, rotated)
+
+
+def account_rotate_here(*, account: SealedAccount, token, wait_seconds: float = 120) -> SealedAccount:
+    """Rotate in this process (for commands: the worker may be the very thing that is down).
+
+    A worker that is up may have taken the claim first: then wait for its outcome.
+    """
+    account_rotate_execute(account_id=account.pk, token=token)
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        account.refresh_from_db()
+        if account.state not in (A.ROTATING, A.ENROLLING) or time.monotonic() > deadline:
+            return account
+        time.sleep(0.5)
 
 
 def _sealed(account: SealedAccount, token: uuid.UUID, rotated: _Rotated) -> None:

@@ -12,10 +12,10 @@ from jitad.breakglass.vault import VaultError, key_generate, secret_rekey
 
 def _wait_rotation(account: SealedAccount, token) -> SealedAccount:
     """Run the rotation in this process (the worker may be down: that is when this command is used)."""
-    if token is not None:
-        services.account_rotate_execute(account_id=account.pk, token=token)
-    account.refresh_from_db()
-    return account
+    if token is None:
+        account.refresh_from_db()
+        return account
+    return services.account_rotate_here(account=account, token=token)
 
 
 class Command(BaseCommand):

@@ -6,8 +6,6 @@ from jitad.breakglass.errors import BreakglassRefused
 from jitad.breakglass.models import SealedAccount
 
 EXIT = {"current": 0, "stale": 2, "unknown": 3}
-
-
 class Command(BaseCommand):
     help = ("verify ACCOUNT SEAL_ID [--opened]: is this envelope the current seal (exit 0), stale (2) or not "
             "jitad's (3)? With --opened the current seal is broken and the password rotated now (exit 0 once sealed "
@@ -28,9 +26,7 @@ class Command(BaseCommand):
             raise CommandError(e.message) from e
         self.stdout.write(f"{verdict.status}: {verdict.message}")
         if verdict.rotation is not None:
-            # In this process: the worker and the portal may be the very things that are down.
-            services.account_rotate_execute(account_id=verdict.account.pk, token=verdict.rotation)
-            account = SealedAccount.objects.get(pk=verdict.account.pk)
+            account = services.account_rotate_here(account=verdict.account, token=verdict.rotation)
             if account.state != SealedAccount.State.SEALED:
                 raise CommandError(f"rotation failed, {account.name} is {account.state}: {account.last_error}. "
                                    "jitad keeps retrying from the worker.")

@@ -103,7 +103,7 @@ class Command(BaseCommand):
     def _breakglass(self, base: str) -> None:
         """Create the break-glass accounts in AD and seal them here (nobody knows their passwords)."""
         from jitad.breakglass.models import SealedAccount
-        from jitad.breakglass.services import account_enrol, account_rotate_execute
+        from jitad.breakglass.services import account_enrol, account_rotate_here
 
         ou = f"OU=BreakGlass,{base}"
         with directory.connect() as d:
@@ -118,7 +118,7 @@ class Command(BaseCommand):
             account = account_enrol(account=SealedAccount(
                 name=name, responder_groups=["BreakGlass-Responders"], approver_groups=["BreakGlass-Approvers"],
                 **fields), actor="system:demo-seed")
-            account_rotate_execute(account_id=account.pk, token=account.claim_token)
+            account_rotate_here(account=account, token=account.claim_token)
 
     def _requests(self):
         User = get_user_model()
