@@ -98,12 +98,11 @@ def _account_for(request, pk: int) -> SealedAccount:
     return account
 
 
-@sensitive_post_parameters("otp")
-@require_http_methods(["GET", "POST"])
-def checkout_new(request, pk: int):
-    """Ask for a sealed account: incident, reason, runbook, duration, and a code."""
-    account = _account_for(request, pk)
-    form = CheckoutForm(request.POST or None, account=account, runbooks=runbooks_for(account.name))
+def _ask(request, account: SealedAccount, form, template: str, ask, told):
+    """A form that asks for an account: valid fields, then a code typed into this request, then the service.
+
+    ``ask(form)`` calls the service; ``told(checkout)`` leaves the message for the next page.
+    """
     error = ""
     if request.method == "POST" and form.is_valid():
         check = mfa_code_in_request(request)
@@ -111,21 +110,36 @@ def checkout_new(request, pk: int):
             form.add_error("otp", check.error)
         else:
             try:
-                checkout = services.checkout_request(account=account, requester=request.user, **form.service_arguments())
+                checkout = ask(form)
             except BreakglassRefused as e:
                 if not form.add_refusal(e):
                     error = e.message
             else:
-                if checkout.mode == Checkout.Mode.EMERGENCY:
-                    messages.warning(request, f"Emergency checkout of {account.name}: every approver and the security "
-                                              "channel have been told. File the review after check-in.")
-                else:
-                    messages.success(request, f"Checkout #{checkout.pk} of {account.name} waits for "
-                                              f"{checkout.approvals_required} approvers.")
+                told(checkout)
                 return redirect("breakglass:checkout", pk=checkout.pk)
-    status = 400 if request.method == "POST" else 200
-    return render(request, "breakglass/checkout_form.html", {"account": account, "form": _without_code(form), "error": error},
-                  status=status)
+    return render(request, template, {"account": account, "form": _without_code(form), "error": error},
+                  status=400 if request.method == "POST" else 200)
+
+
+@sensitive_post_parameters("otp")
+@require_http_methods(["GET", "POST"])
+def checkout_new(request, pk: int):
+    """Ask for a sealed account: incident, reason, runbook, duration, and a code."""
+    account = _account_for(request, pk)
+
+    def told(checkout):
+        if checkout.mode == Checkout.Mode.EMERGENCY:
+            messages.warning(request, f"Emergency checkout of {account.name}: every approver and the security "
+                                      "channel have been told. File the review after check-in.")
+        else:
+            messages.success(request, f"Checkout #{checkout.pk} of {account.name} waits for "
+                                      f"{checkout.approvals_required} approvers.")
+
+    return _ask(request, account, CheckoutForm(request.POST or None, account=account, runbooks=runbooks_for(account.name)),
+                "breakglass/checkout_form.html",
+                lambda form: services.checkout_request(account=account, requester=request.user,
+                                                       **form.service_arguments()),
+                told)
 
 
 @sensitive_post_parameters("otp")
@@ -133,27 +147,12 @@ def checkout_new(request, pk: int):
 def envelope_new(request, pk: int):
     """Ask to print the sealed-envelope sheet of an account (two approvers, then printed once)."""
     account = _account_for(request, pk)
-    form = EnvelopeForm(request.POST or None)
-    error = ""
-    if request.method == "POST" and form.is_valid():
-        check = mfa_code_in_request(request)
-        if check.device is None:
-            form.add_error("otp", check.error)
-        else:
-            try:
-                checkout = services.envelope_request(account=account, requester=request.user,
-                                                     incident_ref=form.cleaned_data["incident_ref"],
-                                                     reason=form.cleaned_data["reason"])
-            except BreakglassRefused as e:
-                if not form.add_refusal(e):
-                    error = e.message
-            else:
-                messages.success(request, f"Envelope request #{checkout.pk} for {account.name} waits for "
-                                          f"{checkout.approvals_required} approvers.")
-                return redirect("breakglass:checkout", pk=checkout.pk)
-    status = 400 if request.method == "POST" else 200
-    return render(request, "breakglass/envelope_form.html", {"account": account, "form": _without_code(form), "error": error},
-                  status=status)
+    return _ask(request, account, EnvelopeForm(request.POST or None), "breakglass/envelope_form.html",
+                lambda form: services.envelope_request(account=account, requester=request.user,
+                                                       incident_ref=form.cleaned_data["incident_ref"],
+                                                       reason=form.cleaned_data["reason"]),
+                lambda checkout: messages.success(request, f"Envelope request #{checkout.pk} for {account.name} "
+                                                           f"waits for {checkout.approvals_required} approvers."))
 
 
 # -- one checkout ----------------------------------------------------------------------------

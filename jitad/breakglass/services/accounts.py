@@ -29,7 +29,7 @@ from jitad.notifications.services import alert_raise
 from ..errors import BreakglassRefused
 from ..models import ACCOUNT_NAME_PATTERN, Checkout, Seal, SealedAccount
 from ..vault import VaultError, password_generate, seal_id_generate, secret_open, secret_seal
-from .common import account_entry, admin_link, end_unused, enqueue, lease, release, take
+from .common import account_entry, admin_link, checkout_entry, end_unused, enqueue, lease, release, take
 
 log = logging.getLogger(__name__)
 A = SealedAccount.State
@@ -262,8 +262,6 @@ def _sealed(account: SealedAccount, token: uuid.UUID, rotated: _Rotated) -> None
         row.save()
         returned = list(Checkout.objects.select_related("holder", "account").filter(account=row, state=Checkout.State.RETURNING))
         Checkout.objects.filter(pk__in=[c.pk for c in returned]).update(state=Checkout.State.CLOSED, closed_at=now)
-        from .common import checkout_entry
-
         entries = [account_entry(row, actor="system:breakglass", action="breakglass.sealed", before=before,
                                  after=A.SEALED, reason=reason, seal_id=seal.seal_id, broken_seals=broken,
                                  enabled=rotated.facts.enabled)]

@@ -330,6 +330,12 @@ def checkout_open_execute(*, checkout_id: int, token) -> None:
     except directory.DirectoryError as e:
         _open_failed(checkout, mine, e)
         return
+    except Exception as e:  # a bug must be recorded, retried and alerted too, never a silent crash loop
+        log.exception("checkout %s: unexpected error while enabling the account", checkout.pk)
+        wrapped = directory.DirectoryError(f"unexpected {type(e).__name__}: {e}")
+        wrapped.__cause__ = e
+        _open_failed(checkout, mine, wrapped)
+        return
     now = timezone.now()
     with transaction.atomic():
         row = Checkout.objects.select_for_update(of=("self",)).select_related("account", "holder").filter(
