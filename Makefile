@@ -13,12 +13,14 @@ help:
 	@echo "make test   - install everything needed and run all tests"
 	@echo "make bench  - measure grant/revocation latency (Samba DC), portal/API latency under 50 users and the admin lists with 100k requests (writes docs/benchmarks.md)"
 
-# System packages (Debian's, as root): a Samba AD DC for tests and the demo, and
-# Chromium for the browser tests (Playwright drives it; it never downloads a browser).
+# System packages (Debian's, as root): a Samba AD DC for tests and the demo, Chromium for
+# the browser tests (Playwright drives it; it never downloads a browser), and redis-server,
+# which the broker-outage tests start and stop on a port of their own.
 deps:
 	@missing=""; \
 	command -v samba-tool >/dev/null 2>&1 && command -v samba >/dev/null 2>&1 || missing="$$missing samba-ad-dc samba-ad-provision"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing from Debian's packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \

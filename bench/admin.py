@@ -65,7 +65,7 @@ def seed(n_requests: int, n_clients: int, rng: random.Random) -> tuple[dict, dic
     from django.contrib.auth import get_user_model
     from django.contrib.auth.hashers import make_password
     from django.utils import timezone
-    from django_otp.plugins.otp_totp.models import TOTPDevice
+    from jitad.accounts.devices import AuthenticatorDevice
 
     from jitad.elevation.models import AccessRequest, Approval, Grant, Policy, Target
 
@@ -170,7 +170,7 @@ def seed(n_requests: int, n_clients: int, rng: random.Random) -> tuple[dict, dic
 
     roles = {}
     for who in (approver, superuser):
-        device = TOTPDevice.objects.create(user=who, name="authenticator app", confirmed=True)
+        device = AuthenticatorDevice.objects.create(user=who, name="authenticator app", confirmed=True)
         roles[who.username] = Role(who.username, [verified_session(who, device) for _ in range(n_clients)])
     counts = {
         "targets": Target.objects.count(), "policies": Policy.objects.count(), "users": User.objects.count(),

@@ -56,9 +56,8 @@ def seed(n_people: int, codes_each: int, rng: random.Random) -> tuple[list[Perso
     returns those people and row counts."""
     from django.contrib.auth import get_user_model
     from django.utils import timezone
-    from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
-    from django_otp.plugins.otp_totp.models import TOTPDevice
 
+    from jitad.accounts.devices import AuthenticatorDevice, BackupCodeDevice
     from jitad.accounts.mfa import BACKUP_DEVICE_NAME
     from jitad.accounts.services import api_token_create
     from jitad.elevation.models import AccessRequest, Approval, Grant, Policy, Target
@@ -135,19 +134,18 @@ def seed(n_people: int, codes_each: int, rng: random.Random) -> tuple[list[Perso
     AccessRequest.objects.bulk_create(extensions, batch_size=1000)
 
     # The simulated people: a verified session (as login + MFA leaves it), a token, backup codes.
-    people, tokens = [], []
+    people = []
     for u, gs in specs[:n_people]:
         user = users[u]
-        device = TOTPDevice.objects.create(user=user, name="authenticator app", confirmed=True)
-        static = StaticDevice.objects.create(user=user, name=BACKUP_DEVICE_NAME, confirmed=True)
+        device = AuthenticatorDevice.objects.create(user=user, name="authenticator app", confirmed=True)
+        static = BackupCodeDevice.objects.create(user=user, name=BACKUP_DEVICE_NAME, confirmed=True)
         codes = [secrets.token_hex(5) for _ in range(codes_each)]
-        tokens += [StaticToken(device=static, token=c) for c in codes]
+        static.codes_add(codes)  # hashed (scrypt) and sealed: the seeding's slowest step
         session_key = verified_session(user, device)
         _, raw = api_token_create(user=user, name="bench", days=1)
         pool = pools[gs]
         people.append(Person(username=u, session_key=session_key, token=raw, codes=codes,
                              eligible=[t.id for t, _ in pool], manual=[t.id for t, p in pool if p.approval_mode == "manual"]))
-    StaticToken.objects.bulk_create(tokens, batch_size=2000)
     counts = {"targets": Target.objects.count(), "policies": Policy.objects.count(), "users": User.objects.count(),
               "requests": AccessRequest.objects.count(), "grants": Grant.objects.count(),
               "approvals": Approval.objects.count()}

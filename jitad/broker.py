@@ -1,4 +1,4 @@
-"""The embedded single-machine broker: kombu's filesystem transport, made safe for concurrency.
+"""The brokers jitad speaks: the embedded filesystem one made safe for concurrency, and Redis made outage-proof.
 
 kombu's own ``_put`` creates the message file and then writes it, while ``_get`` moves and
 reads files without taking the writer's lock: a reader can take a file that is still empty
@@ -12,7 +12,7 @@ import os
 import uuid
 from time import monotonic
 
-from kombu.transport import TRANSPORT_ALIASES, filesystem
+from kombu.transport import TRANSPORT_ALIASES, filesystem, redis
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
@@ -34,6 +34,16 @@ class Channel(filesystem.Channel):
         except ValueError:
             log.error("dropped an unreadable message from the %s queue", queue)
             raise filesystem.Empty() from None
+        except OSError as e:
+            # The queue folder is gone or unusable (disk full, unmounted, replaced): a worker
+            # that stopped here would never come back on its own. Wait and look again.
+            now = monotonic()
+            if now - self._last_folder_error > 60:
+                log.error("the broker's queue folder cannot be read (%s); waiting for it to come back", e)
+                self._last_folder_error = now
+            raise filesystem.Empty() from None
+
+    _last_folder_error = float("-inf")
 
 
 class Transport(filesystem.Transport):
@@ -41,3 +51,31 @@ class Transport(filesystem.Transport):
 
 
 TRANSPORT_ALIASES.setdefault("jitadfs", "jitad.broker:Transport")
+
+
+# -- Redis ---------------------------------------------------------------------------------
+class RedisQoS(redis.QoS):
+    def restore_unacked(self, client=None):
+        """Put unacknowledged messages back, unless the connection is already gone.
+
+        When Redis goes away with a message unacknowledged, kombu's channel close calls
+        this after the connection was released, fails with an AttributeError, and Celery
+        stops the worker ("Unrecoverable error"). A broker outage must not kill the
+        engine: the message stays in Redis's unacked index (restored after the visibility
+        timeout) and, as always, the sweep finds the work in the database.
+        """
+        try:
+            return super().restore_unacked(client)
+        except AttributeError as e:
+            log.warning("could not put unacknowledged messages back (broker connection gone: %s); "
+                        "the sweep takes their work up again", e)
+            self._delivered.clear()
+            return None
+
+
+class RedisChannel(redis.Channel):
+    QoS = RedisQoS
+
+
+class RedisTransport(redis.Transport):
+    Channel = RedisChannel

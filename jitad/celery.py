@@ -33,6 +33,9 @@ def _schedule(sender, **kwargs):
         settings.JITAD_DELIVERY_CHECK_INTERVAL, sender.signature("jitad.notifications.resend"), name="resend-deliveries"
     )
     sender.add_periodic_task(
+        settings.JITAD_DELIVERY_CHECK_INTERVAL, sender.signature("jitad.notifications.digests"), name="alert-digests"
+    )
+    sender.add_periodic_task(
         settings.JITAD_BREAKGLASS_SWEEP_INTERVAL, sender.signature("jitad.breakglass.sweep"), name="breakglass-sweep"
     )
     if settings.JITAD_BREAKGLASS_SEAL_CHECK_INTERVAL > 0:

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
@@ -48,20 +49,27 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_static",
     "django_otp_webauthn",
     "django_htmx",
+    "csp",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "jitad.vault",
+    "jitad.engine",
     "jitad.accounts",
     "jitad.audit",
     "jitad.notifications",
+    "jitad.health",
     "jitad.elevation",
     "jitad.breakglass",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # First after security, so every response (refusals by the middleware below included) carries the policy.
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "jitad.accounts.middleware.RejectNulMiddleware",
+    "jitad.accounts.body_limits.JsonBodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -87,7 +95,10 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "jitad.accounts.context.mfa",
+                "csp.context_processors.nonce",
             ],
+            # {% load humantime %}: one way to write durations and timestamps (jitad/humantime.py).
+            "libraries": {"humantime": "jitad.humantime"},
         },
     },
 ]
@@ -125,6 +136,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("JITAD_TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
+# Timestamps read "2026-12-05 14:30 UTC" everywhere, the admin included (jitad/formats/, jitad/humantime.py).
+FORMAT_MODULE_PATH = ["jitad.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("JITAD_STATIC_ROOT", default=str(VAR_DIR / "static")))
@@ -154,10 +167,21 @@ LOGOUT_REDIRECT_URL = "accounts:login"
 # verification younger than this.
 JITAD_MFA_FRESH_SECONDS = env.int("JITAD_MFA_FRESH_SECONDS", default=15 * 60)
 OTP_TOTP_ISSUER = env.str("JITAD_OTP_ISSUER", default="jitad")
-# Wrong passwords per account (however the name is typed) before logins pause; keep it
-# below AD's lockout threshold so the portal cannot lock people out of Windows.
+# The login throttle (jitad/accounts/throttle.py, docs/logins.md), counted over the window:
+# wrong passwords per account from addresses it has not logged in from (together), or from
+# one address it has (JITAD_LOGIN_KNOWN_ADDRESS_DAYS), before that pool pauses; wrong logins
+# per client address before each next one waits JITAD_LOGIN_CLIENT_DELAY_SECONDS, doubled per
+# further failure; AD's lockout threshold (0: AD locks nobody out), which jitad's failed binds
+# per account stay below. The window should be at least AD's "reset lockout counter after".
 JITAD_LOGIN_MAX_FAILURES = env.int("JITAD_LOGIN_MAX_FAILURES", default=5)
 JITAD_LOGIN_FAILURE_WINDOW_SECONDS = env.int("JITAD_LOGIN_FAILURE_WINDOW_SECONDS", default=15 * 60)
+JITAD_LOGIN_CLIENT_FREE_FAILURES = env.int("JITAD_LOGIN_CLIENT_FREE_FAILURES", default=5)
+JITAD_LOGIN_CLIENT_DELAY_SECONDS = env.float("JITAD_LOGIN_CLIENT_DELAY_SECONDS", default=1.0)
+JITAD_LOGIN_AD_LOCKOUT_THRESHOLD = env.int("JITAD_LOGIN_AD_LOCKOUT_THRESHOLD", default=10)
+JITAD_LOGIN_KNOWN_ADDRESS_DAYS = env.int("JITAD_LOGIN_KNOWN_ADDRESS_DAYS", default=30)
+# Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For names the client; from
+# anyone else the header is ignored and REMOTE_ADDR is the client.
+JITAD_TRUSTED_PROXIES = env.list("JITAD_TRUSTED_PROXIES", default=[])
 # Between logins, people's AD groups and account state are re-read this often (seconds;
 # 0: only at login). Removed from an approver group in AD means no longer an approver here.
 JITAD_DIRECTORY_SYNC_INTERVAL = env.float("JITAD_DIRECTORY_SYNC_INTERVAL", default=900.0)
@@ -167,19 +191,45 @@ OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 OTP_TOTP_THROTTLE_FACTOR = 1
 OTP_STATIC_THROTTLE_FACTOR = 1
 
+# Database sessions whose table holds a digest of each key, never the key (docs/mfa.md).
+SESSION_ENGINE = "jitad.accounts.sessions"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env.bool("JITAD_SECURE_COOKIES", default=PRODUCTION)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_AGE = env.int("JITAD_SESSION_AGE_SECONDS", default=8 * 3600)
 X_FRAME_OPTIONS = "DENY"
 # Behind a TLS-terminating proxy (ops/README.md), trust its scheme header so links,
-# redirects and secure cookies know the request was HTTPS.
-if env.bool("JITAD_BEHIND_TLS_PROXY", default=PRODUCTION):
+# redirects and secure cookies know the request was HTTPS. The proxy must then be in
+# JITAD_TRUSTED_PROXIES too (system check jitad.accounts.E003 in production).
+JITAD_BEHIND_TLS_PROXY = env.bool("JITAD_BEHIND_TLS_PROXY", default=PRODUCTION)
+if JITAD_BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("JITAD_SSL_REDIRECT", default=PRODUCTION)
 SECURE_HSTS_SECONDS = env.int("JITAD_HSTS_SECONDS", default=31536000 if PRODUCTION else 0)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = False
+# Every name under the site's domain must speak HTTPS too once a browser has seen the header.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("JITAD_HSTS_INCLUDE_SUBDOMAINS", default=PRODUCTION)
 SECURE_REFERRER_POLICY = "same-origin"
+
+# Content-Security-Policy on every response (django-csp; README.md "Browser security").
+# Scripts come only from jitad itself; an inline <script> in a template runs only with
+# the nonce of its own response (nonce="{{ CSP_NONCE }}"), never 'unsafe-inline'.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        # 'unsafe-inline' for styles only: templates and Django's admin use style="..."
+        # attributes, the API docs page has a <style> block, and htmx adds its indicator
+        # style; a nonce cannot cover attributes (and its presence would disable
+        # 'unsafe-inline'). Styles cannot run code, so scripts stay nonce-only.
+        "style-src": [SELF, UNSAFE_INLINE],
+        # data: for the icons Swagger UI's stylesheet embeds.
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    },
+}
 
 # --- Celery ---------------------------------------------------------------------------
 # The broker is only a wake-up call; the database is the source of truth. The embedded
@@ -204,6 +254,9 @@ if CELERY_BROKER_URL.startswith(("jitadfs://", "filesystem://")):
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+        # kombu's Redis transport, except that losing Redis no longer stops the worker (jitad/broker.py).
+        CELERY_BROKER_TRANSPORT = "jitad.broker:RedisTransport"
 # Two queues: "celery" for the grant engine (apply, revoke, sweep, sync) and
 # "notifications" for deliveries, whose destinations may hang for JITAD_DELIVERY_TIMEOUT.
 # Production runs a worker per queue (`-Q celery`, `-Q notifications`, ops/README.md) so
@@ -231,6 +284,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Beat is elected (jitad/engine/scheduler.py): run it in every engine worker (`-B`) or as
+# `celery beat` on several machines; the holder of a database lease sends, and another
+# instance takes over within JITAD_SCHEDULER_LEASE_SECONDS when it dies.
+CELERY_BEAT_SCHEDULER = "jitad.engine.scheduler:ElectedScheduler"
 
 # --- Directory (Active Directory over LDAPS) -----------------------------------------
 # URLs are tried in order (first that answers wins, the next on failure).
@@ -242,6 +299,7 @@ JITAD_LDAP_START_TLS = env.bool("JITAD_LDAP_START_TLS", default=False)
 JITAD_LDAP_BIND_DN = env.str("JITAD_LDAP_BIND_DN", default="")
 JITAD_LDAP_BIND_PASSWORD = env.str("JITAD_LDAP_BIND_PASSWORD", default="")
 JITAD_LDAP_BASE_DN = env.str("JITAD_LDAP_BASE_DN", default="")
+# The OU (or OUs, separated by ";") holding the JIT groups: jitad manages no group outside it.
 JITAD_LDAP_JIT_OU = env.str("JITAD_LDAP_JIT_OU", default="")
 JITAD_LDAP_CONNECT_TIMEOUT = env.float("JITAD_LDAP_CONNECT_TIMEOUT", default=3.0)
 JITAD_LDAP_RECEIVE_TIMEOUT = env.float("JITAD_LDAP_RECEIVE_TIMEOUT", default=10.0)
@@ -251,6 +309,15 @@ if PRODUCTION and not (JITAD_LDAP_URLS and JITAD_LDAP_BIND_DN and JITAD_LDAP_BIN
     raise ImproperlyConfigured(
         "JITAD_LDAP_URLS, JITAD_LDAP_BIND_DN, JITAD_LDAP_BIND_PASSWORD and JITAD_LDAP_CA_FILE must be set in production"
     )
+if PRODUCTION and not any(part.strip() for part in JITAD_LDAP_JIT_OU.split(";")):
+    # Without it jitad manages no group: every grant would fail, and a policy file could not be applied.
+    raise ImproperlyConfigured(
+        "JITAD_LDAP_JIT_OU must be set in production: the OU holding jitad's JIT groups, e.g. OU=JIT,DC=corp,DC=example"
+    )
+
+# --- Policy file (jitad_apply_policy) ---------------------------------------------------
+# A larger file is refused before it is read (a policy file of a few thousand targets is ~1 MB).
+JITAD_POLICY_MAX_BYTES = env.int("JITAD_POLICY_MAX_BYTES", default=5 * 1024 * 1024)
 
 # --- Windows hosts (WinRM; jitad/hosts/, docs/hosts.md) ---------------------------
 # Credentials and trust come in profiles; a target names its profile (blank: "default").
@@ -291,20 +358,32 @@ JITAD_HOST_VERIFY_WINDOW_MINUTES = env.float("JITAD_HOST_VERIFY_WINDOW_MINUTES",
 JITAD_HOST_SCAN_INTERVAL = env.float("JITAD_HOST_SCAN_INTERVAL", default=3600.0)
 JITAD_HOST_ALLOWED_ADMINS = env.list("JITAD_HOST_ALLOWED_ADMINS", default=["*-500"])
 
-# --- Break-glass (jitad/breakglass/, docs/breakglass.md) -----------------------------
-# Sealed accounts' passwords are encrypted at rest with these Fernet keys: the first
-# encrypts, all decrypt (rotate: put a new key first, `manage.py jitad_breakglass rekey`,
-# then drop the old one). JITAD_BREAKGLASS_KEYS_FILE: one key per line (container secrets).
-# Outside production a key is generated into JITAD_VAR_DIR/breakglass.keys (mode 600).
-def _breakglass_keys() -> list[str]:
-    keys = env.list("JITAD_BREAKGLASS_KEYS", default=[])
-    if not keys and os.environ.get("JITAD_BREAKGLASS_KEYS_FILE"):
-        lines = Path(os.environ["JITAD_BREAKGLASS_KEYS_FILE"]).read_text().splitlines()
-        keys = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+# --- The vault (jitad/vault/, docs/mfa.md, docs/breakglass.md) -------------------------
+# Every secret jitad keeps (sealed accounts' passwords, MFA keys, backup-code hashes) is
+# encrypted at rest with these keys: the first encrypts, all decrypt (rotate: put a new
+# key first, restart, `manage.py jitad_rekey`, then drop the old one). JITAD_VAULT_KEYS_FILE:
+# one key per line (container secrets). JITAD_BREAKGLASS_KEYS(_FILE), the older names, are
+# still read. Outside production a key is generated into JITAD_VAR_DIR/vault.keys (mode 600;
+# an existing breakglass.keys there keeps being used).
+def _vault_keys() -> list[str]:
+    source, keys = "", []
+    # Each name written out whole, so tests/test_ops_docs.py finds every one in the env example.
+    for name, file_name in (("JITAD_VAULT_KEYS", "JITAD_VAULT_KEYS_FILE"),
+                            ("JITAD_BREAKGLASS_KEYS", "JITAD_BREAKGLASS_KEYS_FILE")):
+        if not keys and env.list(name, default=[]):
+            source, keys = name, env.list(name)
+        elif not keys and os.environ.get(file_name):
+            source = file_name
+            lines = Path(os.environ[source]).read_text().splitlines()
+            keys = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not keys:
         if PRODUCTION:
-            raise ImproperlyConfigured("JITAD_BREAKGLASS_KEYS (or JITAD_BREAKGLASS_KEYS_FILE) must be set in production")
+            raise ImproperlyConfigured("JITAD_VAULT_KEYS (or JITAD_VAULT_KEYS_FILE; the older JITAD_BREAKGLASS_KEYS "
+                                       "is read too) must be set in production")
+        source = "the generated vault key file"
         key_file = VAR_DIR / "breakglass.keys"
+        if not key_file.exists():
+            key_file = VAR_DIR / "vault.keys"
         try:  # O_EXCL: web and worker starting together must not each write a different key
             fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
@@ -327,11 +406,16 @@ def _breakglass_keys() -> list[str]:
         try:
             Fernet(key.encode())
         except (ValueError, TypeError):
-            raise ImproperlyConfigured(f"key {i} of JITAD_BREAKGLASS_KEYS is not a Fernet key") from None
+            raise ImproperlyConfigured(f"key {i} of {source} is not a Fernet key (32 url-safe base64 bytes; "
+                                       "make one with `manage.py jitad_rekey --keygen`)") from None
+    if len(set(keys)) != len(keys):
+        raise ImproperlyConfigured(f"{source} names the same key twice")
     return keys
 
 
-JITAD_BREAKGLASS_KEYS = _breakglass_keys()
+JITAD_VAULT_KEYS = _vault_keys()
+
+# --- Break-glass (jitad/breakglass/, docs/breakglass.md) -----------------------------
 # Length of the random passwords jitad sets (every character class; nothing that reads alike on paper).
 JITAD_BREAKGLASS_PASSWORD_LENGTH = env.int("JITAD_BREAKGLASS_PASSWORD_LENGTH", default=32)
 # A checkout waits this long for its approvals, then expires; an approved envelope must be printed within
@@ -353,12 +437,45 @@ JITAD_RUNBOOK_DIR = Path(env.str("JITAD_RUNBOOK_DIR", default=str(BASE_DIR / "ru
 JITAD_SWEEP_INTERVAL = env.float("JITAD_SWEEP_INTERVAL", default=1.0)
 JITAD_RECONCILE_INTERVAL = env.float("JITAD_RECONCILE_INTERVAL", default=60.0)
 JITAD_PENDING_CHECK_INTERVAL = env.float("JITAD_PENDING_CHECK_INTERVAL", default=30.0)
-# A claimed grant is worked by one task; if that task vanishes (worker killed), the
-# claim lapses after this many seconds and the sweeper hands the grant to another.
-JITAD_LEASE_SECONDS = env.float("JITAD_LEASE_SECONDS", default=60.0)
-if JITAD_LEASE_SECONDS <= JITAD_WINRM_DEADLINE:
-    # An apply that waits on a slow server must not lose its claim to a second worker.
-    raise ImproperlyConfigured("JITAD_LEASE_SECONDS must exceed JITAD_WINRM_DEADLINE")
+# The reconciler's brake (docs/reconciler.md): one run removes at most
+# max(JITAD_RECONCILE_MAX_REMOVE_MIN, JITAD_RECONCILE_MAX_REMOVE_SHARE × the group's members)
+# from a group. Beyond that it removes none of them: it holds them, alerts once, and waits
+# for an operator to confirm or discard (`manage.py jitad_held_removals`). A share of 1 turns
+# the brake off.
+JITAD_RECONCILE_MAX_REMOVE_SHARE = env.float("JITAD_RECONCILE_MAX_REMOVE_SHARE", default=0.5)
+JITAD_RECONCILE_MAX_REMOVE_MIN = env.int("JITAD_RECONCILE_MAX_REMOVE_MIN", default=3)
+if not 0 <= JITAD_RECONCILE_MAX_REMOVE_SHARE <= 1:
+    raise ImproperlyConfigured("JITAD_RECONCILE_MAX_REMOVE_SHARE must be between 0 and 1 (0.5 is half of a group)")
+if JITAD_RECONCILE_MAX_REMOVE_MIN < 0:
+    raise ImproperlyConfigured("JITAD_RECONCILE_MAX_REMOVE_MIN must be 0 or more")
+# A claimed grant is worked by one task, which renews its claim every third of this while
+# it works (jitad/engine/keeper.py); if the task vanishes (worker killed), the claim lapses
+# after this many seconds and the sweeper hands the grant to another worker. A claim is
+# renewed for at most JITAD_CLAIM_MAX_HOLD_SECONDS.
+JITAD_LEASE_SECONDS = env.float("JITAD_LEASE_SECONDS", default=10.0)
+if JITAD_LEASE_SECONDS < 3:
+    raise ImproperlyConfigured("JITAD_LEASE_SECONDS must be at least 3 (claims are renewed every third of it)")
+JITAD_CLAIM_MAX_HOLD_SECONDS = env.float("JITAD_CLAIM_MAX_HOLD_SECONDS", default=900.0)
+# Redundancy (docs/engine.md, "Nothing stops silently"). The scheduler lease: how long a dead
+# scheduler's leadership lasts before another takes over. Every worker and scheduler reports a
+# heartbeat every JITAD_HEARTBEAT_SECONDS, as JITAD_NODE_NAME (default: the host name; set it
+# when one machine runs several schedulers); one silent for JITAD_PROCESS_SILENT_SECONDS is
+# alerted as dead, and forgotten after JITAD_PROCESS_FORGET_HOURS.
+JITAD_SCHEDULER_LEASE_SECONDS = env.float("JITAD_SCHEDULER_LEASE_SECONDS", default=6.0)
+JITAD_NODE_NAME = env.str("JITAD_NODE_NAME", default="")
+JITAD_HEARTBEAT_SECONDS = env.float("JITAD_HEARTBEAT_SECONDS", default=2.0)
+JITAD_PROCESS_SILENT_SECONDS = env.float("JITAD_PROCESS_SILENT_SECONDS", default=15.0)
+JITAD_PROCESS_FORGET_HOURS = env.float("JITAD_PROCESS_FORGET_HOURS", default=24.0)
+# The watchdog runs every JITAD_WATCH_INTERVAL seconds in one live process (whichever holds
+# its lease) and alerts, once per condition until it is resolved: grants past their end by
+# more than JITAD_REVOCATION_SLA_SECONDS, no sweep for JITAD_SWEEP_STALE_SECONDS, dead
+# processes, domain controllers that do not answer a probe within JITAD_DC_PROBE_TIMEOUT.
+# An open condition is reminded every JITAD_ALERT_REMIND_MINUTES (0: never).
+JITAD_WATCH_INTERVAL = env.float("JITAD_WATCH_INTERVAL", default=5.0)
+JITAD_REVOCATION_SLA_SECONDS = env.float("JITAD_REVOCATION_SLA_SECONDS", default=30.0)
+JITAD_SWEEP_STALE_SECONDS = env.float("JITAD_SWEEP_STALE_SECONDS", default=15.0)
+JITAD_DC_PROBE_TIMEOUT = env.float("JITAD_DC_PROBE_TIMEOUT", default=5.0)
+JITAD_ALERT_REMIND_MINUTES = env.float("JITAD_ALERT_REMIND_MINUTES", default=60.0)
 # Transient failures: attempts before the grant is marked failed and alerted, and the
 # exponential backoff (with full jitter) between them.
 JITAD_RETRY_MAX_ATTEMPTS = env.int("JITAD_RETRY_MAX_ATTEMPTS", default=5)
@@ -379,17 +496,39 @@ if PRODUCTION and "JITAD_BASE_URL" not in env:
 JITAD_BASE_URL = env.str("JITAD_BASE_URL", default="http://localhost:8000").rstrip("/")
 
 # --- Passkeys (WebAuthn). The relying party is the host people type; passkeys are bound to it.
+import ipaddress  # noqa: E402
 from urllib.parse import urlsplit  # noqa: E402
 
-OTP_WEBAUTHN_RP_ID = env.str("JITAD_WEBAUTHN_RP_ID", default=urlsplit(JITAD_BASE_URL).hostname or "localhost")
+_base = urlsplit(JITAD_BASE_URL)
+_base_origin = f"{_base.scheme}://{_base.netloc}"
+try:
+    _base_is_loopback_ip = ipaddress.ip_address(_base.hostname or "").is_loopback
+except ValueError:
+    _base_is_loopback_ip = False
+# A passkey cannot be bound to an IP address, and only https:// or http://localhost are
+# origins a browser lets passkeys use. For a base URL like http://127.0.0.1:8000 (one
+# machine, following the docs) passkeys are bound to "localhost" on the same port: they
+# work when the portal is opened at http://localhost:PORT, and a system check says so
+# (jitad.accounts.checks) instead of refusing to migrate.
+JITAD_PASSKEY_LOOPBACK_ORIGIN = (
+    f"http://localhost{f':{_base.port}' if _base.port else ''}" if _base.scheme == "http" and _base_is_loopback_ip else ""
+)
+OTP_WEBAUTHN_RP_ID = env.str(
+    "JITAD_WEBAUTHN_RP_ID", default="localhost" if JITAD_PASSKEY_LOOPBACK_ORIGIN else _base.hostname or "localhost"
+)
 OTP_WEBAUTHN_RP_NAME = env.str("JITAD_WEBAUTHN_RP_NAME", default="jitad")
 OTP_WEBAUTHN_ALLOWED_ORIGINS = env.list(
-    "JITAD_WEBAUTHN_ORIGINS", default=[f"{urlsplit(JITAD_BASE_URL).scheme}://{urlsplit(JITAD_BASE_URL).netloc}"]
+    "JITAD_WEBAUTHN_ORIGINS", default=[JITAD_PASSKEY_LOOPBACK_ORIGIN or _base_origin]
 )
 # Passkeys are a second factor here: the AD password is always checked first.
 OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = False
 
 # --- REST API -------------------------------------------------------------------------
+# Request bodies: at most this many bytes (forms, JSON) and JSON nested at most this deep;
+# beyond either the answer is 413 / 400 with a JSON error, before any parser runs.
+JITAD_MAX_BODY_BYTES = env.int("JITAD_MAX_BODY_BYTES", default=1024 * 1024)
+JITAD_JSON_MAX_DEPTH = env.int("JITAD_JSON_MAX_DEPTH", default=32)
+DATA_UPLOAD_MAX_MEMORY_SIZE = JITAD_MAX_BODY_BYTES
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "jitad.accounts.api.ApiTokenAuthentication",
@@ -399,7 +538,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "jitad.accounts.api_errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser", "rest_framework.parsers.FormParser"],
+    # DRF's parsers behind jitad's size and depth limits (jitad/accounts/body_limits.py).
+    "DEFAULT_PARSER_CLASSES": ["jitad.accounts.body_limits.BoundedJSONParser",
+                               "jitad.accounts.body_limits.BoundedFormParser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -423,6 +564,19 @@ SPECTACULAR_SETTINGS = {
 # environment: the database keeps only the variable's name and a masked form of each URL.
 # The security channel: failures, out-of-band members, MFA changes, break-glass.
 JITAD_ALERT_URLS = env.list("JITAD_ALERT_URLS", default=[])
+if PRODUCTION and not JITAD_ALERT_URLS:
+    # Without it, failed revocations, out-of-band members and break-glass emergencies reach nobody.
+    raise ImproperlyConfigured(
+        "JITAD_ALERT_URLS must be set in production: the security channel (failed revocations, out-of-band "
+        "members, break-glass emergencies) needs at least one destination, an apprise URL or email://address"
+    )
+# Routine security events (people enrolling MFA, making backup codes or API tokens) wait and
+# go to each destination as one digest every JITAD_ALERT_DIGEST_MINUTES, counted by kind with
+# the people named (each event is in the audit trail anyway); 0 sends each at once. Events of
+# privileged people (approvers, break-glass responders, staff) and everything else go at once.
+JITAD_ALERT_DIGEST_MINUTES = env.float("JITAD_ALERT_DIGEST_MINUTES", default=15.0)
+if JITAD_ALERT_DIGEST_MINUTES < 0:
+    raise ImproperlyConfigured("JITAD_ALERT_DIGEST_MINUTES must be 0 (send each alert at once) or more")
 # New requests to decide, when the request's policy names no destination of its own.
 JITAD_APPROVAL_URLS = env.list("JITAD_APPROVAL_URLS", default=[])
 # Named destinations a policy may send its approval requests to: JITAD_NOTIFY_<NAME>=url[,url]
@@ -439,7 +593,8 @@ JITAD_DELIVERY_MAX_ATTEMPTS = env.int("JITAD_DELIVERY_MAX_ATTEMPTS", default=5)
 JITAD_DELIVERY_RETRY_BASE_SECONDS = env.float("JITAD_DELIVERY_RETRY_BASE_SECONDS", default=30.0)
 JITAD_DELIVERY_RETRY_MAX_SECONDS = env.float("JITAD_DELIVERY_RETRY_MAX_SECONDS", default=900.0)
 JITAD_DELIVERY_TIMEOUT = env.float("JITAD_DELIVERY_TIMEOUT", default=20.0)
-# Beat re-sends deliveries whose task message was lost (broker restart, worker killed).
+# Beat re-sends deliveries whose task message was lost (broker restart, worker killed), and
+# sends the digests that are due, this often.
 JITAD_DELIVERY_CHECK_INTERVAL = env.float("JITAD_DELIVERY_CHECK_INTERVAL", default=60.0)
 # Tell holders this many minutes before a grant ends (0: never), checked every interval.
 JITAD_EXPIRY_WARNING_MINUTES = env.int("JITAD_EXPIRY_WARNING_MINUTES", default=15)

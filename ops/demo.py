@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """`make demo`: a throwaway Samba DC, two demo Windows servers (WinRM test hosts), then
-jitad's web, workers and beat, all on 127.0.0.1.
+jitad's web and workers (the engine worker with its elected scheduler), all on 127.0.0.1.
 
 Everything lives under var/demo (git-ignored): the DC, the SQLite database, the broker
 folder and the generated demo passwords. Ctrl-C stops everything this script started.
@@ -91,6 +91,9 @@ def main() -> int:
                                   capture_output=capture)
 
         manage("migrate", "--noinput", "-v", "0")
+        # The policy file's groups must exist in AD, under the JIT OU, before it is applied
+        # (jitad_apply_policy refuses any other): create them in the demo domain first.
+        manage("jitad_demo_seed", "--stage=groups", "--policy-file=ops/policy.example.yaml", capture=True)
         manage("jitad_apply_policy", "ops/policy.example.yaml")
         logs = VAR / "logs"
         logs.mkdir(exist_ok=True)
@@ -104,11 +107,11 @@ def main() -> int:
 
         # As in production (ops/README.md): the grant engine and the deliveries each have a
         # worker of their own, so a chat service that hangs never delays a revocation.
-        start("worker", PY, "-m", "celery", "-A", "jitad", "worker", "-Q", "celery", "-n", "engine@%h", "-l", "INFO",
+        # The engine worker runs the elected scheduler (-B), as every engine worker does in production.
+        start("worker", PY, "-m", "celery", "-A", "jitad", "worker", "-B", "-Q", "celery", "-n", "engine@%h", "-l", "INFO",
               "-c", "2")
         start("notifier", PY, "-m", "celery", "-A", "jitad", "worker", "-Q", "notifications,hosts", "-n", "notifications@%h",
               "-l", "INFO", "-c", "2")
-        start("beat", PY, "-m", "celery", "-A", "jitad", "beat", "-l", "INFO", "-s", str(VAR / "celerybeat-schedule"))
         start("web", PY, "manage.py", "runserver", "--insecure", "--noreload", f"127.0.0.1:{PORT}")
         # The estate first (AD groups and accounts), then the servers learn their JIT groups'
         # SIDs (as a GPO would put them there), then the demo requests: verified on arrival.

@@ -17,6 +17,7 @@ from tests.support.destinations import destination_env, named  # noqa: E402
 from tests.support.samba import SambaDC  # noqa: E402
 from tests.support.smtp import SmtpSink  # noqa: E402
 from tests.support.webhook import WebhookReceiver  # noqa: E402
+from tests.support.sweeper import database_url  # noqa: E402
 from tests.support.worker import CeleryWorker  # noqa: E402
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -66,8 +67,9 @@ def jit_ou(samba_dc):
     """An OU for this session's groups and users, so runs never see each other's objects."""
     from jitad import directory
 
-    ou = f"OU=jit-{uuid.uuid4().hex[:8]},{samba_dc.base_dn}"
+    ou = f"OU=jit-{uuid.uuid4().hex[:8]},{samba_dc.jit_ou}"
     with directory.connect() as d:
+        d.ensure_ou(samba_dc.jit_ou)
         d.ensure_ou(ou)
     return ou
 
@@ -87,16 +89,6 @@ def smtp_sink():
     sink = SmtpSink().start()
     yield sink
     sink.stop()
-
-
-def _database_url() -> str:
-    from django.db import connection
-
-    s = connection.settings_dict
-    if s["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{s['NAME']}"
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
 @pytest.fixture(scope="session")
@@ -150,7 +142,7 @@ def worker_env(django_db_setup, django_db_blocker, samba_dc, alert_sink, smtp_si
     env["JITAD_VAR_DIR"] = str(settings.VAR_DIR)  # same broker folder as this process
     env.update(samba_dc.settings_env())
     with django_db_blocker.unblock():
-        env["JITAD_DATABASE_URL"] = _database_url()
+        env["JITAD_DATABASE_URL"] = database_url()
     env.update(destination_env(alert_sink))
     env["JITAD_EMAIL_URL"] = smtp_sink.url
     env["JITAD_WINRM_USERNAME"] = winrm_profile["username"]
@@ -254,3 +246,42 @@ def verified_client(client):
         return client
 
     return login
+
+
+@pytest.fixture
+def no_background_worker():
+    """Stop the workers earlier tests left running (the session's, with its beat) for this test, and
+    start them again after: for a test whose own sweeper, in a process of its own, must be the one
+    that finds the due work. Starts no worker when none runs."""
+    from tests.support.worker import background_workers_stopped
+
+    with background_workers_stopped():
+        yield
+
+
+@pytest.fixture
+def nodes(transactional_db, celery_worker, worker_env, alert_sink, smtp_sink):
+    """Engine workers, elected schedulers and web servers of the test's own, killable one by one.
+
+    The session's worker is stopped while the test runs, so only the processes the test
+    started act on the shared database, DC and broker; it is started again afterwards.
+    """
+    from tests.support.processes import Nodes
+
+    from jitad.engine.models import Heartbeat, Lease, Pulse
+    from jitad.notifications.models import AlertCondition, Notification
+
+    from tests.support.worker import background_workers_stopped
+
+    with background_workers_stopped(celery_worker):
+        # A machine of their own: nothing left from the session worker's leases, heartbeats and alerts.
+        for model in (Lease, Heartbeat, Pulse, AlertCondition, Notification):
+            model.objects.all().delete()
+        alert_sink.clear()
+        smtp_sink.messages.clear()
+        started = Nodes(worker_env, ARTIFACTS / "engine")
+        try:
+            yield started
+            _settle()
+        finally:
+            started.kill_all()

@@ -10,7 +10,7 @@ ENGINE_ENV = {
     "JITAD_SWEEP_INTERVAL": "0.5",
     "JITAD_RECONCILE_INTERVAL": "3600",
     "JITAD_PENDING_CHECK_INTERVAL": "3600",
-    "JITAD_LEASE_SECONDS": "8",
+    "JITAD_LEASE_SECONDS": "4",
     "JITAD_RETRY_MAX_ATTEMPTS": "3",
     "JITAD_RETRY_BASE_SECONDS": "0.3",
     "JITAD_RETRY_MAX_SECONDS": "1.5",
@@ -35,6 +35,15 @@ ENGINE_ENV = {
     # Break-glass: windows ending and rotations retried within a second; seal checks only when a test asks.
     "JITAD_BREAKGLASS_SWEEP_INTERVAL": "0.5",
     "JITAD_BREAKGLASS_SEAL_CHECK_INTERVAL": "0",
+    # Redundancy and the watchdog, in seconds rather than tens of seconds: a dead scheduler
+    # is replaced within 3 s, a silent process is dead after 5 s, the watchdog looks every 1 s.
+    "JITAD_SCHEDULER_LEASE_SECONDS": "3",
+    "JITAD_HEARTBEAT_SECONDS": "0.5",
+    "JITAD_PROCESS_SILENT_SECONDS": "5",
+    "JITAD_WATCH_INTERVAL": "1",
+    "JITAD_SWEEP_STALE_SECONDS": "5",
+    "JITAD_DC_PROBE_TIMEOUT": "2",
+    "JITAD_REVOCATION_SLA_SECONDS": "10",
 }
 
 # A var dir of the tests' own (SQLite file, broker folder), so a running `make demo`
@@ -44,3 +53,7 @@ for _key, _value in ENGINE_ENV.items():
     os.environ.setdefault(_key, _value)
 
 from jitad.settings import *  # noqa: E402,F403
+
+# Hypothesis (and schemathesis, built on it) keeps its example database and caches under the
+# tests' var dir, never in a .hypothesis folder in the checkout.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(VAR_DIR / "hypothesis"))  # noqa: F405

@@ -1,7 +1,8 @@
 """The admin is django-otp's OTPAdminSite: a password alone never opens it."""
 
 from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from jitad.accounts.devices import AuthenticatorDevice
 
 
 def test_admin_refuses_password_only_session(client, django_user_model):
@@ -12,7 +13,7 @@ def test_admin_refuses_password_only_session(client, django_user_model):
     client.force_login(admin)
     response = client.get("/admin/")
     assert response.status_code == 302 and response.url.startswith("/account/mfa/enrol/")
-    TOTPDevice.objects.create(user=admin, name="phone", confirmed=True)
+    AuthenticatorDevice.objects.create(user=admin, name="phone", confirmed=True)
     response = client.get("/admin/elevation/grant/")
     assert response.status_code == 302 and response.url.startswith("/account/mfa/verify/")
     client.logout()
@@ -22,7 +23,7 @@ def test_admin_refuses_password_only_session(client, django_user_model):
 
 def test_admin_opens_with_password_and_totp(client, django_user_model):
     admin = django_user_model.objects.create_superuser("otp-admin", password="A-long-passphrase-2")
-    device = TOTPDevice.objects.create(user=admin, name="phone", confirmed=True)
+    device = AuthenticatorDevice.objects.create(user=admin, name="phone", confirmed=True)
     code = f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits, drift=0):06d}"
     response = client.post("/admin/login/", {"username": "otp-admin", "password": "A-long-passphrase-2",
                                               "otp_device": device.persistent_id, "otp_token": code})

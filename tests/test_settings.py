@@ -23,8 +23,11 @@ PRODUCTION = {
     "JITAD_LDAP_BIND_DN": "CN=svc-jitad,CN=Users,DC=example,DC=test",
     "JITAD_LDAP_BIND_PASSWORD": "bind-password",
     "JITAD_LDAP_CA_FILE": "/etc/jitad/ca.pem",
+    "JITAD_LDAP_JIT_OU": "OU=JIT,DC=example,DC=test",
     "JITAD_BASE_URL": "https://jitad.example.test",
-    "JITAD_BREAKGLASS_KEYS": "A" * 43 + "=",  # a well-formed Fernet key (32 zero bytes), for these tests only
+    "JITAD_VAULT_KEYS": "A" * 43 + "=",  # a well-formed Fernet key (32 zero bytes), for these tests only
+    "JITAD_ALERT_URLS": "json://alerts.example.test/hook",
+    "JITAD_TRUSTED_PROXIES": "10.0.0.5",  # behind a TLS proxy, as production is by default
 }
 
 # Printed by the child after setup, so the parent can assert on the settings it got.
@@ -98,21 +101,129 @@ def test_production_needs_the_base_url(tmp_path):
     assert_refused(run_setup(tmp_path, without("JITAD_BASE_URL")), "JITAD_BASE_URL must be set")
 
 
-def test_production_needs_the_breakglass_vault_key(tmp_path):
-    assert_refused(run_setup(tmp_path, without("JITAD_BREAKGLASS_KEYS")), "JITAD_BREAKGLASS_KEYS")
+@pytest.mark.parametrize("value", [None, ""])
+def test_production_needs_a_security_channel(tmp_path, value):
+    """GIVEN production settings with JITAD_ALERT_URLS unset or empty WHEN Django starts THEN it refuses:
+    failed revocations and break-glass emergencies would otherwise reach nobody. A named destination
+    (JITAD_NOTIFY_<NAME>) receives approval requests only, so it does not stand in for the channel."""
+    extra = without("JITAD_ALERT_URLS") | {"JITAD_NOTIFY_DBA_TEAM": "json://dba.example.test/hook"}
+    if value is not None:
+        extra["JITAD_ALERT_URLS"] = value
+    assert_refused(run_setup(tmp_path, extra), "JITAD_ALERT_URLS must be set in production")
+
+
+MIGRATE = "from django.core.management import execute_from_command_line; execute_from_command_line(['manage.py', 'migrate', '-v0'])"  # as manage.py runs it: system checks first
+PASSKEYS = """
+import json, django
+django.setup()
+from django.conf import settings
+print(json.dumps([settings.OTP_WEBAUTHN_RP_ID, settings.OTP_WEBAUTHN_ALLOWED_ORIGINS]))
+"""
+
+
+@pytest.mark.parametrize("base", ["http://127.0.0.1:8000", "http://[::1]:8000"])
+def test_migrate_works_with_a_loopback_base_url(tmp_path, base):
+    """GIVEN JITAD_BASE_URL=http://127.0.0.1:8000, as the one-machine docs say WHEN migrate runs THEN it
+    succeeds, with a warning that passkeys are bound to http://localhost:8000 (a passkey cannot be bound to
+    an IP address, and a browser uses passkeys only on https:// or http://localhost)."""
+    result = run_setup(tmp_path, {"JITAD_BASE_URL": base}, code=MIGRATE)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "jitad.W010" in result.stderr and "http://localhost:8000" in result.stderr, result.stderr[-2000:]
+    got = json.loads(run_setup(tmp_path, {"JITAD_BASE_URL": base}, code=PASSKEYS).stdout.strip().splitlines()[-1])
+    assert got == ["localhost", ["http://localhost:8000"]]
+
+
+def test_passkeys_follow_an_https_base_url_without_warning(tmp_path):
+    code = "import django; django.setup(); from django.core.management import call_command; call_command('check')"
+    result = run_setup(tmp_path, {"JITAD_BASE_URL": "https://jitad.example.test"}, code=code)
+    assert result.returncode == 0 and "jitad.W010" not in result.stderr, result.stderr[-2000:]
+    got = json.loads(run_setup(tmp_path, {"JITAD_BASE_URL": "https://jitad.example.test"}, code=PASSKEYS)
+                     .stdout.strip().splitlines()[-1])
+    assert got == ["jitad.example.test", ["https://jitad.example.test"]]
+
+
+def test_a_plain_http_host_name_is_refused_with_the_libraries_message(tmp_path):
+    """Passkeys need https:// anywhere but on the machine itself: the documented message, not a guess."""
+    result = run_setup(tmp_path, {"JITAD_BASE_URL": "http://jitad.example.test:8000"}, code=MIGRATE)
+    assert result.returncode != 0
+    assert "otp_webauthn.E031" in result.stderr and "is not a secure origin" in result.stderr
+
+
+def test_production_needs_the_vault_key(tmp_path):
+    assert_refused(run_setup(tmp_path, without("JITAD_VAULT_KEYS")), "JITAD_VAULT_KEYS")
 
 
 def test_a_malformed_vault_key_is_refused_at_start(tmp_path):
-    assert_refused(run_setup(tmp_path, {**PRODUCTION, "JITAD_BREAKGLASS_KEYS": "not-a-key"}), "key 1 of JITAD_BREAKGLASS_KEYS")
+    assert_refused(run_setup(tmp_path, {**PRODUCTION, "JITAD_VAULT_KEYS": "not-a-key"}), "key 1 of JITAD_VAULT_KEYS")
+    legacy = {**without("JITAD_VAULT_KEYS"), "JITAD_BREAKGLASS_KEYS": "not-a-key"}
+    assert_refused(run_setup(tmp_path, legacy), "key 1 of JITAD_BREAKGLASS_KEYS")
 
 
-def test_vault_keys_from_a_file(tmp_path):
+@pytest.mark.parametrize("variable", ["JITAD_VAULT_KEYS", "JITAD_BREAKGLASS_KEYS"])
+def test_vault_keys_under_either_name(tmp_path, variable):
+    """The older name (JITAD_BREAKGLASS_KEYS) is still read, as ops/jitad.env.example says."""
+    code = "import django; django.setup(); from django.conf import settings; print(settings.JITAD_VAULT_KEYS)"
+    result = run_setup(tmp_path, {**without("JITAD_VAULT_KEYS"), variable: "C" * 43 + "="}, code=code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == str(["C" * 43 + "="])
+
+
+@pytest.mark.parametrize("variable", ["JITAD_VAULT_KEYS_FILE", "JITAD_BREAKGLASS_KEYS_FILE"])
+def test_vault_keys_from_a_file(tmp_path, variable):
     keys = tmp_path / "vault-keys"
     keys.write_text("# newest first\n" + "B" * 43 + "=\n" + "A" * 43 + "=\n")
-    code = "import django; django.setup(); from django.conf import settings; print(settings.JITAD_BREAKGLASS_KEYS)"
-    result = run_setup(tmp_path, {**without("JITAD_BREAKGLASS_KEYS"), "JITAD_BREAKGLASS_KEYS_FILE": str(keys)}, code=code)
+    code = "import django; django.setup(); from django.conf import settings; print(settings.JITAD_VAULT_KEYS)"
+    result = run_setup(tmp_path, {**without("JITAD_VAULT_KEYS"), variable: str(keys)}, code=code)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == str(["B" * 43 + "=", "A" * 43 + "="])
+
+
+CHECK = "import django; django.setup(); from django.core.management import call_command; call_command('check')"
+
+
+@pytest.mark.parametrize("value", [None, "", " ; "])
+def test_production_needs_the_jit_ou(tmp_path, value):
+    """GIVEN production settings with JITAD_LDAP_JIT_OU unset or blank WHEN Django starts (web, worker,
+    beat or a command) THEN it refuses: without it jitad manages no group."""
+    extra = without("JITAD_LDAP_JIT_OU") | ({} if value is None else {"JITAD_LDAP_JIT_OU": value})
+    assert_refused(run_setup(tmp_path, extra), "JITAD_LDAP_JIT_OU must be set in production")
+
+
+def test_production_checks_the_jit_ou_is_an_ou(tmp_path):
+    """GIVEN a JIT OU that is not an OU's DN WHEN the system checks run (manage.py check, migrate,
+    runserver) THEN they fail and say why; a right one passes."""
+    result = run_setup(tmp_path, {**PRODUCTION, "JITAD_LDAP_JIT_OU": "CN=Users,DC=example,DC=test"}, CHECK)
+    assert result.returncode != 0 and "jitad.directory.E001" in result.stderr
+    assert "its first RDN must be OU=" in result.stderr
+    result = run_setup(tmp_path, PRODUCTION, CHECK)
+    assert "jitad.directory." not in result.stderr, result.stderr[-2000:]
+
+
+def test_production_behind_a_tls_proxy_must_trust_it(tmp_path):
+    """GIVEN production settings (behind a TLS proxy by default) with no JITAD_TRUSTED_PROXIES WHEN the system
+    checks run THEN they fail with jitad.accounts.E003: every client would have the proxy's address. Naming the
+    proxy, or saying there is none in front (JITAD_BEHIND_TLS_PROXY=false), passes."""
+    without = {k: v for k, v in PRODUCTION.items() if k != "JITAD_TRUSTED_PROXIES"}
+    result = run_setup(tmp_path, without, CHECK)
+    assert result.returncode != 0 and "jitad.accounts.E003" in result.stderr, result.stderr[-2000:]
+    assert "JITAD_TRUSTED_PROXIES is empty" in result.stderr
+    for extra in ({"JITAD_TRUSTED_PROXIES": "10.0.0.5,10.0.1.0/28"}, {"JITAD_BEHIND_TLS_PROXY": "false"}):
+        result = run_setup(tmp_path, {**without, **extra}, CHECK)
+        assert result.returncode == 0 and "jitad.accounts.E003" not in result.stderr, (extra, result.stderr[-2000:])
+
+
+def test_vault_keys_under_the_general_name_come_first(tmp_path):
+    """JITAD_VAULT_KEYS is the general name; the older JITAD_BREAKGLASS_KEYS is read when it is not set."""
+    code = "import django; django.setup(); from django.conf import settings; print(settings.JITAD_VAULT_KEYS)"
+    result = run_setup(tmp_path, {**PRODUCTION, "JITAD_BREAKGLASS_KEYS": "B" * 43 + "=",
+                                  "JITAD_VAULT_KEYS": "C" * 43 + "=," + "A" * 43 + "="}, code=code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == str(["C" * 43 + "=", "A" * 43 + "="])
+    result = run_setup(tmp_path, {**without("JITAD_VAULT_KEYS"), "JITAD_BREAKGLASS_KEYS": "B" * 43 + "="}, code=code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == str(["B" * 43 + "="])
+    result = run_setup(tmp_path, {**without("JITAD_VAULT_KEYS"), "JITAD_BREAKGLASS_KEYS": "bad"}, code=code)
+    assert_refused(result, "key 1 of JITAD_BREAKGLASS_KEYS is not a Fernet key")
 
 
 def test_production_starts_when_everything_is_set(tmp_path):
@@ -144,7 +255,7 @@ def test_development_defaults_sqlite_and_filesystem_broker(tmp_path):
 
     again = json.loads(run_setup(tmp_path, {}, code=REPORT).stdout.strip().splitlines()[-1])
     assert again["secret_key"] == got["secret_key"]  # stable across restarts
-    vault_key = var / "breakglass.keys"  # a generated break-glass vault key, private too
+    vault_key = var / "vault.keys"  # a generated vault key, private too
     assert vault_key.stat().st_mode & 0o777 == 0o600 and len(vault_key.read_text().strip()) == 44
 
 
@@ -166,3 +277,37 @@ def test_ldap3_logger_at_warning_in_this_process():
 
     assert settings.LOGGING["loggers"]["ldap3"]["level"] == "WARNING"
     assert logging.getLogger("ldap3").getEffectiveLevel() == logging.WARNING
+
+
+HEADERS = """
+import django
+django.setup()
+from django.http import HttpResponse
+from django.middleware.security import SecurityMiddleware
+from django.test import RequestFactory
+response = SecurityMiddleware(lambda request: HttpResponse())(RequestFactory().get("/", secure=True))
+print(response.get("Strict-Transport-Security", ""))
+"""
+
+
+def test_production_sends_hsts_for_the_domain_and_its_subdomains(tmp_path):
+    """GIVEN production settings WHEN an HTTPS page is answered THEN browsers are told to use HTTPS
+    for a year on this name and every name below it (no preload: that is the operator's choice)."""
+    result = run_setup(tmp_path, PRODUCTION, code=HEADERS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "max-age=31536000; includeSubDomains"
+
+
+def test_development_sends_no_hsts(tmp_path):
+    result = run_setup(tmp_path, {}, code=HEADERS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("JITAD_RECONCILE_MAX_REMOVE_SHARE", "50", "between 0 and 1 (0.5 is half"),
+    ("JITAD_RECONCILE_MAX_REMOVE_MIN", "-1", "JITAD_RECONCILE_MAX_REMOVE_MIN must be 0 or more"),
+])
+def test_the_reconciler_limit_is_checked_at_start(tmp_path, variable, value, message):
+    """A share written as a percentage would turn the reconciler's brake off: refused at start."""
+    assert_refused(run_setup(tmp_path, {variable: value}), message)

@@ -1,10 +1,15 @@
 """Users in the admin: AD-linked people's groups are AD's to change, and every change of
-who may do what (groups, active, staff, superuser) goes into the audit trail."""
+who may do what (groups, active, staff, superuser) goes into the audit trail. MFA devices:
+listed and deleted, never shown with their secrets."""
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from jitad.audit.services import audit_record
+
+from .devices import AuthenticatorDevice, BackupCodeDevice
 
 User = get_user_model()
 WATCHED = ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")
@@ -44,3 +49,57 @@ class JitadUserAdmin(UserAdmin):
         if changed or not change:
             audit_record(actor=request.user.get_username(), action="account.changed" if change else "account.created",
                          object_type="user", object_id=user.pk, reason="via the admin", data=changed)
+
+
+# --- MFA devices: seen and deleted (a lost phone), never added or edited here -------------------
+# Enrolment happens in the portal, where the key is shown once to its owner. django-otp's own
+# device admins would show and accept plaintext keys and codes: they are not offered.
+for _model in (TOTPDevice, StaticDevice):
+    try:
+        admin.site.unregister(_model)
+    except admin.sites.NotRegistered:
+        pass
+
+
+class _DeviceAdmin(admin.ModelAdmin):
+    list_display = ["user", "name", "confirmed", "created_at", "last_used_at", "throttling_failure_count"]
+    list_filter = ["confirmed"]
+    search_fields = ["user__username", "name"]
+    list_select_related = ["user"]
+    fields = ["user", "name", "confirmed", "created_at", "last_used_at", "throttling_failure_count"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def delete_model(self, request, obj):
+        _audit_device_removal(request, obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            _audit_device_removal(request, obj)
+        super().delete_queryset(request, queryset)
+
+
+def _audit_device_removal(request, device):
+    audit_record(actor=request.user.get_username(), action="mfa.removed", object_type="otp_device",
+                 object_id=device.persistent_id, before="confirmed" if device.confirmed else "unconfirmed", after="removed",
+                 reason="via the admin", data={"kind": type(device).__name__, "user": device.user.get_username()})
+
+
+@admin.register(AuthenticatorDevice)
+class AuthenticatorDeviceAdmin(_DeviceAdmin):
+    pass
+
+
+@admin.register(BackupCodeDevice)
+class BackupCodeDeviceAdmin(_DeviceAdmin):
+    list_display = [*_DeviceAdmin.list_display, "codes_left"]
+
+    @admin.display(description="codes left")
+    def codes_left(self, obj):
+        return obj.code_set.count()

@@ -31,6 +31,14 @@ def is_approver(request) -> bool:
 class AdminLoginForm(OTPAdminAuthenticationForm):
     """The admin's login form (password + OTP), which also lets approvers in."""
 
+    def get_invalid_login_error(self):
+        """A login the throttle paused says so, with the wait (docs/logins.md); anything else, Django's words."""
+        from .backends import THROTTLED, login_error_message
+
+        if getattr(self.request, "jitad_login_error", "") in THROTTLED:
+            return ValidationError(login_error_message(self.request), code="throttled")
+        return super().get_invalid_login_error()
+
     def confirm_login_allowed(self, user):
         AuthenticationForm.confirm_login_allowed(self, user)
         if not (user.is_staff or _approves_anything(user)):

@@ -1,9 +1,13 @@
 """REST API errors: always ``{"code": "...", "detail": "..."}`` with a 4xx status, never a 500 page."""
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from .body_limits import TooLarge
 
 
 def _first_code(codes) -> str:
@@ -21,6 +25,10 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):  # Django's own size check, reached when DRF reads request.body
+        exc = TooLarge(f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
+    elif isinstance(exc, TooManyFieldsSent):
+        exc = exceptions.ParseError("The form has too many fields.", "too_many_fields")
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -7,7 +7,8 @@ from django.core.exceptions import PermissionDenied
 
 from jitad import directory
 
-from .services import AccountConflict, account_sync_from_directory, login_throttled
+from . import throttle
+from .services import AccountConflict, account_sync_from_directory
 
 log = logging.getLogger(__name__)
 User = get_user_model()
@@ -27,8 +28,21 @@ MESSAGES = {
     "account_conflict": "Your AD account cannot be used here: a local jitad account already has that name. Tell the jitad operators.",
     "sealed_account": "This is a sealed break-glass account: it never logs in to jitad. Use your own account.",
     "account_blocked": "Your jitad access is blocked by the jitad operators.",
-    "too_many_attempts": "Too many wrong passwords for this account. Wait 15 minutes and try again.",
+    # Pauses of the login throttle (docs/logins.md); the password was not checked.
+    "throttled_client": "Too many failed logins from your address. Try again in {wait}.",
+    "throttled_account": "Too many wrong passwords for this account. Try again in {wait}.",
 }
+THROTTLED = ("throttled_client", "throttled_account")
+
+
+def login_error_message(request) -> str:
+    """The words for why the login on ``request`` was refused (the wrong-password words if none was left)."""
+    code = getattr(request, "jitad_login_error", "") if request is not None else ""
+    text = MESSAGES.get(code, MESSAGES[directory.DirectoryAuthFailed.INVALID])
+    if code not in THROTTLED:
+        return text
+    seconds = getattr(request, "jitad_login_wait", 0)
+    return text.format(wait="1 second" if seconds == 1 else f"{seconds} seconds")
 
 
 def _refuse(request, code: str):
@@ -37,12 +51,20 @@ def _refuse(request, code: str):
         request.jitad_login_error = code
 
 
-def _check_throttle(request, username: str) -> None:
-    """Refuse any attempt for an account with too many recent wrong passwords, before a
-    password is checked anywhere (PermissionDenied stops Django trying other backends)."""
-    if login_throttled(username=username):
-        _refuse(request, "too_many_attempts")
-        raise PermissionDenied("too_many_attempts")
+def _check_throttle(request, username: str, account: str = "") -> None:
+    """Refuse an attempt the login throttle pauses, before a password is checked anywhere
+    (PermissionDenied stops Django trying other backends). Checked once per request.
+    ``account``: the AD account ``username`` names, which the throttle counts by."""
+    if request is not None and getattr(request, "_jitad_throttle_checked", None) == username:
+        return
+    pause = throttle.login_pause(request=request, username=username, account=account)
+    if pause is not None:
+        _refuse(request, "throttled_client" if pause.scope == throttle.CLIENT else "throttled_account")
+        if request is not None:
+            request.jitad_login_wait = pause.seconds
+        raise PermissionDenied("throttled")
+    if request is not None:
+        request._jitad_throttle_checked = username
 
 
 class ThrottledModelBackend(ModelBackend):
@@ -51,7 +73,10 @@ class ThrottledModelBackend(ModelBackend):
     def authenticate(self, request, username=None, password=None, **kwargs):
         if username:
             _check_throttle(request, username)
-        return super().authenticate(request, username=username, password=password, **kwargs)
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is not None:
+            throttle.login_success_record(request=request, username=username)
+        return user
 
 
 def _is_sealed(entry) -> bool:
@@ -77,12 +102,17 @@ class ActiveDirectoryBackend:
     def authenticate(self, request, username=None, password=None, **kwargs):
         if not username or password is None:
             return None
-        _check_throttle(request, username)
         local = User.objects.filter(username__iexact=username.strip()).select_related("directory_account").first()
         if local is not None and not hasattr(local, "directory_account"):
-            return None
+            return None  # ModelBackend checks it, behind the throttle
+
+        def before_bind(found):
+            # Counted per AD account, however the name was typed (sAMAccountName, DOMAIN\name, UPN, any case):
+            # AD counts its failed binds per account, so jitad's limits must too.
+            _check_throttle(request, username, account=found.sam_account_name if found is not None else "")
+
         try:
-            entry, groups = directory.authenticate_user(username.strip(), password)
+            entry, groups = directory.authenticate_user(username.strip(), password, before_bind=before_bind)
         except directory.DirectoryAuthFailed as e:
             _refuse(request, e.reason)
             if e.reason == directory.DirectoryAuthFailed.INVALID:
@@ -96,6 +126,7 @@ class ActiveDirectoryBackend:
             log.error("AD login for %r: directory misconfigured: %s", username, e)
             _refuse(request, "directory_misconfigured")
             return None
+        throttle.login_success_record(request=request, username=username)
         if _is_sealed(entry):
             # A break-glass account's holder must never get a second identity here (one that
             # could approve), nor turn the account into a "person's login" that blocks rotation.

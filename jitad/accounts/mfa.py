@@ -12,8 +12,9 @@ from django.conf import settings
 from django.db import transaction
 from django_otp import DEVICE_ID_SESSION_KEY, devices_for_user
 from django_otp import login as otp_login
-from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from .devices import AuthenticatorDevice, BackupCode, BackupCodeDevice
+from .throttle import login_source_remember
 
 FRESH_KEY = "jitad_mfa_verified_at"
 FRESH_DEVICE_KEY = "jitad_mfa_device"
@@ -41,6 +42,8 @@ def mfa_mark_verified(request, device) -> None:
     otp_login(request, device)
     request.session[FRESH_KEY] = time.time()
     request.session[FRESH_DEVICE_KEY] = device.persistent_id
+    # A whole login from here: the login throttle counts this address as the person's own.
+    login_source_remember(request=request, user=device.user)
 
 
 def mfa_age_seconds(request) -> float | None:
@@ -66,7 +69,7 @@ def mfa_is_fresh(request) -> bool:
 
 def mfa_has_code_device(user) -> bool:
     """True if ``user`` can type a code (TOTP or a backup code), which the API needs."""
-    return TOTPDevice.objects.filter(user=user, confirmed=True).exists() or StaticToken.objects.filter(
+    return AuthenticatorDevice.objects.filter(user=user, confirmed=True).exists() or BackupCode.objects.filter(
         device__user=user, device__confirmed=True
     ).exists()
 
@@ -94,12 +97,12 @@ def mfa_check_code(user, code: str) -> CodeCheck:
     if not code:
         return CodeCheck(error="Enter the code from your authenticator app or a backup code.")
     if _TOTP_RE.match(code):
-        model = TOTPDevice
+        model = AuthenticatorDevice
     elif _BACKUP_RE.match(code):
-        model = StaticDevice
+        model = BackupCodeDevice
     else:
         return CodeCheck(error="That is not a valid code: 6 digits from your app, or a backup code.")
-    throttle_message = ""
+    throttle_message = vault_message = ""
     with transaction.atomic():
         for device in model.objects.devices_for_user(user, confirmed=True).select_for_update():
             reason = _throttled(device)
@@ -108,7 +111,11 @@ def mfa_check_code(user, code: str) -> CodeCheck:
                 continue
             if device.verify_token(code):
                 return CodeCheck(device=device)
-    return CodeCheck(error=throttle_message or "That code is not right. Check your device's clock and try again.")
+            if device.vault_error:
+                vault_message = ("Your code cannot be checked: the server cannot open the stored MFA secret (a vault key "
+                                 "is missing). Tell an administrator; another device may still work.")
+    return CodeCheck(error=vault_message or throttle_message
+                     or "That code is not right. Check your device's clock and try again.")
 
 
 def mfa_devices(user) -> list:

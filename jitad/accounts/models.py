@@ -74,3 +74,67 @@ class ApiToken(models.Model):
     @property
     def is_live(self) -> bool:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
+
+
+from .devices import BackupCode, BackupCodeDevice, AuthenticatorDevice  # noqa: E402,F401  (MFA devices, sealed secrets)
+
+
+class LoginFailure(models.Model):
+    """One wrong password (never the password itself): for which account, from which client, when.
+
+    The login throttle (jitad.accounts.throttle) counts these rows, so every web process
+    agrees without a shared cache. ``account`` is the AD account's sAMAccountName in lower
+    case, or for a name no AD user has, the name as typed, normalised (``throttle.login_key``); ``client`` the client address (an IPv6 address by its /64).
+    A correct password for the account marks its rows ``account_cleared``: they stop counting
+    against the account (AD resets its own bad-password count then too) but still count
+    against the client that made them. Rows older than the window are deleted.
+    """
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    account = models.CharField(max_length=150)
+    client = models.CharField(max_length=64)
+    account_cleared = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "at"]), models.Index(fields=["client", "at"])]
+
+    def __str__(self):
+        return f"{self.account} from {self.client} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class LoginSource(models.Model):
+    """A client address from which an account completed a whole login (password and MFA).
+
+    Wrong passwords for the account from such an address count on their own, not with those
+    from everywhere else: someone guessing a person's name from elsewhere cannot pause that
+    person where they normally log in. Forgotten after JITAD_LOGIN_KNOWN_ADDRESS_DAYS.
+    """
+
+    account = models.CharField(max_length=150)
+    client = models.CharField(max_length=64)
+    last_login_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "client"], name="login_source_account_client")]
+
+    def __str__(self):
+        return f"{self.account} from {self.client}"
+
+
+class LoginPauseNotice(models.Model):
+    """The last time a login pause of one scope and key was audited (and how many attempts it refused since).
+
+    One audit event per pause, not one per refused attempt, so a flood of attempts cannot
+    flood the audit trail; scope ``alert:<kind>`` rows limit the security channel the same way.
+    """
+
+    scope = models.CharField(max_length=32)
+    key = models.CharField(max_length=150)
+    noticed_at = models.DateTimeField(default=timezone.now)
+    refused = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="login_pause_notice_scope_key")]
+
+    def __str__(self):
+        return f"{self.scope} {self.key}"

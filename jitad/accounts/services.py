@@ -2,21 +2,20 @@
 import logging
 import secrets
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
-from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from jitad.audit.models import AuditEvent
 from jitad.audit.services import audit_record
 from jitad.directory import DirectoryUser
 from jitad.notifications.services import alert_raise
 
+from .devices import AuthenticatorDevice, BackupCodeDevice
 from .mfa import BACKUP_CODE_COUNT, BACKUP_DEVICE_NAME, mfa_devices, mfa_enrolled
 from .models import ApiToken, DirectoryAccount
+from .roles import privileged_roles
+from .throttle import login_key
 
 log = logging.getLogger(__name__)
 User = get_user_model()
@@ -98,18 +97,8 @@ def account_sync_from_directory(*, entry: DirectoryUser, groups: list[str]) -> "
     return user
 
 
-def login_key(username: str) -> str:
-    """One key per account however it is typed: ``JITAD\\Alice``, ``alice@corp`` and ``alice`` are the same."""
-    name = (username or "").strip().lower()
-    if "\\" in name:
-        name = name.split("\\", 1)[1]
-    if "@" in name:
-        name = name.rsplit("@", 1)[0]
-    return name[:150] or "?"
-
-
 def account_login_failed(*, username: str, reason: str, remote_addr: str = "") -> None:
-    """Record a refused login (never the password), keyed by ``login_key`` for the throttle."""
+    """Audit a refused login (never the password), keyed by ``login_key``."""
     with transaction.atomic():
         audit_record(
             actor=(username or "?")[:150],
@@ -121,19 +110,6 @@ def account_login_failed(*, username: str, reason: str, remote_addr: str = "") -
         )
 
 
-def login_throttled(*, username: str) -> bool:
-    """True after JITAD_LOGIN_MAX_FAILURES wrong passwords for this account within the window.
-
-    Counted from the audit trail, so every web process agrees. Kept below AD's lockout
-    threshold, the portal cannot be used to lock people out of Windows; it also stops
-    guessing at local (break-glass) accounts, which AD's lockout does not protect.
-    """
-    since = timezone.now() - timezone.timedelta(seconds=settings.JITAD_LOGIN_FAILURE_WINDOW_SECONDS)
-    failures = AuditEvent.objects.filter(object_type="user", object_id=login_key(username), action="account.login_failed",
-                                         reason="invalid_credentials", at__gte=since).count()
-    return failures >= settings.JITAD_LOGIN_MAX_FAILURES
-
-
 def account_logged_in(*, user, method: str, remote_addr: str = "") -> None:
     with transaction.atomic():
         audit_record(actor=_actor(user), action="account.login", object_type="user", object_id=user.pk,
@@ -143,20 +119,29 @@ def account_logged_in(*, user, method: str, remote_addr: str = "") -> None:
 # --- MFA enrolment ----------------------------------------------------------------------
 
 
-def mfa_change_alert(user, what: str) -> None:
-    """Tell the security channel: a new way to pass MFA is how a stolen password becomes a login."""
+def mfa_change_alert(user, what: str, *, kind: str) -> None:
+    """Tell the security channel: a new way to pass MFA is how a stolen password becomes a login.
+
+    Routine for most people (onboarding enrols hundreds at once): it waits for the next
+    digest, as ``kind``. For anyone holding a privileged role (approvers, break-glass
+    responders, staff) it goes at once, naming the roles.
+    """
+    roles = privileged_roles(user)
+    held = f" They hold privileged roles: {', '.join(roles)}." if roles else ""
     alert_raise(
         event="mfa.changed",
         subject=f"{user.get_username()} {what}",
-        body=f"{user.get_username()} {what} in jitad. If this was not them: delete the device in the admin, "
+        body=f"{user.get_username()} {what} in jitad.{held} If this was not them: delete the device in the admin, "
              "revoke their API tokens and reset their AD password.",
         severity="warning",
         object_type="user",
         object_id=user.pk,
+        digest_kind="" if roles else kind,
+        person=user.get_username(),
     )
 
 
-def totp_enrol_begin(*, user, device_id=None) -> TOTPDevice:
+def totp_enrol_begin(*, user, device_id=None) -> AuthenticatorDevice:
     """The unconfirmed TOTP device this session is enrolling (``device_id``), or a new one.
 
     A secret is never handed to a second session: whoever opened the enrol page with a
@@ -164,17 +149,17 @@ def totp_enrol_begin(*, user, device_id=None) -> TOTPDevice:
     """
     device = None
     if device_id is not None:
-        device = TOTPDevice.objects.filter(pk=device_id, user=user, confirmed=False).first()
+        device = AuthenticatorDevice.objects.filter(pk=device_id, user=user, confirmed=False).first()
     if device is None:
-        device = TOTPDevice.objects.create(user=user, name="authenticator app", confirmed=False)
+        device = AuthenticatorDevice.objects.create(user=user, name="authenticator app", confirmed=False)
     return device
 
 
-def totp_enrol_confirm(*, user, device: TOTPDevice, code: str) -> bool:
+def totp_enrol_confirm(*, user, device: AuthenticatorDevice, code: str) -> bool:
     """Confirm ``device`` if ``code`` is right; the device counts only from then on."""
     code = (code or "").strip().replace(" ", "")
     with transaction.atomic():
-        device = TOTPDevice.objects.select_for_update().get(pk=device.pk, user=user)
+        device = AuthenticatorDevice.objects.select_for_update().get(pk=device.pk, user=user)
         if device.confirmed:
             return True
         if not code.isdigit() or not device.verify_token(code):
@@ -183,23 +168,24 @@ def totp_enrol_confirm(*, user, device: TOTPDevice, code: str) -> bool:
         device.confirmed = True
         device.save(update_fields=["confirmed"])
         # Secrets other sessions were shown and never confirmed die with this confirmation.
-        TOTPDevice.objects.filter(user=user, confirmed=False).exclude(pk=device.pk).delete()
+        AuthenticatorDevice.objects.filter(user=user, confirmed=False).exclude(pk=device.pk).delete()
         audit_record(actor=_actor(user), action="mfa.enrolled", object_type="otp_device", object_id=device.persistent_id,
                      after="confirmed", data={"kind": "totp", "first": first})
-        mfa_change_alert(user, "enrolled an authenticator app" + (" (their first MFA device)" if first else ""))
+        mfa_change_alert(user, "enrolled an authenticator app" + (" (their first MFA device)" if first else ""),
+                         kind="enrolled an authenticator app")
     return True
 
 
 def backup_codes_generate(*, user) -> list[str]:
-    """Replace ``user``'s backup codes with a fresh set and return them (shown once, stored by django-otp)."""
+    """Replace ``user``'s backup codes with a fresh set and return them (shown once; stored hashed and sealed)."""
     codes = [secrets.token_hex(5) for _ in range(BACKUP_CODE_COUNT)]
     with transaction.atomic():
-        device, _ = StaticDevice.objects.get_or_create(user=user, name=BACKUP_DEVICE_NAME, defaults={"confirmed": True})
-        device.token_set.all().delete()
-        StaticToken.objects.bulk_create([StaticToken(device=device, token=c) for c in codes])
+        device, _ = BackupCodeDevice.objects.get_or_create(user=user, name=BACKUP_DEVICE_NAME, defaults={"confirmed": True})
+        device.code_set.all().delete()
+        device.codes_add(codes)
         audit_record(actor=_actor(user), action="mfa.backup_codes_generated", object_type="otp_device",
                      object_id=device.persistent_id, data={"count": len(codes)})
-        mfa_change_alert(user, "made a new set of backup codes")
+        mfa_change_alert(user, "made a new set of backup codes", kind="made a new set of backup codes")
     return codes
 
 
@@ -207,7 +193,7 @@ def mfa_device_remove(*, user, device) -> None:
     """Remove one of ``user``'s devices; the last one cannot go (the account would have no MFA)."""
     with transaction.atomic():
         remaining = [d for d in mfa_devices(user) if d.persistent_id != device.persistent_id
-                     and not (isinstance(d, StaticDevice) and not d.token_set.exists())]
+                     and not (isinstance(d, BackupCodeDevice) and not d.code_set.exists())]
         if not remaining:
             raise ValueError("This is your only MFA device. Add another before removing it.")
         audit_record(actor=_actor(user), action="mfa.removed", object_type="otp_device", object_id=device.persistent_id,
@@ -227,7 +213,7 @@ def api_token_create(*, user, name: str, days: int | None = 90) -> tuple[ApiToke
         token = ApiToken.objects.create(user=user, name=name, prefix=prefix, digest=digest, expires_at=expires)
         audit_record(actor=_actor(user), action="api_token.created", object_type="api_token", object_id=token.pk,
                      after="live", data={"name": name, "prefix": prefix, "expires_at": expires.isoformat() if expires else None})
-        mfa_change_alert(user, f"created the API token '{name}' ({prefix})")
+        mfa_change_alert(user, f"created the API token '{name}' ({prefix})", kind="created an API token")
     return token, raw
 
 

@@ -2,12 +2,14 @@
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.dispatch import receiver
 
+from . import throttle
+from .backends import THROTTLED
 from .mfa import mfa_mark_verified
 from .services import account_logged_in, account_login_failed
 
 
 def _addr(request) -> str:
-    return (request.META.get("REMOTE_ADDR", "") if request is not None else "")[:64]
+    return throttle.client_ip(request)[:64]
 
 
 @receiver(user_logged_in)
@@ -23,4 +25,11 @@ def _on_login(sender, request, user, **kwargs):
 @receiver(user_login_failed)
 def _on_login_failed(sender, credentials, request=None, **kwargs):
     reason = getattr(request, "jitad_login_error", "") or "invalid_credentials"
-    account_login_failed(username=str(credentials.get("username", "")), reason=reason, remote_addr=_addr(request))
+    if reason in THROTTLED:
+        return  # refused unchecked during a pause: audited once per pause (throttle), not once per attempt
+    username = str(credentials.get("username", ""))
+    account_login_failed(username=username, reason=reason, remote_addr=_addr(request))
+    if reason in ("directory_unavailable", "directory_misconfigured"):  # no password was checked
+        throttle.login_attempt_void(request=request)
+    else:
+        throttle.login_failure_record(request=request, username=username)

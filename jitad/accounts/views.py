@@ -1,5 +1,7 @@
 """Login, MFA verification and enrolment, the security page (devices, API tokens), logout."""
 import base64
+import json
+import logging
 
 import segno
 from django.contrib import messages
@@ -10,21 +12,48 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
-from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_otp_webauthn.models import WebAuthnCredential
 
-from .backends import MESSAGES
+from jitad import vault
+from jitad.vault import VaultError
+
+from .backends import THROTTLED, login_error_message
+from .devices import AuthenticatorDevice, BackupCode, BackupCodeDevice
 from .forms import CodeForm, EnrolForm, LoginForm, TokenCreateForm
-from .mfa import mfa_check_code, mfa_enrolled, mfa_is_fresh, mfa_mark_verified
+from .mfa import mfa_check_code, mfa_enrolled, mfa_has_code_device, mfa_is_fresh, mfa_mark_verified
 from .models import ApiToken
 from .services import api_token_create, api_token_revoke, backup_codes_generate, mfa_device_remove, totp_enrol_begin, totp_enrol_confirm
 
+log = logging.getLogger(__name__)
 _ONCE_CODES = "jitad_backup_codes_once"
 _ONCE_TOKEN = "jitad_api_token_once"
 _ENROL_DEVICE = "jitad_enrol_device"
+
+
+def _once_put(request, name: str, value) -> None:
+    """Keep a secret shown once (backup codes, a new API token) for the next page, sealed.
+
+    The session is stored in the database until the next page takes the secret out, or
+    for good if that page is never opened: it holds only the vault's ciphertext, bound
+    to the person, never the secret.
+    """
+    ref = f"session-once:{name}:user:{request.user.pk}"
+    request.session[name] = vault.seal(ref=ref, plaintext=json.dumps(value).encode())
+
+
+def _once_take(request, name: str):
+    """The secret ``_once_put`` kept, removed from the session; None if there is none or it does not open."""
+    token = request.session.pop(name, None)
+    if not isinstance(token, str):
+        return None
+    try:
+        return json.loads(vault.unseal(ref=f"session-once:{name}:user:{request.user.pk}", token=token))
+    except VaultError as e:
+        log.warning("A secret to show once to user %s did not open: %s", request.user.pk, e)
+        return None
 
 
 def _next(request, default: str = "") -> str:
@@ -54,11 +83,16 @@ def login_view(request):
             auth_login(request, user)
             step = "accounts:mfa-verify" if mfa_enrolled(user) else "accounts:mfa-enrol"
             return redirect(_with_next(step, request))
-        error = MESSAGES.get(getattr(request, "jitad_login_error", ""), MESSAGES["invalid_credentials"])
+        error = login_error_message(request)
     status = 200
     if request.method == "POST":
         status = 401 if error else 400
-    return render(request, "accounts/login.html", {"form": form, "error": error, "next": _next(request, "")}, status=status)
+    paused = getattr(request, "jitad_login_error", "") in THROTTLED
+    response = render(request, "accounts/login.html", {"form": form, "error": error, "next": _next(request, "")},
+                      status=429 if paused else status)
+    if paused:
+        response["Retry-After"] = str(request.jitad_login_wait)
+    return response
 
 
 @require_POST
@@ -87,8 +121,7 @@ def mfa_verify(request):
         "form": form,
         "error": error,
         "next": _next(request),
-        "has_code_device": TOTPDevice.objects.filter(user=user, confirmed=True).exists()
-        or StaticToken.objects.filter(device__user=user).exists(),
+        "has_code_device": mfa_has_code_device(user),
         "has_passkey": WebAuthnCredential.objects.filter(user=user, confirmed=True).exists(),
         "reverify": user.is_verified(),
     }
@@ -98,11 +131,20 @@ def mfa_verify(request):
 @never_cache
 @require_http_methods(["GET", "POST"])
 def mfa_enrol(request):
-    """TOTP enrolment: QR code and secret in the page; the device counts once a code confirms it."""
+    """TOTP enrolment: QR code and secret in the page; the device counts once a code confirms it.
+
+    The key is shown only to the session that started this enrolment and only until it is
+    confirmed; afterwards it exists only sealed in the vault and no page shows it again.
+    """
     user = request.user
     if mfa_enrolled(user) and not user.is_verified():
         return redirect(_with_next("accounts:mfa-verify", request))
-    device = totp_enrol_begin(user=user, device_id=request.session.get(_ENROL_DEVICE))
+    try:
+        device = totp_enrol_begin(user=user, device_id=request.session.get(_ENROL_DEVICE))
+        secret = base64.b32encode(device.bin_key).decode().rstrip("=")
+    except VaultError as e:
+        log.error("MFA enrolment of user %s impossible: %s", user.pk, e)
+        return render(request, "accounts/enrol.html", {"vault_down": True, "first": not mfa_enrolled(user)}, status=503)
     request.session[_ENROL_DEVICE] = device.pk
     form = EnrolForm(request.POST or None)
     error = ""
@@ -110,13 +152,12 @@ def mfa_enrol(request):
         if totp_enrol_confirm(user=user, device=device, code=form.cleaned_data["code"]):
             request.session.pop(_ENROL_DEVICE, None)
             mfa_mark_verified(request, device)
-            if not StaticDevice.objects.filter(user=user).exists():
-                request.session[_ONCE_CODES] = backup_codes_generate(user=user)
+            if not BackupCodeDevice.objects.filter(user=user).exists():
+                _once_put(request, _ONCE_CODES, backup_codes_generate(user=user))
                 return redirect(_with_next("accounts:backup-codes", request))
             messages.success(request, "Your authenticator app is set up.")
             return redirect(_next(request))
         error = "That code is not right. Scan the QR code again, check your device's clock, and enter the current code."
-    secret = base64.b32encode(device.bin_key).decode().rstrip("=")
     qr = segno.make(device.config_url, error="m")
     context = {
         "form": form,
@@ -135,38 +176,42 @@ def mfa_enrol(request):
 def backup_codes(request):
     """Backup codes: shown once after they are made; regenerating replaces the old set."""
     if request.method == "POST":
-        request.session[_ONCE_CODES] = backup_codes_generate(user=request.user)
+        _once_put(request, _ONCE_CODES, backup_codes_generate(user=request.user))
         return redirect(_with_next("accounts:backup-codes", request))
-    codes = request.session.pop(_ONCE_CODES, None)
+    codes = _once_take(request, _ONCE_CODES)
     if codes is None and not request.user.is_verified():
         return redirect(_with_next("accounts:mfa-verify", request))
-    remaining = StaticToken.objects.filter(device__user=request.user).count()
+    remaining = BackupCode.objects.filter(device__user=request.user).count()
     return render(request, "accounts/backup_codes.html", {"codes": codes, "remaining": remaining, "next": _next(request)})
 
 
 def _devices(user):
     rows = []
-    for d in TOTPDevice.objects.filter(user=user, confirmed=True):
+    for d in AuthenticatorDevice.objects.filter(user=user, confirmed=True):
         rows.append({"kind": "Authenticator app", "name": d.name, "id": d.persistent_id, "last_used": d.last_used_at, "created": d.created_at})
-    for d in StaticDevice.objects.filter(user=user, confirmed=True):
-        rows.append({"kind": "Backup codes", "name": f"{d.token_set.count()} left", "id": d.persistent_id,
+    for d in BackupCodeDevice.objects.filter(user=user, confirmed=True):
+        rows.append({"kind": "Backup codes", "name": f"{d.code_set.count()} left", "id": d.persistent_id,
                      "last_used": d.last_used_at, "created": d.created_at})
     for d in WebAuthnCredential.objects.filter(user=user, confirmed=True):
         rows.append({"kind": "Passkey", "name": d.name or "passkey", "id": d.persistent_id, "last_used": d.last_used_at, "created": d.created_at})
     return rows
 
 
-@never_cache
-def security(request):
-    """Devices and API tokens of the signed-in person."""
+def _security_page(request, new_token):
     context = {
         "devices": _devices(request.user),
         "tokens": ApiToken.objects.filter(user=request.user),
         "token_form": TokenCreateForm(),
-        "new_token": request.session.pop(_ONCE_TOKEN, None),
+        "new_token": new_token,
         "fresh": mfa_is_fresh(request),
     }
     return render(request, "accounts/security.html", context)
+
+
+@never_cache
+def security(request):
+    """Devices and API tokens of the signed-in person."""
+    return _security_page(request, _once_take(request, _ONCE_TOKEN))
 
 
 @require_POST
@@ -193,7 +238,14 @@ def token_create(request):
         messages.error(request, "Give the token a name and an expiry.")
         return redirect("accounts:security")
     _token, raw = api_token_create(user=request.user, name=form.cleaned_data["name"], days=form.cleaned_data["days"])
-    request.session[_ONCE_TOKEN] = raw
+    try:
+        _once_put(request, _ONCE_TOKEN, raw)
+    except VaultError as e:
+        # No vault to seal it for the next page: show it in this answer, which no cache keeps.
+        log.error("The new API token of user %s is shown without a redirect: %s", request.user.pk, e)
+        response = _security_page(request, raw)
+        add_never_cache_headers(response)
+        return response
     return redirect("accounts:security")
 
 

@@ -34,7 +34,7 @@ class PasskeyRegistrationCompleteView(w.CompleteCredentialRegistrationView):
             with transaction.atomic():
                 audit_record(actor=self.request.user.get_username(), action="mfa.enrolled", object_type="otp_device",
                              object_id=f"webauthn/{device_id}", after="confirmed", data={"kind": "webauthn"})
-                mfa_change_alert(self.request.user, "added a passkey")
+                mfa_change_alert(self.request.user, "added a passkey", kind="added a passkey")
         return response
 
 

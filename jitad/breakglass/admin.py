@@ -15,6 +15,7 @@ from django.utils.html import format_html
 
 from jitad.accounts.admin_site import ReadOnlyAdmin
 from jitad.elevation.admin.base import span
+from jitad.humantime import when
 
 from . import services
 from .errors import BreakglassRefused
@@ -114,7 +115,7 @@ class SealedAccountAdmin(admin.ModelAdmin):
         live = obj.checkouts.filter(state__in=Checkout.LIVE_STATES).select_related("holder").first()
         if live is None:
             return "-"
-        until = f", until {timezone.localtime(live.expires_at):%H:%M}" if live.expires_at else ""
+        until = f", until {when(live.expires_at)}" if live.expires_at else ""
         return f"{live.holder.get_username()} ({live.get_state_display()}{until})"
 
     @admin.display(description="envelope")

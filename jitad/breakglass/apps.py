@@ -5,3 +5,18 @@ class BreakglassConfig(AppConfig):
     name = "jitad.breakglass"
     label = "breakglass"
     verbose_name = "Break-glass"
+
+    def ready(self):
+        from jitad.accounts.roles import privileged_roles_asked
+        from jitad.vault import sealed_field_register
+
+        from .models import SealedAccount
+        from .services.access import privileged_roles_of
+
+        # Responders' and approvers' security events are never held for a digest (jitad.accounts.roles).
+        privileged_roles_asked.connect(privileged_roles_of, dispatch_uid="jitad.breakglass.privileged_roles")
+
+        # Key rotation (manage.py jitad_rekey) re-encrypts both stored passwords of each account.
+        for field in ("secret", "pending_secret"):
+            sealed_field_register(name=f"break-glass {field.replace('_', ' ')}s", field=field,
+                                  queryset=lambda: SealedAccount.objects.all(), ref=lambda row: row.vault_ref)

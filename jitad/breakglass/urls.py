@@ -10,6 +10,7 @@ urlpatterns = [
     path("accounts/<int:pk>/envelope/", views.envelope_new, name="envelope-new"),
     path("checkouts/<int:pk>/", views.checkout_detail, name="checkout"),
     path("checkouts/<int:pk>/state/", views.checkout_state, name="checkout-state"),
+    path("checkouts/<int:pk>/told/", views.checkout_told, name="checkout-told"),
     path("checkouts/<int:pk>/reveal/", views.checkout_reveal, name="checkout-reveal"),
     path("checkouts/<int:pk>/print/", views.envelope_print, name="envelope-print"),
     path("checkouts/<int:pk>/steps/<slug:step_id>/", views.checkout_tick, name="checkout-tick"),

@@ -17,13 +17,15 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from jitad.accounts.mfa import mfa_code_in_request
+from jitad.humantime import when
+from jitad.notifications.selectors import deliveries_told
 
 from . import services
 from .errors import BreakglassRefused
 from .forms import CheckoutForm, EnvelopeForm, ReviewForm
 from .models import Checkout, Review, SealedAccount
 from .runbooks import runbook_get, runbooks_for, runbooks_load
-from .services.access import can_force_checkin, is_account_approver
+from .services.access import account_approvers, can_force_checkin, is_account_approver
 
 
 def _sees_all(user) -> bool:
@@ -129,8 +131,9 @@ def checkout_new(request, pk: int):
 
     def told(checkout):
         if checkout.mode == Checkout.Mode.EMERGENCY:
-            messages.warning(request, f"Emergency checkout of {account.name}: every approver and the security "
-                                      "channel have been told. File the review after check-in.")
+            # What was delivered is on the page ("Who is told"), never promised here.
+            messages.warning(request, f"Emergency checkout of {account.name}: jitad alerts the approvers and the "
+                                      "security channel; see below what reached them. File the review after check-in.")
         else:
             messages.success(request, f"Checkout #{checkout.pk} of {account.name} waits for "
                                       f"{checkout.approvals_required} approvers.")
@@ -169,6 +172,20 @@ def runbook_blocks(runbook, ticks: dict) -> list[tuple[str, object]]:
     return blocks
 
 
+def _told_context(checkout: Checkout) -> dict:
+    """Who the emergency alert reached: each destination and approver with its delivery's state."""
+    if checkout.mode != Checkout.Mode.EMERGENCY:
+        return {}
+    told = deliveries_told(object_type="checkout", object_id=checkout.pk, event="breakglass.emergency")
+    mailed = {t.who for t in told if not t.is_channel}
+    untold = [p.get_username() for p in account_approvers(account=checkout.account, exclude=checkout.holder)
+              if p.get_username() not in mailed and not (p.email or "").strip()]
+    channels = [t for t in told if t.is_channel]
+    return {"told": told, "untold": untold, "told_pending": any(t.state == "pending" for t in told),
+            "channel_reached": any(t.state in ("delivered", "pending") for t in channels),
+            "channel_missing": not channels or all(t.state == "not configured" for t in channels)}
+
+
 def _checkout_context(request, checkout: Checkout, **extra) -> dict:
     user = request.user
     runbook = runbook_get(checkout.runbook_slug) if checkout.runbook_slug else None
@@ -191,6 +208,7 @@ def _checkout_context(request, checkout: Checkout, **extra) -> dict:
         }) if holder and review else None),
         "can_force": not holder and checkout.state in (Checkout.State.OPENING, Checkout.State.OPEN)
         and can_force_checkin(user=user, checkout=checkout),
+        **_told_context(checkout),
         **extra,
     }
 
@@ -200,6 +218,16 @@ def _checkout_context(request, checkout: Checkout, **extra) -> dict:
 def checkout_detail(request, pk: int):
     checkout = _visible_checkout(request.user, pk)
     return render(request, "breakglass/checkout.html", _checkout_context(request, checkout))
+
+
+@never_cache
+@require_GET
+def checkout_told(request, pk: int):
+    """For htmx polling: the "Who is told" panel of an emergency checkout, refreshed while deliveries are pending."""
+    checkout = _visible_checkout(request.user, pk)
+    if checkout.mode != Checkout.Mode.EMERGENCY:
+        raise Http404("Only an emergency checkout alerts on its own.")
+    return render(request, "breakglass/_told.html", {"checkout": checkout, **_told_context(checkout)})
 
 
 @never_cache
@@ -225,7 +253,7 @@ def _shown_once(request, pk: int, show, template: str, name: str):
     checkout = _visible_checkout(request.user, pk)
     if checkout.revealed_at is not None:  # a reload of the page that showed it: say so, not "wrong code"
         return _refused(request, checkout, BreakglassRefused(
-            "already_revealed", f"This was shown on {checkout.revealed_at:%Y-%m-%d %H:%M:%S} UTC and is never shown twice."))
+            "already_revealed", f"This was shown on {when(checkout.revealed_at)} and is never shown twice."))
     check = mfa_code_in_request(request)
     if check.device is None:
         return _refused(request, checkout, BreakglassRefused("otp", check.error))

@@ -4,10 +4,12 @@
         user = d.find_user("jdoe")
         d.add_member(group_dn, user.dn, ttl_seconds=4 * 3600)
 """
-from .client import AccountFacts, Directory, DirectoryPrincipal, DirectoryUser, sid_filter_value, connect, session, escape_filter, member_ttl_value, normalize_dn, rdn, split_dn
+from .client import AccountFacts, Directory, DirectoryPrincipal, GroupFacts, GroupMembers, DirectoryUser, sid_filter_value, connect, session, escape_filter, group_label, member_ttl_value, normalize_dn, rdn, split_dn
 from .auth import authenticate_user, password_works
 from .config import DirectoryConfig
-from .errors import DirectoryAuthFailed, DirectoryError, DirectoryMisconfigured, DirectoryNotFound, DirectoryRejected, DirectoryUnavailable
+from .probe import probe_each
+from .managed import PROTECTED_RIDS, rid, group_problems, jit_ou_problems, jit_ous, placement_problem, protected, require_managed, under_jit_ou
+from .errors import DirectoryAuthFailed, DirectoryError, DirectoryMisconfigured, DirectoryNotFound, DirectoryNotManaged, DirectoryRejected, DirectoryUnavailable
 
 __all__ = [
     "AccountFacts",
@@ -18,15 +20,29 @@ __all__ = [
     "DirectoryError",
     "DirectoryMisconfigured",
     "DirectoryNotFound",
+    "DirectoryNotManaged",
     "DirectoryRejected",
     "DirectoryUnavailable",
     "DirectoryPrincipal",
     "DirectoryUser",
+    "GroupFacts",
+    "GroupMembers",
+    "PROTECTED_RIDS",
+    "rid",
+    "group_label",
+    "group_problems",
+    "jit_ou_problems",
+    "placement_problem",
     "authenticate_user",
     "connect",
     "escape_filter",
+    "jit_ous",
+    "protected",
+    "require_managed",
+    "under_jit_ou",
     "member_ttl_value",
     "normalize_dn",
+    "probe_each",
     "rdn",
     "session",
     "sid_filter_value",

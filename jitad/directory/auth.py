@@ -8,12 +8,13 @@ told to someone who knew the password. 775 (locked) comes whatever the password,
 does at a Windows logon screen.
 """
 import re
+from collections.abc import Callable
 
 from ldap3.core import exceptions as lx
 
 from .client import DirectoryUser, bind_each, session
 from .config import DirectoryConfig
-from .errors import DirectoryAuthFailed, DirectoryNotFound, DirectoryRejected
+from .errors import DirectoryAuthFailed, DirectoryRejected
 
 _DATA_CODE = re.compile(r"\bdata ([0-9a-fA-F]{3,8})\b")
 _REASONS = {
@@ -38,24 +39,32 @@ def _reason(error: DirectoryRejected) -> str:
     return _REASONS.get(m.group(1).lower(), DirectoryAuthFailed.INVALID) if m else DirectoryAuthFailed.INVALID
 
 
-def authenticate_user(name: str, password: str, config: DirectoryConfig | None = None) -> tuple[DirectoryUser, list[str]]:
+def authenticate_user(name: str, password: str, config: DirectoryConfig | None = None, *,
+                      before_bind: Callable[[DirectoryUser | None], None] | None = None) -> tuple[DirectoryUser, list[str]]:
     """Check ``password`` for the AD user ``name``; return the user and their (nested) group names.
+
+    ``before_bind`` is called with the user ``name`` resolves to (None if no single user) once
+    it is looked up and before any bind: whatever it raises stops the attempt unchecked (the
+    login throttle counts per account with it, however the name was typed).
 
     Raises DirectoryAuthFailed with a reason, DirectoryUnavailable when no DC answers,
     DirectoryMisconfigured when jitad's own bind is wrong. The password is never logged
     and never part of an exception message.
     """
     config = config or DirectoryConfig.from_settings()
-    # An empty password makes a simple bind "unauthenticated" and the DC says yes.
-    if not password or "\x00" in password or len(password) > 1024:
-        raise DirectoryAuthFailed(DirectoryAuthFailed.INVALID)
+    user, not_found = None, None
     with session(config) as d:
         try:
             user = d.find_user(name)
-        except DirectoryNotFound as e:
-            raise DirectoryAuthFailed(DirectoryAuthFailed.INVALID) from e
-        except DirectoryRejected as e:  # ambiguous or malformed name: same answer as a wrong password
-            raise DirectoryAuthFailed(DirectoryAuthFailed.INVALID) from e
+        except DirectoryRejected as e:  # no such user, ambiguous or malformed: same answer as a wrong password
+            not_found = e
+    if before_bind is not None:
+        before_bind(user)
+    if user is None:
+        raise DirectoryAuthFailed(DirectoryAuthFailed.INVALID) from not_found
+    # An empty password makes a simple bind "unauthenticated" and the DC says yes.
+    if not password or "\x00" in password or len(password) > 1024:
+        raise DirectoryAuthFailed(DirectoryAuthFailed.INVALID)
     try:
         conn, _url = bind_each(config, user.dn, password)
     except DirectoryRejected as e:

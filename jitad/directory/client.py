@@ -22,7 +22,8 @@ from ldap3.protocol.formatters.formatters import format_sid, format_uuid_le
 from ldap3.utils.conv import escape_filter_chars
 
 from .config import DirectoryConfig
-from .errors import DirectoryError, DirectoryMisconfigured, DirectoryNotFound, DirectoryRejected, DirectoryUnavailable
+from .errors import (DirectoryError, DirectoryMisconfigured, DirectoryNotFound, DirectoryNotManaged, DirectoryRejected,
+                     DirectoryUnavailable)
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,30 @@ class DirectoryUser:
     disabled: bool
     given_name: str = ""
     surname: str = ""
+
+
+@dataclass(frozen=True)
+class GroupFacts:
+    """What the DC says of a DN jitad is asked to manage: is anything there, a group, protected."""
+
+    dn: str
+    exists: bool
+    is_group: bool = False
+    admin_count: int = 0
+    sid: str = ""
+    # Each protected group (privileged RID or adminCount=1) holding it, directly or nested:
+    # (DN, objectSid, adminCount).
+    protected_parents: tuple[tuple[str, str, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class GroupMembers:
+    """A group's direct members and who the group is (objectSid, adminCount), from one read."""
+
+    dn: str
+    members: frozenset[str]
+    sid: str = ""
+    admin_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -198,6 +223,20 @@ def normalize_dn(dn: str) -> str:
     return "".join(f"{a.lower()}={_escape_rdn_value(v.lower())}{sep and ','}" for a, v, sep, _ in parts)
 
 
+def escaped_dn(dn: str) -> str:
+    """``dn`` with every value escaped the one canonical way (RFC 4514), case kept: what jitad sends.
+
+    ``CN=x)(objectClass=*,OU=JIT,…`` goes out as ``CN=x)(objectClass\\=*,OU=JIT,…``.
+    """
+    try:
+        if "\x00" in dn:
+            raise ValueError("NUL")
+        parts = _dn_parts(dn)
+    except (TypeError, ValueError) as e:
+        raise DirectoryRejected(f"not a valid DN: {dn!r}") from e
+    return "".join(f"{a}={_escape_rdn_value(v)}{sep and (',' if sep == ';' else sep)}" for a, v, sep, _ in parts)
+
+
 def split_dn(dn: str) -> tuple[str, str]:
     """(unescaped value of the first RDN, parent DN): ``CN=a\\,b,OU=x`` → (``a,b``, ``OU=x``)."""
     try:
@@ -208,6 +247,19 @@ def split_dn(dn: str) -> tuple[str, str]:
     if sep == "+":
         raise DirectoryRejected(f"a multi-valued first RDN cannot be split: {dn!r}")
     return value, dn[end + 1 :].strip()
+
+
+def group_label(dn: str) -> str:
+    """A group's name for a title: its first RDN value unescaped (``CN=Ops\\, SRV01,OU=…`` → ``Ops, SRV01``).
+
+    Never cuts at an escaped comma, and decodes Samba's hex escapes (``\\2C``); a string that
+    is not a DN comes back as it is.
+    """
+    try:
+        parts = _dn_parts(dn)
+    except (TypeError, ValueError):
+        return str(dn)
+    return parts[0][1]
 
 
 @contextmanager
@@ -342,13 +394,68 @@ class Directory:
         except DirectoryNotFound:
             return False
 
-    def members_of(self, group_dn: str) -> set[str]:
-        """Direct members of a group, as DNs. ldap3 follows AD's ranged retrieval (member;range=…)."""
-        entries = self._search(group_dn, "(objectClass=group)", BASE, attributes=["member"], operation="read members")
+    def group_facts(self, dn: str) -> GroupFacts:
+        """Whether ``dn`` exists and is a group, with its adminCount and objectSid (one base read).
+
+        A DN that does not parse is refused here and never sent to the DC; one that does is
+        sent with its values escaped.
+        """
+        try:
+            entries = self._search(escaped_dn(dn), "(objectClass=*)", BASE,
+                                   attributes=["objectClass", "adminCount", "objectSid"], operation="read group")
+        except DirectoryNotFound:
+            entries = []
+        if not entries:
+            return GroupFacts(dn=dn, exists=False)
+        a, raw = entries[0]["attributes"], entries[0]["raw_attributes"]
+        classes = a.get("objectClass") or []
+        classes = [str(c).lower() for c in (classes if isinstance(classes, list) else [classes])]
+        count = raw.get("adminCount") or [b"0"]
+        is_group = "group" in classes
+        sid = format_sid(raw["objectSid"][0]) if raw.get("objectSid") else ""
+        return GroupFacts(
+            dn=entries[0]["dn"], exists=True, is_group=is_group, admin_count=int(count[0] or 0), sid=sid,
+            protected_parents=self._protected_parents(entries[0]["dn"], sid) if is_group else (),
+        )
+
+    def _protected_parents(self, dn: str, sid: str) -> tuple[tuple[str, str, int], ...]:
+        """The protected groups holding ``dn`` at any depth: one search, narrowed to protected groups."""
+        from .managed import PROTECTED_RIDS  # managed.py builds on this module
+
+        domain = sid.rsplit("-", 1)[0] if _SID_RE.fullmatch(sid or "") else ""
+        sids = [f"S-1-5-32-{r}" for r in sorted(PROTECTED_RIDS)] + [f"{domain}-{r}" for r in sorted(PROTECTED_RIDS) if domain]
+        clause = "".join(f"(objectSid={sid_filter_value(s)})" for s in sids if _usable_sid(s))
+        filt = f"(&(objectClass=group)(|(adminCount=1){clause})(member:{_IN_CHAIN}:={escape_filter(dn)}))"
+        found = []
+        for e in self._search(self.config.base_dn, filt, attributes=["objectSid", "adminCount"],
+                              operation="read enclosing protected groups"):
+            r = e["raw_attributes"]
+            found.append((e["dn"], format_sid(r["objectSid"][0]) if r.get("objectSid") else "",
+                          int((r.get("adminCount") or [b"0"])[0] or 0)))
+        return tuple(sorted(found))
+
+    def group_members(self, group_dn: str) -> GroupMembers:
+        """Direct members of a group, as DNs, with its objectSid and adminCount (one base read).
+
+        ldap3 follows AD's ranged retrieval (member;range=…). Pass the answer to
+        :meth:`remove_members` so it knows the group's SID without asking again.
+        """
+        entries = self._search(group_dn, "(objectClass=group)", BASE, attributes=["member", "objectSid", "adminCount"],
+                               operation="read members")
         if not entries:
             raise DirectoryNotFound(f"{group_dn} is not a group")
-        members = entries[0]["attributes"].get("member") or []
-        return set(members if isinstance(members, list) else [members])
+        a, raw = entries[0]["attributes"], entries[0]["raw_attributes"]
+        members = a.get("member") or []
+        return GroupMembers(
+            dn=entries[0]["dn"] or group_dn,
+            members=frozenset(members if isinstance(members, list) else [members]),
+            sid=format_sid(raw["objectSid"][0]) if raw.get("objectSid") else "",
+            admin_count=int((raw.get("adminCount") or [b"0"])[0] or 0),
+        )
+
+    def members_of(self, group_dn: str) -> set[str]:
+        """Direct members of a group, as DNs. ldap3 follows AD's ranged retrieval (member;range=…)."""
+        return set(self.group_members(group_dn).members)
 
     def is_member(self, group_dn: str, member_dn: str) -> bool:
         """True if ``member_dn`` is a direct member of ``group_dn`` (asked of the DC, not computed)."""
@@ -496,12 +603,63 @@ class Directory:
         return self._pam_ttl
 
     # -- membership changes ------------------------------------------------------------
-    def add_member(self, group_dn: str, member_dn: str, ttl_seconds: int | None = None) -> bool:
+    def _require_managed(self, group_dn: str, what: str) -> None:
+        """Refuse a group outside this connection's JIT OU(s) before anything is sent to the DC."""
+        # managed.py builds on this module, so it is imported when first needed.
+        from .managed import jit_ous, require_managed
+
+        require_managed(group_dn, what, ous=jit_ous(self.config.jit_ou))
+
+    def _require_unprotected(self, group_dn: str, nested_into_protected: bool = False) -> None:
+        """Refuse to add to a protected group, or one nested into a protected group (asked of the DC now).
+
+        The policy file checked this when the target was named; a group nested into Domain
+        Admins since (SDProp marks it adminCount=1 within the hour) is refused from the next add.
+        ``nested_into_protected`` (a target's explicit tier-0 opt-in) accepts that nesting and
+        its adminCount=1; a well-known privileged group is refused whatever it says.
+        """
+        from .managed import facts_problem
+
+        facts = self.group_facts(group_dn)
+        # A missing group: the modify says so.
+        why = facts_problem(facts, nested_into_protected=nested_into_protected) if facts.exists else ""
+        if why:
+            raise DirectoryNotManaged(group_dn, f"jitad does not add members to {group_dn!r}: {why}")
+
+    def _require_not_privileged(self, group_dn: str, read: "GroupMembers | None") -> None:
+        """Refuse to remove members of a well-known privileged group (by its SID's RID)."""
+        from .managed import PROTECTED_RIDS, rid  # managed.py builds on this module
+
+        if read is not None and normalize_dn(read.dn) == normalize_dn(group_dn):
+            sid = read.sid
+        else:
+            try:
+                sid = self.object_sid(group_dn)
+            except DirectoryNotFound:
+                return  # a missing group: the modify says so
+        number = rid(sid)
+        if number in PROTECTED_RIDS:
+            raise DirectoryNotManaged(group_dn, f"jitad does not remove members from {group_dn!r}: "
+                                                f"it is a well-known privileged group (RID {number})")
+
+    def add_member(self, group_dn: str, member_dn: str, ttl_seconds: int | None = None, *,
+                   nested_into_protected: bool = False) -> bool:
         """Add ``member_dn`` to ``group_dn`` (with a PAM TTL when the forest supports one).
 
         Returns True if this call added it, False if it was already there. Raises unless
-        a read-back shows the member present.
+        a read-back shows the member present. Raises DirectoryNotManaged, without a word
+        to the DC, when ``group_dn`` is not under the JIT OU, whatever the caller was told;
+        and, after reading the group, when it is protected or nested into a protected group
+        (unless ``nested_into_protected``: the target is a tier-0 JIT group, nested on
+        purpose; a well-known privileged group such as Domain Admins is refused all the same).
+        Removals are never refused for adminCount=1 or nesting (taking a right away is always
+        wanted), only for a well-known privileged group (see :meth:`remove_members`).
         """
+        self._require_managed(group_dn, "add members to")
+        self._require_unprotected(group_dn, nested_into_protected)
+        return self._add_member(group_dn, member_dn, ttl_seconds)
+
+    def _add_member(self, group_dn: str, member_dn: str, ttl_seconds: int | None = None) -> bool:
         value = member_dn
         if ttl_seconds is not None and self.pam_ttl_supported():
             value = member_ttl_value(member_dn, ttl_seconds)
@@ -521,14 +679,21 @@ class Directory:
         """Remove ``member_dn`` from ``group_dn``. True if this call removed it; raises unless verified gone."""
         return bool(self.remove_members(group_dn, [member_dn]))
 
-    def remove_members(self, group_dn: str, member_dns: list[str]) -> set[str]:
+    def remove_members(self, group_dn: str, member_dns: list[str], *, read: GroupMembers | None = None) -> set[str]:
         """Remove many members in one modify (falling back to one by one), then verify.
 
         Returns the DNs this call removed. Members already absent count as success. Raises
-        DirectoryRejected if any of them is still present afterwards.
+        DirectoryRejected if any of them is still present afterwards, and DirectoryNotManaged,
+        without a word to the DC, when ``group_dn`` is not under the JIT OU; and before any
+        modify when the group is a well-known privileged group (Domain Admins and the like,
+        by the RID of its objectSid) wherever it sits. ``read`` is the caller's
+        :meth:`group_members` answer for this group, which carries the SID; without it the
+        SID is read here first (one more round trip).
         """
+        self._require_managed(group_dn, "remove members from")
         if not member_dns:
             return set()
+        self._require_not_privileged(group_dn, read)
         removed: set[str] = set()
         try:
             with translate("remove members"):
@@ -560,6 +725,15 @@ class Directory:
             self._conn.modify(user_dn, {"unicodePwd": [(MODIFY_REPLACE, [encoded])]})
 
     # -- provisioning (demo estate, tests, bench) -------------------------------------
+    def ensure_member(self, group_dn: str, member_dn: str) -> bool:
+        """Put ``member_dn`` in any group, inside the JIT OU or not (verified; True if this call added it).
+
+        For building a demo or test estate only (people in eligibility groups, a group
+        nested into another): the engine and the reconciler change members only through
+        :meth:`add_member` and :meth:`remove_members`, which refuse groups jitad does not own.
+        """
+        return self._add_member(group_dn, member_dn)
+
     def ensure_ou(self, ou_dn: str) -> None:
         """Create an organizational unit if it does not exist."""
         try:

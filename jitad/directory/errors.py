@@ -39,3 +39,11 @@ class DirectoryAuthFailed(DirectoryRejected):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class DirectoryNotManaged(DirectoryRejected):
+    """jitad was asked to change a group it does not own (outside the JIT OU, or protected)."""
+
+    def __init__(self, dn: str, message: str):
+        super().__init__(message)
+        self.dn = dn

@@ -1,7 +1,23 @@
 from django.apps import AppConfig
+from django.core import checks as system_checks
 
 
 class ElevationConfig(AppConfig):
     name = "jitad.elevation"
     label = "elevation"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from jitad.accounts.roles import privileged_roles_asked
+        from jitad.directory.checks import jit_ou_check
+        from jitad.engine.signals import directory_recovered, watch
+
+        from .services import approvers
+        from .services import watch as checks
+
+        watch.connect(checks.watch_grants, dispatch_uid="jitad.elevation.watch")
+        directory_recovered.connect(checks.grants_retry_now, dispatch_uid="jitad.elevation.retry_now")
+        # Approvers' security events are never held for a digest (jitad.accounts.roles).
+        privileged_roles_asked.connect(approvers.privileged_roles_of, dispatch_uid="jitad.elevation.privileged_roles")
+        # Targets' groups must sit under the JIT OU: a malformed or missing one is a start-up error.
+        system_checks.register(jit_ou_check, system_checks.Tags.compatibility)

@@ -7,6 +7,8 @@ it is about (``add_refusal``).
 """
 from django import forms
 
+from jitad.humantime import DurationError, common_choices, minutes_input, minutes_text, parse_minutes
+
 from .errors import RequestRefused
 from .models import Grant, Policy
 from .services.requests import JUSTIFICATION_MAX, TICKET_MAX
@@ -15,6 +17,7 @@ from .services.requests import JUSTIFICATION_MAX, TICKET_MAX
 REFUSAL_FIELDS = {
     "duration_invalid": "duration_minutes",
     "duration_too_long": "duration_minutes",
+    "extension_too_long": "duration_minutes",
     "justification_required": "justification",
     "justification_too_long": "justification",
     "ticket_required": "ticket",
@@ -22,12 +25,27 @@ REFUSAL_FIELDS = {
 }
 
 
+class DurationField(forms.CharField):
+    """A duration as people write it (4h, 90m, 1h30m, or minutes), cleaned to whole minutes."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value in self.empty_values:
+            return None
+        try:
+            return parse_minutes(value)
+        except DurationError as e:
+            raise forms.ValidationError(str(e), code="invalid") from e
+
+
 class RequestForm(forms.Form):
     """Duration, justification and (when the policy asks for one) a ticket reference."""
 
-    duration_minutes = forms.IntegerField(
-        label="Duration (minutes)", min_value=1,
-        error_messages={"required": "Enter a duration in minutes.", "invalid": "Enter a whole number of minutes."},
+    duration_minutes = DurationField(
+        label="Duration",
+        widget=forms.TextInput(attrs={"list": "duration-choices", "autocomplete": "off", "spellcheck": "false",
+                                      "maxlength": 40}),
+        error_messages={"required": "Enter a duration such as 4h, 90m or 1h30m."},
     )
     justification = forms.CharField(
         label="Justification", required=False, max_length=JUSTIFICATION_MAX,
@@ -41,13 +59,7 @@ class RequestForm(forms.Form):
     def __init__(self, *args, policy: Policy, **kwargs):
         super().__init__(*args, **kwargs)
         self.policy = policy
-        duration = self.fields["duration_minutes"]
-        duration.initial = policy.default_duration_minutes
-        # A hint for the browser only; the service refuses anything longer, with the limit.
-        duration.widget.attrs.update(max=policy.max_duration_minutes, inputmode="numeric")
-        duration.help_text = (
-            f"Default {policy.default_duration_minutes} minutes, at most {policy.max_duration_minutes} minutes."
-        )
+        self.set_duration(default=policy.default_duration_minutes, most=policy.max_duration_minutes)
         justification = self.fields["justification"]
         if policy.require_justification:
             justification.required = True
@@ -61,6 +73,15 @@ class RequestForm(forms.Form):
             ticket.help_text = "The change or incident this work belongs to."
         else:
             del self.fields["ticket"]
+
+    def set_duration(self, *, default: int, most: int) -> None:
+        """Offer ``default`` minutes, suggest the usual lengths up to ``most`` (the service refuses more)."""
+        duration = self.fields["duration_minutes"]
+        default = min(default, most)
+        duration.initial = minutes_input(default)
+        duration.help_text = (f"Hours and minutes, such as 4h, 90m or 1h30m. Default {minutes_text(default)}, "
+                              f"at most {minutes_text(most)}.")
+        self.duration_choices = [(minutes_input(m), minutes_text(m)) for m in common_choices(most)]
 
     def clean_justification(self):
         text = (self.cleaned_data.get("justification") or "").strip()
@@ -88,9 +109,11 @@ class RequestForm(forms.Form):
 class ExtendForm(RequestForm):
     """More time on a grant: the same rules, and the original ticket carries over."""
 
-    def __init__(self, *args, policy: Policy, grant: Grant, **kwargs):
+    def __init__(self, *args, policy: Policy, grant: Grant, room: int, **kwargs):
         super().__init__(*args, policy=policy, **kwargs)
-        self.fields["duration_minutes"].label = "More time (minutes)"
+        self.fields["duration_minutes"].label = "More time"
+        # Never offer more than the grant may still get (the policy caps a grant's whole length).
+        self.set_duration(default=policy.default_duration_minutes, most=room)
         if "ticket" in self.fields and grant.request.ticket:
             ticket = self.fields["ticket"]
             ticket.initial = grant.request.ticket

@@ -1,4 +1,4 @@
-"""Targets, eligibility policies, access requests, approvals and grants."""
+"""Targets, eligibility policies, access requests, approvals, grants, and reconciler removals held for an operator."""
 import re
 
 from django.conf import settings
@@ -38,6 +38,12 @@ class Target(models.Model):
     description = models.TextField(blank=True)
     group_dn = models.CharField(max_length=512, help_text="the AD group that grants the right")
     standing_members = models.JSONField(default=list, blank=True)
+    nested_into_protected = models.BooleanField(
+        "nested into a protected group on purpose (tier 0)", default=False,
+        help_text="the JIT group is nested into Domain Admins or another protected group by design, so AD's "
+                  "SDProp marks it adminCount=1: accept that for this group (never Domain Admins itself "
+                  "or another well-known privileged group)",
+    )
     approver_groups = models.JSONField(
         default=list, blank=True,
         help_text="AD group names whose members may approve requests for this target, besides the policy's",
@@ -102,7 +108,9 @@ class Policy(models.Model):
     eligible_groups = models.JSONField(default=list, blank=True, help_text="AD group names (sAMAccountName)")
     eligible_users = models.JSONField(default=list, blank=True, help_text="AD user names (sAMAccountName)")
     default_duration_minutes = models.PositiveIntegerField(default=60)
-    max_duration_minutes = models.PositiveIntegerField(default=240)
+    max_duration_minutes = models.PositiveIntegerField(
+        default=240, help_text="the longest a grant may last, its extensions included",
+    )
     approval_mode = models.CharField(max_length=8, choices=ApprovalMode.choices, default=ApprovalMode.MANUAL)
     approvals_required = models.PositiveSmallIntegerField(default=1)
     approver_groups = models.JSONField(default=list, blank=True, help_text="AD group names whose members may approve")
@@ -272,6 +280,7 @@ class Grant(models.Model):
     revoke_requested_at = models.DateTimeField(null=True, blank=True)
     revoke_requested_by = models.CharField(max_length=150, blank=True)
     revoke_reason = models.CharField(max_length=16, choices=RevokeReason.choices, blank=True)
+    revoke_comment = models.TextField(blank=True, help_text="why it was revoked, as told to the holder")
     revoked_at = models.DateTimeField(null=True, blank=True)
     expiry_warned_at = models.DateTimeField(null=True, blank=True, help_text="when the holder was told it ends soon")
     membership_removed = models.BooleanField(
@@ -351,3 +360,62 @@ class StandingAdmin(models.Model):
 
     def __str__(self):
         return f"{self.name or self.sid} on {self.target}"
+
+
+class HeldRemoval(models.Model):
+    """A member the reconciler would have removed from a JIT group, held for an operator's say.
+
+    One run may remove at most JITAD_RECONCILE_MAX_REMOVE_SHARE of a group's members (and
+    always JITAD_RECONCILE_MAX_REMOVE_MIN): a wrong database view (a restored backup, a
+    target pointed at the wrong group) must not empty a group people depend on. Beyond the
+    limit the run removes none of that batch; each would-be removal is a row here, ``pending``
+    until an operator confirms it (``confirmed``: the worker removes it as claimed work,
+    ``claim_token`` + ``lease_until`` like a grant, then ``done``) or discards it
+    (``discarded``: the member stays, and the reconciler leaves it alone for as long as it
+    stays in the group; ``left_at`` is when it was seen gone). A pending hold whose member
+    left the group or became backed by a grant meanwhile is ``cleared`` by the next run.
+    Rows are never deleted: they are the record of what was held and who decided.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "waiting for an operator"
+        CONFIRMED = "confirmed", "confirmed, being removed"
+        DONE = "done", "removed"
+        DISCARDED = "discarded", "discarded, left in the group"
+        CLEARED = "cleared", "no longer needed"
+
+    group_dn = models.CharField(max_length=512)
+    member_dn = models.CharField(max_length=512)
+    member_key = models.CharField(max_length=512, help_text="the member's DN, normalised")
+    batch = models.UUIDField(help_text="the reconcile run that held it")
+    reason = models.TextField(blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    held_at = models.DateTimeField(default=timezone.now)
+    decided_by = models.CharField(max_length=150, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=200, blank=True)
+    left_at = models.DateTimeField(null=True, blank=True, help_text="a discarded member seen gone from the group")
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    claim_token = models.UUIDField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    OPEN_STATES = (State.PENDING, State.CONFIRMED)
+
+    class Meta:
+        ordering = ["-held_at", "id"]
+        indexes = [
+            models.Index(fields=["group_dn", "state"]),
+            models.Index(fields=["state", "next_attempt_at"]),
+            models.Index(fields=["claim_token"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["group_dn", "member_key"], condition=models.Q(state__in=["pending", "confirmed"]),
+                                    name="one_open_hold_per_member"),
+        ]
+
+    def __str__(self):
+        return f"held removal #{self.pk} of {self.member_dn} from {self.group_dn} [{self.state}]"

@@ -1,11 +1,11 @@
 """Policy as code: validate a YAML file of targets and policies, then apply it to the database."""
 import difflib
 import hashlib
+import os
 import re
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 
 import yaml
 from django.conf import settings
@@ -14,12 +14,16 @@ from jsonschema import Draft202012Validator
 
 from jitad import directory, hosts
 from jitad.audit.services import audit_record
+from jitad.humantime import DurationError, parse_minutes
 
 from .models import ALLOWED_ADMIN_PATTERN, WINRM_URL_PATTERN, Policy, Target
 from .services.requests import JUSTIFICATION_MAX
 
 SUPPORTED_VERSION = 1
 DEFAULT_ACTOR = "system:policy-file"
+# The schema nests five levels deep; anything much deeper is a mistake or an attack (PyYAML
+# builds the tree recursively, so 50,000 levels would end in a RecursionError).
+MAX_DEPTH = 20
 # The range of PositiveIntegerField / PositiveSmallIntegerField on every supported database:
 # a larger number would pass validation and then fail half-way through the apply.
 INT_MAX = 2_147_483_647
@@ -74,6 +78,8 @@ def _int(minimum: int, maximum: int = INT_MAX) -> dict:
 
 
 _NAME_LIST = {"type": "array", "items": {"type": "string", "minLength": 1}}
+# "4h", "90m", "1h30m" (jitad.humantime) or a number of minutes; read by _Checker.check_duration.
+_DURATION = {"type": ["string", "integer"]}
 
 TARGET_SCHEMA = _object(
     {
@@ -83,6 +89,7 @@ TARGET_SCHEMA = _object(
         "group": {"type": "string", "minLength": 1, "maxLength": _max_length(Target, "group_dn")},
         "description": {"type": "string"},
         "standing_members": _NAME_LIST,
+        "nested_into_protected": {"type": "boolean"},
         "tier": {"enum": list(Target.Tier.values)},
         "approver_groups": _NAME_LIST,
         "winrm": _object(
@@ -106,7 +113,7 @@ POLICY_SCHEMA = _object(
         "priority": _int(0),
         "targets": {**_NAME_LIST, "minItems": 1, "uniqueItems": True},
         "eligible": _object({"groups": _NAME_LIST, "users": _NAME_LIST}),
-        "duration": _object({"default_minutes": _int(1), "max_minutes": _int(1)}),
+        "duration": _object({"default": _DURATION, "max": _DURATION, "default_minutes": _int(1), "max_minutes": _int(1)}),
         "approval": _object(
             {
                 "mode": {"enum": list(Policy.ApprovalMode.values)},
@@ -149,19 +156,31 @@ _VALIDATOR = Draft202012Validator(FILE_SCHEMA)
 
 
 class StrictLoader(yaml.SafeLoader):
-    """A SafeLoader that rejects duplicate mapping keys and aliases.
+    """A SafeLoader that rejects duplicate mapping keys, aliases and deep nesting.
 
     PyYAML keeps the last of two equal keys without a word, which would let a reviewer
     read one value while another is applied. Aliases are refused so every value a
     reviewer approves is written out where it applies (and no alias can recurse).
+    Nesting stops at MAX_DEPTH collections, long before Python's recursion limit.
     """
+
+    depth = 0
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             problem = f"aliases (*{event.anchor}) are not allowed in a policy file; write the value out"
             raise yaml.composer.ComposerError(None, None, problem, event.start_mark)
-        return super().compose_node(parent, index)
+        if not self.check_event(yaml.SequenceStartEvent, yaml.MappingStartEvent):
+            return super().compose_node(parent, index)
+        if self.depth >= MAX_DEPTH:
+            problem = f"nested deeper than {MAX_DEPTH} levels (a policy file needs 5)"
+            raise yaml.composer.ComposerError(None, None, problem, self.peek_event().start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_mapping(self, node, deep=False):
         seen = {}
@@ -331,7 +350,9 @@ class _Checker:
 
     def check_dns(self, base: tuple, target: dict) -> None:
         if self.ok((*base, "group")) and "group" in target:
-            self.check_dn((*base, "group"), target["group"])
+            problem = directory.placement_problem(target["group"])
+            if problem:
+                self.add((*base, "group"), _group_refusal(target, problem))
         if self.ok((*base, "standing_members")):
             for j, dn in enumerate(target.get("standing_members", [])):
                 self.check_dn((*base, "standing_members", j), dn)
@@ -378,11 +399,18 @@ class _Checker:
         path = (*base, "duration")
         if not self.ok(path):
             return
-        duration = policy.get("duration", {})
-        default = duration.get("default_minutes", _model_default(Policy, "default_duration_minutes"))
-        maximum = duration.get("max_minutes", _model_default(Policy, "max_duration_minutes"))
-        if default > maximum:
-            self.add((*path, "default_minutes"), f"{default} is more than max_minutes ({maximum})")
+        minutes = {}
+        for key in ("default", "max"):
+            try:
+                minutes[key] = _duration_minutes(policy.get("duration", {}), key)
+            except _DurationProblem as e:
+                self.add((*path, e.key), e.message)
+        if len(minutes) == 2 and minutes["default"] > minutes["max"]:
+            duration = policy.get("duration", {})
+            default_key = "default" if "default" in duration else "default_minutes"
+            max_key = "max" if "max" in duration else "max_minutes"
+            shown = {k: duration.get(k, minutes[k.removesuffix("_minutes")]) for k in (default_key, max_key)}
+            self.add((*path, default_key), f"{shown[default_key]} is more than {max_key} ({shown[max_key]})")
 
     def check_approval(self, base: tuple, policy: dict) -> None:
         path = (*base, "approval")
@@ -422,6 +450,45 @@ def _model_default(model, name: str):
     return model._meta.get_field(name).get_default()
 
 
+class _DurationProblem(Exception):
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key, self.message = key, message
+
+
+def _duration_minutes(duration: dict, key: str) -> int:
+    """Minutes of ``duration.<key>`` ("4h", "90m", "1h30m" or minutes) or ``<key>_minutes``; the model's default if neither."""
+    if key in duration and f"{key}_minutes" in duration:
+        raise _DurationProblem(key, f"set {key} or {key}_minutes, not both")
+    if key in duration:
+        try:
+            return parse_minutes(duration[key])
+        except DurationError as e:
+            raise _DurationProblem(key, str(e)) from e
+    if f"{key}_minutes" in duration:
+        return duration[f"{key}_minutes"]
+    return _model_default(Policy, f"{key}_duration_minutes")
+
+
+def _group_refusal(target: dict, problem: str) -> str:
+    name = target.get("name")
+    who = f"target {name!r}" if isinstance(name, str) else "this target"
+    return f"{who} cannot use {target['group']!r} as its JIT group: {problem}"
+
+
+def _directory_problems(data: dict) -> list[tuple[tuple, str]]:
+    """(path, message) for each target whose group the DC shows missing, not a group, or protected.
+
+    A target marked ``nested_into_protected`` may name a tier-0 JIT group (nested into a
+    protected group, adminCount=1), never a well-known privileged group. Asks the DC (one
+    connection, one read per group); raises DirectoryUnavailable or DirectoryMisconfigured
+    when it cannot.
+    """
+    targets = [(i, t, (t["group"], t.get("nested_into_protected", False))) for i, t in enumerate(data.get("targets", []))]
+    problems = directory.group_problems({key for _i, _t, key in targets})
+    return [(("targets", i, "group"), _group_refusal(t, problems[key])) for i, t, key in targets if problems[key]]
+
+
 def _problems(root, data, prune: bool) -> list[str]:
     """Every problem in the parsed document, as ``line N: path: message`` sorted by line."""
     if data is None:
@@ -437,12 +504,28 @@ def _problems(root, data, prune: bool) -> list[str]:
                 f"this jitad reads version {SUPPORTED_VERSION}"]
     found = _schema_problems(data)
     found += _Checker(data, {p for p, _m in found}, prune).run()
+    if not found:  # a file that is right in itself: now ask the DC about its groups
+        found = _directory_problems(data)
     located = sorted(((_line(root, p), _format_path(p), m) for p, m in found), key=lambda x: x[0])
     return [f"line {line}: {path}: {message}" for line, path, message in located]
 
 
+def _check_size(size: int, *, at_least: bool = False) -> None:
+    """Refuse a file larger than JITAD_POLICY_MAX_BYTES before parsing it."""
+    limit = settings.JITAD_POLICY_MAX_BYTES
+    if size > limit:
+        what = f"more than {limit:,} bytes" if at_least else f"{size:,} bytes"
+        raise PolicyFileError([f"line 1: (top level): the file is {what}; the limit is {limit:,} bytes "
+                               "(JITAD_POLICY_MAX_BYTES)"])
+
+
 def load_policy_text(text: str, *, prune: bool = False) -> dict:
-    """Parse and validate a policy file's text; raise PolicyFileError listing every problem."""
+    """Parse and validate a policy file's text, asking the DC about its groups.
+
+    Raises PolicyFileError listing every problem, or the directory's error when no DC can
+    be asked. Run it with no transaction open: it may take seconds and talks to the DC.
+    """
+    _check_size(len(text.encode("utf-8", "surrogatepass")))
     root, data = _parse(text)
     errors = _problems(root, data, prune)
     if errors:
@@ -461,6 +544,7 @@ def _target_values(spec: dict) -> dict:
         "description": spec.get("description", ""),
         "group_dn": spec["group"],
         "standing_members": spec.get("standing_members", []),
+        "nested_into_protected": spec.get("nested_into_protected", False),
         "tier": spec.get("tier", _model_default(Target, "tier")),
         "approver_groups": spec.get("approver_groups", []),
         "winrm_url": spec.get("winrm", {}).get("url", ""),
@@ -482,8 +566,8 @@ def _policy_values(spec: dict) -> dict:
         "priority": spec.get("priority", d("priority")),
         "eligible_groups": eligible.get("groups", []),
         "eligible_users": eligible.get("users", []),
-        "default_duration_minutes": duration.get("default_minutes", d("default_duration_minutes")),
-        "max_duration_minutes": duration.get("max_minutes", d("max_duration_minutes")),
+        "default_duration_minutes": _duration_minutes(duration, "default"),
+        "max_duration_minutes": _duration_minutes(duration, "max"),
         "approval_mode": approval["mode"],
         # Auto-approved requests need nobody: store 0 rather than a meaningless default of 1.
         "approvals_required": 0 if auto else approval.get("approvers_required", d("approvals_required")),
@@ -526,9 +610,9 @@ class _Change:
 
 
 def _stored(obj, name: str):
-    """A field's current value; ``targets`` as the sorted names of the M2M."""
+    """A field's current value; ``targets`` as the sorted names of the M2M (prefetched)."""
     if name == "targets":
-        return sorted(obj.targets.values_list("name", flat=True))
+        return sorted(t.name for t in obj.targets.all())
     return getattr(obj, name)
 
 
@@ -540,24 +624,38 @@ def _differences(obj, values: dict) -> list[str]:
     return [name for name, value in wanted.items() if _stored(obj, name) != value]
 
 
-def _plan(data: dict, prune: bool) -> list[_Change]:
-    """Every object the file touches (and, pruning, every enabled one it omits), targets first."""
+def _plan(data: dict, prune: bool, *, lock: bool) -> list[_Change]:
+    """Every object the file touches (and, pruning, every enabled one it omits), targets first.
+
+    With ``lock`` (inside the write transaction) the rows are locked, so an edit in the
+    admin cannot slip in between the diff and the write.
+    """
     plan = []
     for kind, model, section, values_of in (
         ("target", Target, "targets", _target_values),
         ("policy", Policy, "policies", _policy_values),
     ):
         specs = {spec["name"]: values_of(spec) for spec in data.get(section, [])}
-        # Locked so an edit in the admin cannot slip in between the diff and the write.
-        existing = model.objects.select_for_update().in_bulk(list(specs), field_name="name")
+        rows = model.objects.select_for_update() if lock else model.objects.all()
+        if model is Policy:
+            rows = rows.prefetch_related("targets")
+        existing = rows.in_bulk(list(specs), field_name="name")
         for name, values in specs.items():
             obj = existing.get(name)
             changed = list(values) if obj is None else _differences(obj, values)
             plan.append(_Change(kind, name, obj, values, changed))
         if prune:
-            stale = model.objects.select_for_update().filter(enabled=True).exclude(name__in=list(specs))
+            stale = rows.filter(enabled=True).exclude(name__in=list(specs))
             plan.extend(_Change(kind, o.name, o, {"enabled": False}, ["enabled"], pruned=True) for o in stale)
     return plan
+
+
+def _targets_gone(data: dict) -> list[str]:
+    """Targets the file's policies take from the database that were deleted since validation."""
+    in_file = {t["name"] for t in data.get("targets", [])}
+    named = {name for p in data.get("policies", []) for name in p["targets"]} - in_file
+    found = set(Target.objects.select_for_update().filter(name__in=named).values_list("name", flat=True))
+    return sorted(named - found)
 
 
 def _state(enabled: bool) -> str:
@@ -613,19 +711,39 @@ def apply_policy_text(
     default. With ``prune``, enabled objects the file does not name are disabled (never
     deleted). With ``dry_run``, nothing is written.
     """
-    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    reason = f"policy file {source} (sha256 {digest})"
+    # Parsing, validation and the DC's answers come first, with no transaction open: on
+    # SQLite a transaction holds the database's write lock, and the sweeper must keep
+    # revoking while a large file is read. Only the writes run in one short transaction.
+    data = load_policy_text(text, prune=prune)
     summary = ApplySummary(dry_run=dry_run)
-    with transaction.atomic():
-        # Validation reads the database (existing targets): do it under the same transaction.
-        data = load_policy_text(text, prune=prune)
-        for change in _plan(data, prune):
+    plan = _plan(data, prune, lock=False)
+    if dry_run or not any(change.changed for change in plan):
+        for change in plan:
             _summarise(summary, change)
-            if change.changed and not dry_run:
+        return summary
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    reason = f"policy file {source} (sha256 {digest})"
+    with transaction.atomic():
+        gone = _targets_gone(data)
+        if gone:
+            raise PolicyFileError([f"line 1: (top level): target {name!r} was deleted while the file was being "
+                                   "checked; apply it again" for name in gone])
+        for change in _plan(data, prune, lock=True):
+            _summarise(summary, change)
+            if change.changed:
                 _execute(change, actor=actor, reason=reason)
     return summary
 
 
 def apply_policy_file(path, **options) -> ApplySummary:
-    """Read ``path`` (UTF-8) and apply it; OSError and UnicodeDecodeError mean it could not be read."""
-    return apply_policy_text(Path(path).read_text(encoding="utf-8"), source=str(path), **options)
+    """Read ``path`` (UTF-8, at most JITAD_POLICY_MAX_BYTES) and apply it.
+
+    The size is checked before anything is read. OSError and UnicodeDecodeError mean the
+    file could not be read.
+    """
+    limit = settings.JITAD_POLICY_MAX_BYTES
+    with open(path, "rb") as f:
+        _check_size(os.fstat(f.fileno()).st_size)
+        raw = f.read(limit + 1)  # a pipe or a growing file has no size up front
+    _check_size(len(raw), at_least=True)
+    return apply_policy_text(raw.decode("utf-8"), source=str(path), **options)

@@ -7,6 +7,7 @@ worker, and a lost or duplicated message never changes the outcome.
 from celery import shared_task
 
 from jitad.directory import DirectoryUnavailable
+from jitad.engine import queue
 
 from . import services
 
@@ -33,7 +34,7 @@ def hosts_scan() -> int:
     """Fan out: one scan task per server, so one slow server never delays the others."""
     ids = list(services.scannable_targets().values_list("id", flat=True))
     for target_id in ids:
-        host_scan.delay(target_id)
+        queue.enqueue("jitad.elevation.host_scan", target_id)
     return len(ids)
 
 
@@ -50,14 +51,20 @@ def grant_refresh_ttl(grant_id: int) -> None:
     services.grant_refresh_ttl_execute(grant_id=grant_id)
 
 
+@shared_task(name="jitad.elevation.held_removals_execute", **_SAFE)
+def held_removals_execute(held_ids: list[int], token: str) -> None:
+    services.held_removals_execute(ids=held_ids, token=token)
+
+
 @shared_task(name="jitad.elevation.sweep", expires=30)
 def sweep() -> dict:
-    return services.sweep()
+    # Confirmed held removals ride on the sweep: a lost message or a dead worker's claim is picked up within a second.
+    return {**services.sweep(), "held_removal": services.held_removals_sweep()}
 
 
 @shared_task(name="jitad.elevation.reconcile", expires=300)
 def reconcile() -> None:
-    services.reconcile()
+    services.reconcile_once()
 
 
 @shared_task(name="jitad.elevation.expire_pending", expires=300)

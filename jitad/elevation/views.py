@@ -15,12 +15,14 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 
 from jitad.accounts.mfa import mfa_is_fresh
+from jitad.humantime import minutes_text
 
 from . import services
 from .errors import RequestRefused
 from .forms import ExtendForm, RequestForm
 from .models import Policy
 from .services.eligibility import access_overview, eligibility_search, eligible_target_get, own_grant_get, own_request_get
+from .services.extensions import extension_room
 
 PAGE_SIZE = 50
 QUERY_MAX = 100
@@ -160,17 +162,22 @@ def grant_release(request, pk: int):
 
 @require_http_methods(["GET", "POST"])
 def grant_extend(request, pk: int):
-    """Ask for more time on one of my grants, under the policy that covers it now."""
+    """Ask for more time on one of my grants, under the policy that covers it now.
+
+    A grant that cannot be extended (the policy allows no more extensions, or the grant
+    already lasts as long as the policy allows) gets the reason and no form, as a 409.
+    """
     grant = own_grant_get(user=request.user, grant_id=pk)
     if grant is None:
         raise Http404("No such grant of yours.")
     policy = services.policy_for(user=request.user, target=grant.target)
+    room = extension_room(grant=grant, policy=policy)
     posted = request.method == "POST"
-    form, error = None, ""
-    if policy is None:
-        error = f"No policy lets you request {grant.target.name} any more, so this grant cannot be extended."
+    form, error, status = None, "", 400 if posted else 200
+    if not room:
+        error, status = room.message, 409
     else:
-        form = ExtendForm(request.POST if posted else None, policy=policy, grant=grant)
+        form = ExtendForm(request.POST if posted else None, policy=policy, grant=grant, room=room.minutes)
         if posted and form.is_valid():
             try:
                 req = services.request_extend(grant=grant, requester=request.user, **form.service_arguments())
@@ -180,11 +187,11 @@ def grant_extend(request, pk: int):
             else:
                 if req.state == req.State.APPROVED:
                     messages.success(request, f"Your admin rights on {grant.target.name} now last "
-                                              f"{req.duration_minutes} minutes longer.")
+                                              f"{minutes_text(req.duration_minutes)} longer.")
                 else:
                     messages.success(request, f"Extension request #{req.pk} for {grant.target.name} is waiting "
                                               f"for {_approval_text(policy)}.")
                 return redirect("elevation:access")
-    context = {"grant": grant, "policy": policy, "form": form, "error": error,
+    context = {"grant": grant, "policy": policy, "form": form, "error": error, "room": room,
                "approval": _approval_text(policy) if policy else ""}
-    return render(request, "elevation/extend_form.html", context, status=400 if posted else 200)
+    return render(request, "elevation/extend_form.html", context, status=status)

@@ -1,10 +1,10 @@
 """What went out, to whom, and what failed: read-only, with one action to send failures again."""
 from django.contrib import admin, messages
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils.html import format_html
 
-from .models import Delivery, Notification
+from .models import AlertCondition, Delivery, DigestEntry, Notification
 from .services import deliveries_retry
 
 D = Delivery.State
@@ -83,3 +83,33 @@ class DeliveryAdmin(_ReadOnly, admin.ModelAdmin):
     def send_again(self, request, queryset):
         count = deliveries_retry(delivery_ids=list(queryset.filter(state=D.FAILED).values_list("id", flat=True)))
         self.message_user(request, f"{count} failed delivery(ies) queued again.", messages.SUCCESS)
+
+
+@admin.register(AlertCondition)
+class AlertConditionAdmin(_ReadOnly, admin.ModelAdmin):
+    """Conditions the watchdog and the engine alert on: open ones first."""
+
+    list_display = ("key", "severity", "subject", "opened_at", "resolved_at", "occurrences", "last_alert_at")
+    list_filter = ("severity", "event", ("resolved_at", admin.EmptyFieldListFilter))
+    search_fields = ("key", "subject")
+    ordering = (F("resolved_at").desc(nulls_first=True), "-opened_at")
+    readonly_fields = ("key", "event", "severity", "subject", "opened_at", "resolved_at", "last_alert_at", "occurrences")
+
+
+@admin.register(DigestEntry)
+class DigestEntryAdmin(_ReadOnly, admin.ModelAdmin):
+    """Routine security events: waiting for the next digest (JITAD_ALERT_DIGEST_MINUTES), or in the one that told of them."""
+
+    list_display = ("created_at", "kind", "person", "destination", "told")
+    list_filter = ("kind", "destination", ("digest", admin.EmptyFieldListFilter))
+    search_fields = ("person", "subject", "object_id")
+    date_hierarchy = "created_at"
+    readonly_fields = ("created_at", "destination", "event", "kind", "subject", "person", "object_type", "object_id",
+                       "digest")
+
+    @admin.display(description="digest")
+    def told(self, obj):
+        if obj.digest_id is None:
+            return "waiting"
+        url = reverse("admin:notifications_notification_change", args=[obj.digest_id])
+        return format_html('<a href="{}">digest {}</a>', url, obj.digest_id)

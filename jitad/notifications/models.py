@@ -75,3 +75,64 @@ class Delivery(models.Model):
 
     def __str__(self):
         return f"{self.get_channel_display()} to {self.address or self.destination} [{self.state}]"
+
+
+class AlertCondition(models.Model):
+    """Something wrong that lasts (a DC down, revocations late, a process dead): alerted once, then resolved once.
+
+    ``key`` names the condition (``directory.unreachable``, ``grant.revoke_failed:DirectoryUnavailable``).
+    While it is open (``resolved_at`` empty) raising it again only counts ``occurrences``
+    and, every JITAD_ALERT_REMIND_MINUTES, reminds; resolving it sends one "Resolved" message.
+    So a wave of failures with one cause is one alert, not one per grant or per run.
+    """
+
+    key = models.CharField(max_length=200, unique=True)
+    event = models.CharField(max_length=64)
+    severity = models.CharField(max_length=16, choices=Notification.Severity.choices,
+                                default=Notification.Severity.CRITICAL)
+    subject = models.CharField(max_length=200)
+    opened_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_alert_at = models.DateTimeField()
+    occurrences = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["-opened_at"]
+
+    def __str__(self):
+        return f"{self.key} ({'open' if self.resolved_at is None else 'resolved'})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
+
+
+class DigestEntry(models.Model):
+    """A routine security event waiting for its destination's next digest (JITAD_ALERT_DIGEST_MINUTES).
+
+    Routine events (a person enrolling MFA, making backup codes or an API token) are many
+    when people are onboarded in bulk, and each is already in the audit trail. They wait
+    here and go out as one message per destination and period, counted by kind with the
+    people named; ``digest`` is that message once it is recorded. Anything not routine is
+    never queued: it is sent at once.
+    """
+
+    created_at = models.DateTimeField(default=timezone.now)
+    destination = models.CharField(max_length=150, help_text="the variable that holds the URLs, as on a delivery")
+    event = models.CharField(max_length=64)
+    kind = models.CharField(max_length=100, help_text="what happened, as counted in the digest")
+    subject = models.CharField(max_length=200)
+    person = models.CharField(max_length=150, blank=True)
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    digest = models.ForeignKey(Notification, null=True, blank=True, on_delete=models.CASCADE,
+                               related_name="digested", help_text="the digest that told of it (empty: waiting)")
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "digest entries"
+        indexes = [models.Index(fields=["destination", "created_at"], condition=models.Q(digest__isnull=True),
+                                name="notif_digest_waiting")]
+
+    def __str__(self):
+        return f"{self.subject} ({'waiting' if self.digest_id is None else f'in digest {self.digest_id}'})"

@@ -1,4 +1,4 @@
-"""Deliver notifications from the worker: a task per delivery, a batch task that fans out, the periodic check.
+"""Deliver notifications from the worker: a task per delivery, a batch task that fans out, the periodic checks.
 
 Every task here runs on the "notifications" queue (CELERY_TASK_ROUTES), never beside
 the grant engine's tasks.
@@ -26,3 +26,8 @@ def deliveries_send_batch(delivery_ids: list[int]) -> None:
 @shared_task(name="jitad.notifications.resend", expires=300)
 def deliveries_resend() -> int:
     return services.deliveries_resend()
+
+
+@shared_task(name="jitad.notifications.digests", expires=300)
+def digests_send() -> int:
+    return len(services.digests_send())

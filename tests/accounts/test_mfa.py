@@ -5,9 +5,8 @@ import time
 
 import pyotp
 import pytest
-from django_otp.plugins.otp_static.models import StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from jitad.accounts.devices import AuthenticatorDevice, BackupCode, BackupCodeDevice
 from jitad.accounts.mfa import FRESH_KEY
 from jitad.accounts.models import ApiToken
 from jitad.audit.models import AuditEvent
@@ -43,7 +42,7 @@ def test_enrolment_from_the_page_then_backup_codes_once(client, person):
 
     wrong = client.post(step, {"code": "123456"})
     assert wrong.status_code == 400
-    assert not TOTPDevice.objects.filter(user=person, confirmed=True).exists()
+    assert not AuthenticatorDevice.objects.filter(user=person, confirmed=True).exists()
     time.sleep(1.1)  # django-otp throttles for a second after a wrong code
 
     done = client.post(step, {"code": pyotp.TOTP(secret).now()})
@@ -63,7 +62,7 @@ def test_an_enrolled_person_cannot_enrol_another_device_with_a_password_only(cli
     assert client.get("/account/mfa/enrol/").url.startswith("/account/mfa/verify/")
     assert client.post("/account/mfa/enrol/", {"code": "123456"}).url.startswith("/account/mfa/verify/")
     assert client.post("/account/mfa/backup-codes/").url.startswith("/account/mfa/verify/")
-    assert TOTPDevice.objects.filter(user=person).count() == 1
+    assert AuthenticatorDevice.objects.filter(user=person).count() == 1
 
 
 def test_verify_with_totp_then_throttled_then_backup_code_once(client, person):
@@ -78,7 +77,7 @@ def test_verify_with_totp_then_throttled_then_backup_code_once(client, person):
     client.logout()
     step = _login(client, person)
     assert client.post(step, {"otp": code}).status_code == 400  # a backup code works once
-    assert not StaticToken.objects.filter(token=code).exists()
+    assert not BackupCode.objects.filter(device__user=person).exists()
 
 
 def test_next_never_leaves_the_site(client, person):
@@ -127,10 +126,10 @@ def test_the_last_device_cannot_be_removed(client, person):
     device = verify_session(client, person)
     response = client.post("/account/security/devices/remove/", {"device": device.persistent_id})
     assert response.status_code == 302
-    assert TOTPDevice.objects.filter(pk=device.pk).exists()
+    assert AuthenticatorDevice.objects.filter(pk=device.pk).exists()
     backup_codes(person, 2)
     client.post("/account/security/devices/remove/", {"device": device.persistent_id})
-    assert not TOTPDevice.objects.filter(pk=device.pk).exists()
+    assert not AuthenticatorDevice.objects.filter(pk=device.pk).exists()
 
 
 def test_someone_elses_device_cannot_be_removed(client, person, django_user_model):
@@ -139,7 +138,7 @@ def test_someone_elses_device_cannot_be_removed(client, person, django_user_mode
     backup_codes(other, 1)
     verify_session(client, person)
     client.post("/account/security/devices/remove/", {"device": theirs.persistent_id})
-    assert TOTPDevice.objects.filter(pk=theirs.pk).exists()
+    assert AuthenticatorDevice.objects.filter(pk=theirs.pk).exists()
 
 
 def test_admin_otp_login_counts_as_fresh(client, django_user_model):
@@ -167,7 +166,7 @@ def test_an_enrolment_secret_is_never_shown_to_a_second_session(client, person, 
     assert mine != stolen
     assert client.get(step).content.decode().count(mine) >= 1  # a reload keeps this session's secret
     assert client.post(step, {"code": pyotp.TOTP(mine).now()}).status_code == 302
-    assert TOTPDevice.objects.filter(user=person).count() == 1  # the other secret is gone
+    assert AuthenticatorDevice.objects.filter(user=person).count() == 1  # the other secret is gone
 
     later = Client()
     verify = _login(later, person)
@@ -184,34 +183,50 @@ def test_mfa_verification_gives_the_session_a_new_key(client, person):
 
 
 def test_a_backup_device_with_no_codes_left_does_not_count_as_a_device(client, person):
-    from django_otp.plugins.otp_static.models import StaticDevice
-
     device = verify_session(client, person)
-    StaticDevice.objects.create(user=person, name="spent", confirmed=True)
+    BackupCodeDevice.objects.create(user=person, name="spent", confirmed=True)
     client.post("/account/security/devices/remove/", {"device": device.persistent_id})
-    assert TOTPDevice.objects.filter(pk=device.pk).exists()
+    assert AuthenticatorDevice.objects.filter(pk=device.pk).exists()
 
 
-def test_new_ways_to_pass_mfa_alert_the_security_channel(client, person):
-    from jitad.notifications.models import Notification
+def test_new_ways_to_pass_mfa_alert_the_security_channel(client, person, settings):
+    """Routine for a person with no privileged role: they wait for the security channel's digest."""
+    from jitad.notifications.models import DigestEntry, Notification
 
+    settings.JITAD_ALERT_DIGEST_MINUTES = 15
     verify_session(client, person)
     client.post("/account/security/tokens/", {"name": "bot", "days": "7"})
     client.post("/account/mfa/backup-codes/")
-    subjects = list(Notification.objects.filter(event="mfa.changed").values_list("subject", flat=True))
-    assert any("API token 'bot'" in s for s in subjects) and any("backup codes" in s for s in subjects)
+    waiting = list(DigestEntry.objects.filter(event="mfa.changed", person=person.username).values_list("kind", "subject"))
+    assert {kind for kind, _ in waiting} == {"created an API token", "made a new set of backup codes"}
+    assert any("API token 'bot'" in subject for _, subject in waiting)
+    assert not Notification.objects.filter(event="mfa.changed").exists()
+
+
+def test_new_ways_to_pass_mfa_of_staff_alert_at_once(client, person, settings):
+    from jitad.notifications.models import DigestEntry, Notification
+
+    settings.JITAD_ALERT_DIGEST_MINUTES = 15
+    person.is_staff = True
+    person.save()
+    verify_session(client, person)
+    client.post("/account/mfa/backup-codes/")
+    (note,) = Notification.objects.filter(event="mfa.changed")
+    assert "backup codes" in note.subject and "staff (admin site)" in note.body
+    assert not DigestEntry.objects.exists()
 
 
 def test_too_many_wrong_passwords_pause_logins_for_that_account(client, person):
     """GIVEN five wrong passwords, typed as different spellings of the same account WHEN the
     right password comes next THEN it is refused too, and says why."""
-    from jitad.accounts.services import login_key
+    from jitad.accounts.throttle import login_key
 
     assert {login_key(n) for n in ("Alice", "JITAD\\alice", "alice@jitad.test", " ALICE ")} == {"alice"}
     for name in (person.username, person.username.upper(), person.username.title(), f" {person.username} ", person.username):
         assert client.post("/account/login/", {"username": name, "password": "wrong-password-1"}).status_code == 401
     refused = client.post("/account/login/", {"username": person.username, "password": PASSWORD})
-    assert refused.status_code == 401 and b"Too many wrong passwords" in refused.content
+    assert refused.status_code == 429 and b"Too many wrong passwords for this account. Try again in" in refused.content
+    assert 0 < int(refused["Retry-After"]) <= 900
     assert "_auth_user_id" not in client.session
 
 

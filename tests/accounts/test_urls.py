@@ -10,8 +10,8 @@ import uuid
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from django.urls.resolvers import RoutePattern
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from jitad.accounts.devices import AuthenticatorDevice
 from jitad.accounts import middleware
 from jitad.audit.models import AuditEvent
 from tests.support.mfa import stale_age, verify_session
@@ -140,7 +140,7 @@ def test_password_only_session_is_refused(client, django_user_model, name, url):
     if name in middleware.PUBLIC or name in middleware.UNVERIFIED_OK:
         return
     user = django_user_model.objects.create_user(f"half{uuid.uuid4().hex[:6]}", password="A-long-passphrase-9")
-    TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+    AuthenticatorDevice.objects.create(user=user, name="phone", confirmed=True)
     client.force_login(user)
     for method in ("get", "post"):
         response = getattr(client, method)(url)

@@ -128,16 +128,16 @@ def test_rekey_check_tells_when_old_keys_may_go(db, settings):
     from jitad.breakglass.vault import secret_seal
 
     old, new = key_generate(), key_generate()
-    settings.JITAD_BREAKGLASS_KEYS = [old]
+    settings.JITAD_VAULT_KEYS = [old]
     row = SealedAccount.objects.create(name="bg-da-rekey", state=A.SEALED)
     row.secret = secret_seal(ref=row.vault_ref, password="x" * 20)
     row.save()
-    settings.JITAD_BREAKGLASS_KEYS = [new, old]
+    settings.JITAD_VAULT_KEYS = [new, old]
     with pytest.raises(CommandError, match="bg-da-rekey"):
         call_command("jitad_breakglass", "rekey", "--check")
     call_command("jitad_breakglass", "rekey")
     call_command("jitad_breakglass", "rekey", "--check")
-    settings.JITAD_BREAKGLASS_KEYS = [new]
+    settings.JITAD_VAULT_KEYS = [new]
     row.refresh_from_db()
     from jitad.breakglass.vault import secret_open
 

@@ -1,4 +1,5 @@
 """The vault: encryption at rest bound to the row, key rotation, and the passwords jitad generates."""
+import json
 import re
 
 import pytest
@@ -13,6 +14,7 @@ from jitad.breakglass.vault import (
     secret_rekey,
     secret_seal,
 )
+from jitad.vault import key_id, token_key_id
 
 
 def test_a_secret_opens_only_for_its_own_row(settings):
@@ -27,23 +29,36 @@ def test_a_secret_opens_only_for_its_own_row(settings):
 
 def test_key_rotation_old_tokens_open_until_rekeyed(settings):
     old, new = key_generate(), key_generate()
-    settings.JITAD_BREAKGLASS_KEYS = [old]
+    settings.JITAD_VAULT_KEYS = [old]
     token = secret_seal(ref="r", password="first-password-123")
-    settings.JITAD_BREAKGLASS_KEYS = [new, old]  # the new key first: it encrypts, both decrypt
+    settings.JITAD_VAULT_KEYS = [new, old]  # the new key first: it encrypts, both decrypt
     assert secret_open(ref="r", token=token) == "first-password-123"
-    rekeyed = secret_rekey(token)
-    settings.JITAD_BREAKGLASS_KEYS = [new]  # the old key dropped: only re-encrypted tokens still open
+    rekeyed = secret_rekey(ref="r", token=token)
+    settings.JITAD_VAULT_KEYS = [new]  # the old key dropped: only re-encrypted tokens still open
     assert secret_open(ref="r", token=rekeyed) == "first-password-123"
-    with pytest.raises(VaultError, match="does not open"):
+    with pytest.raises(VaultError, match=f"key {key_id(old)}, which is not in JITAD_VAULT_KEYS"):
         secret_open(ref="r", token=token)
-    Fernet(new.encode()).decrypt(rekeyed.encode())  # really under the new key
+    assert token_key_id(rekeyed) == key_id(new)  # really under the new key
+
+
+def test_a_secret_sealed_before_key_ids_still_opens_and_rekeys(settings):
+    """GIVEN a password sealed the way jitad did before key ids (a Fernet token of {ref, password}) WHEN opened
+    and rekeyed THEN it opens for its row only, and rekey writes it in the current format."""
+    key = key_generate()
+    settings.JITAD_VAULT_KEYS = [key]
+    legacy = Fernet(key.encode()).encrypt(json.dumps({"ref": "r", "password": "old-style-pw-1"}).encode()).decode()
+    assert secret_open(ref="r", token=legacy) == "old-style-pw-1"
+    with pytest.raises(VaultError, match="another row"):
+        secret_open(ref="r2", token=legacy)
+    rekeyed = secret_rekey(ref="r", token=legacy)
+    assert token_key_id(rekeyed) == key_id(key) and secret_open(ref="r", token=rekeyed) == "old-style-pw-1"
 
 
 def test_no_keys_or_a_bad_key_is_a_clear_error(settings):
-    settings.JITAD_BREAKGLASS_KEYS = []
+    settings.JITAD_VAULT_KEYS = []
     with pytest.raises(VaultError, match="empty"):
         secret_seal(ref="r", password="x" * 20)
-    settings.JITAD_BREAKGLASS_KEYS = ["short"]
+    settings.JITAD_VAULT_KEYS = ["short"]
     with pytest.raises(VaultError, match="not a Fernet key"):
         secret_seal(ref="r", password="x" * 20)
 

@@ -47,7 +47,13 @@ def portal(live_server, live, settings):
 @pytest.fixture
 def page(browser, request):
     """A fresh browser context per test; a screenshot is kept when the test fails."""
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, timezone_id="Europe/Berlin", locale="en-GB")
+    yield from fresh_page(browser, request, viewport={"width": 1280, "height": 860})
+
+
+def fresh_page(browser, request, **context_options):
+    """A page in a context of its own (Berlin time, British English, 15 s timeouts), for a fixture to
+    yield from; a screenshot is kept when the test fails."""
+    context = browser.new_context(timezone_id="Europe/Berlin", locale="en-GB", **context_options)
     context.set_default_timeout(15_000)
     pg = context.new_page()
     yield pg

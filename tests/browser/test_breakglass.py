@@ -20,11 +20,10 @@ import uuid
 from zoneinfo import ZoneInfo
 
 import pytest
-from django_otp.plugins.otp_static.models import StaticDevice
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
+from jitad.accounts.devices import AuthenticatorDevice, BackupCodeDevice
 from jitad import directory
 from jitad.audit.models import AuditEvent
 from jitad.breakglass.models import Checkout, CheckoutApproval, Review, RunbookTick, SealedAccount
@@ -89,7 +88,7 @@ def _next_totp(totp, sam) -> str:
     for a second after a wrong code; a person would wait just the same.
     """
     def ready():
-        device = TOTPDevice.objects.get(user__username__iexact=sam, confirmed=True)
+        device = AuthenticatorDevice.objects.get(user__username__iexact=sam, confirmed=True)
         return (device.last_t is None or _current_step() > device.last_t) and device.verify_is_allowed()[0]
 
     wait_for(ready, timeout=40, message="a TOTP step not used yet")
@@ -98,7 +97,7 @@ def _next_totp(totp, sam) -> str:
 
 def _backup_ready(sam) -> None:
     """Wait out django-otp's lock on the backup codes after a wrong one (a second)."""
-    wait_for(lambda: all(d.verify_is_allowed()[0] for d in StaticDevice.objects.filter(user__username__iexact=sam)),
+    wait_for(lambda: all(d.verify_is_allowed()[0] for d in BackupCodeDevice.objects.filter(user__username__iexact=sam)),
              timeout=10, message="the backup codes to be usable again")
 
 

@@ -445,6 +445,86 @@ def test_add_member_to_a_group_that_does_not_exist(d, ou):
         d.add_member(f"CN=nogroup-{unique_tag()},{ou}", user)
 
 
+@pytest.fixture
+def outside(samba_dc, admin):
+    """A group with one member in an OU beside the JIT OU (say, a server's standing admin group)."""
+    parent = f"OU=outside-{unique_tag()},{samba_dc.base_dn}"
+    ad_add(admin, parent, "organizationalUnit")
+    group = ad_add(admin, f"CN=Standing-{unique_tag()},{parent}", "group",
+                   {"sAMAccountName": f"st{unique_tag()}", "groupType": -2147483646})
+    member = ad_add(admin, f"CN=keep-{unique_tag()},{parent}", "contact")
+    assert admin.modify(group, {"member": [(MODIFY_ADD, [member])]}), admin.result
+    return parent, group, member
+
+
+def test_member_changes_outside_the_jit_ou_are_refused_and_the_dc_is_unchanged(d, outside, admin):
+    """GIVEN a group outside the JIT OU holding one member WHEN jitad is asked to add someone
+    to it, or remove its member (one or many), THEN each raises DirectoryNotManaged (permanent)
+    and the DC shows the group exactly as before."""
+    parent, group, member = outside
+    stranger = ad_add(admin, f"CN=new-{unique_tag()},{parent}", "contact")
+    with pytest.raises(directory.DirectoryNotManaged) as e:
+        d.add_member(group, stranger)
+    assert e.value.dn == group and e.value.transient is False and "not under the JIT OU" in str(e.value)
+    with pytest.raises(directory.DirectoryNotManaged):
+        d.add_member(group, stranger, ttl_seconds=60)
+    with pytest.raises(directory.DirectoryNotManaged):
+        d.remove_member(group, member)
+    with pytest.raises(directory.DirectoryNotManaged):
+        d.remove_members(group, [member, stranger])
+    with pytest.raises(directory.DirectoryNotManaged):
+        d.remove_members(group, [])
+    assert [normalize_dn(m) for m in ad_members(admin, group)] == [normalize_dn(member)]
+    assert {normalize_dn(m) for m in d.members_of(group)} == {normalize_dn(member)}  # reading is allowed
+
+
+def test_the_refusal_comes_before_any_word_to_the_dc(d, ou, outside):
+    """GIVEN a Directory whose connection is already closed WHEN asked to change a group outside
+    the JIT OU THEN it raises DirectoryNotManaged, not DirectoryUnavailable: nothing was sent.
+    (A group inside the JIT OU does reach the dead connection.)"""
+    _parent, group, member = outside
+    inside = d.ensure_group(f"in{unique_tag()}", ou)
+    d.close()
+    with pytest.raises(directory.DirectoryNotManaged):
+        d.add_member(group, member)
+    with pytest.raises(directory.DirectoryNotManaged):
+        d.remove_members(group, [member])
+    with pytest.raises(DirectoryUnavailable):
+        d.add_member(inside, member)
+
+
+def test_the_jit_ou_is_the_connections_own_and_a_lookalike_ou_is_not_it(dir_config, samba_dc, admin, jit_ou):
+    """GIVEN a connection configured with no JIT OU, and a group in an OU whose name only starts
+    like the JIT OU's, THEN both are refused."""
+    with directory.connect(dataclasses.replace(dir_config, jit_ou="")) as empty:
+        with pytest.raises(directory.DirectoryNotManaged, match="not set"):
+            empty.add_member(f"CN=g,{jit_ou}", f"CN=u,{jit_ou}")
+    lookalike = f"CN=g,OU={samba_dc.jit_ou.split(',', 1)[0].split('=', 1)[1]}-old,{samba_dc.base_dn}"
+    with directory.connect() as d, pytest.raises(directory.DirectoryNotManaged):
+        d.add_member(lookalike, f"CN=u,{jit_ou}")
+
+
+def test_ensure_member_provisions_any_group_for_demo_and_tests(d, outside, admin):
+    """ensure_member is the explicit way for a demo or test estate to fill a group jitad does not own."""
+    parent, group, member = outside
+    extra = ad_add(admin, f"CN=more-{unique_tag()},{parent}", "contact")
+    assert d.ensure_member(group, extra) is True
+    assert d.ensure_member(group, extra) is False
+    assert ad_has_member(admin, group, extra) and ad_has_member(admin, group, member)
+
+
+def test_group_label_keeps_an_escaped_comma_read_back_from_the_dc(d, ou, admin):
+    """GIVEN a group whose CN holds a comma, a plus and an equals sign WHEN its DN is read back from
+    the DC (Samba escapes them its own way) THEN group_label gives the CN whole, unescaped."""
+    name = f"Ops, SRV01 + db=1 {unique_tag()}"
+    dn = d.ensure_group(name, ou)
+    from_dc = d.group_facts(dn).dn
+    assert from_dc.split(",")[0] != f"CN={name}"  # what a naive split would have cut
+    assert directory.group_label(from_dc) == name
+    assert directory.group_label(dn) == name
+    assert directory.group_label("not a dn") == "not a dn"
+
+
 def test_members_of_a_group_with_1600_members(d, ou, admin):
     """GIVEN a group with 1600 members (more than AD's 1500-value range) WHEN members_of
     THEN every one comes back, each exactly once."""

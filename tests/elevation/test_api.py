@@ -7,6 +7,7 @@ commits, so the grant stays as the service left it.
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -461,6 +462,46 @@ def test_extend_and_release(world):
     error(alice.post(f"{REQUESTS}/{ext['id']}/release"), 409, "already_revoked")
 
 
+def test_durations_as_people_write_them(world):
+    """GIVEN the API WHEN alice asks with duration "1h30m" (or "PT2H", or duration_minutes as
+    before) THEN the request records the minutes; an unreadable duration, or both fields,
+    is a 400 with a code, and nothing is created."""
+    alice, bob = world["alice"], world["bob"]
+    assert alice.create(duration="1h30m")["duration_minutes"] == 90
+    assert alice.create(duration="PT2H")["duration_minutes"] == 120
+    assert alice.create(duration_minutes=45)["duration_minutes"] == 45
+    before = AccessRequest.objects.count()
+    body = error(alice.post(REQUESTS, {"target": "SRV01", "duration": "1h30"}), 400, "duration_invalid")
+    assert "such as 4h, 90m or 1h30m" in body["detail"]
+    body = error(alice.post(REQUESTS, {"target": "SRV01", "duration": "5h"}), 400, "duration_too_long")
+    assert "at most 240 minutes (4 h)" in body["detail"]
+    body = error(alice.post(REQUESTS, {"target": "SRV01", "duration": "1h", "duration_minutes": 60}), 400, "invalid")
+    assert "not both" in body["fields"]["duration"][0]
+    assert AccessRequest.objects.count() == before
+
+    req = approved_request(alice, bob)
+    r = alice.post(f"{REQUESTS}/{req.pk}/extend", {"duration": "1h", "justification": "still patching"})
+    assert r.status_code == 201 and r.json()["duration_minutes"] == 60
+
+
+def test_extending_past_what_the_policy_allows_is_a_clear_refusal(world):
+    """GIVEN a policy with no extensions, then one whose longest grant is already reached
+    WHEN alice forces an extension through the API THEN 409 with a code that says which."""
+    alice, bob = world["alice"], world["bob"]
+    Policy.objects.filter(pk=world["policy"].pk).update(max_extensions=0)
+    req = approved_request(alice, bob)
+    body = error(alice.post(f"{REQUESTS}/{req.pk}/extend", {"duration": "30m"}), 409, "too_many_extensions")
+    assert "allows no extensions" in body["detail"]
+
+    Policy.objects.filter(pk=world["policy"].pk).update(max_extensions=2, max_duration_minutes=60)
+    body = error(alice.post(f"{REQUESTS}/{req.pk}/extend", {"duration": "30m"}), 409, "total_duration_reached")
+    assert "at most 1 h in all" in body["detail"]
+    Policy.objects.filter(pk=world["policy"].pk).update(max_duration_minutes=90)
+    body = error(alice.post(f"{REQUESTS}/{req.pk}/extend", {"duration": "31m"}), 400, "extension_too_long")
+    assert "at most 30 min more" in body["detail"]
+    assert not AccessRequest.objects.filter(kind=AccessRequest.Kind.EXTENSION).exists()
+
+
 # -- listing -----------------------------------------------------------------------------
 def test_state_filter_pagination_and_bad_state(world):
     alice = world["alice"]
@@ -548,10 +589,26 @@ def test_schema_is_valid_openapi_with_otp_on_every_post(world):
     assert "comment" in body_schema(schema["paths"]["/api/v1/requests/{id}/deny"]["post"])["required"]
 
 
+def test_every_operation_documents_400_which_a_nul_in_the_query_gets(world):
+    """Found by the schema fuzz (test_api_fuzz.py): any call whose query holds a NUL byte is
+    refused 400 before a view runs, so every operation's schema must list 400."""
+    schema = world["alice"].get("/api/schema/", {"format": "json"}).json()
+    for path, ops in schema["paths"].items():
+        for method, op in ops.items():
+            assert "400" in op["responses"], (method, path)
+    req = pending_request(world["alice"])
+    for path in ("/api/v1/eligibility", REQUESTS, f"{REQUESTS}/{req.pk}"):
+        error(world["alice"].get(path, {"q": "a\x00b"}), 400, "invalid")
+
+
 def test_docs_page_and_browsable_api(world, verified_client):
     session = verified_client(world["alice"].user)
     docs = session.get(reverse("api-docs"))
-    assert docs.status_code == 200 and reverse("api-schema").encode() in docs.content
+    assert docs.status_code == 200 and b'id="swagger-ui"' in docs.content
+    # Swagger UI's start-up script is a file of its own (no inline script for the CSP to allow).
+    script = session.get(reverse("api-docs"), {"script": ""})
+    assert script.status_code == 200 and script["Content-Type"].startswith("application/javascript")
+    assert reverse("api-schema").encode() in script.content
     req = pending_request(world["alice"])
     r = session.get(REQUESTS, HTTP_ACCEPT="text/html")
     assert r.status_code == 200 and b"SRV01" in r.content
@@ -572,3 +629,39 @@ def test_a_token_with_an_html_accept_header_is_not_a_500(world):
 def test_nul_in_a_target_is_a_400_not_a_database_error(world):
     response = world["alice"].post(REQUESTS, {"target": "SRV\x0001", "duration_minutes": 30})
     assert response.status_code == 400 and response.json()["code"] == "invalid"
+
+
+@pytest.mark.parametrize(
+    "raw, status, code",
+    [
+        ("[" * 50_000 + "]" * 50_000, 400, "too_deep"),
+        ('{"target": ' + '{"a": ' * 50_000 + "1" + "}" * 50_001, 400, "too_deep"),
+        ("[" * 50_000, 400, "too_deep"),  # unterminated too: the depth is refused before the parse error
+        ('{"target": "' + "x" * (2 * 1024 * 1024) + '"}', 413, "too_large"),
+        ('{"target": "' + '\\"[' * 100_000, 400, "parse_error"),  # escaped quotes, unterminated: scanned in linear time
+    ],
+)
+def test_too_deep_or_too_big_json_is_4xx_json(world, raw, status, code):
+    """GIVEN a body nested 50,000 levels deep (json recurses per level) or over the size limit
+    WHEN it is posted to the API THEN the answer is the API's JSON error, not a RecursionError's 500."""
+    r = world["alice"].client.generic("POST", REQUESTS, raw.encode(), content_type="application/json")
+    body = error(r, status, code)
+    limits = {"too_deep": settings.JITAD_JSON_MAX_DEPTH, "too_large": settings.JITAD_MAX_BODY_BYTES}
+    assert str(limits.get(code, "")) in body["detail"]
+    assert not AccessRequest.objects.exists()
+
+
+def test_brackets_inside_strings_do_not_count_and_the_limit_is_inclusive(world):
+    alice = world["alice"]
+    deep = "[" * settings.JITAD_JSON_MAX_DEPTH + "]" * settings.JITAD_JSON_MAX_DEPTH
+    r = alice.client.generic("POST", REQUESTS, ('{"target": "' + "[{" * 10_000 + '", "x": ' + deep[1:-1] + "}").encode(),
+                             content_type="application/json")
+    error(r, 403, "otp_required")  # parsed: the otp rule answers, not the limits
+    too_deep = "[" * (settings.JITAD_JSON_MAX_DEPTH + 1) + "]" * (settings.JITAD_JSON_MAX_DEPTH + 1)
+    error(alice.client.generic("POST", REQUESTS, too_deep.encode(), content_type="application/json"), 400, "too_deep")
+
+
+def test_too_big_form_body_is_413_json(world):
+    r = world["alice"].client.generic("POST", REQUESTS, b"target=" + b"x" * (2 * 1024 * 1024),
+                                      content_type="application/x-www-form-urlencoded")
+    error(r, 413, "too_large")

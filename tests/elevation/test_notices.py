@@ -184,6 +184,28 @@ def test_extension_request_goes_to_approvers_and_its_approval_says_the_new_end()
     assert timezone.localtime(grant.expires_at).strftime("%H:%M") in told.body
 
 
+@pytest.mark.django_db
+def test_mail_shows_times_in_the_one_format_with_the_zone(settings):
+    """GIVEN jitad set to Europe/Berlin WHEN an extension is approved THEN the holder's
+    mail gives the new end as the pages do: 2026-12-05 15:30 CET."""
+    from zoneinfo import ZoneInfo
+
+    settings.TIME_ZONE = "Europe/Berlin"
+    srv = target("SRV01")
+    policy(srv)
+    alice, bob = person("alice", "Ops"), person("bob", "Leads")
+    grant = _active_grant(alice, srv, minutes=60)
+    ext = services.request_extend(grant=grant, requester=alice, duration_minutes="30m")
+    services.request_approve(request=ext, approver=bob)
+    grant.refresh_from_db()
+    local = grant.expires_at.astimezone(ZoneInfo("Europe/Berlin"))
+    shown = local.strftime("%Y-%m-%d %H:%M ") + local.tzname()
+    (told,) = notes("request.approved")
+    deliver(told)
+    (m,) = mail.outbox
+    assert f"now end at {shown}." in m.body
+
+
 # -- grants: expiring soon, ended ------------------------------------------------------------
 def _active_grant(holder, srv, *, minutes: int, active_for: int = 0) -> Grant:
     """An active grant (no AD involved) that went active ``active_for`` minutes ago."""

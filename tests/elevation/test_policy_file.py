@@ -1,4 +1,8 @@
-"""Policy as code: the YAML policy file, its validation messages, its apply, and the command."""
+"""Policy as code: the YAML policy file, its validation messages, its apply, and the command.
+
+An apply asks the session's Samba DC about every target's group, so the groups these files
+name exist there, in the tests' JIT OU (tests/elevation/test_policy_groups.py has the refusals).
+"""
 from io import StringIO
 from pathlib import Path
 
@@ -37,6 +41,20 @@ policies:
     approval: {mode: manual, approvers_required: 1, approver_groups: [Leads]}
     ticket: {required: true, pattern: "^CHG[0-9]+$"}
 """
+
+
+# Every group the example and the files below name as a target's group.
+GROUPS = ["JIT-SRV01-Admins", "JIT-SRV02-Admins", "JIT-SQL01-Admins", "JIT-Domain-Admins", "JIT-NEW01-Admins"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def jit_groups(samba_dc):
+    """The files' groups, in the JIT OU of the session's DC (the example's DNs name OU=JIT,DC=jitad,DC=test)."""
+    from jitad import directory
+
+    with directory.connect() as d:
+        d.ensure_ou(samba_dc.jit_ou)
+        return [d.ensure_group(name, samba_dc.jit_ou) for name in GROUPS]
 
 
 def replace_line(number: int, text: str, base: str = BASE) -> str:
@@ -84,6 +102,9 @@ def test_example_file_applies():
     assert domain_role.kind == Target.Kind.DOMAIN_ROLE
     assert domain_role.group_dn == "CN=JIT-Domain-Admins,OU=JIT,DC=jitad,DC=test"
     assert domain_role.standing_members == ["CN=Break-Glass-Admins,OU=JIT,DC=jitad,DC=test"]
+    # The tier-0 JIT group is nested into Domain Admins on purpose; the servers' groups are not.
+    assert list(Target.objects.filter(nested_into_protected=True).values_list("name", flat=True)) == [
+        "Domain Admins (JIT)"]
     assert Target.objects.get(name="SRV01").hostname == "srv01.jitad.test"
 
     low = Policy.objects.get(name="low-risk-servers")
@@ -138,7 +159,7 @@ def test_reapplying_the_same_file_changes_nothing(applied):
 @pytest.mark.django_db
 def test_an_update_changes_only_what_changed(applied):
     events_before = AuditEvent.objects.count()
-    text = example_with("{default_minutes: 60, max_minutes: 180}", "{default_minutes: 60, max_minutes: 120}")
+    text = example_with("{default: 1h, max: 3h}", "{default: 1h, max: 2h}")
     text = text.replace("    hostname: srv02.jitad.test\n", "")  # an omitted field goes back to its default
     # The same targets in another order are the same set: no change.
     text = text.replace("targets: [SRV01, SRV02]", "targets: [SRV02, SRV01]")
@@ -230,7 +251,7 @@ MISTAKES = [
     pytest.param(
         replace_line(4, '    group: "CN=JIT-NEW01-Admins,OU=JIT,DC=jitad,DC=test"\n    colour: blue'),
         ["line 5: targets[0].colour: unknown field; expected one of: name, kind, hostname, group, description, "
-         "standing_members, tier, approver_groups, winrm, enabled"],
+         "standing_members, nested_into_protected, tier, approver_groups, winrm, enabled"],
         id="unknown-field",
     ),
     pytest.param(
@@ -288,7 +309,8 @@ MISTAKES = [
     ),
     pytest.param(
         replace_line(4, "    group: JIT-NEW01-Admins"),
-        ["line 4: targets[0].group: 'JIT-NEW01-Admins' is not a valid distinguished name"],
+        ["line 4: targets[0].group: target 'NEW01' cannot use 'JIT-NEW01-Admins' as its JIT group: "
+         "it is not a well-formed DN"],
         id="bad-group-dn",
     ),
     pytest.param(
@@ -353,6 +375,31 @@ MISTAKES = [
         ["line 9: YAML error: aliases (*ops) are not allowed in a policy file; write the value out"],
         id="alias",
     ),
+    pytest.param(
+        replace_line(9, "    duration: {default: 4x, max: 4h}"),
+        ["line 9: policies[0].duration.default: '4x' is not a duration such as 4h, 90m or 1h30m."],
+        id="duration-not-readable",
+    ),
+    pytest.param(
+        replace_line(9, "    duration: {default: 0m, max: 1h}"),
+        ["line 9: policies[0].duration.default: A duration must be at least one minute."],
+        id="duration-zero",
+    ),
+    pytest.param(
+        replace_line(9, "    duration: {max: 4h, max_minutes: 240}"),
+        ["line 9: policies[0].duration.max: set max or max_minutes, not both"],
+        id="duration-twice",
+    ),
+    pytest.param(
+        replace_line(9, "    duration: {default: 2h, max: 1h30m}"),
+        ["line 9: policies[0].duration.default: 2h is more than max (1h30m)"],
+        id="duration-default-over-max-in-hours",
+    ),
+    pytest.param(
+        replace_line(9, "    duration: {default: [1h], max: 1h}"),
+        ["line 9: policies[0].duration.default: ['1h'] is not of type 'string', 'integer'"],
+        id="duration-wrong-type",
+    ),
 ]
 
 
@@ -367,6 +414,21 @@ def test_a_mistake_is_rejected_with_its_line_and_changes_nothing(applied, text, 
     assert excinfo.value.errors == errors
     assert snapshot() == before
     assert not Target.objects.filter(name="NEW01").exists()
+
+
+@pytest.mark.parametrize(("duration", "default", "maximum"), [
+    ("{default: 90m, max: 4h}", 90, 240),
+    ("{default: 1h30m, max: PT8H}", 90, 480),
+    ("{default: 45, max: 2 hours}", 45, 120),
+    ("{default_minutes: 30, max: 1h}", 30, 60),
+    ("{max: 3h}", 60, 180),
+])
+def test_durations_read_as_people_write_them(db, duration, default, maximum):
+    """GIVEN a policy whose duration says 4h, 90m, 1h30m (or minutes, as before) WHEN applied
+    THEN the policy holds those lengths in minutes."""
+    apply_policy_text(replace_line(9, f"    duration: {duration}"))
+    p = Policy.objects.get(name="new-policy")
+    assert (p.default_duration_minutes, p.max_duration_minutes) == (default, maximum)
 
 
 def test_the_base_of_the_mistakes_is_itself_valid(db):
@@ -387,7 +449,8 @@ def test_every_error_in_a_file_is_reported_in_line_order(applied):
         apply_policy_text(text)
 
     assert excinfo.value.errors == [
-        "line 4: targets[0].group: 'CN=JIT-NEW01-Admins,OU=JIT,DC=jitad,,DC=test' is not a valid distinguished name",
+        "line 4: targets[0].group: target 'NEW01' cannot use 'CN=JIT-NEW01-Admins,OU=JIT,DC=jitad,,DC=test' as its "
+        "JIT group: it is not a well-formed DN",
         "line 7: policies[0].targets[1]: unknown target 'NOPE': define it under targets",
         "line 9: policies[0].duration.max_minutes: 0 is less than the minimum of 1",
         "line 11: policies[0].ticket.required: 'yes please' is not of type 'boolean'",

@@ -132,7 +132,19 @@ def test_duration_above_max_refused_naming_the_limit(srv, alice):
     assert services.request_create(requester=alice, target=srv, duration_minutes="90").duration_minutes == 90
 
 
-@pytest.mark.parametrize("value", ["abc", "1.5", " ", "30m", [30]])
+@pytest.mark.parametrize("value, minutes", [("4h", 240), ("90m", 90), ("1h30m", 90), ("PT2H", 120), (" 45 ", 45)])
+def test_duration_in_hours_and_minutes_accepted(srv, alice, value, minutes):
+    policy(srv, max_duration_minutes=240)
+    assert services.request_create(requester=alice, target=srv, duration_minutes=value).duration_minutes == minutes
+
+
+def test_duration_too_long_in_hours_names_the_limit_in_hours(srv, alice):
+    policy(srv, max_duration_minutes=240)
+    e = refused("duration_too_long", services.request_create, requester=alice, target=srv, duration_minutes="4h1m")
+    assert "240 minutes (4 h)" in e.message
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5", " ", "30x", "1h30", "0.5m", [30]])
 def test_duration_not_a_whole_number_refused(srv, alice, value):
     policy(srv)
     refused("duration_invalid", services.request_create, requester=alice, target=srv, duration_minutes=value)
@@ -560,3 +572,51 @@ def test_second_pending_extension_refused_under_manual_policy(srv, alice, bob):
     second = services.request_extend(grant=grant, requester=alice, duration_minutes=15)
     assert second.state == S.PENDING
     assert audit_verify() == []
+
+
+def test_a_policy_without_extensions_refuses_one_saying_so(srv, alice):
+    policy(srv, approval_mode=Policy.ApprovalMode.AUTO, max_extensions=0)
+    grant = _active_grant(alice, srv)
+    e = refused("too_many_extensions", services.request_extend, grant=grant, requester=alice, duration_minutes=10)
+    assert "allows no extensions" in e.message
+    assert not AccessRequest.objects.filter(kind=AccessRequest.Kind.EXTENSION).exists()
+
+
+def test_extensions_never_carry_a_grant_past_the_policys_longest(srv, alice):
+    """GIVEN a 1 h grant under a policy of at most 2 h WHEN the holder asks for 61 more
+    minutes THEN refused (extension_too_long) naming what is left; 1 h is granted; and then
+    nothing more can be (total_duration_reached), however many extensions remain."""
+    policy(srv, approval_mode=Policy.ApprovalMode.AUTO, max_extensions=5, max_duration_minutes=120)
+    grant = _active_grant(alice, srv, minutes=60)
+    start = grant.created_at
+
+    e = refused("extension_too_long", services.request_extend, grant=grant, requester=alice, duration_minutes="1h1m")
+    assert f"Grant #{grant.pk} can get at most 1 h more" in e.message and "2 h in all" in e.message
+    services.request_extend(grant=grant, requester=alice, duration_minutes="1h")
+    grant.refresh_from_db()
+    assert grant.expires_at == start + timedelta(minutes=120)
+    e = refused("total_duration_reached", services.request_extend, grant=grant, requester=alice, duration_minutes=1)
+    assert "at most 2 h in all" in e.message
+
+
+def test_an_extension_without_a_duration_is_trimmed_to_what_is_left(srv, alice):
+    policy(srv, approval_mode=Policy.ApprovalMode.AUTO, default_duration_minutes=60, max_duration_minutes=90)
+    grant = _active_grant(alice, srv, minutes=60)
+    ext = services.request_extend(grant=grant, requester=alice, duration_minutes=None)
+    assert ext.duration_minutes == 30
+    grant.refresh_from_db()
+    assert grant.expires_at == grant.created_at + timedelta(minutes=90)
+
+
+def test_an_approved_extension_is_capped_when_the_policy_shrank_meanwhile(srv, alice, bob):
+    """GIVEN a 30 min extension waiting for approval on a 60 min grant WHEN the policy's
+    maximum drops to 75 min before it is approved THEN the grant ends at 75 min, not 90."""
+    p = policy(srv, approval_mode=Policy.ApprovalMode.AUTO, max_duration_minutes=240)
+    grant = _active_grant(alice, srv, minutes=60)
+    Policy.objects.filter(pk=p.pk).update(approval_mode=Policy.ApprovalMode.MANUAL)
+    ext = services.request_extend(grant=grant, requester=alice, duration_minutes=30)
+    Policy.objects.filter(pk=p.pk).update(max_duration_minutes=75)
+    services.request_approve(request=AccessRequest.objects.get(pk=ext.pk), approver=bob)
+    grant.refresh_from_db()
+    assert grant.expires_at == grant.created_at + timedelta(minutes=75)
+    assert AuditEvent.objects.get(action="grant.extended").data["capped_by_policy"] is True

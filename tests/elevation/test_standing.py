@@ -1,4 +1,6 @@
 """The standing-admin scan: servers' local Administrators read over WinRM, judged against AD and the allow-list."""
+import uuid
+
 import pytest
 
 from jitad.audit.models import AuditEvent
@@ -102,3 +104,43 @@ def test_report_command(server, capsys):
     assert e.value.returncode == 3 and "3 standing admin(s) on 1 server(s)" in str(e.value)
     out = capsys.readouterr().out
     assert bob_ad.sam_account_name in out and "(orphaned SID)" in out
+
+
+def test_a_jit_group_nested_in_a_server_admins_group_counts_as_jit_not_standing(make_host, make_target, make_user,
+                                                                                 ldap_admin, samba_dc):
+    """GIVEN a server whose local Administrators holds three domain groups outside the JIT OU: a carrier
+    ("Admins, <server>", with an escaped comma) holding the JIT group through a group in between, a mixed
+    group holding the JIT group and a person, and an empty group WHEN it is scanned THEN only the carrier is
+    not standing; WHEN someone puts a person in the group in between THEN the carrier is standing too."""
+    from jitad import directory
+
+    host = make_host(name="SRV-NEST")
+    target = make_target(winrm_url=host.url)
+    bob = make_user("bob")
+    tag = uuid.uuid4().hex[:6]
+    parent = f"OU=ServerGroups-{tag},{samba_dc.base_dn}"
+    with directory.connect() as d:
+        bob_dn = d.find_user(bob.username).dn
+        d.ensure_ou(parent)
+        carrier = d.ensure_group(f"Admins, SRV-NEST {tag}", parent)
+        between = d.ensure_group(f"Between-{tag}", parent)
+        mixed = d.ensure_group(f"Mixed-{tag}", parent)
+        empty = d.ensure_group(f"Empty-{tag}", parent)
+        d.ensure_member(carrier, between)
+        d.ensure_member(between, target.group_dn)
+        d.ensure_member(mixed, target.group_dn)
+        d.ensure_member(mixed, bob_dn)
+    sids = {name: ad_sid(ldap_admin, dn) for name, dn in (("carrier", carrier), ("mixed", mixed), ("empty", empty))}
+    host.admins[:] = [local_admin_entry(sid, f"WinNT://JITAD/{name}") for name, sid in sids.items()]
+
+    scan = services.host_scan(target=target)
+    assert scan.ok and scan.members == 3 and scan.standing == 2
+    open_ = set(StandingAdmin.objects.filter(target=target, resolved_at__isnull=True).values_list("sid", flat=True))
+    assert open_ == {sids["mixed"], sids["empty"]}
+
+    with directory.connect() as d:
+        d.ensure_member(between, bob_dn)
+    scan = services.host_scan(target=target)
+    assert scan.standing == 3
+    assert sids["carrier"] in set(StandingAdmin.objects.filter(target=target, resolved_at__isnull=True)
+                                  .values_list("sid", flat=True))

@@ -84,7 +84,7 @@ def test_eligible_lists_only_what_the_user_may_request(verified_client, alice, s
     assert "srv01.corp.example" in row and "Payroll application server" in row
     assert "1 approver" in row and "4 h" in row and new_url(srv).replace("&", "&amp;") in row
     dev_row = re.search(rf'<tr data-target-id="{auto.pk}">(.*?)</tr>', page, re.S).group(1)
-    assert "automatic" in dev_row and "90 min" in dev_row
+    assert "automatic" in dev_row and "1 h 30 min" in dev_row
 
 
 def test_eligible_search_and_htmx_partial(verified_client, alice, srv):
@@ -123,8 +123,12 @@ def test_eligible_paginates_fifty_per_page(verified_client, alice):
 def test_request_form_shows_default_and_max(verified_client, alice, srv):
     page = text(verified_client(alice).get(new_url(srv)))
     duration = re.search(r'<input[^>]*name="duration_minutes"[^>]*>', page).group(0)
-    assert 'value="60"' in duration and 'max="240"' in duration
-    assert "at most 240 minutes" in page
+    assert 'value="1h"' in duration and 'list="duration-choices"' in duration
+    assert "such as 4h, 90m or 1h30m. Default 1 h, at most 4 h." in page
+    # the policy's usual lengths, up to its maximum, offered as suggestions
+    choices = re.search(r'<datalist id="duration-choices">(.*?)</datalist>', page, re.S).group(1)
+    assert re.findall(r'<option value="([^"]+)">', choices) == ["15m", "30m", "1h", "2h", "4h"]
+    assert "Longest allowed</dt><dd>4 h, extensions included" in page
     assert '<label for="id_duration_minutes">' in page and '<label for="id_justification">' in page
     assert 'name="ticket"' not in page  # this policy wants no ticket
     assert 'name="otp"' not in page  # the session is fresh
@@ -134,7 +138,7 @@ def test_request_form_shows_default_and_max(verified_client, alice, srv):
 def test_request_over_the_maximum_is_refused_with_the_limit(verified_client, alice, srv):
     response = verified_client(alice).post(new_url(srv), {"duration_minutes": "241", "justification": "patching"})
     assert response.status_code == 400
-    assert "at most 240 minutes" in text(response)
+    assert "at most 240 minutes (4 h)" in text(response)
     assert 'id="form-error"' in text(response) and 'id="id_duration_minutes_error"' in text(response)
     assert not AccessRequest.objects.exists()
 
@@ -159,7 +163,7 @@ def test_missing_justification_and_ticket_are_field_errors(verified_client, alic
     assert re.search(r'id="id_ticket_error"><li>Ticket .*INC1.* does not match', text(bad_ticket))
 
     junk = c.post(new_url(t), {"duration_minutes": "lots", "justification": "rotate the certs", "ticket": "CHG123456"})
-    assert junk.status_code == 400 and "whole number" in text(junk)
+    assert junk.status_code == 400 and "is not a duration such as 4h, 90m or 1h30m" in text(junk)
     assert not AccessRequest.objects.exists()
 
 
@@ -283,9 +287,13 @@ def test_release_and_extend_my_grant(verified_client, alice, lead, srv):
     extend = reverse("elevation:grant-extend", args=[grant.pk])
 
     form = text(c.get(extend))
-    assert "More time (minutes)" in form and 'max="240"' in form and "0 of 2 used" in form
+    assert ">More time" in form and "0 of 2 used" in form
+    assert "4 h in all: at most 3 h 30 min more" in form  # a 30 min grant under a 4 h policy
     too_long = c.post(extend, {"duration_minutes": "999", "justification": "more"})
-    assert too_long.status_code == 400 and "at most 240 minutes" in text(too_long)
+    assert too_long.status_code == 400 and "at most 240 minutes (4 h)" in text(too_long)
+    past_total = c.post(extend, {"duration_minutes": "3h31m", "justification": "more"})
+    assert past_total.status_code == 400
+    assert f"Grant #{grant.pk} can get at most 3 h 30 min more" in text(past_total)
     assert c.post(extend, {"duration_minutes": "30", "justification": "still patching"}).url == ACCESS
     ext = AccessRequest.objects.get(kind=AccessRequest.Kind.EXTENSION)
     assert (ext.extends_id, ext.duration_minutes, ext.state) == (grant.pk, 30, AccessRequest.State.PENDING)
@@ -297,7 +305,8 @@ def test_release_and_extend_my_grant(verified_client, alice, lead, srv):
     assert grant.state == Grant.State.REVOKING and grant.revoke_reason == Grant.RevokeReason.RELEASED
     twice = c.post(release)
     assert twice.status_code == 400 and "already revoking" in text(twice)
-    assert c.post(extend, {"duration_minutes": "30", "justification": "one more"}).status_code == 400
+    gone = c.post(extend, {"duration_minutes": "30", "justification": "one more"})
+    assert gone.status_code == 409 and "cannot be extended" in text(gone) and 'name="duration_minutes"' not in text(gone)
 
 
 def test_someone_elses_request_and_grant_are_404(verified_client, alice, bob, lead, srv):
@@ -318,6 +327,75 @@ def test_someone_elses_request_and_grant_are_404(verified_client, alice, bob, le
     assert bobs_grant.state == Grant.State.ACTIVE and bobs_grant.revoke_requested_at is None
     assert not AccessRequest.objects.filter(kind=AccessRequest.Kind.EXTENSION).exists()
     assert "SRV01" not in text(c.get(ACCESS))  # bob's rows are not on alice's page
+
+
+def test_durations_typed_in_hours_and_minutes(verified_client, alice, lead, srv):
+    """GIVEN the request and extension forms WHEN alice types 1h30m and 1h THEN the
+    request and the extension record 90 and 60 minutes."""
+    c = verified_client(alice)
+    assert c.post(new_url(srv), {"duration_minutes": "1h30m", "justification": "patching"}).url == ACCESS
+    assert AccessRequest.objects.get(kind=AccessRequest.Kind.NEW).duration_minutes == 90
+    grant = active_grant(alice, srv, lead)
+    extend = reverse("elevation:grant-extend", args=[grant.pk])
+    assert c.post(extend, {"duration_minutes": "1h", "justification": "still patching"}).url == ACCESS
+    assert AccessRequest.objects.get(kind=AccessRequest.Kind.EXTENSION).duration_minutes == 60
+
+
+def _extend_row(page: str, grant: Grant) -> str:
+    return re.search(rf'<tr data-grant-id="{grant.pk}".*?</tr>', page, re.S).group(0)
+
+
+def test_no_more_time_is_offered_when_the_policy_allows_no_extension(verified_client, alice, lead):
+    """GIVEN a policy that allows no extensions WHEN alice looks at her grant THEN "Ask for
+    more time" is not offered; forcing the page answers 409 with the reason and no form."""
+    t = target("SRV09")
+    policy(t, name="no-ext", max_extensions=0)
+    grant = active_grant(alice, t, lead)
+    c = verified_client(alice)
+
+    row = _extend_row(text(c.get(ACCESS)), grant)
+    assert "Release now" in row and "Ask for more time" not in row
+    extend = reverse("elevation:grant-extend", args=[grant.pk])
+    for response in (c.get(extend), c.post(extend, {"duration_minutes": "30", "justification": "more"})):
+        assert response.status_code == 409
+        assert "Policy no-ext allows no extensions" in text(response) and 'name="duration_minutes"' not in text(response)
+    assert not AccessRequest.objects.filter(kind=AccessRequest.Kind.EXTENSION).exists()
+
+
+def test_no_more_time_is_offered_once_a_grant_lasts_the_policys_longest(verified_client, alice, lead):
+    """GIVEN a grant as long as its policy's maximum (4 h) WHEN alice looks at it THEN no
+    more time is offered, and forcing it answers 409: extensions never carry a grant past
+    the policy's longest grant."""
+    t = target("SRV08")
+    policy(t, name="four-hours", max_duration_minutes=240)
+    req = services.request_create(requester=alice, target=t, duration_minutes="4h")
+    services.request_approve(request=req, approver=lead)
+    grant = Grant.objects.get(request=req)
+    Grant.objects.filter(pk=grant.pk).update(state=Grant.State.ACTIVE, claim_token=None, lease_until=None)
+    c = verified_client(alice)
+
+    assert "Ask for more time" not in _extend_row(text(c.get(ACCESS)), grant)
+    response = c.get(reverse("elevation:grant-extend", args=[grant.pk]))
+    assert response.status_code == 409
+    assert "lets a grant last at most 4 h in all" in text(response)
+
+
+def test_pages_show_one_timestamp_format_with_its_zone(settings, verified_client, alice, lead, srv):
+    """GIVEN jitad set to Europe/Berlin WHEN alice opens My access and the extend page, and
+    the approver the grant in the admin THEN each shows the expiry as 2026-12-05 15:30 CET."""
+    from zoneinfo import ZoneInfo
+
+    settings.TIME_ZONE = "Europe/Berlin"
+    grant = active_grant(alice, srv, lead)
+    local = grant.expires_at.astimezone(ZoneInfo("Europe/Berlin"))
+    shown = local.strftime("%Y-%m-%d %H:%M ") + local.tzname()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d CES?T", shown)
+
+    c = verified_client(alice)
+    assert f'<time data-local datetime="{grant.expires_at.isoformat()}">{shown}</time>' in text(c.get(ACCESS))
+    assert shown in text(c.get(reverse("elevation:grant-extend", args=[grant.pk])))
+    admin_page = text(verified_client(lead).get(reverse("admin:elevation_grant_change", args=[grant.pk])))
+    assert shown in admin_page
 
 
 # -- MFA freshness ---------------------------------------------------------------------------

@@ -58,3 +58,19 @@ def test_failed_deliveries_can_be_sent_again_by_those_allowed(verified_client, d
     failed.refresh_from_db()
     assert (failed.state, failed.attempts) == (D.PENDING, 0)
     assert note.deliveries.filter(state=D.SENT).count() == 1 and len(queued) == 1
+
+
+def test_digest_entries_show_waiting_or_their_digest(verified_client):
+    from jitad.notifications.models import DigestEntry
+
+    digest = _note("Digest: 1 routine security event(s)", D.SENT)
+    DigestEntry.objects.create(destination="JITAD_ALERT_URLS", event="mfa.changed", kind="made backup codes",
+                               subject="ann made backup codes", person="ann")
+    DigestEntry.objects.create(destination="JITAD_ALERT_URLS", event="mfa.changed", kind="created an API token",
+                               subject="bo created an API token", person="bo", digest=digest)
+    client = verified_client(User.objects.create_superuser("root"))
+    page = client.get("/admin/notifications/digestentry/").content.decode()
+    assert "waiting" in _row(page, "made backup codes")
+    assert f"/admin/notifications/notification/{digest.id}/change/" in _row(page, "created an API token")
+    entry = DigestEntry.objects.get(person="ann")
+    assert client.post(f"/admin/notifications/digestentry/{entry.id}/change/", {}).status_code == 403

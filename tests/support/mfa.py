@@ -1,4 +1,4 @@
-"""MFA helpers for tests: real django-otp devices, real codes, real sessions.
+"""MFA helpers for tests: real devices (django-otp's, with secrets sealed), real codes, real sessions.
 
 A TOTP code is accepted once per 30-second step (django-otp refuses replays), so tests
 that make several OTP-protected calls use backup codes (each one single-use) from
@@ -10,19 +10,18 @@ import time
 import pyotp
 from django.conf import settings
 from django_otp import DEVICE_ID_SESSION_KEY
-from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from jitad.accounts.devices import AuthenticatorDevice, BackupCodeDevice
 from jitad.accounts.mfa import FRESH_DEVICE_KEY, FRESH_KEY
 
 
-def totp_device(user) -> TOTPDevice:
+def totp_device(user) -> AuthenticatorDevice:
     """A confirmed TOTP device for ``user`` (one per user is enough for tests)."""
-    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
-    return device or TOTPDevice.objects.create(user=user, name="test app", confirmed=True)
+    device = AuthenticatorDevice.objects.filter(user=user, confirmed=True).first()
+    return device or AuthenticatorDevice.objects.create(user=user, name="test app", confirmed=True)
 
 
-def totp_code(device: TOTPDevice) -> str:
+def totp_code(device: AuthenticatorDevice) -> str:
     import base64
 
     return pyotp.TOTP(base64.b32encode(device.bin_key).decode()).now()
@@ -30,9 +29,9 @@ def totp_code(device: TOTPDevice) -> str:
 
 def backup_codes(user, n: int = 10) -> list[str]:
     """``n`` fresh single-use backup codes for ``user``."""
-    device, _ = StaticDevice.objects.get_or_create(user=user, name="test backup", defaults={"confirmed": True})
+    device, _ = BackupCodeDevice.objects.get_or_create(user=user, name="test backup", defaults={"confirmed": True})
     codes = [secrets.token_hex(5) for _ in range(n)]
-    StaticToken.objects.bulk_create([StaticToken(device=device, token=c) for c in codes])
+    device.codes_add(codes)
     return codes
 
 

@@ -63,7 +63,12 @@ class SambaDC:
     def smb_conf(self) -> Path:
         return self.root / "etc" / "smb.conf"
 
-    def settings_env(self, jit_ou: str = "") -> dict[str, str]:
+    @property
+    def jit_ou(self) -> str:
+        """The OU jitad manages in tests; each session's objects live in an OU below it."""
+        return f"OU=JIT,{self.base_dn}"
+
+    def settings_env(self, jit_ou: str | None = None) -> dict[str, str]:
         """The JITAD_LDAP_* variables that point jitad at this DC."""
         return {
             "JITAD_LDAP_URLS": self.ldaps_url,
@@ -72,7 +77,7 @@ class SambaDC:
             "JITAD_LDAP_BIND_DN": self.admin_dn,
             "JITAD_LDAP_BIND_PASSWORD": self.admin_password,
             "JITAD_LDAP_BASE_DN": self.base_dn,
-            "JITAD_LDAP_JIT_OU": jit_ou,
+            "JITAD_LDAP_JIT_OU": self.jit_ou if jit_ou is None else jit_ou,
         }
 
     # -- lifecycle -------------------------------------------------------------------

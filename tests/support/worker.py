@@ -1,4 +1,5 @@
 """A real Celery worker pair (engine with embedded beat, notifications) in one process group."""
+import contextlib
 import os
 import re
 import signal
@@ -13,6 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
 # each have a worker process of their own, so a hanging destination never holds the
 # processes a revocation needs.
 QUEUES = ("celery", "notifications,hosts")
+# The workers running now, so a test can stop the ones started before it without starting any.
+RUNNING: set["CeleryWorker"] = set()
 
 
 class CeleryWorker:
@@ -71,10 +74,20 @@ class CeleryWorker:
                     raise RuntimeError(f"celery worker exited with {proc.returncode}:\n{self.log_tail()}")
             text = self.log_path.read_bytes()
             if all(re.search(rb"%s@\S+ ready\." % node.encode(), text) for node in names):
+                RUNNING.add(self)
                 return
             time.sleep(0.2)
         self.kill()
         raise RuntimeError(f"celery workers not ready within {timeout}s:\n{self.log_tail()}")
+
+    def adopt(self, other: "CeleryWorker") -> None:
+        """Take over ``other``'s running processes (a replacement started for this worker after it
+        died), so that whoever stops this worker stops them, and ``other`` no longer counts as
+        running on its own (it would be started again as a second worker, with a second beat)."""
+        self.proc, self.others, self.log_path = other.proc, other.others, other.log_path
+        other.proc, other.others = None, []
+        RUNNING.discard(other)
+        RUNNING.add(self)
 
     def log_tail(self, n: int = 4000) -> str:
         return self.log_path.read_bytes()[-n:].decode(errors="replace") if self.log_path else ""
@@ -100,10 +113,8 @@ class CeleryWorker:
                     pass
             except ChildProcessError:
                 pass
-            try:
-                os.killpg(group, 0)
-            except ProcessLookupError:
-                return
+            if not _live_members(group):
+                return  # gone, or only zombies left for an init that does not reap them
             time.sleep(0.1)
         raise subprocess.TimeoutExpired(f"process group {group}", timeout)
 
@@ -114,10 +125,50 @@ class CeleryWorker:
         except subprocess.TimeoutExpired:
             pass  # killed; what is left are zombies waiting for their parent to reap them
         self.proc, self.others = None, []
+        RUNNING.discard(self)
 
     def stop(self) -> None:
+        """A warm shutdown, as a supervisor does it: SIGTERM to each main worker process only.
+
+        Signalling the whole group would also hit the pool's children, and a child killed
+        while holding the pool's queue lock leaves its parent waiting on that lock for ever.
+        """
+        mains = [p for p in (self.proc, *self.others) if p is not None]
+        for proc in mains:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in mains:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                break
+        self.kill()  # whatever is left of the group (the embedded beat, a stuck child)
+
+
+def _live_members(group: int) -> list[int]:
+    """Processes of ``group`` that are not zombies (a zombie still counts for killpg)."""
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            self._end_group(signal.SIGTERM, 20)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        self.proc, self.others = None, []
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            live.append(int(stat.parent.name))
+    return live
+
+
+@contextlib.contextmanager
+def background_workers_stopped(*also: "CeleryWorker"):
+    """Stop every worker that runs (the session's, with its beat, and any an earlier test left),
+    and start them again afterwards, with ``also`` (the session's worker) even if it was not
+    running: the test's own processes are the only ones acting on the database and broker."""
+    stopped = list(dict.fromkeys([*RUNNING, *also]))
+    for worker in stopped:
+        worker.stop()
+    try:
+        yield
+    finally:
+        for worker in stopped:
+            worker.start()

@@ -67,6 +67,16 @@ def is_breakglass_approver(*, user) -> bool:
     return accounts_approved_by(user=user).exists()
 
 
+def privileged_roles_of(sender, *, user, **kwargs) -> list[str]:
+    """Answer jitad.accounts.roles: approving checkouts or being able to check out is a privileged role."""
+    roles = []
+    if accounts_approved_by(user=user).exists():
+        roles.append("break-glass approver")
+    if accounts_responded_by(user=user).exists():
+        roles.append("break-glass responder")
+    return roles
+
+
 def account_approvers(*, account: SealedAccount, exclude=None) -> list:
     """Active people who approve ``account``'s checkouts (for alerts), without ``exclude``."""
     names = [n for n in account.approver_groups or [] if isinstance(n, str) and n]

@@ -22,6 +22,7 @@ from django.views.decorators.debug import sensitive_variables
 from jitad import directory
 from jitad.accounts.models import DirectoryAccount
 from jitad.audit.services import audit_record_many
+from jitad.engine import keeper
 from jitad.elevation.services.grants import backoff_seconds  # one backoff rule for all engine retries
 from jitad.notifications.models import Notification
 from jitad.notifications.services import alert_raise
@@ -36,9 +37,7 @@ A = SealedAccount.State
 
 
 def _enqueue_rotate(account_id: int, token: uuid.UUID) -> None:
-    from ..tasks import account_rotate
-
-    enqueue(account_rotate, account_id, token)
+    enqueue("jitad.breakglass.account_rotate", SealedAccount, account_id, token)
 
 
 # -- enrolment and settings -----------------------------------------------------------------
@@ -211,6 +210,11 @@ def account_rotate_execute(*, account_id: int, token) -> None:
     account, mine = take(SealedAccount, account_id, token)
     if account is None:
         return
+    with keeper.held(SealedAccount, mine):  # a slow DC must not let a second worker in mid-rotation
+        _rotate_taken(account, mine)
+
+
+def _rotate_taken(account: SealedAccount, mine) -> None:
     if account.state not in (A.ENROLLING, A.ROTATING, A.EXPOSED):
         release(SealedAccount, account.pk, mine)
         return

@@ -18,7 +18,9 @@ from django.views.decorators.debug import sensitive_variables
 
 from jitad import directory
 from jitad.audit.services import audit_record_many
+from jitad.engine import keeper
 from jitad.elevation.services.grants import backoff_seconds  # one backoff rule for all engine retries
+from jitad.humantime import when
 from jitad.notifications.models import Notification
 from jitad.notifications.services import alert_raise, notification_create
 
@@ -38,9 +40,7 @@ REASON_MAX = 4000
 
 
 def _enqueue_open(checkout_id: int, token: uuid.UUID) -> None:
-    from ..tasks import checkout_open
-
-    enqueue(checkout_open, checkout_id, token)
+    enqueue("jitad.breakglass.checkout_open", Checkout, checkout_id, token)
 
 
 def _who(user) -> str:
@@ -235,7 +235,7 @@ def _approve(checkout: Checkout, *, actor: str) -> None:
         what = "print the envelope of" if checkout.purpose == Checkout.Purpose.ENVELOPE else "use"
         _tell_holder(checkout, f"Approved: you may {what} {checkout.account.name} (checkout #{checkout.pk})",
                      f"Your checkout of {checkout.account.name} is approved until "
-                     f"{checkout.expires_at:%Y-%m-%d %H:%M} UTC. Open it in jitad to see the password (once).",
+                     f"{when(checkout.expires_at)}. Open it in jitad to see the password (once).",
                      "breakglass.checkout_approved")
 
 
@@ -319,6 +319,11 @@ def checkout_open_execute(*, checkout_id: int, token) -> None:
     checkout, mine = take(Checkout, checkout_id, token)
     if checkout is None:
         return
+    with keeper.held(Checkout, mine):
+        _open_taken(checkout, mine)
+
+
+def _open_taken(checkout: Checkout, mine) -> None:
     if checkout.state != C.OPENING:
         release(Checkout, checkout.pk, mine)
         return
@@ -384,7 +389,7 @@ def _locked_open_for_holder(checkout: Checkout, actor, purpose: str) -> Checkout
         raise BreakglassRefused("wrong_purpose", "This checkout is not for that.")
     if row.revealed_at is not None:
         raise BreakglassRefused("already_revealed",
-                                f"The password of checkout #{row.pk} was shown on {row.revealed_at:%Y-%m-%d %H:%M:%S} UTC "
+                                f"The password of checkout #{row.pk} was shown on {when(row.revealed_at)} "
                                 "and is never shown twice. Lost it? Check in and ask again.")
     if row.state != C.OPEN:
         raise BreakglassRefused("not_open", f"Checkout #{row.pk} is {row.get_state_display()}, not open.")
@@ -404,7 +409,7 @@ def checkout_reveal(*, checkout: Checkout, actor) -> str:
         alert_raise(
             event="breakglass.revealed", severity=Notification.Severity.WARNING,
             subject=f"Break-glass password of {row.account.name} shown to {actor.get_username()} (checkout #{row.pk})",
-            body=f"Incident {row.incident_ref}. The window ends {row.expires_at:%Y-%m-%d %H:%M} UTC; the password is "
+            body=f"Incident {row.incident_ref}. The window ends {when(row.expires_at)}; the password is "
                  "rotated at check-in.",
             link=admin_link("checkout", row.pk), object_type="checkout", object_id=row.pk,
         )

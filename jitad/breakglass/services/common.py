@@ -1,7 +1,6 @@
 """What the break-glass services share: leases, audit entries, links, the claim swap."""
 import logging
 import uuid
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -9,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jitad.audit.services import AuditEntry, audit_record_many
+from jitad.engine import keeper, queue
 
 from ..models import Checkout, SealedAccount
 
@@ -16,8 +16,8 @@ log = logging.getLogger(__name__)
 
 
 def lease(now=None):
-    """When a claim taken now lapses: room for an AD call and its read-backs."""
-    return (now or timezone.now()) + timedelta(seconds=settings.JITAD_LEASE_SECONDS)
+    """When a claim taken now lapses unless its holder renews it (jitad/engine/keeper.py)."""
+    return keeper.lease_until(now)
 
 
 def account_entry(account: SealedAccount, *, actor: str, action: str, before: str = "", after: str = "",
@@ -56,14 +56,9 @@ def release(model, pk: int, token) -> None:
     model.objects.filter(pk=pk, claim_token=token).update(claim_token=None, lease_until=None)
 
 
-def enqueue(task, pk: int, token: uuid.UUID) -> None:
-    """Send the wake-up call; with the broker down the claim lapses and the sweeper sends it again."""
-    from kombu.exceptions import OperationalError
-
-    try:
-        task.delay(pk, str(token))
-    except OperationalError as e:
-        log.warning("broker unreachable, %s #%s left to the sweeper: %s", task.name, pk, e)
+def enqueue(task_name: str, model, pk: int, token: uuid.UUID) -> None:
+    """Send the wake-up call; with the broker down the claim is handed back and the sweeper sends it again."""
+    queue.enqueue(task_name, pk, str(token), on_failure=lambda: release(model, pk, token))
 
 
 def end_unused(row: Checkout, *, state: str, actor: str, reason: str) -> None:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from jitad.audit.services import audit_record_many
+from jitad.humantime import when
 
 from ..errors import BreakglassRefused
 from ..models import Seal, SealedAccount
@@ -40,12 +41,12 @@ def envelope_verify(*, account_name: str, seal_id: str, opened: bool, actor: str
             message += " The password is being rotated as a precaution."
     elif seal.broken_at is not None:
         status = "stale"
-        message = (f"Seal {seal_id} of {account.name} was replaced on {seal.broken_at:%Y-%m-%d %H:%M} UTC "
+        message = (f"Seal {seal_id} of {account.name} was replaced on {when(seal.broken_at)} "
                    f"({seal.broken_reason or 'rotated'}): the password in this envelope no longer works. "
                    "Destroy it and print a new envelope.")
     else:
         status = "current"
-        printed = (f" printed by {seal.envelope_printed_by} on {seal.envelope_printed_at:%Y-%m-%d %H:%M} UTC"
+        printed = (f" printed by {seal.envelope_printed_by} on {when(seal.envelope_printed_at)}"
                    if seal.envelope_printed_at else " (no envelope was printed through jitad for this seal!)")
         if opened:
             rotation = seal_break(account=account, reason=Seal.Reason.ENVELOPE_OPENED, actor=actor,

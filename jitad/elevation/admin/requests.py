@@ -18,6 +18,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
+from jitad.humantime import when
+
 from ..errors import RequestRefused
 from ..models import AccessRequest, Approval
 from ..services import can_decide, request_approve, request_deny
@@ -147,7 +149,7 @@ class AccessRequestAdmin(ScopedReadOnlyAdmin):
         if not held:
             return format_html('<span class="jitad-muted">{}</span>', "nothing")
         shown = format_html_join(", ", "{} <span class=\"jitad-muted\">(until {})</span>",
-                                 ((a.target, timezone.localtime(a.expires_at).strftime("%H:%M")) for a in held[:3]))
+                                 ((a.target, when(a.expires_at)) for a in held[:3]))
         more = f" and {len(held) - 3} more" if len(held) > 3 else ""
         return format_html("{}{}", shown, more)
 

@@ -132,7 +132,29 @@ class ErrorSerializer(serializers.Serializer):
 
 
 # -- input -------------------------------------------------------------------------------
-class RequestCreateSerializer(serializers.Serializer):
+DURATION_HELP = ("How long, as people write it: \"4h\", \"90m\", \"1h30m\", ISO 8601 \"PT1H30M\", or a number of "
+                 "minutes. Give this or duration_minutes, not both; the policy's default if neither.")
+
+
+class DurationInputMixin(serializers.Serializer):
+    """``duration`` ("1h30m") or ``duration_minutes`` (90): one of them, or neither (the policy's default)."""
+
+    duration = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=40,
+                                     help_text=DURATION_HELP)
+
+    def validate(self, attrs):
+        if attrs.get("duration") not in (None, "") and attrs.get("duration_minutes") is not None:
+            raise serializers.ValidationError({"duration": "Give duration or duration_minutes, not both."})
+        return attrs
+
+    def duration_value(self):
+        """What the service reads: the text as given, or the minutes, or None for the default."""
+        data = self.validated_data
+        text = data.get("duration")
+        return text if text not in (None, "") else data.get("duration_minutes")
+
+
+class RequestCreateSerializer(DurationInputMixin):
     target = TargetRefField(help_text="The target's id or exact name.")
     duration_minutes = serializers.IntegerField(
         required=False, allow_null=True, help_text="Minutes of access; the policy's default if omitted."
@@ -158,9 +180,10 @@ class RequestOtpSerializer(serializers.Serializer):
     otp = OtpField()
 
 
-class RequestExtendSerializer(serializers.Serializer):
+class RequestExtendSerializer(DurationInputMixin):
     duration_minutes = serializers.IntegerField(
-        required=False, allow_null=True, help_text="Further minutes; the policy's default if omitted."
+        required=False, allow_null=True,
+        help_text="Further minutes; the policy's default (at most what the grant may still get) if omitted.",
     )
     justification = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=TEXT_MAX)
     ticket = serializers.CharField(

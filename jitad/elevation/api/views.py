@@ -6,7 +6,8 @@ checks it before a view runs). Errors are ``{"code", "detail"}``, always 4xx:
 
 * 400 ``parse_error`` / ``invalid`` (with ``fields``) — malformed JSON, wrong types, oversized text
 * 400 ``target_unknown``, ``state_invalid``, and a service's own codes for input its policy
-  refuses: ``duration_too_long``, ``duration_invalid``, ``justification_required``,
+  refuses: ``duration_too_long``, ``duration_invalid``, ``extension_too_long`` (more than the
+  policy's longest grant leaves), ``justification_required``,
   ``justification_too_long``, ``ticket_required``, ``ticket_invalid``, ``comment_required``,
   ``comment_too_long``, ``target_disabled``
 * 401 ``not_authenticated`` / ``authentication_failed`` — no token, or a bad, expired or revoked one
@@ -17,7 +18,8 @@ checks it before a view runs). Errors are ``{"code", "detail"}``, always 4xx:
   ids of other people's requests are not disclosed)
 * 409 — the request or grant is not in a state that allows it: ``not_pending``,
   ``already_decided``, ``extension_pending``, ``already_revoked``, ``not_extendable``,
-  ``too_many_extensions``, ``no_grant``, ``group_already_counted`` (distinct approver groups:
+  ``too_many_extensions`` (also when the policy allows none), ``total_duration_reached`` (the
+  grant already lasts as long as the policy allows), ``no_grant``, ``group_already_counted`` (distinct approver groups:
   the caller's group already approved), ``policy_disabled``, ``requester_blocked``
 
 A caller sees their own requests and every request whose policy or target names one of
@@ -51,7 +53,8 @@ from .serializers import (
 FORBIDDEN = {"self_approval", "not_approver", "not_requester", "not_holder", "not_eligible"}
 CONFLICT = {
     "not_pending", "already_decided", "extension_pending", "already_revoked", "not_extendable",
-    "too_many_extensions", "no_grant", "group_already_counted", "policy_disabled", "requester_blocked",
+    "too_many_extensions", "total_duration_reached", "no_grant", "group_already_counted", "policy_disabled",
+    "requester_blocked",
 }
 
 
@@ -106,7 +109,10 @@ class ApiView(GenericAPIView):
     def valid(self, serializer_class) -> dict:
         serializer = serializer_class(data=self.request.data)
         serializer.is_valid(raise_exception=True)
-        return serializer.validated_data
+        data = dict(serializer.validated_data)
+        if hasattr(serializer, "duration_value"):
+            data["duration_minutes"] = serializer.duration_value()
+        return data
 
     def visible_request(self, request_id) -> AccessRequest:
         req = request_visible(user=self.request.user, request_id=request_id)
@@ -132,7 +138,7 @@ class EligibilityView(ApiView):
         description="The enabled targets you may request, by name, with the rules of the policy that applies. "
                     "`q` keeps targets whose name, host name or description contains every word.",
         parameters=[OpenApiParameter("q", OpenApiTypes.STR, description="Search words.")],
-        responses={200: EligibilitySerializer(many=True), **_errors(401)},
+        responses={200: EligibilitySerializer(many=True), **_errors(400, 401)},
     )
     def get(self, request):
         paginator = self.paginator
@@ -200,7 +206,8 @@ class RequestDetailView(ApiView):
     serializer_class = RequestSerializer
 
     @extend_schema(
-        operation_id="requests_retrieve", summary="One request", responses={200: RequestSerializer, **_errors(401, 404)}
+        operation_id="requests_retrieve", summary="One request",
+        responses={200: RequestSerializer, **_errors(400, 401, 404)},
     )
     def get(self, request, id):
         return Response(RequestSerializer(self.visible_request(id)).data)

@@ -7,12 +7,13 @@ from .grants import (
     grants_revoke_execute,
     sweep,
 )
+from .held_removals import held_removals_confirm, held_removals_discard, held_removals_execute, held_removals_sweep
 from .host_revocation import grants_check_revoked_execute
 from .standing import host_scan, scannable_targets
 from .approvers import approval_progress, can_decide, is_approver_anywhere, requests_decidable_by
 from .notices import grants_warn_expiring
 from .policies import eligible_targets, policy_for
-from .reconciler import reconcile
+from .reconciler import reconcile, reconcile_once
 from .requests import (
     request_approve,
     request_cancel,
@@ -34,10 +35,15 @@ __all__ = [
     "grant_release",
     "grant_revoke",
     "grants_warn_expiring",
+    "held_removals_confirm",
+    "held_removals_discard",
+    "held_removals_execute",
+    "held_removals_sweep",
     "grants_revoke_execute",
     "is_approver_anywhere",
     "policy_for",
     "reconcile",
+    "reconcile_once",
     "requests_decidable_by",
     "request_approve",
     "request_cancel",

@@ -107,6 +107,11 @@ def is_approver_anywhere(*, user) -> bool:
     )
 
 
+def privileged_roles_of(sender, *, user, **kwargs) -> list[str]:
+    """Answer jitad.accounts.roles: approving elevation requests is a privileged role."""
+    return ["elevation approver"] if is_approver_anywhere(user=user) else []
+
+
 def requests_decidable_by(*, user, queryset: QuerySet | None = None) -> QuerySet:
     """Pending requests waiting for ``user``'s decision: in scope, not their own, not yet decided
     by them, from a requester who is not blocked."""

@@ -11,8 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db.models import Count, Q
+from django.utils import timezone
+
+from jitad.humantime import minutes_text
 
 from ..models import AccessRequest, Grant, Policy, Target
+from .extensions import extension_room
 from .policies import policy_for, user_group_names
 
 MAX_TERMS = 5
@@ -75,6 +79,20 @@ def eligibility_search(*, user, q: str = "", limit: int, offset: int = 0) -> Eli
     return EligibilityPage(items=[(t, policies[rank[best[t.id]]]) for t in page], total=total)
 
 
+def _policies_for_targets(user, target_ids: set[int]) -> dict[int, Policy]:
+    """The policy that lets ``user`` request each target (as ``policy_for`` decides), in three queries."""
+    if not target_ids:
+        return {}
+    policies = _covering_policies(user)
+    rank = {p.id: i for i, p in enumerate(policies)}
+    best: dict[int, Policy] = {}
+    links = Policy.targets.through.objects.filter(policy_id__in=list(rank), target_id__in=list(target_ids))
+    for target_id, policy_id in links.values_list("target_id", "policy_id"):
+        if target_id not in best or rank[policy_id] < rank[best[target_id].id]:
+            best[target_id] = policies[rank[policy_id]]
+    return best
+
+
 def eligible_target_get(*, user, target_id) -> tuple[Target, Policy] | None:
     """The enabled target with ``target_id`` and the policy that lets ``user`` request it, or None."""
     try:
@@ -107,6 +125,7 @@ class GrantRow:
     can_release: bool
     can_extend: bool
     pending_extension: AccessRequest | None = None
+    revoke_detail: str = ""
 
 
 @dataclass
@@ -133,6 +152,16 @@ class AccessOverview:
     version: str = ""
 
 
+def revoke_detail(grant: Grant) -> str:
+    """Why a grant ended (or is ending), in the words its holder sees: an administrator's reason included."""
+    if grant.revoke_reason == Grant.RevokeReason.ADMIN:
+        by = grant.revoke_requested_by or "an administrator"
+        return f"Revoked by {by}" + (f": {grant.revoke_comment}" if grant.revoke_comment else "")
+    if grant.revoke_reason == Grant.RevokeReason.RELEASED:
+        return "Released early" if grant.state == G.REVOKED else "Release requested"
+    return grant.get_revoke_reason_display().capitalize() if grant.revoke_reason else ""
+
+
 def _history(user) -> list[HistoryRow]:
     finished = (
         AccessRequest.objects.filter(requester=user)
@@ -152,12 +181,12 @@ def _history(user) -> list[HistoryRow]:
         elif r.state == R.CANCELLED:
             detail = "Cancelled"
         else:
-            detail = f"{r.duration_minutes} more minutes on grant #{r.extends_id}"
+            detail = f"{minutes_text(r.duration_minutes)} more on grant #{r.extends_id}"
         rows.append(HistoryRow(at=r.decided_at or r.created_at, kind="request", obj=r, state=r.state, detail=detail))
     revoked = Grant.objects.filter(user=user, state=G.REVOKED).select_related("target").order_by("-revoked_at")[:HISTORY_SIZE]
     for g in revoked:
         rows.append(HistoryRow(at=g.revoked_at or g.expires_at, kind="grant", obj=g, state=g.state,
-                               detail=g.get_revoke_reason_display() if g.revoke_reason else ""))
+                               detail=revoke_detail(g)))
     rows.sort(key=lambda row: row.at, reverse=True)
     return rows[:HISTORY_SIZE]
 
@@ -181,12 +210,18 @@ def access_overview(*, user) -> AccessOverview:
         Grant.objects.filter(user=user, state__in=CURRENT_GRANT_STATES).select_related("target").order_by("expires_at")
     )
     extension_for = {r.extends_id: r for r in pending if r.extends_id}
+    extendable = [g for g in grants if g.state in EXTENDABLE_GRANT_STATES and not g.revoke_requested_at]
+    policies = _policies_for_targets(user, {g.target_id for g in extendable})
+    now = timezone.now()
     rows = [
         GrantRow(
             grant=g,
             can_release=g.state in Grant.LIVE_STATES and not g.revoke_requested_at,
-            can_extend=g.state in EXTENDABLE_GRANT_STATES and not g.revoke_requested_at and g.pk not in extension_for,
+            # Offered only when it can be done: the policy allows another extension and a longer grant.
+            can_extend=g in extendable and g.pk not in extension_for
+            and bool(extension_room(grant=g, policy=policies.get(g.target_id), now=now)),
             pending_extension=extension_for.get(g.pk),
+            revoke_detail=revoke_detail(g) if g.revoke_requested_at else "",
         )
         for g in grants
     ]

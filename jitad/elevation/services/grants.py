@@ -18,6 +18,7 @@ import logging
 import random
 import uuid
 from collections import defaultdict
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
@@ -29,14 +30,20 @@ from django.utils import timezone
 from jitad import directory, hosts
 from jitad.accounts.models import DirectoryAccount
 from jitad.audit.services import AuditEntry, audit_record_many
+from jitad.engine import keeper, queue
+from jitad.engine.services import pulse_mark
+from jitad.humantime import when
 from jitad.notifications.models import Notification
-from jitad.notifications.services import alert_raise
+from jitad.notifications.services import alert_raise, condition_raise, condition_resolve, conditions_open
 
 from ..errors import RequestRefused
 from ..models import AccessRequest, Grant
 from . import host_checks
 from .approvers import can_revoke
+from .extensions import grant_end_limit
 from .notices import notice_grant_active, notice_grant_not_applied, notices_grants_revoked
+from .unmanaged import group_not_managed_raise, not_managed_conditions_resolve
+from .targets import group_nested_into_protected
 
 log = logging.getLogger(__name__)
 S = Grant.State
@@ -44,7 +51,7 @@ S = Grant.State
 
 # -- helpers ---------------------------------------------------------------------------
 def _lease(now=None):
-    return (now or timezone.now()) + timedelta(seconds=settings.JITAD_LEASE_SECONDS)
+    return keeper.lease_until(now)
 
 
 def backoff_seconds(attempts: int, *, failed: bool = False) -> float:
@@ -67,36 +74,43 @@ def _entry(grant: Grant, *, actor: str, action: str, before: str, after: str, re
     )
 
 
-def _enqueue_apply(grant_id: int, token: uuid.UUID) -> None:
-    from ..tasks import grant_apply
+def _release(grant_ids: list[int], token: uuid.UUID) -> None:
+    """Hand claimed grants back to the sweep at once (their message could not be sent)."""
+    Grant.objects.filter(id__in=list(grant_ids), claim_token=token).update(claim_token=None, lease_until=None)
 
-    grant_apply.delay(grant_id, str(token))
+
+def _enqueue_apply(grant_id: int, token: uuid.UUID) -> None:
+    queue.enqueue("jitad.elevation.grant_apply", grant_id, str(token),
+                  on_failure=lambda: _release([grant_id], token))
 
 
 def _enqueue_revoke(grant_ids: list[int], token: uuid.UUID) -> None:
-    from ..tasks import grants_revoke
-
-    grants_revoke.delay(list(grant_ids), str(token))
+    queue.enqueue("jitad.elevation.grants_revoke", list(grant_ids), str(token),
+                  on_failure=lambda: _release(grant_ids, token))
 
 
 def _enqueue_revoke_checks(grants: list[Grant], token: uuid.UUID) -> None:
     """One message per server, so one slow server never holds up the others' checks."""
-    from ..tasks import grants_check_revoked
-
     by_target: dict[int, list[int]] = defaultdict(list)
     for g in grants:
         by_target[g.target_id].append(g.id)
     for ids in by_target.values():
-        grants_check_revoked.delay(ids, str(token))
+        queue.enqueue("jitad.elevation.grants_check_revoked", ids, str(token), on_failure=lambda ids=ids: _release(ids, token))
 
 
-def _take(grant_ids, token) -> tuple[list[Grant], uuid.UUID]:
-    """Swap the claim a message carries for this execution's own; a duplicate gets nothing."""
+@contextmanager
+def _taken(grant_ids, token):
+    """Swap the claim a message carries for this execution's own (a duplicate gets nothing), and
+    keep renewing it while the block runs: a dead worker's claim lapses within one lease."""
     mine = uuid.uuid4()
     with transaction.atomic():
         Grant.objects.filter(id__in=grant_ids, claim_token=token).update(claim_token=mine, lease_until=_lease())
     grants = list(Grant.objects.filter(claim_token=mine).select_related("user", "target"))
-    return grants, mine
+    if not grants:
+        yield grants, mine
+        return
+    with keeper.held(Grant, mine):
+        yield grants, mine
 
 
 # -- creation and requests to end ------------------------------------------------------
@@ -109,6 +123,7 @@ def grant_create_from(*, request: AccessRequest, actor: str) -> Grant:
         user=request.requester,
         target=request.target,
         group_dn=request.target.group_dn,
+        created_at=now,  # the policy's longest grant counts from here (extensions.grant_end_limit)
         expires_at=now + timedelta(minutes=request.duration_minutes),
         state=S.GRANTING,
         claim_token=token,
@@ -132,18 +147,20 @@ def grant_apply_extension(*, grant: Grant, request: AccessRequest, actor: str) -
         raise RequestRefused("not_extendable", f"Grant #{g.pk} is {g.state} and cannot be extended.")
     now = timezone.now()
     old = g.expires_at
-    g.expires_at = max(g.expires_at, now) + timedelta(minutes=request.duration_minutes)
+    # Never past the policy's longest grant, whatever was asked or approved meanwhile.
+    limit = grant_end_limit(grant=g, policy=request.policy)
+    asked = max(g.expires_at, now) + timedelta(minutes=request.duration_minutes)
+    g.expires_at = max(g.expires_at, min(limit, asked))
     g.extensions += 1
     g.expiry_warned_at = None  # a new end: warn again before it
     g.save(update_fields=["expires_at", "extensions", "expiry_warned_at"])
     audit_record_many(
         [_entry(g, actor=actor, action="grant.extended", before=g.state, after=g.state, reason=request.justification,
-                old_expires_at=old.isoformat(), expires_at=g.expires_at.isoformat(), request=request.pk)]
+                old_expires_at=old.isoformat(), expires_at=g.expires_at.isoformat(), request=request.pk,
+                capped_by_policy=asked > limit)]
     )
     if g.state in (S.ACTIVE, S.UNVERIFIED):
-        from ..tasks import grant_refresh_ttl
-
-        transaction.on_commit(lambda: grant_refresh_ttl.delay(g.id))
+        queue.enqueue_on_commit("jitad.elevation.grant_refresh_ttl", g.id)
     return g
 
 
@@ -156,7 +173,8 @@ def _request_revocation(grant: Grant, *, actor: str, reason: str, comment: str =
         g.revoke_requested_at = now
         g.revoke_requested_by = actor
         g.revoke_reason = reason
-        fields = ["revoke_requested_at", "revoke_requested_by", "revoke_reason"]
+        g.revoke_comment = comment
+        fields = ["revoke_requested_at", "revoke_requested_by", "revoke_reason", "revoke_comment"]
         if g.state in (S.GRANTING, S.UNVERIFIED, S.GRANT_FAILED) and g.lease_until and g.lease_until > now:
             # An apply is in flight; stealing its claim could let its add land after our
             # removal. The sweeper takes the grant as soon as the apply lets go.
@@ -240,35 +258,82 @@ def _attempt_failed(grants: list[Grant], token: uuid.UUID, error: directory.Dire
             if g.state != before:
                 alerts.append(g)
         audit_record_many(entries)
-        for g in alerts:
-            verb = "add" if phase == "grant" else "remove"
-            alert_raise(
-                event=f"grant.{g.state}",
-                severity=Notification.Severity.CRITICAL,
-                subject=f"jitad could not {verb} {g.user.get_username()} {'to' if verb == 'add' else 'from'} "
-                        f"{g.target.name} (grant #{g.pk})",
-                body=(
-                    f"Grant #{g.pk}: {g.user.get_username()} on {g.target.name} ({g.group_dn}) is {g.state} after "
-                    f"{g.attempts} attempt(s). Last error: {message}\n"
-                    + ("jitad keeps retrying the removal; check the domain controllers and jitad's bind account."
-                       if phase == "revoke" else "The requester does not have the access.")
-                ),
-                link=_admin_link(g),
-                object_type="grant",
-                object_id=g.pk,
-            )
-            if phase == "grant":
+        if isinstance(error, directory.DirectoryNotManaged):
+            # A group jitad does not own: one condition per group, raised on every refusal
+            # (it only counts while open), instead of a wave alert per batch of grants.
+            group_not_managed_raise(group_dn=error.dn, error=error, grant_ids=[g.id for g in grants], by="engine")
+        elif alerts:
+            _alert_failed_wave(alerts, phase=phase, error=error, message=message)
+        if phase == "grant":
+            for g in alerts:
                 notice_grant_not_applied(grant=g)
     log.warning("%s attempt failed for %d grant(s): %s", phase, len(grants), message)
+
+
+FAILED_LISTED = 20
+
+
+def _alert_failed_wave(grants: list[Grant], *, phase: str, error: directory.DirectoryError, message: str) -> None:
+    """One alert per cause for a batch that ran out of attempts, not one per grant.
+
+    The alert opens the condition ``grant.<state>:<error class>``; further batches failing
+    for the same cause while it is open only count (and remind now and then). It resolves
+    when no grant is left in that failed state (``failed_conditions_resolve``).
+    """
+    state = grants[0].state
+    verb = "add" if phase == "grant" else "remove"
+    cause = type(error).__name__
+    shown = grants[:FAILED_LISTED]
+    lines = [f"  #{g.pk} {g.user.get_username()} on {g.target.name} ({g.group_dn})" for g in shown]
+    if len(grants) > len(shown):
+        lines.append(f"  ... and {len(grants) - len(shown)} more (admin → Grants, state {state})")
+    first = grants[0]
+    what = (f"{first.user.get_username()} {'to' if verb == 'add' else 'from'} {first.target.name} (grant #{first.pk})"
+            if len(grants) == 1 else f"{len(grants)} grants")
+    condition_raise(
+        key=f"grant.{state}:{cause}",
+        event=f"grant.{state}",
+        severity=Notification.Severity.CRITICAL,
+        subject=f"jitad could not {verb} {what}: {cause}",
+        body=(
+            f"{len(grants)} grant(s) are {state} after their last attempt. Last error: {message}\n"
+            + "\n".join(lines) + "\n"
+            + ("jitad keeps retrying the removals and says when every one is done; check the domain controllers "
+               "and jitad's bind account." if phase == "revoke" else "The requesters do not have the access.")
+        ),
+        link=_admin_link(first) if len(grants) == 1 else _grants_link(state),
+    )
+
+
+def failed_conditions_resolve() -> None:
+    """Resolve the failure alerts of a state no grant is in any more (one "Resolved" per cause)."""
+    not_managed_conditions_resolve()
+    for state, event, what, done in (
+        (S.REVOKE_FAILED, "grant.revoke_recovered", "revocations failed",
+         "Every failed revocation is done: the memberships are verified gone."),
+        (S.GRANT_FAILED, "grant.recovered", "grants failed", "No grant is left failed (applied, or ended)."),
+    ):
+        open_ = conditions_open(prefix=f"grant.{state}:")
+        if open_ and not Grant.objects.filter(state=state).exists():
+            for c in open_:
+                cause = c.key.split(":", 1)[1]
+                condition_resolve(key=c.key, event=event, subject=f"{what} with {cause}",
+                                  body=f"{done}\nFirst alerted: {c.subject}")
+
+
+def _grants_link(state: str) -> str:
+    return settings.JITAD_BASE_URL + reverse("admin:elevation_grant_changelist") + f"?state__exact={state}"
 
 
 # -- apply -----------------------------------------------------------------------------
 def grant_apply_execute(*, grant_id: int, token) -> None:
     """Add the grant's user to its group in AD, verify (in AD, and on the server where checked), mark it active."""
-    grants, mine = _take([grant_id], token)
-    if not grants:
-        return
-    g = grants[0]
+    with _taken([grant_id], token) as (grants, mine):
+        if grants:
+            _apply(grants[0], mine)
+
+
+def _apply(g: Grant, mine: uuid.UUID) -> None:
     if g.state not in (S.GRANTING, S.GRANT_FAILED, S.UNVERIFIED):
         Grant.objects.filter(id=g.id, claim_token=mine).update(claim_token=None, lease_until=None)
         return
@@ -287,7 +352,7 @@ def grant_apply_execute(*, grant_id: int, token) -> None:
             if ttl <= 0:
                 Grant.objects.filter(id=g.id, claim_token=mine).update(claim_token=None, lease_until=None)
                 return  # expired before it could be applied: the sweeper revokes it
-            d.add_member(g.group_dn, g.user_dn, ttl_seconds=ttl)
+            d.add_member(g.group_dn, g.user_dn, ttl_seconds=ttl, nested_into_protected=g.target.nested_into_protected)
             if g.target.host_checked:
                 facts = {"group_sid": d.object_sid(g.group_dn), "user_in_group": d.is_member_nested(g.group_dn, g.user_dn)}
     except directory.DirectoryError as e:
@@ -370,7 +435,7 @@ def _verification_failed(g: Grant, token: uuid.UUID, verdict: "host_checks.Verdi
         audit_record_many([_entry(row, actor="system:engine", action=action, before=before, after=S.UNVERIFIED,
                                   reason=row.last_error, attempts=row.attempts, retrying=retry)])
         if entering or not retry:
-            until = f"jitad re-checks until {window_end:%Y-%m-%d %H:%M} UTC." if retry else (
+            until = f"jitad re-checks until {when(window_end)}." if retry else (
                 "jitad has stopped re-checking; fix the cause, then revoke and grant again.")
             alert_raise(
                 event=action, severity=Notification.Severity.CRITICAL,
@@ -390,9 +455,15 @@ def grant_refresh_ttl_execute(*, grant_id: int) -> None:
     if g is None or not g.user_dn:
         return
     ttl = int((g.expires_at - timezone.now()).total_seconds())
-    with directory.session() as d:
-        if ttl > 0 and d.pam_ttl_supported():
-            d.add_member(g.group_dn, g.user_dn, ttl_seconds=ttl)
+    try:
+        with directory.session() as d:
+            if ttl > 0 and d.pam_ttl_supported():
+                d.add_member(g.group_dn, g.user_dn, ttl_seconds=ttl, nested_into_protected=g.target.nested_into_protected)
+    except directory.DirectoryNotManaged as e:  # never retried: the group is not jitad's to change
+        with transaction.atomic():
+            audit_record_many([_entry(g, actor="system:engine", action="grant.ttl_refresh_refused", before=g.state,
+                                      after=g.state, reason=str(e)[:2000])])
+            group_not_managed_raise(group_dn=e.dn, error=e, grant_ids=[g.id], by="engine")
 
 
 # -- revoke ----------------------------------------------------------------------------
@@ -439,7 +510,8 @@ def _revoke_group(d: directory.Directory, group_dn: str, grants: list[Grant]) ->
     """
     ids = {g.id for g in grants}
     keep = _live_holders(group_dn, {g.user_id for g in grants}, ids)
-    member_keys = {directory.normalize_dn(m) for m in d.members_of(group_dn)}
+    read = d.group_members(group_dn)  # its SID too: the seam refuses a well-known privileged group
+    member_keys = {directory.normalize_dn(m) for m in read.members}
     to_remove: dict[str, list[Grant]] = defaultdict(list)
     outcome = {}
     for g in grants:
@@ -450,12 +522,12 @@ def _revoke_group(d: directory.Directory, group_dn: str, grants: list[Grant]) ->
         outcome[g.id] = True
         if dn:
             to_remove[dn].append(g)
-    d.remove_members(group_dn, list(to_remove))
+    d.remove_members(group_dn, list(to_remove), read=read)
     # A grant for one of these users may have started while we removed: put it back.
     raced = _live_holders(group_dn, {g.user_id for gs in to_remove.values() for g in gs}, ids)
     for dn, gs in to_remove.items():
         if any(g.user_id in raced for g in gs):
-            d.add_member(group_dn, dn)
+            d.add_member(group_dn, dn, nested_into_protected=group_nested_into_protected(group_dn))
             log.warning("re-added %s to %s for a grant that started during revocation", dn, group_dn)
     return outcome
 
@@ -495,22 +567,18 @@ def _mark_revoked(grants: list[Grant], token: uuid.UUID, outcome: dict[int, bool
                 recovered.append(g)
         audit_record_many(entries)
         notices_grants_revoked(grants=[g for g in grants if g.id in held], outcome=outcome)
-        for g in recovered:
-            alert_raise(
-                event="grant.revoke_recovered",
-                severity=Notification.Severity.INFO,
-                subject=f"Resolved: {g.user.get_username()} removed from {g.target.name} (grant #{g.pk})",
-                body=f"Grant #{g.pk} is revoked after {g.attempts} failed attempt(s); the membership is verified gone.",
-                object_type="grant",
-                object_id=g.pk,
-            )
+    if recovered:
+        failed_conditions_resolve()
 
 
 def grants_revoke_execute(*, grant_ids: list[int], token) -> None:
     """Remove the memberships of the claimed grants, one modify per group, and mark them revoked."""
-    grants, mine = _take(grant_ids, token)
-    if not grants:
-        return
+    with _taken(grant_ids, token) as (grants, mine):
+        if grants:
+            _revoke(grants, mine)
+
+
+def _revoke(grants: list[Grant], mine: uuid.UUID) -> None:
     by_group: dict[str, list[Grant]] = defaultdict(list)
     for g in grants:
         by_group[g.group_dn].append(g)
@@ -614,4 +682,5 @@ def sweep(*, now=None) -> dict[str, int]:
         for g in rows:
             _enqueue_apply(g.id, token)
         counts["apply"] += len(rows)
+    pulse_mark(name="sweep")  # the watchdog alerts when this stops moving
     return counts

@@ -24,7 +24,7 @@ from jitad.notifications.services import alert_raise
 
 from ..models import Grant
 from . import host_checks
-from .grants import _admin_link, _entry, _take, backoff_seconds
+from .grants import _admin_link, _entry, _taken, backoff_seconds
 
 log = logging.getLogger(__name__)
 C = Grant.HostCheck
@@ -32,7 +32,11 @@ C = Grant.HostCheck
 
 def grants_check_revoked_execute(*, grant_ids: list[int], token) -> None:
     """Check the claimed revoked grants on their servers, one WinRM connection per server."""
-    grants, mine = _take(grant_ids, token)
+    with _taken(grant_ids, token) as (grants, mine):
+        _check_taken(grants, mine)
+
+
+def _check_taken(grants: list[Grant], mine: uuid.UUID) -> None:
     mine_pending = [g for g in grants if g.state == Grant.State.REVOKED and g.host_revoke_check == C.PENDING]
     Grant.objects.filter(id__in=[g.id for g in grants if g not in mine_pending], claim_token=mine).update(
         claim_token=None, lease_until=None

@@ -18,6 +18,7 @@ from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
+from jitad.humantime import minutes_text, when
 from jitad.notifications.models import Notification
 from jitad.notifications.services import (
     APPROVALS,
@@ -36,15 +37,8 @@ WARN_BATCH = 500
 
 
 # -- wording -------------------------------------------------------------------------------
-def _at(when) -> str:
-    return timezone.localtime(when).strftime("%Y-%m-%d %H:%M %Z")
-
-
-def _duration(minutes: int) -> str:
-    hours, rest = divmod(int(minutes), 60)
-    if not hours:
-        return f"{rest} min"
-    return f"{hours} h" + (f" {rest} min" if rest else "")
+_at = when  # 2026-12-05 14:30 UTC, as on every page
+_duration = minutes_text  # 1 h 30 min
 
 
 def _quote(text: str) -> str:
@@ -195,6 +189,9 @@ def notices_grants_revoked(*, grants: list[Grant], outcome: dict[int, bool]) -> 
             continue  # a failed grant's clean-up: its holder was told when it failed
         word, what, advice = _ENDED[g.revoke_reason]
         what = what.format(t=g.target.name, n=g.pk, by=g.revoke_requested_by or "An administrator")
+        if g.revoke_reason == Grant.RevokeReason.ADMIN and g.revoke_comment:
+            what += f" Their reason: \"{_quote(g.revoke_comment)}\""
+            advice = "Ask them or your security team if you have questions."
         if outcome.get(g.id) is False:
             done = f"You are still admin on {g.target.name} through another grant that has not ended."
         else:

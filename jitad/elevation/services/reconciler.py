@@ -1,17 +1,26 @@
 """Find members of managed JIT groups that no grant backs, remove them, and alert."""
 import logging
+import os
+import socket
+import uuid
 from collections import defaultdict
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from jitad import directory
 from jitad.audit.services import AuditEntry, audit_record_many
+from jitad.engine.services import lease_release, lease_take
+from jitad.health.checks import directory_unreachable_raise
 from jitad.notifications.models import Notification
 from jitad.notifications.services import alert_raise
 
 from ..models import Grant, Target
+from . import held_removals
+from .unmanaged import group_not_managed_raise, not_managed_conditions_resolve
+from .targets import group_nested_into_protected
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +38,49 @@ def _backed(group_dn: str) -> set[str]:
     return {directory.normalize_dn(dn) for dn in dns.values_list("user_dn", flat=True)}
 
 
+class ProtectedGroup(directory.DirectoryNotManaged):
+    """The group is under the JIT OU but is privileged: its members are not the reconciler's to judge."""
+
+
+def _protection(group_dn: str, read: directory.GroupMembers) -> str:
+    """Why the reconciler must leave this group's members alone ('' when it may judge them)."""
+    number = directory.rid(read.sid)
+    if number in directory.PROTECTED_RIDS:
+        return f"it is a well-known privileged group (RID {number})"
+    if read.admin_count and not group_nested_into_protected(group_dn):
+        return "it is a protected group (adminCount=1) and no target marks it nested_into_protected"
+    return ""
+
+
 def reconcile_group(d: directory.Directory, group_dn: str, allowed: set[str]) -> list[str]:
-    """Remove unbacked members of one group; return the DNs removed."""
+    """Remove unbacked members of one group; return the DNs removed.
+
+    Raises DirectoryNotManaged before reading anything when the group is not under the JIT
+    OU: its members are not jitad's to judge, nor to hold for an operator. Raises it too,
+    after reading the group but before removing or holding anyone, when the group is a
+    well-known privileged group (Domain Admins moved under the JIT OU and named by a
+    tampered target), or is adminCount=1 and no target marks it nested_into_protected.
+    """
+    directory.require_managed(group_dn, "reconcile the members of", ous=directory.jit_ous(d.config.jit_ou))
     # Members first, grants second: a grant's DN is committed before its add, so any
     # member we read that a grant backs is visible in the read that follows.
-    members = d.members_of(group_dn)
+    read = d.group_members(group_dn)
+    refused = _protection(group_dn, read)
+    if refused:
+        raise ProtectedGroup(group_dn, f"jitad does not reconcile the members of {group_dn!r}: {refused}")
+    members = set(read.members)
     backed = _backed(group_dn)
     extra = sorted(m for m in members if directory.normalize_dn(m) not in backed | allowed)
+    # Too many at once is held for an operator instead (a runaway reconcile is an outage).
+    extra = held_removals.holds_screen(group_dn=group_dn, members=members, extra=extra)
     if not extra:
         return []
-    d.remove_members(group_dn, extra)
+    d.remove_members(group_dn, extra, read=read)
     # A grant may have started for one of them while we removed: put those back.
     now_backed = _backed(group_dn)
     for dn in extra:
         if directory.normalize_dn(dn) in now_backed:
-            d.add_member(group_dn, dn)
+            d.add_member(group_dn, dn, nested_into_protected=group_nested_into_protected(group_dn))
     removed = [dn for dn in extra if directory.normalize_dn(dn) not in now_backed]
     if removed:
         with transaction.atomic():
@@ -58,7 +95,7 @@ def reconcile_group(d: directory.Directory, group_dn: str, allowed: set[str]) ->
             alert_raise(
                 event="reconcile.out_of_band",
                 severity=Notification.Severity.CRITICAL,
-                subject=f"Out-of-band admin membership removed from {group_dn.split(',')[0]}",
+                subject=f"Out-of-band admin membership removed from {directory.group_label(group_dn)}",
                 body=(
                     f"{len(removed)} member(s) of {group_dn} had no jitad grant and were removed:\n"
                     + "\n".join(f"  {dn}" for dn in removed)
@@ -71,19 +108,38 @@ def reconcile_group(d: directory.Directory, group_dn: str, allowed: set[str]) ->
 
 
 def reconcile() -> dict[str, list[str]]:
-    """Reconcile every managed group; a group that fails is logged and retried next run."""
+    """Reconcile every managed group; a group that fails is logged and retried next run.
+
+    When no DC answers the run stops with one log line and the one ``directory.unreachable``
+    condition the watchdog also raises (counted while it is open, resolved by the watchdog
+    when a DC answers): never a traceback, never an alert per run.
+    """
     result = {}
+    refused = set()
     groups = _managed_groups()
     if not groups:
         return result
-    with directory.connect() as d:
-        for group_dn, allowed in groups.items():
-            try:
-                result[group_dn] = reconcile_group(d, group_dn, allowed)
-            except directory.DirectoryError as e:
-                log.warning("reconcile %s failed: %s", group_dn, e)
-                if not e.transient:
-                    _alert_unreadable(group_dn, e)
+    try:
+        with directory.connect() as d:
+            for group_dn, allowed in groups.items():
+                try:
+                    result[group_dn] = reconcile_group(d, group_dn, allowed)
+                except directory.DirectoryNotManaged as e:  # skipped, members left as they are, alerted once
+                    log.warning("reconcile %s skipped: %s", group_dn, e)
+                    refused.add(group_dn)
+                    with transaction.atomic():
+                        group_not_managed_raise(group_dn=group_dn, error=e, by="reconciler",
+                                                privileged=isinstance(e, ProtectedGroup))
+                except directory.DirectoryError as e:
+                    log.warning("reconcile %s failed: %s", group_dn, e)
+                    if not e.transient:
+                        _alert_unreadable(group_dn, e)
+    except directory.DirectoryUnavailable as e:
+        log.warning("reconcile skipped this run: %s", e)
+        with transaction.atomic():
+            directory_unreachable_raise(detail=str(e))
+        return result
+    not_managed_conditions_resolve(still=refused)
     return result
 
 
@@ -97,7 +153,7 @@ def _alert_unreadable(group_dn: str, error: directory.DirectoryError) -> None:
         alert_raise(
             event="reconcile.group_unreadable",
             severity=Notification.Severity.CRITICAL,
-            subject=f"jitad cannot check the JIT group {group_dn.split(',')[0]}",
+            subject=f"jitad cannot check the JIT group {directory.group_label(group_dn)}",
             body=(
                 f"The reconciler could not read {group_dn}: {error}\n"
                 "Out-of-band members of this group are not being removed. Check that the group exists "
@@ -106,3 +162,25 @@ def _alert_unreadable(group_dn: str, error: directory.DirectoryError) -> None:
             object_type="group",
             object_id=key,
         )
+
+
+RECONCILE_LEASE = "reconcile"
+
+
+def reconcile_once() -> dict[str, list[str]] | None:
+    """Run :func:`reconcile` unless another process is running it; None when it was skipped.
+
+    Single-flight through the engine's lease ``reconcile``: a run that outlasts the interval,
+    or two schedulers sending the task at once, never makes two reconciles race on the same
+    groups (and on their held removals). The lease outlives a run that dies mid-way only
+    until it lapses (five intervals, at least five minutes, as long as the task may wait).
+    """
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    seconds = max(300.0, 5 * settings.JITAD_RECONCILE_INTERVAL)
+    if not lease_take(name=RECONCILE_LEASE, holder=holder, seconds=seconds):
+        log.info("reconcile skipped: another process is running it")
+        return None
+    try:
+        return reconcile()
+    finally:
+        lease_release(name=RECONCILE_LEASE, holder=holder)

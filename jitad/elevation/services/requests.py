@@ -6,10 +6,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from jitad.audit.services import audit_record
+from jitad.humantime import DurationError, DurationTooLong, minutes_text, parse_minutes
 
 from ..errors import RequestRefused
 from ..models import AccessRequest, Approval, Grant, Policy, Target
 from .approvers import approvals_counted, approver_groups_for, approver_groups_of
+from .extensions import ExtensionRoom, extension_room
 from .grants import grant_apply_extension, grant_create_from
 from .notices import notice_request_decided, notice_request_pending
 from .policies import policy_for
@@ -60,15 +62,16 @@ def _check_duration(policy: Policy, duration_minutes) -> int:
     if duration_minutes in (None, ""):
         return policy.default_duration_minutes
     try:
-        minutes = int(duration_minutes)
-    except (TypeError, ValueError) as e:
-        raise RequestRefused("duration_invalid", "The duration must be a whole number of minutes.") from e
-    if minutes < 1:
-        raise RequestRefused("duration_invalid", "The duration must be at least one minute.")
-    if minutes > policy.max_duration_minutes:
+        minutes = parse_minutes(duration_minutes)
+    except DurationTooLong:
+        minutes = None  # beyond any policy: refused below, naming this policy's limit
+    except DurationError as e:
+        raise RequestRefused("duration_invalid", str(e)) from e
+    if minutes is None or minutes > policy.max_duration_minutes:
         raise RequestRefused(
             "duration_too_long",
-            f"Policy {policy.name} allows at most {policy.max_duration_minutes} minutes on this target.",
+            f"Policy {policy.name} allows at most {policy.max_duration_minutes} minutes "
+            f"({minutes_text(policy.max_duration_minutes)}) on this target.",
         )
     return minutes
 
@@ -247,29 +250,42 @@ def requests_cancel_for_user(*, user, actor: str, reason: str) -> int:
                        now=timezone.now(), tell_requester=False)
 
 
+def _extension_minutes(grant: Grant, policy: Policy, duration_minutes, room: ExtensionRoom) -> int:
+    """The minutes asked for (the policy's default, trimmed to the room, when none are), within the room."""
+    if duration_minutes in (None, ""):
+        return min(policy.default_duration_minutes, room.minutes)
+    minutes = _check_duration(policy, duration_minutes)
+    if minutes > room.minutes:
+        raise RequestRefused(
+            "extension_too_long",
+            f"Grant #{grant.pk} can get at most {minutes_text(room.minutes)} more: policy {policy.name} lets a grant "
+            f"last at most {minutes_text(policy.max_duration_minutes)} in all.",
+        )
+    return minutes
+
+
 def request_extend(*, grant: Grant, requester, duration_minutes, justification: str = "", ticket: str = "") -> AccessRequest:
-    """Ask for more time on a live grant: a new decision under the same policy, capped by it."""
+    """Ask for more time on a live grant: a new decision under the same policy, capped by it.
+
+    The policy caps the number of extensions and the grant's whole length (``extension_room``).
+    """
     if requester.pk != grant.user_id:
         raise RequestRefused("not_requester", "Only the holder of a grant may ask to extend it.")
-    if grant.state not in (Grant.State.ACTIVE, Grant.State.UNVERIFIED, Grant.State.GRANTING, Grant.State.APPROVED) \
-            or grant.revoke_requested_at:
-        raise RequestRefused("not_extendable", f"Grant #{grant.pk} is {grant.state} and cannot be extended.")
     policy = policy_for(user=requester, target=grant.target)
-    if policy is None:
-        raise RequestRefused("not_eligible", f"No policy lets {requester.get_username()} request {grant.target.name}.")
-    if grant.extensions >= policy.max_extensions:
-        raise RequestRefused(
-            "too_many_extensions", f"Policy {policy.name} allows {policy.max_extensions} extension(s) of one grant."
-        )
-    minutes = _check_duration(policy, duration_minutes)
+    room = extension_room(grant=grant, policy=policy)
+    if not room:
+        raise RequestRefused(room.code, room.message)
+    minutes = _extension_minutes(grant, policy, duration_minutes, room)
     justification, ticket = _check_text(policy, justification, ticket or grant.request.ticket)
     auto = policy.approval_mode == Policy.ApprovalMode.AUTO
     with transaction.atomic():
         # Re-check on the locked row: ``grant`` may be stale, or another extension racing.
-        if Grant.objects.select_for_update().get(pk=grant.pk).extensions >= policy.max_extensions:
-            raise RequestRefused(
-                "too_many_extensions", f"Policy {policy.name} allows {policy.max_extensions} extension(s) of one grant."
-            )
+        locked = Grant.objects.select_for_update().select_related("target").get(pk=grant.pk)
+        room = extension_room(grant=locked, policy=policy)
+        if not room:
+            raise RequestRefused(room.code, room.message)
+        if minutes > room.minutes:
+            minutes = _extension_minutes(locked, policy, minutes, room)
         if AccessRequest.objects.filter(extends=grant, state=AccessRequest.State.PENDING).exists():
             raise RequestRefused("extension_pending", "An extension of this grant is already waiting for a decision.")
         req = AccessRequest.objects.create(

@@ -1,8 +1,10 @@
 """The standing-admin scan: who is a local admin of each server without a JIT grant.
 
 Every member of a server's local Administrators that is neither a JIT group jitad
-manages nor allow-listed (JITAD_HOST_ALLOWED_ADMINS, the target's ``allowed_admins``) is
-standing privilege, the thing jitad exists to remove. Findings are kept per (server,
+manages, nor a domain group holding nothing but such JIT groups (the JIT group nested into
+a "server admins" group that GPO puts there, docs/managed-groups.md), nor allow-listed
+(JITAD_HOST_ALLOWED_ADMINS, the target's ``allowed_admins``) is standing privilege, the
+thing jitad exists to remove. Findings are kept per (server,
 SID), resolved when a scan no longer sees them, shown in the admin, alerted when new, and
 listed by ``manage.py jitad_standing_admins``.
 """
@@ -32,8 +34,13 @@ def host_scan(*, target: Target) -> HostScan:
     try:
         with host_checks.host_for(target) as h:
             members = h.local_admins()
+        jit_groups = _jit_groups(target)
         with directory.session() as d:
             principals = d.resolve_sids(m.sid for m in members)
+            carriers = {
+                sid for sid, p in principals.items()
+                if p.is_group and directory.normalize_dn(p.dn) not in jit_groups and _jit_only(d, p.dn, jit_groups)
+            }
     except (hosts.HostError, directory.DirectoryError) as e:
         _scan_failed(scan, f"{type(e).__name__}: {e}")
         return scan
@@ -41,23 +48,56 @@ def host_scan(*, target: Target) -> HostScan:
         log.exception("scan of %s failed unexpectedly", target.name)
         _scan_failed(scan, f"unexpected {type(e).__name__}: {e}")
         return scan
-    # This server's own JIT group, and the groups of domain-wide roles (meant to span servers).
-    # Another server's JIT group here would make its grants admin on this server too: report it.
-    jit_groups = {directory.normalize_dn(target.group_dn)} | {
-        directory.normalize_dn(dn)
-        for dn in Target.objects.filter(kind=Target.Kind.DOMAIN_ROLE).values_list("group_dn", flat=True)
-    }
     patterns = host_checks.allowed_admin_patterns(target)
     standing = []
     for m in members:
         p = principals.get(m.sid)
         if p is not None and directory.normalize_dn(p.dn) in jit_groups:
             continue  # a JIT group: its members are backed by grants (the reconciler sees to that)
+        if m.sid in carriers:
+            continue  # holds JIT groups only: whoever is admin through it is admin through a grant
         if host_checks.allowed_admin(m.sid, patterns):
             continue
         standing.append((m, p))
     _record(scan, members, standing)
     return scan
+
+
+def _jit_groups(target: Target) -> set[str]:
+    """This server's own JIT group, and the groups of domain-wide roles (meant to span servers), normalised.
+
+    Another server's JIT group here would make its grants admin on this server too: it is reported.
+    A target naming a group outside the JIT OU names no JIT group: jitad does not manage it.
+    """
+    dns = [target.group_dn] + list(Target.objects.filter(kind=Target.Kind.DOMAIN_ROLE).values_list("group_dn", flat=True))
+    return {directory.normalize_dn(dn) for dn in dns if directory.under_jit_ou(dn)}
+
+
+_NESTING_READS = 50  # a carrier deeper or wider than this is reported rather than walked
+
+
+def _jit_only(d: directory.Directory, group_dn: str, jit_groups: set[str]) -> bool:
+    """True if ``group_dn`` holds JIT groups and nothing else, directly or through groups that do.
+
+    An empty group, a user, a foreign principal or anything unreadable anywhere below makes
+    it False: that is a way to be admin without a grant (or one that cannot be ruled out).
+    """
+    seen, todo, found_jit = {directory.normalize_dn(group_dn)}, [group_dn], False
+    while todo:
+        if len(seen) > _NESTING_READS:
+            return False
+        try:
+            members = d.members_of(todo.pop())
+        except directory.DirectoryNotFound:  # not a group: a person or a principal in its own right
+            return False
+        for m in members:
+            key = directory.normalize_dn(m)
+            if key in jit_groups:
+                found_jit = True
+            elif key not in seen:
+                seen.add(key)
+                todo.append(m)
+    return found_jit
 
 
 def _record(scan: HostScan, members, standing) -> None:

@@ -2,12 +2,14 @@
 
 Everything else calls these: ``alert_raise`` for the security channel,
 ``notification_create`` / ``notifications_create`` for anything addressed to people or
-named destinations. Rows are written in the caller's transaction; each delivery is sent
-by its own task after commit.
+named destinations; ``digests_send`` (beat) for routine alerts that waited. Rows are
+written in the caller's transaction; each delivery is sent by its own task after commit.
 """
 from .compose import Outgoing, alert_raise, deliveries_enqueue, notification_create, notifications_create
+from .conditions import condition_raise, condition_resolve, conditions_open
 from .delivery import SendFailed, deliveries_resend, deliveries_retry, delivery_send
 from .destinations import APPROVALS, SECURITY, destination_urls, named_destination, redact, scrub
+from .digest import digests_send
 
 __all__ = [
     "APPROVALS",
@@ -15,11 +17,15 @@ __all__ = [
     "SECURITY",
     "SendFailed",
     "alert_raise",
+    "condition_raise",
+    "condition_resolve",
+    "conditions_open",
     "deliveries_enqueue",
     "deliveries_resend",
     "deliveries_retry",
     "delivery_send",
     "destination_urls",
+    "digests_send",
     "named_destination",
     "notification_create",
     "notifications_create",

@@ -3,14 +3,19 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from ..models import Delivery, Notification
+from jitad.engine.queue import enqueue
+
+from ..models import Delivery, DigestEntry, Notification
 from .destinations import SECURITY, destination_urls, redact
 
 log = logging.getLogger(__name__)
 SUBJECT_MAX = 200
+# The error of a delivery to a destination that holds no URL (jitad.notifications.selectors reads it back).
+NOT_SET = "{destination} is not set: no URL to send to"
 
 
 @dataclass
@@ -47,7 +52,7 @@ def _deliveries(note: Notification, out: Outgoing, now) -> list[Delivery]:
         if not urls:
             # Recorded as failed so an operator sees that a message reached nobody there.
             rows.append(Delivery(notification=note, channel=Delivery.Channel.APPRISE, destination=destination,
-                                 state=Delivery.State.FAILED, last_error=f"{destination} is not set: no URL to send to"))
+                                 state=Delivery.State.FAILED, last_error=NOT_SET.format(destination=destination)))
             continue
         for position, url in enumerate(urls):
             shown = redact(url)
@@ -107,8 +112,20 @@ def notification_create(*, event: str, subject: str, body: str, link: str = "",
 
 
 def alert_raise(*, event: str, subject: str, body: str, severity: str = Notification.Severity.WARNING,
-                object_type: str = "", object_id: str = "", link: str = "") -> Notification:
-    """Tell the security channel (JITAD_ALERT_URLS); delivered by the worker once the transaction commits."""
+                object_type: str = "", object_id: str = "", link: str = "", digest_kind: str = "",
+                person: str = "") -> Notification | None:
+    """Tell the security channel (JITAD_ALERT_URLS); delivered by the worker once the transaction commits.
+
+    ``digest_kind`` marks a routine event ("enrolled an authenticator app"): while
+    JITAD_ALERT_DIGEST_MINUTES is above 0 it waits for the channel's next digest, counted
+    under that kind with ``person`` named, and None is returned. The caller decides what is
+    routine; anything else is sent at once.
+    """
+    if digest_kind and settings.JITAD_ALERT_DIGEST_MINUTES > 0:
+        log.info("alert %s for the next digest: %s", event, subject)
+        DigestEntry.objects.create(destination=SECURITY, event=event, kind=digest_kind[:100], subject=subject[:SUBJECT_MAX],
+                                   person=person[:150], object_type=object_type, object_id=str(object_id)[:64])
+        return None
     log.warning("alert %s: %s", event, subject)
     return notification_create(event=event, subject=subject, body=body, link=link, severity=severity,
                                object_type=object_type, object_id=object_id, destinations=[SECURITY])
@@ -120,26 +137,14 @@ def deliveries_enqueue(*, delivery_ids: list[int], due=None) -> None:
     ``due`` is the periodic check's mark (the ``next_attempt_at`` it set when re-queueing):
     the task may claim a delivery that still carries it, although it is not due yet.
     """
-    from kombu.exceptions import OperationalError
-
-    from ..tasks import delivery_send
-
     extra = (due.isoformat(),) if due is not None else ()
     for i, delivery_id in enumerate(delivery_ids):
-        try:
-            delivery_send.apply_async((delivery_id, *extra))
-        except OperationalError as e:
-            log.warning("broker unreachable, %d delivery(ies) left to the periodic check: %s", len(delivery_ids) - i, e)
+        if not enqueue("jitad.notifications.send", delivery_id, *extra):
+            log.warning("%d delivery(ies) left to the periodic check", len(delivery_ids) - i)
             return
 
 
 def deliveries_enqueue_batch(*, delivery_ids: list[int]) -> None:
     """One task for many deliveries; the notifications worker fans it out into one task per delivery."""
-    from kombu.exceptions import OperationalError
-
-    from ..tasks import deliveries_send_batch
-
-    try:
-        deliveries_send_batch.delay(list(delivery_ids))
-    except OperationalError as e:
-        log.warning("broker unreachable, %d delivery(ies) left to the periodic check: %s", len(delivery_ids), e)
+    if not enqueue("jitad.notifications.send_batch", list(delivery_ids)):
+        log.warning("%d delivery(ies) left to the periodic check", len(delivery_ids))

@@ -15,13 +15,14 @@ from datetime import datetime, timedelta
 
 import apprise
 from celery.exceptions import SoftTimeLimitExceeded
-from kombu.exceptions import OperationalError
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
+
+from jitad.engine.queue import enqueue
 
 from ..models import Delivery, Notification
 from .compose import deliveries_enqueue
@@ -174,12 +175,8 @@ def _failed(d: Delivery, error: str, *, retry: bool, url: str) -> None:
 
 
 def _enqueue_retry(delivery_id: int, delay: float) -> None:
-    from ..tasks import delivery_send as task
-
-    try:
-        task.apply_async((delivery_id,), countdown=delay)
-    except OperationalError as e:  # the periodic check re-sends it anyway
-        log.warning("delivery %s: retry not queued (%s); the periodic check will send it", delivery_id, e)
+    # With the broker down the periodic check re-sends it anyway.
+    enqueue("jitad.notifications.send", delivery_id, countdown=delay)
 
 
 # -- the periodic check and the admin's resend ---------------------------------------------

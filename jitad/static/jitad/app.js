@@ -12,12 +12,22 @@
       el.textContent = fmt(left);
     });
   }
+  // The one timestamp shape of every page and message (jitad/humantime.py), in the reader's zone:
+  // 2026-12-05 15:30 CET. The server's text (its configured zone) stays in the tooltip.
+  var stamp = new Intl.DateTimeFormat(undefined, { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit",
+                                                   minute: "2-digit", hourCycle: "h23", timeZoneName: "short" });
+  function localText(d) {
+    var p = {};
+    stamp.formatToParts(d).forEach(function (part) { p[part.type] = part.value; });
+    return p.year + "-" + p.month + "-" + p.day + " " + p.hour + ":" + p.minute + (p.timeZoneName ? " " + p.timeZoneName : "");
+  }
   function localTimes(root) {
     (root || document).querySelectorAll("time[data-local]").forEach(function (el) {
       var d = new Date(el.getAttribute("datetime"));
-      if (!isNaN(d)) {
-        el.textContent = d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
-        el.title = d.toISOString();
+      if (!isNaN(d) && !el.hasAttribute("data-shown")) {
+        el.title = el.textContent;
+        el.textContent = localText(d);
+        el.setAttribute("data-shown", "");
       }
     });
   }

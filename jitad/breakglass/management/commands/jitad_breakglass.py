@@ -2,12 +2,11 @@
 import json
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 
 from jitad.breakglass import services
 from jitad.breakglass.errors import BreakglassRefused
 from jitad.breakglass.models import Checkout, SealedAccount
-from jitad.breakglass.vault import VaultError, key_generate, secret_rekey
+from jitad.breakglass.vault import VaultError, key_generate
 
 
 def _wait_rotation(account: SealedAccount, token) -> SealedAccount:
@@ -39,7 +38,8 @@ class Command(BaseCommand):
         rotate.add_argument("name")
         rotate.add_argument("--reason", required=True)
         sub.add_parser("seal-check", help="compare every sealed account with AD now")
-        rekey = sub.add_parser("rekey", help="re-encrypt every stored secret under the first key of JITAD_BREAKGLASS_KEYS")
+        rekey = sub.add_parser("rekey", help="re-encrypt every stored secret (break-glass and MFA) under the first key "
+                                             "of JITAD_VAULT_KEYS: the same as manage.py jitad_rekey")
         rekey.add_argument("--check", action="store_true",
                            help="only check that every secret opens with the first key alone (exit 1 if not); run it "
                                 "before dropping an old key")
@@ -113,34 +113,9 @@ class Command(BaseCommand):
             raise CommandError("seals broken or not checked; see the alerts")
 
     def _rekey(self, o):
-        if o["check"]:
-            return self._rekey_check()
-        count = 0
-        with transaction.atomic():
-            for account in SealedAccount.objects.select_for_update().exclude(secret="", pending_secret=""):
-                account.secret = secret_rekey(account.secret) if account.secret else ""
-                account.pending_secret = secret_rekey(account.pending_secret) if account.pending_secret else ""
-                account.save(update_fields=["secret", "pending_secret", "updated_at"])
-                count += 1
-        self.stdout.write(f"re-encrypted the secrets of {count} account(s) under the first key")
+        from django.core.management import call_command
 
-    def _rekey_check(self):
-        from django.conf import settings
-        from django.test.utils import override_settings
-
-        bad = []
-        with override_settings(JITAD_BREAKGLASS_KEYS=settings.JITAD_BREAKGLASS_KEYS[:1]):
-            for account in SealedAccount.objects.exclude(secret="", pending_secret=""):
-                for token in (account.secret, account.pending_secret):
-                    if token:
-                        try:
-                            secret_rekey(token)
-                        except VaultError:
-                            bad.append(account.name)
-        if bad:
-            raise CommandError(f"not under the first key yet: {', '.join(sorted(set(bad)))}; run rekey again "
-                               "(after restarting every process with the new key first)")
-        self.stdout.write("every stored secret opens with the first key: the old keys may be dropped")
+        call_command("jitad_rekey", *(["--check"] if o["check"] else []), stdout=self.stdout, stderr=self.stderr)
 
     def _keygen(self, o):
         self.stdout.write(key_generate())

@@ -1,6 +1,8 @@
-"""Apply a YAML policy file: create or update its targets and policies; exit 1 if it is rejected."""
+"""Apply a YAML policy file: create or update its targets and policies; exit 1 if it is rejected
+or its groups cannot be checked in AD."""
 from django.core.management.base import BaseCommand, CommandError
 
+from jitad import directory
 from jitad.elevation.policy_file import ApplySummary, PolicyFileError, apply_policy_file
 
 
@@ -26,6 +28,10 @@ class Command(BaseCommand):
             for error in e.errors:
                 self.stderr.write(f"{path}: {error}")
             raise CommandError(f"{path} rejected with {len(e.errors)} error(s); nothing was changed") from e
+        except directory.DirectoryError as e:
+            # Every target's group must be checked in AD before anything is written.
+            raise CommandError(f"cannot check the targets' groups in Active Directory: {e}; "
+                               "nothing was changed") from e
         self.report(path, summary)
 
     def report(self, path: str, summary: ApplySummary) -> None:

@@ -1,18 +1,22 @@
-"""Seed a small demo estate: AD OUs, groups and users, their jitad accounts, one live grant."""
+"""Seed a small demo estate: the JIT groups a policy file names, AD OUs, groups and users, their
+jitad accounts, one live grant."""
 import json
 import secrets
 from pathlib import Path
 
+import yaml
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from jitad import directory
+from jitad.accounts.devices import AuthenticatorDevice
 from jitad.accounts.services import account_sync_from_directory
 from jitad.elevation import services
 from jitad.elevation.models import AccessRequest, Grant, Target
 
+EXAMPLE_POLICY = Path(settings.BASE_DIR) / "ops" / "policy.example.yaml"
 # Role groups named in ops/policy.example.yaml, and who is in them.
 PEOPLE = {
     "alice": ["Server-Operators", "DBAs"],
@@ -33,13 +37,20 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--winrm", action="append", default=[], metavar="TARGET=URL",
                             help="check this target's grants on a (test) WinRM host at URL")
-        parser.add_argument("--stage", choices=["estate", "requests", "all"], default="all",
-                            help="estate: AD objects and accounts (prints the JIT groups' SIDs); requests: the demo "
-                                 "requests; all: both")
+        parser.add_argument("--stage", choices=["groups", "estate", "requests", "all"], default="all",
+                            help="groups: the JIT OU and the groups the policy file names, so it can be applied; "
+                                 "estate: AD objects and accounts (prints the JIT groups' SIDs); requests: the demo "
+                                 "requests; all: estate and requests")
+        parser.add_argument("--policy-file", default=str(EXAMPLE_POLICY),
+                            help="the policy file whose groups the groups stage creates (default: the example)")
 
     def handle(self, *args, **options):
         if settings.PRODUCTION:
             raise CommandError("jitad_demo_seed is for throwaway demo domains only")
+        if options["stage"] == "groups":
+            created = self._jit_groups(options["policy_file"])
+            self.stdout.write(json.dumps({"jit_groups": created}))
+            return
         for spec in options["winrm"]:
             name, _, url = spec.partition("=")
             if not Target.objects.filter(name=name).update(winrm_url=url):
@@ -72,7 +83,7 @@ class Command(BaseCommand):
                 dn = d.ensure_user(name, people_ou, password=password, display_name=name.title(),
                                    mail=f"{name}@jitad.test", upn_suffix="jitad.test")
                 for g in groups:
-                    d.add_member(role_dns[g], dn)
+                    d.ensure_member(role_dns[g], dn)  # eligibility groups live outside the JIT OU
         User = get_user_model()
         # The same path an AD login takes: linked by objectGUID, groups from AD, no local password.
         with directory.connect() as d:
@@ -86,7 +97,7 @@ class Command(BaseCommand):
         if created:
             admin.set_password(admin_password)
             admin.save()
-        device = TOTPDevice.objects.filter(user=admin, name="demo").first() or TOTPDevice.objects.create(
+        device = AuthenticatorDevice.objects.filter(user=admin, name="demo").first() or AuthenticatorDevice.objects.create(
             user=admin, name="demo", confirmed=True
         )
         self._breakglass(base)
@@ -100,6 +111,38 @@ class Command(BaseCommand):
                                       "people": {k: v for k, v in creds.items() if k != "admin"},
                                       "jit_group_sids": sids}))
 
+    def _jit_groups(self, path: str) -> list[str]:
+        """Create the JIT OU(s) and every group the policy file names (targets' groups, standing members).
+
+        jitad_apply_policy refuses a group that is not in AD, so a fresh demo domain needs them
+        first. Only DNs under the JIT OU are created: the demo never makes a group jitad would
+        refuse to manage.
+        """
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            raise CommandError(f"cannot read {path}: {e}") from e
+        targets = (data.get("targets") or []) if isinstance(data, dict) else []
+        wanted = []
+        for target in targets:
+            if isinstance(target, dict):
+                wanted += [target.get("group")] + list(target.get("standing_members") or [])
+        wanted = list(dict.fromkeys(dn for dn in wanted if isinstance(dn, str)))
+        outside = [dn for dn in wanted if directory.placement_problem(dn)]
+        if outside:
+            raise CommandError(f"{path} names groups outside the JIT OU ({'; '.join(directory.jit_ous()) or 'unset'}): "
+                               + ", ".join(outside))
+        created = []
+        with directory.connect() as d:
+            for ou in directory.jit_ous():
+                d.ensure_ou(ou)
+            for dn in wanted:
+                name, parent = directory.split_dn(dn)
+                if parent.upper().startswith("OU="):
+                    d.ensure_ou(parent)
+                created.append(d.ensure_group(name, parent, "jitad demo: a JIT group"))
+        return created
+
     def _breakglass(self, base: str) -> None:
         """Create the break-glass accounts in AD and seal them here (nobody knows their passwords)."""
         from jitad.breakglass.models import SealedAccount
@@ -111,7 +154,7 @@ class Command(BaseCommand):
             admins = f"CN=Domain Admins,CN=Users,{base}"
             for name in BREAKGLASS:
                 dn = d.ensure_user(name, ou, password=f"Demo-{secrets.token_urlsafe(16)}", display_name=name)
-                d.add_member(admins, dn)
+                d.ensure_member(admins, dn)  # break-glass: a standing member jitad never manages
         for name, fields in BREAKGLASS.items():
             if SealedAccount.objects.filter(name=name).exists():
                 continue

@@ -1,0 +1,6 @@
+"""jitad's own health: processes that died, domain controllers that stopped answering.
+
+Above the engine, the seams and notifications; below the domain apps. Its checks run on
+the engine's watchdog signal and alert through conditions (one alert while it lasts, one
+"Resolved" when it ends).
+"""

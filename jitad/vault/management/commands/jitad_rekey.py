@@ -1,0 +1,40 @@
+"""Key rotation for everything the vault seals (break-glass passwords, MFA keys, backup codes)."""
+from django.core.management.base import BaseCommand, CommandError
+
+from jitad.vault import VaultError, key_generate, key_ids, rekey_all, rekey_check
+
+
+class Command(BaseCommand):
+    help = ("Re-encrypt every stored secret under the first key of JITAD_VAULT_KEYS; --check: exit 1 unless the "
+            "old keys may be dropped; --keygen: print a new key (docs/mfa.md).")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--check", action="store_true",
+                            help="only check that every secret is under the first key (exit 1 if not); run it before "
+                                 "dropping an old key")
+        parser.add_argument("--keygen", action="store_true", help="print a new vault key and its id")
+
+    def handle(self, *args, **options):
+        if options["keygen"]:
+            from jitad.vault import key_id
+
+            key = key_generate()
+            self.stderr.write(f"key id {key_id(key)}")
+            self.stdout.write(key)
+            return
+        try:
+            if options["check"]:
+                return self._check()
+            counts = rekey_all()
+        except VaultError as e:
+            raise CommandError(str(e)) from e
+        for name, count in counts.items():
+            self.stdout.write(f"{name}: {count} re-encrypted")
+        self.stdout.write(f"every stored secret is under key {key_ids()[0]}")
+
+    def _check(self):
+        problems = rekey_check()
+        if problems:
+            raise CommandError("not under the first key yet: " + "; ".join(problems)
+                               + ". Run `manage.py jitad_rekey` (after restarting every process with the new key first).")
+        self.stdout.write(f"every stored secret is under key {key_ids()[0]}: the old keys may be dropped")

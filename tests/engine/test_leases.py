@@ -1,0 +1,99 @@
+"""Leases: one holder at a time across processes, taken over when the holder stops renewing."""
+import threading
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from jitad.engine import keeper, services
+from jitad.engine.models import Lease
+from jitad.engine.selectors import lease_state
+
+
+@pytest.mark.django_db
+def test_lease_is_held_by_one_and_taken_over_only_when_lapsed():
+    assert services.lease_take(name="scheduler", holder="a", seconds=30)
+    assert services.lease_take(name="scheduler", holder="a", seconds=30)  # renewal
+    assert not services.lease_take(name="scheduler", holder="b", seconds=30)
+    assert lease_state(name="scheduler").holder == "a"
+    Lease.objects.filter(name="scheduler").update(expires_at=timezone.now() - timedelta(seconds=1))  # a died
+    assert services.lease_take(name="scheduler", holder="b", seconds=30)
+    assert not services.lease_take(name="scheduler", holder="a", seconds=30)  # a came back: b keeps it
+    services.lease_release(name="scheduler", holder="b")
+    assert services.lease_take(name="scheduler", holder="a", seconds=30)  # released: taken at once
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_for_a_lapsed_lease_only_one_wins():
+    """GIVEN a lapsed lease WHEN eight threads (each its own database connection) take it at
+    the same moment, over and over THEN exactly one wins each round."""
+    winners_per_round = []
+    for round_ in range(10):
+        name = f"race-{round_}"
+        Lease.objects.create(name=name, holder="dead", expires_at=timezone.now() - timedelta(seconds=5))
+        barrier = threading.Barrier(8)
+        wins = []
+
+        def contend(i):
+            try:
+                barrier.wait()
+                if services.lease_take(name=name, holder=f"t{i}", seconds=30):
+                    wins.append(i)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=contend, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        winners_per_round.append(len(wins))
+        assert lease_state(name=name).holder == f"t{wins[0]}"
+    assert winners_per_round == [1] * 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claims_held_by_a_live_process_are_renewed_and_lapse_without_it(settings, django_user_model):
+    """GIVEN a grant claimed with a short lease WHEN its holder keeps it (keeper.held) THEN the
+    lease is pushed forward while the work runs; WHEN the block ends THEN nobody renews it."""
+    from jitad.elevation.models import AccessRequest, Grant, Policy, Target
+
+    settings.JITAD_LEASE_SECONDS = 3
+    user = django_user_model.objects.create_user("keeper")
+    target = Target.objects.create(name="K1", group_dn="CN=g,OU=JIT,DC=x")
+    policy = Policy.objects.create(name="k1", approval_mode="auto", eligible_users=["keeper"])
+    req = AccessRequest.objects.create(requester=user, target=target, policy=policy, duration_minutes=5)
+    token = uuid.uuid4()
+    first = timezone.now() + timedelta(seconds=3)
+    # An active grant far from its end: no sweep of a live worker elsewhere in the session
+    # takes it over once the lease lapses (only the keeper touches it).
+    grant = Grant.objects.create(request=req, user=user, target=target, group_dn=target.group_dn,
+                                 expires_at=timezone.now() + timedelta(hours=1), state=Grant.State.ACTIVE,
+                                 claim_token=token, lease_until=first)
+    with keeper.held(Grant, token):
+        time.sleep(4)  # longer than the lease: without renewal it would have lapsed
+        renewed = Grant.objects.get(pk=grant.pk).lease_until
+        assert renewed > timezone.now()
+    time.sleep(4)
+    assert Grant.objects.get(pk=grant.pk).lease_until < timezone.now()
+
+
+@pytest.mark.django_db
+def test_renewal_never_shortens_a_longer_lease(settings, django_user_model):
+    from jitad.elevation.models import AccessRequest, Grant, Policy, Target
+
+    user = django_user_model.objects.create_user("longer")
+    target = Target.objects.create(name="K2", group_dn="CN=g,OU=JIT,DC=x")
+    policy = Policy.objects.create(name="k2", approval_mode="auto", eligible_users=["longer"])
+    req = AccessRequest.objects.create(requester=user, target=target, policy=policy, duration_minutes=5)
+    token = uuid.uuid4()
+    far = timezone.now() + timedelta(hours=1)  # e.g. a WinRM deadline added on top
+    grant = Grant.objects.create(request=req, user=user, target=target, group_dn=target.group_dn,
+                                 expires_at=timezone.now(), state=Grant.State.REVOKING, claim_token=token,
+                                 lease_until=far)
+    with keeper.held(Grant, token):
+        assert keeper.renew_now() == 1
+    assert Grant.objects.get(pk=grant.pk).lease_until == far

@@ -1,0 +1,74 @@
+"""The watchdog: a dead scheduler, stopped sweeps and late revocations are alerted once, and resolved."""
+import time
+
+from django.conf import settings
+
+from jitad.elevation import services
+from jitad.elevation.models import Grant
+from jitad.engine.selectors import lease_state
+from jitad.notifications.models import Notification
+from tests.support.waiting import wait_for
+
+from ..elevation.helpers import ad_is_member, expire_now, wait_state
+
+RAISED = ("engine.process_dead", "engine.no_scheduler", "engine.sweep_stalled", "grants.revocation_late")
+RESOLVED = ("engine.process_back", "engine.no_scheduler.resolved", "engine.sweep_stalled.resolved",
+            "grants.revocation_late.resolved")
+
+
+def _count(event: str) -> int:
+    return Notification.objects.filter(event=event).count()
+
+
+def test_the_only_scheduler_dies_the_worker_alerts_and_a_new_one_resumes(nodes, make_user, make_target, ldap_admin,
+                                                                        alert_sink):
+    """GIVEN one engine worker and one scheduler (as a site that ignored the advice to run
+    several), and an active grant WHEN the scheduler is SIGKILLed and left dead and the grant
+    expires THEN nothing sweeps, and the worker's watchdog alerts, once each however many runs
+    see it: the scheduler's death, no scheduler running, sweeps stopped, a grant past its end
+    (with the count and the oldest) WHEN a scheduler starts again THEN the grant is revoked
+    and each of the four is resolved once."""
+    env = nodes.env()
+    nodes.worker(env)
+    scheduler = nodes.scheduler(env)
+    target = make_target()
+    user = make_user("late", groups=("admins",))
+    grant = wait_state(services.request_create(requester=user, target=target, duration_minutes=30).grant.id,
+                       Grant.State.ACTIVE)
+
+    wait_for(lambda: lease_state(name="scheduler").held, timeout=30, message="the scheduler to lead")
+    scheduler.kill()
+    expire_now(grant.id)
+    for event in RAISED:
+        wait_for(lambda event=event: _count(event), timeout=60, message=f"a {event} alert")
+    late = Notification.objects.get(event="grants.revocation_late")
+    assert "1 grant(s)" in late.body and f"grant #{grant.id}" in late.body
+    wait_for(lambda: Notification.objects.filter(event__in=RAISED, deliveries__state="sent").count() == 4, timeout=30,
+             message="the four alerts delivered by the worker")
+    assert {"jitad scheduler scheduler@" in m.get("title", "") for m in alert_sink.messages} >= {True}
+    time.sleep(3 * settings.JITAD_WATCH_INTERVAL)  # several more watchdog runs see the same conditions
+    assert Grant.objects.get(id=grant.id).state == Grant.State.ACTIVE  # truly nobody sweeps
+    assert [_count(e) for e in RAISED] == [1, 1, 1, 1]  # once each, not once per watchdog run
+
+    nodes.scheduler(env)
+    wait_state(grant.id, Grant.State.REVOKED, timeout=60)
+    assert not ad_is_member(ldap_admin, target.group_dn, Grant.objects.get(id=grant.id).user_dn)
+    for event in RESOLVED:
+        wait_for(lambda event=event: _count(event), timeout=60, message=f"a {event} alert")
+    assert [_count(e) for e in RAISED] == [1, 1, 1, 1]
+    assert [_count(e) for e in RESOLVED] == [1, 1, 1, 1]
+
+
+def test_a_scheduler_that_dies_before_its_first_sweep_is_still_noticed(db, settings):
+    """GIVEN a database on which no sweep ever ran to its end WHEN the watchdog looks and, later
+    than the stale limit, looks again THEN sweeps are alerted as stopped (counted from its
+    first look, not skipped for want of a last sweep)."""
+    from jitad.elevation.services import watch
+
+    settings.JITAD_SWEEP_STALE_SECONDS = 0.2
+    watch.sweep_check()
+    assert _count("engine.sweep_stalled") == 0  # the first look only starts the clock
+    time.sleep(0.5)
+    watch.sweep_check()
+    alert = Notification.objects.get(event="engine.sweep_stalled")
+    assert "No sweep has run to its end" in alert.body
