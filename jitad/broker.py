@@ -79,3 +79,63 @@ class RedisChannel(redis.Channel):
 
 class RedisTransport(redis.Transport):
     Channel = RedisChannel
+
+
+# -- is it there? ---------------------------------------------------------------------------
+def probe(*, deadline: float) -> str:
+    """Why the broker cannot take a message now, or "" when it can; never waits much longer than ``deadline`` s.
+
+    The watchdog asks every run: sends to a broker that is down fail quietly by design
+    (``jitad.engine.queue``), so without this nobody would hear that no sweep, revocation or
+    alert reaches a worker. The answer names the broker by host and port only, never its password.
+    """
+    from django.conf import settings
+
+    url = settings.CELERY_BROKER_URL
+    if url.startswith(("jitadfs://", "filesystem://")):
+        return _probe_folder(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_out"])
+    if url.startswith(("redis://", "rediss://")):
+        return _probe_redis(url, deadline)
+    return _probe_kombu(deadline)
+
+
+def _probe_folder(folder: str) -> str:
+    """The embedded broker: its queue folder must take a file (root ignores permissions, so write one)."""
+    if not os.path.isdir(folder):
+        return f"the embedded broker's queue folder {folder} is missing or not a folder"
+    probe_file = os.path.join(folder, f".probe-{os.getpid()}-{uuid.uuid4().hex}.part")  # readers skip *.part
+    try:
+        with open(probe_file, "wb") as f:
+            f.write(b"probe")
+        os.remove(probe_file)
+    except OSError as e:
+        return f"the embedded broker's queue folder {folder} takes no message: {e.strerror or e}"
+    return ""
+
+
+def _probe_redis(url: str, deadline: float) -> str:
+    import redis as redis_py
+
+    client = redis_py.Redis.from_url(url, socket_connect_timeout=deadline, socket_timeout=deadline,
+                                     retry_on_timeout=False)
+    where = client.connection_pool.connection_kwargs
+    name = f"Redis at {where.get('host', where.get('path', '?'))}:{where.get('port', '')}".rstrip(":")
+    try:
+        client.ping()
+    except redis_py.RedisError as e:
+        return f"{name} does not answer: {type(e).__name__}: {e}"
+    finally:
+        client.close()
+    return ""
+
+
+def _probe_kombu(deadline: float) -> str:
+    """Any other broker: a connection within the deadline."""
+    from celery import current_app
+
+    try:
+        with current_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=deadline)
+    except Exception as e:  # noqa: BLE001 - any failure to connect is the answer
+        return f"the broker does not answer: {type(e).__name__}"
+    return ""

@@ -282,6 +282,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker that loses the broker keeps trying for as long as the outage lasts (Celery gives up
+# after 100 tries by default, and the process exits): the watchdog alerts meanwhile.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Beat is elected (jitad/engine/scheduler.py): run it in every engine worker (`-B`) or as
@@ -475,6 +478,9 @@ JITAD_WATCH_INTERVAL = env.float("JITAD_WATCH_INTERVAL", default=5.0)
 JITAD_REVOCATION_SLA_SECONDS = env.float("JITAD_REVOCATION_SLA_SECONDS", default=30.0)
 JITAD_SWEEP_STALE_SECONDS = env.float("JITAD_SWEEP_STALE_SECONDS", default=15.0)
 JITAD_DC_PROBE_TIMEOUT = env.float("JITAD_DC_PROBE_TIMEOUT", default=5.0)
+# The watchdog also asks the broker, within JITAD_BROKER_PROBE_TIMEOUT: one that does not answer
+# is alerted, and meanwhile the watchdog's process revokes due grants and sends alerts itself.
+JITAD_BROKER_PROBE_TIMEOUT = env.float("JITAD_BROKER_PROBE_TIMEOUT", default=3.0)
 JITAD_ALERT_REMIND_MINUTES = env.float("JITAD_ALERT_REMIND_MINUTES", default=60.0)
 # Transient failures: attempts before the grant is marked failed and alerted, and the
 # exponential backoff (with full jitter) between them.

@@ -223,6 +223,16 @@ def normalize_dn(dn: str) -> str:
     return "".join(f"{a.lower()}={_escape_rdn_value(v.lower())}{sep and ','}" for a, v, sep, _ in parts)
 
 
+def _domain_root(dn: str) -> str:
+    """The root of the domain ``dn`` sits in (its trailing DC= RDNs, escaped), or "" if it has none."""
+    tail = []
+    for attr, value, _sep, _end in reversed(_dn_parts(dn)):
+        if attr.lower() != "dc":
+            break
+        tail.append(f"{attr}={_escape_rdn_value(value)}")
+    return ",".join(reversed(tail))
+
+
 def escaped_dn(dn: str) -> str:
     """``dn`` with every value escaped the one canonical way (RFC 4514), case kept: what jitad sends.
 
@@ -426,8 +436,10 @@ class Directory:
         sids = [f"S-1-5-32-{r}" for r in sorted(PROTECTED_RIDS)] + [f"{domain}-{r}" for r in sorted(PROTECTED_RIDS) if domain]
         clause = "".join(f"(objectSid={sid_filter_value(s)})" for s in sids if _usable_sid(s))
         filt = f"(&(objectClass=group)(|(adminCount=1){clause})(member:{_IN_CHAIN}:={escape_filter(dn)}))"
+        # From the root of the group's own domain, not the configured base DN: that may be an OU
+        # (where the people are), while Domain Admins sits in CN=Users and Administrators in CN=Builtin.
         found = []
-        for e in self._search(self.config.base_dn, filt, attributes=["objectSid", "adminCount"],
+        for e in self._search(_domain_root(dn) or self.config.base_dn, filt, attributes=["objectSid", "adminCount"],
                               operation="read enclosing protected groups"):
             r = e["raw_attributes"]
             found.append((e["dn"], format_sid(r["objectSid"][0]) if r.get("objectSid") else "",
@@ -508,7 +520,7 @@ class Directory:
         for i in range(0, len(wanted), 100):
             sids = "".join(f"(objectSid={sid_filter_value(s)})" for s in wanted[i : i + 100])
             filt = f"(&(objectClass=group)(|{sids})(member:{_IN_CHAIN}:={escape_filter(member_dn)}))"
-            for e in self._search(self.config.base_dn, filt, attributes=["objectSid"], operation="check nested groups"):
+            for e in self._search(_domain_root(dn) or self.config.base_dn, filt, attributes=["objectSid"], operation="check nested groups"):
                 raw = e["raw_attributes"].get("objectSid")
                 if raw:
                     found.add(format_sid(raw[0]))

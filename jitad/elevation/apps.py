@@ -10,13 +10,14 @@ class ElevationConfig(AppConfig):
     def ready(self):
         from jitad.accounts.roles import privileged_roles_asked
         from jitad.directory.checks import jit_ou_check
-        from jitad.engine.signals import directory_recovered, watch
+        from jitad.engine.signals import broker_unreachable, directory_recovered, watch
 
-        from .services import approvers
+        from .services import approvers, grants
         from .services import watch as checks
 
         watch.connect(checks.watch_grants, dispatch_uid="jitad.elevation.watch")
         directory_recovered.connect(checks.grants_retry_now, dispatch_uid="jitad.elevation.retry_now")
+        broker_unreachable.connect(grants.revocations_sweep_here, dispatch_uid="jitad.elevation.revoke_here")
         # Approvers' security events are never held for a digest (jitad.accounts.roles).
         privileged_roles_asked.connect(approvers.privileged_roles_of, dispatch_uid="jitad.elevation.privileged_roles")
         # Targets' groups must sit under the JIT OU: a malformed or missing one is a start-up error.

@@ -419,3 +419,26 @@ class HeldRemoval(models.Model):
 
     def __str__(self):
         return f"held removal #{self.pk} of {self.member_dn} from {self.group_dn} [{self.state}]"
+
+
+class GroupReading(models.Model):
+    """The members the reconciler read in a JIT group at its last run: who joined since, for its brake.
+
+    A member no grant backs that was *not* in the group at the previous run (a reading no older
+    than a few reconcile intervals) was added since, out of band: it is removed at once, however
+    many joined with it, so an attacker who adds decoys beside themselves does not trip the
+    brake and stay. The brake (``HeldRemoval``) applies to members that were already there: a
+    wrong database view (a restored backup, a target pointed at another group) shows as many
+    long-standing members losing their backing. Without a fresh reading (the first run, or
+    after jitad stopped reconciling for a while) every unbacked member counts as long-standing.
+    Members are kept as short hashes of their normalised DNs, only what the comparison needs.
+    """
+
+    group_key = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the group's normalised DN")
+    group_dn = models.CharField(max_length=512)
+    members = models.JSONField(default=list, help_text="hashes of the normalised member DNs")
+    digest = models.CharField(max_length=64, help_text="SHA-256 of the sorted member hashes")
+    read_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"{len(self.members)} member(s) of {self.group_dn} read at {self.read_at:%Y-%m-%d %H:%M:%S}"

@@ -25,6 +25,11 @@ def node_name(role: str) -> str:
     return f"{role}@{settings.JITAD_NODE_NAME or socket.gethostname()}"
 
 
+def broker_down_budget() -> float:
+    """Seconds one watchdog run may spend on the workers' most urgent work while the broker does not answer."""
+    return max(5.0, 2 * settings.JITAD_WATCH_INTERVAL)
+
+
 class Node:
     """Heartbeat and watcher threads for one long-running process."""
 
@@ -67,7 +72,10 @@ class Node:
     def watch_once(self) -> bool:
         """Run the watchdog if this process holds (or takes) the watch lease; True if it ran."""
         interval = settings.JITAD_WATCH_INTERVAL
-        seconds = max(3 * interval, interval + settings.JITAD_DC_PROBE_TIMEOUT + 5)
+        # Long enough for a run's slowest path: a DC probe, a broker probe, and the work done
+        # here while the broker is down; a holder that dies still hands over within it.
+        seconds = max(3 * interval, interval + settings.JITAD_DC_PROBE_TIMEOUT + settings.JITAD_BROKER_PROBE_TIMEOUT
+                      + broker_down_budget() + 5)
         if not services.lease_take(name=WATCH_LEASE, holder=self.holder, seconds=seconds):
             return False
         for receiver, result in signals.watch.send_robust(sender=Node):

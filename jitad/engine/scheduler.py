@@ -20,6 +20,7 @@ from django.db import DatabaseError, close_old_connections, connections
 from . import services
 from .models import Heartbeat
 from .node import Node, node_name
+from .queue import BROKER_ERRORS
 
 log = logging.getLogger(__name__)
 LEASE = "scheduler"
@@ -81,6 +82,25 @@ class ElectedScheduler(Scheduler):
         if time.monotonic() >= self._leading_until:
             return wait
         return min(super().tick(*args, **kwargs), wait)
+
+    def apply_entry(self, entry, producer=None):
+        """Send a due task. With the broker down: one warning a minute, not a traceback per task and tick
+        (the watchdog alerts the outage and does the urgent work meanwhile)."""
+        log.debug("scheduler %s sends %s (%s)", self._name, entry.name, entry.task)
+        try:
+            self.apply_async(entry, producer=producer, advance=False)
+        except Exception as e:  # beat wraps the send's error in a SchedulingError
+            cause = e if isinstance(e, BROKER_ERRORS) else e.__cause__ or e.__context__
+            if not isinstance(cause, BROKER_ERRORS):
+                log.exception("scheduler %s could not send %s", self._name, entry.task)  # as beat does
+                return
+            now = time.monotonic()
+            if now - self._broker_warned_at > 60:
+                self._broker_warned_at = now
+                log.warning("scheduler %s cannot send %s while the broker is unreachable (said once a minute): "
+                            "%s: %s", self._name, entry.task, type(cause).__name__, cause)
+
+    _broker_warned_at = float("-inf")
 
     def close(self):
         try:

@@ -7,3 +7,8 @@ watch = Signal()
 
 # A domain controller answers again after none did: retry what waited for it now.
 directory_recovered = Signal()
+
+# The broker does not answer (sent by the watchdog, in the process that runs it): nothing the
+# scheduler sends reaches a worker, so do the most urgent work here until ``until`` (a
+# time.monotonic() deadline), e.g. due revocations. The watchdog sends its alerts after.
+broker_unreachable = Signal()

@@ -1,21 +1,25 @@
-"""Watchdog checks of jitad's own processes and of the domain controllers."""
+"""Watchdog checks of jitad's own processes, its message broker and the domain controllers."""
 import logging
+import time
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 
-from jitad import directory
+from jitad import broker, directory
 from jitad.engine import selectors as engine
 from jitad.engine.models import Heartbeat
+from jitad.engine.node import broker_down_budget
 from jitad.engine.services import heartbeats_forget
-from jitad.engine.signals import directory_recovered
+from jitad.engine.signals import broker_unreachable, directory_recovered
 from jitad.notifications.models import Delivery, Notification
-from jitad.notifications.services import condition_raise, condition_resolve, conditions_open, delivery_send
+from jitad.notifications.services import (condition_raise, condition_resolve, conditions_open, deliveries_send_here,
+                                          delivery_send)
 
 log = logging.getLogger(__name__)
 
 UNREACHABLE = "directory.unreachable"
+BROKER_DOWN = "engine.broker_unreachable"
 
 
 def _when(at) -> str:
@@ -134,3 +138,35 @@ def directory_check(**kwargs) -> None:
         url = c.key.split(":", 1)[1]
         if url not in down:
             condition_resolve(key=c.key, event="directory.dc_back", subject=c.subject, body=f"{url} answers again.")
+
+
+def broker_check(**kwargs) -> None:
+    """A broker that does not answer is a critical alert, and this process does the most urgent work meanwhile.
+
+    Sends to a broker that is down fail quietly by design (the database is the source of
+    truth), so this is where the outage is heard. While it lasts, every watchdog run does
+    what the workers cannot be told to do: the domains' urgent work (due revocations,
+    through the engine's ``broker_unreachable`` signal), then alerts to the security
+    channel, each within its share of the run's budget. Resolved once the broker answers.
+    """
+    why = broker.probe(deadline=settings.JITAD_BROKER_PROBE_TIMEOUT)
+    subject = "jitad's message broker does not answer"
+    if not why:
+        condition_resolve(key=BROKER_DOWN, event=f"{BROKER_DOWN}.resolved", subject=subject,
+                          body="The broker answers again: the workers take sweeps, grants, revocations and alerts over "
+                               "again, and what waited is picked up by the next sweep.")
+        return
+    start, budget = time.monotonic(), broker_down_budget()
+    condition_raise(
+        key=BROKER_DOWN, event=BROKER_DOWN, subject=subject,
+        body=(f"{why}\n"
+              "No sweep, grant, revocation or alert reaches a worker while it lasts. Meanwhile the watchdog revokes "
+              f"due grants and sends alerts from its own process, every {settings.JITAD_WATCH_INTERVAL:g} s; new "
+              "grants and other messages wait for the broker. Bring the broker back or fix CELERY_BROKER_URL "
+              "(ops/README.md)."),
+    )
+    for receiver, result in broker_unreachable.send_robust(sender=broker_check, until=start + 0.7 * budget):
+        if isinstance(result, Exception):
+            log.error("work during a broker outage by %s failed: %s", getattr(receiver, "__qualname__", receiver),
+                      result, exc_info=result)
+    deliveries_send_here(until=start + budget)

@@ -112,3 +112,21 @@ def test_a_jit_group_nested_into_domain_admins_is_refused(d, ou, admin, samba_dc
         assert admin.modify(domain_admins, {"member": [(MODIFY_DELETE, [between])]}), admin.result
     assert directory.group_problems([jit]) == {jit: ""}
     assert d.add_member(jit, user) is True
+
+
+def test_nesting_is_found_from_the_domain_root_when_the_base_dn_is_an_ou(settings, ou, admin, samba_dc):
+    """GIVEN a base DN narrowed to an OU (where the people are; Domain Admins sits in CN=Users, outside
+    it) and a JIT group nested into Domain Admins WHEN the seam reads the group THEN the nesting is still
+    found: protected groups are looked for from the root of the group's own domain."""
+    from ldap3 import MODIFY_ADD, MODIFY_DELETE
+
+    settings.JITAD_LDAP_BASE_DN = ou
+    domain_admins = f"CN=Domain Admins,CN=Users,{samba_dc.base_dn}"
+    with directory.connect() as d:
+        jit = d.ensure_group(f"g{unique_tag()}", ou)
+        assert admin.modify(domain_admins, {"member": [(MODIFY_ADD, [jit])]}), admin.result
+        try:
+            parents = {directory.normalize_dn(p[0]) for p in d.group_facts(jit).protected_parents}
+        finally:
+            assert admin.modify(domain_admins, {"member": [(MODIFY_DELETE, [jit])]}), admin.result
+    assert directory.normalize_dn(domain_admins) in parents

@@ -5,6 +5,7 @@ out by the worker as claimed work (once), discard kept as a record, the group no
 """
 import io
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -14,7 +15,7 @@ from ldap3 import MODIFY_ADD, MODIFY_DELETE
 from jitad import directory
 from jitad.audit.models import AuditEvent
 from jitad.elevation import services
-from jitad.elevation.models import Grant, HeldRemoval
+from jitad.elevation.models import Grant, GroupReading, HeldRemoval
 from jitad.elevation.services.held_removals import removal_limit
 from jitad.elevation.tasks import held_removals_execute
 from jitad.notifications.models import Notification
@@ -179,6 +180,29 @@ def test_below_the_limit_the_reconciler_removes_as_before(live, make_user, make_
     assert not any(ad_is_member(ldap_admin, target.group_dn, dn) for dn in extra)
     assert ad_is_member(ldap_admin, target.group_dn, legit.user_dn)
     assert not HeldRemoval.objects.filter(group_dn=target.group_dn).exists()
+
+
+def test_an_intruder_with_decoys_is_removed_with_them_never_held(live, make_user, make_target, ldap_admin, jit_ou):
+    """GIVEN a JIT group the reconciler has read before (one grant) WHEN someone adds themselves and
+    9 decoys by hand, far more than a run may remove of the members that were there THEN the next
+    run removes all 10 at once (they joined since the last run), holds none, and alerts once
+    WHEN the last reading is older than a run may take (jitad stopped, a restored database) THEN
+    unbacked members count as long-standing again, and the brake holds them for an operator."""
+    target = make_target()
+    legit = _active_grant(make_user, target)
+    assert services.reconcile()[target.group_dn] == []  # the reading the next run compares with
+    intruders = _add_by_hand(ldap_admin, jit_ou, target.group_dn, 10, prefix="decoy")
+    assert sorted(services.reconcile()[target.group_dn]) == sorted(intruders)
+    assert not any(ad_is_member(ldap_admin, target.group_dn, dn) for dn in intruders)
+    assert ad_is_member(ldap_admin, target.group_dn, legit.user_dn)
+    assert not HeldRemoval.objects.filter(group_dn=target.group_dn).exists()
+    assert Notification.objects.filter(event="reconcile.out_of_band", object_id=target.group_dn[:64]).count() == 1
+
+    stale = _add_by_hand(ldap_admin, jit_ou, target.group_dn, 10, prefix="stale")
+    GroupReading.objects.filter(group_dn=target.group_dn).update(read_at=timezone.now() - timedelta(days=1))
+    assert services.reconcile()[target.group_dn] == []
+    assert all(ad_is_member(ldap_admin, target.group_dn, dn) for dn in stale)
+    assert HeldRemoval.objects.filter(group_dn=target.group_dn, state=H.PENDING).count() == 10
 
 
 def test_a_confirmed_removal_whose_message_was_lost_is_done_by_the_sweep(live, make_target, ldap_admin, jit_ou):

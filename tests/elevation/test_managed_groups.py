@@ -309,3 +309,28 @@ def test_a_reconcile_with_no_dc_answering_raises_one_condition_not_a_traceback(l
     condition = AlertCondition.objects.get(key="directory.unreachable")
     assert condition.occurrences == 2 and condition.resolved_at is None
     assert Notification.objects.filter(event="directory.unreachable").count() == 1
+
+
+def test_a_reconcile_whose_bind_is_refused_raises_one_critical_condition_resolved_when_it_binds(live, make_target,
+                                                                                                 settings):
+    """GIVEN a managed group and a bind password the DC refuses (expired, changed) WHEN the reconcile task runs twice
+    THEN nothing escapes, and one critical reconcile.cannot_run condition is open, counted twice, alerted once
+    WHEN the password is right again THEN the next run resolves it."""
+    from jitad.elevation import tasks
+
+    make_target()
+    right = settings.JITAD_LDAP_BIND_PASSWORD
+    settings.JITAD_LDAP_BIND_PASSWORD = "not-the-password"
+
+    tasks.reconcile()
+    tasks.reconcile()
+
+    condition = AlertCondition.objects.get(key="reconcile.cannot_run")
+    assert condition.occurrences == 2 and condition.resolved_at is None
+    [note] = Notification.objects.filter(event="reconcile.cannot_run")
+    assert note.severity == Notification.Severity.CRITICAL and "not-the-password" not in note.body
+
+    settings.JITAD_LDAP_BIND_PASSWORD = right
+    tasks.reconcile()
+    assert AlertCondition.objects.get(key="reconcile.cannot_run").resolved_at is not None
+    assert Notification.objects.filter(event="reconcile.cannot_run.resolved").count() == 1

@@ -16,6 +16,7 @@ The rules this module keeps (ARCHITECTURE.md):
 """
 import logging
 import random
+import time
 import uuid
 from collections import defaultdict
 from contextlib import contextmanager
@@ -635,34 +636,70 @@ def _claim(qs, *, to_state: str | None, limit: int) -> tuple[uuid.UUID, list[Gra
     return token, rows
 
 
-def sweep(*, now=None) -> dict[str, int]:
-    """Drive every grant that needs work: due revocations first, then stalled or retried applies."""
-    now = now or timezone.now()
+def _revocations_claim(now, *, send, limit: int, more=lambda: True) -> int:
+    """Claim due revocations (new ones first, then retries) and hand each group's share to ``send(ids, token)``.
+
+    Keeps claiming while whole batches come back, and ``more()`` says so: a mass expiry is
+    handed out in one sweep instead of waiting for the next one behind the work it queued.
+    """
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     ready = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    limit = settings.JITAD_SWEEP_BATCH
-    counts = {"revoke": 0, "apply": 0, "revoke_check": 0}
-
     starting = Grant.objects.filter(
         free,
         Q(expires_at__lte=now) | Q(revoke_requested_at__isnull=False),
         state__in=[S.APPROVED, S.GRANTING, S.ACTIVE, S.UNVERIFIED, S.GRANT_FAILED],
     )
     retrying = Grant.objects.filter(free, ready, state__in=[S.REVOKING, S.REVOKE_FAILED])
+    claimed = 0
     for qs, to_state in ((starting, S.REVOKING), (retrying, None)):
-        # Keep claiming while whole batches come back: a mass expiry is handed out in one
-        # sweep instead of waiting for the next one behind the revocations it queued.
         for _ in range(settings.JITAD_SWEEP_MAX_BATCHES):
+            if not more():
+                return claimed
             token, rows = _claim(qs, to_state=to_state, limit=limit)
             by_group: dict[str, list[int]] = defaultdict(list)
             for g in rows:
                 by_group[g.group_dn].append(g.id)
             for ids in by_group.values():
                 for i in range(0, len(ids), 500):
-                    _enqueue_revoke(ids[i : i + 500], token)
-            counts["revoke"] += len(rows)
+                    send(ids[i : i + 500], token)
+            claimed += len(rows)
             if len(rows) < limit:
                 break
+    return claimed
+
+
+def revocations_sweep_here(*, until: float, **kwargs) -> int:
+    """The broker does not answer: revoke due grants in this process until ``until`` (time.monotonic()).
+
+    The watchdog's process calls this (the engine's ``broker_unreachable`` signal), so
+    revocations go on while no message reaches a worker: the sweep's claim, then the
+    worker's own execution of it. What cannot be started before ``until`` is handed back
+    to the next run at once. Returns how many grants it took up.
+    """
+    done = 0
+
+    def here(ids: list[int], token: uuid.UUID) -> None:
+        nonlocal done
+        if time.monotonic() >= until:
+            _release(ids, token)
+            return
+        grants_revoke_execute(grant_ids=ids, token=token)
+        done += len(ids)
+
+    # Small batches: each is done before the next is claimed, and the deadline is looked at in between.
+    _revocations_claim(timezone.now(), send=here, limit=100, more=lambda: time.monotonic() < until)
+    if done:
+        log.warning("broker unreachable: %d revocation(s) done in this process", done)
+    return done
+
+
+def sweep(*, now=None) -> dict[str, int]:
+    """Drive every grant that needs work: due revocations first, then stalled or retried applies."""
+    now = now or timezone.now()
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    ready = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    limit = settings.JITAD_SWEEP_BATCH
+    counts = {"revoke": _revocations_claim(now, send=_enqueue_revoke, limit=limit), "apply": 0, "revoke_check": 0}
 
     # Revoked grants whose check on the server is due (first try lost, or a retry).
     checks = Grant.objects.filter(free, ready, state=S.REVOKED, host_revoke_check=Grant.HostCheck.PENDING)

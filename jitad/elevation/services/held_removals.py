@@ -72,13 +72,16 @@ def _entry(h: HeldRemoval, *, actor: str, action: str, before: str, after: str, 
 
 
 # -- the reconciler's decision ---------------------------------------------------------
-def holds_screen(*, group_dn: str, members: set[str], extra: list[str]) -> list[str]:
+def holds_screen(*, group_dn: str, members: set[str], extra: list[str], joined: frozenset[str] = frozenset()) -> list[str]:
     """Of ``extra`` (members of ``group_dn`` no grant backs), those the reconciler may remove now.
 
-    Members already held, or discarded by an operator, are left alone. If what remains is
-    more than ``removal_limit(len(members))``, all of it is held (nothing is removed) and the
-    group's alert is raised; otherwise it is returned for removal. Pending holds whose member
-    left the group or is backed now are cleared. One short transaction, no network call.
+    Members already held, or discarded by an operator, are left alone. Those in ``joined``
+    (normalised DNs that were not in the group at the previous run) were added since, out of
+    band: they are always removed, however many, so decoys added beside an attacker never
+    hold the attacker in. If the long-standing rest is more than
+    ``removal_limit(len(members))``, all of the rest is held (none of it removed) and the
+    group's alert is raised; otherwise it is removed too. Pending holds whose member left the
+    group or is backed now are cleared. One short transaction, no network call.
     """
     now = timezone.now()
     wanted = {directory.normalize_dn(dn): dn for dn in extra}
@@ -106,7 +109,8 @@ def holds_screen(*, group_dn: str, members: set[str], extra: list[str]) -> list[
                                       reason=h.outcome))
                 continue
             skip.add(h.member_key)
-        fresh = [dn for key, dn in sorted(wanted.items()) if key not in skip]
+        fresh = [dn for key, dn in sorted(wanted.items()) if key not in skip and key not in joined]
+        new = [dn for key, dn in sorted(wanted.items()) if key not in skip and key in joined]
         limit = removal_limit(len(members))
         held = len(fresh) > limit
         if held:
@@ -116,7 +120,10 @@ def holds_screen(*, group_dn: str, members: set[str], extra: list[str]) -> list[
             _alert(group_dn, members=len(members), limit=limit)
         else:
             _resolve_if_clear(group_dn)
-    return [] if held else fresh
+    if new:
+        log.warning("reconcile %s: %d member(s) added since the last run, removed whatever the limit", group_dn,
+                    len(new))
+    return new + ([] if held else fresh)
 
 
 def _hold(group_dn: str, dns: list[str], *, members: int, limit: int, entries: list[AuditEntry]) -> None:

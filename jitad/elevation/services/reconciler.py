@@ -1,4 +1,5 @@
 """Find members of managed JIT groups that no grant backs, remove them, and alert."""
+import hashlib
 import logging
 import os
 import socket
@@ -15,9 +16,9 @@ from jitad.audit.services import AuditEntry, audit_record_many
 from jitad.engine.services import lease_release, lease_take
 from jitad.health.checks import directory_unreachable_raise
 from jitad.notifications.models import Notification
-from jitad.notifications.services import alert_raise
+from jitad.notifications.services import alert_raise, condition_raise, condition_resolve
 
-from ..models import Grant, Target
+from ..models import Grant, GroupReading, Target
 from . import held_removals
 from .unmanaged import group_not_managed_raise, not_managed_conditions_resolve
 from .targets import group_nested_into_protected
@@ -36,6 +37,35 @@ def _managed_groups() -> dict[str, set[str]]:
 def _backed(group_dn: str) -> set[str]:
     dns = Grant.objects.filter(group_dn=group_dn, state__in=Grant.BACKING_STATES).exclude(user_dn="")
     return {directory.normalize_dn(dn) for dn in dns.values_list("user_dn", flat=True)}
+
+
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _joined_since_last_run(group_dn: str, members: set[str]) -> frozenset[str]:
+    """Normalised DNs of ``members`` that were not in the group at the previous run (``GroupReading``).
+
+    Empty when there is no reading, or only one older than a reconcile run may take
+    (jitad stopped reconciling, or the database was restored): then nobody counts as new.
+    """
+    reading = GroupReading.objects.filter(group_key=_hash(directory.normalize_dn(group_dn))).first()
+    fresh_since = timezone.now() - timedelta(seconds=max(300.0, 5 * settings.JITAD_RECONCILE_INTERVAL))
+    if reading is None or reading.read_at < fresh_since:
+        return frozenset()
+    before = set(reading.members)
+    keys = (directory.normalize_dn(m) for m in members)
+    return frozenset(k for k in keys if _hash(k)[:16] not in before)
+
+
+def _reading_record(group_dn: str, members: set[str], read_at) -> None:
+    """Remember who is in the group now (after this run's removals), for the next run's comparison."""
+    hashes = sorted({_hash(directory.normalize_dn(m))[:16] for m in members})
+    digest = _hash("".join(hashes))
+    key = _hash(directory.normalize_dn(group_dn))
+    if not GroupReading.objects.filter(group_key=key, digest=digest).update(read_at=read_at):
+        GroupReading.objects.update_or_create(
+            group_key=key, defaults={"group_dn": group_dn[:512], "members": hashes, "digest": digest, "read_at": read_at})
 
 
 class ProtectedGroup(directory.DirectoryNotManaged):
@@ -64,16 +94,20 @@ def reconcile_group(d: directory.Directory, group_dn: str, allowed: set[str]) ->
     directory.require_managed(group_dn, "reconcile the members of", ous=directory.jit_ous(d.config.jit_ou))
     # Members first, grants second: a grant's DN is committed before its add, so any
     # member we read that a grant backs is visible in the read that follows.
+    read_at = timezone.now()
     read = d.group_members(group_dn)
     refused = _protection(group_dn, read)
     if refused:
         raise ProtectedGroup(group_dn, f"jitad does not reconcile the members of {group_dn!r}: {refused}")
     members = set(read.members)
+    joined = _joined_since_last_run(group_dn, members)
     backed = _backed(group_dn)
     extra = sorted(m for m in members if directory.normalize_dn(m) not in backed | allowed)
-    # Too many at once is held for an operator instead (a runaway reconcile is an outage).
-    extra = held_removals.holds_screen(group_dn=group_dn, members=members, extra=extra)
+    # Too many long-standing members at once are held for an operator instead (a runaway
+    # reconcile is an outage); members who joined since the last run are removed whatever their number.
+    extra = held_removals.holds_screen(group_dn=group_dn, members=members, extra=extra, joined=joined)
     if not extra:
+        _reading_record(group_dn, members, read_at)
         return []
     d.remove_members(group_dn, extra, read=read)
     # A grant may have started for one of them while we removed: put those back.
@@ -82,6 +116,7 @@ def reconcile_group(d: directory.Directory, group_dn: str, allowed: set[str]) ->
         if directory.normalize_dn(dn) in now_backed:
             d.add_member(group_dn, dn, nested_into_protected=group_nested_into_protected(group_dn))
     removed = [dn for dn in extra if directory.normalize_dn(dn) not in now_backed]
+    _reading_record(group_dn, members - set(removed), read_at)
     if removed:
         with transaction.atomic():
             audit_record_many(
@@ -139,8 +174,26 @@ def reconcile() -> dict[str, list[str]]:
         with transaction.atomic():
             directory_unreachable_raise(detail=str(e))
         return result
+    except directory.DirectoryError as e:  # the DC refused jitad's bind, or its settings are wrong
+        log.error("reconcile cannot run: %s", e)
+        with transaction.atomic():
+            condition_raise(
+                key=CANNOT_RUN, event=CANNOT_RUN, severity=Notification.Severity.CRITICAL,
+                subject="The reconciler cannot run: out-of-band admins are not removed",
+                body=(f"{type(e).__name__}: {e}\n"
+                      "No managed group is checked until this is fixed (an expired or changed bind password, a "
+                      "locked service account, a wrong JITAD_LDAP_* setting); grants and revocations meet the same "
+                      "error (JITAD_LDAP_* in ops/jitad.env.example; the service account in docs/managed-groups.md)."),
+            )
+        return result
     not_managed_conditions_resolve(still=refused)
+    condition_resolve(key=CANNOT_RUN, event=f"{CANNOT_RUN}.resolved",
+                      subject="The reconciler cannot run: out-of-band admins are not removed",
+                      body="The reconciler binds and checks the managed groups again.")
     return result
+
+
+CANNOT_RUN = "reconcile.cannot_run"
 
 
 def _alert_unreadable(group_dn: str, error: directory.DirectoryError) -> None:

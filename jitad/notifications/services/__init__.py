@@ -7,7 +7,7 @@ written in the caller's transaction; each delivery is sent by its own task after
 """
 from .compose import Outgoing, alert_raise, deliveries_enqueue, notification_create, notifications_create
 from .conditions import condition_raise, condition_resolve, conditions_open
-from .delivery import SendFailed, deliveries_resend, deliveries_retry, delivery_send
+from .delivery import SendFailed, deliveries_resend, deliveries_retry, deliveries_send_here, delivery_send
 from .destinations import APPROVALS, SECURITY, destination_urls, named_destination, redact, scrub
 from .digest import digests_send
 
@@ -23,6 +23,7 @@ __all__ = [
     "deliveries_enqueue",
     "deliveries_resend",
     "deliveries_retry",
+    "deliveries_send_here",
     "delivery_send",
     "destination_urls",
     "digests_send",

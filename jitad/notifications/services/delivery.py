@@ -10,6 +10,7 @@ JITAD_DELIVERY_MAX_ATTEMPTS, then recorded failed with the (scrubbed) error.
 import logging
 import random
 import smtplib
+import time
 import traceback
 from datetime import datetime, timedelta
 
@@ -26,7 +27,7 @@ from jitad.engine.queue import enqueue
 
 from ..models import Delivery, Notification
 from .compose import deliveries_enqueue
-from .destinations import EMAIL_SCHEME, destination_urls, email_address, redact, scrub
+from .destinations import EMAIL_SCHEME, SECURITY, destination_urls, email_address, redact, scrub
 
 log = logging.getLogger(__name__)
 P = Delivery.State
@@ -177,6 +178,27 @@ def _failed(d: Delivery, error: str, *, retry: bool, url: str) -> None:
 def _enqueue_retry(delivery_id: int, delay: float) -> None:
     # With the broker down the periodic check re-sends it anyway.
     enqueue("jitad.notifications.send", delivery_id, countdown=delay)
+
+
+def deliveries_send_here(*, until: float, limit: int = 20, **kwargs) -> int:
+    """The broker does not answer: send due security-channel deliveries from this process until ``until``.
+
+    The watchdog's process calls this (the engine's ``broker_unreachable`` signal): an alert
+    that waits for a worker would wait for the very outage it reports. Oldest first, at
+    most ``limit`` a run, each attempt as the worker makes it (its own timeout, counted,
+    retried with backoff), never inside a transaction. Returns how many were attempted.
+    """
+    ids = list(Delivery.objects.filter(state=P.PENDING, destination=SECURITY, next_attempt_at__lte=timezone.now())
+               .order_by("next_attempt_at").values_list("id", flat=True)[:limit])
+    tried = 0
+    for delivery_id in ids:
+        if time.monotonic() >= until:
+            break
+        delivery_send(delivery_id=delivery_id)
+        tried += 1
+    if tried:
+        log.warning("broker unreachable: %d alert delivery(ies) attempted from this process", tried)
+    return tried
 
 
 # -- the periodic check and the admin's resend ---------------------------------------------
