@@ -121,7 +121,9 @@ def _probe_redis(url: str, deadline: float) -> str:
     where = client.connection_pool.connection_kwargs
     name = f"Redis at {where.get('host', where.get('path', '?'))}:{where.get('port', '')}".rstrip(":")
     try:
-        client.ping()
+        # A write, not a PING: a read-only replica after a failover, or a Redis out of memory,
+        # answers PING and still refuses every message.
+        client.set("jitad:broker-probe", "1", ex=60)
     except redis_py.RedisError as e:
         return f"{name} does not answer: {type(e).__name__}: {e}"
     finally:

@@ -257,6 +257,12 @@ else:
     if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
         # kombu's Redis transport, except that losing Redis no longer stops the worker (jitad/broker.py).
         CELERY_BROKER_TRANSPORT = "jitad.broker:RedisTransport"
+        # A Redis that vanishes without closing the connection (failover, a firewall's idle
+        # timeout, a black-holed host) fails a send within JITAD_BROKER_TIMEOUT instead of
+        # hanging a page, a sweep or the watchdog for ever (kombu waits for ever by default).
+        _broker_timeout = env.float("JITAD_BROKER_TIMEOUT", default=10.0)
+        CELERY_BROKER_TRANSPORT_OPTIONS |= {"socket_timeout": _broker_timeout,
+                                            "socket_connect_timeout": min(5.0, _broker_timeout)}
 # Two queues: "celery" for the grant engine (apply, revoke, sweep, sync) and
 # "notifications" for deliveries, whose destinations may hang for JITAD_DELIVERY_TIMEOUT.
 # Production runs a worker per queue (`-Q celery`, `-Q notifications`, ops/README.md) so

@@ -8,13 +8,17 @@ class BreakglassConfig(AppConfig):
 
     def ready(self):
         from jitad.accounts.roles import privileged_roles_asked
+        from jitad.engine.signals import broker_unreachable
         from jitad.vault import sealed_field_register
 
         from .models import SealedAccount
         from .services.access import privileged_roles_of
+        from .services.sweep import breakglass_sweep_here
 
         # Responders' and approvers' security events are never held for a digest (jitad.accounts.roles).
         privileged_roles_asked.connect(privileged_roles_of, dispatch_uid="jitad.breakglass.privileged_roles")
+        # With the broker down, the watchdog's process ends windows and rotates exposed accounts itself.
+        broker_unreachable.connect(breakglass_sweep_here, dispatch_uid="jitad.breakglass.sweep_here")
 
         # Key rotation (manage.py jitad_rekey) re-encrypts both stored passwords of each account.
         for field in ("secret", "pending_secret"):

@@ -520,7 +520,7 @@ class Directory:
         for i in range(0, len(wanted), 100):
             sids = "".join(f"(objectSid={sid_filter_value(s)})" for s in wanted[i : i + 100])
             filt = f"(&(objectClass=group)(|{sids})(member:{_IN_CHAIN}:={escape_filter(member_dn)}))"
-            for e in self._search(_domain_root(dn) or self.config.base_dn, filt, attributes=["objectSid"], operation="check nested groups"):
+            for e in self._search(self.config.base_dn, filt, attributes=["objectSid"], operation="check nested groups"):
                 raw = e["raw_attributes"].get("objectSid")
                 if raw:
                     found.add(format_sid(raw[0]))
@@ -843,6 +843,11 @@ def _open(url: str, config: DirectoryConfig, tls: Tls, user: str, password: str)
         raise_exceptions=True,
         receive_timeout=max(1, math.ceil(config.receive_timeout)),  # ldap3 packs it as an integer
         auto_range=True,
+        # Never follow a referral: ldap3 would re-send this bind (the service account's password)
+        # to whatever host the referral names, over plain LDAP if it says ldap://. A search from
+        # a domain root gets them on real AD (DomainDnsZones, ForestDnsZones); jitad reads only
+        # the entries of the DC it bound to.
+        auto_referrals=False,
         check_names=False,
         return_empty_attributes=False,
     )

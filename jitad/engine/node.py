@@ -73,15 +73,17 @@ class Node:
         """Run the watchdog if this process holds (or takes) the watch lease; True if it ran."""
         interval = settings.JITAD_WATCH_INTERVAL
         # Long enough for a run's slowest path: a DC probe, a broker probe, and the work done
-        # here while the broker is down; a holder that dies still hands over within it.
+        # here while the broker is down (its budget, plus one alert send started just before
+        # the budget ran out); a holder that dies still hands over within it.
         seconds = max(3 * interval, interval + settings.JITAD_DC_PROBE_TIMEOUT + settings.JITAD_BROKER_PROBE_TIMEOUT
-                      + broker_down_budget() + 5)
+                      + broker_down_budget() + settings.JITAD_DELIVERY_TIMEOUT + 5)
         if not services.lease_take(name=WATCH_LEASE, holder=self.holder, seconds=seconds):
             return False
-        for receiver, result in signals.watch.send_robust(sender=Node):
-            if isinstance(result, Exception):
-                log.error("watchdog check %s failed: %s", getattr(receiver, "__qualname__", receiver), result,
-                          exc_info=result)
+        for signal in (signals.watch, signals.watch_finished):
+            for receiver, result in signal.send_robust(sender=Node):
+                if isinstance(result, Exception):
+                    log.error("watchdog check %s failed: %s", getattr(receiver, "__qualname__", receiver), result,
+                              exc_info=result)
         return True
 
     def _heartbeat_loop(self) -> None:

@@ -4,6 +4,9 @@ from django.dispatch import Signal
 # Every JITAD_WATCH_INTERVAL, in exactly one live jitad process (the holder of the "watch"
 # lease): check what must never fail silently and alert on it.
 watch = Signal()
+# Sent right after ``watch`` in the same run, once every check has run: for what must come after
+# them all (sending, from this process, the alerts the checks raised while no worker can).
+watch_finished = Signal()
 
 # A domain controller answers again after none did: retry what waited for it now.
 directory_recovered = Signal()

@@ -7,12 +7,13 @@ class HealthConfig(AppConfig):
     verbose_name = "health"
 
     def ready(self):
-        from jitad.engine.signals import watch
+        from jitad.engine.signals import watch, watch_finished
 
         from . import checks
 
         watch.connect(checks.processes_check, dispatch_uid="jitad.health.processes")
         watch.connect(checks.queues_check, dispatch_uid="jitad.health.queues")
         watch.connect(checks.directory_check, dispatch_uid="jitad.health.directory")
-        # Last: it sends the alerts the checks before it raised when no worker can.
-        watch.connect(checks.broker_check, dispatch_uid="jitad.health.broker")
+        # After every check (the domain apps' too): while the broker is down it sends, from this
+        # process, the alerts they raised in this very run.
+        watch_finished.connect(checks.broker_check, dispatch_uid="jitad.health.broker")

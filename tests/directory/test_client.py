@@ -702,3 +702,17 @@ def test_frozen_dc_times_out_as_unavailable(samba_dc, dir_config):
         d.close()
     with directory.connect() as again:
         assert again.find_user("Administrator").sam_account_name == "Administrator"
+
+
+def test_referrals_are_never_followed_with_the_bind_password(samba_dc):
+    """GIVEN a search from the domain root, which the DC answers with a referral (Samba: to
+    CN=Configuration; real AD: DomainDnsZones, ForestDnsZones) WHEN jitad's seam searches THEN the
+    referral comes back unfollowed: ldap3 would otherwise re-send the service account's bind to the
+    host it names, over plain LDAP for an ldap:// URL."""
+    from jitad import directory
+
+    with directory.connect() as d:
+        assert d._conn.auto_referrals is False
+        d._conn.search(samba_dc.base_dn, "(objectClass=group)", attributes=["cn"])
+        refs = [r for r in d._conn.response if r.get("type") == "searchResRef"]
+        assert refs, "the DC answered a domain-root search without a referral: this test proves nothing here"

@@ -1,4 +1,6 @@
 """Beat's break-glass round: pending checkouts expire, windows end, openings and rotations are (re)sent."""
+import logging
+import time
 import uuid
 
 from django.db import transaction
@@ -6,10 +8,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from ..models import Checkout, SealedAccount
-from .accounts import _enqueue_rotate
-from .checkouts import _enqueue_open, checkouts_checkin_due, checkouts_expire_pending
-from .common import lease
+from .accounts import _enqueue_rotate, account_rotate_execute
+from .checkouts import _enqueue_open, checkout_open_execute, checkouts_checkin_due, checkouts_expire_pending
+from .common import lease, release
 
+log = logging.getLogger(__name__)
 BATCH = 200
 
 
@@ -39,3 +42,40 @@ def breakglass_sweep(*, now=None) -> dict[str, int]:
         _enqueue_rotate(pk, token)
     counts["rotating"] = len(ids)
     return counts
+
+
+def breakglass_sweep_here(*, until: float, **kwargs) -> int:
+    """The broker does not answer: do the break-glass round in this process until ``until`` (time.monotonic()).
+
+    The watchdog's process calls this (the engine's ``broker_unreachable`` signal): windows that
+    ended are checked in, and the accounts they leave exposed are disabled and rotated here, as
+    the worker would; checkouts approved meanwhile are opened (an incident is when break-glass
+    is needed, broker or not). Same claims as the sweep, same executions as the worker's tasks;
+    what cannot be started before ``until`` is handed back at once. Returns the rows taken up.
+    """
+    now = timezone.now()
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    ready = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    checkouts_expire_pending(now=now)
+    checkouts_checkin_due(now=now)
+    done = 0
+    rounds = (
+        (SealedAccount, SealedAccount.objects.filter(free, ready, state__in=[
+            SealedAccount.State.ENROLLING, SealedAccount.State.ROTATING, SealedAccount.State.EXPOSED]),
+         lambda pk, token: account_rotate_execute(account_id=pk, token=token)),
+        (Checkout, Checkout.objects.filter(free, ready, state=Checkout.State.OPENING, expires_at__gt=now),
+         lambda pk, token: checkout_open_execute(checkout_id=pk, token=token)),
+    )
+    for model, qs, execute in rounds:
+        if time.monotonic() >= until:
+            break
+        token, ids = _claim(qs)
+        for pk in ids:
+            if time.monotonic() >= until:
+                release(model, pk, token)
+                continue
+            execute(pk, token)
+            done += 1
+    if done:
+        log.warning("broker unreachable: %d break-glass account(s) and checkout(s) done in this process", done)
+    return done

@@ -153,6 +153,7 @@ def reconcile() -> dict[str, list[str]]:
     refused = set()
     groups = _managed_groups()
     if not groups:
+        _cannot_run_resolve()
         return result
     try:
         with directory.connect() as d:
@@ -187,13 +188,17 @@ def reconcile() -> dict[str, list[str]]:
             )
         return result
     not_managed_conditions_resolve(still=refused)
-    condition_resolve(key=CANNOT_RUN, event=f"{CANNOT_RUN}.resolved",
-                      subject="The reconciler cannot run: out-of-band admins are not removed",
-                      body="The reconciler binds and checks the managed groups again.")
+    _cannot_run_resolve()
     return result
 
 
 CANNOT_RUN = "reconcile.cannot_run"
+
+
+def _cannot_run_resolve() -> None:
+    condition_resolve(key=CANNOT_RUN, event=f"{CANNOT_RUN}.resolved",
+                      subject="The reconciler cannot run: out-of-band admins are not removed",
+                      body="The reconciler runs again: it binds and checks the managed groups, or has none to check.")
 
 
 def _alert_unreadable(group_dn: str, error: directory.DirectoryError) -> None:
