@@ -248,10 +248,19 @@ def verified_client(client):
     return login
 
 
+@pytest.fixture(autouse=True)
+def _background_workers_back():
+    """Workers an earlier test stopped run again before this test starts: after that test's database flush,
+    which deadlocks on PostgreSQL with a worker writing while it truncates (tests.support.worker)."""
+    from tests.support.worker import restart_stopped
+
+    restart_stopped()
+
+
 @pytest.fixture
 def no_background_worker():
-    """Stop the workers earlier tests left running (the session's, with its beat) for this test, and
-    start them again after: for a test whose own sweeper, in a process of its own, must be the one
+    """Stop the workers earlier tests left running (the session's, with its beat) for this test (they run
+    again from the next test on): for a test whose own sweeper, in a process of its own, must be the one
     that finds the due work. Starts no worker when none runs."""
     from tests.support.worker import background_workers_stopped
 
@@ -264,7 +273,7 @@ def nodes(transactional_db, celery_worker, worker_env, alert_sink, smtp_sink):
     """Engine workers, elected schedulers and web servers of the test's own, killable one by one.
 
     The session's worker is stopped while the test runs, so only the processes the test
-    started act on the shared database, DC and broker; it is started again afterwards.
+    started act on the shared database, DC and broker; it runs again from the next test on.
     """
     from tests.support.processes import Nodes
 

@@ -159,16 +159,29 @@ def _live_members(group: int) -> list[int]:
     return live
 
 
+# Workers a test stopped, started again when the next test sets up (after this one's database flush).
+STOPPED: list["CeleryWorker"] = []
+
+
 @contextlib.contextmanager
 def background_workers_stopped(*also: "CeleryWorker"):
-    """Stop every worker that runs (the session's, with its beat, and any an earlier test left),
-    and start them again afterwards, with ``also`` (the session's worker) even if it was not
-    running: the test's own processes are the only ones acting on the database and broker."""
+    """Stop every worker that runs (the session's, with its beat, and any an earlier test left) for the
+    block: the test's own processes are the only ones acting on the database and broker.
+
+    They, and ``also`` (the session's worker) even if it was not running, are started again by
+    :func:`restart_stopped` when the next test sets up, not here: here comes before the test's
+    database flush, and a worker writing while PostgreSQL truncates every table deadlocks it.
+    """
     stopped = list(dict.fromkeys([*RUNNING, *also]))
     for worker in stopped:
         worker.stop()
     try:
         yield
     finally:
-        for worker in stopped:
-            worker.start()
+        STOPPED.extend(w for w in stopped if w not in STOPPED)
+
+
+def restart_stopped() -> None:
+    """Start the workers an earlier test stopped (an autouse fixture calls this before each test)."""
+    while STOPPED:
+        STOPPED.pop(0).start()
