@@ -2,22 +2,35 @@
 import os
 import threading
 
+import pytest
 from kombu import Connection
 
 from jitad import broker  # noqa: F401  (registers jitadfs://)
 
 
-def _conn(tmp_path):
+@pytest.fixture(scope="module")
+def control(tmp_path_factory):
+    """One control folder (exchange tables) for the module, outside the working tree.
+
+    kombu's default is ./control, which left exchange files in the repository. It is shared
+    by the tests because kombu remembers declared bindings per process and does not write
+    the table again for the next connection.
+    """
+    return tmp_path_factory.mktemp("control")
+
+
+def _conn(tmp_path, control):
     folder = tmp_path / "q"
     folder.mkdir(exist_ok=True)
-    opts = {"data_folder_in": str(folder), "data_folder_out": str(folder), "processed_folder": str(tmp_path)}
+    opts = {"data_folder_in": str(folder), "data_folder_out": str(folder), "processed_folder": str(tmp_path),
+            "control_folder": str(control)}
     return Connection("jitadfs://", transport_options=opts), folder
 
 
-def test_concurrent_writer_and_reader_lose_nothing(tmp_path):
+def test_concurrent_writer_and_reader_lose_nothing(tmp_path, control):
     """GIVEN a writer putting 500 messages WHEN a reader drains the queue at the same time
     THEN every message arrives whole, exactly once."""
-    conn, _ = _conn(tmp_path)
+    conn, _ = _conn(tmp_path, control)
     q = conn.SimpleQueue("t")
     got = []
 
@@ -42,8 +55,8 @@ def test_concurrent_writer_and_reader_lose_nothing(tmp_path):
     assert sorted(got) == list(range(500))
 
 
-def test_unreadable_message_is_skipped_not_fatal(tmp_path):
-    conn, folder = _conn(tmp_path)
+def test_unreadable_message_is_skipped_not_fatal(tmp_path, control):
+    conn, folder = _conn(tmp_path, control)
     q = conn.SimpleQueue("t")
     (folder / "0_bad.t.msg").write_bytes(b"")  # what kombu's own writer could expose mid-write
     q.put({"ok": 1})

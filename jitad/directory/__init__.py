@@ -4,7 +4,11 @@
         user = d.find_user("jdoe")
         d.add_member(group_dn, user.dn, ttl_seconds=4 * 3600)
 """
-from .client import AccountFacts, Directory, DirectoryPrincipal, GroupFacts, GroupMembers, DirectoryUser, sid_filter_value, connect, session, escape_filter, group_label, member_ttl_value, normalize_dn, rdn, split_dn
+from .client import Directory
+from .connection import connect, session
+from .dn import escape_filter, group_label, member_ttl_value, normalize_dn, rdn, sid_filter_value, split_dn
+from .groups import DirectoryPrincipal, GroupFacts, GroupMembers
+from .users import AccountFacts, DirectoryUser
 from .auth import authenticate_user, password_works
 from .config import DirectoryConfig
 from .probe import probe_each

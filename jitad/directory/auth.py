@@ -12,9 +12,10 @@ from collections.abc import Callable
 
 from ldap3.core import exceptions as lx
 
-from .client import DirectoryUser, bind_each, session
 from .config import DirectoryConfig
+from .connection import bind_each, session
 from .errors import DirectoryAuthFailed, DirectoryRejected
+from .users import DirectoryUser
 
 _DATA_CODE = re.compile(r"\bdata ([0-9a-fA-F]{3,8})\b")
 _REASONS = {

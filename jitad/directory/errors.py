@@ -1,4 +1,17 @@
-"""The directory seam's own exceptions; ldap3's never leave jitad/directory/."""
+"""The directory seam's own exceptions, and :func:`translate`, which turns ldap3's into them.
+
+ldap3's exceptions never leave jitad/directory/.
+"""
+from contextlib import contextmanager
+
+from ldap3.core import exceptions as lx
+
+# Result codes a DC uses for "not now": timeLimitExceeded, busy, unavailable.
+_TRANSIENT_RESULTS = {3, 51, 52}
+_ENTRY_ALREADY_EXISTS = 68
+_UNWILLING_TO_PERFORM = 53
+_NO_SUCH_ATTRIBUTE = 16
+_NO_SUCH_OBJECT = 32
 
 
 class DirectoryError(Exception):
@@ -47,3 +60,30 @@ class DirectoryNotManaged(DirectoryRejected):
     def __init__(self, dn: str, message: str):
         super().__init__(message)
         self.dn = dn
+
+
+@contextmanager
+def translate(operation: str):
+    """Turn ldap3's exceptions into the seam's own, transient or permanent."""
+    try:
+        yield
+    except DirectoryError:
+        raise
+    except lx.LDAPOperationResult as e:
+        detail = f"{operation}: {e.description} ({e.result}) {e.message or ''}".strip()
+        if e.result in _TRANSIENT_RESULTS:
+            raise DirectoryUnavailable(detail) from e
+        if e.result == _NO_SUCH_OBJECT:
+            raise DirectoryNotFound(detail) from e
+        raise DirectoryRejected(detail) from e
+    except (lx.LDAPCommunicationError, lx.LDAPResponseTimeoutError, lx.LDAPMaximumRetriesError, OSError) as e:
+        raise DirectoryUnavailable(f"{operation}: {type(e).__name__}: {e}") from e
+    except (lx.LDAPCertificateError, lx.LDAPSSLConfigurationError, lx.LDAPStartTLSError) as e:
+        raise DirectoryUnavailable(f"{operation}: TLS failed: {e}") from e
+    except lx.LDAPException as e:
+        raise DirectoryRejected(f"{operation}: {type(e).__name__}: {e}") from e
+
+
+def _result_code(e: DirectoryError) -> int | None:
+    cause = e.__cause__
+    return getattr(cause, "result", None)

@@ -12,8 +12,10 @@ named as a target's group must also exist in AD as a group when it is named
 """
 from django.conf import settings
 
-from .client import GroupFacts, _dn_parts, connect, group_label
+from .connection import connect
+from .dn import _dn_parts, group_label
 from .errors import DirectoryNotManaged, DirectoryRejected
+from .groups import GroupFacts
 
 # Well-known RIDs of groups that confer control of the domain or of every server
 # (MS-DTYP 2.4.2.4 and AD's protected groups, the ones AdminSDHolder guards and more):

@@ -11,9 +11,9 @@ import time
 
 from ldap3 import BASE
 
-from .client import _open, _tls, translate
 from .config import DirectoryConfig
-from .errors import DirectoryError, DirectoryMisconfigured
+from .connection import _open, _tls
+from .errors import DirectoryError, DirectoryMisconfigured, translate
 
 _lock = threading.Lock()
 _running: dict[str, threading.Thread] = {}

@@ -27,7 +27,8 @@ from jitad.directory import (
     DirectoryNotFound,
     DirectoryRejected,
     DirectoryUnavailable,
-    client,
+    connection,
+    errors,
     member_ttl_value,
     normalize_dn,
 )
@@ -45,13 +46,13 @@ def _password() -> str:
 def spy_binds(monkeypatch):
     """Record every ldap3 bind attempt made in this test (by any Connection)."""
     calls = []
-    real_bind = client.Connection.bind
+    real_bind = connection.Connection.bind
 
     def bind(self, *args, **kwargs):
         calls.append(self.server.host)
         return real_bind(self, *args, **kwargs)
 
-    monkeypatch.setattr(client.Connection, "bind", bind)
+    monkeypatch.setattr(connection.Connection, "bind", bind)
     return calls
 
 
@@ -223,7 +224,7 @@ def test_check_refuses_unusable_settings(changes, needle):
 def test_connect_refuses_plaintext_ldap_before_opening_a_socket(monkeypatch):
     """GIVEN ldap:// without StartTLS WHEN connecting THEN refused by check(), no socket opened."""
     made = []
-    monkeypatch.setattr(client, "Connection", lambda *a, **k: made.append(a) or pytest.fail("opened a connection"))
+    monkeypatch.setattr(connection, "Connection", lambda *a, **k: made.append(a) or pytest.fail("opened a connection"))
     with pytest.raises(DirectoryMisconfigured) as e:
         directory.connect(_config(urls=("ldap://127.0.0.1:389",)))
     assert "plaintext" in str(e.value)
@@ -654,7 +655,7 @@ def test_translate_keeps_ldap3_errors_inside_the_seam(d, ou, admin):
     """A constraint violation from the DC surfaces as DirectoryRejected (not an ldap3 type)."""
     user = d.ensure_user(f"tr{unique_tag()}", ou)
     with pytest.raises(DirectoryRejected) as e:
-        with client.translate("poke"):
+        with errors.translate("poke"):
             d._conn.modify(user, {"userAccountControl": [(MODIFY_REPLACE, ["not-a-number"])]})
     assert str(e.value).startswith("poke:")
 

@@ -295,3 +295,15 @@ def test_a_member_whose_cn_ends_in_a_space_does_not_break_the_group(d, admin, ho
     assert d.remove_member(group, plain) is True
     assert d.remove_member(group, odd) is True
     assert ad_members(admin, group) == []
+
+
+@pytest.mark.parametrize("name", ["ab ,", "漢 ,", "ß ,", " ,", "a ,b ,"])
+def test_a_name_ending_in_a_space_and_a_comma_survives_samba(d, admin, hostile_ou, name):
+    """GIVEN a group name that ends in a space and a comma (found by the property test above) WHEN
+    ensure_group THEN its CN reads back as exactly that name: Samba cuts ``ab \\,`` down to ``a``
+    (and a multi-byte character before it into invalid UTF-8), so jitad writes the last comma as ``\\2C``."""
+    full = f"{unique_tag()}~{name}"
+    dn = d.ensure_group(full, hostile_ou)
+    entry = ad_entry(admin, dn, "cn")
+    assert entry is not None and entry.cn.value == full
+    assert d.ensure_group(full, hostile_ou) == dn

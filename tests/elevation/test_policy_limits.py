@@ -25,9 +25,8 @@ from django.utils import timezone
 
 from jitad import directory
 from jitad.audit.models import AuditEvent
-from jitad.elevation import policy_file
 from jitad.elevation.models import AccessRequest, Grant, Policy, Target
-from jitad.elevation.policy_file import MAX_DEPTH, PolicyFileError, apply_policy_text
+from jitad.elevation.policy_file import MAX_DEPTH, PolicyFileError, apply, apply_policy_text, validation
 from tests.support.sweeper import database_url, sweep_elsewhere
 
 from .builders import user
@@ -170,7 +169,7 @@ def due_grant(groups, no_background_worker):
 # Where validation is paused for the sweep: after the YAML is parsed (the schema and the
 # semantic checks still to come), and while the DC is asked about the groups.
 DURING = {
-    "parsing": (policy_file, "_parse"),
+    "parsing": (validation, "_parse"),
     "asking-the-dc": (directory, "group_problems"),
 }
 
@@ -230,7 +229,7 @@ def test_the_writes_are_one_transaction_and_a_failure_half_way_leaves_nothing(tr
     )
     text = text.replace("policies:\n", "".join(f'  - name: NEW{i}\n    group: "{groups[1]}"\n' for i in range(3))
                         + "policies:\n")
-    real = policy_file._execute
+    real = apply._execute
     blocks = []
 
     def failing(change, **kwargs):
@@ -239,7 +238,7 @@ def test_the_writes_are_one_transaction_and_a_failure_half_way_leaves_nothing(tr
             raise RuntimeError("the disk filled up")
         return real(change, **kwargs)
 
-    monkeypatch.setattr(policy_file, "_execute", failing)
+    monkeypatch.setattr(apply, "_execute", failing)
 
     with pytest.raises(RuntimeError):
         apply_policy_text(text)
@@ -248,6 +247,6 @@ def test_the_writes_are_one_transaction_and_a_failure_half_way_leaves_nothing(tr
     assert {depth for depth, _ in blocks} == {1}  # inside one atomic block, not one per object
     assert len({block for _, block in blocks}) == 1
     assert snapshot() == before
-    monkeypatch.setattr(policy_file, "_execute", real)
+    monkeypatch.setattr(apply, "_execute", real)
     summary = apply_policy_text(text)  # the same file, once the fault is gone, applies whole
     assert summary.updated == ["target LIM01"] and len(summary.created) == 6

@@ -1,0 +1,116 @@
+"""Binding to a domain controller: TLS settings, trying each configured DC, and a per-thread session.
+
+LDAPS (or StartTLS) with the certificate checked against the configured CA; simple binds
+only over TLS. The first DC that answers wins; every one that failed is named.
+"""
+import math
+import ssl
+import threading
+import time
+from contextlib import contextmanager
+
+from ldap3 import DSA, SIMPLE, Connection, Server, Tls
+from ldap3.core import exceptions as lx
+
+from .client import Directory
+from .config import DirectoryConfig
+from .errors import DirectoryMisconfigured, DirectoryRejected, DirectoryUnavailable, translate
+
+
+def _tls(config: DirectoryConfig) -> Tls:
+    try:
+        return Tls(
+            validate=ssl.CERT_REQUIRED,
+            version=ssl.PROTOCOL_TLS_CLIENT,
+            ca_certs_file=config.ca_file,
+            valid_names=list(config.tls_names) or None,
+        )
+    except lx.LDAPSSLConfigurationError as e:
+        raise DirectoryMisconfigured(f"JITAD_LDAP_CA_FILE {config.ca_file!r} is unusable: {e}") from e
+
+
+def _open(url: str, config: DirectoryConfig, tls: Tls, user: str, password: str) -> Connection:
+    """Open a TLS connection to one DC and bind as ``user``; ldap3 errors propagate."""
+    server = Server(url, tls=tls, connect_timeout=config.connect_timeout, get_info=DSA)
+    conn = Connection(
+        server,
+        user=user,
+        password=password,
+        authentication=SIMPLE,
+        raise_exceptions=True,
+        receive_timeout=max(1, math.ceil(config.receive_timeout)),  # ldap3 packs it as an integer
+        auto_range=True,
+        # Never follow a referral: ldap3 would re-send this bind (the service account's password)
+        # to whatever host the referral names, over plain LDAP if it says ldap://. A search from
+        # a domain root gets them on real AD (DomainDnsZones, ForestDnsZones); jitad reads only
+        # the entries of the DC it bound to.
+        auto_referrals=False,
+        check_names=False,
+        return_empty_attributes=False,
+    )
+    try:
+        conn.open()
+        if config.start_tls and not url.lower().startswith("ldaps://"):
+            conn.start_tls()
+        conn.bind()
+    except BaseException:
+        conn.unbind()
+        raise
+    return conn
+
+
+def bind_each(config: DirectoryConfig, user: str, password: str) -> tuple[Connection, str]:
+    """Bind as ``user`` on the first DC that answers; DirectoryRejected if one refuses the bind.
+
+    ldap3's ServerPool sleeps between rounds on its own clock; trying the URLs here keeps
+    the deadline ours and names every DC that failed.
+    """
+    config.check()
+    tls = _tls(config)
+    failures = []
+    for url in config.urls:
+        started = time.monotonic()
+        try:
+            with translate(f"bind to {url}"):
+                return _open(url, config, tls, user, password), url
+        except DirectoryUnavailable as e:
+            failures.append(f"{url}: {e} after {time.monotonic() - started:.1f}s")
+    raise DirectoryUnavailable("no domain controller answered: " + "; ".join(failures))
+
+
+def connect(config: DirectoryConfig | None = None) -> Directory:
+    """Bind as jitad's service account to the first configured DC that answers."""
+    config = config or DirectoryConfig.from_settings()
+    try:
+        conn, url = bind_each(config, config.bind_dn, config.bind_password)
+    except DirectoryRejected as e:
+        # The DC answered: bad bind credentials are ours to fix, not another DC's.
+        raise DirectoryMisconfigured(str(e)) from e
+    return Directory(conn, config, url)
+
+
+_cached = threading.local()
+_MAX_IDLE_SECONDS = 60.0
+
+
+@contextmanager
+def session(config: DirectoryConfig | None = None):
+    """A bound Directory reused across calls in this thread (a worker process runs many tasks).
+
+    A reused connection is checked with a root DSE read first; one that idled too long,
+    failed that check, or raised during use is dropped and the next call binds afresh.
+    """
+    config = config or DirectoryConfig.from_settings()
+    d, used_at = getattr(_cached, "entry", (None, 0.0))
+    if d is not None and (d.config != config or time.monotonic() - used_at > _MAX_IDLE_SECONDS or not d.alive()):
+        d.close()
+        d = None
+    if d is None:
+        d = connect(config)
+    _cached.entry = (None, 0.0)
+    try:
+        yield d
+    except BaseException:
+        d.close()
+        raise
+    _cached.entry = (d, time.monotonic())
