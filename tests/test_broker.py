@@ -1,11 +1,12 @@
-"""The embedded broker never hands a reader a half-written message, and never dies on a bad one."""
+"""The embedded broker never hands a reader a half-written message, never dies on a bad one, and never holds up a stop."""
 import os
+import socket
 import threading
 
 import pytest
-from kombu import Connection
+from kombu import Connection, Queue
 
-from jitad import broker  # noqa: F401  (registers jitadfs://)
+from jitad import broker  # registers jitadfs://
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +67,31 @@ def test_unreadable_message_is_skipped_not_fatal(tmp_path, control):
     conn.release()
     assert m.payload == {"ok": 1}
     assert not [f for f in os.listdir(folder) if f.endswith(".msg")]
+
+
+class _Polled(Exception):
+    """The wait went on to its next poll."""
+
+
+def _no_second_poll(seconds):
+    raise _Polled
+
+
+def test_a_wait_for_messages_ends_at_once_when_the_worker_is_asked_to_stop(tmp_path, control, monkeypatch):
+    """GIVEN a consumer waiting on an empty queue (Celery's waits 2 s at a time before it looks
+    at a SIGTERM's request) WHEN nobody asked the worker to stop THEN the wait goes on to its
+    next poll WHEN the worker has been asked to stop THEN the wait ends without another poll,
+    as the timeout its caller expects, so a warm shutdown starts at once."""
+    from celery.worker import state
+    from kombu.transport.virtual import base
+
+    monkeypatch.setattr(broker, "sleep", _no_second_poll, raising=False)
+    monkeypatch.setattr(base, "sleep", _no_second_poll)
+    conn, _ = _conn(tmp_path, control)
+    with conn.Consumer(Queue("t"), callbacks=[lambda body, message: message.ack()]):
+        with pytest.raises(_Polled):
+            conn.drain_events(timeout=60)
+        monkeypatch.setattr(state, "should_stop", 0)  # what the warm-shutdown handler sets (EX_OK)
+        with pytest.raises(socket.timeout):
+            conn.drain_events(timeout=60)
+    conn.release()
