@@ -39,6 +39,7 @@ def approver(jit_ou):
 
 def test_removal_from_an_approver_group_takes_the_right_away_without_a_login(approver):
     user, dn, group_dn, group = approver
+    assert group in set(user.groups.values_list("name", flat=True))  # mirrored at login: there to lose
     with directory.connect() as d:
         d.remove_member(group_dn, dn)
     counts = accounts_refresh_from_directory()

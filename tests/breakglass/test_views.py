@@ -242,7 +242,9 @@ def test_admin_pages_never_show_a_secret(client, account, responder, approvers, 
     verify_session(client, admin_user)
     for url in (reverse("admin:breakglass_sealedaccount_changelist"),
                 reverse("admin:breakglass_sealedaccount_change", args=[account.pk])):
-        body = client.get(url).content.decode()
+        response = client.get(url)
+        body = response.content.decode()
+        assert response.status_code == 200 and account.name in body  # the page rendered, with the account on it
         assert account.secret not in body and PASSWORD not in body and 'name="secret"' not in body
 
 
