@@ -7,11 +7,13 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from jitad.engine.models import ClaimedWork
+
 # sAMAccountName: at most 20 characters, none of "/\[]:;|=,+*?<>@ and no control characters.
 ACCOUNT_NAME_PATTERN = r'^[^"/\\\[\]:;|=,+*?<>@\s\x00-\x1f]{1,20}\Z'
 
 
-class SealedAccount(models.Model):
+class SealedAccount(ClaimedWork):
     """An AD account only jitad knows the password of, checked out under dual control.
 
     ``secret`` holds the current password, encrypted with the vault key (Fernet, bound to
@@ -65,11 +67,6 @@ class SealedAccount(models.Model):
     rotation_reason = models.CharField(max_length=200, blank=True)
     enrolled_at = models.DateTimeField(default=timezone.now)
     enrolled_by = models.CharField(max_length=150, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    claim_token = models.UUIDField(null=True, blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -128,7 +125,7 @@ class Seal(models.Model):
         return f"{self.seal_id} ({self.account})"
 
 
-class Checkout(models.Model):
+class Checkout(ClaimedWork):
     """One person's use of a sealed account: asked for, approved (or emergency), open, returned.
 
     ``purpose`` ``use`` is the normal checkout: the holder sees the password once, the
@@ -189,11 +186,6 @@ class Checkout(models.Model):
     checkin_kind = models.CharField(max_length=16, choices=CheckinKind.choices, blank=True)
     checkin_by = models.CharField(max_length=150, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    claim_token = models.UUIDField(null=True, blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-requested_at"]

@@ -6,6 +6,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from jitad.engine.models import ClaimedWork
+
 # A SID (S-1-5-21-...-1105), or *-<RID> for that RID on any machine or domain (*-500).
 # \Z, not $: "$" would also accept a value ending in a newline.
 ALLOWED_ADMIN_PATTERN = r"^(S-1-[0-9]+(-[0-9]+)+|\*-[0-9]+)\Z"
@@ -226,7 +228,7 @@ class Approval(models.Model):
         constraints = [models.UniqueConstraint(fields=["request", "approver"], name="one_decision_per_approver")]
 
 
-class Grant(models.Model):
+class Grant(ClaimedWork):
     """A time-boxed membership of ``user`` in ``group_dn``, and the work to add and remove it.
 
     States (ARCHITECTURE.md): approved → granting → active → revoking → revoked, with
@@ -291,12 +293,7 @@ class Grant(models.Model):
     host_revoke_check = models.CharField(max_length=16, choices=HostCheck.choices, blank=True, default="")
     host_detail = models.TextField(blank=True, help_text="what the last check on the server found")
     extensions = models.PositiveSmallIntegerField(default=0)
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
     retryable = models.BooleanField(default=True)
-    claim_token = models.UUIDField(null=True, blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -362,7 +359,7 @@ class StandingAdmin(models.Model):
         return f"{self.name or self.sid} on {self.target}"
 
 
-class HeldRemoval(models.Model):
+class HeldRemoval(ClaimedWork):
     """A member the reconciler would have removed from a JIT group, held for an operator's say.
 
     One run may remove at most JITAD_RECONCILE_MAX_REMOVE_SHARE of a group's members (and
@@ -397,11 +394,6 @@ class HeldRemoval(models.Model):
     done_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=200, blank=True)
     left_at = models.DateTimeField(null=True, blank=True, help_text="a discarded member seen gone from the group")
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
-    claim_token = models.UUIDField(null=True, blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
 
     OPEN_STATES = (State.PENDING, State.CONFIRMED)
 

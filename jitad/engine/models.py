@@ -1,5 +1,26 @@
-"""Leases (one holder at a time), heartbeats (who is alive) and pulses (when work last ran)."""
+"""Claimed work (the abstract row every kind of background work is), leases, heartbeats and pulses."""
 from django.db import models
+
+
+class ClaimedWork(models.Model):
+    """What every row of background work carries: who may act on it now, until when, and how it went.
+
+    The database is the source of truth. A sweep or a service *claims* a row (``claim_token``,
+    ``lease_until``) in a short transaction; the message it sends carries the token; the
+    execution *takes* the claim (swaps the token for its own, so a duplicate message finds
+    nothing) and renews the lease while it works (``jitad.engine.keeper``); a dead holder's
+    lease lapses and the next sweep claims the row again. ``attempts``, ``next_attempt_at`` and
+    ``last_error`` are the retry schedule. The verbs are in ``jitad.engine.claims``.
+    """
+
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        abstract = True
 
 
 class Lease(models.Model):

@@ -3,12 +3,11 @@ import logging
 import uuid
 
 from django.conf import settings
-from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from jitad.audit.services import AuditEntry, audit_record_many
-from jitad.engine import keeper, queue
+from jitad.engine import claims, keeper, queue
 
 from ..models import Checkout, SealedAccount
 
@@ -46,14 +45,12 @@ def admin_link(model: str, pk) -> str:
 
 def take(model, pk: int, token) -> tuple[object | None, uuid.UUID]:
     """Swap the claim a message carries for this execution's own; a duplicate message gets nothing."""
-    mine = uuid.uuid4()
-    with transaction.atomic():
-        taken = model.objects.filter(pk=pk, claim_token=token).update(claim_token=mine, lease_until=lease())
-    return (model.objects.filter(pk=pk, claim_token=mine).first() if taken else None), mine
+    mine, rows = claims.take(model, [pk], token)
+    return (rows[0] if rows else None), mine
 
 
 def release(model, pk: int, token) -> None:
-    model.objects.filter(pk=pk, claim_token=token).update(claim_token=None, lease_until=None)
+    claims.release(model, [pk], token)
 
 
 def enqueue(task_name: str, model, pk: int, token: uuid.UUID) -> None:

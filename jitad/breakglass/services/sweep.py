@@ -3,14 +3,15 @@ import logging
 import time
 import uuid
 
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+
+from jitad.engine import claims
 
 from ..models import Checkout, SealedAccount
 from .accounts import _enqueue_rotate, account_rotate_execute
 from .checkouts import _enqueue_open, checkout_open_execute, checkouts_checkin_due, checkouts_expire_pending
-from .common import lease, release
+from .common import release
 
 log = logging.getLogger(__name__)
 BATCH = 200
@@ -18,11 +19,8 @@ BATCH = 200
 
 def _claim(qs) -> tuple[uuid.UUID, list[int]]:
     """Claim the rows of ``qs`` nobody holds, in one short transaction."""
-    token = uuid.uuid4()
-    with transaction.atomic():
-        ids = list(qs.select_for_update(skip_locked=True).values_list("pk", flat=True)[:BATCH])
-        qs.model.objects.filter(pk__in=ids).update(claim_token=token, lease_until=lease())
-    return token, ids
+    token, rows = claims.claim(qs, limit=BATCH)
+    return token, [r.pk for r in rows]
 
 
 def breakglass_sweep(*, now=None) -> dict[str, int]:

@@ -31,7 +31,7 @@ from django.utils import timezone
 from jitad import directory, hosts
 from jitad.accounts.models import DirectoryAccount
 from jitad.audit.services import AuditEntry, audit_record_many
-from jitad.engine import keeper, queue
+from jitad.engine import claims, keeper, queue
 from jitad.engine.services import pulse_mark
 from jitad.humantime import when
 from jitad.notifications.models import Notification
@@ -77,7 +77,7 @@ def _entry(grant: Grant, *, actor: str, action: str, before: str, after: str, re
 
 def _release(grant_ids: list[int], token: uuid.UUID) -> None:
     """Hand claimed grants back to the sweep at once (their message could not be sent)."""
-    Grant.objects.filter(id__in=list(grant_ids), claim_token=token).update(claim_token=None, lease_until=None)
+    claims.release(Grant, grant_ids, token)
 
 
 def _enqueue_apply(grant_id: int, token: uuid.UUID) -> None:
@@ -103,10 +103,7 @@ def _enqueue_revoke_checks(grants: list[Grant], token: uuid.UUID) -> None:
 def _taken(grant_ids, token):
     """Swap the claim a message carries for this execution's own (a duplicate gets nothing), and
     keep renewing it while the block runs: a dead worker's claim lapses within one lease."""
-    mine = uuid.uuid4()
-    with transaction.atomic():
-        Grant.objects.filter(id__in=grant_ids, claim_token=token).update(claim_token=mine, lease_until=_lease())
-    grants = list(Grant.objects.filter(claim_token=mine).select_related("user", "target"))
+    mine, grants = claims.take(Grant.objects.select_related("user", "target"), grant_ids, token)
     if not grants:
         yield grants, mine
         return
@@ -609,15 +606,11 @@ def _revoke_one_group(d: directory.Directory, group_dn: str, grants: list[Grant]
 def _claim(qs, *, to_state: str | None, limit: int) -> tuple[uuid.UUID, list[Grant]]:
     """Claim up to ``limit`` grants matching ``qs`` in one short transaction; audit state changes."""
     now = timezone.now()
-    token = uuid.uuid4()
     with transaction.atomic():
-        rows = list(
-            qs.select_for_update(skip_locked=True, of=("self",)).select_related("user", "target").order_by("expires_at")[:limit]
-        )
+        token, rows = claims.claim(qs.select_related("user", "target").order_by("expires_at"), limit=limit, now=now)
         if not rows:
             return token, []
         changing = [g.id for g in rows if to_state is not None and g.state != to_state]
-        Grant.objects.filter(id__in=[g.id for g in rows]).update(claim_token=token, lease_until=_lease(now))
         # A new phase starts its own count of attempts; a retry keeps counting.
         Grant.objects.filter(id__in=changing).update(state=to_state, attempts=0, next_attempt_at=None)
         if to_state == S.REVOKING:  # why it ends, unless a release or admin revoke said already

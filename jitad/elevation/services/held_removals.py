@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from jitad import directory
 from jitad.audit.services import AuditEntry, audit_record_many
-from jitad.engine import keeper, queue
+from jitad.engine import claims, keeper, queue
 from jitad.notifications.models import Notification
 from jitad.notifications.services import condition_raise, condition_resolve, conditions_open
 
@@ -249,7 +249,7 @@ def held_removals_discard(*, ids=(), group_dn: str = "", actor: str, reason: str
 # -- the worker's part (claimed work) --------------------------------------------------
 def _release(ids: list[int], token: uuid.UUID) -> None:
     """Hand claimed holds back to the sweep at once (their message could not be sent)."""
-    HeldRemoval.objects.filter(id__in=list(ids), claim_token=token).update(claim_token=None, lease_until=None)
+    claims.release(HeldRemoval, ids, token)
 
 
 def _enqueue(ids: list[int], token: uuid.UUID) -> None:
@@ -261,24 +261,19 @@ def held_removals_sweep(*, now=None) -> int:
     now = now or timezone.now()
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     ready = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    token = uuid.uuid4()
     with transaction.atomic():
-        ids = list(HeldRemoval.objects.select_for_update(skip_locked=True).filter(free, ready, state=H.CONFIRMED)
-                   .order_by("id").values_list("id", flat=True)[: settings.JITAD_SWEEP_BATCH])
+        token, rows = claims.claim(HeldRemoval.objects.filter(free, ready, state=H.CONFIRMED).order_by("id"),
+                                   limit=settings.JITAD_SWEEP_BATCH, now=now)
+        ids = [h.pk for h in rows]
         if not ids:
             return 0
-        HeldRemoval.objects.filter(id__in=ids).update(claim_token=token, lease_until=keeper.lease_until(now))
         _enqueue(ids, token)
     return len(ids)
 
 
 def held_removals_execute(*, ids: list[int], token) -> None:
     """Remove the confirmed members this message claims, one modify per group; each is done once."""
-    mine = uuid.uuid4()
-    with transaction.atomic():
-        HeldRemoval.objects.filter(id__in=list(ids), claim_token=token, state=H.CONFIRMED).update(
-            claim_token=mine, lease_until=keeper.lease_until())
-    rows = list(HeldRemoval.objects.filter(claim_token=mine, state=H.CONFIRMED).order_by("id"))
+    mine, rows = claims.take(HeldRemoval.objects.filter(state=H.CONFIRMED).order_by("id"), ids, token)
     if not rows:
         return  # a duplicate message, or another worker took it over
     by_group: dict[str, list[HeldRemoval]] = defaultdict(list)
