@@ -539,3 +539,8 @@ def checkouts_end_for_user(*, user, actor: str, reason: str) -> int:
         except BreakglassRefused:  # moved on meanwhile
             pass
     return ended
+
+
+def checkouts_end_for_blocked(sender, *, user, actor: str, reason: str, **kwargs) -> dict[str, int]:
+    """Receiver of accounts' ``account_blocked``: the person's break-glass checkouts end now."""
+    return {"checkouts_ended": checkouts_end_for_user(user=user, actor=actor, reason=reason)}
