@@ -87,3 +87,15 @@ def account_approvers(*, account: SealedAccount, exclude=None) -> list:
     if exclude is not None:
         people = people.exclude(pk=exclude.pk)
     return list(people)
+
+
+def sealed_login_refused(sender, *, entry, **kwargs) -> str | None:
+    """Receiver of accounts' ``portal_login_refusal_asked``: a sealed account never logs in to jitad.
+
+    Matched by sAMAccountName and, when AD gave one, by objectGUID, so a renamed account
+    is still refused.
+    """
+    match = Q(name__iexact=entry.sam_account_name)
+    if entry.guid:
+        match |= Q(user_guid__iexact=entry.guid)
+    return "sealed_account" if SealedAccount.objects.filter(match).exists() else None
