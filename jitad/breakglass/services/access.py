@@ -11,8 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db.models import Q, QuerySet
 
-from jitad.elevation.services.api_queries import JSONListMatches, _group_names
-from jitad.elevation.services.policies import user_group_names
+from jitad.accounts.groups import JSONListMatches, group_names, group_names_query
 
 from ..models import Checkout, SealedAccount
 
@@ -21,7 +20,7 @@ def _in(user, names) -> bool:
     if not user.is_authenticated or not user.is_active:
         return False
     wanted = {n.lower() for n in names or [] if isinstance(n, str)}
-    return bool(wanted & user_group_names(user))
+    return bool(wanted & group_names(user))
 
 
 def is_responder(*, user, account: SealedAccount) -> bool:
@@ -52,14 +51,14 @@ def accounts_approved_by(*, user) -> QuerySet:
     """Sealed accounts whose checkouts ``user`` approves."""
     if not user.is_authenticated or not user.is_active:
         return SealedAccount.objects.none()
-    return SealedAccount.objects.filter(JSONListMatches("approver_groups", _group_names(user)))
+    return SealedAccount.objects.filter(JSONListMatches("approver_groups", group_names_query(user)))
 
 
 def accounts_responded_by(*, user) -> QuerySet:
     """Sealed accounts ``user`` may check out."""
     if not user.is_authenticated or not user.is_active:
         return SealedAccount.objects.none()
-    return SealedAccount.objects.filter(JSONListMatches("responder_groups", _group_names(user)))
+    return SealedAccount.objects.filter(JSONListMatches("responder_groups", group_names_query(user)))
 
 
 def is_breakglass_approver(*, user) -> bool:
