@@ -19,7 +19,7 @@ from django.views.decorators.debug import sensitive_variables
 from jitad import directory
 from jitad.audit.services import audit_record_many
 from jitad.engine import keeper
-from jitad.elevation.services.grants import backoff_seconds  # one backoff rule for all engine retries
+from jitad.engine.retry import backoff_seconds
 from jitad.humantime import when
 from jitad.notifications.models import Notification
 from jitad.notifications.services import alert_raise, notification_create

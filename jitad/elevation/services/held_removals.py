@@ -26,6 +26,7 @@ from django.utils import timezone
 from jitad import directory
 from jitad.audit.services import AuditEntry, audit_record_many
 from jitad.engine import keeper, queue
+from jitad.engine.retry import backoff_seconds
 from jitad.notifications.models import Notification
 from jitad.notifications.services import condition_raise, condition_resolve, conditions_open
 
@@ -358,7 +359,6 @@ def _finish(group_dn: str, held: list[HeldRemoval], token: uuid.UUID, outcome: d
 
 def _attempt_failed(held: list[HeldRemoval], token: uuid.UUID, error: directory.DirectoryError) -> None:
     """Record a failed attempt; retry with backoff (the sweep sends it again), alert when attempts run out."""
-    from .grants import backoff_seconds
 
     now = timezone.now()
     message = f"{type(error).__name__}: {error}"[:2000]
