@@ -31,6 +31,7 @@ from jitad.notifications.models import Notification
 from jitad.notifications.services import condition_raise, condition_resolve, conditions_open
 
 from ..models import HeldRemoval
+from . import backing
 from .targets import group_nested_into_protected
 
 log = logging.getLogger(__name__)
@@ -303,15 +304,13 @@ def held_removals_execute(*, ids: list[int], token) -> None:
 
 
 def _remove(d: directory.Directory, group_dn: str, held: list[HeldRemoval], token: uuid.UUID) -> None:
-    from .reconciler import _backed, _managed_groups  # the reconciler's own view of who may stay
-
-    groups = _managed_groups()
+    groups = backing.managed_groups()
     outcome: dict[int, tuple[str, str]] = {}
     if group_dn not in groups:
         outcome = {h.pk: (H.CLEARED, "not removed: no enabled target manages the group any more") for h in held}
         _finish(group_dn, held, token, outcome)
         return
-    keep = _backed(group_dn) | groups[group_dn]
+    keep = backing.backed(group_dn) | groups[group_dn]
     read = d.group_members(group_dn)  # its SID too: the seam refuses a well-known privileged group
     present = {directory.normalize_dn(m) for m in read.members}
     to_remove = []
@@ -324,7 +323,7 @@ def _remove(d: directory.Directory, group_dn: str, held: list[HeldRemoval], toke
             to_remove.append(h)
     d.remove_members(group_dn, [h.member_dn for h in to_remove], read=read)
     # A grant may have started for one of them while we removed: put those back (as the reconciler does).
-    now_backed = _backed(group_dn)
+    now_backed = backing.backed(group_dn)
     for h in to_remove:
         if h.member_key in now_backed:
             d.add_member(group_dn, h.member_dn, nested_into_protected=group_nested_into_protected(group_dn))
