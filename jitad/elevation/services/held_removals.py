@@ -358,7 +358,6 @@ def _finish(group_dn: str, held: list[HeldRemoval], token: uuid.UUID, outcome: d
 
 def _attempt_failed(held: list[HeldRemoval], token: uuid.UUID, error: directory.DirectoryError) -> None:
     """Record a failed attempt; retry with backoff (the sweep sends it again), alert when attempts run out."""
-
     now = timezone.now()
     message = f"{type(error).__name__}: {error}"[:2000]
     entries, exhausted = [], []
