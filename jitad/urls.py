@@ -8,7 +8,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from jitad.accounts.admin_site import JitadAdminSite
+from jitad.admin_site import JitadAdminSite
 from jitad.accounts.views import health
 
 admin.site.__class__ = JitadAdminSite

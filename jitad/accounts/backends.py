@@ -4,6 +4,7 @@ import logging
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import PermissionDenied
+from django.dispatch import Signal
 
 from jitad import directory
 
@@ -79,15 +80,19 @@ class ThrottledModelBackend(ModelBackend):
         return user
 
 
-def _is_sealed(entry) -> bool:
-    from django.db.models import Q
+# Asked after AD accepted a password, before the account is mirrored: is this directory
+# account one that must never log in to the portal? Accounts sits below the apps that
+# know (break-glass seals AD accounts), so it asks them: each connects a receiver (in its
+# AppConfig.ready) sent with ``entry`` (a directory.DirectoryUser) that returns a code of
+# MESSAGES to refuse with, or None. A receiver's error propagates: no login on a guess.
+portal_login_refusal_asked = Signal()
 
-    from jitad.breakglass.models import SealedAccount
 
-    match = Q(name__iexact=entry.sam_account_name)
-    if entry.guid:
-        match |= Q(user_guid__iexact=entry.guid)
-    return SealedAccount.objects.filter(match).exists()
+def _refusal(entry) -> str | None:
+    for _receiver, code in portal_login_refusal_asked.send(sender=type(entry), entry=entry):
+        if code:
+            return code
+    return None
 
 
 class ActiveDirectoryBackend:
@@ -127,12 +132,13 @@ class ActiveDirectoryBackend:
             _refuse(request, "directory_misconfigured")
             return None
         throttle.login_success_record(request=request, username=username)
-        if _is_sealed(entry):
-            # A break-glass account's holder must never get a second identity here (one that
+        refusal = _refusal(entry)
+        if refusal:
+            # E.g. a break-glass account's holder must never get a second identity here (one that
             # could approve), nor turn the account into a "person's login" that blocks rotation.
-            log.warning("AD login for %r refused: it is a sealed break-glass account", username)
-            _refuse(request, "sealed_account")
-            raise PermissionDenied("sealed_account")
+            log.warning("AD login for %r refused: %s", username, refusal)
+            _refuse(request, refusal)
+            raise PermissionDenied(refusal)
         try:
             user = account_sync_from_directory(entry=entry, groups=groups)
         except AccountConflict as e:

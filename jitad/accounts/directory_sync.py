@@ -19,6 +19,7 @@ from jitad import directory
 from jitad.audit.services import audit_record
 from jitad.notifications.services import alert_raise
 
+from .blocking import account_holdings_end
 from .models import ApiToken, DirectoryAccount
 from .services import AccountConflict, account_groups_set, account_sync_from_directory
 
@@ -58,10 +59,6 @@ def _read(links: list[DirectoryAccount]) -> list[_Seen]:
 def account_block_from_directory(*, link: DirectoryAccount, why: str) -> None:
     """Block a person AD has removed or disabled: inactive, tokens revoked, pending requests
     cancelled, live grants revoked, break-glass checkouts ended, and an alert."""
-    from jitad.breakglass.services.checkouts import checkouts_end_for_user
-    from jitad.elevation.services.grants import grants_revoke_for_user
-    from jitad.elevation.services.requests import requests_cancel_for_user
-
     user = link.user
     with transaction.atomic():
         user.is_active = False
@@ -69,9 +66,11 @@ def account_block_from_directory(*, link: DirectoryAccount, why: str) -> None:
         tokens = ApiToken.objects.live().filter(user=user).update(revoked_at=timezone.now())
         audit_record(actor=ACTOR, action="account.blocked", object_type="user", object_id=user.pk, before="active",
                      after="blocked", reason=why, data={"dn": link.dn, "api_tokens_revoked": tokens})
-        cancelled = requests_cancel_for_user(user=user, actor=ACTOR, reason=why)
-        revoked = grants_revoke_for_user(user=user, actor=ACTOR, comment=why)
-        checkouts = checkouts_end_for_user(user=user, actor=ACTOR, reason=why)
+        # Elevation and break-glass answer (jitad.accounts.blocking): pending requests
+        # cancelled, then live grants revoked, then break-glass checkouts ended.
+        ended = account_holdings_end(user=user, actor=ACTOR, reason=why)
+        cancelled, revoked = ended["requests_cancelled"], ended["grants_revoked"]
+        checkouts = ended["checkouts_ended"]
         alert_raise(
             event="account.blocked",
             subject=f"{user.get_username()} blocked in jitad: {why}",

@@ -1,7 +1,7 @@
 """Read-only audit trail in the admin."""
 from django.contrib import admin
 
-from jitad.accounts.admin_site import ReadOnlyAdmin
+from jitad.admin_helpers import ReadOnlyAdmin
 
 from .models import AuditEvent
 

@@ -13,8 +13,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from jitad.accounts.admin_site import ReadOnlyAdmin
-from jitad.elevation.admin.base import span
+from jitad.admin_helpers import ReadOnlyAdmin, span
 from jitad.humantime import when
 
 from . import services

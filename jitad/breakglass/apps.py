@@ -7,16 +7,23 @@ class BreakglassConfig(AppConfig):
     verbose_name = "Break-glass"
 
     def ready(self):
+        from jitad.accounts.backends import portal_login_refusal_asked
+        from jitad.accounts.blocking import account_blocked
         from jitad.accounts.roles import privileged_roles_asked
         from jitad.engine.signals import broker_unreachable
         from jitad.vault import sealed_field_register
 
         from .models import SealedAccount
-        from .services.access import privileged_roles_of
+        from .services.access import privileged_roles_of, sealed_login_refused
+        from .services.checkouts import checkouts_end_for_blocked
         from .services.sweep import breakglass_sweep_here
 
         # Responders' and approvers' security events are never held for a digest (jitad.accounts.roles).
         privileged_roles_asked.connect(privileged_roles_of, dispatch_uid="jitad.breakglass.privileged_roles")
+        # A sealed account never logs in to the portal (jitad.accounts.backends).
+        portal_login_refusal_asked.connect(sealed_login_refused, dispatch_uid="jitad.breakglass.sealed_login")
+        # A person blocked because AD disabled or removed them loses their break-glass checkouts.
+        account_blocked.connect(checkouts_end_for_blocked, dispatch_uid="jitad.breakglass.account_blocked")
         # With the broker down, the watchdog's process ends windows and rotates exposed accounts itself.
         broker_unreachable.connect(breakglass_sweep_here, dispatch_uid="jitad.breakglass.sweep_here")
 

@@ -1,5 +1,5 @@
 """Errors the break-glass services raise for people (a refused step), never for faults."""
-from jitad.elevation.errors import RequestRefused
+from jitad.errors import RequestRefused
 
 
 class BreakglassRefused(RequestRefused):

@@ -8,11 +8,12 @@ class ElevationConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from jitad.accounts.blocking import account_blocked
         from jitad.accounts.roles import privileged_roles_asked
         from jitad.directory.checks import jit_ou_check
         from jitad.engine.signals import broker_unreachable, directory_recovered, watch
 
-        from .services import approvers, grants
+        from .services import approvers, grants, requests
         from .services import watch as checks
 
         watch.connect(checks.watch_grants, dispatch_uid="jitad.elevation.watch")
@@ -20,5 +21,7 @@ class ElevationConfig(AppConfig):
         broker_unreachable.connect(grants.revocations_sweep_here, dispatch_uid="jitad.elevation.revoke_here")
         # Approvers' security events are never held for a digest (jitad.accounts.roles).
         privileged_roles_asked.connect(approvers.privileged_roles_of, dispatch_uid="jitad.elevation.privileged_roles")
+        # A person blocked because AD disabled or removed them loses pending requests and live grants.
+        account_blocked.connect(requests.holdings_end_for_blocked, dispatch_uid="jitad.elevation.account_blocked")
         # Targets' groups must sit under the JIT OU: a malformed or missing one is a start-up error.
         system_checks.register(jit_ou_check, system_checks.Tags.compatibility)

@@ -1,10 +1,8 @@
-"""Errors the elevation services raise for people (a bad request), never for faults."""
+"""Errors the elevation services raise for people (a bad request), never for faults.
 
+RequestRefused is shared with break-glass, so it lives in jitad.errors; importing it
+from here keeps working.
+"""
+from jitad.errors import RequestRefused
 
-class RequestRefused(Exception):
-    """The request breaks policy or the lifecycle; ``code`` is stable, the message is for humans."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+__all__ = ["RequestRefused"]

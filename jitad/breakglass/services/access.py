@@ -11,8 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db.models import Q, QuerySet
 
-from jitad.elevation.services.api_queries import JSONListMatches, _group_names
-from jitad.elevation.services.policies import user_group_names
+from jitad.accounts.groups import JSONListMatches, group_names, group_names_query
 
 from ..models import Checkout, SealedAccount
 
@@ -21,7 +20,7 @@ def _in(user, names) -> bool:
     if not user.is_authenticated or not user.is_active:
         return False
     wanted = {n.lower() for n in names or [] if isinstance(n, str)}
-    return bool(wanted & user_group_names(user))
+    return bool(wanted & group_names(user))
 
 
 def is_responder(*, user, account: SealedAccount) -> bool:
@@ -52,14 +51,14 @@ def accounts_approved_by(*, user) -> QuerySet:
     """Sealed accounts whose checkouts ``user`` approves."""
     if not user.is_authenticated or not user.is_active:
         return SealedAccount.objects.none()
-    return SealedAccount.objects.filter(JSONListMatches("approver_groups", _group_names(user)))
+    return SealedAccount.objects.filter(JSONListMatches("approver_groups", group_names_query(user)))
 
 
 def accounts_responded_by(*, user) -> QuerySet:
     """Sealed accounts ``user`` may check out."""
     if not user.is_authenticated or not user.is_active:
         return SealedAccount.objects.none()
-    return SealedAccount.objects.filter(JSONListMatches("responder_groups", _group_names(user)))
+    return SealedAccount.objects.filter(JSONListMatches("responder_groups", group_names_query(user)))
 
 
 def is_breakglass_approver(*, user) -> bool:
@@ -87,3 +86,15 @@ def account_approvers(*, account: SealedAccount, exclude=None) -> list:
     if exclude is not None:
         people = people.exclude(pk=exclude.pk)
     return list(people)
+
+
+def sealed_login_refused(sender, *, entry, **kwargs) -> str | None:
+    """Receiver of accounts' ``portal_login_refusal_asked``: a sealed account never logs in to jitad.
+
+    Matched by sAMAccountName and, when AD gave one, by objectGUID, so a renamed account
+    is still refused.
+    """
+    match = Q(name__iexact=entry.sam_account_name)
+    if entry.guid:
+        match |= Q(user_guid__iexact=entry.guid)
+    return "sealed_account" if SealedAccount.objects.filter(match).exists() else None

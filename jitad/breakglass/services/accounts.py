@@ -23,7 +23,7 @@ from jitad import directory
 from jitad.accounts.models import DirectoryAccount
 from jitad.audit.services import audit_record_many
 from jitad.engine import keeper
-from jitad.elevation.services.grants import backoff_seconds  # one backoff rule for all engine retries
+from jitad.engine.retry import backoff_seconds
 from jitad.notifications.models import Notification
 from jitad.notifications.services import alert_raise
 

@@ -19,7 +19,7 @@ from django.views.decorators.debug import sensitive_variables
 from jitad import directory
 from jitad.audit.services import audit_record_many
 from jitad.engine import keeper
-from jitad.elevation.services.grants import backoff_seconds  # one backoff rule for all engine retries
+from jitad.engine.retry import backoff_seconds
 from jitad.humantime import when
 from jitad.notifications.models import Notification
 from jitad.notifications.services import alert_raise, notification_create
@@ -539,3 +539,8 @@ def checkouts_end_for_user(*, user, actor: str, reason: str) -> int:
         except BreakglassRefused:  # moved on meanwhile
             pass
     return ended
+
+
+def checkouts_end_for_blocked(sender, *, user, actor: str, reason: str, **kwargs) -> dict[str, int]:
+    """Receiver of accounts' ``account_blocked``: the person's break-glass checkouts end now."""
+    return {"checkouts_ended": checkouts_end_for_user(user=user, actor=actor, reason=reason)}

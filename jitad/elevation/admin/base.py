@@ -7,24 +7,20 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
-from jitad.accounts.admin_site import ReadOnlyAdmin, is_approver
+from jitad.admin_helpers import ReadOnlyAdmin, span  # noqa: F401  (span: the elevation admin's import)
 
 from ..models import Target
+from ..services import is_approver_anywhere
 from .filters import ID
 
 BULK_MAX = 100  # a bulk decision or revocation beyond this is a mistake, not a workflow
 
 
-def span(seconds: float) -> str:
-    """A duration as people say it: "45 min", "3 h 10 min", "2 d 4 h"."""
-    minutes = max(0, int(seconds // 60))
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
+def is_approver(request) -> bool:
+    """True if the logged-in user approves access requests under some policy or target; cached on the request."""
+    if not hasattr(request, "_jitad_is_approver"):
+        request._jitad_is_approver = is_approver_anywhere(user=request.user)
+    return request._jitad_is_approver
 
 
 class ScopedReadOnlyAdmin(ReadOnlyAdmin):

@@ -5,7 +5,7 @@ confirmation is as strong as an admin revoke. Rows are never edited or deleted.
 """
 from django.contrib import admin, messages
 
-from jitad.accounts.admin_site import ReadOnlyAdmin
+from jitad.admin_helpers import ReadOnlyAdmin
 
 from ..models import HeldRemoval
 from ..services import held_removals_confirm, held_removals_discard

@@ -2,7 +2,7 @@
 from django.contrib import admin
 from django.utils.html import format_html
 
-from jitad.accounts.admin_site import ReadOnlyAdmin
+from jitad.admin_helpers import ReadOnlyAdmin
 
 from ..models import HostScan, StandingAdmin
 

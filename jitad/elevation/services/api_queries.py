@@ -2,78 +2,19 @@
 
 Eligibility and approver rights compare AD group names stored as JSON lists on a policy
 with the person's groups, case-insensitively (as ``policies.policy_for`` and
-``approvers.can_decide`` do). Here the comparison runs inside the database, so a list of
-requests is filtered and paginated by SQL, never row by row in Python.
-
-Both sides are lowered by the database's ``lower()``. SQLite's folds ASCII only, so a
-non-ASCII group name must be spelt with the same case in the policy as in AD to match
-there; PostgreSQL folds it like Python.
+``approvers.can_decide`` do). Here the comparison runs inside the database
+(``jitad.accounts.groups.JSONListMatches``, through ``approvers.approver_scope``), so a
+list of requests is filtered and paginated by SQL, never row by row in Python.
 """
 import re
 
-from django.contrib.auth.models import Group
-from django.db import NotSupportedError
-from django.db.models import BooleanField, Count, F, Func, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce, Lower
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from ..models import AccessRequest, Approval, Grant, Target
+from .approvers import approver_scope
 
 _ID = re.compile(r"[0-9]{1,18}")  # fits a 64-bit integer column
-
-
-class JSONListMatches(Func):
-    """True when the JSON list in ``field`` holds one of ``names`` (case-insensitive).
-
-    ``names`` is a list of strings, or a one-column queryset of names already lowered.
-    """
-
-    output_field = BooleanField()
-
-    def __init__(self, field: str, names):
-        if isinstance(names, QuerySet):
-            self.literal_names = None
-            super().__init__(F(field), Subquery(names))
-        else:
-            self.literal_names = [str(n) for n in names]
-            super().__init__(F(field))
-
-    def _names_sql(self, compiler):
-        if self.literal_names is None:
-            return compiler.compile(self.source_expressions[1])
-        return "(" + ", ".join(["lower(%s)"] * len(self.literal_names)) + ")", list(self.literal_names)
-
-    def _empty(self):
-        return self.literal_names is not None and not self.literal_names
-
-    def as_sqlite(self, compiler, connection, **extra):
-        if self._empty():
-            return "0", []
-        column, params = compiler.compile(self.source_expressions[0])
-        names, name_params = self._names_sql(compiler)
-        sql = (
-            f"EXISTS (SELECT 1 FROM json_each(CASE json_type({column}) WHEN 'array' THEN {column} ELSE '[]' END) AS m "
-            f"WHERE lower(m.value) IN {names})"
-        )
-        return sql, (*params, *params, *name_params)
-
-    def as_postgresql(self, compiler, connection, **extra):
-        if self._empty():
-            return "false", []
-        column, params = compiler.compile(self.source_expressions[0])
-        names, name_params = self._names_sql(compiler)
-        sql = (
-            f"EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof({column}) = 'array' "
-            f"THEN {column} ELSE '[]'::jsonb END) AS m(value) WHERE lower(m.value) IN {names})"
-        )
-        return sql, (*params, *params, *name_params)
-
-    def as_sql(self, compiler, connection, **extra):
-        raise NotSupportedError(f"jitad's policy queries support SQLite and PostgreSQL, not {connection.vendor}")
-
-
-def _group_names(user) -> QuerySet:
-    """``user``'s group names, lowered, as a subquery."""
-    return Group.objects.filter(user=user).annotate(key=Lower("name")).values("key")
 
 
 # -- targets -----------------------------------------------------------------------------
@@ -98,8 +39,6 @@ def requests_visible_to(*, user) -> QuerySet:
     a GROUP BY, so the database can walk the newest requests and stop at the page size)
     and joined to what the API shows: a page of requests costs two queries.
     """
-    from .approvers import approver_scope
-
     visible = Q(requester=user) | approver_scope(user=user)
     approvals = (
         Approval.objects.filter(request=OuterRef("pk"), decision=Approval.Decision.APPROVE)

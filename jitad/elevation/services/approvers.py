@@ -10,9 +10,9 @@ whichever group the others leave open.
 """
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
+from jitad.accounts.groups import JSONListMatches, group_names, group_names_query
+
 from ..models import AccessRequest, Approval, Policy, Target
-from .api_queries import JSONListMatches, _group_names
-from .policies import user_group_names
 
 
 def approver_groups_for(*, policy: Policy, target: Target) -> list[str]:
@@ -27,7 +27,7 @@ def approver_groups_for(*, policy: Policy, target: Target) -> list[str]:
 
 def approver_groups_of(*, user, request: AccessRequest, groups: set[str] | None = None) -> list[str]:
     """The request's approver groups ``user`` is in, spelt as the policy or target spells them."""
-    mine = user_group_names(user) if groups is None else groups
+    mine = group_names(user) if groups is None else groups
     return [g for g in approver_groups_for(policy=request.policy, target=request.target) if g.lower() in mine]
 
 
@@ -87,7 +87,7 @@ def approver_scope(*, user, resolved: bool = False) -> Q:
     first (two small queries): PostgreSQL then walks a big table in index order through an
     EXISTS instead of hashing all of it, which the grants view needs.
     """
-    groups = _group_names(user)
+    groups = group_names_query(user)
     policies = Policy.objects.filter(JSONListMatches("approver_groups", groups)).values("id")
     targets = Target.objects.filter(JSONListMatches("approver_groups", groups)).values("id")
     if resolved:
@@ -100,7 +100,7 @@ def is_approver_anywhere(*, user) -> bool:
     """True if ``user`` is an approver under any policy or for any target (two cheap queries)."""
     if not user.is_authenticated or not user.is_active:
         return False
-    groups = _group_names(user)
+    groups = group_names_query(user)
     return (
         Policy.objects.filter(enabled=True).filter(JSONListMatches("approver_groups", groups)).exists()
         or Target.objects.filter(JSONListMatches("approver_groups", groups)).exists()

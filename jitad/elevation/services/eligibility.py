@@ -13,11 +13,12 @@ from datetime import datetime
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from jitad.accounts.groups import group_names
 from jitad.humantime import minutes_text
 
 from ..models import AccessRequest, Grant, Policy, Target
 from .extensions import extension_room
-from .policies import policy_for, user_group_names
+from .policies import policy_for
 
 MAX_TERMS = 5
 HISTORY_SIZE = 20
@@ -43,7 +44,7 @@ class EligibilityPage:
 
 def _covering_policies(user) -> list[Policy]:
     """Enabled policies naming ``user`` or one of their groups, best (lowest priority, name) first."""
-    groups = user_group_names(user)
+    groups = group_names(user)
     username = user.get_username().lower()
     return [
         p

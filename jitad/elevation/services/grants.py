@@ -15,7 +15,6 @@ The rules this module keeps (ARCHITECTURE.md):
   then ``grant_failed`` / ``revoke_failed`` with an alert, and the sweeper keeps going.
 """
 import logging
-import random
 import time
 import uuid
 from collections import defaultdict
@@ -32,6 +31,7 @@ from jitad import directory, hosts
 from jitad.accounts.models import DirectoryAccount
 from jitad.audit.services import AuditEntry, audit_record_many
 from jitad.engine import claims, keeper, queue
+from jitad.engine.retry import backoff_seconds
 from jitad.engine.services import pulse_mark
 from jitad.humantime import when
 from jitad.notifications.models import Notification
@@ -53,13 +53,6 @@ S = Grant.State
 # -- helpers ---------------------------------------------------------------------------
 def _lease(now=None):
     return keeper.lease_until(now)
-
-
-def backoff_seconds(attempts: int, *, failed: bool = False) -> float:
-    """Exponential backoff with jitter: half the step fixed, half random (never zero)."""
-    cap = settings.JITAD_RETRY_MAX_SECONDS
-    step = cap if failed else min(cap, settings.JITAD_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
-    return step / 2 + random.uniform(0, step / 2)
 
 
 def _entry(grant: Grant, *, actor: str, action: str, before: str, after: str, reason: str = "", **data) -> AuditEntry:

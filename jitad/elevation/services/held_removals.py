@@ -26,10 +26,12 @@ from django.utils import timezone
 from jitad import directory
 from jitad.audit.services import AuditEntry, audit_record_many
 from jitad.engine import claims, keeper, queue
+from jitad.engine.retry import backoff_seconds
 from jitad.notifications.models import Notification
 from jitad.notifications.services import condition_raise, condition_resolve, conditions_open
 
 from ..models import HeldRemoval
+from . import backing
 from .targets import group_nested_into_protected
 
 log = logging.getLogger(__name__)
@@ -297,15 +299,13 @@ def held_removals_execute(*, ids: list[int], token) -> None:
 
 
 def _remove(d: directory.Directory, group_dn: str, held: list[HeldRemoval], token: uuid.UUID) -> None:
-    from .reconciler import _backed, _managed_groups  # the reconciler's own view of who may stay
-
-    groups = _managed_groups()
+    groups = backing.managed_groups()
     outcome: dict[int, tuple[str, str]] = {}
     if group_dn not in groups:
         outcome = {h.pk: (H.CLEARED, "not removed: no enabled target manages the group any more") for h in held}
         _finish(group_dn, held, token, outcome)
         return
-    keep = _backed(group_dn) | groups[group_dn]
+    keep = backing.backed(group_dn) | groups[group_dn]
     read = d.group_members(group_dn)  # its SID too: the seam refuses a well-known privileged group
     present = {directory.normalize_dn(m) for m in read.members}
     to_remove = []
@@ -318,7 +318,7 @@ def _remove(d: directory.Directory, group_dn: str, held: list[HeldRemoval], toke
             to_remove.append(h)
     d.remove_members(group_dn, [h.member_dn for h in to_remove], read=read)
     # A grant may have started for one of them while we removed: put those back (as the reconciler does).
-    now_backed = _backed(group_dn)
+    now_backed = backing.backed(group_dn)
     for h in to_remove:
         if h.member_key in now_backed:
             d.add_member(group_dn, h.member_dn, nested_into_protected=group_nested_into_protected(group_dn))
@@ -353,8 +353,6 @@ def _finish(group_dn: str, held: list[HeldRemoval], token: uuid.UUID, outcome: d
 
 def _attempt_failed(held: list[HeldRemoval], token: uuid.UUID, error: directory.DirectoryError) -> None:
     """Record a failed attempt; retry with backoff (the sweep sends it again), alert when attempts run out."""
-    from .grants import backoff_seconds
-
     now = timezone.now()
     message = f"{type(error).__name__}: {error}"[:2000]
     entries, exhausted = [], []

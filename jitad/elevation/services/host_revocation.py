@@ -19,12 +19,13 @@ from django.utils import timezone
 
 from jitad import directory, hosts
 from jitad.audit.services import audit_record_many
+from jitad.engine.retry import backoff_seconds
 from jitad.notifications.models import Notification
 from jitad.notifications.services import alert_raise
 
 from ..models import Grant
 from . import host_checks
-from .grants import _admin_link, _entry, _taken, backoff_seconds
+from .grants import _admin_link, _entry, _taken
 
 log = logging.getLogger(__name__)
 C = Grant.HostCheck

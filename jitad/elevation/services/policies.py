@@ -1,10 +1,7 @@
 """Eligibility: which policy, if any, lets a person request a target (approvers: ``approvers``)."""
+from jitad.accounts.groups import group_names
+
 from ..models import Policy, Target
-
-
-def user_group_names(user) -> set[str]:
-    """The AD group names jitad knows for ``user`` (synced into Django groups at login)."""
-    return {name.lower() for name in user.groups.values_list("name", flat=True)}
 
 
 def _lower(values) -> set[str]:
@@ -13,7 +10,7 @@ def _lower(values) -> set[str]:
 
 def policy_for(*, user, target: Target) -> Policy | None:
     """The enabled policy (lowest priority number) that makes ``user`` eligible for ``target``."""
-    groups = user_group_names(user)
+    groups = group_names(user)
     username = user.get_username().lower()
     for policy in Policy.objects.filter(enabled=True, targets=target).order_by("priority", "name"):
         if username in _lower(policy.eligible_users) or groups & _lower(policy.eligible_groups):

@@ -4,7 +4,6 @@ import logging
 import os
 import socket
 import uuid
-from collections import defaultdict
 from datetime import timedelta
 
 from django.conf import settings
@@ -18,25 +17,12 @@ from jitad.health.checks import directory_unreachable_raise
 from jitad.notifications.models import Notification
 from jitad.notifications.services import alert_raise, condition_raise, condition_resolve
 
-from ..models import Grant, GroupReading, Target
-from . import held_removals
+from ..models import GroupReading
+from . import backing, held_removals
 from .unmanaged import group_not_managed_raise, not_managed_conditions_resolve
 from .targets import group_nested_into_protected
 
 log = logging.getLogger(__name__)
-
-
-def _managed_groups() -> dict[str, set[str]]:
-    """{group DN: normalised DNs allowed to stay without a grant} over enabled targets."""
-    groups: dict[str, set[str]] = defaultdict(set)
-    for t in Target.objects.filter(enabled=True).only("group_dn", "standing_members"):
-        groups[t.group_dn] |= {directory.normalize_dn(dn) for dn in t.standing_members}
-    return groups
-
-
-def _backed(group_dn: str) -> set[str]:
-    dns = Grant.objects.filter(group_dn=group_dn, state__in=Grant.BACKING_STATES).exclude(user_dn="")
-    return {directory.normalize_dn(dn) for dn in dns.values_list("user_dn", flat=True)}
 
 
 def _hash(text: str) -> str:
@@ -101,7 +87,7 @@ def reconcile_group(d: directory.Directory, group_dn: str, allowed: set[str]) ->
         raise ProtectedGroup(group_dn, f"jitad does not reconcile the members of {group_dn!r}: {refused}")
     members = set(read.members)
     joined = _joined_since_last_run(group_dn, members)
-    backed = _backed(group_dn)
+    backed = backing.backed(group_dn)
     extra = sorted(m for m in members if directory.normalize_dn(m) not in backed | allowed)
     # Too many long-standing members at once are held for an operator instead (a runaway
     # reconcile is an outage); members who joined since the last run are removed whatever their number.
@@ -111,7 +97,7 @@ def reconcile_group(d: directory.Directory, group_dn: str, allowed: set[str]) ->
         return []
     d.remove_members(group_dn, extra, read=read)
     # A grant may have started for one of them while we removed: put those back.
-    now_backed = _backed(group_dn)
+    now_backed = backing.backed(group_dn)
     for dn in extra:
         if directory.normalize_dn(dn) in now_backed:
             d.add_member(group_dn, dn, nested_into_protected=group_nested_into_protected(group_dn))
@@ -151,7 +137,7 @@ def reconcile() -> dict[str, list[str]]:
     """
     result = {}
     refused = set()
-    groups = _managed_groups()
+    groups = backing.managed_groups()
     if not groups:
         _cannot_run_resolve()
         return result

@@ -12,7 +12,7 @@ from ..errors import RequestRefused
 from ..models import AccessRequest, Approval, Grant, Policy, Target
 from .approvers import approvals_counted, approver_groups_for, approver_groups_of
 from .extensions import ExtensionRoom, extension_room
-from .grants import grant_apply_extension, grant_create_from
+from .grants import grant_apply_extension, grant_create_from, grants_revoke_for_user
 from .notices import notice_request_decided, notice_request_pending
 from .policies import policy_for
 
@@ -248,6 +248,14 @@ def requests_cancel_for_user(*, user, actor: str, reason: str) -> int:
     ids = list(AccessRequest.objects.filter(requester=user, state=AccessRequest.State.PENDING).values_list("id", flat=True))
     return _close_each(ids, state=AccessRequest.State.CANCELLED, actor=actor, action="request.cancelled", reason=reason,
                        now=timezone.now(), tell_requester=False)
+
+
+def holdings_end_for_blocked(sender, *, user, actor: str, reason: str, **kwargs) -> dict[str, int]:
+    """Receiver of accounts' ``account_blocked``: the person's pending requests are cancelled,
+    then their live grants revoked; returns how many of each."""
+    cancelled = requests_cancel_for_user(user=user, actor=actor, reason=reason)
+    return {"requests_cancelled": cancelled,
+            "grants_revoked": grants_revoke_for_user(user=user, actor=actor, comment=reason)}
 
 
 def _extension_minutes(grant: Grant, policy: Policy, duration_minutes, room: ExtensionRoom) -> int:

@@ -8,7 +8,6 @@ Failures are retried with exponential backoff and jitter until
 JITAD_DELIVERY_MAX_ATTEMPTS, then recorded failed with the (scrubbed) error.
 """
 import logging
-import random
 import smtplib
 import time
 import traceback
@@ -23,6 +22,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from jitad.engine import retry
 from jitad.engine.queue import enqueue
 
 from ..models import Delivery, Notification
@@ -54,10 +54,9 @@ def attempt_seconds() -> float:
 
 
 def backoff_seconds(attempts: int) -> float:
-    """Exponential backoff with jitter: half the step fixed, half random."""
-    step = min(settings.JITAD_DELIVERY_RETRY_MAX_SECONDS,
-               settings.JITAD_DELIVERY_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
-    return step / 2 + random.uniform(0, step / 2)
+    """The engine's backoff (jitad.engine.retry) on the delivery's own base and cap."""
+    return retry.backoff_seconds(attempts, base=settings.JITAD_DELIVERY_RETRY_BASE_SECONDS,
+                                 cap=settings.JITAD_DELIVERY_RETRY_MAX_SECONDS)
 
 
 # -- the two channels --------------------------------------------------------------------

@@ -4,8 +4,9 @@ Approvers are whoever a policy or target names through AD groups; nobody hand-ed
 Django permissions to make someone an approver. An approver who is not staff enters the
 admin and sees the elevation pages, which limit them to the requests they may decide
 (``jitad.elevation.admin``); every other page keeps Django's permissions.
+
+It sits above every app: it asks elevation and break-glass who approves.
 """
-from django.contrib import admin
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
@@ -19,21 +20,12 @@ def _approves_anything(user) -> bool:
     return is_approver_anywhere(user=user) or is_breakglass_approver(user=user)
 
 
-def is_approver(request) -> bool:
-    """True if the logged-in user approves access requests under some policy or target; cached on the request."""
-    if not hasattr(request, "_jitad_is_approver"):
-        from jitad.elevation.services import is_approver_anywhere
-
-        request._jitad_is_approver = is_approver_anywhere(user=request.user)
-    return request._jitad_is_approver
-
-
 class AdminLoginForm(OTPAdminAuthenticationForm):
     """The admin's login form (password + OTP), which also lets approvers in."""
 
     def get_invalid_login_error(self):
         """A login the throttle paused says so, with the wait (docs/logins.md); anything else, Django's words."""
-        from .backends import THROTTLED, login_error_message
+        from jitad.accounts.backends import THROTTLED, login_error_message
 
         if getattr(self.request, "jitad_login_error", "") in THROTTLED:
             return ValidationError(login_error_message(self.request), code="throttled")
@@ -55,22 +47,10 @@ class JitadAdminSite(OTPAdminSite):
         user = request.user
         if not (user.is_active and user.is_authenticated and user.is_verified()):
             return False
+        from jitad.elevation.admin.base import is_approver
+
         if user.is_staff or is_approver(request):
             return True
         from jitad.breakglass.services import is_breakglass_approver
 
         return is_breakglass_approver(user=user)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows nobody adds, edits or deletes in the admin (audit events, requests, grants):
-    they change only through services."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
