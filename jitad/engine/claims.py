@@ -8,19 +8,31 @@
 * ``release``: hand a claim back at once (its message could not be sent, or the work is not
   this execution's to do), so the next sweep claims the row without waiting for the lease.
 * ``held`` (jitad.engine.keeper): renew the lease while the execution works.
+* ``attempt_failed``: count a failed attempt, schedule the next one with the engine's backoff,
+  drop the claim, and past the limit (or on a failure that retrying cannot fix) tell the
+  domain that the work ran out, so it moves the row to its failed state, audits and alerts
+  in its own words, in the same transaction.
 
 No network call happens inside these transactions: claim, commit, act, then record the
 outcome conditional on still holding the claim.
 """
 import uuid
-from datetime import datetime
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from .keeper import held, lease_until
+from .retry import backoff_seconds
 
-__all__ = ["claim", "held", "lease_until", "release", "take"]
+__all__ = ["Failed", "attempt_failed", "claim", "held", "lease_until", "release", "take"]
+
+ERROR_MAX = 2000  # characters of an error kept on the row
 
 
 def claim(qs: QuerySet, *, limit: int, now: datetime | None = None, **changes) -> tuple[uuid.UUID, list]:
@@ -56,3 +68,68 @@ def take(rows, pks, token) -> tuple[uuid.UUID, list]:
 def release(model, pks, token) -> int:
     """Hand the rows ``pks`` claimed with ``token`` back to the sweep at once; returns how many."""
     return model.objects.filter(pk__in=list(pks), claim_token=token).update(claim_token=None, lease_until=None)
+
+
+@dataclass
+class Failed:
+    """One row's failed attempt, as ``attempt_failed`` recorded it, for the domain's wording."""
+
+    row: Any
+    before: Any  # the row's state field before the domain marked it (None without one)
+    exhausted: bool  # no retry will fix it: the attempts ran out, or the failure is permanent
+
+
+def attempt_failed(
+    rows,
+    pks: Iterable,
+    token: uuid.UUID | None,
+    *,
+    error: str,
+    transient: bool = True,
+    max_attempts: int | None = None,
+    mark: Callable[[Any, bool, datetime], Iterable[str] | None] | None = None,
+    report: Callable[[list[Failed]], None] | None = None,
+    state_field: str | None = "state",
+    backoff: Callable[..., float] = backoff_seconds,
+) -> list[Failed]:
+    """Record a failed attempt on the rows ``pks`` still claimed with ``token``; returns what was recorded.
+
+    In one transaction, for each row this execution still holds (a row whose claim lapsed
+    and was claimed again belongs to someone else and is left alone): ``attempts`` goes up
+    by one, ``last_error`` keeps ``error`` (cut to ERROR_MAX characters), the row is
+    *exhausted* when ``transient`` is false or ``attempts`` reached ``max_attempts``
+    (JITAD_RETRY_MAX_ATTEMPTS by default), ``next_attempt_at`` is now plus
+    ``backoff(attempts, failed=exhausted)`` (the longest wait once exhausted), and the
+    claim is dropped so the domain's sweep finds the row when it is due.
+
+    The domain supplies only what is its own:
+
+    * ``mark(row, exhausted, now)`` changes the row further before it is saved (moves it to
+      its failed state, overrides ``next_attempt_at`` or ``last_error``) and returns the
+      names of the extra fields it changed;
+    * ``report(failures)`` audits and alerts, inside the same transaction, with every
+      failure's row, its state before (``state_field``) and whether it is exhausted.
+
+    ``token`` None matches rows that nobody holds (work that is not claimed with a token).
+    """
+    limit = settings.JITAD_RETRY_MAX_ATTEMPTS if max_attempts is None else max_attempts
+    base = rows if isinstance(rows, QuerySet) else rows.objects.all()
+    message = error[:ERROR_MAX]
+    failures = []
+    with transaction.atomic():
+        now = timezone.now()
+        for row in base.select_for_update(of=("self",)).filter(pk__in=list(pks), claim_token=token).order_by("pk"):
+            before = getattr(row, state_field) if state_field else None
+            row.attempts += 1
+            row.last_error = message
+            exhausted = not transient or row.attempts >= limit
+            row.next_attempt_at = now + timedelta(seconds=backoff(row.attempts, failed=exhausted))
+            row.claim_token = row.lease_until = None
+            extra = list(mark(row, exhausted, now) or ()) if mark else []
+            stamped = [f.name for f in row._meta.concrete_fields if getattr(f, "auto_now", False)]
+            row.save(update_fields=list(dict.fromkeys(
+                ["attempts", "last_error", "next_attempt_at", "claim_token", "lease_until", *extra, *stamped])))
+            failures.append(Failed(row=row, before=before, exhausted=exhausted))
+        if failures and report is not None:
+            report(failures)
+    return failures

@@ -7,7 +7,7 @@ from django.utils.html import format_html
 from .models import AlertCondition, Delivery, DigestEntry, Notification
 from .services import deliveries_retry
 
-D = Delivery.State
+DeliveryState = Delivery.State
 _DELIVERY_FIELDS = (
     "channel", "destination", "address", "state", "attempts", "next_attempt_at", "sent_at", "last_error",
 )
@@ -41,9 +41,9 @@ class NotificationAdmin(_ReadOnly, admin.ModelAdmin):
     def get_queryset(self, request):
         # distinct: a filter on deliveries joins them a second time, which would multiply plain counts
         return super().get_queryset(request).annotate(
-            n_sent=Count("deliveries", filter=Q(deliveries__state=D.SENT), distinct=True),
-            n_failed=Count("deliveries", filter=Q(deliveries__state=D.FAILED), distinct=True),
-            n_pending=Count("deliveries", filter=Q(deliveries__state=D.PENDING), distinct=True),
+            n_sent=Count("deliveries", filter=Q(deliveries__state=DeliveryState.SENT), distinct=True),
+            n_failed=Count("deliveries", filter=Q(deliveries__state=DeliveryState.FAILED), distinct=True),
+            n_pending=Count("deliveries", filter=Q(deliveries__state=DeliveryState.PENDING), distinct=True),
         )
 
     @admin.display(description="deliveries")
@@ -81,7 +81,7 @@ class DeliveryAdmin(_ReadOnly, admin.ModelAdmin):
 
     @admin.action(description="Send the selected failed deliveries again", permissions=["resend"])
     def send_again(self, request, queryset):
-        count = deliveries_retry(delivery_ids=list(queryset.filter(state=D.FAILED).values_list("id", flat=True)))
+        count = deliveries_retry(delivery_ids=list(queryset.filter(state=DeliveryState.FAILED).values_list("id", flat=True)))
         self.message_user(request, f"{count} failed delivery(ies) queued again.", messages.SUCCESS)
 
 

@@ -7,7 +7,7 @@ from tests.conftest import ARTIFACTS
 from tests.breakglass.helpers import ad_bind, ad_enabled, stored_password, wait_account, wait_checkout
 from tests.support.processes import RedisServer
 
-A, C = SealedAccount.State, Checkout.State
+AccountState, CheckoutState = SealedAccount.State, Checkout.State
 
 
 def test_a_window_that_ends_while_redis_is_down_is_checked_in_and_the_account_sealed(
@@ -23,15 +23,15 @@ def test_a_window_that_ends_while_redis_is_down_is_checked_in_and_the_account_se
     checkout = services.checkout_request(account=account, requester=people.responder, incident_ref="INC-2001",
                                          reason="Redis and the DCs both misbehave", runbook_slug="dc-outage",
                                          duration_minutes=60, emergency=True)
-    checkout = wait_checkout(checkout.pk, C.OPEN, timeout=60)
+    checkout = wait_checkout(checkout.pk, CheckoutState.OPEN, timeout=60)
     password = services.checkout_reveal(checkout=checkout, actor=people.responder)
     assert ad_bind(samba_dc, account.user_dn, password) == "ok"
 
     redis.stop()
     Checkout.objects.filter(pk=checkout.pk).update(expires_at=timezone.now())
-    closed = wait_checkout(checkout.pk, C.CLOSED, timeout=60)
+    closed = wait_checkout(checkout.pk, CheckoutState.CLOSED, timeout=60)
     assert closed.checkin_kind == Checkout.CheckinKind.AUTO
-    account = wait_account(account.pk, A.SEALED, timeout=60)
+    account = wait_account(account.pk, AccountState.SEALED, timeout=60)
     assert ad_bind(samba_dc, account.user_dn, password) == "52e"  # the revealed password is dead
     assert ad_bind(samba_dc, account.user_dn, stored_password(account)) == "533"  # the new one, account disabled
     assert not ad_enabled(ldap_admin, account.user_dn)

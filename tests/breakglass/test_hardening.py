@@ -14,7 +14,7 @@ from jitad.breakglass.vault import key_generate
 from tests.breakglass.helpers import ad_bind, stored_password, wait_account, wait_checkout
 
 pytestmark = pytest.mark.django_db(transaction=True)
-A, C = SealedAccount.State, Checkout.State
+AccountState, CheckoutState = SealedAccount.State, Checkout.State
 
 
 def _ask(account, user, **kw):
@@ -33,7 +33,7 @@ def test_a_sealed_account_never_logs_in_to_jitad(live, samba_dc, people, sealed)
     assert request.jitad_login_error == "sealed_account"
     assert not DirectoryAccount.objects.filter(guid__iexact=account.user_guid).exists()
     services.checkout_checkin(checkout=checkout, actor=people.responder)
-    wait_account(account.pk, A.SEALED)
+    wait_account(account.pk, AccountState.SEALED)
     assert ad_bind(samba_dc, account.user_dn, password) == "52e"
 
 
@@ -46,8 +46,8 @@ def test_an_envelope_opened_during_a_pending_request_rotates_now(live, samba_dc,
         call_command("jitad_breakglass_envelope", "verify", account.name, seal, "--opened", stdout=_Collect(out))
     except SystemExit as e:
         assert e.code == 0
-    assert Checkout.objects.get(pk=pending.pk).state == C.CANCELLED
-    account = wait_account(account.pk, A.SEALED)
+    assert Checkout.objects.get(pk=pending.pk).state == CheckoutState.CANCELLED
+    account = wait_account(account.pk, AccountState.SEALED)
     assert account.seal_id != seal and Seal.objects.get(seal_id=seal).broken_at is not None
 
 
@@ -59,7 +59,7 @@ def test_an_envelope_opened_while_in_use_breaks_the_seal_and_rotates_at_checkin(
     assert verdict.rotation is None and "rotated when that ends" in verdict.message
     assert Seal.objects.get(seal_id=seal).broken_at is not None
     services.checkout_checkin(checkout=checkout, actor=people.responder)
-    assert wait_account(account.pk, A.SEALED).seal_id != seal
+    assert wait_account(account.pk, AccountState.SEALED).seal_id != seal
 
 
 def test_no_envelope_is_printed_of_a_broken_seal(live, people, sealed):
@@ -79,13 +79,13 @@ def test_an_emergency_supersedes_a_pending_request(live, people, sealed, make_us
     pending = _ask(account, people.responder)
     other = make_user("resp", groups=["bg-responders"])
     emergency = _ask(account, other, emergency=True)
-    assert emergency.state == C.OPEN
-    assert Checkout.objects.get(pk=pending.pk).state == C.CANCELLED
+    assert emergency.state == CheckoutState.OPEN
+    assert Checkout.objects.get(pk=pending.pk).state == CheckoutState.CANCELLED
     with pytest.raises(BreakglassRefused) as busy:
         _ask(account, people.responder)  # a dual request never displaces a live one
     assert busy.value.code == "account_busy"
     services.checkout_checkin(checkout=emergency, actor=other)
-    wait_account(account.pk, A.SEALED)
+    wait_account(account.pk, AccountState.SEALED)
 
 
 def test_denying_after_approving_is_a_refusal_not_an_error(live, people, sealed):
@@ -106,9 +106,9 @@ def test_a_blocked_person_loses_their_checkout(live, samba_dc, people, sealed):
     link = DirectoryAccount.objects.create(user=people.responder, guid="00000000-0000-0000-0000-00000000b10c",
                                            dn="CN=x,DC=jitad,DC=test")
     account_block_from_directory(link=link, why="disabled in AD")
-    closed = wait_checkout(checkout.pk, C.CLOSED)
+    closed = wait_checkout(checkout.pk, CheckoutState.CLOSED)
     assert closed.checkin_kind == Checkout.CheckinKind.FORCED
-    wait_account(account.pk, A.SEALED)
+    wait_account(account.pk, AccountState.SEALED)
     assert ad_bind(samba_dc, account.user_dn, password) == "52e"
 
 
@@ -120,7 +120,7 @@ def test_a_secret_no_key_opens_any_more_does_not_stop_rotation(live, samba_dc, p
 
     SealedAccount.objects.filter(pk=account.pk).update(secret=Fernet(key_generate().encode()).encrypt(b"{}").decode())
     services.account_rotate(account=account, actor="tester", reason="key lost")
-    account = wait_account(account.pk, A.SEALED)
+    account = wait_account(account.pk, AccountState.SEALED)
     assert ad_bind(samba_dc, account.user_dn, stored_password(account)) == "ok"
 
 
@@ -129,7 +129,7 @@ def test_rekey_check_tells_when_old_keys_may_go(db, settings):
 
     old, new = key_generate(), key_generate()
     settings.JITAD_VAULT_KEYS = [old]
-    row = SealedAccount.objects.create(name="bg-da-rekey", state=A.SEALED)
+    row = SealedAccount.objects.create(name="bg-da-rekey", state=AccountState.SEALED)
     row.secret = secret_seal(ref=row.vault_ref, password="x" * 20)
     row.save()
     settings.JITAD_VAULT_KEYS = [new, old]

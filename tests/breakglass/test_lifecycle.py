@@ -16,7 +16,7 @@ from jitad.notifications.models import Notification
 from tests.breakglass.helpers import ad_bind, ad_enabled, ad_set_password, stored_password, wait_account, wait_checkout
 from tests.support.waiting import wait_for
 
-A, C = SealedAccount.State, Checkout.State
+AccountState, CheckoutState = SealedAccount.State, Checkout.State
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -41,7 +41,7 @@ def test_enrol_dual_control_reveal_once_checkin_rotates(live, samba_dc, ldap_adm
     assert Seal.objects.get(seal_id=seal1).reason == Seal.Reason.ENROLLED
 
     checkout = _ask(account, people.responder)
-    assert checkout.state == C.PENDING and checkout.seal_id == seal1
+    assert checkout.state == CheckoutState.PENDING and checkout.seal_id == seal1
     with pytest.raises(BreakglassRefused) as own:
         services.checkout_approve(checkout=checkout, approver=people.responder)
     assert own.value.code in ("own_checkout",)
@@ -56,7 +56,7 @@ def test_enrol_dual_control_reveal_once_checkin_rotates(live, samba_dc, ldap_adm
     assert early.value.code == "not_open"
     services.checkout_approve(checkout=checkout, approver=people.approver2)
 
-    checkout = wait_checkout(checkout.pk, C.OPEN)
+    checkout = wait_checkout(checkout.pk, CheckoutState.OPEN)
     assert ad_enabled(ldap_admin, dn)
     with pytest.raises(BreakglassRefused):
         services.checkout_reveal(checkout=checkout, actor=people.approver1)  # not the holder
@@ -68,8 +68,8 @@ def test_enrol_dual_control_reveal_once_checkin_rotates(live, samba_dc, ldap_adm
     assert ad_bind(samba_dc, dn, password) == "ok"
 
     services.checkout_checkin(checkout=checkout, actor=people.responder)
-    account = wait_account(account.pk, A.SEALED)
-    wait_checkout(checkout.pk, C.CLOSED)
+    account = wait_account(account.pk, AccountState.SEALED)
+    wait_checkout(checkout.pk, CheckoutState.CLOSED)
     assert ad_bind(samba_dc, dn, password) == "52e"
     second = stored_password(account)
     assert second != password and len(second) == 32
@@ -102,15 +102,15 @@ def test_deny_and_cancel_keep_the_account_sealed(live, people, sealed):
         services.checkout_deny(checkout=checkout, approver=people.approver1, comment="")
     assert no_comment.value.code == "comment_required"
     services.checkout_deny(checkout=checkout, approver=people.approver1, comment="use the normal JIT path")
-    assert Checkout.objects.get(pk=checkout.pk).state == C.DENIED
+    assert Checkout.objects.get(pk=checkout.pk).state == CheckoutState.DENIED
     account.refresh_from_db()
-    assert account.state == A.SEALED
+    assert account.state == AccountState.SEALED
     again = _ask(account, people.responder)
     with pytest.raises(BreakglassRefused):
         services.checkout_cancel(checkout=again, actor=people.approver1)
     services.checkout_cancel(checkout=again, actor=people.responder)
     account.refresh_from_db()
-    assert account.state == A.SEALED and Checkout.objects.get(pk=again.pk).state == C.CANCELLED
+    assert account.state == AccountState.SEALED and Checkout.objects.get(pk=again.pk).state == CheckoutState.CANCELLED
 
 
 def test_emergency_alone_alerts_everyone_and_the_review_is_mandatory(live, samba_dc, people, sealed, alert_sink,
@@ -119,7 +119,7 @@ def test_emergency_alone_alerts_everyone_and_the_review_is_mandatory(live, samba
     every approver are told, and the review cannot be closed before the holder files it."""
     account = sealed(disable_when_sealed=False)
     checkout = _ask(account, people.responder, emergency=True)
-    assert checkout.state == C.OPEN and checkout.mode == Checkout.Mode.EMERGENCY
+    assert checkout.state == CheckoutState.OPEN and checkout.mode == Checkout.Mode.EMERGENCY
     wait_for(lambda: any("EMERGENCY" in m["title"] and account.name in m["title"] for m in alert_sink.messages),
              message="the emergency alert on the security channel")
     wait_for(lambda: all(any("EMERGENCY" in m["Subject"] for m in smtp_sink.to(p.email))
@@ -128,7 +128,7 @@ def test_emergency_alone_alerts_everyone_and_the_review_is_mandatory(live, samba
     password = services.checkout_reveal(checkout=checkout, actor=people.responder)
     assert ad_bind(samba_dc, account.user_dn, password) == "ok"
     services.checkout_checkin(checkout=checkout, actor=people.responder)
-    wait_account(account.pk, A.SEALED)
+    wait_account(account.pk, AccountState.SEALED)
     review = Review.objects.get(checkout=checkout)
     assert review.mandatory
     with pytest.raises(BreakglassRefused) as unfiled:
@@ -146,12 +146,12 @@ def test_emergency_alone_alerts_everyone_and_the_review_is_mandatory(live, samba
 def test_window_end_checks_in_and_rotates_by_itself(live, samba_dc, people, sealed):
     account = sealed()
     checkout = _ask(account, people.responder, emergency=True)
-    checkout = wait_checkout(checkout.pk, C.OPEN)
+    checkout = wait_checkout(checkout.pk, CheckoutState.OPEN)
     password = services.checkout_reveal(checkout=checkout, actor=people.responder)
     Checkout.objects.filter(pk=checkout.pk).update(expires_at=timezone.now())
-    closed = wait_checkout(checkout.pk, C.CLOSED)
+    closed = wait_checkout(checkout.pk, CheckoutState.CLOSED)
     assert closed.checkin_kind == Checkout.CheckinKind.AUTO
-    account = wait_account(account.pk, A.SEALED)
+    account = wait_account(account.pk, AccountState.SEALED)
     assert ad_bind(samba_dc, account.user_dn, password) == "52e"
     assert ad_bind(samba_dc, account.user_dn, stored_password(account)) == "533"
 
@@ -165,9 +165,9 @@ def test_forced_checkin_by_an_approver(live, people, sealed):
     with pytest.raises(BreakglassRefused):
         services.checkout_checkin(checkout=checkout, actor=people.approver1, reason="")
     services.checkout_checkin(checkout=checkout, actor=people.approver1, reason="incident closed an hour ago")
-    closed = wait_checkout(checkout.pk, C.CLOSED)
+    closed = wait_checkout(checkout.pk, CheckoutState.CLOSED)
     assert closed.checkin_kind == Checkout.CheckinKind.FORCED and closed.checkin_by == people.approver1.username
-    wait_account(account.pk, A.SEALED)
+    wait_account(account.pk, AccountState.SEALED)
 
 
 def test_rotation_with_the_dc_down_is_exposed_alerted_and_fixed_when_it_returns(live, samba_dc, people, sealed,
@@ -180,18 +180,18 @@ def test_rotation_with_the_dc_down_is_exposed_alerted_and_fixed_when_it_returns(
     samba_dc.pause()
     try:
         services.checkout_checkin(checkout=checkout, actor=people.responder)
-        exposed = wait_account(account.pk, A.EXPOSED, timeout=60)
+        exposed = wait_account(account.pk, AccountState.EXPOSED, timeout=60)
         assert exposed.exposed_since and "DirectoryUnavailable" in exposed.last_error
         wait_for(lambda: any("EXPOSED" in m["title"] and account.name in m["title"] for m in alert_sink.messages),
                  message="the exposed alert")
         wait_for(lambda: SealedAccount.objects.get(pk=account.pk).attempts >= 2, timeout=60,
                  message="a second attempt while the DC is down")
-        assert Checkout.objects.get(pk=checkout.pk).state == C.RETURNING
+        assert Checkout.objects.get(pk=checkout.pk).state == CheckoutState.RETURNING
     finally:
         samba_dc.resume()
-    account = wait_account(account.pk, A.SEALED, timeout=90)
+    account = wait_account(account.pk, AccountState.SEALED, timeout=90)
     assert account.exposed_since is None
-    wait_checkout(checkout.pk, C.CLOSED)
+    wait_checkout(checkout.pk, CheckoutState.CLOSED)
     wait_for(lambda: any(m["title"].startswith("Resolved") and account.name in m["title"] for m in alert_sink.messages),
              message="the resolved alert")
     assert ad_bind(samba_dc, account.user_dn, password) == "52e"
@@ -207,7 +207,7 @@ def test_a_password_set_outside_jitad_breaks_the_seal_and_is_rotated(live, samba
     assert counts["broken"] == 1
     wait_for(lambda: any("Seal broken" in m["title"] and account.name in m["title"] for m in alert_sink.messages),
              message="the seal-broken alert")
-    resealed = wait_account(account.pk, A.SEALED)
+    resealed = wait_account(account.pk, AccountState.SEALED)
     assert resealed.seal_id != account.seal_id
     assert Seal.objects.get(seal_id=resealed.seal_id).reason == Seal.Reason.SEAL_BROKEN
     assert ad_bind(samba_dc, account.user_dn, "Out-of-band-12345!") == "52e"
@@ -221,7 +221,7 @@ def test_an_account_enabled_outside_jitad_breaks_the_seal(live, ldap_admin, seal
     conn.modify(account.user_dn, {"userAccountControl": [(MODIFY_REPLACE, [512])]})
     conn.unbind()
     assert services.seals_check()["broken"] == 1
-    wait_account(account.pk, A.SEALED)
+    wait_account(account.pk, AccountState.SEALED)
     assert not ad_enabled(ldap_admin, account.user_dn)
 
 
@@ -230,5 +230,5 @@ def test_jitad_never_seals_its_own_bind_account(live, samba_dc):
     account = services.account_enrol(account=SealedAccount(name="Administrator"), actor="tester")
     stuck = wait_for(lambda: SealedAccount.objects.filter(pk=account.pk, attempts__gte=1).first(),
                      message="the refused enrolment")
-    assert stuck.state == A.ENROLLING and "bind account" in stuck.last_error
+    assert stuck.state == AccountState.ENROLLING and "bind account" in stuck.last_error
     SealedAccount.objects.filter(pk=account.pk).delete()  # stop the retries before other tests

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 RESPONDERS, APPROVERS = "bg-responders", "bg-approvers"
 RUNBOOK_TITLE = "Domain controller outage"  # runbooks/dc-outage.md; applies to bg-da-*
-A, C = SealedAccount.State, Checkout.State
+AccountState, CheckoutState = SealedAccount.State, Checkout.State
 
 
 # -- fixtures and helpers ----------------------------------------------------------------------
@@ -52,7 +52,7 @@ def sealed_account(jit_ou, live):
         account = SealedAccount(name=sam, responder_groups=[RESPONDERS], approver_groups=[APPROVERS],
                                 disable_when_sealed=True, **fields)
         account = account_enrol(account=account, actor="tester")
-        return wait_account(account.pk, A.SEALED)
+        return wait_account(account.pk, AccountState.SEALED)
 
     return make
 
@@ -177,7 +177,7 @@ def test_checkout_two_approvals_reveal_once_runbook_checkin_rotates_review(brows
     shot(page, "bg-03-wrong-code")
     assert not Checkout.objects.filter(account=account).exists()
     account.refresh_from_db()
-    assert account.state == A.SEALED
+    assert account.state == AccountState.SEALED
     # What was typed is kept; the code is typed again.
     expect(page.get_by_label("Incident or change reference")).to_have_value("INC-4711")
     expect(page.get_by_label("Runbook you will follow")).to_have_value("dc-outage")
@@ -189,7 +189,7 @@ def test_checkout_two_approvals_reveal_once_runbook_checkin_rotates_review(brows
     pk = int(re.search(r"/checkouts/(\d+)/$", page.url).group(1))
     checkout = Checkout.objects.get(pk=pk)
     assert (checkout.account_id, checkout.holder.username) == (account.pk, responder_sam.lower())
-    assert checkout.state == C.PENDING
+    assert checkout.state == CheckoutState.PENDING
     assert (checkout.incident_ref, checkout.runbook_slug, checkout.duration_minutes) == ("INC-4711", "dc-outage", 30)
     assert checkout.mode == Checkout.Mode.DUAL and checkout.approvals_required == 2
     expect(page.locator(".msg.success")).to_contain_text(f"Checkout #{pk} of {account.name} waits for 2 approvers")
@@ -316,8 +316,8 @@ def test_checkout_two_approvals_reveal_once_runbook_checkin_rotates_review(brows
     # -- Check in: the page follows the rotation by itself; AD has a new password, the shown one is dead.
     page.get_by_role("button", name=re.compile("Check in now")).click()
     expect(page.locator(".msg.success")).to_contain_text(f"{account.name} is checked in")
-    account = wait_account(account.pk, A.SEALED, timeout=60)
-    wait_checkout(pk, C.CLOSED)
+    account = wait_account(account.pk, AccountState.SEALED, timeout=60)
+    wait_checkout(pk, CheckoutState.CLOSED)
     expect(page.locator("#checkout-state .state")).to_have_text(_label("closed"), timeout=30_000)
     expect(page.locator("#checkout-state")).to_contain_text("by the holder")
     assert ad_bind(samba_dc, dn, password) == "52e"  # the password shown no longer works
@@ -389,7 +389,7 @@ def test_an_approver_denies_in_the_admin_and_the_responder_sees_why(browser, por
     admin.goto(f"{portal}/admin/breakglass/checkout/{pk}/change/")
     admin.get_by_role("button", name="Deny").click()
     expect(admin.locator(".messagelist")).to_contain_text("Say why you deny it")
-    assert Checkout.objects.get(pk=pk).state == C.PENDING
+    assert Checkout.objects.get(pk=pk).state == CheckoutState.PENDING
     admin.get_by_label(re.compile("Comment")).fill("Use the normal JIT path: DFS needs no domain admin")
     admin.get_by_role("button", name="Deny").click()
     expect(admin.locator(".messagelist")).to_contain_text("Denied")
@@ -397,9 +397,9 @@ def test_an_approver_denies_in_the_admin_and_the_responder_sees_why(browser, por
     shot(admin, "bg-20-admin-denied")
     admin.context.close()
 
-    assert Checkout.objects.get(pk=pk).state == C.DENIED
+    assert Checkout.objects.get(pk=pk).state == CheckoutState.DENIED
     account.refresh_from_db()
-    assert account.state == A.SEALED
+    assert account.state == AccountState.SEALED
     expect(page.locator("#checkout-state .state")).to_have_text(_label("denied"), timeout=15_000)  # by itself
     expect(page.locator("#checkout-state")).to_contain_text(
         f"{approver_sam.lower()} (deny: Use the normal JIT path: DFS needs no domain admin)")

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("db")
 
 QUEUE = "/admin/elevation/accessrequest/"
 GRANTS = "/admin/elevation/grant/"
-S = AccessRequest.State
+RequestState = AccessRequest.State
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def test_a_superuser_sees_everything_read_only_but_cannot_approve_outside_policy
     response = act(client, "approve_selected", [req], queue="pending", post="yes", decision="approve", comment="")
     assert any("not an approver" in m for m in messages_of(response))
     req.refresh_from_db()
-    assert req.state == S.PENDING
+    assert req.state == RequestState.PENDING
 
 
 # -- the queue --------------------------------------------------------------------------------
@@ -106,12 +106,12 @@ def test_the_queue_shows_what_a_decision_needs(world, verified_client):
     for day in range(1, 11):
         start = now - timedelta(days=day, hours=2)
         old = AccessRequest.objects.create(requester=alice, target=srv, policy=srv.policies.get(), duration_minutes=480,
-                                           state=S.APPROVED, created_at=start)
+                                           state=RequestState.APPROVED, created_at=start)
         Grant.objects.create(request=old, user=alice, target=srv, group_dn=srv.group_dn, state=Grant.State.REVOKED,
                              created_at=start, activated_at=start, expires_at=start + timedelta(hours=8),
                              revoked_at=start + timedelta(hours=8))
     live = AccessRequest.objects.create(requester=alice, target=sql, policy=sql.policies.get(), duration_minutes=60,
-                                        state=S.APPROVED)
+                                        state=RequestState.APPROVED)
     Grant.objects.create(request=live, user=alice, target=sql, group_dn=sql.group_dn, state=Grant.State.ACTIVE,
                          activated_at=now, expires_at=now + timedelta(hours=1))
     req = ask(alice, srv, duration_minutes=240, why="monthly patching of the payroll app", ticket="CHG000123")
@@ -127,7 +127,7 @@ def test_an_occasional_requester_is_not_flagged_always_on(world, verified_client
     alice, srv = world["alice"], world["srv"]
     start = timezone.now() - timedelta(days=3)
     old = AccessRequest.objects.create(requester=alice, target=srv, policy=srv.policies.get(), duration_minutes=60,
-                                       state=S.APPROVED, created_at=start)
+                                       state=RequestState.APPROVED, created_at=start)
     Grant.objects.create(request=old, user=alice, target=srv, group_dn=srv.group_dn, state=Grant.State.REVOKED,
                          created_at=start, activated_at=start, expires_at=start + timedelta(hours=1))
     ask(alice, srv)
@@ -166,7 +166,7 @@ def test_approve_from_the_changelist_with_a_comment(world, verified_client):
     response = act(client, "approve_selected", [req], post="yes", decision="approve", comment="go ahead")
     assert any(f"Approved #{req.pk}" in m for m in messages_of(response))
     req.refresh_from_db()
-    assert req.state == S.APPROVED and Grant.objects.filter(request=req).exists()
+    assert req.state == RequestState.APPROVED and Grant.objects.filter(request=req).exists()
     approval = Approval.objects.get(request=req)
     assert (approval.approver, approval.comment, approval.approver_groups) == (world["lead2"], "go ahead", ["Leads"])
 
@@ -177,10 +177,10 @@ def test_deny_needs_a_comment_and_keeps_the_request_pending_without_one(world, v
     page = act(client, "deny_selected", [req], post="yes", decision="deny", comment="  ")
     assert page.status_code == 200 and b"Say why you deny it" in page.content
     req.refresh_from_db()
-    assert req.state == S.PENDING
+    assert req.state == RequestState.PENDING
     act(client, "deny_selected", [req], post="yes", decision="deny", comment="use the change window")
     req.refresh_from_db()
-    assert req.state == S.DENIED
+    assert req.state == RequestState.DENIED
     assert AuditEvent.objects.get(action="request.denied", object_id=str(req.pk)).reason == "use the change window"
 
 
@@ -194,7 +194,7 @@ def test_self_approval_is_refused_in_the_admin_by_action_and_by_button(world, ve
     response = client.post(f"{QUEUE}{req.pk}/decide/", {"decision": "approve", "comment": ""}, follow=True)
     assert any("Nobody may decide their own request" in m for m in messages_of(response))
     req.refresh_from_db()
-    assert req.state == S.PENDING and not Approval.objects.exists()
+    assert req.state == RequestState.PENDING and not Approval.objects.exists()
 
 
 def test_decide_on_the_request_page(world, verified_client):
@@ -206,7 +206,7 @@ def test_decide_on_the_request_page(world, verified_client):
     assert bad.status_code == 200 and b"Say why you deny it" in bad.content
     client.post(f"{QUEUE}{req.pk}/decide/", {"decision": "deny", "comment": "wrong server"})
     req.refresh_from_db()
-    assert req.state == S.DENIED
+    assert req.state == RequestState.DENIED
 
 
 def test_two_of_n_needs_two_different_people_in_the_admin(world, verified_client, client):
@@ -217,13 +217,13 @@ def test_two_of_n_needs_two_different_people_in_the_admin(world, verified_client
     response = first.post(f"{QUEUE}{req.pk}/decide/", {"decision": "approve", "comment": ""}, follow=True)
     assert any("already approved" in m for m in messages_of(response))
     req.refresh_from_db()
-    assert req.state == S.PENDING
+    assert req.state == RequestState.PENDING
     assert ids(first.get(QUEUE)) == set()  # decided by me: no longer waiting for me
     second = verified_client(user("lead3", "Leads"))
     assert ids(second.get(QUEUE)) == {req.pk}
     act(second, "approve_selected", [req], post="yes", decision="approve", comment="")
     req.refresh_from_db()
-    assert req.state == S.APPROVED
+    assert req.state == RequestState.APPROVED
 
 
 def test_bulk_decisions_only_where_policy_allows(world, verified_client):
@@ -231,10 +231,10 @@ def test_bulk_decisions_only_where_policy_allows(world, verified_client):
     client = verified_client(world["lead2"])
     response = act(client, "approve_selected", [a, b], post="yes", decision="approve", comment="")
     assert any("one at a time" in m for m in messages_of(response))
-    assert set(AccessRequest.objects.filter(pk__in=[a.pk, b.pk]).values_list("state", flat=True)) == {S.PENDING}
+    assert set(AccessRequest.objects.filter(pk__in=[a.pk, b.pk]).values_list("state", flat=True)) == {RequestState.PENDING}
     world["srv"].policies.update(allow_bulk_decisions=True)
     act(client, "approve_selected", [a, b], post="yes", decision="approve", comment="")
-    assert set(AccessRequest.objects.filter(pk__in=[a.pk, b.pk]).values_list("state", flat=True)) == {S.APPROVED}
+    assert set(AccessRequest.objects.filter(pk__in=[a.pk, b.pk]).values_list("state", flat=True)) == {RequestState.APPROVED}
 
 
 def test_a_decision_from_a_stale_session_asks_for_a_fresh_otp_first(world, verified_client):
@@ -243,13 +243,13 @@ def test_a_decision_from_a_stale_session_asks_for_a_fresh_otp_first(world, verif
     response = client.post(f"{QUEUE}{req.pk}/decide/", {"decision": "approve", "comment": ""})
     assert response.status_code == 403 and b'name="otp"' in response.content
     req.refresh_from_db()
-    assert req.state == S.PENDING
+    assert req.state == RequestState.PENDING
 
 
 # -- grants ---------------------------------------------------------------------------------------
 def _grant(req_user, tgt, state, minutes):
     req = AccessRequest.objects.create(requester=req_user, target=tgt, policy=tgt.policies.get(), duration_minutes=60,
-                                       state=S.APPROVED)
+                                       state=RequestState.APPROVED)
     return Grant.objects.create(request=req, user=req_user, target=tgt, group_dn=tgt.group_dn, state=state,
                                 expires_at=timezone.now() + timedelta(minutes=minutes))
 
@@ -310,15 +310,15 @@ def test_changelists_cost_the_same_queries_with_100k_requests(world, verified_cl
     def grow(n):
         now = timezone.now()
         rows = [AccessRequest(requester=people[i % 20], target=srv if i % 3 else sql, policy=pol, duration_minutes=60,
-                              justification="routine", state=S.PENDING if i % 2 else S.APPROVED,
+                              justification="routine", state=RequestState.PENDING if i % 2 else RequestState.APPROVED,
                               created_at=now - timedelta(minutes=i)) for i in range(n)]
         made = AccessRequest.objects.bulk_create(rows, batch_size=5000)
         grants = [Grant(request=r, user=r.requester, target=r.target, group_dn=r.target.group_dn,
                         state=Grant.State.ACTIVE, activated_at=now, expires_at=now + timedelta(hours=1))
-                  for r in made if r.state == S.APPROVED][:2000]
+                  for r in made if r.state == RequestState.APPROVED][:2000]
         Grant.objects.bulk_create(grants, batch_size=5000)
         Approval.objects.bulk_create([Approval(request=r, approver=world["lead2"], decision="approve")
-                                      for r in made[:500] if r.state == S.PENDING])
+                                      for r in made[:500] if r.state == RequestState.PENDING])
 
     grow(60)
     client = verified_client(world["lead"])
@@ -366,7 +366,7 @@ def test_a_crafted_selection_is_refused_with_a_message(world, verified_client):
     assert response.status_code == 200
     assert any("selection was not understood" in m for m in messages_of(response))
     req.refresh_from_db()
-    assert req.state == S.PENDING
+    assert req.state == RequestState.PENDING
 
 
 def test_a_blocked_requester_s_request_leaves_the_queue_and_cannot_be_approved(world, verified_client):
@@ -378,7 +378,7 @@ def test_a_blocked_requester_s_request_leaves_the_queue_and_cannot_be_approved(w
     response = act(client, "approve_selected", [req], queue="pending", post="yes", decision="approve", comment="")
     assert any("blocked" in m for m in messages_of(response))
     req.refresh_from_db()
-    assert req.state == S.PENDING and not Grant.objects.exists()
+    assert req.state == RequestState.PENDING and not Grant.objects.exists()
 
 
 def test_edits_of_people_and_policies_in_the_admin_are_audited(world, verified_client):

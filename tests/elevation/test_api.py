@@ -26,7 +26,7 @@ from .builders import policy, target, user
 
 pytestmark = pytest.mark.usefixtures("db")
 
-S = AccessRequest.State
+RequestState = AccessRequest.State
 REQUESTS = "/api/v1/requests"
 
 
@@ -386,7 +386,7 @@ def test_self_approval_is_refused(world):
     error(frank.post(f"{REQUESTS}/{req.pk}/approve", {"comment": "me"}), 403, "self_approval")
     error(frank.post(f"{REQUESTS}/{req.pk}/deny", {"comment": "me"}), 403, "self_approval")
     req.refresh_from_db()
-    assert req.state == S.PENDING and not req.approvals.exists()
+    assert req.state == RequestState.PENDING and not req.approvals.exists()
 
 
 def test_two_of_n_needs_two_distinct_approvers(world):
@@ -420,7 +420,7 @@ def test_deny_needs_a_comment(world):
     error(bob.post(path, {"comment": "   "}), 400, "comment_required")
     error(bob.post(path, {"comment": None}), 400, "comment_required")
     req.refresh_from_db()
-    assert req.state == S.PENDING
+    assert req.state == RequestState.PENDING
     r = bob.post(path, {"comment": "use the staging box"})
     assert r.status_code == 200 and r.json()["state"] == "denied"
     assert Approval.objects.get(request=req).comment == "use the staging box"

@@ -23,7 +23,7 @@ from tests.support.waiting import wait_for
 
 from .helpers import ad_is_member, expire_now, wait_state
 
-H = HeldRemoval.State
+HeldState = HeldRemoval.State
 
 
 def _active_grant(make_user, target, user=None):
@@ -80,7 +80,7 @@ def test_runaway_reconcile_is_held_alerted_once_then_confirmed(live, make_user, 
     assert first[target.group_dn] == []
     assert all(ad_is_member(ldap_admin, target.group_dn, dn) for dn in extra)
     held = list(HeldRemoval.objects.filter(group_dn=target.group_dn).order_by("id"))
-    assert sorted(h.member_dn for h in held) == sorted(extra) and {h.state for h in held} == {H.PENDING}
+    assert sorted(h.member_dn for h in held) == sorted(extra) and {h.state for h in held} == {HeldState.PENDING}
     assert AuditEvent.objects.filter(action="reconcile.removal_held", data__group=target.group_dn).count() == 10
     assert Notification.objects.filter(event="reconcile.removals_held").count() == 1
     wait_for(lambda: any(f"JIT-{target.name}-Admins" in m.get("title", "") and "held 10" in m.get("title", "")
@@ -108,10 +108,10 @@ def test_runaway_reconcile_is_held_alerted_once_then_confirmed(live, make_user, 
     _remove_by_hand(ldap_admin, target.group_dn, extra[0])
     out = _run("confirm", "--all-for-group", target.group_dn, "--by", "secops-ann", "--reason", "added by mistake")
     assert "confirmed 10" in out
-    wait_for(lambda: not HeldRemoval.objects.filter(group_dn=target.group_dn, state=H.CONFIRMED).exists(), timeout=30,
+    wait_for(lambda: not HeldRemoval.objects.filter(group_dn=target.group_dn, state=HeldState.CONFIRMED).exists(), timeout=30,
              message="the worker to carry out the confirmed removals")
     done = {h.member_dn: h for h in HeldRemoval.objects.filter(group_dn=target.group_dn)}
-    assert {h.state for h in done.values()} == {H.DONE} and {h.decided_by for h in done.values()} == {"secops-ann"}
+    assert {h.state for h in done.values()} == {HeldState.DONE} and {h.decided_by for h in done.values()} == {"secops-ann"}
     assert done[extra[0]].outcome == "already gone" and done[extra[1]].outcome == "removed"
     assert not any(ad_is_member(ldap_admin, target.group_dn, dn) for dn in extra)
     assert ad_is_member(ldap_admin, target.group_dn, legit.user_dn)
@@ -138,7 +138,7 @@ def test_discarded_removals_stay_and_are_kept_as_a_record(live, make_user, make_
     _active_grant(make_user, target)
     extra = _add_by_hand(ldap_admin, jit_ou, target.group_dn, 10)
     services.reconcile()
-    assert HeldRemoval.objects.filter(group_dn=target.group_dn, state=H.PENDING).count() == 10
+    assert HeldRemoval.objects.filter(group_dn=target.group_dn, state=HeldState.PENDING).count() == 10
     with pytest.raises(CommandError) as listed:  # exit 3: something waits
         _run("list", "--group", target.group_dn)
     assert listed.value.returncode == 3
@@ -147,7 +147,7 @@ def test_discarded_removals_stay_and_are_kept_as_a_record(live, make_user, make_
     assert "discarded 10" in out
     rows = HeldRemoval.objects.filter(group_dn=target.group_dn)
     assert rows.count() == 10 and {(h.state, h.decided_by, h.decision_reason) for h in rows} == {
-        (H.DISCARDED, "secops-bob", "service accounts")}
+        (HeldState.DISCARDED, "secops-bob", "service accounts")}
     assert AuditEvent.objects.filter(action="reconcile.hold_discarded", actor="secops-bob").count() == 10
     assert Notification.objects.filter(event="reconcile.holds_cleared").count() == 1
 
@@ -202,7 +202,7 @@ def test_an_intruder_with_decoys_is_removed_with_them_never_held(live, make_user
     GroupReading.objects.filter(group_dn=target.group_dn).update(read_at=timezone.now() - timedelta(days=1))
     assert services.reconcile()[target.group_dn] == []
     assert all(ad_is_member(ldap_admin, target.group_dn, dn) for dn in stale)
-    assert HeldRemoval.objects.filter(group_dn=target.group_dn, state=H.PENDING).count() == 10
+    assert HeldRemoval.objects.filter(group_dn=target.group_dn, state=HeldState.PENDING).count() == 10
 
 
 def test_a_confirmed_removal_whose_message_was_lost_is_done_by_the_sweep(live, make_target, ldap_admin, jit_ou):
@@ -211,10 +211,10 @@ def test_a_confirmed_removal_whose_message_was_lost_is_done_by_the_sweep(live, m
     target = make_target()
     [dn] = _add_by_hand(ldap_admin, jit_ou, target.group_dn, 1)
     h = HeldRemoval.objects.create(group_dn=target.group_dn, member_dn=dn, member_key=directory.normalize_dn(dn),
-                                   batch=uuid.uuid4(), state=H.CONFIRMED, decided_by="secops-cy",
+                                   batch=uuid.uuid4(), state=HeldState.CONFIRMED, decided_by="secops-cy",
                                    decided_at=timezone.now(), claim_token=uuid.uuid4(),
                                    lease_until=timezone.now() - timezone.timedelta(seconds=1))
-    wait_for(lambda: HeldRemoval.objects.get(id=h.id).state == H.DONE, timeout=30, message="the sweep to pick it up")
+    wait_for(lambda: HeldRemoval.objects.get(id=h.id).state == HeldState.DONE, timeout=30, message="the sweep to pick it up")
     assert not ad_is_member(ldap_admin, target.group_dn, dn)
     assert AuditEvent.objects.filter(action="membership.removed_held", object_id=str(h.id)).count() == 1
 
@@ -240,16 +240,16 @@ def test_a_superuser_confirms_and_discards_in_the_admin_after_a_fresh_otp(verifi
     root = django_user_model.objects.create_superuser("root-ops")
     stale = verified_client(root, age_seconds=stale_age())
     page = stale.post(HELD, {"action": "confirm_selected", "_selected_action": [first.pk]})
-    assert page.status_code == 403 and HeldRemoval.objects.get(pk=first.pk).state == H.PENDING
+    assert page.status_code == 403 and HeldRemoval.objects.get(pk=first.pk).state == HeldState.PENDING
 
     client = verified_client(root)
     client.post(HELD, {"action": "confirm_selected", "_selected_action": [first.pk]}, follow=True)
     client.post(HELD, {"action": "discard_selected", "_selected_action": [second.pk, first.pk]}, follow=True)
     rows = {h.pk: h for h in HeldRemoval.objects.all()}
-    assert (rows[first.pk].state, rows[first.pk].decided_by) == (H.CONFIRMED, "root-ops")
+    assert (rows[first.pk].state, rows[first.pk].decided_by) == (HeldState.CONFIRMED, "root-ops")
     assert rows[first.pk].claim_token is not None and rows[first.pk].lease_until is not None
-    assert (rows[second.pk].state, rows[second.pk].decided_by) == (H.DISCARDED, "root-ops")
-    assert rows[third.pk].state == H.PENDING
+    assert (rows[second.pk].state, rows[second.pk].decided_by) == (HeldState.DISCARDED, "root-ops")
+    assert rows[third.pk].state == HeldState.PENDING
     assert AuditEvent.objects.filter(action="reconcile.hold_confirmed", actor="root-ops").count() == 1
 
     from django.contrib.auth.models import Permission

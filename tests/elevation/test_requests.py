@@ -18,7 +18,7 @@ from .builders import policy, target, user
 
 pytestmark = pytest.mark.usefixtures("db")
 
-S = AccessRequest.State
+RequestState = AccessRequest.State
 
 
 # -- builders ----------------------------------------------------------------------------
@@ -85,7 +85,7 @@ def test_eligible_by_user_name_case_insensitive(srv):
     policy(srv, eligible_groups=[], eligible_users=["CAROL"])
     carol = user("carol")  # in no group at all
     req = services.request_create(requester=carol, target=srv, duration_minutes=30)
-    assert req.state == S.PENDING
+    assert req.state == RequestState.PENDING
     assert req.policy.name == "ops-servers"
 
 
@@ -93,7 +93,7 @@ def test_eligible_by_group_name_case_insensitive(srv):
     policy(srv, eligible_groups=["SERVER-ADMINS"])
     erin = user("erin", "server-admins")
     req = services.request_create(requester=erin, target=srv, duration_minutes=30)
-    assert req.state == S.PENDING
+    assert req.state == RequestState.PENDING
 
 
 def test_disabled_target_refused_even_for_eligible_user(alice):
@@ -202,7 +202,7 @@ def test_self_approval_refused_even_for_an_approver(srv):
     refused("self_approval", services.request_approve, request=req, approver=lead)
     refused("self_approval", services.request_deny, request=req, approver=lead, comment="no")
     req.refresh_from_db()
-    assert req.state == S.PENDING
+    assert req.state == RequestState.PENDING
     assert not Approval.objects.exists()
 
 
@@ -214,14 +214,14 @@ def test_non_approver_refused(srv, alice):
     assert "carol" in e.message
     refused("not_approver", services.request_deny, request=req, approver=carol, comment="no")
     req.refresh_from_db()
-    assert req.state == S.PENDING
+    assert req.state == RequestState.PENDING
 
 
 def test_approver_group_match_is_case_insensitive(srv, alice):
     policy(srv, approver_groups=["LEADS"])
     lead = user("lead", "leads")
     services.request_approve(request=services.request_create(requester=alice, target=srv), approver=lead)
-    assert AccessRequest.objects.get().state == S.APPROVED
+    assert AccessRequest.objects.get().state == RequestState.APPROVED
 
 
 def test_two_of_n_approvals(srv, alice, bob, dave):
@@ -235,7 +235,7 @@ def test_two_of_n_approvals(srv, alice, bob, dave):
 
     services.request_approve(request=req, approver=bob, comment="fine by me")
     req.refresh_from_db()
-    assert req.state == S.PENDING
+    assert req.state == RequestState.PENDING
     assert not Grant.objects.exists()
     refused("already_decided", services.request_approve, request=req, approver=bob)
     assert Approval.objects.filter(request=req).count() == 1
@@ -244,7 +244,7 @@ def test_two_of_n_approvals(srv, alice, bob, dave):
     services.request_approve(request=req, approver=dave, comment="ok")
     after = timezone.now()
     req.refresh_from_db()
-    assert req.state == S.APPROVED
+    assert req.state == RequestState.APPROVED
     assert req.decided_at is not None
     grant = Grant.objects.get(request=req)
     assert grant.user == alice and grant.target == srv and grant.group_dn == srv.group_dn
@@ -278,10 +278,10 @@ def test_distinct_groups_need_a_peer_and_a_manager(srv, alice, bob, dave):
     assert "Managers" in e.message
     assert Approval.objects.filter(request=req).count() == 1
     req.refresh_from_db()
-    assert req.state == S.PENDING
+    assert req.state == RequestState.PENDING
     services.request_approve(request=req, approver=user("maggie", "Managers"), comment="ok")
     req.refresh_from_db()
-    assert req.state == S.APPROVED
+    assert req.state == RequestState.APPROVED
     assert list(req.approvals.order_by("at").values_list("approver_groups", flat=True)) == [["Leads"], ["Managers"]]
 
 
@@ -293,7 +293,7 @@ def test_distinct_groups_let_a_member_of_both_count_for_the_open_one(srv, alice)
     services.request_approve(request=req, approver=both)
     services.request_approve(request=req, approver=lead)
     req.refresh_from_db()
-    assert req.state == S.APPROVED
+    assert req.state == RequestState.APPROVED
 
 
 @pytest.mark.parametrize("sets,distinct,expected", [
@@ -323,7 +323,7 @@ def test_target_approver_groups_add_to_the_policy_s(alice):
     refused("not_approver", services.request_approve, request=on_other, approver=owner)
     services.request_approve(request=on_sql, approver=owner)
     on_sql.refresh_from_db()
-    assert on_sql.state == S.APPROVED
+    assert on_sql.state == RequestState.APPROVED
     assert set(services.requests_decidable_by(user=owner)) == set()
     assert set(services.requests_decidable_by(user=user("lead2", "Leads"))) == {on_other}
 
@@ -335,7 +335,7 @@ def test_approving_under_a_disabled_policy_is_refused_but_deny_works(srv, alice,
     refused("policy_disabled", services.request_approve, request=req, approver=bob)
     services.request_deny(request=req, approver=bob, comment="policy withdrawn")
     req.refresh_from_db()
-    assert req.state == S.DENIED
+    assert req.state == RequestState.DENIED
 
 
 def test_a_blocked_requester_s_request_cannot_be_approved(srv, alice, bob):
@@ -379,7 +379,7 @@ def test_deny_needs_a_comment_and_one_deny_ends_it(srv, alice, bob, dave):
 
     services.request_deny(request=req, approver=dave, comment="not during the freeze")
     req.refresh_from_db()
-    assert req.state == S.DENIED
+    assert req.state == RequestState.DENIED
     assert req.decided_at is not None
     assert not Grant.objects.exists()
     deny = Approval.objects.get(request=req, approver=dave)
@@ -408,7 +408,7 @@ def test_auto_policy_approves_and_creates_a_claimed_grant(srv, alice):
     policy(srv, approval_mode=Policy.ApprovalMode.AUTO)
     before = timezone.now()
     req = services.request_create(requester=alice, target=srv, duration_minutes=20)
-    assert req.state == S.APPROVED
+    assert req.state == RequestState.APPROVED
     assert req.approvals_required == 0
     grant = Grant.objects.get(request=req)
     assert grant.state == Grant.State.GRANTING
@@ -429,11 +429,11 @@ def test_only_the_requester_cancels_and_only_while_pending(srv, alice, bob):
     req = services.request_create(requester=alice, target=srv)
     refused("not_requester", services.request_cancel, request=req, actor=bob)
     req.refresh_from_db()
-    assert req.state == S.PENDING
+    assert req.state == RequestState.PENDING
 
     services.request_cancel(request=req, actor=alice)
     req.refresh_from_db()
-    assert req.state == S.CANCELLED
+    assert req.state == RequestState.CANCELLED
     assert trail("request", req.pk)[-1] == ("request.cancelled", "alice", "pending", "cancelled")
     refused("not_pending", services.request_cancel, request=req, actor=alice)
     refused("not_pending", services.request_approve, request=req, approver=bob)
@@ -458,8 +458,8 @@ def test_expire_pending_closes_only_requests_past_their_deadline(srv, alice, bob
     assert services.requests_expire_pending() == 1
     stale.refresh_from_db()
     fresh.refresh_from_db()
-    assert stale.state == S.EXPIRED_UNAPPROVED and stale.decided_at is not None
-    assert fresh.state == S.PENDING and fresh.decided_at is None
+    assert stale.state == RequestState.EXPIRED_UNAPPROVED and stale.decided_at is not None
+    assert fresh.state == RequestState.PENDING and fresh.decided_at is None
     assert trail("request", stale.pk)[-1] == ("request.expired_unapproved", "system:timeout", "pending", "expired_unapproved")
     assert not AuditEvent.objects.filter(object_id=str(fresh.pk), action="request.expired_unapproved").exists()
     refused("not_pending", services.request_approve, request=stale, approver=bob)
@@ -473,7 +473,7 @@ def test_expire_pending_closes_only_requests_past_their_deadline(srv, alice, bob
 # -- extensions --------------------------------------------------------------------------
 def _active_grant(requester, on: Target, minutes: int = 60) -> Grant:
     req = services.request_create(requester=requester, target=on, duration_minutes=minutes)
-    if req.state != S.APPROVED:
+    if req.state != RequestState.APPROVED:
         raise AssertionError("the setup expects an auto policy")
     Grant.objects.filter(request=req).update(state=Grant.State.ACTIVE, claim_token=None, lease_until=None)
     return Grant.objects.get(request=req)
@@ -486,7 +486,7 @@ def test_extend_active_grant_under_auto_policy(srv, alice):
 
     ext = services.request_extend(grant=grant, requester=alice, duration_minutes=30, justification="overrun")
     assert ext.kind == AccessRequest.Kind.EXTENSION and ext.extends_id == grant.pk
-    assert ext.state == S.APPROVED
+    assert ext.state == RequestState.APPROVED
     grant.refresh_from_db()
     assert grant.expires_at == old + timedelta(minutes=30)
     assert grant.extensions == 1
@@ -558,7 +558,7 @@ def test_second_pending_extension_refused_under_manual_policy(srv, alice, bob):
     old = grant.expires_at
 
     first = services.request_extend(grant=grant, requester=alice, duration_minutes=15)
-    assert first.state == S.PENDING
+    assert first.state == RequestState.PENDING
     grant.refresh_from_db()
     assert grant.expires_at == old and grant.extensions == 0
     refused("extension_pending", services.request_extend, grant=grant, requester=alice, duration_minutes=15)
@@ -570,7 +570,7 @@ def test_second_pending_extension_refused_under_manual_policy(srv, alice, bob):
     assert grant.expires_at == old + timedelta(minutes=15)
     assert trail("grant", grant.pk)[-1][:2] == ("grant.extended", "bob")
     second = services.request_extend(grant=grant, requester=alice, duration_minutes=15)
-    assert second.state == S.PENDING
+    assert second.state == RequestState.PENDING
     assert audit_verify() == []
 
 

@@ -96,3 +96,73 @@ def test_concurrent_claims_never_share_a_row():
         t.join(60)
     claimed = [pk for batch in got for pk in batch]
     assert sorted(claimed) == sorted(ids) and len(claimed) == len(set(claimed))
+
+
+# -- a failed attempt --------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_a_failed_attempt_counts_schedules_and_drops_the_claim_for_the_holder_only(settings):
+    """GIVEN two rows claimed by one execution and a third claimed by another WHEN the first execution
+    records a transient failure on all three THEN only its own two are counted, keep the error, are due
+    again after a backoff and are free for the sweep; the other holder's row is untouched."""
+    settings.JITAD_RETRY_BASE_SECONDS, settings.JITAD_RETRY_MAX_SECONDS = 10, 1000
+    ids = _rows(3)
+    token, _ = claims.claim(_due().filter(pk__in=ids[:2]), limit=10)
+    other, _ = claims.claim(_due().filter(pk=ids[2]), limit=10)
+    before = timezone.now()
+    failed = claims.attempt_failed(HeldRemoval, ids, token, error="DirectoryUnavailable: the DC went away")
+    assert sorted(f.row.pk for f in failed) == ids[:2]
+    assert all(not f.exhausted and f.before == HeldRemoval.State.CONFIRMED for f in failed)
+    for row in HeldRemoval.objects.filter(pk__in=ids[:2]):
+        assert (row.attempts, row.claim_token, row.lease_until) == (1, None, None)
+        assert row.last_error == "DirectoryUnavailable: the DC went away"
+        # the first step is JITAD_RETRY_BASE_SECONDS: between half of it and all of it
+        assert before + timedelta(seconds=5) <= row.next_attempt_at <= timezone.now() + timedelta(seconds=10)
+    untouched = HeldRemoval.objects.get(pk=ids[2])
+    assert (untouched.attempts, untouched.claim_token, untouched.last_error) == (0, other, "")
+
+
+@pytest.mark.django_db
+def test_a_failure_past_the_limit_or_permanent_is_exhausted_and_the_domain_marks_and_reports_it(settings):
+    """GIVEN a limit of 3 attempts WHEN a row fails for the third time THEN it is exhausted: the domain's
+    ``mark`` moves it to its failed state (saved with the engine's fields), ``report`` sees every failure
+    with its state before, in the same transaction, and the wait is the longest one; WHEN a failure is
+    permanent THEN the first attempt is already exhausted."""
+    settings.JITAD_RETRY_BASE_SECONDS, settings.JITAD_RETRY_MAX_SECONDS = 10, 1000
+    ids = _rows(2)
+    HeldRemoval.objects.filter(pk=ids[0]).update(attempts=2)
+    token, _ = claims.claim(_due(), limit=10)
+    reported = []
+
+    def mark(row, exhausted, now):
+        if exhausted:
+            row.state = HeldRemoval.State.DISCARDED
+            return ["state"]
+
+    def report(failures):
+        assert connection.in_atomic_block
+        reported.extend((f.row.pk, f.before, f.row.state, f.exhausted) for f in failures)
+
+    before = timezone.now()
+    claims.attempt_failed(HeldRemoval, ids, token, error="x" * 5000, max_attempts=3, mark=mark, report=report)
+    confirmed, discarded = HeldRemoval.State.CONFIRMED, HeldRemoval.State.DISCARDED
+    assert reported == [(ids[0], confirmed, discarded, True), (ids[1], confirmed, confirmed, False)]
+    gave_up = HeldRemoval.objects.get(pk=ids[0])
+    assert (gave_up.state, gave_up.attempts, len(gave_up.last_error)) == (discarded, 3, claims.ERROR_MAX)
+    assert gave_up.next_attempt_at >= before + timedelta(seconds=500)  # the cap's wait, not the step's
+
+    token, _ = claims.claim(HeldRemoval.objects.filter(pk=ids[1]), limit=1)
+    (permanent,) = claims.attempt_failed(HeldRemoval, [ids[1]], token, error="refused", transient=False, mark=mark)
+    assert permanent.exhausted and HeldRemoval.objects.get(pk=ids[1]).state == discarded
+
+
+@pytest.mark.django_db
+def test_a_lapsed_claim_records_nothing():
+    """GIVEN an execution whose claim lapsed and was claimed again by a sweep WHEN it records its failure
+    THEN nothing changes: the row is the new holder's."""
+    (pk,) = _rows(1)
+    token, _ = claims.claim(_due(), limit=1)
+    HeldRemoval.objects.filter(pk=pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    newer, _ = claims.claim(_due(), limit=1)
+    assert claims.attempt_failed(HeldRemoval, [pk], token, error="late") == []
+    row = HeldRemoval.objects.get(pk=pk)
+    assert (row.attempts, row.claim_token, row.last_error) == (0, newer, "")

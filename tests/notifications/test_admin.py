@@ -7,15 +7,15 @@ from django.contrib.auth.models import Permission, User
 from jitad.notifications.models import Delivery, Notification
 
 pytestmark = pytest.mark.django_db
-D = Delivery.State
+DeliveryState = Delivery.State
 
 
 def _note(subject: str, *states: str) -> Notification:
     note = Notification.objects.create(event="test", subject=subject, body="b")
     for i, state in enumerate(states):
         Delivery.objects.create(notification=note, channel="email", destination=f"u{i}", address=f"u{i}@example.org",
-                                state=state, attempts=3 if state == D.FAILED else 1,
-                                last_error="attempt 3: SMTPServerDisconnected: gone" if state == D.FAILED else "")
+                                state=state, attempts=3 if state == DeliveryState.FAILED else 1,
+                                last_error="attempt 3: SMTPServerDisconnected: gone" if state == DeliveryState.FAILED else "")
     return note
 
 
@@ -24,8 +24,8 @@ def _row(html: str, subject: str) -> str:
 
 
 def test_changelist_summarises_deliveries_even_when_filtered_on_them(verified_client):
-    _note("mixed", D.SENT, D.FAILED, D.FAILED)
-    _note("all sent", D.SENT)
+    _note("mixed", DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.FAILED)
+    _note("all sent", DeliveryState.SENT)
     client = verified_client(User.objects.create_superuser("root"))
     page = client.get("/admin/notifications/notification/").content.decode()
     assert "1 sent, 2 failed" in _row(page, "mixed")
@@ -34,7 +34,7 @@ def test_changelist_summarises_deliveries_even_when_filtered_on_them(verified_cl
 
 
 def test_notification_page_lists_its_deliveries_read_only(verified_client):
-    note = _note("mixed", D.SENT, D.FAILED)
+    note = _note("mixed", DeliveryState.SENT, DeliveryState.FAILED)
     client = verified_client(User.objects.create_superuser("root"))
     page = client.get(f"/admin/notifications/notification/{note.id}/change/").content.decode()
     assert "u1@example.org" in page and "SMTPServerDisconnected: gone" in page
@@ -43,8 +43,8 @@ def test_notification_page_lists_its_deliveries_read_only(verified_client):
 
 
 def test_failed_deliveries_can_be_sent_again_by_those_allowed(verified_client, django_capture_on_commit_callbacks):
-    note = _note("mixed", D.SENT, D.FAILED)
-    failed = note.deliveries.get(state=D.FAILED)
+    note = _note("mixed", DeliveryState.SENT, DeliveryState.FAILED)
+    failed = note.deliveries.get(state=DeliveryState.FAILED)
     viewer = User.objects.create_user("viewer", is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_delivery"))
     client = verified_client(viewer)
@@ -56,14 +56,14 @@ def test_failed_deliveries_can_be_sent_again_by_those_allowed(verified_client, d
             "action": "send_again", "_selected_action": [d.id for d in note.deliveries.all()]})
     assert response.status_code == 302
     failed.refresh_from_db()
-    assert (failed.state, failed.attempts) == (D.PENDING, 0)
-    assert note.deliveries.filter(state=D.SENT).count() == 1 and len(queued) == 1
+    assert (failed.state, failed.attempts) == (DeliveryState.PENDING, 0)
+    assert note.deliveries.filter(state=DeliveryState.SENT).count() == 1 and len(queued) == 1
 
 
 def test_digest_entries_show_waiting_or_their_digest(verified_client):
     from jitad.notifications.models import DigestEntry
 
-    digest = _note("Digest: 1 routine security event(s)", D.SENT)
+    digest = _note("Digest: 1 routine security event(s)", DeliveryState.SENT)
     DigestEntry.objects.create(destination="JITAD_ALERT_URLS", event="mfa.changed", kind="made backup codes",
                                subject="ann made backup codes", person="ann")
     DigestEntry.objects.create(destination="JITAD_ALERT_URLS", event="mfa.changed", kind="created an API token",

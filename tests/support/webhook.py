@@ -16,6 +16,9 @@ class WebhookReceiver:
         self.messages: list[dict] = []
         self.posts: list[tuple[str, dict]] = []
         self.fail_next = 0  # answer this many requests with 500, to test retries
+        # answer this many requests carrying this title with 500: other alerts (a stopped
+        # worker's, a previous test's) cannot use up the refusal a test meant for its own
+        self.fail_titles: dict[str, int] = {}
         self.refuse_paths: set[str] = set()
         self.hang_paths: set[str] = set()
         self.hits: list[str] = []  # every path asked for, answered or not
@@ -35,15 +38,20 @@ class WebhookReceiver:
                 if path in receiver.hang_paths:
                     receiver._stopping.wait(60)
                     return
+                try:
+                    message = json.loads(body)
+                except ValueError:
+                    message = {"raw": body.decode(errors="replace")}
+                title = message.get("title") if isinstance(message, dict) else None
+                if title in receiver.fail_titles and receiver.fail_titles[title] > 0:
+                    receiver.fail_titles[title] -= 1
+                    self._answer(500)
+                    return
                 if path in receiver.refuse_paths or receiver.fail_next > 0:
                     if path not in receiver.refuse_paths:
                         receiver.fail_next -= 1
                     self._answer(500)
                     return
-                try:
-                    message = json.loads(body)
-                except ValueError:
-                    message = {"raw": body.decode(errors="replace")}
                 receiver.messages.append(message)
                 receiver.posts.append((path, message))
                 self._answer(200)

@@ -33,7 +33,7 @@ from ..vault import VaultError, password_generate, seal_id_generate, secret_open
 from .common import account_entry, admin_link, checkout_entry, end_unused, enqueue, lease, release, take
 
 log = logging.getLogger(__name__)
-A = SealedAccount.State
+AccountState = SealedAccount.State
 
 
 def _enqueue_rotate(account_id: int, token: uuid.UUID) -> None:
@@ -53,12 +53,12 @@ def account_enrol(*, account: SealedAccount, actor: str) -> SealedAccount:
     now = timezone.now()
     token = uuid.uuid4()
     with transaction.atomic():
-        account.state = A.ENROLLING
+        account.state = AccountState.ENROLLING
         account.enrolled_at, account.enrolled_by = now, actor
         account.rotation_reason = Seal.Reason.ENROLLED
         account.claim_token, account.lease_until = token, lease(now)
         account.save()
-        audit_record_many([account_entry(account, actor=actor, action="breakglass.account_enrolled", after=A.ENROLLING,
+        audit_record_many([account_entry(account, actor=actor, action="breakglass.account_enrolled", after=AccountState.ENROLLING,
                                          disable_when_sealed=account.disable_when_sealed,
                                          approvals_required=account.approvals_required,
                                          responder_groups=account.responder_groups,
@@ -85,8 +85,8 @@ def rotation_start(*, account: SealedAccount, reason: str, actor: str, detail: s
     """Ask for a new password now (caller's transaction, account row locked); the worker sets it."""
     token = uuid.uuid4()
     before = account.state
-    if account.state != A.EXPOSED:  # an exposed account stays shown as exposed until a rotation succeeds
-        account.state = A.ROTATING if account.state != A.ENROLLING else A.ENROLLING
+    if account.state != AccountState.EXPOSED:  # an exposed account stays shown as exposed until a rotation succeeds
+        account.state = AccountState.ROTATING if account.state != AccountState.ENROLLING else AccountState.ENROLLING
     account.rotation_reason = reason
     account.attempts, account.next_attempt_at = 0, None
     account.claim_token, account.lease_until = token, lease()
@@ -105,14 +105,15 @@ def account_rotate(*, account: SealedAccount, actor: str, reason: str) -> Sealed
         raise BreakglassRefused("reason_required", "Say why the password must change now.")
     with transaction.atomic():
         row = SealedAccount.objects.select_for_update().get(pk=account.pk)
-        if row.state == A.SEALED:
+        if row.state == AccountState.SEALED:
             rotation_start(account=row, reason=Seal.Reason.MANUAL, actor=actor, detail=reason)
-        elif row.state in (A.EXPOSED, A.ROTATING, A.ENROLLING) and not (row.lease_until and row.lease_until > timezone.now()):
+        elif row.state in (AccountState.EXPOSED, AccountState.ROTATING, AccountState.ENROLLING) and not (
+                row.lease_until and row.lease_until > timezone.now()):
             row.next_attempt_at = None
             row.save(update_fields=["next_attempt_at", "updated_at"])
             audit_record_many([account_entry(row, actor=actor, action="breakglass.rotation_retry", before=row.state,
                                              after=row.state, reason=reason)])
-        elif row.state == A.CHECKED_OUT:
+        elif row.state == AccountState.CHECKED_OUT:
             raise BreakglassRefused("checked_out", f"{row.name} is checked out: check it in, which rotates it.")
         else:
             raise BreakglassRefused("busy", f"A rotation of {row.name} is running now.")
@@ -170,7 +171,7 @@ def _rotate_in_ad(account: SealedAccount, token: uuid.UUID) -> _Rotated:
     leftover = _open_quietly(account, account.pending_secret, "pending")
     with directory.session() as d:
         user = d.find_user_by_guid(account.user_guid) if account.user_guid else d.find_user(account.name)
-        if account.state == A.ENROLLING:
+        if account.state == AccountState.ENROLLING:
             _refuse_unsealable(user, d, account)
         elif account.disable_when_sealed:
             d.set_enabled(user.dn, False)
@@ -182,7 +183,7 @@ def _rotate_in_ad(account: SealedAccount, token: uuid.UUID) -> _Rotated:
             pending_secret=sealed_new, user_dn=user.dn, user_guid=user.guid, user_sid=user.sid, lease_until=lease())
         if not kept:
             raise directory.DirectoryUnavailable("the claim on this account lapsed before the password was set")
-        if account.state != A.ENROLLING:
+        if account.state != AccountState.ENROLLING:
             interim = password_generate(avoid=user.sam_account_name)
             d.set_password(user.dn, interim)
         d.set_password(user.dn, new)
@@ -215,7 +216,7 @@ def account_rotate_execute(*, account_id: int, token) -> None:
 
 
 def _rotate_taken(account: SealedAccount, mine) -> None:
-    if account.state not in (A.ENROLLING, A.ROTATING, A.EXPOSED):
+    if account.state not in (AccountState.ENROLLING, AccountState.ROTATING, AccountState.EXPOSED):
         release(SealedAccount, account.pk, mine)
         return
     try:
@@ -242,7 +243,7 @@ def account_rotate_here(*, account: SealedAccount, token, wait_seconds: float = 
     deadline = time.monotonic() + wait_seconds
     while True:
         account.refresh_from_db()
-        if account.state not in (A.ROTATING, A.ENROLLING) or time.monotonic() > deadline:
+        if account.state not in (AccountState.ROTATING, AccountState.ENROLLING) or time.monotonic() > deadline:
             return account
         time.sleep(0.5)
 
@@ -260,20 +261,20 @@ def _sealed(account: SealedAccount, token: uuid.UUID, rotated: _Rotated) -> None
         seal = Seal.objects.create(account=row, seal_id=seal_id_generate(), reason=reason, created_at=now)
         row.secret, row.pending_secret = rotated.secret, ""
         row.seal_id, row.sealed_at, row.pwd_last_set = seal.seal_id, now, rotated.facts.pwd_last_set
-        row.state, row.exposed_since, row.rotation_reason = A.SEALED, None, ""
+        row.state, row.exposed_since, row.rotation_reason = AccountState.SEALED, None, ""
         row.attempts, row.next_attempt_at, row.last_error = 0, None, ""
         row.claim_token = row.lease_until = None
         row.save()
         returned = list(Checkout.objects.select_related("holder", "account").filter(account=row, state=Checkout.State.RETURNING))
         Checkout.objects.filter(pk__in=[c.pk for c in returned]).update(state=Checkout.State.CLOSED, closed_at=now)
         entries = [account_entry(row, actor="system:breakglass", action="breakglass.sealed", before=before,
-                                 after=A.SEALED, reason=reason, seal_id=seal.seal_id, broken_seals=broken,
+                                 after=AccountState.SEALED, reason=reason, seal_id=seal.seal_id, broken_seals=broken,
                                  enabled=rotated.facts.enabled)]
         entries += [checkout_entry(c, actor="system:breakglass", action="breakglass.checkout_closed",
                                    before=Checkout.State.RETURNING, after=Checkout.State.CLOSED, seal_id=seal.seal_id)
                     for c in returned]
         audit_record_many(entries)
-        if before == A.EXPOSED:
+        if before == AccountState.EXPOSED:
             alert_raise(
                 event="breakglass.resealed", severity=Notification.Severity.INFO,
                 subject=f"Resolved: break-glass account {row.name} is sealed again",
@@ -294,8 +295,8 @@ def _rotation_failed(account: SealedAccount, token: uuid.UUID, error: directory.
         before = row.state
         row.attempts += 1
         row.last_error = message
-        if row.state in (A.ROTATING, A.EXPOSED):
-            row.state = A.EXPOSED
+        if row.state in (AccountState.ROTATING, AccountState.EXPOSED):
+            row.state = AccountState.EXPOSED
             row.exposed_since = row.exposed_since or now
         exhausted = row.attempts >= settings.JITAD_RETRY_MAX_ATTEMPTS
         row.next_attempt_at = now + timedelta(seconds=backoff_seconds(row.attempts, failed=exhausted))
@@ -304,7 +305,7 @@ def _rotation_failed(account: SealedAccount, token: uuid.UUID, error: directory.
         audit_record_many([account_entry(row, actor="system:breakglass", action="breakglass.rotation_failed",
                                          before=before, after=row.state, reason=message, attempts=row.attempts,
                                          transient=error.transient)])
-        if row.state == A.EXPOSED and before != A.EXPOSED:
+        if row.state == AccountState.EXPOSED and before != AccountState.EXPOSED:
             alert_raise(
                 event="breakglass.exposed", severity=Notification.Severity.CRITICAL,
                 subject=f"Break-glass account {row.name} is EXPOSED: its password could not be rotated",
@@ -313,7 +314,7 @@ def _rotation_failed(account: SealedAccount, token: uuid.UUID, error: directory.
                       "account, or disable the account in AD by hand."),
                 link=admin_link("sealedaccount", row.pk), object_type="sealed_account", object_id=row.pk,
             )
-        elif row.state == A.ENROLLING and row.attempts == settings.JITAD_RETRY_MAX_ATTEMPTS:
+        elif row.state == AccountState.ENROLLING and row.attempts == settings.JITAD_RETRY_MAX_ATTEMPTS:
             alert_raise(
                 event="breakglass.enrol_failed", severity=Notification.Severity.CRITICAL,
                 subject=f"Break-glass account {row.name} could not be sealed",
@@ -341,7 +342,7 @@ def seal_break(*, account: SealedAccount, reason: str, detail: str, actor: str) 
         Seal.objects.filter(account=row, seal_id=row.seal_id, broken_at__isnull=True).update(
             broken_at=now, broken_reason=f"{reason}: {detail}"[:200])
         token = None
-        if row.state == A.CHECKED_OUT:
+        if row.state == AccountState.CHECKED_OUT:
             live = Checkout.objects.select_for_update(of=("self",)).select_related("account", "holder").filter(
                 account=row, state__in=Checkout.LIVE_STATES).first()
             in_use = live is not None and live.purpose == Checkout.Purpose.USE and live.state in (
@@ -349,7 +350,7 @@ def seal_break(*, account: SealedAccount, reason: str, detail: str, actor: str) 
             if live is not None and not in_use:
                 end_unused(live, state=Checkout.State.CANCELLED, actor=actor, reason=f"seal broken: {detail}")
                 row.refresh_from_db()
-        if row.state == A.SEALED:
+        if row.state == AccountState.SEALED:
             token = rotation_start(account=row, reason=reason, actor=actor, detail=detail)
         audit_record_many([account_entry(row, actor=actor, action="breakglass.seal_broken", before=row.state,
                                          after=row.state, reason=detail, seal_id=account.seal_id,
@@ -369,7 +370,7 @@ def seals_check() -> dict[str, int]:
     """Compare every sealed account with AD: a password set or an account enabled outside jitad breaks the seal."""
     counts = {"checked": 0, "broken": 0, "failed": 0}
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=timezone.now())
-    accounts = list(SealedAccount.objects.filter(free, state=A.SEALED).exclude(user_guid=""))
+    accounts = list(SealedAccount.objects.filter(free, state=AccountState.SEALED).exclude(user_guid=""))
     if not accounts:
         return counts
     try:

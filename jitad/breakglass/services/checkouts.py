@@ -33,8 +33,8 @@ from .accounts import rotation_start
 from .common import admin_link, checkout_entry, end_unused, enqueue, lease, portal_link, release, take
 
 log = logging.getLogger(__name__)
-A = SealedAccount.State
-C = Checkout.State
+AccountState = SealedAccount.State
+CheckoutState = Checkout.State
 INCIDENT_MAX = 64
 REASON_MAX = 4000
 
@@ -87,13 +87,13 @@ def _validated(account: SealedAccount, *, incident_ref: str, reason: str, runboo
 def _clear_pending(row: SealedAccount, *, emergency: bool, actor: str) -> None:
     """A pending checkout past its time, or one an emergency supersedes, stops blocking the account (locked)."""
     live = Checkout.objects.select_for_update(of=("self",)).select_related("account", "holder").filter(
-        account=row, state=C.PENDING).first()
+        account=row, state=CheckoutState.PENDING).first()
     if live is None:
         return
     if live.pending_until and live.pending_until <= timezone.now():
-        end_unused(live, state=C.EXPIRED, actor="system:breakglass", reason="not approved in time")
+        end_unused(live, state=CheckoutState.EXPIRED, actor="system:breakglass", reason="not approved in time")
     elif emergency:
-        end_unused(live, state=C.CANCELLED, actor=actor, reason="superseded by an emergency checkout")
+        end_unused(live, state=CheckoutState.CANCELLED, actor=actor, reason="superseded by an emergency checkout")
         _tell_holder(live, f"Superseded: checkout #{live.pk} of {row.name}",
                      f"{actor} checked {row.name} out in emergency mode; your pending request is cancelled.",
                      "breakglass.checkout_superseded")
@@ -105,21 +105,21 @@ def _clear_pending(row: SealedAccount, *, emergency: bool, actor: str) -> None:
 def _open_checkout(account: SealedAccount, *, emergency: bool = False, **fields) -> Checkout:
     """Create a live checkout of ``account`` (locked), or refuse: one holder at a time."""
     row = SealedAccount.objects.select_for_update().get(pk=account.pk)
-    if row.state == A.CHECKED_OUT:
+    if row.state == AccountState.CHECKED_OUT:
         _clear_pending(row, emergency=emergency, actor=fields["holder"].get_username())
-    if row.state != A.SEALED:
+    if row.state != AccountState.SEALED:
         raise BreakglassRefused("account_busy", {
-            A.CHECKED_OUT: f"{row.name} is checked out already: one holder at a time. Use another account.",
-            A.ROTATING: f"{row.name} is being rotated after its last checkout; try again in a moment.",
-            A.EXPOSED: f"{row.name} is exposed (its last rotation failed) and cannot be checked out until it is fixed.",
-            A.ENROLLING: f"{row.name} is not sealed yet.",
+            AccountState.CHECKED_OUT: f"{row.name} is checked out already: one holder at a time. Use another account.",
+            AccountState.ROTATING: f"{row.name} is being rotated after its last checkout; try again in a moment.",
+            AccountState.EXPOSED: f"{row.name} is exposed (its last rotation failed) and cannot be checked out until it is fixed.",
+            AccountState.ENROLLING: f"{row.name} is not sealed yet.",
         }.get(row.state, f"{row.name} is {row.state}."))
     try:
         with transaction.atomic():  # a savepoint: the constraint's refusal must not poison the caller's transaction
             checkout = Checkout.objects.create(account=row, seal_id=row.seal_id, **fields)
     except IntegrityError as e:
         raise BreakglassRefused("account_busy", f"{row.name} is checked out already: one holder at a time.") from e
-    row.state = A.CHECKED_OUT
+    row.state = AccountState.CHECKED_OUT
     row.save(update_fields=["state", "updated_at"])
     checkout.account = row
     return checkout
@@ -147,7 +147,7 @@ def checkout_request(*, account: SealedAccount, requester, incident_ref: str, re
             approvals_required=0 if emergency else account.approvals_required,
             requested_at=now, pending_until=now + timedelta(minutes=settings.JITAD_BREAKGLASS_PENDING_MINUTES),
         )
-        audit_record_many([checkout_entry(checkout, actor=who, action="breakglass.checkout_requested", after=C.PENDING,
+        audit_record_many([checkout_entry(checkout, actor=who, action="breakglass.checkout_requested", after=CheckoutState.PENDING,
                                           reason=reason, runbook=checkout.runbook_slug, minutes=duration_minutes,
                                           seal_id=checkout.seal_id)])
         if emergency:
@@ -177,7 +177,7 @@ def envelope_request(*, account: SealedAccount, requester, incident_ref: str, re
             pending_until=now + timedelta(minutes=settings.JITAD_BREAKGLASS_PENDING_MINUTES),
         )
         audit_record_many([checkout_entry(checkout, actor=requester.get_username(), action="breakglass.envelope_requested",
-                                          after=C.PENDING, reason=reason, seal_id=checkout.seal_id)])
+                                          after=CheckoutState.PENDING, reason=reason, seal_id=checkout.seal_id)])
         _ask_approvers(checkout)
     return checkout
 
@@ -221,14 +221,14 @@ def _approve(checkout: Checkout, *, actor: str) -> None:
     needs_enabling = checkout.purpose == Checkout.Purpose.USE and checkout.account.disable_when_sealed
     token = uuid.uuid4() if needs_enabling else None
     if needs_enabling:
-        checkout.state, checkout.claim_token, checkout.lease_until = C.OPENING, token, lease(now)
+        checkout.state, checkout.claim_token, checkout.lease_until = CheckoutState.OPENING, token, lease(now)
     else:
-        checkout.state, checkout.opened_at = C.OPEN, now
+        checkout.state, checkout.opened_at = CheckoutState.OPEN, now
     checkout.save(update_fields=["decided_at", "expires_at", "state", "claim_token", "lease_until", "opened_at"])
     emergency = checkout.mode == Checkout.Mode.EMERGENCY
     audit_record_many([checkout_entry(checkout, actor=actor,
                                       action="breakglass.checkout_emergency" if emergency else "breakglass.checkout_approved",
-                                      before=C.PENDING, after=checkout.state, expires_at=checkout.expires_at.isoformat())])
+                                      before=CheckoutState.PENDING, after=checkout.state, expires_at=checkout.expires_at.isoformat())])
     if needs_enabling:
         transaction.on_commit(lambda: _enqueue_open(checkout.pk, token))
     if not emergency:
@@ -241,7 +241,7 @@ def _approve(checkout: Checkout, *, actor: str) -> None:
 
 def _locked_pending(checkout: Checkout) -> Checkout:
     row = Checkout.objects.select_for_update(of=("self",)).select_related("account", "holder").get(pk=checkout.pk)
-    if row.state != C.PENDING:
+    if row.state != CheckoutState.PENDING:
         raise BreakglassRefused("not_pending", f"Checkout #{row.pk} is {row.get_state_display()}, not waiting for a decision.")
     return row
 
@@ -260,7 +260,7 @@ def checkout_approve(*, checkout: Checkout, approver, comment: str = "") -> Chec
                                         comment=(comment or "").strip()[:2000])
         count = row.approvals.filter(decision=CheckoutApproval.Decision.APPROVE).count()
         audit_record_many([checkout_entry(row, actor=approver.get_username(), action="breakglass.checkout_approval",
-                                          before=C.PENDING, after=C.PENDING, reason=comment or "",
+                                          before=CheckoutState.PENDING, after=CheckoutState.PENDING, reason=comment or "",
                                           approvals=count, required=row.approvals_required)])
         if count >= row.approvals_required:
             _approve(row, actor=approver.get_username())
@@ -280,7 +280,7 @@ def checkout_deny(*, checkout: Checkout, approver, comment: str) -> Checkout:
             raise BreakglassRefused("already_decided", "You have already decided this checkout.")
         CheckoutApproval.objects.create(checkout=row, approver=approver, decision=CheckoutApproval.Decision.DENY,
                                         comment=comment[:2000])
-        end_unused(row, state=C.DENIED, actor=approver.get_username(), reason=comment)
+        end_unused(row, state=CheckoutState.DENIED, actor=approver.get_username(), reason=comment)
         _tell_holder(row, f"Denied: checkout #{row.pk} of {row.account.name}",
                      f"{_who(approver)} denied your checkout of {row.account.name}: {comment}", "breakglass.checkout_denied")
     return row
@@ -292,7 +292,7 @@ def checkout_cancel(*, checkout: Checkout, actor) -> Checkout:
         row = _locked_pending(checkout)
         if actor.pk != row.holder_id:
             raise BreakglassRefused("not_holder", "Only the requester may cancel a checkout.")
-        end_unused(row, state=C.CANCELLED, actor=actor.get_username(), reason="cancelled by the requester")
+        end_unused(row, state=CheckoutState.CANCELLED, actor=actor.get_username(), reason="cancelled by the requester")
     return row
 
 
@@ -300,12 +300,12 @@ def checkouts_expire_pending(*, now: datetime | None = None) -> int:
     """Checkouts nobody approved in time end; the account stays sealed."""
     now = now or timezone.now()
     ended = 0
-    for pk in Checkout.objects.filter(state=C.PENDING, pending_until__lte=now).values_list("pk", flat=True)[:500]:
+    for pk in Checkout.objects.filter(state=CheckoutState.PENDING, pending_until__lte=now).values_list("pk", flat=True)[:500]:
         with transaction.atomic():
             row = Checkout.objects.select_for_update(of=("self",)).select_related("account", "holder").get(pk=pk)
-            if row.state != C.PENDING:
+            if row.state != CheckoutState.PENDING:
                 continue
-            end_unused(row, state=C.EXPIRED, actor="system:breakglass", reason="not approved in time")
+            end_unused(row, state=CheckoutState.EXPIRED, actor="system:breakglass", reason="not approved in time")
             _tell_holder(row, f"Expired: checkout #{row.pk} of {row.account.name}",
                          f"Your checkout of {row.account.name} was not approved within "
                          f"{settings.JITAD_BREAKGLASS_PENDING_MINUTES} minutes.", "breakglass.checkout_expired")
@@ -324,7 +324,7 @@ def checkout_open_execute(*, checkout_id: int, token) -> None:
 
 
 def _open_taken(checkout: Checkout, mine) -> None:
-    if checkout.state != C.OPENING:
+    if checkout.state != CheckoutState.OPENING:
         release(Checkout, checkout.pk, mine)
         return
     account = checkout.account
@@ -345,14 +345,14 @@ def _open_taken(checkout: Checkout, mine) -> None:
     with transaction.atomic():
         row = Checkout.objects.select_for_update(of=("self",)).select_related("account", "holder").filter(
             pk=checkout.pk, claim_token=mine).first()
-        if row is None or row.state != C.OPENING:
+        if row is None or row.state != CheckoutState.OPENING:
             return  # checked in meanwhile: the rotation that follows disables it again
-        row.state, row.opened_at, row.claim_token, row.lease_until = C.OPEN, now, None, None
+        row.state, row.opened_at, row.claim_token, row.lease_until = CheckoutState.OPEN, now, None, None
         row.attempts, row.next_attempt_at, row.last_error = 0, None, ""
         row.save(update_fields=["state", "opened_at", "claim_token", "lease_until", "attempts", "next_attempt_at",
                                 "last_error"])
         audit_record_many([checkout_entry(row, actor="system:breakglass", action="breakglass.checkout_opened",
-                                          before=C.OPENING, after=C.OPEN, enabled=True)])
+                                          before=CheckoutState.OPENING, after=CheckoutState.OPEN, enabled=True)])
 
 
 def _open_failed(checkout: Checkout, token: uuid.UUID, error: directory.DirectoryError) -> None:
@@ -369,7 +369,7 @@ def _open_failed(checkout: Checkout, token: uuid.UUID, error: directory.Director
         row.claim_token = row.lease_until = None
         row.save(update_fields=["attempts", "last_error", "next_attempt_at", "claim_token", "lease_until"])
         audit_record_many([checkout_entry(row, actor="system:breakglass", action="breakglass.open_failed",
-                                          before=C.OPENING, after=C.OPENING, reason=message, attempts=row.attempts)])
+                                          before=CheckoutState.OPENING, after=CheckoutState.OPENING, reason=message, attempts=row.attempts)])
         if row.attempts == settings.JITAD_RETRY_MAX_ATTEMPTS:
             alert_raise(
                 event="breakglass.open_failed", severity=Notification.Severity.CRITICAL,
@@ -391,7 +391,7 @@ def _locked_open_for_holder(checkout: Checkout, actor, purpose: str) -> Checkout
         raise BreakglassRefused("already_revealed",
                                 f"The password of checkout #{row.pk} was shown on {when(row.revealed_at)} "
                                 "and is never shown twice. Lost it? Check in and ask again.")
-    if row.state != C.OPEN:
+    if row.state != CheckoutState.OPEN:
         raise BreakglassRefused("not_open", f"Checkout #{row.pk} is {row.get_state_display()}, not open.")
     return row
 
@@ -442,15 +442,15 @@ def envelope_print(*, checkout: Checkout, actor) -> EnvelopeSheet:
             raise BreakglassRefused("seal_changed", "The password changed since this envelope was approved; ask again.")
         password = secret_open(ref=account.vault_ref, token=account.secret)
         row.revealed_at = row.closed_at = row.checkin_at = now
-        row.state, row.checkin_kind, row.checkin_by = C.CLOSED, Checkout.CheckinKind.PRINTED, actor.get_username()
+        row.state, row.checkin_kind, row.checkin_by = CheckoutState.CLOSED, Checkout.CheckinKind.PRINTED, actor.get_username()
         row.save(update_fields=["revealed_at", "closed_at", "checkin_at", "state", "checkin_kind", "checkin_by"])
-        account.state = A.SEALED
+        account.state = AccountState.SEALED
         account.save(update_fields=["state", "updated_at"])
         Seal.objects.filter(seal_id=account.seal_id).update(envelope_printed_at=now, envelope_printed_by=actor.get_username())
         approvers = tuple(row.approvals.filter(decision=CheckoutApproval.Decision.APPROVE)
                           .values_list("approver__username", flat=True))
         audit_record_many([checkout_entry(row, actor=actor.get_username(), action="breakglass.envelope_printed",
-                                          before=C.OPEN, after=C.CLOSED, seal_id=account.seal_id,
+                                          before=CheckoutState.OPEN, after=CheckoutState.CLOSED, seal_id=account.seal_id,
                                           approvers=list(approvers))])
         alert_raise(
             event="breakglass.envelope_printed", severity=Notification.Severity.WARNING,
@@ -480,7 +480,7 @@ def checkout_checkin(*, checkout: Checkout, actor, reason: str = "") -> Checkout
 def _checkin(checkout: Checkout, *, kind: str, actor: str, reason: str = "") -> Checkout:
     with transaction.atomic():
         row = Checkout.objects.select_for_update(of=("self",)).select_related("account", "holder").get(pk=checkout.pk)
-        if row.state not in (C.OPENING, C.OPEN):
+        if row.state not in (CheckoutState.OPENING, CheckoutState.OPEN):
             raise BreakglassRefused("not_open", f"Checkout #{row.pk} is {row.get_state_display()}: nothing to check in.")
         now = timezone.now()
         before = row.state
@@ -489,11 +489,11 @@ def _checkin(checkout: Checkout, *, kind: str, actor: str, reason: str = "") -> 
         account = SealedAccount.objects.select_for_update().get(pk=row.account_id)
         if row.purpose == Checkout.Purpose.ENVELOPE:
             # Never printed (printing closes it): nothing was revealed, nothing to rotate.
-            row.state, row.closed_at = C.CLOSED, now
-            account.state = A.SEALED
+            row.state, row.closed_at = CheckoutState.CLOSED, now
+            account.state = AccountState.SEALED
             account.save(update_fields=["state", "updated_at"])
         else:
-            row.state = C.RETURNING
+            row.state = CheckoutState.RETURNING
             Review.objects.get_or_create(checkout=row, defaults={"mandatory": row.mode == Checkout.Mode.EMERGENCY})
             rotation_start(account=account, reason=Seal.Reason.CHECKED_IN, actor=actor,
                            detail=f"check-in of checkout #{row.pk}")
@@ -515,7 +515,7 @@ def checkouts_checkin_due(*, now: datetime | None = None) -> int:
     """Check in every checkout whose window has ended."""
     now = now or timezone.now()
     done = 0
-    due = Checkout.objects.filter(state__in=[C.OPENING, C.OPEN], expires_at__lte=now).values_list("pk", flat=True)
+    due = Checkout.objects.filter(state__in=[CheckoutState.OPENING, CheckoutState.OPEN], expires_at__lte=now).values_list("pk", flat=True)
     for pk in list(due[:500]):
         try:
             _checkin(Checkout(pk=pk), kind=Checkout.CheckinKind.AUTO, actor="system:breakglass")
@@ -528,11 +528,11 @@ def checkouts_checkin_due(*, now: datetime | None = None) -> int:
 def checkouts_end_for_user(*, user, actor: str, reason: str) -> int:
     """A person blocked in jitad (AD disabled or removed them): their checkouts end now; returns how many."""
     ended = 0
-    for checkout in Checkout.objects.filter(holder=user, state__in=[C.PENDING, C.OPENING, C.OPEN]):
+    for checkout in Checkout.objects.filter(holder=user, state__in=[CheckoutState.PENDING, CheckoutState.OPENING, CheckoutState.OPEN]):
         try:
-            if checkout.state == C.PENDING:
+            if checkout.state == CheckoutState.PENDING:
                 with transaction.atomic():
-                    end_unused(_locked_pending(checkout), state=C.CANCELLED, actor=actor, reason=reason)
+                    end_unused(_locked_pending(checkout), state=CheckoutState.CANCELLED, actor=actor, reason=reason)
             else:
                 _checkin(checkout, kind=Checkout.CheckinKind.FORCED, actor=actor, reason=reason)
             ended += 1

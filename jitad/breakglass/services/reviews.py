@@ -11,7 +11,7 @@ from ..runbooks import runbook_get
 from .access import account_approvers, is_account_approver
 from .common import admin_link, checkout_entry
 
-C = Checkout.State
+CheckoutState = Checkout.State
 TEXT_MAX = 8000
 
 
@@ -24,7 +24,7 @@ def runbook_tick(*, checkout: Checkout, actor, step_id: str, done: bool) -> Runb
     """The holder ticks (or unticks) one step of the checkout's runbook; every change is audited."""
     if actor.pk != checkout.holder_id:
         raise BreakglassRefused("not_holder", "Only the holder ticks the runbook of a checkout.")
-    if checkout.state not in (C.OPENING, C.OPEN, C.RETURNING) and not _review_open(checkout):
+    if checkout.state not in (CheckoutState.OPENING, CheckoutState.OPEN, CheckoutState.RETURNING) and not _review_open(checkout):
         raise BreakglassRefused("not_open", f"Checkout #{checkout.pk} is over; its checklist is closed.")
     runbook = runbook_get(checkout.runbook_slug) if checkout.runbook_slug else None
     step = next((s for s in runbook.steps if s.id == step_id), None) if runbook else None

@@ -23,14 +23,15 @@ from .policies import policy_for
 MAX_TERMS = 5
 HISTORY_SIZE = 20
 
-R = AccessRequest.State
-G = Grant.State
+RequestState = AccessRequest.State
+GrantState = Grant.State
 # The engine is still working on these: the page polls fast while any is on screen.
-BUSY_GRANT_STATES = (G.APPROVED, G.GRANTING, G.REVOKING)
+BUSY_GRANT_STATES = (GrantState.APPROVED, GrantState.GRANTING, GrantState.REVOKING)
 # The engine retries these against AD; with ``last_error`` set, AD is not answering.
-RETRYING_GRANT_STATES = (G.GRANTING, G.REVOKING, G.REVOKE_FAILED)
-CURRENT_GRANT_STATES = (G.APPROVED, G.GRANTING, G.ACTIVE, G.UNVERIFIED, G.GRANT_FAILED, G.REVOKING, G.REVOKE_FAILED)
-EXTENDABLE_GRANT_STATES = (G.APPROVED, G.GRANTING, G.ACTIVE, G.UNVERIFIED)
+RETRYING_GRANT_STATES = (GrantState.GRANTING, GrantState.REVOKING, GrantState.REVOKE_FAILED)
+CURRENT_GRANT_STATES = (GrantState.APPROVED, GrantState.GRANTING, GrantState.ACTIVE, GrantState.UNVERIFIED,
+                        GrantState.GRANT_FAILED, GrantState.REVOKING, GrantState.REVOKE_FAILED)
+EXTENDABLE_GRANT_STATES = (GrantState.APPROVED, GrantState.GRANTING, GrantState.ACTIVE, GrantState.UNVERIFIED)
 
 
 # -- eligibility -----------------------------------------------------------------------
@@ -159,32 +160,33 @@ def revoke_detail(grant: Grant) -> str:
         by = grant.revoke_requested_by or "an administrator"
         return f"Revoked by {by}" + (f": {grant.revoke_comment}" if grant.revoke_comment else "")
     if grant.revoke_reason == Grant.RevokeReason.RELEASED:
-        return "Released early" if grant.state == G.REVOKED else "Release requested"
+        return "Released early" if grant.state == GrantState.REVOKED else "Release requested"
     return grant.get_revoke_reason_display().capitalize() if grant.revoke_reason else ""
 
 
 def _history(user) -> list[HistoryRow]:
     finished = (
         AccessRequest.objects.filter(requester=user)
-        .exclude(state=R.PENDING)
-        .exclude(kind=AccessRequest.Kind.NEW, state=R.APPROVED)  # those live on as grants
+        .exclude(state=RequestState.PENDING)
+        .exclude(kind=AccessRequest.Kind.NEW, state=RequestState.APPROVED)  # those live on as grants
         .select_related("target")
         .prefetch_related("approvals")
         .order_by("-decided_at", "-created_at")[:HISTORY_SIZE]
     )
     rows = []
     for r in finished:
-        if r.state == R.DENIED:
+        if r.state == RequestState.DENIED:
             comments = [a.comment for a in r.approvals.all() if a.decision == "deny" and a.comment]
             detail = "Denied" + (f": {comments[0]}" if comments else "")
-        elif r.state == R.EXPIRED_UNAPPROVED:
+        elif r.state == RequestState.EXPIRED_UNAPPROVED:
             detail = "Nobody decided in time"
-        elif r.state == R.CANCELLED:
+        elif r.state == RequestState.CANCELLED:
             detail = "Cancelled"
         else:
             detail = f"{minutes_text(r.duration_minutes)} more on grant #{r.extends_id}"
         rows.append(HistoryRow(at=r.decided_at or r.created_at, kind="request", obj=r, state=r.state, detail=detail))
-    revoked = Grant.objects.filter(user=user, state=G.REVOKED).select_related("target").order_by("-revoked_at")[:HISTORY_SIZE]
+    revoked = (Grant.objects.filter(user=user, state=GrantState.REVOKED).select_related("target")
+               .order_by("-revoked_at")[:HISTORY_SIZE])
     for g in revoked:
         rows.append(HistoryRow(at=g.revoked_at or g.expires_at, kind="grant", obj=g, state=g.state,
                                detail=revoke_detail(g)))
@@ -202,7 +204,7 @@ def _fingerprint(pending, grants, history) -> str:
 def access_overview(*, user) -> AccessOverview:
     """``user``'s pending requests, current grants and recent history; five queries."""
     pending = list(
-        AccessRequest.objects.filter(requester=user, state=R.PENDING)
+        AccessRequest.objects.filter(requester=user, state=RequestState.PENDING)
         .select_related("target")
         .annotate(approvals_given=Count("approvals", filter=Q(approvals__decision="approve")))
         .order_by("-created_at")
@@ -232,7 +234,7 @@ def access_overview(*, user) -> AccessOverview:
         grants=rows,
         history=history,
         retrying=[g for g in grants if g.state in RETRYING_GRANT_STATES and g.last_error],
-        failed=[g for g in grants if g.state in (G.GRANT_FAILED, G.UNVERIFIED)],
+        failed=[g for g in grants if g.state in (GrantState.GRANT_FAILED, GrantState.UNVERIFIED)],
         busy=any(g.state in BUSY_GRANT_STATES for g in grants),
         version=_fingerprint(pending, grants, history),
     )

@@ -47,7 +47,7 @@ from .unmanaged import group_not_managed_raise, not_managed_conditions_resolve
 from .targets import group_nested_into_protected
 
 log = logging.getLogger(__name__)
-S = Grant.State
+GrantState = Grant.State
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -116,15 +116,15 @@ def grant_create_from(*, request: AccessRequest, actor: str) -> Grant:
         group_dn=request.target.group_dn,
         created_at=now,  # the policy's longest grant counts from here (extensions.grant_end_limit)
         expires_at=now + timedelta(minutes=request.duration_minutes),
-        state=S.GRANTING,
+        state=GrantState.GRANTING,
         claim_token=token,
         lease_until=_lease(now),
     )
     audit_record_many(
         [
-            _entry(grant, actor=actor, action="grant.created", before="", after=S.APPROVED,
+            _entry(grant, actor=actor, action="grant.created", before="", after=GrantState.APPROVED,
                    expires_at=grant.expires_at.isoformat()),
-            _entry(grant, actor="system:engine", action="grant.granting", before=S.APPROVED, after=S.GRANTING),
+            _entry(grant, actor="system:engine", action="grant.granting", before=GrantState.APPROVED, after=GrantState.GRANTING),
         ]
     )
     transaction.on_commit(lambda: _enqueue_apply(grant.id, token))
@@ -134,7 +134,7 @@ def grant_create_from(*, request: AccessRequest, actor: str) -> Grant:
 def grant_apply_extension(*, grant: Grant, request: AccessRequest, actor: str) -> Grant:
     """Push a live grant's expiry out by the approved extension (caller's transaction)."""
     g = Grant.objects.select_for_update(of=("self",)).select_related("user", "target").get(pk=grant.pk)
-    if g.state not in (S.APPROVED, S.GRANTING, S.ACTIVE, S.UNVERIFIED) or g.revoke_requested_at:
+    if g.state not in (GrantState.APPROVED, GrantState.GRANTING, GrantState.ACTIVE, GrantState.UNVERIFIED) or g.revoke_requested_at:
         raise RequestRefused("not_extendable", f"Grant #{g.pk} is {g.state} and cannot be extended.")
     now = timezone.now()
     old = g.expires_at
@@ -150,7 +150,7 @@ def grant_apply_extension(*, grant: Grant, request: AccessRequest, actor: str) -
                 old_expires_at=old.isoformat(), expires_at=g.expires_at.isoformat(), request=request.pk,
                 capped_by_policy=asked > limit)]
     )
-    if g.state in (S.ACTIVE, S.UNVERIFIED):
+    if g.state in (GrantState.ACTIVE, GrantState.UNVERIFIED):
         queue.enqueue_on_commit("jitad.elevation.grant_refresh_ttl", g.id)
     return g
 
@@ -159,14 +159,14 @@ def _request_revocation(grant: Grant, *, actor: str, reason: str, comment: str =
     now = timezone.now()
     with transaction.atomic():
         g = Grant.objects.select_for_update(of=("self",)).select_related("user", "target").get(pk=grant.pk)
-        if g.state in (S.REVOKING, S.REVOKE_FAILED, S.REVOKED) or g.revoke_requested_at:
+        if g.state in (GrantState.REVOKING, GrantState.REVOKE_FAILED, GrantState.REVOKED) or g.revoke_requested_at:
             raise RequestRefused("already_revoked", f"Grant #{g.pk} is already {g.state}.")
         g.revoke_requested_at = now
         g.revoke_requested_by = actor
         g.revoke_reason = reason
         g.revoke_comment = comment
         fields = ["revoke_requested_at", "revoke_requested_by", "revoke_reason", "revoke_comment"]
-        if g.state in (S.GRANTING, S.UNVERIFIED, S.GRANT_FAILED) and g.lease_until and g.lease_until > now:
+        if g.state in (GrantState.GRANTING, GrantState.UNVERIFIED, GrantState.GRANT_FAILED) and g.lease_until and g.lease_until > now:
             # An apply is in flight; stealing its claim could let its add land after our
             # removal. The sweeper takes the grant as soon as the apply lets go.
             g.save(update_fields=fields)
@@ -175,9 +175,9 @@ def _request_revocation(grant: Grant, *, actor: str, reason: str, comment: str =
             return g
         before = g.state
         token = uuid.uuid4()
-        g.state, g.claim_token, g.lease_until, g.attempts, g.next_attempt_at = S.REVOKING, token, _lease(now), 0, None
+        g.state, g.claim_token, g.lease_until, g.attempts, g.next_attempt_at = GrantState.REVOKING, token, _lease(now), 0, None
         g.save(update_fields=fields + ["state", "claim_token", "lease_until", "attempts", "next_attempt_at"])
-        audit_record_many([_entry(g, actor=actor, action="grant.revoking", before=before, after=S.REVOKING,
+        audit_record_many([_entry(g, actor=actor, action="grant.revoking", before=before, after=GrantState.REVOKING,
                                   reason=comment or reason)])
         transaction.on_commit(lambda: _enqueue_revoke([g.id], token))
     return g
@@ -237,9 +237,9 @@ def _attempt_failed(grants: list[Grant], token: uuid.UUID, error: directory.Dire
             g.last_error = message
             exhausted = not error.transient or g.attempts >= settings.JITAD_RETRY_MAX_ATTEMPTS
             if phase == "grant" and exhausted:
-                g.state, g.retryable = S.GRANT_FAILED, error.transient
+                g.state, g.retryable = GrantState.GRANT_FAILED, error.transient
             elif phase == "revoke" and exhausted:
-                g.state = S.REVOKE_FAILED
+                g.state = GrantState.REVOKE_FAILED
             g.next_attempt_at = now + timedelta(seconds=backoff_seconds(g.attempts, failed=exhausted))
             g.claim_token = g.lease_until = None
             g.save(update_fields=["attempts", "last_error", "state", "retryable", "next_attempt_at", "claim_token", "lease_until"])
@@ -300,9 +300,9 @@ def failed_conditions_resolve() -> None:
     """Resolve the failure alerts of a state no grant is in any more (one "Resolved" per cause)."""
     not_managed_conditions_resolve()
     for state, event, what, done in (
-        (S.REVOKE_FAILED, "grant.revoke_recovered", "revocations failed",
+        (GrantState.REVOKE_FAILED, "grant.revoke_recovered", "revocations failed",
          "Every failed revocation is done: the memberships are verified gone."),
-        (S.GRANT_FAILED, "grant.recovered", "grants failed", "No grant is left failed (applied, or ended)."),
+        (GrantState.GRANT_FAILED, "grant.recovered", "grants failed", "No grant is left failed (applied, or ended)."),
     ):
         open_ = conditions_open(prefix=f"grant.{state}:")
         if open_ and not Grant.objects.filter(state=state).exists():
@@ -325,7 +325,7 @@ def grant_apply_execute(*, grant_id: int, token) -> None:
 
 
 def _apply(g: Grant, mine: uuid.UUID) -> None:
-    if g.state not in (S.GRANTING, S.GRANT_FAILED, S.UNVERIFIED):
+    if g.state not in (GrantState.GRANTING, GrantState.GRANT_FAILED, GrantState.UNVERIFIED):
         Grant.objects.filter(id=g.id, claim_token=mine).update(claim_token=None, lease_until=None)
         return
     facts = None
@@ -373,16 +373,16 @@ def _activate(g: Grant, token: uuid.UUID, verdict: "host_checks.Verdict | None")
     now = timezone.now()
     with transaction.atomic():
         done = Grant.objects.filter(id=g.id, claim_token=token, state=g.state).update(
-            state=S.ACTIVE, activated_at=now, claim_token=None, lease_until=None, attempts=0,
+            state=GrantState.ACTIVE, activated_at=now, claim_token=None, lease_until=None, attempts=0,
             next_attempt_at=None, last_error="", unverified_since=None,
             host_verified_at=now if verdict else None, host_detail=verdict.detail if verdict else "",
         )
         if done:
             extra = {"host_check": verdict.detail} if verdict else {}
-            audit_record_many([_entry(g, actor="system:engine", action="grant.active", before=g.state, after=S.ACTIVE,
+            audit_record_many([_entry(g, actor="system:engine", action="grant.active", before=g.state, after=GrantState.ACTIVE,
                                       expires_at=g.expires_at.isoformat(), **extra)])
             notice_grant_active(grant=g)
-            if g.state == S.UNVERIFIED:
+            if g.state == GrantState.UNVERIFIED:
                 alert_raise(
                     event="grant.verified", severity=Notification.Severity.INFO,
                     subject=f"Resolved: {g.user.get_username()} is admin on {g.target.name} (grant #{g.pk})",
@@ -415,15 +415,15 @@ def _verification_failed(g: Grant, token: uuid.UUID, verdict: "host_checks.Verdi
         window_end = since + timedelta(minutes=settings.JITAD_HOST_VERIFY_WINDOW_MINUTES)
         row.attempts += 1
         retry = verdict.worth_retrying and now < window_end
-        row.state, row.unverified_since, row.retryable = S.UNVERIFIED, since, retry
+        row.state, row.unverified_since, row.retryable = GrantState.UNVERIFIED, since, retry
         row.last_error = row.host_detail = verdict.detail[:2000]
         row.next_attempt_at = min(now + timedelta(seconds=backoff_seconds(row.attempts)), window_end) if retry else None
         row.claim_token = row.lease_until = None
         row.save(update_fields=["attempts", "state", "unverified_since", "retryable", "last_error", "host_detail",
                                 "next_attempt_at", "claim_token", "lease_until"])
-        entering = before != S.UNVERIFIED
+        entering = before != GrantState.UNVERIFIED
         action = "grant.unverified" if entering else ("grant.verify_failed" if retry else "grant.verify_gave_up")
-        audit_record_many([_entry(row, actor="system:engine", action=action, before=before, after=S.UNVERIFIED,
+        audit_record_many([_entry(row, actor="system:engine", action=action, before=before, after=GrantState.UNVERIFIED,
                                   reason=row.last_error, attempts=row.attempts, retrying=retry)])
         if entering or not retry:
             until = f"jitad re-checks until {when(window_end)}." if retry else (
@@ -442,7 +442,7 @@ def _verification_failed(g: Grant, token: uuid.UUID, verdict: "host_checks.Verdi
 
 def grant_refresh_ttl_execute(*, grant_id: int) -> None:
     """After an extension, rewrite the member's PAM TTL (only where the forest has the feature)."""
-    g = Grant.objects.filter(id=grant_id, state__in=[S.ACTIVE, S.UNVERIFIED]).first()
+    g = Grant.objects.filter(id=grant_id, state__in=[GrantState.ACTIVE, GrantState.UNVERIFIED]).first()
     if g is None or not g.user_dn:
         return
     ttl = int((g.expires_at - timezone.now()).total_seconds())
@@ -464,7 +464,7 @@ def _live_holders(group_dn: str, user_ids, exclude_ids) -> set[int]:
         Grant.objects.filter(
             group_dn=group_dn,
             user_id__in=list(user_ids),
-            state__in=[S.GRANTING, S.ACTIVE, S.UNVERIFIED],
+            state__in=[GrantState.GRANTING, GrantState.ACTIVE, GrantState.UNVERIFIED],
             expires_at__gt=timezone.now(),
             revoke_requested_at__isnull=True,
         )
@@ -534,7 +534,7 @@ def _mark_revoked(grants: list[Grant], token: uuid.UUID, outcome: dict[int, bool
         for removed in (True, False):
             ids = [i for i, r in outcome.items() if r is removed and i in held]
             Grant.objects.filter(id__in=ids).update(
-                state=S.REVOKED, revoked_at=now, membership_removed=removed, claim_token=None, lease_until=None,
+                state=GrantState.REVOKED, revoked_at=now, membership_removed=removed, claim_token=None, lease_until=None,
                 next_attempt_at=None, last_error="", attempts=0,
             )
         # Where the server is checked over WinRM, the revocation is confirmed there too
@@ -550,11 +550,11 @@ def _mark_revoked(grants: list[Grant], token: uuid.UUID, outcome: dict[int, bool
         for g in grants:
             if g.id not in held:
                 continue
-            entries.append(_entry(g, actor="system:engine", action="grant.revoked", before=held[g.id], after=S.REVOKED,
+            entries.append(_entry(g, actor="system:engine", action="grant.revoked", before=held[g.id], after=GrantState.REVOKED,
                                   reason=g.revoke_reason or Grant.RevokeReason.EXPIRED,
                                   membership_removed=outcome[g.id],
                                   lateness_ms=int((now - g.expires_at).total_seconds() * 1000)))
-            if held[g.id] == S.REVOKE_FAILED:
+            if held[g.id] == GrantState.REVOKE_FAILED:
                 recovered.append(g)
         audit_record_many(entries)
         notices_grants_revoked(grants=[g for g in grants if g.id in held], outcome=outcome)
@@ -606,16 +606,16 @@ def _claim(qs, *, to_state: str | None, limit: int) -> tuple[uuid.UUID, list[Gra
         changing = [g.id for g in rows if to_state is not None and g.state != to_state]
         # A new phase starts its own count of attempts; a retry keeps counting.
         Grant.objects.filter(id__in=changing).update(state=to_state, attempts=0, next_attempt_at=None)
-        if to_state == S.REVOKING:  # why it ends, unless a release or admin revoke said already
-            failed = [g.id for g in rows if g.state == S.GRANT_FAILED]
+        if to_state == GrantState.REVOKING:  # why it ends, unless a release or admin revoke said already
+            failed = [g.id for g in rows if g.state == GrantState.GRANT_FAILED]
             unset = Grant.objects.filter(id__in=changing, revoke_reason="")
             unset.filter(id__in=failed).update(revoke_reason=Grant.RevokeReason.FAILED)
             unset.update(revoke_reason=Grant.RevokeReason.EXPIRED)
         entries = []
         for g in rows:
             if to_state is not None and g.state != to_state:
-                if to_state == S.REVOKING and not g.revoke_reason:
-                    g.revoke_reason = Grant.RevokeReason.FAILED if g.state == S.GRANT_FAILED else Grant.RevokeReason.EXPIRED
+                if to_state == GrantState.REVOKING and not g.revoke_reason:
+                    g.revoke_reason = Grant.RevokeReason.FAILED if g.state == GrantState.GRANT_FAILED else Grant.RevokeReason.EXPIRED
                 entries.append(_entry(g, actor="system:sweeper", action=f"grant.{to_state}", before=g.state,
                                       after=to_state, reason=g.revoke_reason))
         audit_record_many(entries)
@@ -633,11 +633,11 @@ def _revocations_claim(now, *, send, limit: int, more=lambda: True) -> int:
     starting = Grant.objects.filter(
         free,
         Q(expires_at__lte=now) | Q(revoke_requested_at__isnull=False),
-        state__in=[S.APPROVED, S.GRANTING, S.ACTIVE, S.UNVERIFIED, S.GRANT_FAILED],
+        state__in=[GrantState.APPROVED, GrantState.GRANTING, GrantState.ACTIVE, GrantState.UNVERIFIED, GrantState.GRANT_FAILED],
     )
-    retrying = Grant.objects.filter(free, ready, state__in=[S.REVOKING, S.REVOKE_FAILED])
+    retrying = Grant.objects.filter(free, ready, state__in=[GrantState.REVOKING, GrantState.REVOKE_FAILED])
     claimed = 0
-    for qs, to_state in ((starting, S.REVOKING), (retrying, None)):
+    for qs, to_state in ((starting, GrantState.REVOKING), (retrying, None)):
         for _ in range(settings.JITAD_SWEEP_MAX_BATCHES):
             if not more():
                 return claimed
@@ -688,19 +688,19 @@ def sweep(*, now=None) -> dict[str, int]:
     counts = {"revoke": _revocations_claim(now, send=_enqueue_revoke, limit=limit), "apply": 0, "revoke_check": 0}
 
     # Revoked grants whose check on the server is due (first try lost, or a retry).
-    checks = Grant.objects.filter(free, ready, state=S.REVOKED, host_revoke_check=Grant.HostCheck.PENDING)
+    checks = Grant.objects.filter(free, ready, state=GrantState.REVOKED, host_revoke_check=Grant.HostCheck.PENDING)
     token, rows = _claim(checks, to_state=None, limit=limit)
     if rows:
         _enqueue_revoke_checks(rows, token)
     counts["revoke_check"] = len(rows)
 
     not_ending = Q(expires_at__gt=now, revoke_requested_at__isnull=True)
-    first_apply = Grant.objects.filter(free, not_ending, state=S.APPROVED)
+    first_apply = Grant.objects.filter(free, not_ending, state=GrantState.APPROVED)
     retry_apply = Grant.objects.filter(
         free, ready, not_ending,
-        Q(state=S.GRANTING) | Q(state__in=[S.GRANT_FAILED, S.UNVERIFIED], retryable=True),
+        Q(state=GrantState.GRANTING) | Q(state__in=[GrantState.GRANT_FAILED, GrantState.UNVERIFIED], retryable=True),
     )
-    for qs, to_state in ((first_apply, S.GRANTING), (retry_apply, None)):
+    for qs, to_state in ((first_apply, GrantState.GRANTING), (retry_apply, None)):
         token, rows = _claim(qs, to_state=to_state, limit=limit)
         for g in rows:
             _enqueue_apply(g.id, token)

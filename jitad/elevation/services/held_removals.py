@@ -35,7 +35,7 @@ from . import backing
 from .targets import group_nested_into_protected
 
 log = logging.getLogger(__name__)
-H = HeldRemoval.State
+HeldState = HeldRemoval.State
 ACTOR = "system:reconciler"
 LISTED = 20  # members named in an alert; the rest are counted
 TASK = "jitad.elevation.held_removals_execute"
@@ -90,24 +90,24 @@ def holds_screen(*, group_dn: str, members: set[str], extra: list[str], joined: 
     present = {directory.normalize_dn(dn) for dn in members}
     with transaction.atomic():
         rows = list(HeldRemoval.objects.select_for_update().filter(
-            Q(state__in=HeldRemoval.OPEN_STATES) | Q(state=H.DISCARDED, left_at__isnull=True), group_dn=group_dn))
+            Q(state__in=HeldRemoval.OPEN_STATES) | Q(state=HeldState.DISCARDED, left_at__isnull=True), group_dn=group_dn))
         if not rows and not wanted:
             return []
         entries, skip = [], set()
         for h in rows:
-            if h.state == H.DISCARDED:
+            if h.state == HeldState.DISCARDED:
                 if h.member_key in present:
                     skip.add(h.member_key)
                 else:
                     h.left_at = now
                     h.save(update_fields=["left_at"])
                 continue
-            if h.state == H.PENDING and h.member_key not in wanted:
-                h.state, h.done_at = H.CLEARED, now
+            if h.state == HeldState.PENDING and h.member_key not in wanted:
+                h.state, h.done_at = HeldState.CLEARED, now
                 h.outcome = "left the group before a decision" if h.member_key not in present else \
                     "backed by a grant or the policy now"
                 h.save(update_fields=["state", "done_at", "outcome"])
-                entries.append(_entry(h, actor=ACTOR, action="reconcile.hold_cleared", before=H.PENDING, after=H.CLEARED,
+                entries.append(_entry(h, actor=ACTOR, action="reconcile.hold_cleared", before=HeldState.PENDING, after=HeldState.CLEARED,
                                       reason=h.outcome))
                 continue
             skip.add(h.member_key)
@@ -118,7 +118,7 @@ def holds_screen(*, group_dn: str, members: set[str], extra: list[str], joined: 
         if held:
             _hold(group_dn, fresh, members=len(members), limit=limit, entries=entries)
         audit_record_many(entries)
-        if HeldRemoval.objects.filter(group_dn=group_dn, state=H.PENDING).exists():
+        if HeldRemoval.objects.filter(group_dn=group_dn, state=HeldState.PENDING).exists():
             _alert(group_dn, members=len(members), limit=limit)
         else:
             _resolve_if_clear(group_dn)
@@ -138,14 +138,14 @@ def _hold(group_dn: str, dns: list[str], *, members: int, limit: int, entries: l
         ignore_conflicts=True,  # another run held them first: theirs stand
     )
     for h in HeldRemoval.objects.filter(batch=batch).order_by("id"):
-        entries.append(_entry(h, actor=ACTOR, action="reconcile.removal_held", before="member", after=H.PENDING,
+        entries.append(_entry(h, actor=ACTOR, action="reconcile.removal_held", before="member", after=HeldState.PENDING,
                               reason=reason, batch=str(batch)))
     log.warning("reconcile %s: %d removal(s) held (limit %d of %d members)", group_dn, len(dns), limit, members)
 
 
 def _alert(group_dn: str, *, members: int, limit: int) -> None:
     """Open the group's alert (or count it: one alert per group and burst, reminded while it stays open)."""
-    pending = list(HeldRemoval.objects.filter(group_dn=group_dn, state=H.PENDING).order_by("id"))
+    pending = list(HeldRemoval.objects.filter(group_dn=group_dn, state=HeldState.PENDING).order_by("id"))
     lines = [f"  #{h.pk} {h.member_dn}" for h in pending[:LISTED]]
     if len(pending) > LISTED:
         lines.append(f"  ... and {len(pending) - LISTED} more")
@@ -174,10 +174,10 @@ def _resolve_if_clear(group_dn: str) -> None:
     if HeldRemoval.objects.filter(group_dn=group_dn, state__in=HeldRemoval.OPEN_STATES).exists():
         return
     counts = defaultdict(int)
-    for state in HeldRemoval.objects.filter(group_dn=group_dn, state__in=[H.DONE, H.DISCARDED, H.CLEARED],
+    for state in HeldRemoval.objects.filter(group_dn=group_dn, state__in=[HeldState.DONE, HeldState.DISCARDED, HeldState.CLEARED],
                                             done_at__gte=timezone.now() - timedelta(days=30)).values_list("state", flat=True):
         counts[state] += 1
-    summary = ", ".join(f"{n} {H(state).label}" for state, n in sorted(counts.items())) or "none left"
+    summary = ", ".join(f"{n} {HeldState(state).label}" for state, n in sorted(counts.items())) or "none left"
     condition_resolve(key=_key(group_dn), event="reconcile.holds_cleared", subject=f"removals held from {_name(group_dn)}",
                       body=f"No removal from {group_dn} waits any more ({summary}).")
 
@@ -199,10 +199,10 @@ def _decidable(ids, group_dn: str, *, or_discarded: bool) -> tuple[list[HeldRemo
     rows = {h.pk: h for h in qs.filter(pk__in=ids)} if ids else {}
     refused = [(i, "no such held removal") for i in ids if i not in rows]
     if group_dn:
-        rows.update({h.pk: h for h in qs.filter(group_dn=group_dn, state=H.PENDING)})
+        rows.update({h.pk: h for h in qs.filter(group_dn=group_dn, state=HeldState.PENDING)})
     chosen = []
     for pk, h in sorted(rows.items()):
-        if h.state == H.PENDING or (or_discarded and h.state == H.DISCARDED and h.left_at is None):
+        if h.state == HeldState.PENDING or (or_discarded and h.state == HeldState.DISCARDED and h.left_at is None):
             chosen.append(h)
         else:
             refused.append((pk, f"it is {h.get_state_display()}"))
@@ -218,11 +218,11 @@ def held_removals_confirm(*, ids=(), group_dn: str = "", actor: str, reason: str
         entries = []
         for h in rows:
             before = h.state
-            h.state, h.decided_by, h.decided_at, h.decision_reason = H.CONFIRMED, actor[:150], now, reason
+            h.state, h.decided_by, h.decided_at, h.decision_reason = HeldState.CONFIRMED, actor[:150], now, reason
             h.done_at, h.outcome, h.attempts, h.next_attempt_at, h.last_error = None, "", 0, None, ""
             h.claim_token, h.lease_until = token, keeper.lease_until(now)
             h.save()
-            entries.append(_entry(h, actor=actor, action="reconcile.hold_confirmed", before=before, after=H.CONFIRMED,
+            entries.append(_entry(h, actor=actor, action="reconcile.hold_confirmed", before=before, after=HeldState.CONFIRMED,
                                   reason=reason))
         audit_record_many(entries)
         if rows:
@@ -237,10 +237,10 @@ def held_removals_discard(*, ids=(), group_dn: str = "", actor: str, reason: str
         rows, refused = _decidable(ids, group_dn, or_discarded=False)
         entries = []
         for h in rows:
-            h.state, h.decided_by, h.decided_at, h.decision_reason = H.DISCARDED, actor[:150], now, reason
+            h.state, h.decided_by, h.decided_at, h.decision_reason = HeldState.DISCARDED, actor[:150], now, reason
             h.done_at, h.outcome = now, "left in the group by an operator"
             h.save()
-            entries.append(_entry(h, actor=actor, action="reconcile.hold_discarded", before=H.PENDING, after=H.DISCARDED,
+            entries.append(_entry(h, actor=actor, action="reconcile.hold_discarded", before=HeldState.PENDING, after=HeldState.DISCARDED,
                                   reason=reason))
         audit_record_many(entries)
         for group in sorted({h.group_dn for h in rows}):
@@ -264,7 +264,7 @@ def held_removals_sweep(*, now=None) -> int:
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     ready = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     with transaction.atomic():
-        token, rows = claims.claim(HeldRemoval.objects.filter(free, ready, state=H.CONFIRMED).order_by("id"),
+        token, rows = claims.claim(HeldRemoval.objects.filter(free, ready, state=HeldState.CONFIRMED).order_by("id"),
                                    limit=settings.JITAD_SWEEP_BATCH, now=now)
         ids = [h.pk for h in rows]
         if not ids:
@@ -275,7 +275,7 @@ def held_removals_sweep(*, now=None) -> int:
 
 def held_removals_execute(*, ids: list[int], token) -> None:
     """Remove the confirmed members this message claims, one modify per group; each is done once."""
-    mine, rows = claims.take(HeldRemoval.objects.filter(state=H.CONFIRMED).order_by("id"), ids, token)
+    mine, rows = claims.take(HeldRemoval.objects.filter(state=HeldState.CONFIRMED).order_by("id"), ids, token)
     if not rows:
         return  # a duplicate message, or another worker took it over
     by_group: dict[str, list[HeldRemoval]] = defaultdict(list)
@@ -302,7 +302,7 @@ def _remove(d: directory.Directory, group_dn: str, held: list[HeldRemoval], toke
     groups = backing.managed_groups()
     outcome: dict[int, tuple[str, str]] = {}
     if group_dn not in groups:
-        outcome = {h.pk: (H.CLEARED, "not removed: no enabled target manages the group any more") for h in held}
+        outcome = {h.pk: (HeldState.CLEARED, "not removed: no enabled target manages the group any more") for h in held}
         _finish(group_dn, held, token, outcome)
         return
     keep = backing.backed(group_dn) | groups[group_dn]
@@ -311,9 +311,9 @@ def _remove(d: directory.Directory, group_dn: str, held: list[HeldRemoval], toke
     to_remove = []
     for h in held:
         if h.member_key not in present:
-            outcome[h.pk] = (H.DONE, "already gone")
+            outcome[h.pk] = (HeldState.DONE, "already gone")
         elif h.member_key in keep:
-            outcome[h.pk] = (H.CLEARED, "not removed: a grant or the policy backs it now")
+            outcome[h.pk] = (HeldState.CLEARED, "not removed: a grant or the policy backs it now")
         else:
             to_remove.append(h)
     d.remove_members(group_dn, [h.member_dn for h in to_remove], read=read)
@@ -322,9 +322,9 @@ def _remove(d: directory.Directory, group_dn: str, held: list[HeldRemoval], toke
     for h in to_remove:
         if h.member_key in now_backed:
             d.add_member(group_dn, h.member_dn, nested_into_protected=group_nested_into_protected(group_dn))
-            outcome[h.pk] = (H.CLEARED, "re-added: a grant for it started during the removal")
+            outcome[h.pk] = (HeldState.CLEARED, "re-added: a grant for it started during the removal")
         else:
-            outcome[h.pk] = (H.DONE, "removed")
+            outcome[h.pk] = (HeldState.DONE, "removed")
     _finish(group_dn, held, token, outcome)
 
 
@@ -340,12 +340,12 @@ def _finish(group_dn: str, held: list[HeldRemoval], token: uuid.UUID, outcome: d
             h.next_attempt_at, h.last_error = None, ""
             h.save()
             action = "membership.removed_held" if text == "removed" else f"reconcile.hold_{state}"
-            entries.append(_entry(h, actor=ACTOR, action=action, before=H.CONFIRMED, after=state, reason=text,
+            entries.append(_entry(h, actor=ACTOR, action=action, before=HeldState.CONFIRMED, after=state, reason=text,
                                   confirmed_by=h.decided_by))
         audit_record_many(entries)
         _resolve_if_clear(group_dn)
         if conditions_open(prefix=FAILED_KEY) and not HeldRemoval.objects.filter(
-                state=H.CONFIRMED, attempts__gte=settings.JITAD_RETRY_MAX_ATTEMPTS).exists():
+                state=HeldState.CONFIRMED, attempts__gte=settings.JITAD_RETRY_MAX_ATTEMPTS).exists():
             condition_resolve(key=FAILED_KEY, event="reconcile.held_recovered", subject="confirmed removals failing",
                               body="Every confirmed removal that was failing is done.")
     log.info("held removals from %s: %s", group_dn, ", ".join(sorted({v[1] for v in outcome.values()})))
@@ -363,8 +363,8 @@ def _attempt_failed(held: list[HeldRemoval], token: uuid.UUID, error: directory.
             h.last_error, h.claim_token, h.lease_until = message, None, None
             h.next_attempt_at = now + timedelta(seconds=backoff_seconds(h.attempts, failed=failed))
             h.save(update_fields=["attempts", "last_error", "claim_token", "lease_until", "next_attempt_at"])
-            entries.append(_entry(h, actor=ACTOR, action="reconcile.hold_attempt_failed", before=H.CONFIRMED,
-                                  after=H.CONFIRMED, reason=message, attempts=h.attempts))
+            entries.append(_entry(h, actor=ACTOR, action="reconcile.hold_attempt_failed", before=HeldState.CONFIRMED,
+                                  after=HeldState.CONFIRMED, reason=message, attempts=h.attempts))
             if failed:
                 exhausted.append(h)
         audit_record_many(entries)

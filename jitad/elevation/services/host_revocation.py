@@ -28,7 +28,7 @@ from . import host_checks
 from .grants import _admin_link, _entry, _taken
 
 log = logging.getLogger(__name__)
-C = Grant.HostCheck
+HostCheck = Grant.HostCheck
 
 
 def grants_check_revoked_execute(*, grant_ids: list[int], token) -> None:
@@ -38,7 +38,7 @@ def grants_check_revoked_execute(*, grant_ids: list[int], token) -> None:
 
 
 def _check_taken(grants: list[Grant], mine: uuid.UUID) -> None:
-    mine_pending = [g for g in grants if g.state == Grant.State.REVOKED and g.host_revoke_check == C.PENDING]
+    mine_pending = [g for g in grants if g.state == Grant.State.REVOKED and g.host_revoke_check == HostCheck.PENDING]
     Grant.objects.filter(id__in=[g.id for g in grants if g not in mine_pending], claim_token=mine).update(
         claim_token=None, lease_until=None
     )
@@ -93,13 +93,13 @@ def _record(grants: list[Grant], token: uuid.UUID, result: "host_checks.Revocati
             through = result.still_admin_through.get(g.user_sid)
             ended = result.sessions_ended.get(g.user_sid)
             if g.user_id in again:
-                outcome, detail = C.VERIFIED, f"{g.target.name}: not checked; the user holds a newer grant of it"
+                outcome, detail = HostCheck.VERIFIED, f"{g.target.name}: not checked; the user holds a newer grant of it"
             elif through:
-                outcome, detail = C.STILL_ADMIN, f"{g.target.name}: still a local admin through {', '.join(through)}"
+                outcome, detail = HostCheck.STILL_ADMIN, f"{g.target.name}: still a local admin through {', '.join(through)}"
             elif g.user_sid:
-                outcome, detail = C.VERIFIED, f"{g.target.name}: no longer a local admin"
+                outcome, detail = HostCheck.VERIFIED, f"{g.target.name}: no longer a local admin"
             else:
-                outcome, detail = C.VERIFIED, "never applied"
+                outcome, detail = HostCheck.VERIFIED, "never applied"
             if ended is not None:
                 detail += f"; {len(ended.sessions)} session(s) logged off, {ended.processes} process(es) stopped"
             Grant.objects.filter(id=g.id).update(host_revoke_check=outcome, host_detail=detail, claim_token=None,
@@ -134,7 +134,7 @@ def _check_failed(grants: list[Grant], token: uuid.UUID, error: Exception) -> No
             g.attempts += 1
             window_end = (g.revoked_at or now) + timedelta(minutes=settings.JITAD_HOST_VERIFY_WINDOW_MINUTES)
             retry = getattr(error, "transient", False) and now < window_end
-            g.host_revoke_check = C.PENDING if retry else C.FAILED
+            g.host_revoke_check = HostCheck.PENDING if retry else HostCheck.FAILED
             g.last_error = g.host_detail = message
             g.next_attempt_at = min(now + timedelta(seconds=backoff_seconds(g.attempts)), window_end) if retry else None
             g.claim_token = g.lease_until = None

@@ -112,8 +112,8 @@ def notice_request_decided(*, request: AccessRequest, grant: Grant | None = None
     """Tell the requester how their request ended: approved, denied (with the comment), or expired undecided."""
     req, target = request, request.target
     what = f"more time on {target.name}" if req.kind == AccessRequest.Kind.EXTENSION else f"admin on {target.name}"
-    S = AccessRequest.State
-    if req.state == S.APPROVED:
+    RequestState = AccessRequest.State
+    if req.state == RequestState.APPROVED:
         names = list(req.approvals.filter(decision=Approval.Decision.APPROVE).order_by("at")
                      .values_list("approver__username", flat=True))
         subject = f"Approved: {what} (request #{req.pk})"
@@ -125,13 +125,13 @@ def notice_request_decided(*, request: AccessRequest, grant: Grant | None = None
                     f"for {_duration(req.duration_minutes)}. jitad is adding you now; another message follows when "
                     "the access is active.")
         link = _portal(f"grant-{grant.pk}" if grant is not None else "")
-    elif req.state == S.DENIED:
+    elif req.state == RequestState.DENIED:
         by_name = by.get_username() if by is not None else "An approver"
         subject = f"Denied: {what} (request #{req.pk})"
         body = (f"{by_name} denied request #{req.pk} for {what}: \"{_quote(comment)}\"\n"
                 f"Talk to {by_name} if you still need it; a new request starts a new decision.")
         link = _portal("h-history")
-    elif req.state == S.EXPIRED_UNAPPROVED:
+    elif req.state == RequestState.EXPIRED_UNAPPROVED:
         subject = f"Expired undecided: {what} (request #{req.pk})"
         body = (f"Nobody decided request #{req.pk} for {what} within {_duration(req.policy.pending_timeout_minutes)}, "
                 "so it was closed. If you still need the access, ask again and tell an approver.")

@@ -20,13 +20,14 @@ from ..models import Grant
 from .grants import failed_conditions_resolve
 
 log = logging.getLogger(__name__)
-S = Grant.State
+GrantState = Grant.State
 
 LATE = "grants.revocation_late"
 SWEEP_STALLED = "engine.sweep_stalled"
 WATCHED_SINCE = "sweep.watched_since"
 # Not yet revoked: anything past its end (or asked to end) in these states is late.
-UNREVOKED = (S.APPROVED, S.GRANTING, S.ACTIVE, S.UNVERIFIED, S.GRANT_FAILED, S.REVOKING, S.REVOKE_FAILED)
+UNREVOKED = (GrantState.APPROVED, GrantState.GRANTING, GrantState.ACTIVE, GrantState.UNVERIFIED,
+             GrantState.GRANT_FAILED, GrantState.REVOKING, GrantState.REVOKE_FAILED)
 
 
 def watch_grants(**kwargs) -> None:
@@ -101,8 +102,8 @@ def grants_retry_now(**kwargs) -> int:
     """A DC answers again: every revocation and apply waiting out a backoff is due now."""
     now = timezone.now()
     waiting = Q(next_attempt_at__gt=now)
-    n = Grant.objects.filter(waiting, state__in=[S.REVOKING, S.REVOKE_FAILED]).update(next_attempt_at=now)
-    n += Grant.objects.filter(waiting, state__in=[S.GRANTING, S.GRANT_FAILED], retryable=True,
+    n = Grant.objects.filter(waiting, state__in=[GrantState.REVOKING, GrantState.REVOKE_FAILED]).update(next_attempt_at=now)
+    n += Grant.objects.filter(waiting, state__in=[GrantState.GRANTING, GrantState.GRANT_FAILED], retryable=True,
                               expires_at__gt=now).update(next_attempt_at=now)
     if n:
         log.info("a domain controller answers again: %d grant(s) retried now", n)

@@ -30,7 +30,7 @@ from .compose import deliveries_enqueue
 from .destinations import EMAIL_SCHEME, SECURITY, destination_urls, email_address, redact, scrub
 
 log = logging.getLogger(__name__)
-P = Delivery.State
+DeliveryState = Delivery.State
 ERROR_MAX = 1000
 
 _NOTIFY_TYPE = {
@@ -127,7 +127,7 @@ def delivery_send(*, delivery_id: int, due: str | None = None) -> None:
         is_due |= Q(next_attempt_at=datetime.fromisoformat(due))
     with transaction.atomic():
         claimed = Delivery.objects.filter(
-            is_due, id=delivery_id, state=P.PENDING, attempts__lt=maximum
+            is_due, id=delivery_id, state=DeliveryState.PENDING, attempts__lt=maximum
         ).update(attempts=F("attempts") + 1, next_attempt_at=now + timedelta(seconds=attempt_seconds()))
     if not claimed:
         return  # sent, failed, not due yet, or another attempt holds it
@@ -150,8 +150,8 @@ def delivery_send(*, delivery_id: int, due: str | None = None) -> None:
         log.error("delivery %s: unexpected error\n%s", d.id, scrub(trace, url) if url else trace)
         _failed(d, f"unexpected {type(e).__name__}: {e}", retry=False, url=url)
         return
-    Delivery.objects.filter(id=d.id, state=P.PENDING).update(
-        state=P.SENT, sent_at=timezone.now(), next_attempt_at=None, last_error=""
+    Delivery.objects.filter(id=d.id, state=DeliveryState.PENDING).update(
+        state=DeliveryState.SENT, sent_at=timezone.now(), next_attempt_at=None, last_error=""
     )
 
 
@@ -164,13 +164,13 @@ def _failed(d: Delivery, error: str, *, retry: bool, url: str) -> None:
     where = f"{d.get_channel_display()} to {d.address or d.destination}"
     if retry and d.attempts < settings.JITAD_DELIVERY_MAX_ATTEMPTS:
         delay = backoff_seconds(d.attempts)
-        Delivery.objects.filter(id=d.id, state=P.PENDING).update(
+        Delivery.objects.filter(id=d.id, state=DeliveryState.PENDING).update(
             last_error=message, next_attempt_at=timezone.now() + timedelta(seconds=delay)
         )
         log.warning("delivery %s (%s) failed, retrying in %.0f s: %s", d.id, where, delay, message)
         transaction.on_commit(lambda: _enqueue_retry(d.id, delay))
         return
-    Delivery.objects.filter(id=d.id, state=P.PENDING).update(state=P.FAILED, last_error=message, next_attempt_at=None)
+    Delivery.objects.filter(id=d.id, state=DeliveryState.PENDING).update(state=DeliveryState.FAILED, last_error=message, next_attempt_at=None)
     log.error("delivery %s (%s) failed for good: %s", d.id, where, message)
 
 
@@ -187,7 +187,7 @@ def deliveries_send_here(*, until: float, limit: int = 20, **kwargs) -> int:
     most ``limit`` a run, each attempt as the worker makes it (its own timeout, counted,
     retried with backoff), never inside a transaction. Returns how many were attempted.
     """
-    ids = list(Delivery.objects.filter(state=P.PENDING, destination=SECURITY, next_attempt_at__lte=timezone.now())
+    ids = list(Delivery.objects.filter(state=DeliveryState.PENDING, destination=SECURITY, next_attempt_at__lte=timezone.now())
                .order_by("next_attempt_at").values_list("id", flat=True)[:limit])
     tried = 0
     for delivery_id in ids:
@@ -211,13 +211,13 @@ def deliveries_resend(*, now=None) -> int:
     """
     now = now or timezone.now()
     overdue = Delivery.objects.filter(
-        state=P.PENDING, next_attempt_at__lte=now - timedelta(seconds=settings.JITAD_DELIVERY_CHECK_INTERVAL)
+        state=DeliveryState.PENDING, next_attempt_at__lte=now - timedelta(seconds=settings.JITAD_DELIVERY_CHECK_INTERVAL)
     )
     maximum = settings.JITAD_DELIVERY_MAX_ATTEMPTS
     spent = overdue.filter(attempts__gte=maximum)
     for d in spent.only("id", "attempts", "last_error")[:1000]:
-        Delivery.objects.filter(id=d.id, state=P.PENDING).update(
-            state=P.FAILED, next_attempt_at=None,
+        Delivery.objects.filter(id=d.id, state=DeliveryState.PENDING).update(
+            state=DeliveryState.FAILED, next_attempt_at=None,
             last_error=f"{d.last_error}\nattempt {d.attempts} never finished (worker stopped?); giving up".strip(),
         )
         log.error("delivery %s failed for good: its last attempt never finished", d.id)
@@ -235,7 +235,7 @@ def deliveries_resend(*, now=None) -> int:
 def deliveries_retry(*, delivery_ids: list[int]) -> int:
     """An operator sends failed deliveries again, with a fresh count of attempts."""
     with transaction.atomic():
-        ids = list(Delivery.objects.filter(id__in=delivery_ids, state=P.FAILED).values_list("id", flat=True))
-        Delivery.objects.filter(id__in=ids).update(state=P.PENDING, attempts=0, next_attempt_at=timezone.now())
+        ids = list(Delivery.objects.filter(id__in=delivery_ids, state=DeliveryState.FAILED).values_list("id", flat=True))
+        Delivery.objects.filter(id__in=ids).update(state=DeliveryState.PENDING, attempts=0, next_attempt_at=timezone.now())
         transaction.on_commit(lambda: deliveries_enqueue(delivery_ids=ids))
     return len(ids)

@@ -7,7 +7,7 @@ from django.db.models import Q
 from jitad.elevation.models import HeldRemoval
 from jitad.elevation.services import held_removals_confirm, held_removals_discard
 
-H = HeldRemoval.State
+HeldState = HeldRemoval.State
 
 
 class Command(BaseCommand):
@@ -55,7 +55,7 @@ class Command(BaseCommand):
     def _list(self, options) -> None:
         qs = HeldRemoval.objects.order_by("group_dn", "id")
         if not options["all"]:
-            qs = qs.filter(Q(state__in=HeldRemoval.OPEN_STATES) | Q(state=H.DISCARDED, left_at__isnull=True))
+            qs = qs.filter(Q(state__in=HeldRemoval.OPEN_STATES) | Q(state=HeldState.DISCARDED, left_at__isnull=True))
         if options["group"]:
             qs = qs.filter(group_dn=options["group"])
         rows = list(qs)
@@ -66,16 +66,16 @@ class Command(BaseCommand):
         for h in rows:
             if h.group_dn != group:
                 group = h.group_dn
-                pending = sum(1 for r in rows if r.group_dn == group and r.state == H.PENDING)
+                pending = sum(1 for r in rows if r.group_dn == group and r.state == HeldState.PENDING)
                 self.stdout.write(f"{group}: {pending} pending")
             line = f"  #{h.pk:<6} {h.state:<9} held {h.held_at:%Y-%m-%d %H:%M:%S} UTC  {h.member_dn}"
             if h.decided_by:
                 line += f"  (decided by {h.decided_by} {h.decided_at:%Y-%m-%d %H:%M:%S} UTC)"
             if h.outcome:
                 line += f"  {h.outcome}"
-            if h.state == H.CONFIRMED and h.last_error:
+            if h.state == HeldState.CONFIRMED and h.last_error:
                 line += f"  last error: {h.last_error} (attempt {h.attempts})"
             self.stdout.write(line)
-        waiting = sum(1 for h in rows if h.state == H.PENDING)
+        waiting = sum(1 for h in rows if h.state == HeldState.PENDING)
         if waiting:
             raise CommandError(f"{waiting} held removal(s) wait for a decision: confirm or discard", returncode=3)
