@@ -13,7 +13,7 @@ from .auth import authenticate_user, password_works
 from .config import DirectoryConfig
 from .probe import probe_each
 from .managed import PROTECTED_RIDS, rid, group_problems, jit_ou_problems, jit_ous, placement_problem, protected, require_managed, under_jit_ou
-from .errors import DirectoryAuthFailed, DirectoryError, DirectoryMisconfigured, DirectoryNotFound, DirectoryNotManaged, DirectoryRejected, DirectoryUnavailable
+from .errors import DirectoryAuthFailed, DirectoryError, DirectoryMisconfigured, DirectoryNotFound, DirectoryNotManaged, DirectoryRejected, DirectoryUnavailable, unexpected
 
 __all__ = [
     "AccountFacts",
@@ -38,6 +38,7 @@ __all__ = [
     "jit_ou_problems",
     "placement_problem",
     "authenticate_user",
+    "unexpected",
     "connect",
     "escape_filter",
     "jit_ous",

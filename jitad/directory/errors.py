@@ -34,6 +34,14 @@ class DirectoryNotFound(DirectoryRejected):
     """The user, group or object named does not exist."""
 
 
+def unexpected(e: Exception) -> DirectoryError:
+    """A non-directory error during directory work (a bug), as a permanent DirectoryError: the caller
+    records it, stops retrying and alerts, instead of losing the work to a traceback."""
+    wrapped = DirectoryError(f"unexpected {type(e).__name__}: {e}")
+    wrapped.__cause__ = e
+    return wrapped
+
+
 class DirectoryMisconfigured(DirectoryError):
     """jitad's own directory settings are unusable (no URL, no CA, plaintext LDAP)."""
 
