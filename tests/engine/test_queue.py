@@ -17,9 +17,15 @@ def _closed_port() -> int:
 
 
 @pytest.fixture
-def dead_redis():
-    """The current Celery app, pointed at a Redis that is not there (a port nothing listens on)."""
-    app = Celery("dead-broker", broker=f"redis://127.0.0.1:{_closed_port()}/0", set_as_current=False)
+def dead_redis(monkeypatch):
+    """The current Celery app, pointed at a Redis that is not there (a port nothing listens on).
+
+    Celery prefers the ``CELERY_BROKER_URL`` environment variable to the app's own ``broker``
+    (CI sets it to the real Redis), so it is cleared while the dead app is current."""
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    url = f"redis://127.0.0.1:{_closed_port()}/0"
+    app = Celery("dead-broker", broker=url, set_as_current=False)
+    assert app.conf.broker_url == url
     app.conf.broker_connection_timeout = 1
     app.conf.broker_connection_retry = False
     app.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1}
