@@ -2,6 +2,8 @@
 from django.db import models
 from django.utils import timezone
 
+from jitad.engine.models import ClaimedWork
+
 
 class Notification(models.Model):
     """One message (what happened, what to do, a link), sent to one or more destinations.
@@ -32,8 +34,15 @@ class Notification(models.Model):
         return f"[{self.severity}] {self.subject}"
 
 
-class Delivery(models.Model):
+class Delivery(ClaimedWork):
     """One notification to one recipient (e-mail) or one destination URL (apprise).
+
+    Claimed work (``jitad.engine.models.ClaimedWork``): a pending delivery is due at
+    ``next_attempt_at``; the message that sends it carries its claim token, and the attempt
+    takes the claim, marks ``attempt_started_at`` and holds the lease while it sends. A lease
+    that lapses with ``attempt_started_at`` set is an attempt that never finished (its
+    worker died): the periodic check counts it as a failed attempt. ``attempts`` counts the
+    attempts that finished, sent or failed.
 
     No secret is stored: an apprise delivery names the environment variable its URL comes
     from (``destination``), its position there and a masked form (``address``); the real
@@ -60,12 +69,9 @@ class Delivery(models.Model):
     )
     position = models.PositiveSmallIntegerField(default=0, help_text="which URL of the destination (apprise)")
     state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING, db_index=True)
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(
-        null=True, blank=True,
-        help_text="when a pending delivery is due (while it is being sent: when that attempt lapses)",
+    attempt_started_at = models.DateTimeField(
+        null=True, blank=True, help_text="while an attempt is under way: when it started",
     )
-    last_error = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
