@@ -13,14 +13,18 @@ from . import services
 _LIMITS = {"soft_time_limit": settings.JITAD_DELIVERY_TIMEOUT + 5, "time_limit": settings.JITAD_DELIVERY_TIMEOUT + 15}
 
 
+# ``token`` is the claim the message carries (jitad.engine.claims). A message queued before
+# deliveries carried claims has none ("" or its old due time): it does nothing, and the
+# periodic check sends its delivery.
 @shared_task(name="jitad.notifications.send", acks_late=True, **_LIMITS)
-def delivery_send(delivery_id: int, due: str | None = None) -> None:
-    services.delivery_send(delivery_id=delivery_id, due=due)
+def delivery_send(delivery_id: int, token: str = "") -> None:
+    services.delivery_send(delivery_id=delivery_id, token=token)
 
 
 @shared_task(name="jitad.notifications.send_batch", acks_late=True)
-def deliveries_send_batch(delivery_ids: list[int]) -> None:
-    services.deliveries_enqueue(delivery_ids=delivery_ids)
+def deliveries_send_batch(delivery_ids: list[int], token: str = "") -> None:
+    if token:
+        services.deliveries_enqueue(delivery_ids=delivery_ids, token=token)
 
 
 @shared_task(name="jitad.notifications.resend", expires=300)

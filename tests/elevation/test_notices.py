@@ -318,13 +318,14 @@ def test_a_revocation_batch_is_queued_as_one_message(published, django_capture_o
     ids = sorted(Delivery.objects.filter(notification__event="grant.revoked").values_list("id", flat=True))
     assert len(ids) == 20
     ((name, args),) = published
-    assert name == "jitad.notifications.send_batch" and sorted(args[0]) == ids
+    token = str(Delivery.objects.get(id=ids[0]).claim_token)  # the claim the message carries
+    assert name == "jitad.notifications.send_batch" and sorted(args[0]) == ids and args[1] == token
 
     from jitad.notifications.tasks import deliveries_send_batch
 
     published.clear()
-    deliveries_send_batch(ids)
-    assert sorted(published) == [("jitad.notifications.send", (i,)) for i in ids]
+    deliveries_send_batch(ids, token)
+    assert sorted(published) == [("jitad.notifications.send", (i, token)) for i in ids]
 
     published.clear()
     bob = person("bob", "Leads")
@@ -332,7 +333,8 @@ def test_a_revocation_batch_is_queued_as_one_message(published, django_capture_o
         services.request_create(requester=person("alice", "Ops"), target=srv)
     (asked,) = notes("request.pending")
     assert bob.email in emails(asked)
-    assert published == [("jitad.notifications.send", (d,)) for d in asked.deliveries.values_list("id", flat=True)]
+    assert published == [("jitad.notifications.send", (d, str(token)))
+                         for d, token in asked.deliveries.values_list("id", "claim_token")]
 
 
 @pytest.mark.django_db

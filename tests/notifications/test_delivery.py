@@ -225,10 +225,10 @@ def test_periodic_check_fails_a_delivery_whose_last_attempt_never_finished(setti
 @pytest.mark.django_db
 def test_periodic_check_queues_a_lost_delivery_once_not_on_every_run(settings, django_capture_on_commit_callbacks):
     """GIVEN 100 pending deliveries whose messages were lost WHEN the periodic check runs
-    five times, an interval apart THEN the first run queues them (one callback after its
-    commit) and moves each one's next attempt past an attempt's time limit; the next four
-    queue nothing. The queued message still sends its delivery; a stray older message for
-    it finds it not due."""
+    five times, an interval apart THEN the first run claims and queues them (one callback
+    after its commit), each claim waiting for its message past an attempt's time limit; the
+    next four queue nothing. The queued message (carrying the claim) sends its delivery; a
+    stray older message for it (another token) finds nothing to do."""
     interval = settings.JITAD_DELIVERY_CHECK_INTERVAL
     note = Notification.objects.create(event="test", subject="s", body="b")
     lost = timezone.now() - timedelta(seconds=3 * interval)
@@ -243,15 +243,16 @@ def test_periodic_check_queues_a_lost_delivery_once_not_on_every_run(settings, d
         runs.append((count, len(queued)))
     assert runs == [(100, 1)] + [(0, 0)] * 4
     limit = settings.JITAD_DELIVERY_TIMEOUT
-    for due in Delivery.objects.values_list("next_attempt_at", flat=True):
-        assert due > start + timedelta(seconds=limit)
+    for lease in Delivery.objects.values_list("lease_until", flat=True):
+        assert lease > start + timedelta(seconds=limit)
+    assert Delivery.objects.values("claim_token").distinct().count() == 1
 
     d = Delivery.objects.first()
-    delivery_send(delivery_id=d.id)  # an older message for it: not due
+    delivery_send(delivery_id=d.id, token=uuid.uuid4())  # an older message for it
     assert Delivery.objects.get(id=d.id).attempts == 0
-    delivery_send(delivery_id=d.id, due=d.next_attempt_at.isoformat())  # the check's message
+    delivery_send(delivery_id=d.id, token=d.claim_token)  # the check's message
     d.refresh_from_db()
-    assert (d.state, d.attempts) == (DeliveryState.SENT, 1)
+    assert (d.state, d.attempts, d.claim_token) == (DeliveryState.SENT, 1, None)
     assert [m.to for m in mail.outbox] == [[d.address]]
 
 

@@ -5,9 +5,10 @@ Everything else calls these: ``alert_raise`` for the security channel,
 named destinations; ``digests_send`` (beat) for routine alerts that waited. Rows are
 written in the caller's transaction; each delivery is sent by its own task after commit.
 """
+from .channels import SendFailed
 from .compose import Outgoing, alert_raise, deliveries_enqueue, notification_create, notifications_create
 from .conditions import condition_raise, condition_resolve, conditions_open
-from .delivery import SendFailed, deliveries_resend, deliveries_retry, deliveries_send_here, delivery_send
+from .delivery import deliveries_resend, deliveries_retry, deliveries_send_here, delivery_send
 from .destinations import APPROVALS, SECURITY, destination_urls, named_destination, redact, scrub
 from .digest import digests_send
 

@@ -1,13 +1,20 @@
-"""Record notifications and their deliveries in the caller's transaction; send them after commit."""
+"""Record notifications and their deliveries in the caller's transaction; send them after commit.
+
+Deliveries are claimed work (jitad.engine): each pending delivery is recorded claimed, and
+the message that sends it carries the claim's token. A message the broker refuses hands
+its claims back, and the periodic check (``deliveries_resend``) sends those.
+"""
 import logging
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from jitad.engine.queue import enqueue
+from jitad.engine import claims, queue
 
 from ..models import Delivery, DigestEntry, Notification
 from .destinations import SECURITY, destination_urls, redact
@@ -16,6 +23,22 @@ log = logging.getLogger(__name__)
 SUBJECT_MAX = 200
 # The error of a delivery to a destination that holds no URL (jitad.notifications.selectors reads it back).
 NOT_SET = "{destination} is not set: no URL to send to"
+SEND = "jitad.notifications.send"
+SEND_BATCH = "jitad.notifications.send_batch"
+
+
+def attempt_seconds() -> float:
+    """How long one attempt may take: past the task's hard time limit."""
+    return settings.JITAD_DELIVERY_TIMEOUT + 30
+
+
+def message_lease(due: datetime) -> datetime:
+    """Until when a claim waits for its message: one attempt's time past ``due``.
+
+    A message may wait behind others in a busy notifications queue; the periodic check
+    claims the delivery again (and sends another message) only once this has passed.
+    """
+    return due + timedelta(seconds=attempt_seconds())
 
 
 @dataclass
@@ -38,7 +61,9 @@ class Outgoing:
     destinations: Sequence[str] = field(default_factory=tuple)
 
 
-def _deliveries(note: Notification, out: Outgoing, now) -> list[Delivery]:
+def _deliveries(note: Notification, out: Outgoing, now, token: uuid.UUID) -> list[Delivery]:
+    """The deliveries of one message; the pending ones claimed with ``token`` for the message that sends them."""
+    claim = {"claim_token": token, "lease_until": message_lease(now)}
     rows, seen = [], set()
     for person in out.people:
         address = (getattr(person, "email", "") or "").strip()
@@ -46,7 +71,7 @@ def _deliveries(note: Notification, out: Outgoing, now) -> list[Delivery]:
             continue
         seen.add(address.lower())
         rows.append(Delivery(notification=note, channel=Delivery.Channel.EMAIL,
-                             destination=person.get_username(), address=address, next_attempt_at=now))
+                             destination=person.get_username(), address=address, next_attempt_at=now, **claim))
     for destination in dict.fromkeys(out.destinations):
         urls = destination_urls(destination)
         if not urls:
@@ -57,9 +82,9 @@ def _deliveries(note: Notification, out: Outgoing, now) -> list[Delivery]:
         for position, url in enumerate(urls):
             shown = redact(url)
             row = Delivery(notification=note, channel=Delivery.Channel.APPRISE, destination=destination,
-                           position=position, address=shown or "", next_attempt_at=now)
+                           position=position, address=shown or "", next_attempt_at=now, **claim)
             if shown is None:
-                row.state, row.next_attempt_at = Delivery.State.FAILED, None
+                row.state, row.next_attempt_at, row.claim_token, row.lease_until = Delivery.State.FAILED, None, None, None
                 row.last_error = f"entry {position + 1} of {destination} is not a URL jitad can send to"
             rows.append(row)
     return rows
@@ -82,7 +107,8 @@ def notifications_create(*, items: Iterable[Outgoing]) -> list[Notification]:
         for o in items
     ]
     Notification.objects.bulk_create(notes)
-    rows = [d for note, o in zip(notes, items) for d in _deliveries(note, o, now)]
+    token = uuid.uuid4()
+    rows = [d for note, o in zip(notes, items) for d in _deliveries(note, o, now, token)]
     Delivery.objects.bulk_create(rows)
     for d in rows:
         if d.state == Delivery.State.FAILED:
@@ -92,9 +118,9 @@ def notifications_create(*, items: Iterable[Outgoing]) -> list[Notification]:
     if len(notes) > 1 and len(pending) > 1:
         # A batch (a revocation, the expiry warnings) publishes one message, not one per
         # delivery: the caller's task (often the grant engine's) moves on at once.
-        transaction.on_commit(lambda: deliveries_enqueue_batch(delivery_ids=pending))
+        deliveries_enqueue_on_commit(delivery_ids=pending, token=token, batch=True)
     elif pending:
-        transaction.on_commit(lambda: deliveries_enqueue(delivery_ids=pending))
+        deliveries_enqueue_on_commit(delivery_ids=pending, token=token)
     return notes
 
 
@@ -131,20 +157,36 @@ def alert_raise(*, event: str, subject: str, body: str, severity: str = Notifica
                                object_type=object_type, object_id=object_id, destinations=[SECURITY])
 
 
-def deliveries_enqueue(*, delivery_ids: list[int], due=None) -> None:
-    """One task per delivery. A broker that is down loses nothing: the periodic check re-sends.
+def deliveries_enqueue_on_commit(*, delivery_ids: list[int], token: uuid.UUID, batch: bool = False,
+                                 countdown: float | None = None) -> None:
+    """Once the caller commits, send the deliveries claimed with ``token``: one message each, or one for all.
 
-    ``due`` is the periodic check's mark (the ``next_attempt_at`` it set when re-queueing):
-    the task may claim a delivery that still carries it, although it is not due yet.
+    ``batch``: one message for many deliveries, which the notifications worker fans out
+    into one per delivery (a sweep revoking thousands of grants publishes one message and
+    moves on). A broker that refuses hands the claims back to the periodic check.
     """
-    extra = (due.isoformat(),) if due is not None else ()
-    for i, delivery_id in enumerate(delivery_ids):
-        if not enqueue("jitad.notifications.send", delivery_id, *extra):
-            log.warning("%d delivery(ies) left to the periodic check", len(delivery_ids) - i)
+    ids = list(delivery_ids)
+    if not ids:
+        return
+    if batch and len(ids) > 1:
+        queue.enqueue_on_commit(SEND_BATCH, ids, str(token), on_failure=lambda: _left_to_the_check(ids, token))
+    elif len(ids) == 1:
+        options = {} if countdown is None else {"countdown": countdown}
+        queue.enqueue_on_commit(SEND, ids[0], str(token), on_failure=lambda: _left_to_the_check(ids, token), **options)
+    else:
+        # One callback for the lot, so a broker that is down costs one refusal, not one per delivery.
+        transaction.on_commit(lambda: deliveries_enqueue(delivery_ids=ids, token=token))
+
+
+def deliveries_enqueue(*, delivery_ids: list[int], token) -> None:
+    """Now, one message per delivery, each carrying ``token``; the first refusal hands the rest back."""
+    ids = list(delivery_ids)
+    for i, delivery_id in enumerate(ids):
+        if not queue.enqueue(SEND, delivery_id, str(token)):
+            _left_to_the_check(ids[i:], token)
             return
 
 
-def deliveries_enqueue_batch(*, delivery_ids: list[int]) -> None:
-    """One task for many deliveries; the notifications worker fans it out into one task per delivery."""
-    if not enqueue("jitad.notifications.send_batch", list(delivery_ids)):
-        log.warning("%d delivery(ies) left to the periodic check", len(delivery_ids))
+def _left_to_the_check(ids: list[int], token) -> None:
+    released = claims.release(Delivery, ids, token)
+    log.warning("%d delivery(ies) left to the periodic check", released)
