@@ -4,6 +4,7 @@ Engine timings are shortened (not faked) so failure paths run in seconds. The sa
 values go to this process's settings and to the worker's environment.
 """
 import os
+import socket
 import ssl
 import uuid
 from pathlib import Path
@@ -294,3 +295,32 @@ def nodes(transactional_db, celery_worker, worker_env, alert_sink, smtp_sink):
             _settle()
         finally:
             started.kill_all()
+
+
+def _closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, read, closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def dead_redis(monkeypatch):
+    """The current Celery app, pointed at a Redis that is not there (a port nothing listens on).
+
+    Celery prefers the ``CELERY_BROKER_URL`` environment variable to the app's own ``broker``
+    (CI sets it to the real Redis), so it is cleared while the dead app is current."""
+    from celery import Celery, current_app
+
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    url = f"redis://127.0.0.1:{_closed_port()}/0"
+    app = Celery("dead-broker", broker=url, set_as_current=False)
+    assert app.conf.broker_url == url
+    app.conf.broker_connection_timeout = 1
+    app.conf.broker_connection_retry = False
+    app.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1}
+    previous = current_app._get_current_object()
+    app.set_current()
+    yield app
+    previous.set_current()
+    app.close()

@@ -1,40 +1,14 @@
-"""Sending work by task name with the broker down: the caller never fails, and the claim goes back to the sweep."""
-import socket
+"""Sending work by task name with the broker down: the caller never fails, and the claim goes back to the sweep.
+
+``dead_redis`` (tests/conftest.py) makes the current Celery app one whose Redis is not there.
+"""
 import uuid
 
 import pytest
-from celery import Celery
 from django.db import transaction
 
 from jitad.elevation.models import HeldRemoval
 from jitad.engine import claims, queue
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def dead_redis(monkeypatch):
-    """The current Celery app, pointed at a Redis that is not there (a port nothing listens on).
-
-    Celery prefers the ``CELERY_BROKER_URL`` environment variable to the app's own ``broker``
-    (CI sets it to the real Redis), so it is cleared while the dead app is current."""
-    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
-    url = f"redis://127.0.0.1:{_closed_port()}/0"
-    app = Celery("dead-broker", broker=url, set_as_current=False)
-    assert app.conf.broker_url == url
-    app.conf.broker_connection_timeout = 1
-    app.conf.broker_connection_retry = False
-    app.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1}
-    from celery import current_app
-    previous = current_app._get_current_object()
-    app.set_current()
-    yield app
-    previous.set_current()
-    app.close()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -9,7 +9,9 @@ class WebhookReceiver:
 
     ``posts`` keeps (path, body) pairs, so one receiver can stand for several destinations
     (``url_for("/chat")``). A path in ``refuse_paths`` always answers 500; one in
-    ``hang_paths`` answers nothing until the receiver stops (a destination that hangs).
+    ``hang_paths`` answers nothing until the receiver stops (a destination that hangs); one
+    in ``hold_paths`` waits until ``release()`` and then answers as usual (a send caught
+    half-way, for as long as a test needs).
     """
 
     def __init__(self):
@@ -21,6 +23,8 @@ class WebhookReceiver:
         self.fail_titles: dict[str, int] = {}
         self.refuse_paths: set[str] = set()
         self.hang_paths: set[str] = set()
+        self.hold_paths: set[str] = set()
+        self._released = threading.Event()
         self.hits: list[str] = []  # every path asked for, answered or not
         self._stopping = threading.Event()
         receiver = self
@@ -38,6 +42,8 @@ class WebhookReceiver:
                 if path in receiver.hang_paths:
                     receiver._stopping.wait(60)
                     return
+                if path in receiver.hold_paths:
+                    receiver._released.wait(30)
                 try:
                     message = json.loads(body)
                 except ValueError:
@@ -83,11 +89,16 @@ class WebhookReceiver:
         self.posts.clear()
         self.hits.clear()
 
+    def release(self) -> None:
+        """Let the requests held on ``hold_paths`` (and any later ones) through."""
+        self._released.set()
+
     def start(self) -> "WebhookReceiver":
         self.thread.start()
         return self
 
     def stop(self) -> None:
         self._stopping.set()
+        self._released.set()
         self.server.shutdown()
         self.server.server_close()
