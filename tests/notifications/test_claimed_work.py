@@ -216,3 +216,41 @@ def test_a_broker_down_at_enqueue_leaves_the_deliveries_to_the_sweep(settings, r
     published.run_all()
     assert set(rows.values_list("state", flat=True)) == {DeliveryState.SENT}
     assert sorted(m["title"] for m in receiver.messages) == ["alone", "batch 0", "batch 1", "batch 2"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_keeps_every_delivery_and_a_pending_one_is_still_sent(settings, receiver, published):
+    """GIVEN deliveries recorded before they were claimed work (sent, failed, and pending mid-way through its
+    attempts) WHEN migrated forward THEN each keeps its state, attempts, next attempt and last error, unclaimed
+    WHEN the periodic check runs THEN the pending one is claimed, queued and sent, keeping its count."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("notifications")
+    before = [("notifications", "0004_digest_entries")]
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    note = old.get_model("notifications", "Notification").objects.create(event="test.old", subject="old", body="b")
+    due = timezone.now() - timedelta(hours=1)
+    rows = {
+        "sent": dict(state="sent", attempts=1, sent_at=due),
+        "failed": dict(state="failed", attempts=3, last_error="attempt 3: refused"),
+        "pending": dict(state="pending", attempts=1, next_attempt_at=due, last_error="attempt 1: refused"),
+    }
+    OldDelivery = old.get_model("notifications", "Delivery")
+    ids = {name: OldDelivery.objects.create(notification_id=note.pk, channel="apprise", destination=SECURITY,
+                                            address=f"json://127.0.0.1:{receiver.port}/a...s", **fields).pk
+           for name, fields in rows.items()}
+
+    MigrationExecutor(connection).migrate(latest)
+
+    for name, fields in rows.items():
+        d = Delivery.objects.get(id=ids[name])
+        assert {k: getattr(d, k) for k in fields} == fields, name
+        assert (d.claim_token, d.lease_until, d.attempt_started_at) == (None, None, None)
+    settings.JITAD_ALERT_URLS = [receiver.url]
+    assert deliveries_resend() == 1
+    published.run_all()
+    d = Delivery.objects.get(id=ids["pending"])
+    assert (d.state, d.attempts, d.last_error) == (DeliveryState.SENT, 2, "")
+    assert [m["title"] for m in receiver.messages] == ["old"]
