@@ -33,7 +33,7 @@ def _state(d: Delivery) -> tuple[str, str]:
     if d.state == Delivery.State.SENT:
         return "delivered", f"{when(d.sent_at)}" if d.sent_at else ""
     if d.state == Delivery.State.PENDING:
-        return "pending", f"attempt {d.attempts}: {d.last_error}" if d.last_error else ""
+        return "pending", d.last_error  # already "attempt N: why" (services.delivery)
     if d.attempts == 0 and d.last_error == NOT_SET.format(destination=d.destination):
         return "not configured", f"{d.destination} holds no URL: nobody there was told"
     return "failed", d.last_error
