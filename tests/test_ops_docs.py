@@ -1,5 +1,5 @@
 """What an operator follows must agree with the code: queue names in the worker commands, and
-every variable jitad/settings.py reads in ops/jitad.env.example (and nothing it does not read).
+every variable jitad/settings/ reads in ops/jitad.env.example (and nothing it does not read).
 
 Pure text checks against the code's own values, so the docs cannot drift from it again.
 """
@@ -50,9 +50,12 @@ def test_the_docs_count_the_queues_right():
 
 def settings_variables() -> tuple[set[str], set[str], set[str]]:
     """(names read from the environment, prefixes of families like JITAD_NOTIFY_<NAME>, suffix words)
-    as written in jitad/settings.py: every string constant that is a variable name or a prefix."""
-    tree = ast.parse((REPO / "jitad" / "settings.py").read_text())
-    constants = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    as written in the modules of jitad/settings/: every string constant that is a variable name or a prefix."""
+    files = sorted((REPO / "jitad" / "settings").glob("*.py"))
+    assert len(files) > 1, "jitad/settings/ holds the settings' parts"
+    trees = [ast.parse(path.read_text(), filename=str(path)) for path in files]
+    constants = {n.value for tree in trees for n in ast.walk(tree)
+                 if isinstance(n, ast.Constant) and isinstance(n.value, str)}
     names = {c for c in constants if re.fullmatch(r"(JITAD|CELERY)_[A-Z0-9_]*[A-Z0-9]", c)}
     prefixes = {c for c in constants if re.fullmatch(r"JITAD_[A-Z0-9_]+_", c)}
     words = {c.strip("_") for c in constants if re.fullmatch(r"_?[A-Z][A-Z_]*", c)}
@@ -66,7 +69,7 @@ def example_variables() -> set[str]:
 def test_every_variable_the_settings_read_is_in_the_example():
     names, prefixes, _ = settings_variables()
     mentioned = example_variables()
-    assert names - mentioned == set(), "read by jitad/settings.py but missing from ops/jitad.env.example"
+    assert names - mentioned == set(), "read by jitad/settings/ but missing from ops/jitad.env.example"
     for prefix in prefixes:
         assert any(m.startswith(prefix) for m in mentioned), f"no {prefix}... variable shown in the example"
 
@@ -83,7 +86,7 @@ def test_the_example_names_no_variable_jitad_does_not_read():
         if prefix and any(rest == w or rest.endswith("_" + w) for w in words):
             continue  # JITAD_WINRM_PASSWORD_FILE, JITAD_WINRM_PROFILE_TIER0_USERNAME, ...
         unknown.add(var)
-    assert unknown == set(), "named in ops/jitad.env.example but never read by jitad/settings.py"
+    assert unknown == set(), "named in ops/jitad.env.example but never read by jitad/settings/"
 
 
 def test_the_required_section_lists_what_production_needs():

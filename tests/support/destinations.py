@@ -34,7 +34,7 @@ def destination_env(receiver: WebhookReceiver) -> dict[str, str]:
 
 
 def named(env: dict[str, str]) -> dict[str, list[str]]:
-    """JITAD_NOTIFY_DESTINATIONS as jitad/settings.py builds it from ``env``."""
+    """JITAD_NOTIFY_DESTINATIONS as jitad/settings/notifications.py builds it from ``env``."""
     return {
         key[len("JITAD_NOTIFY_"):].lower().replace("_", "-"): [u for u in value.split(",") if u]
         for key, value in env.items() if key.startswith("JITAD_NOTIFY_")

@@ -1,0 +1,145 @@
+"""Django itself: hosts, apps, middleware, templates, the database, time zone, static files, logging."""
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .env import BASE_DIR, PRODUCTION, VAR_DIR, env
+
+DEBUG = env.bool("JITAD_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("JITAD_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("JITAD_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "django_otp_webauthn",
+    "django_htmx",
+    "csp",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "jitad.vault",
+    "jitad.engine",
+    "jitad.accounts",
+    "jitad.audit",
+    "jitad.notifications",
+    "jitad.health",
+    "jitad.elevation",
+    "jitad.breakglass",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    # First after security, so every response (refusals by the middleware below included) carries the policy.
+    "csp.middleware.CSPMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "jitad.accounts.middleware.RejectNulMiddleware",
+    "jitad.accounts.body_limits.JsonBodyLimitMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "jitad.accounts.middleware.MFARequiredMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "jitad.urls"
+WSGI_APPLICATION = "jitad.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "jitad.accounts.context.mfa",
+                "csp.context_processors.nonce",
+            ],
+            # {% load humantime %}: one way to write durations and timestamps (jitad/humantime.py).
+            "libraries": {"humantime": "jitad.humantime"},
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+_default_db = f"sqlite:///{VAR_DIR / 'jitad.sqlite3'}"
+if PRODUCTION and "JITAD_DATABASE_URL" not in env:
+    raise ImproperlyConfigured("JITAD_DATABASE_URL must be set in production")
+DATABASES = {"default": env.db_url("JITAD_DATABASE_URL", default=_default_db)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and beat share one file: WAL lets readers run beside the writer,
+    # IMMEDIATE takes the write lock up front so two writers queue instead of deadlocking.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+    # A file, not memory, so a real Celery worker process can share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+# Persistent connections: a new PostgreSQL connection per request costs more than the page.
+_sqlite = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("JITAD_DB_CONN_MAX_AGE", default=0 if _sqlite else 60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("JITAD_TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+# Timestamps read "2026-12-05 14:30 UTC" everywhere, the admin included (jitad/formats/, jitad/humantime.py).
+FORMAT_MODULE_PATH = ["jitad.formats"]
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env.str("JITAD_STATIC_ROOT", default=str(VAR_DIR / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "jitad" / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Compressed, content-hashed files when collected (production); plain finders otherwise.
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if env.bool("JITAD_COLLECTED_STATIC", default=PRODUCTION)
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+# Without collectstatic (the demo, tests), whitenoise serves straight from the finders.
+WHITENOISE_USE_FINDERS = not env.bool("JITAD_COLLECTED_STATIC", default=PRODUCTION)
+
+# --- Logging --------------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("JITAD_LOG_LEVEL", default="INFO")},
+    "loggers": {
+        # ldap3 at DEBUG would print bind credentials; keep it quiet whatever the root says.
+        "ldap3": {"level": "WARNING"},
+        # apprise and urllib3 log destination URLs, tokens included; jitad logs each
+        # delivery's outcome itself, with the secrets masked (jitad.notifications).
+        "apprise": {"level": "WARNING", "handlers": [], "propagate": False},
+        "urllib3": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,29 @@
+"""Active Directory over LDAPS: the DCs, the bind, TLS trust, timeouts, the JIT OU, member TTLs."""
+from django.core.exceptions import ImproperlyConfigured
+
+from .env import PRODUCTION, env
+
+# URLs are tried in order (first that answers wins, the next on failure).
+JITAD_LDAP_URLS = env.list("JITAD_LDAP_URLS", default=[])
+JITAD_LDAP_CA_FILE = env.str("JITAD_LDAP_CA_FILE", default="")
+# Names the DC certificate may carry when it differs from the host in the URL.
+JITAD_LDAP_TLS_NAMES = env.list("JITAD_LDAP_TLS_NAMES", default=[])
+JITAD_LDAP_START_TLS = env.bool("JITAD_LDAP_START_TLS", default=False)
+JITAD_LDAP_BIND_DN = env.str("JITAD_LDAP_BIND_DN", default="")
+JITAD_LDAP_BIND_PASSWORD = env.str("JITAD_LDAP_BIND_PASSWORD", default="")
+JITAD_LDAP_BASE_DN = env.str("JITAD_LDAP_BASE_DN", default="")
+# The OU (or OUs, separated by ";") holding the JIT groups: jitad manages no group outside it.
+JITAD_LDAP_JIT_OU = env.str("JITAD_LDAP_JIT_OU", default="")
+JITAD_LDAP_CONNECT_TIMEOUT = env.float("JITAD_LDAP_CONNECT_TIMEOUT", default=3.0)
+JITAD_LDAP_RECEIVE_TIMEOUT = env.float("JITAD_LDAP_RECEIVE_TIMEOUT", default=10.0)
+# "auto" detects the Windows Server 2016 PAM optional feature; "off" never writes TTLs.
+JITAD_LDAP_MEMBER_TTL = env.str("JITAD_LDAP_MEMBER_TTL", default="auto")
+if PRODUCTION and not (JITAD_LDAP_URLS and JITAD_LDAP_BIND_DN and JITAD_LDAP_BIND_PASSWORD and JITAD_LDAP_CA_FILE):
+    raise ImproperlyConfigured(
+        "JITAD_LDAP_URLS, JITAD_LDAP_BIND_DN, JITAD_LDAP_BIND_PASSWORD and JITAD_LDAP_CA_FILE must be set in production"
+    )
+if PRODUCTION and not any(part.strip() for part in JITAD_LDAP_JIT_OU.split(";")):
+    # Without it jitad manages no group: every grant would fail, and a policy file could not be applied.
+    raise ImproperlyConfigured(
+        "JITAD_LDAP_JIT_OU must be set in production: the OU holding jitad's JIT groups, e.g. OU=JIT,DC=corp,DC=example"
+    )
