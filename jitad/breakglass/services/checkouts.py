@@ -7,6 +7,7 @@ by a row lock on the account and a partial unique constraint behind it.
 """
 import logging
 import re
+import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,8 +19,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from jitad import directory
 from jitad.audit.services import audit_record_many
-from jitad.engine import keeper
-from jitad.engine.retry import backoff_seconds
+from jitad.engine import claims, keeper
 from jitad.humantime import when
 from jitad.notifications.models import Notification
 from jitad.notifications.services import alert_raise, notification_create
@@ -337,9 +337,7 @@ def _open_taken(checkout: Checkout, mine) -> None:
         return
     except Exception as e:  # a bug must be recorded, retried and alerted too, never a silent crash loop
         log.exception("checkout %s: unexpected error while enabling the account", checkout.pk)
-        wrapped = directory.DirectoryError(f"unexpected {type(e).__name__}: {e}")
-        wrapped.__cause__ = e
-        _open_failed(checkout, mine, wrapped)
+        _open_failed(checkout, mine, directory.unexpected(e))
         return
     now = timezone.now()
     with transaction.atomic():
@@ -356,28 +354,29 @@ def _open_taken(checkout: Checkout, mine) -> None:
 
 
 def _open_failed(checkout: Checkout, token: uuid.UUID, error: directory.DirectoryError) -> None:
-    now = timezone.now()
-    message = f"{type(error).__name__}: {error}"[:2000]
-    with transaction.atomic():
-        row = Checkout.objects.select_for_update(of=("self",)).select_related("account", "holder").filter(
-            pk=checkout.pk, claim_token=token).first()
-        if row is None:
-            return
-        row.attempts += 1
-        row.last_error = message
-        row.next_attempt_at = now + timedelta(seconds=backoff_seconds(row.attempts))
-        row.claim_token = row.lease_until = None
-        row.save(update_fields=["attempts", "last_error", "next_attempt_at", "claim_token", "lease_until"])
-        audit_record_many([checkout_entry(row, actor="system:breakglass", action="breakglass.open_failed",
-                                          before=CheckoutState.OPENING, after=CheckoutState.OPENING, reason=message, attempts=row.attempts)])
-        if row.attempts == settings.JITAD_RETRY_MAX_ATTEMPTS:
-            alert_raise(
-                event="breakglass.open_failed", severity=Notification.Severity.CRITICAL,
-                subject=f"Break-glass account {row.account.name} cannot be enabled for checkout #{row.pk}",
-                body=f"{_who(row.holder)} holds an approved checkout but the account is still disabled: {message}\n"
-                     "jitad keeps retrying until the window ends.",
-                link=admin_link("checkout", row.pk), object_type="checkout", object_id=row.pk,
-            )
+    """Record a failed opening through the engine's one "attempt failed" routine.
+
+    An opening never gives up while its window lasts (the check-in ends it): every failure,
+    transient or not, waits the ordinary backoff step, and the security channel is alerted
+    once, when the attempts reach JITAD_RETRY_MAX_ATTEMPTS.
+    """
+    def report(failures: list[claims.Failed]) -> None:
+        for failure in failures:
+            row = failure.row
+            audit_record_many([checkout_entry(row, actor="system:breakglass", action="breakglass.open_failed",
+                                              before=CheckoutState.OPENING, after=CheckoutState.OPENING,
+                                              reason=row.last_error, attempts=row.attempts)])
+            if row.attempts == settings.JITAD_RETRY_MAX_ATTEMPTS:
+                alert_raise(
+                    event="breakglass.open_failed", severity=Notification.Severity.CRITICAL,
+                    subject=f"Break-glass account {row.account.name} cannot be enabled for checkout #{row.pk}",
+                    body=f"{_who(row.holder)} holds an approved checkout but the account is still disabled: "
+                         f"{row.last_error}\njitad keeps retrying until the window ends.",
+                    link=admin_link("checkout", row.pk), object_type="checkout", object_id=row.pk,
+                )
+
+    claims.attempt_failed(Checkout.objects.select_related("account", "holder"), [checkout.pk], token,
+                          error=f"{type(error).__name__}: {error}", max_attempts=sys.maxsize, report=report)
 
 
 # -- the password ----------------------------------------------------------------------------
