@@ -10,8 +10,10 @@ from jitad.engine import claims
 
 from ..models import Checkout, SealedAccount
 from .accounts import _enqueue_rotate, account_rotate_execute
-from .checkouts import _enqueue_open, checkout_open_execute, checkouts_checkin_due, checkouts_expire_pending
-from .common import release
+from .checkins import checkouts_checkin_due
+from .checkout_opening import checkout_open_execute
+from .checkout_requests import checkouts_expire_pending
+from .common import enqueue_open, release
 
 log = logging.getLogger(__name__)
 BATCH = 200
@@ -47,7 +49,7 @@ def breakglass_sweep(*, now=None) -> dict[str, int]:
     counts = {"expired": checkouts_expire_pending(now=now), "checked_in": checkouts_checkin_due(now=now)}
     token, ids = _claim(_openings_due(now))
     for pk in ids:
-        _enqueue_open(pk, token)
+        enqueue_open(pk, token)
     counts["opening"] = len(ids)
     token, ids = _claim(_rotations_due(now))
     for pk in ids:
