@@ -28,14 +28,10 @@ from jitad.notifications.services import alert_raise
 from ..errors import BreakglassRefused
 from ..models import ACCOUNT_NAME_PATTERN, Checkout, Seal, SealedAccount
 from ..vault import VaultError, password_generate, seal_id_generate, secret_open, secret_seal
-from .common import account_entry, admin_link, checkout_entry, end_unused, enqueue, lease, release, take
+from .common import account_entry, admin_link, checkout_entry, end_unused, enqueue_rotate, lease, release, take
 
 log = logging.getLogger(__name__)
 AccountState = SealedAccount.State
-
-
-def _enqueue_rotate(account_id: int, token: uuid.UUID) -> None:
-    enqueue("jitad.breakglass.account_rotate", SealedAccount, account_id, token)
 
 
 # -- enrolment and settings -----------------------------------------------------------------
@@ -61,7 +57,7 @@ def account_enrol(*, account: SealedAccount, actor: str) -> SealedAccount:
                                          approvals_required=account.approvals_required,
                                          responder_groups=account.responder_groups,
                                          approver_groups=account.approver_groups)])
-        transaction.on_commit(lambda: _enqueue_rotate(account.pk, token))
+        transaction.on_commit(lambda: enqueue_rotate(account.pk, token))
     return account
 
 
@@ -92,7 +88,7 @@ def rotation_start(*, account: SealedAccount, reason: str, actor: str, detail: s
                                 "lease_until", "updated_at"])
     audit_record_many([account_entry(account, actor=actor, action="breakglass.rotation_requested", before=before,
                                      after=account.state, reason=detail or reason)])
-    transaction.on_commit(lambda: _enqueue_rotate(account.pk, token))
+    transaction.on_commit(lambda: enqueue_rotate(account.pk, token))
     return token
 
 

@@ -52,12 +52,18 @@ def take(model, pk: int, token) -> tuple[object | None, uuid.UUID]:
 
 
 def release(model, pk: int, token) -> None:
+    """Hand the claim back to the sweep at once (the work is not this execution's to do, or was not started)."""
     claims.release(model, [pk], token)
 
 
 def enqueue(task_name: str, model, pk: int, token: uuid.UUID) -> None:
     """Send the wake-up call; with the broker down the claim is handed back and the sweeper sends it again."""
     queue.enqueue(task_name, pk, str(token), on_failure=lambda: release(model, pk, token))
+
+
+def enqueue_rotate(account_id: int, token: uuid.UUID) -> None:
+    """Wake a worker to set a sealed account's password (jitad.breakglass.services.accounts)."""
+    enqueue("jitad.breakglass.account_rotate", SealedAccount, account_id, token)
 
 
 def enqueue_open(checkout_id: int, token: uuid.UUID) -> None:

@@ -9,11 +9,11 @@ from django.utils import timezone
 from jitad.engine import claims
 
 from ..models import Checkout, SealedAccount
-from .accounts import _enqueue_rotate, account_rotate_execute
+from .accounts import account_rotate_execute
 from .checkins import checkouts_checkin_due
 from .checkout_opening import checkout_open_execute
 from .checkout_requests import checkouts_expire_pending
-from .common import enqueue_open, release
+from .common import enqueue_open, enqueue_rotate, release
 
 log = logging.getLogger(__name__)
 BATCH = 200
@@ -53,7 +53,7 @@ def breakglass_sweep(*, now=None) -> dict[str, int]:
     counts["opening"] = len(ids)
     token, ids = _claim(_rotations_due(now))
     for pk in ids:
-        _enqueue_rotate(pk, token)
+        enqueue_rotate(pk, token)
     counts["rotating"] = len(ids)
     return counts
 
