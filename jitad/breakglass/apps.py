@@ -15,7 +15,7 @@ class BreakglassConfig(AppConfig):
 
         from .models import SealedAccount
         from .services.access import privileged_roles_of, sealed_login_refused
-        from .services.checkouts import checkouts_end_for_blocked
+        from .services.checkins import checkouts_end_for_blocked
         from .services.sweep import breakglass_sweep_here
 
         # Responders' and approvers' security events are never held for a digest (jitad.accounts.roles).

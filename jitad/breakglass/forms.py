@@ -7,7 +7,7 @@ from django import forms
 from django.conf import settings
 
 from .models import Review, SealedAccount
-from .services.checkouts import INCIDENT_MAX, REASON_MAX
+from .services.checkout_requests import INCIDENT_MAX, REASON_MAX
 from .services.reviews import TEXT_MAX
 
 REFUSAL_FIELDS = {

@@ -16,18 +16,10 @@ from .accounts import (
     account_update,
     seals_check,
 )
-from .checkouts import (
-    EnvelopeSheet,
-    checkout_approve,
-    checkout_cancel,
-    checkout_checkin,
-    checkout_deny,
-    checkout_open_execute,
-    checkout_request,
-    checkout_reveal,
-    envelope_print,
-    envelope_request,
-)
+from .checkins import checkout_checkin
+from .checkout_opening import checkout_open_execute
+from .checkout_passwords import EnvelopeSheet, checkout_reveal, envelope_print
+from .checkout_requests import checkout_approve, checkout_cancel, checkout_deny, checkout_request, envelope_request
 from .envelopes import EnvelopeVerdict, envelope_verify
 from .reviews import review_close, review_file, runbook_tick
 from .sweep import breakglass_sweep

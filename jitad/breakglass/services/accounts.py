@@ -11,7 +11,6 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -22,22 +21,17 @@ from django.views.decorators.debug import sensitive_variables
 from jitad import directory
 from jitad.accounts.models import DirectoryAccount
 from jitad.audit.services import audit_record_many
-from jitad.engine import keeper
-from jitad.engine.retry import backoff_seconds
+from jitad.engine import claims, keeper
 from jitad.notifications.models import Notification
 from jitad.notifications.services import alert_raise
 
 from ..errors import BreakglassRefused
 from ..models import ACCOUNT_NAME_PATTERN, Checkout, Seal, SealedAccount
 from ..vault import VaultError, password_generate, seal_id_generate, secret_open, secret_seal
-from .common import account_entry, admin_link, checkout_entry, end_unused, enqueue, lease, release, take
+from .common import account_entry, admin_link, checkout_entry, end_unused, enqueue_rotate, lease, release, take
 
 log = logging.getLogger(__name__)
 AccountState = SealedAccount.State
-
-
-def _enqueue_rotate(account_id: int, token: uuid.UUID) -> None:
-    enqueue("jitad.breakglass.account_rotate", SealedAccount, account_id, token)
 
 
 # -- enrolment and settings -----------------------------------------------------------------
@@ -63,7 +57,7 @@ def account_enrol(*, account: SealedAccount, actor: str) -> SealedAccount:
                                          approvals_required=account.approvals_required,
                                          responder_groups=account.responder_groups,
                                          approver_groups=account.approver_groups)])
-        transaction.on_commit(lambda: _enqueue_rotate(account.pk, token))
+        transaction.on_commit(lambda: enqueue_rotate(account.pk, token))
     return account
 
 
@@ -94,7 +88,7 @@ def rotation_start(*, account: SealedAccount, reason: str, actor: str, detail: s
                                 "lease_until", "updated_at"])
     audit_record_many([account_entry(account, actor=actor, action="breakglass.rotation_requested", before=before,
                                      after=account.state, reason=detail or reason)])
-    transaction.on_commit(lambda: _enqueue_rotate(account.pk, token))
+    transaction.on_commit(lambda: enqueue_rotate(account.pk, token))
     return token
 
 
@@ -124,12 +118,6 @@ def account_rotate(*, account: SealedAccount, actor: str, reason: str) -> Sealed
 class _Rotated:
     secret: str
     facts: directory.AccountFacts
-
-
-def _unexpected(e: Exception) -> directory.DirectoryError:
-    wrapped = directory.DirectoryError(f"unexpected {type(e).__name__}: {e}")
-    wrapped.__cause__ = e
-    return wrapped
 
 
 def _refuse_unsealable(user: directory.DirectoryUser, d: directory.Directory, account: SealedAccount) -> None:
@@ -229,7 +217,7 @@ def _rotate_taken(account: SealedAccount, mine) -> None:
         return
     except Exception as e:  # a bug must be loud and retried too, never a silent crash loop
         log.exception("sealed account %s: unexpected error while rotating", account.pk)
-        _rotation_failed(account, mine, _unexpected(e))
+        _rotation_failed(account, mine, directory.unexpected(e))
         return
     _sealed(account, mine, rotated)
 
@@ -286,42 +274,46 @@ def _sealed(account: SealedAccount, token: uuid.UUID, rotated: _Rotated) -> None
 
 
 def _rotation_failed(account: SealedAccount, token: uuid.UUID, error: directory.DirectoryError) -> None:
-    now = timezone.now()
-    message = f"{type(error).__name__}: {error}"[:2000]
-    with transaction.atomic():
-        row = SealedAccount.objects.select_for_update().filter(pk=account.pk, claim_token=token).first()
-        if row is None:
-            return
-        before = row.state
-        row.attempts += 1
-        row.last_error = message
+    """Record a failed rotation through the engine's one "attempt failed" routine.
+
+    A rotation gives up on nothing: every failure is retried (the longest wait once the attempts
+    reach JITAD_RETRY_MAX_ATTEMPTS). A rotating account becomes *exposed* (alerted once, when it
+    becomes so); an enrolment that reaches the limit is alerted once.
+    """
+    message = f"{type(error).__name__}: {error}"[:claims.ERROR_MAX]
+
+    def mark(row: SealedAccount, exhausted: bool, now) -> list[str]:
         if row.state in (AccountState.ROTATING, AccountState.EXPOSED):
             row.state = AccountState.EXPOSED
             row.exposed_since = row.exposed_since or now
-        exhausted = row.attempts >= settings.JITAD_RETRY_MAX_ATTEMPTS
-        row.next_attempt_at = now + timedelta(seconds=backoff_seconds(row.attempts, failed=exhausted))
-        row.claim_token = row.lease_until = None
-        row.save()
-        audit_record_many([account_entry(row, actor="system:breakglass", action="breakglass.rotation_failed",
-                                         before=before, after=row.state, reason=message, attempts=row.attempts,
-                                         transient=error.transient)])
-        if row.state == AccountState.EXPOSED and before != AccountState.EXPOSED:
-            alert_raise(
-                event="breakglass.exposed", severity=Notification.Severity.CRITICAL,
-                subject=f"Break-glass account {row.name} is EXPOSED: its password could not be rotated",
-                body=(f"Rotating the password of {row.name} failed: {message}\nSomeone may still know a password "
-                      "that works. jitad keeps retrying with backoff; check the domain controllers and jitad's bind "
-                      "account, or disable the account in AD by hand."),
-                link=admin_link("sealedaccount", row.pk), object_type="sealed_account", object_id=row.pk,
-            )
-        elif row.state == AccountState.ENROLLING and row.attempts == settings.JITAD_RETRY_MAX_ATTEMPTS:
-            alert_raise(
-                event="breakglass.enrol_failed", severity=Notification.Severity.CRITICAL,
-                subject=f"Break-glass account {row.name} could not be sealed",
-                body=f"Setting the first password of {row.name} failed {row.attempts} times: {message}\n"
-                     "Whoever created the account may still know its password. jitad keeps retrying.",
-                link=admin_link("sealedaccount", row.pk), object_type="sealed_account", object_id=row.pk,
-            )
+        return ["state", "exposed_since"]
+
+    def report(failures: list[claims.Failed]) -> None:
+        for failure in failures:
+            row, before = failure.row, failure.before
+            audit_record_many([account_entry(row, actor="system:breakglass", action="breakglass.rotation_failed",
+                                             before=before, after=row.state, reason=row.last_error,
+                                             attempts=row.attempts, transient=error.transient)])
+            if row.state == AccountState.EXPOSED and before != AccountState.EXPOSED:
+                alert_raise(
+                    event="breakglass.exposed", severity=Notification.Severity.CRITICAL,
+                    subject=f"Break-glass account {row.name} is EXPOSED: its password could not be rotated",
+                    body=(f"Rotating the password of {row.name} failed: {row.last_error}\nSomeone may still know a "
+                          "password that works. jitad keeps retrying with backoff; check the domain controllers and "
+                          "jitad's bind account, or disable the account in AD by hand."),
+                    link=admin_link("sealedaccount", row.pk), object_type="sealed_account", object_id=row.pk,
+                )
+            elif row.state == AccountState.ENROLLING and row.attempts == settings.JITAD_RETRY_MAX_ATTEMPTS:
+                alert_raise(
+                    event="breakglass.enrol_failed", severity=Notification.Severity.CRITICAL,
+                    subject=f"Break-glass account {row.name} could not be sealed",
+                    body=f"Setting the first password of {row.name} failed {row.attempts} times: {row.last_error}\n"
+                         "Whoever created the account may still know its password. jitad keeps retrying.",
+                    link=admin_link("sealedaccount", row.pk), object_type="sealed_account", object_id=row.pk,
+                )
+
+    # transient=True: a refusal is retried like an outage (only the attempts count toward the longest wait).
+    claims.attempt_failed(SealedAccount, [account.pk], token, error=message, mark=mark, report=report)
     log.warning("sealed account %s: rotation failed (attempt %d): %s", account.name, account.attempts + 1, message)
 
 

@@ -1,4 +1,4 @@
-"""What the break-glass services share: leases, audit entries, links, the claim swap."""
+"""What the break-glass services share: leases, audit entries, links, the claim swap, telling a holder."""
 import logging
 import uuid
 
@@ -8,7 +8,9 @@ from django.utils import timezone
 
 from jitad.audit.services import AuditEntry, audit_record_many
 from jitad.engine import claims, keeper, queue
+from jitad.notifications.services import notification_create
 
+from ..errors import BreakglassRefused
 from ..models import Checkout, SealedAccount
 
 log = logging.getLogger(__name__)
@@ -50,12 +52,43 @@ def take(model, pk: int, token) -> tuple[object | None, uuid.UUID]:
 
 
 def release(model, pk: int, token) -> None:
+    """Hand the claim back to the sweep at once (the work is not this execution's to do, or was not started)."""
     claims.release(model, [pk], token)
 
 
 def enqueue(task_name: str, model, pk: int, token: uuid.UUID) -> None:
     """Send the wake-up call; with the broker down the claim is handed back and the sweeper sends it again."""
     queue.enqueue(task_name, pk, str(token), on_failure=lambda: release(model, pk, token))
+
+
+def enqueue_rotate(account_id: int, token: uuid.UUID) -> None:
+    """Wake a worker to set a sealed account's password (jitad.breakglass.services.accounts)."""
+    enqueue("jitad.breakglass.account_rotate", SealedAccount, account_id, token)
+
+
+def enqueue_open(checkout_id: int, token: uuid.UUID) -> None:
+    """Wake a worker to enable the account of an approved checkout (jitad.breakglass.services.checkout_opening)."""
+    enqueue("jitad.breakglass.checkout_open", Checkout, checkout_id, token)
+
+
+def who(user) -> str:
+    """A person as shown in messages: "Full Name (username)", or the username alone."""
+    full = user.get_full_name()
+    return f"{full} ({user.get_username()})" if full else user.get_username()
+
+
+def tell_holder(checkout: Checkout, subject: str, body: str, event: str) -> None:
+    """Tell the holder of ``checkout`` what happened to it, with a link to its portal page."""
+    notification_create(event=event, subject=subject, body=body, link=portal_link("breakglass:checkout", checkout.pk),
+                        object_type="checkout", object_id=checkout.pk, people=[checkout.holder])
+
+
+def locked_pending(checkout: Checkout) -> Checkout:
+    """The checkout, locked, while it waits for a decision; a refusal once it has moved on (caller's transaction)."""
+    row = Checkout.objects.select_for_update(of=("self",)).select_related("account", "holder").get(pk=checkout.pk)
+    if row.state != Checkout.State.PENDING:
+        raise BreakglassRefused("not_pending", f"Checkout #{row.pk} is {row.get_state_display()}, not waiting for a decision.")
+    return row
 
 
 def end_unused(row: Checkout, *, state: str, actor: str, reason: str) -> None:
@@ -68,5 +101,3 @@ def end_unused(row: Checkout, *, state: str, actor: str, reason: str) -> None:
         state=SealedAccount.State.SEALED, updated_at=timezone.now())
     audit_record_many([checkout_entry(row, actor=actor, action=f"breakglass.checkout_{state}", before=before,
                                       after=state, reason=reason)])
-
-

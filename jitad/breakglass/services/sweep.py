@@ -9,9 +9,11 @@ from django.utils import timezone
 from jitad.engine import claims
 
 from ..models import Checkout, SealedAccount
-from .accounts import _enqueue_rotate, account_rotate_execute
-from .checkouts import _enqueue_open, checkout_open_execute, checkouts_checkin_due, checkouts_expire_pending
-from .common import release
+from .accounts import account_rotate_execute
+from .checkins import checkouts_checkin_due
+from .checkout_opening import checkout_open_execute
+from .checkout_requests import checkouts_expire_pending
+from .common import enqueue_open, enqueue_rotate, release
 
 log = logging.getLogger(__name__)
 BATCH = 200
@@ -23,21 +25,35 @@ def _claim(qs) -> tuple[uuid.UUID, list[int]]:
     return token, [r.pk for r in rows]
 
 
+def _due(now) -> Q:
+    """Rows nobody holds (no lease, or a lapsed one) whose next attempt is due."""
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    ready = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    return free & ready
+
+
+def _openings_due(now):
+    """Approved checkouts whose account is still to be enabled, while their window lasts."""
+    return Checkout.objects.filter(_due(now), state=Checkout.State.OPENING, expires_at__gt=now)
+
+
+def _rotations_due(now):
+    """Accounts whose first password, or a new one, is still to be set."""
+    return SealedAccount.objects.filter(_due(now), state__in=[
+        SealedAccount.State.ENROLLING, SealedAccount.State.ROTATING, SealedAccount.State.EXPOSED])
+
+
 def breakglass_sweep(*, now=None) -> dict[str, int]:
     """Drive every checkout and account that needs work; the database says what, the broker only wakes workers."""
     now = now or timezone.now()
-    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    ready = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     counts = {"expired": checkouts_expire_pending(now=now), "checked_in": checkouts_checkin_due(now=now)}
-    token, ids = _claim(Checkout.objects.filter(free, ready, state=Checkout.State.OPENING, expires_at__gt=now))
+    token, ids = _claim(_openings_due(now))
     for pk in ids:
-        _enqueue_open(pk, token)
+        enqueue_open(pk, token)
     counts["opening"] = len(ids)
-    due = SealedAccount.objects.filter(
-        free, ready, state__in=[SealedAccount.State.ENROLLING, SealedAccount.State.ROTATING, SealedAccount.State.EXPOSED])
-    token, ids = _claim(due)
+    token, ids = _claim(_rotations_due(now))
     for pk in ids:
-        _enqueue_rotate(pk, token)
+        enqueue_rotate(pk, token)
     counts["rotating"] = len(ids)
     return counts
 
@@ -52,17 +68,12 @@ def breakglass_sweep_here(*, until: float, **kwargs) -> int:
     what cannot be started before ``until`` is handed back at once. Returns the rows taken up.
     """
     now = timezone.now()
-    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    ready = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     checkouts_expire_pending(now=now)
     checkouts_checkin_due(now=now)
     done = 0
     rounds = (
-        (SealedAccount, SealedAccount.objects.filter(free, ready, state__in=[
-            SealedAccount.State.ENROLLING, SealedAccount.State.ROTATING, SealedAccount.State.EXPOSED]),
-         lambda pk, token: account_rotate_execute(account_id=pk, token=token)),
-        (Checkout, Checkout.objects.filter(free, ready, state=Checkout.State.OPENING, expires_at__gt=now),
-         lambda pk, token: checkout_open_execute(checkout_id=pk, token=token)),
+        (SealedAccount, _rotations_due(now), lambda pk, token: account_rotate_execute(account_id=pk, token=token)),
+        (Checkout, _openings_due(now), lambda pk, token: checkout_open_execute(checkout_id=pk, token=token)),
     )
     for model, qs, execute in rounds:
         if time.monotonic() >= until:
