@@ -3,7 +3,6 @@
 Against the real parts: the Samba DC seals the account, the real worker delivers to the webhook receiver (the
 security channel) and the SMTP server (the approvers), and the page is read through the portal's own views.
 """
-import pytest
 from django.conf import settings
 from django.urls import reverse
 
