@@ -348,7 +348,7 @@ def test_an_approver_sees_requests_they_may_decide(world):
 
 
 def test_visibility_and_eligibility_agree_with_the_policy_services(world):
-    """The SQL matching in api_queries gives the same answers as policy_for / can_decide."""
+    """The SQL matching in selectors.requests gives the same answers as policy_for / can_decide."""
     t2, t3 = target("SRV02"), target("SRV03")
     policy(t2, name="low", priority=10, eligible_groups=["OPS"], approver_groups=["x", "LEADS"])
     policy(t2, name="high", priority=50, eligible_users=["Eve"], eligible_groups=[], approver_groups=[])
