@@ -43,7 +43,7 @@ def catalog_seed(n_people: int) -> Catalog:
     from django.contrib.auth.models import Group
 
     from jitad.elevation.models import Policy, Target
-    from jitad.elevation.services.eligibility import eligibility_search
+    from jitad.elevation.selectors.eligibility import eligibility_search
 
     sites, roles = ["PAR", "LON", "NYC", "FRA", "SIN"], ["SQL", "WEB", "APP", "FS", "PRT", "RDS"]
     depts = ["finance", "payroll", "logistics", "sales", "research", "hr", "plant", "it"]

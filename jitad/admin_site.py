@@ -14,8 +14,8 @@ from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
 
 def _approves_anything(user) -> bool:
     """An approver of access requests (policy or target) or of break-glass checkouts."""
-    from jitad.breakglass.services import is_breakglass_approver
-    from jitad.elevation.services import is_approver_anywhere
+    from jitad.breakglass.selectors import is_breakglass_approver
+    from jitad.elevation.selectors.approvers import is_approver_anywhere
 
     return is_approver_anywhere(user=user) or is_breakglass_approver(user=user)
 
@@ -51,6 +51,6 @@ class JitadAdminSite(OTPAdminSite):
 
         if user.is_staff or is_approver(request):
             return True
-        from jitad.breakglass.services import is_breakglass_approver
+        from jitad.breakglass.selectors import is_breakglass_approver
 
         return is_breakglass_approver(user=user)

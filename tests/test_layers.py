@@ -1,4 +1,4 @@
-"""Layers point down only, and no package's services and tasks import each other in a circle.
+"""Layers point down only, selectors only read, and no package's services and tasks import each other in a circle.
 
 The layers, bottom to top (docs in STYLE.md, "Layout shows the architecture"):
 
@@ -13,7 +13,8 @@ The layers, bottom to top (docs in STYLE.md, "Layout shows the architecture"):
    every app (``settings``, ``celery``, ``wsgi``)
 
 A lower app that must tell a higher one something sends a Django signal; it never imports
-it. The test reads the source with :mod:`ast` (nothing is imported), so an import hidden
+it. Inside an app, ``selectors`` (reads) sit below ``services`` (writes) and ``tasks``: a
+selector never imports either, of its own app or another, so a read can never start a write. The test reads the source with :mod:`ast` (nothing is imported), so an import hidden
 inside a function counts as much as one at the top of a module: both tie the lower app to
 the higher one.
 """
@@ -208,3 +209,22 @@ def test_no_import_cycle_between_services_and_tasks(app):
     graph = _graph()
     cycles = _cycles(graph, _services_and_tasks(graph, app))
     assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def _kind(module: str) -> str:
+    """``selectors``, ``services`` or ``tasks`` when ``module`` is (inside) such a module of an app, else ''."""
+    parts = module.split(".")[2:]
+    return next((p for p in parts if p in ("selectors", "services", "tasks")), "")
+
+
+def test_selectors_never_import_services_or_tasks():
+    """GIVEN every selectors module WHEN its imports are read THEN none is a services or tasks module, of any app.
+
+    Reads sit below writes: services and views call selectors, never the other way round.
+    """
+    graph = _graph()
+    selectors = [name for name in graph if _kind(name) == "selectors"]
+    assert selectors, "no selectors modules found: the rule would pass vacuously"
+    wrong = [f"{name}:{line} imports {target}"
+             for name in selectors for target, line in graph[name].items() if _kind(target) in ("services", "tasks")]
+    assert not wrong, "selectors that import services or tasks:\n" + "\n".join(sorted(wrong))

@@ -19,7 +19,8 @@ from jitad.humantime import when
 from . import services
 from .errors import BreakglassRefused
 from .models import Checkout, CheckoutApproval, Review, RunbookTick, Seal, SealedAccount
-from .services.access import can_decide_checkout, can_force_checkin, is_account_approver
+from .selectors import (accounts_approved_by, can_decide_checkout, can_force_checkin, is_account_approver,
+                        is_breakglass_approver)
 
 
 def _sees_all(request, model) -> bool:
@@ -44,11 +45,11 @@ class ApproverScopedAdmin(ReadOnlyAdmin):
         qs = super().get_queryset(request)
         if _sees_all(request, self.model):
             return qs
-        mine = services.accounts_approved_by(user=request.user).values("pk")
+        mine = accounts_approved_by(user=request.user).values("pk")
         return qs.filter(**{f"{self.account_path}__in": mine})
 
     def has_view_permission(self, request, obj=None):
-        return _sees_all(request, self.model) or services.is_breakglass_approver(user=request.user)
+        return _sees_all(request, self.model) or is_breakglass_approver(user=request.user)
 
     def has_module_permission(self, request):
         return self.has_view_permission(request)
@@ -164,7 +165,7 @@ class CheckoutApprovalInline(admin.TabularInline):
 
     def has_view_permission(self, request, obj=None):
         # Whoever sees the checkout (its approvers, scoped by the parent admin) sees its decisions and ticks.
-        return _sees_all(request, Checkout) or services.is_breakglass_approver(user=request.user)
+        return _sees_all(request, Checkout) or is_breakglass_approver(user=request.user)
 
     def has_add_permission(self, request, obj=None):
         return False

@@ -14,7 +14,7 @@ class BreakglassConfig(AppConfig):
         from jitad.vault import sealed_field_register
 
         from .models import SealedAccount
-        from .services.access import privileged_roles_of, sealed_login_refused
+        from .selectors import privileged_roles_of, sealed_login_refused
         from .services.checkins import checkouts_end_for_blocked
         from .services.sweep import breakglass_sweep_here
 

@@ -7,7 +7,6 @@ typed into that very request. Pages that show a password are never stored by a b
 a proxy, and are answers to POSTs: reloading or going back never shows it again.
 """
 from django.contrib import messages
-from django.db.models import Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -25,25 +24,12 @@ from .errors import BreakglassRefused
 from .forms import CheckoutForm, EnvelopeForm, ReviewForm
 from .models import Checkout, Review, SealedAccount
 from .runbooks import runbook_get, runbooks_for, runbooks_load
-from .services.access import account_approvers, can_force_checkin, is_account_approver
-
-
-def _sees_all(user) -> bool:
-    return user.is_superuser or (user.is_staff and user.has_perm("breakglass.view_checkout"))
-
-
-def _visible_accounts(user):
-    if _sees_all(user):
-        return SealedAccount.objects.all()
-    ids = set(services.accounts_responded_by(user=user).values_list("pk", flat=True))
-    ids |= set(services.accounts_approved_by(user=user).values_list("pk", flat=True))
-    return SealedAccount.objects.filter(pk__in=ids)
+from .selectors import account_approvers, can_force_checkin, checkout_visible, dashboard_for, is_responder
 
 
 def _visible_checkout(user, pk: int) -> Checkout:
-    checkout = Checkout.objects.select_related("account", "holder").filter(pk=pk).first()
-    if checkout is None or not (checkout.holder_id == user.pk or _sees_all(user)
-                                or is_account_approver(user=user, account=checkout.account)):
+    checkout = checkout_visible(user=user, pk=pk)
+    if checkout is None:
         raise Http404("No such checkout, or not yours to see.")
     return checkout
 
@@ -62,26 +48,10 @@ def _no_store(response: HttpResponse) -> HttpResponse:
 @require_GET
 def dashboard(request):
     """Every account this person may use or approve: sealed, checked out (by whom, until), exposed."""
-    user = request.user
-    accounts = list(_visible_accounts(user).order_by("name"))
-    live = {c.account_id: c for c in Checkout.objects.filter(account__in=accounts, state__in=Checkout.LIVE_STATES)
-            .select_related("holder")}
-    approves = set(services.accounts_approved_by(user=user).values_list("pk", flat=True))
-    responds = set(services.accounts_responded_by(user=user).values_list("pk", flat=True))
-    rows = [{"account": a, "checkout": live.get(a.pk), "responder": a.pk in responds, "approver": a.pk in approves}
-            for a in accounts]
-    review_scope = Q(checkout__holder=user)
-    if _sees_all(user):
-        review_scope = Q()
-    elif approves:
-        review_scope |= Q(checkout__account__in=approves)
-    reviews = (Review.objects.filter(review_scope).exclude(state=Review.State.CLOSED)
-               .select_related("checkout__account", "checkout__holder").order_by("created_at")[:100])
-    mine = Checkout.objects.filter(holder=user).select_related("account").order_by("-requested_at")[:20]
-    counts = {s: sum(1 for r in rows if r["account"].state == s) for s in SealedAccount.State.values}
+    d = dashboard_for(user=request.user)
     return render(request, "breakglass/dashboard.html",
-                  {"rows": rows, "reviews": reviews, "mine": mine, "counts": counts, "approver": bool(approves),
-                   "staff_view": _sees_all(user)})
+                  {"rows": d.rows, "reviews": d.reviews, "mine": d.mine, "counts": d.counts, "approver": d.approver,
+                   "staff_view": d.staff_view})
 
 
 # -- asking ------------------------------------------------------------------------------------
@@ -95,7 +65,7 @@ def _without_code(form):
 
 def _account_for(request, pk: int) -> SealedAccount:
     account = get_object_or_404(SealedAccount, pk=pk)
-    if not (services.is_responder(user=request.user, account=account) or request.user.is_superuser):
+    if not (is_responder(user=request.user, account=account) or request.user.is_superuser):
         raise Http404("No such account, or you are not a responder for it.")
     return account
 

@@ -13,7 +13,8 @@ class ElevationConfig(AppConfig):
         from jitad.directory.checks import jit_ou_check
         from jitad.engine.signals import broker_unreachable, directory_recovered, watch
 
-        from .services import approvers, grants, requests
+        from .selectors import approvers
+        from .services import grants, requests
         from .services import watch as checks
 
         watch.connect(checks.watch_grants, dispatch_uid="jitad.elevation.watch")

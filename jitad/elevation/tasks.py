@@ -10,6 +10,7 @@ from jitad.directory import DirectoryUnavailable
 from jitad.engine import queue
 
 from . import services
+from .selectors.targets import scannable_targets
 
 _SAFE = {"acks_late": True, "reject_on_worker_lost": True}
 
@@ -32,7 +33,7 @@ def grants_check_revoked(grant_ids: list[int], token: str) -> None:
 @shared_task(name="jitad.elevation.hosts_scan", expires=300)
 def hosts_scan() -> int:
     """Fan out: one scan task per server, so one slow server never delays the others."""
-    ids = list(services.scannable_targets().values_list("id", flat=True))
+    ids = list(scannable_targets().values_list("id", flat=True))
     for target_id in ids:
         queue.enqueue("jitad.elevation.host_scan", target_id)
     return len(ids)
@@ -40,7 +41,7 @@ def hosts_scan() -> int:
 
 @shared_task(name="jitad.elevation.host_scan", expires=3600, **_SAFE)
 def host_scan(target_id: int) -> None:
-    target = services.scannable_targets().filter(id=target_id).first()
+    target = scannable_targets().filter(id=target_id).first()
     if target is not None:
         services.host_scan(target=target)
 

@@ -1,7 +1,7 @@
 """The requester's pages: what I may request, the request form, My access (live), cancel, release, extend.
 
-Views only read through ``services.eligibility`` and act through the request and grant
-services. MFA (a verified device on every page, a fresh one for every POST) is enforced
+Views read through ``selectors`` (eligibility, a person's own access, grants) and act through
+the request and grant services. MFA (a verified device on every page, a fresh one for every POST) is enforced
 by jitad.accounts.middleware before any of these run; the templates add an ``otp`` field
 to each form when the session's verification is no longer fresh.
 """
@@ -21,8 +21,9 @@ from . import services
 from .errors import RequestRefused
 from .forms import ExtendForm, RequestForm
 from .models import Policy
-from .services.eligibility import access_overview, eligibility_search, eligible_target_get, own_grant_get, own_request_get
-from .services.extensions import extension_room
+from .selectors.access import access_overview, own_grant_get, own_request_get
+from .selectors.eligibility import eligibility_search, eligible_target_get, policy_for
+from .selectors.grants import extension_room
 
 PAGE_SIZE = 50
 QUERY_MAX = 100
@@ -170,7 +171,7 @@ def grant_extend(request, pk: int):
     grant = own_grant_get(user=request.user, grant_id=pk)
     if grant is None:
         raise Http404("No such grant of yours.")
-    policy = services.policy_for(user=request.user, target=grant.target)
+    policy = policy_for(user=request.user, target=grant.target)
     room = extension_room(grant=grant, policy=policy)
     posted = request.method == "POST"
     form, error, status = None, "", 400 if posted else 200

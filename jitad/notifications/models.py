@@ -4,6 +4,14 @@ from django.utils import timezone
 
 from jitad.engine.models import ClaimedWork
 
+# A destination is named by the environment variable that holds its URLs (``Delivery.destination``;
+# services.destinations reads them).
+SECURITY = "JITAD_ALERT_URLS"
+APPROVALS = "JITAD_APPROVAL_URLS"
+NAMED_PREFIX = "JITAD_NOTIFY_"
+# The error of a delivery to a destination that holds no URL (selectors read it back).
+NOT_SET = "{destination} is not set: no URL to send to"
+
 
 class Notification(models.Model):
     """One message (what happened, what to do, a link), sent to one or more destinations.

@@ -3,9 +3,7 @@ from dataclasses import dataclass
 
 from jitad.humantime import when
 
-from .models import Delivery
-from .services.compose import NOT_SET
-from .services.destinations import APPROVALS, NAMED_PREFIX, SECURITY
+from .models import APPROVALS, NAMED_PREFIX, NOT_SET, SECURITY, Delivery
 
 
 @dataclass(frozen=True)

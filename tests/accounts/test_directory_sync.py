@@ -15,7 +15,7 @@ from jitad.accounts.models import ApiToken
 from jitad.accounts.services import api_token_create
 from jitad.audit.models import AuditEvent
 from jitad.elevation.models import AccessRequest, Grant
-from jitad.elevation.services import is_approver_anywhere
+from jitad.elevation.selectors.approvers import is_approver_anywhere
 from jitad.notifications.models import Notification
 from tests.elevation.builders import policy, target
 

@@ -16,7 +16,7 @@ from jitad import directory
 from jitad.directory.managed import TIER0_HINT as HINT
 from jitad.audit.models import AuditEvent
 from jitad.elevation.models import Target
-from jitad.elevation.services import targets as target_services
+from jitad.elevation.selectors import targets as target_selectors
 from tests.support.sweeper import sweep_elsewhere
 
 from .builders import user
@@ -156,7 +156,7 @@ def test_the_dc_is_asked_before_the_save_s_transaction_opens(no_background_worke
         seen["sweep"] = sweep_elsewhere(tmp_path / "sweeper")
         return real(dns)
 
-    monkeypatch.setattr(target_services.directory, "group_problems", asking)
+    monkeypatch.setattr(target_selectors.directory, "group_problems", asking)
 
     response = admin_client.post(ADD, form_data(groups[0]))
 

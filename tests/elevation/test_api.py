@@ -19,8 +19,9 @@ from jitad.accounts.models import ApiToken
 from jitad.accounts.services import api_token_create, api_token_revoke
 from jitad.elevation import services
 from jitad.elevation.models import AccessRequest, Approval, Grant, Policy, Target
-from jitad.elevation.services.api_queries import requests_visible_to
-from jitad.elevation.services.eligibility import eligibility_search
+from jitad.elevation.selectors.approvers import can_decide
+from jitad.elevation.selectors.eligibility import eligibility_search, eligible_targets
+from jitad.elevation.selectors.requests import requests_visible_to
 from tests.support.mfa import backup_codes, totp_code, totp_device
 from .builders import policy, target, user
 
@@ -347,7 +348,7 @@ def test_an_approver_sees_requests_they_may_decide(world):
 
 
 def test_visibility_and_eligibility_agree_with_the_policy_services(world):
-    """The SQL matching in api_queries gives the same answers as policy_for / can_decide."""
+    """The SQL matching in selectors.requests gives the same answers as policy_for / can_decide."""
     t2, t3 = target("SRV02"), target("SRV03")
     policy(t2, name="low", priority=10, eligible_groups=["OPS"], approver_groups=["x", "LEADS"])
     policy(t2, name="high", priority=50, eligible_users=["Eve"], eligible_groups=[], approver_groups=[])
@@ -356,12 +357,12 @@ def test_visibility_and_eligibility_agree_with_the_policy_services(world):
         u = world[name].user
         page = eligibility_search(user=u, limit=100)
         assert [(t.name, p.name) for t, p in page.items] == sorted(
-            (t.name, p.name) for t, p in services.eligible_targets(user=u)
+            (t.name, p.name) for t, p in eligible_targets(user=u)
         ), name
     reqs = [pending_request(world["alice"]), services.request_create(requester=world["alice"].user, target=t2)]
     for name in ("alice", "bob", "carol", "dave", "eve"):
         u = world[name].user
-        expected = {r.pk for r in reqs if r.requester_id == u.pk or services.can_decide(user=u, request=r)}
+        expected = {r.pk for r in reqs if r.requester_id == u.pk or can_decide(user=u, request=r)}
         assert set(requests_visible_to(user=u).values_list("id", flat=True)) == expected, name
 
 

@@ -14,6 +14,7 @@ from jitad.audit.services import audit_verify
 from jitad.elevation import services
 from jitad.elevation.errors import RequestRefused
 from jitad.elevation.models import AccessRequest, Approval, Grant, Policy, Target
+from jitad.elevation.selectors import approvers
 from .builders import policy, target, user
 
 pytestmark = pytest.mark.usefixtures("db")
@@ -305,7 +306,7 @@ def test_distinct_groups_let_a_member_of_both_count_for_the_open_one(srv, alice)
     ([["A", "B"], ["B", "C"], ["A"]], True, 3),
 ])
 def test_approvals_counted_is_a_maximum_matching(sets, distinct, expected):
-    from jitad.elevation.services.approvers import approvals_counted
+    from jitad.elevation.selectors.approvers import approvals_counted
 
     assert approvals_counted(sets, distinct_groups=distinct) == expected
 
@@ -318,14 +319,14 @@ def test_target_approver_groups_add_to_the_policy_s(alice):
     owner = user("owner", "App-Owners")
     on_sql = services.request_create(requester=alice, target=sql)
     on_other = services.request_create(requester=alice, target=other)
-    assert services.can_decide(user=owner, request=on_sql)
-    assert not services.can_decide(user=owner, request=on_other)
+    assert approvers.can_decide(user=owner, request=on_sql)
+    assert not approvers.can_decide(user=owner, request=on_other)
     refused("not_approver", services.request_approve, request=on_other, approver=owner)
     services.request_approve(request=on_sql, approver=owner)
     on_sql.refresh_from_db()
     assert on_sql.state == RequestState.APPROVED
-    assert set(services.requests_decidable_by(user=owner)) == set()
-    assert set(services.requests_decidable_by(user=user("lead2", "Leads"))) == {on_other}
+    assert set(approvers.requests_decidable_by(user=owner)) == set()
+    assert set(approvers.requests_decidable_by(user=user("lead2", "Leads"))) == {on_other}
 
 
 def test_approving_under_a_disabled_policy_is_refused_but_deny_works(srv, alice, bob):
@@ -345,7 +346,7 @@ def test_a_blocked_requester_s_request_cannot_be_approved(srv, alice, bob):
     alice.save()
     refused("requester_blocked", services.request_approve, request=req, approver=bob)
     assert not Grant.objects.exists()
-    assert services.requests_decidable_by(user=bob).count() == 0
+    assert approvers.requests_decidable_by(user=bob).count() == 0
 
 
 def test_inactive_approver_refused(srv, alice, bob):

@@ -1,13 +1,7 @@
-"""Break-glass business logic; views, admin, commands and tasks call only these."""
-from .access import (
-    accounts_approved_by,
-    accounts_responded_by,
-    can_decide_checkout,
-    can_force_checkin,
-    is_account_approver,
-    is_breakglass_approver,
-    is_responder,
-)
+"""Break-glass business logic that changes state; views, admin, commands and tasks change state only through these.
+
+Reads (who may do what, what each person may see) are in ``jitad.breakglass.selectors``.
+"""
 from .accounts import (
     account_enrol,
     account_rotate,
@@ -32,11 +26,7 @@ __all__ = [
     "account_rotate_execute",
     "account_rotate_here",
     "account_update",
-    "accounts_approved_by",
-    "accounts_responded_by",
     "breakglass_sweep",
-    "can_decide_checkout",
-    "can_force_checkin",
     "checkout_approve",
     "checkout_cancel",
     "checkout_checkin",
@@ -47,9 +37,6 @@ __all__ = [
     "envelope_print",
     "envelope_request",
     "envelope_verify",
-    "is_account_approver",
-    "is_breakglass_approver",
-    "is_responder",
     "review_close",
     "review_file",
     "runbook_tick",

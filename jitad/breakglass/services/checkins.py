@@ -12,7 +12,7 @@ from jitad.audit.services import audit_record_many
 
 from ..errors import BreakglassRefused
 from ..models import Checkout, Review, Seal, SealedAccount
-from .access import can_force_checkin
+from ..selectors import can_force_checkin
 from .accounts import rotation_start
 from .common import checkout_entry, end_unused, locked_pending, tell_holder
 

@@ -21,7 +21,7 @@ from jitad.notifications.services import alert_raise, notification_create
 from ..errors import BreakglassRefused
 from ..models import Checkout, CheckoutApproval, SealedAccount
 from ..runbooks import runbook_get
-from .access import account_approvers, can_decide_checkout, is_responder
+from ..selectors import account_approvers, can_decide_checkout, is_responder
 from .common import (admin_link, checkout_entry, end_unused, enqueue_open, lease, locked_pending, tell_holder,
                      who)
 

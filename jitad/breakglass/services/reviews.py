@@ -8,7 +8,7 @@ from jitad.notifications.services import notification_create
 from ..errors import BreakglassRefused
 from ..models import Checkout, Review, RunbookTick
 from ..runbooks import runbook_get
-from .access import account_approvers, is_account_approver
+from ..selectors import account_approvers, is_account_approver
 from .common import admin_link, checkout_entry
 
 CheckoutState = Checkout.State

@@ -10,7 +10,7 @@ from django.utils.html import format_html
 from jitad.admin_helpers import ReadOnlyAdmin, span  # noqa: F401  (span: the elevation admin's import)
 
 from ..models import Target
-from ..services import is_approver_anywhere
+from ..selectors.approvers import is_approver_anywhere
 from .filters import ID
 
 BULK_MAX = 100  # a bulk decision or revocation beyond this is a mistake, not a workflow

@@ -10,7 +10,7 @@ from django.contrib import admin
 from jitad.audit.services import audit_record
 
 from ..models import Policy, Target
-from ..services.targets import GroupCheck, target_group_check
+from ..selectors.targets import GroupCheck, target_group_check
 
 
 class AuditedCatalogAdmin(admin.ModelAdmin):

@@ -10,7 +10,7 @@ from django.contrib import admin
 from django.utils import timezone
 
 from ..models import AccessRequest, Grant
-from ..services import requests_decidable_by
+from ..selectors.approvers import requests_decidable_by
 
 ID = re.compile(r"[0-9]{1,18}")  # an id that fits a 64-bit column; anything else filters nothing
 

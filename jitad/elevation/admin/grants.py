@@ -14,8 +14,8 @@ from django.utils.text import Truncator
 
 from ..errors import RequestRefused
 from ..models import AccessRequest, Grant
+from ..selectors.approvers import approver_scope, can_revoke
 from ..services import grant_revoke
-from ..services.approvers import approver_scope, can_revoke
 from .base import BULK_MAX, ScopedReadOnlyAdmin, span
 from .filters import GrantViewFilter
 from .forms import RevokeForm

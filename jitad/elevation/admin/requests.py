@@ -22,9 +22,9 @@ from jitad.humantime import when
 
 from ..errors import RequestRefused
 from ..models import AccessRequest, Approval
-from ..services import can_decide, request_approve, request_deny
-from ..services.approvers import approver_groups_for, approver_scope
-from ..services.decision_context import DecisionContext, decision_context_for
+from ..selectors.approvers import approver_groups_for, approver_scope, can_decide
+from ..selectors.decision_context import DecisionContext, decision_context_for
+from ..services import request_approve, request_deny
 from .base import BULK_MAX, ScopedReadOnlyAdmin, span
 from .filters import QueueFilter, RequesterFilter, TargetFilter, WaitingFilter
 from .forms import DecisionForm

@@ -11,7 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..models import AccessRequest, Grant, Policy, Target
-from ..services.api_queries import request_grant
+from ..selectors.requests import request_grant
 
 TEXT_MAX = 10_000  # far above any policy's limit, so the service's own message is what people see
 TARGET_REF_MAX = 255

@@ -23,7 +23,7 @@ checks it before a view runs). Errors are ``{"code", "detail"}``, always 4xx:
   the caller's group already approved), ``policy_disabled``, ``requester_blocked``
 
 A caller sees their own requests and every request whose policy or target names one of
-their groups as approvers (``services.api_queries.requests_visible_to``).
+their groups as approvers (``selectors.requests.requests_visible_to``).
 """
 from django.http import JsonResponse
 from drf_spectacular.types import OpenApiTypes
@@ -36,8 +36,9 @@ from rest_framework.response import Response
 from ..errors import RequestRefused
 from ..models import AccessRequest
 from ..services import grant_release, request_approve, request_cancel, request_create, request_deny, request_extend
-from ..services.api_queries import request_grant, request_visible, requests_visible_to, target_find
-from ..services.eligibility import eligibility_search
+from ..selectors.eligibility import eligibility_search
+from ..selectors.requests import request_grant, request_visible, requests_visible_to
+from ..selectors.targets import target_find
 from . import schema  # noqa: F401 - registers the authentication schemes
 from .serializers import (
     EligibilitySerializer,

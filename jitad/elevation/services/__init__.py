@@ -1,4 +1,7 @@
-"""Elevation business logic; views, admin, commands and tasks call only these."""
+"""Elevation business logic that changes state; views, admin, API, commands and tasks change state only through these.
+
+Reads (eligibility, approver rights, what a person may see) are in ``jitad.elevation.selectors``.
+"""
 from .grants import (
     grant_apply_execute,
     grant_refresh_ttl_execute,
@@ -9,10 +12,8 @@ from .grants import (
 )
 from .held_removals import held_removals_confirm, held_removals_discard, held_removals_execute, held_removals_sweep
 from .host_revocation import grants_check_revoked_execute
-from .standing import host_scan, scannable_targets
-from .approvers import approval_progress, can_decide, is_approver_anywhere, requests_decidable_by
+from .standing import host_scan
 from .notices import grants_warn_expiring
-from .policies import eligible_targets, policy_for
 from .reconciler import reconcile, reconcile_once
 from .requests import (
     request_approve,
@@ -24,13 +25,9 @@ from .requests import (
 )
 
 __all__ = [
-    "approval_progress",
-    "can_decide",
-    "eligible_targets",
     "grant_apply_execute",
     "grants_check_revoked_execute",
     "host_scan",
-    "scannable_targets",
     "grant_refresh_ttl_execute",
     "grant_release",
     "grant_revoke",
@@ -40,11 +37,8 @@ __all__ = [
     "held_removals_execute",
     "held_removals_sweep",
     "grants_revoke_execute",
-    "is_approver_anywhere",
-    "policy_for",
     "reconcile",
     "reconcile_once",
-    "requests_decidable_by",
     "request_approve",
     "request_cancel",
     "request_create",

@@ -31,8 +31,8 @@ from jitad.notifications.models import Notification
 from jitad.notifications.services import condition_raise, condition_resolve, conditions_open
 
 from ..models import HeldRemoval
-from . import backing
-from .targets import group_nested_into_protected
+from ..selectors import backing
+from ..selectors.targets import group_nested_into_protected
 
 log = logging.getLogger(__name__)
 HeldState = HeldRemoval.State

@@ -7,14 +7,10 @@ never carry a secret; a justification is quoted, truncated.
 """
 import logging
 from datetime import timedelta
-from functools import reduce
-from operator import or_
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
@@ -29,7 +25,7 @@ from jitad.notifications.services import (
 )
 
 from ..models import AccessRequest, Approval, Grant
-from .approvers import approver_groups_for
+from ..selectors.approvers import approvers_to_notify
 
 log = logging.getLogger(__name__)
 QUOTE_MAX = 300
@@ -61,21 +57,6 @@ def _admin_request(req: AccessRequest) -> str:
 
 
 # -- requests ------------------------------------------------------------------------------
-def approvers_to_notify(*, request: AccessRequest) -> list:
-    """Active users who may decide ``request`` and have an e-mail address; never the requester.
-
-    Django groups mirror the AD groups at login; names compare case-insensitively.
-    """
-    names = approver_groups_for(policy=request.policy, target=request.target)
-    if not names:
-        return []
-    groups = Group.objects.filter(reduce(or_, (Q(name__iexact=n) for n in names)))
-    return list(
-        get_user_model().objects.filter(is_active=True, groups__in=groups)
-        .exclude(pk=request.requester_id).exclude(email="").distinct().order_by("pk")
-    )
-
-
 def notice_request_pending(*, request: AccessRequest) -> Notification | None:
     """A request waits for a decision: tell its approvers, and the policy's destinations."""
     req, policy, target = request, request.policy, request.target

@@ -18,9 +18,10 @@ from jitad.notifications.models import Notification
 from jitad.notifications.services import alert_raise, condition_raise, condition_resolve
 
 from ..models import GroupReading
-from . import backing, held_removals
+from ..selectors import backing
+from ..selectors.targets import group_nested_into_protected
+from . import held_removals
 from .unmanaged import group_not_managed_raise, not_managed_conditions_resolve
-from .targets import group_nested_into_protected
 
 log = logging.getLogger(__name__)
 

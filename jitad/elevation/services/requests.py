@@ -10,11 +10,11 @@ from jitad.humantime import DurationError, DurationTooLong, minutes_text, parse_
 
 from ..errors import RequestRefused
 from ..models import AccessRequest, Approval, Grant, Policy, Target
-from .approvers import approvals_counted, approver_groups_for, approver_groups_of
-from .extensions import ExtensionRoom, extension_room
+from ..selectors.approvers import approvals_counted, approver_groups_for, approver_groups_of
+from ..selectors.eligibility import policy_for
+from ..selectors.grants import ExtensionRoom, extension_room
 from .grants import grant_apply_extension, grant_create_from, grants_revoke_for_user
 from .notices import notice_request_decided, notice_request_pending
-from .policies import policy_for
 
 TICKET_MAX = 64
 JUSTIFICATION_MAX = 2000

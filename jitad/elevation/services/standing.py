@@ -24,10 +24,6 @@ from . import host_checks
 log = logging.getLogger(__name__)
 
 
-def scannable_targets():
-    return Target.objects.filter(enabled=True).exclude(winrm_url="")
-
-
 def host_scan(*, target: Target) -> HostScan:
     """Scan one server; record the scan and its findings (an unreachable server is a failed scan, alerted once)."""
     scan = HostScan.objects.create(target=target)

@@ -1,46 +1,4 @@
-"""Targets: whether a group may be a target's JIT group, asked of the DC before anything is saved."""
-from dataclasses import dataclass
+"""Moved to ``jitad.elevation.selectors.targets``; this name stays for ``grants`` until its import moves."""
+from ..selectors.targets import group_nested_into_protected  # noqa: F401  re-exported for grants.py until its imports move
 
-from jitad import directory
-
-from ..models import Target
-
-
-@dataclass(frozen=True)
-class GroupCheck:
-    """The DC's verdict on ``dn``: ``problem`` ('' when jitad may manage it), or why it could not be asked."""
-
-    dn: str
-    nested_into_protected: bool = False
-    problem: str = ""
-    unavailable: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not self.problem and not self.unavailable
-
-
-def target_group_check(*, group_dn: str, nested_into_protected: bool = False) -> GroupCheck:
-    """Whether ``group_dn`` may be a target's group: under the JIT OU, a group in AD, not protected.
-
-    ``nested_into_protected`` is the target's tier-0 opt-in: its group may be nested into a
-    protected group (and so adminCount=1), never be a well-known privileged group itself.
-
-    Talks to the DC: call it with no transaction open. A DC that cannot be asked is an
-    answer too (``unavailable``), never an exception.
-    """
-    key = (group_dn, bool(nested_into_protected))
-    try:
-        problems = directory.group_problems([key])
-    except directory.DirectoryError as e:
-        return GroupCheck(dn=group_dn, nested_into_protected=key[1], unavailable=str(e))
-    return GroupCheck(dn=group_dn, nested_into_protected=key[1], problem=problems[key])
-
-
-def group_nested_into_protected(group_dn: str) -> bool:
-    """True when a target naming ``group_dn`` is marked as a tier-0 JIT group (nested on purpose).
-
-    For the seam's ``add_member`` where only the group is known (a member put back after a
-    removal raced a new grant); a grant's own add passes its target's flag.
-    """
-    return Target.objects.filter(group_dn=group_dn, nested_into_protected=True).exists()
+__all__ = ["group_nested_into_protected"]

@@ -16,13 +16,11 @@ from django.utils import timezone
 
 from jitad.engine import claims, queue
 
-from ..models import Delivery, DigestEntry, Notification
+from ..models import NOT_SET, Delivery, DigestEntry, Notification
 from .destinations import SECURITY, destination_urls, redact
 
 log = logging.getLogger(__name__)
 SUBJECT_MAX = 200
-# The error of a delivery to a destination that holds no URL (jitad.notifications.selectors reads it back).
-NOT_SET = "{destination} is not set: no URL to send to"
 SEND = "jitad.notifications.send"
 SEND_BATCH = "jitad.notifications.send_batch"
 

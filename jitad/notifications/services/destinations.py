@@ -14,9 +14,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
-SECURITY = "JITAD_ALERT_URLS"
-APPROVALS = "JITAD_APPROVAL_URLS"
-NAMED_PREFIX = "JITAD_NOTIFY_"
+from ..models import APPROVALS, NAMED_PREFIX, SECURITY  # the destinations' names, defined beside Delivery
+
 # email://person@example.org sends through Django's mail settings (JITAD_EMAIL_URL), so
 # one SMTP configuration serves people and channels alike.
 EMAIL_SCHEME = "email://"

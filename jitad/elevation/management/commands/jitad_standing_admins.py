@@ -5,7 +5,8 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from jitad.elevation.models import StandingAdmin
-from jitad.elevation.services import host_scan, scannable_targets
+from jitad.elevation.selectors.targets import scannable_targets
+from jitad.elevation.services import host_scan
 
 
 class Command(BaseCommand):

@@ -1,10 +1,7 @@
-"""Read-side of the self-service pages: what a person may request, and their own requests and grants.
+"""A person's own requests and grants: the "My access" page and the rows its buttons act on.
 
-Every query here costs a fixed number of database round trips, however many targets,
-requests or grants exist: the portal's pages must stay fast in a forest with thousands of
-servers. The rules agree with ``policies.policy_for`` (the authority when a request is
-made): an enabled policy covers a person by user name or by one of their Django group
-names (case-insensitive), and the lowest (priority, name) wins.
+Every query here costs a fixed number of database round trips, however many requests or
+grants exist: the portal's pages must stay fast in a forest with thousands of servers.
 """
 import hashlib
 from dataclasses import dataclass, field
@@ -13,14 +10,12 @@ from datetime import datetime
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from jitad.accounts.groups import group_names
 from jitad.humantime import minutes_text
 
-from ..models import AccessRequest, Grant, Policy, Target
-from .extensions import extension_room
-from .policies import policy_for
+from ..models import AccessRequest, Grant
+from .eligibility import policies_for_targets
+from .grants import extension_room
 
-MAX_TERMS = 5
 HISTORY_SIZE = 20
 
 RequestState = AccessRequest.State
@@ -34,81 +29,6 @@ CURRENT_GRANT_STATES = (GrantState.APPROVED, GrantState.GRANTING, GrantState.ACT
 EXTENDABLE_GRANT_STATES = (GrantState.APPROVED, GrantState.GRANTING, GrantState.ACTIVE, GrantState.UNVERIFIED)
 
 
-# -- eligibility -----------------------------------------------------------------------
-@dataclass(frozen=True)
-class EligibilityPage:
-    """One page of (target, policy) pairs, and how many pairs match in all."""
-
-    items: list[tuple[Target, Policy]]
-    total: int
-
-
-def _covering_policies(user) -> list[Policy]:
-    """Enabled policies naming ``user`` or one of their groups, best (lowest priority, name) first."""
-    groups = group_names(user)
-    username = user.get_username().lower()
-    return [
-        p
-        for p in Policy.objects.filter(enabled=True).order_by("priority", "name")
-        if username in {u.lower() for u in p.eligible_users} or groups & {g.lower() for g in p.eligible_groups}
-    ]
-
-
-def _search_filter(q: str) -> Q:
-    """Every word of ``q`` must appear in the target's name, host name or description."""
-    condition = Q()
-    for term in (q or "").split()[:MAX_TERMS]:
-        condition &= Q(name__icontains=term) | Q(hostname__icontains=term) | Q(description__icontains=term)
-    return condition
-
-
-def eligibility_search(*, user, q: str = "", limit: int, offset: int = 0) -> EligibilityPage:
-    """The enabled targets ``user`` may request, matching ``q``, by name; five queries at most."""
-    policies = _covering_policies(user)
-    if not policies:
-        return EligibilityPage(items=[], total=0)
-    links = Policy.targets.through.objects.filter(policy_id__in=[p.id for p in policies])
-    targets = Target.objects.filter(_search_filter(q), enabled=True, id__in=links.values("target_id"))
-    total = targets.count()
-    page = list(targets.order_by("name", "id")[offset : offset + limit]) if total > offset else []
-    if not page:
-        return EligibilityPage(items=[], total=total)
-    rank = {p.id: i for i, p in enumerate(policies)}
-    best: dict[int, int] = {}
-    for target_id, policy_id in links.filter(target_id__in=[t.id for t in page]).values_list("target_id", "policy_id"):
-        if target_id not in best or rank[policy_id] < rank[best[target_id]]:
-            best[target_id] = policy_id
-    return EligibilityPage(items=[(t, policies[rank[best[t.id]]]) for t in page], total=total)
-
-
-def _policies_for_targets(user, target_ids: set[int]) -> dict[int, Policy]:
-    """The policy that lets ``user`` request each target (as ``policy_for`` decides), in three queries."""
-    if not target_ids:
-        return {}
-    policies = _covering_policies(user)
-    rank = {p.id: i for i, p in enumerate(policies)}
-    best: dict[int, Policy] = {}
-    links = Policy.targets.through.objects.filter(policy_id__in=list(rank), target_id__in=list(target_ids))
-    for target_id, policy_id in links.values_list("target_id", "policy_id"):
-        if target_id not in best or rank[policy_id] < rank[best[target_id].id]:
-            best[target_id] = policies[rank[policy_id]]
-    return best
-
-
-def eligible_target_get(*, user, target_id) -> tuple[Target, Policy] | None:
-    """The enabled target with ``target_id`` and the policy that lets ``user`` request it, or None."""
-    try:
-        target_id = int(target_id)
-    except (TypeError, ValueError):
-        return None
-    target = Target.objects.filter(pk=target_id, enabled=True).first()
-    if target is None:
-        return None
-    policy = policy_for(user=user, target=target)
-    return (target, policy) if policy is not None else None
-
-
-# -- a person's own requests and grants ------------------------------------------------
 def own_request_get(*, user, request_id: int) -> AccessRequest | None:
     """``user``'s request with this id, or None (someone else's looks the same as a missing one)."""
     return AccessRequest.objects.select_related("target").filter(pk=request_id, requester=user).first()
@@ -214,7 +134,7 @@ def access_overview(*, user) -> AccessOverview:
     )
     extension_for = {r.extends_id: r for r in pending if r.extends_id}
     extendable = [g for g in grants if g.state in EXTENDABLE_GRANT_STATES and not g.revoke_requested_at]
-    policies = _policies_for_targets(user, {g.target_id for g in extendable})
+    policies = policies_for_targets(user=user, target_ids={g.target_id for g in extendable})
     now = timezone.now()
     rows = [
         GrantRow(

@@ -7,8 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from jitad.elevation.models import Policy, Target
-from jitad.elevation.services import policy_for
-from jitad.elevation.services.eligibility import eligibility_search, eligible_target_get
+from jitad.elevation.selectors.eligibility import eligibility_search, eligible_target_get, policy_for
 from .builders import policy, target, user
 
 pytestmark = pytest.mark.usefixtures("db")

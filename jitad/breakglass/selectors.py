@@ -1,9 +1,10 @@
-"""Who may do what with a sealed account: responders check out, approvers decide, staff administer.
+"""Break-glass reads: who may do what with a sealed account, and what each person may see.
 
-Responders and approvers are AD groups named on the account (mirrored into Django groups
-at login), compared case-insensitively, never Django permissions. Nobody approves their
-own checkout.
+Responders check out, approvers decide, staff administer. Responders and approvers are AD
+groups named on the account (mirrored into Django groups at login), compared
+case-insensitively, never Django permissions. Nobody approves their own checkout.
 """
+from dataclasses import dataclass
 from functools import reduce
 from operator import or_
 
@@ -13,7 +14,7 @@ from django.db.models import Q, QuerySet
 
 from jitad.accounts.groups import JSONListMatches, group_names, group_names_query
 
-from ..models import Checkout, SealedAccount
+from .models import Checkout, Review, SealedAccount
 
 
 def _in(user, names) -> bool:
@@ -98,3 +99,62 @@ def sealed_login_refused(sender, *, entry, **kwargs) -> str | None:
     if entry.guid:
         match |= Q(user_guid__iexact=entry.guid)
     return "sealed_account" if SealedAccount.objects.filter(match).exists() else None
+
+
+# -- what the pages show -----------------------------------------------------------------------
+def sees_all_checkouts(*, user) -> bool:
+    """Superusers and staff allowed to view checkouts see every account and checkout."""
+    return user.is_superuser or (user.is_staff and user.has_perm("breakglass.view_checkout"))
+
+
+def accounts_visible_to(*, user) -> QuerySet:
+    """Sealed accounts ``user`` may see: all of them for staff who see all, else those they respond to or approve."""
+    if sees_all_checkouts(user=user):
+        return SealedAccount.objects.all()
+    ids = set(accounts_responded_by(user=user).values_list("pk", flat=True))
+    ids |= set(accounts_approved_by(user=user).values_list("pk", flat=True))
+    return SealedAccount.objects.filter(pk__in=ids)
+
+
+def checkout_visible(*, user, pk: int) -> Checkout | None:
+    """Checkout ``pk`` if ``user`` holds it, approves its account or sees all; else None (as if missing)."""
+    checkout = Checkout.objects.select_related("account", "holder").filter(pk=pk).first()
+    if checkout is None or not (checkout.holder_id == user.pk or sees_all_checkouts(user=user)
+                                or is_account_approver(user=user, account=checkout.account)):
+        return None
+    return checkout
+
+
+@dataclass
+class Dashboard:
+    """The break-glass dashboard: one row per visible account, open reviews, the person's own checkouts."""
+
+    rows: list[dict]
+    reviews: list[Review]
+    mine: list[Checkout]
+    counts: dict[str, int]
+    approver: bool
+    staff_view: bool
+
+
+def dashboard_for(*, user) -> Dashboard:
+    """Every account ``user`` may use or approve (sealed, checked out by whom, exposed), and the reviews they see."""
+    staff_view = sees_all_checkouts(user=user)
+    accounts = list(accounts_visible_to(user=user).order_by("name"))
+    live = {c.account_id: c for c in Checkout.objects.filter(account__in=accounts, state__in=Checkout.LIVE_STATES)
+            .select_related("holder")}
+    approves = set(accounts_approved_by(user=user).values_list("pk", flat=True))
+    responds = set(accounts_responded_by(user=user).values_list("pk", flat=True))
+    rows = [{"account": a, "checkout": live.get(a.pk), "responder": a.pk in responds, "approver": a.pk in approves}
+            for a in accounts]
+    review_scope = Q(checkout__holder=user)
+    if staff_view:
+        review_scope = Q()
+    elif approves:
+        review_scope |= Q(checkout__account__in=approves)
+    reviews = list(Review.objects.filter(review_scope).exclude(state=Review.State.CLOSED)
+                   .select_related("checkout__account", "checkout__holder").order_by("created_at")[:100])
+    mine = list(Checkout.objects.filter(holder=user).select_related("account").order_by("-requested_at")[:20])
+    counts = {s: sum(1 for r in rows if r["account"].state == s) for s in SealedAccount.State.values}
+    return Dashboard(rows=rows, reviews=reviews, mine=mine, counts=counts, approver=bool(approves),
+                     staff_view=staff_view)
