@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from jitad import directory, hosts
 from jitad.audit.services import audit_record_many
+from jitad.engine import claims
 from jitad.engine.retry import backoff_seconds
 from jitad.humantime import when
 from jitad.notifications.models import Notification
@@ -21,8 +22,8 @@ from jitad.notifications.services import alert_raise
 
 from ..models import Grant
 from . import host_checks
-from .grant_failures import _attempt_failed, _unexpected
-from .grant_work import _ad_account, _admin_link, _entry, _lease, _taken
+from .grant_failures import _attempt_failed
+from .grant_work import _ad_account, _admin_link, _entry, _taken
 from .notices import notice_grant_active, notice_grant_not_applied
 from .unmanaged import group_not_managed_raise
 
@@ -39,7 +40,7 @@ def grant_apply_execute(*, grant_id: int, token) -> None:
 
 def _apply(g: Grant, mine: uuid.UUID) -> None:
     if g.state not in (GrantState.GRANTING, GrantState.GRANT_FAILED, GrantState.UNVERIFIED):
-        Grant.objects.filter(id=g.id, claim_token=mine).update(claim_token=None, lease_until=None)
+        claims.release(Grant, [g.id], mine)
         return
     facts = None
     try:
@@ -54,7 +55,7 @@ def _apply(g: Grant, mine: uuid.UUID) -> None:
                 g.user_dn, g.user_sid = user.dn, user.sid
             ttl = int((g.expires_at - timezone.now()).total_seconds())
             if ttl <= 0:
-                Grant.objects.filter(id=g.id, claim_token=mine).update(claim_token=None, lease_until=None)
+                claims.release(Grant, [g.id], mine)
                 return  # expired before it could be applied: the sweeper revokes it
             d.add_member(g.group_dn, g.user_dn, ttl_seconds=ttl, nested_into_protected=g.target.nested_into_protected)
             if g.target.host_checked:
@@ -64,12 +65,12 @@ def _apply(g: Grant, mine: uuid.UUID) -> None:
         return
     except Exception as e:  # a bug must be loud and bounded too, not a silent crash loop
         log.exception("grant %s: unexpected error while applying", g.id)
-        _attempt_failed([g], mine, _unexpected(e), phase="grant")
+        _attempt_failed([g], mine, directory.unexpected(e), phase="grant")
         return
     verdict = None
     if facts is not None:  # the directory connection is closed: the host may take its deadline
         # The AD part may have used much of the lease: renew it to cover the server's deadline.
-        if not Grant.objects.filter(id=g.id, claim_token=mine).update(lease_until=_lease() + _host_budget()):
+        if not Grant.objects.filter(id=g.id, claim_token=mine).update(lease_until=claims.lease_until() + _host_budget()):
             return  # the claim lapsed meanwhile; the current holder decides
         try:
             verdict = host_checks.grant_right_verdict(target=g.target, group_dn=g.group_dn, **facts)
@@ -113,23 +114,27 @@ def _host_budget() -> timedelta:
 
 
 def _verification_failed(g: Grant, token: uuid.UUID, verdict: "host_checks.Verdict") -> None:
-    """The AD membership is there but the server does not show the right: unverified, retried within a window."""
-    now = timezone.now()
-    with transaction.atomic():
-        row = Grant.objects.select_for_update(of=("self",)).filter(id=g.id, claim_token=token).first()
-        if row is None:
-            return
-        before = row.state
+    """The AD membership is there but the server does not show the right: unverified, retried within a window.
+
+    The engine records the attempt (``jitad.engine.claims.attempt_failed``: the count, the
+    error, the claim dropped); the verification window, not the engine's limit of attempts,
+    says whether and when the server is asked again.
+    """
+    window: dict = {}
+
+    def mark(row: Grant, exhausted: bool, now) -> list[str]:
         since = row.unverified_since or now
         window_end = since + timedelta(minutes=settings.JITAD_HOST_VERIFY_WINDOW_MINUTES)
-        row.attempts += 1
         retry = verdict.worth_retrying and now < window_end
         row.state, row.unverified_since, row.retryable = GrantState.UNVERIFIED, since, retry
-        row.last_error = row.host_detail = verdict.detail[:2000]
+        row.host_detail = row.last_error
         row.next_attempt_at = min(now + timedelta(seconds=backoff_seconds(row.attempts)), window_end) if retry else None
-        row.claim_token = row.lease_until = None
-        row.save(update_fields=["attempts", "state", "unverified_since", "retryable", "last_error", "host_detail",
-                                "next_attempt_at", "claim_token", "lease_until"])
+        window.update(end=window_end, retry=retry)
+        return ["state", "unverified_since", "retryable", "host_detail"]
+
+    def report(failures: list[claims.Failed]) -> None:
+        row, before = failures[0].row, failures[0].before
+        retry, window_end = window["retry"], window["end"]
         entering = before != GrantState.UNVERIFIED
         action = "grant.unverified" if entering else ("grant.verify_failed" if retry else "grant.verify_gave_up")
         audit_record_many([_entry(row, actor="system:engine", action=action, before=before, after=GrantState.UNVERIFIED,
@@ -139,14 +144,18 @@ def _verification_failed(g: Grant, token: uuid.UUID, verdict: "host_checks.Verdi
                 "jitad has stopped re-checking; fix the cause, then revoke and grant again.")
             alert_raise(
                 event=action, severity=Notification.Severity.CRITICAL,
-                subject=f"Not verified on {g.target.name}: {g.user.get_username()} (grant #{g.pk})",
-                body=(f"Grant #{g.pk}: {g.user.get_username()} was added to {g.group_dn} in AD, but the server does not "
-                      f"confirm the admin right. {row.last_error}\n{until}"),
-                link=_admin_link(g), object_type="grant", object_id=g.pk,
+                subject=f"Not verified on {row.target.name}: {row.user.get_username()} (grant #{row.pk})",
+                body=(f"Grant #{row.pk}: {row.user.get_username()} was added to {row.group_dn} in AD, but the server "
+                      f"does not confirm the admin right. {row.last_error}\n{until}"),
+                link=_admin_link(row), object_type="grant", object_id=row.pk,
             )
             if entering:
                 notice_grant_not_applied(grant=row)
-    log.warning("grant %s not verified on %s: %s", g.id, g.target.name, verdict.detail)
+
+    recorded = claims.attempt_failed(Grant.objects.select_related("user", "target"), [g.id], token,
+                                     error=verdict.detail, transient=verdict.worth_retrying, mark=mark, report=report)
+    if recorded:
+        log.warning("grant %s not verified on %s: %s", g.id, g.target.name, verdict.detail)
 
 
 def grant_refresh_ttl_execute(*, grant_id: int) -> None:

@@ -6,15 +6,10 @@ state. A group jitad does not own raises its own condition instead.
 """
 import logging
 import uuid
-from datetime import timedelta
-
-from django.conf import settings
-from django.db import transaction
-from django.utils import timezone
 
 from jitad import directory
 from jitad.audit.services import audit_record_many
-from jitad.engine.retry import backoff_seconds
+from jitad.engine import claims
 from jitad.notifications.models import Notification
 from jitad.notifications.services import condition_raise, condition_resolve, conditions_open
 
@@ -27,49 +22,57 @@ log = logging.getLogger(__name__)
 GrantState = Grant.State
 
 
-def _unexpected(e: Exception) -> directory.DirectoryError:
-    """Wrap a non-directory error as a permanent failure, so it is recorded and alerted."""
-    wrapped = directory.DirectoryError(f"unexpected {type(e).__name__}: {e}")
-    wrapped.__cause__ = e
-    return wrapped
-
-
 def _attempt_failed(grants: list[Grant], token: uuid.UUID, error: directory.DirectoryError, *, phase: str) -> None:
-    """Record a failed attempt on grants we hold; schedule the retry or mark failed and alert."""
-    now = timezone.now()
-    message = f"{type(error).__name__}: {error}"[:2000]
-    entries, alerts = [], []
-    with transaction.atomic():
-        for g in Grant.objects.select_for_update(of=("self",)).select_related("user", "target").filter(
-            id__in=[g.id for g in grants], claim_token=token
-        ):
-            before = g.state
-            g.attempts += 1
-            g.last_error = message
-            exhausted = not error.transient or g.attempts >= settings.JITAD_RETRY_MAX_ATTEMPTS
-            if phase == "grant" and exhausted:
-                g.state, g.retryable = GrantState.GRANT_FAILED, error.transient
-            elif phase == "revoke" and exhausted:
-                g.state = GrantState.REVOKE_FAILED
-            g.next_attempt_at = now + timedelta(seconds=backoff_seconds(g.attempts, failed=exhausted))
-            g.claim_token = g.lease_until = None
-            g.save(update_fields=["attempts", "last_error", "state", "retryable", "next_attempt_at", "claim_token", "lease_until"])
-            action = f"grant.{g.state}" if g.state != before else "grant.attempt_failed"
-            entries.append(_entry(g, actor="system:engine", action=action, before=before, after=g.state,
-                                  reason=message, attempts=g.attempts, transient=error.transient))
-            if g.state != before:
-                alerts.append(g)
-        audit_record_many(entries)
-        if isinstance(error, directory.DirectoryNotManaged):
-            # A group jitad does not own: one condition per group, raised on every refusal
-            # (it only counts while open), instead of a wave alert per batch of grants.
-            group_not_managed_raise(group_dn=error.dn, error=error, grant_ids=[g.id for g in grants], by="engine")
+    """Record a failed attempt on the grants still claimed with ``token`` (``jitad.engine.claims.attempt_failed``).
+
+    The engine counts the attempt, keeps the error, schedules the retry with its backoff and
+    drops the claim. Past the last attempt, or on a permanent error, the grant moves to
+    ``grant_failed`` (``phase`` "grant") or ``revoke_failed`` (``phase`` "revoke"), and the
+    change is audited and alerted once per cause; every other failed attempt is audited as
+    ``grant.attempt_failed``.
+    """
+    message = f"{type(error).__name__}: {error}"[: claims.ERROR_MAX]
+    not_managed = isinstance(error, directory.DirectoryNotManaged)
+
+    def mark(g: Grant, exhausted: bool, now) -> list[str]:
+        if phase == "grant" and exhausted:
+            g.state, g.retryable = GrantState.GRANT_FAILED, error.transient
+        elif phase == "revoke" and exhausted:
+            g.state = GrantState.REVOKE_FAILED
+        return ["state", "retryable"]
+
+    def report(failures: list[claims.Failed]) -> None:
+        # Newest grant first, the order the grants are listed in everywhere else (Grant.Meta).
+        failures = sorted(failures, key=lambda f: f.row.created_at, reverse=True)
+        audit_record_many([
+            _entry(f.row, actor="system:engine",
+                   action=f"grant.{f.row.state}" if f.row.state != f.before else "grant.attempt_failed",
+                   before=f.before, after=f.row.state, reason=message, attempts=f.row.attempts,
+                   transient=error.transient)
+            for f in failures
+        ])
+        alerts = [f.row for f in failures if f.row.state != f.before]
+        if not_managed:
+            _not_managed_raise(error, grants)
         elif alerts:
             _alert_failed_wave(alerts, phase=phase, error=error, message=message)
         if phase == "grant":
             for g in alerts:
                 notice_grant_not_applied(grant=g)
+
+    recorded = claims.attempt_failed(
+        Grant.objects.select_related("user", "target"), [g.id for g in grants], token,
+        error=message, transient=error.transient, mark=mark, report=report,
+    )
+    if not recorded and not_managed:  # the seam refused the group, even if another execution holds these grants now
+        _not_managed_raise(error, grants)
     log.warning("%s attempt failed for %d grant(s): %s", phase, len(grants), message)
+
+
+def _not_managed_raise(error: directory.DirectoryNotManaged, grants: list[Grant]) -> None:
+    """A group jitad does not own: one condition per group, raised on every refusal (it only
+    counts while open), instead of a wave alert per batch of grants."""
+    group_not_managed_raise(group_dn=error.dn, error=error, grant_ids=[g.id for g in grants], by="engine")
 
 
 FAILED_LISTED = 20

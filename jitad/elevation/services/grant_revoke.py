@@ -14,10 +14,11 @@ from django.utils import timezone
 
 from jitad import directory
 from jitad.audit.services import audit_record_many
+from jitad.engine import claims
 
 from ..models import Grant
-from .grant_failures import _attempt_failed, _unexpected, failed_conditions_resolve
-from .grant_work import _ad_account, _enqueue_revoke_checks, _entry, _lease, _taken
+from .grant_failures import _attempt_failed, failed_conditions_resolve
+from .grant_work import _ad_account, _enqueue_revoke_checks, _entry, _taken
 from .notices import notices_grants_revoked
 from .targets import group_nested_into_protected
 
@@ -103,7 +104,7 @@ def _mark_revoked(grants: list[Grant], token: uuid.UUID, outcome: dict[int, bool
         if checked:
             check_token = uuid.uuid4()
             Grant.objects.filter(id__in=[g.id for g in checked]).update(
-                host_revoke_check=Grant.HostCheck.PENDING, claim_token=check_token, lease_until=_lease(now)
+                host_revoke_check=Grant.HostCheck.PENDING, claim_token=check_token, lease_until=claims.lease_until(now)
             )
             transaction.on_commit(lambda: _enqueue_revoke_checks(checked, check_token))
         for g in grants:
@@ -149,6 +150,6 @@ def _revoke_one_group(d: directory.Directory, group_dn: str, grants: list[Grant]
         return
     except Exception as e:  # alerted and retried like any other failure
         log.exception("unexpected error while revoking in %s", group_dn)
-        _attempt_failed(grants, token, _unexpected(e), phase="revoke")
+        _attempt_failed(grants, token, directory.unexpected(e), phase="revoke")
         return
     _mark_revoked(grants, token, outcome)

@@ -22,7 +22,7 @@ from jitad.engine.services import pulse_mark
 
 from ..models import Grant
 from .grant_revoke import grants_revoke_execute
-from .grant_work import _enqueue_apply, _enqueue_revoke, _enqueue_revoke_checks, _entry, _release
+from .grant_work import _enqueue_apply, _enqueue_revoke, _enqueue_revoke_checks, _entry
 
 log = logging.getLogger(__name__)
 GrantState = Grant.State
@@ -99,7 +99,7 @@ def revocations_sweep_here(*, until: float, **kwargs) -> int:
     def here(ids: list[int], token: uuid.UUID) -> None:
         nonlocal done
         if time.monotonic() >= until:
-            _release(ids, token)
+            claims.release(Grant, ids, token)
             return
         grants_revoke_execute(grant_ids=ids, token=token)
         done += len(ids)

@@ -20,10 +20,6 @@ from jitad.engine import claims, keeper, queue
 from ..models import Grant
 
 
-def _lease(now=None):
-    return keeper.lease_until(now)
-
-
 def _entry(grant: Grant, *, actor: str, action: str, before: str, after: str, reason: str = "", **data) -> AuditEntry:
     return AuditEntry(
         actor=actor,
@@ -37,19 +33,14 @@ def _entry(grant: Grant, *, actor: str, action: str, before: str, after: str, re
     )
 
 
-def _release(grant_ids: list[int], token: uuid.UUID) -> None:
-    """Hand claimed grants back to the sweep at once (their message could not be sent)."""
-    claims.release(Grant, grant_ids, token)
-
-
 def _enqueue_apply(grant_id: int, token: uuid.UUID) -> None:
     queue.enqueue("jitad.elevation.grant_apply", grant_id, str(token),
-                  on_failure=lambda: _release([grant_id], token))
+                  on_failure=lambda: claims.release(Grant, [grant_id], token))
 
 
 def _enqueue_revoke(grant_ids: list[int], token: uuid.UUID) -> None:
     queue.enqueue("jitad.elevation.grants_revoke", list(grant_ids), str(token),
-                  on_failure=lambda: _release(grant_ids, token))
+                  on_failure=lambda: claims.release(Grant, grant_ids, token))
 
 
 def _enqueue_revoke_checks(grants: list[Grant], token: uuid.UUID) -> None:
@@ -58,7 +49,7 @@ def _enqueue_revoke_checks(grants: list[Grant], token: uuid.UUID) -> None:
     for g in grants:
         by_target[g.target_id].append(g.id)
     for ids in by_target.values():
-        queue.enqueue("jitad.elevation.grants_check_revoked", ids, str(token), on_failure=lambda ids=ids: _release(ids, token))
+        queue.enqueue("jitad.elevation.grants_check_revoked", ids, str(token), on_failure=lambda ids=ids: claims.release(Grant, ids, token))
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from jitad.audit.services import audit_record_many
-from jitad.engine import queue
+from jitad.engine import claims, queue
 
 from ..errors import RequestRefused
 from ..models import AccessRequest, Grant
@@ -36,7 +36,7 @@ from .grant_apply import grant_apply_execute, grant_refresh_ttl_execute
 from .grant_failures import failed_conditions_resolve
 from .grant_revoke import grants_revoke_execute
 from .grant_sweep import revocations_sweep_here, sweep
-from .grant_work import _enqueue_apply, _enqueue_revoke, _entry, _lease
+from .grant_work import _enqueue_apply, _enqueue_revoke, _entry
 
 __all__ = [
     "failed_conditions_resolve",
@@ -67,7 +67,7 @@ def grant_create_from(*, request: AccessRequest, actor: str) -> Grant:
         expires_at=now + timedelta(minutes=request.duration_minutes),
         state=GrantState.GRANTING,
         claim_token=token,
-        lease_until=_lease(now),
+        lease_until=claims.lease_until(now),
     )
     audit_record_many(
         [
@@ -124,7 +124,7 @@ def _request_revocation(grant: Grant, *, actor: str, reason: str, comment: str =
             return g
         before = g.state
         token = uuid.uuid4()
-        g.state, g.claim_token, g.lease_until, g.attempts, g.next_attempt_at = GrantState.REVOKING, token, _lease(now), 0, None
+        g.state, g.claim_token, g.lease_until, g.attempts, g.next_attempt_at = GrantState.REVOKING, token, claims.lease_until(now), 0, None
         g.save(update_fields=fields + ["state", "claim_token", "lease_until", "attempts", "next_attempt_at"])
         audit_record_many([_entry(g, actor=actor, action="grant.revoking", before=before, after=GrantState.REVOKING,
                                   reason=comment or reason)])
