@@ -14,12 +14,12 @@ class ElevationConfig(AppConfig):
         from jitad.engine.signals import broker_unreachable, directory_recovered, watch
 
         from .selectors import approvers
-        from .services import grants, requests
+        from .services import grant_sweep, requests
         from .services import watch as checks
 
         watch.connect(checks.watch_grants, dispatch_uid="jitad.elevation.watch")
         directory_recovered.connect(checks.grants_retry_now, dispatch_uid="jitad.elevation.retry_now")
-        broker_unreachable.connect(grants.revocations_sweep_here, dispatch_uid="jitad.elevation.revoke_here")
+        broker_unreachable.connect(grant_sweep.revocations_sweep_here, dispatch_uid="jitad.elevation.revoke_here")
         # Approvers' security events are never held for a digest (jitad.accounts.roles).
         privileged_roles_asked.connect(approvers.privileged_roles_of, dispatch_uid="jitad.elevation.privileged_roles")
         # A person blocked because AD disabled or removed them loses pending requests and live grants.

@@ -172,7 +172,7 @@ def test_claim_is_taken_once(db, django_user_model):
     """GIVEN a claimed grant WHEN two executions present the same claim THEN only the first
     gets the grant: the duplicate of a message can never act on it."""
     from jitad.elevation.models import AccessRequest, Policy, Target
-    from jitad.elevation.services.grants import _taken
+    from jitad.elevation.services.grant_work import _taken
 
     user = django_user_model.objects.create_user("claimer")
     target = Target.objects.create(name="C1", group_dn="CN=g,DC=x")

@@ -14,7 +14,7 @@ from jitad import directory
 from jitad.audit.models import AuditEvent
 from jitad.elevation import services
 from jitad.elevation.models import Grant, HeldRemoval, Policy, Target
-from jitad.elevation.services.grants import failed_conditions_resolve
+from jitad.elevation.services.grant_failures import failed_conditions_resolve
 from jitad.notifications.models import AlertCondition, Notification
 from tests.support.waiting import wait_for
 

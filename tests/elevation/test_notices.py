@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from jitad.elevation import services
 from jitad.elevation.models import AccessRequest, Grant, Policy
-from jitad.elevation.services.grants import _mark_revoked
+from jitad.elevation.services.grant_revoke import _mark_revoked
 from jitad.notifications.models import Delivery, Notification
 from jitad.notifications.services import delivery_send
 from tests.support.waiting import wait_for

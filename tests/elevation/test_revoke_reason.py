@@ -4,7 +4,6 @@ Runs the real path: Samba DC, worker, SMTP server on 127.0.0.1, the admin's revo
 """
 import uuid
 
-import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 

@@ -26,7 +26,7 @@ else:
     connection.ensure_connection()
     with connection.cursor() as c:
         c.execute(f"SET lock_timeout = {int(timeout * 1000)}")
-from jitad.elevation.services.grants import sweep
+from jitad.elevation.services.grant_sweep import sweep
 print(json.dumps(sweep()))
 """
 

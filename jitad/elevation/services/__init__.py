@@ -2,14 +2,10 @@
 
 Reads (eligibility, approver rights, what a person may see) are in ``jitad.elevation.selectors``.
 """
-from .grants import (
-    grant_apply_execute,
-    grant_refresh_ttl_execute,
-    grant_release,
-    grant_revoke,
-    grants_revoke_execute,
-    sweep,
-)
+from .grant_apply import grant_apply_execute, grant_refresh_ttl_execute
+from .grant_revoke import grants_revoke_execute
+from .grant_sweep import sweep
+from .grants import grant_release, grant_revoke
 from .held_removals import held_removals_confirm, held_removals_discard, held_removals_execute, held_removals_sweep
 from .host_revocation import grants_check_revoked_execute
 from .standing import host_scan

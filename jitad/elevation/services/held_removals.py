@@ -290,7 +290,7 @@ def held_removals_execute(*, ids: list[int], token) -> None:
                     except directory.DirectoryError as e:
                         _attempt_failed(held, mine, e)
                     except Exception as e:  # recorded, alerted and retried like a directory error
-                        from .grants import _unexpected
+                        from jitad.directory import unexpected as _unexpected
 
                         log.exception("unexpected error while removing held members from %s", group_dn)
                         _attempt_failed(held, mine, _unexpected(e))

@@ -25,7 +25,7 @@ from jitad.notifications.services import alert_raise
 
 from ..models import Grant
 from . import host_checks
-from .grants import _admin_link, _entry, _taken
+from .grant_work import _admin_link, _entry, _taken
 
 log = logging.getLogger(__name__)
 HostCheck = Grant.HostCheck

@@ -17,7 +17,7 @@ from jitad.humantime import when
 from jitad.notifications.services import condition_raise, condition_resolve
 
 from ..models import Grant
-from .grants import failed_conditions_resolve
+from .grant_failures import failed_conditions_resolve
 
 log = logging.getLogger(__name__)
 GrantState = Grant.State

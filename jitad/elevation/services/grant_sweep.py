@@ -1,0 +1,141 @@
+"""The grants' sweep: claim every grant that needs work and send it on (revocations first).
+
+The database is the source of truth and a message only says "look now": whatever was
+lost, duplicated or late, the sweep finds grants whose expiry has passed (or whose end
+was asked for) and drives them to removal, retries failed applies and removals when
+they are due, and re-sends server checks that are pending. When the broker does not
+answer, ``revocations_sweep_here`` does the revocations in the watchdog's process.
+"""
+import logging
+import time
+import uuid
+from collections import defaultdict
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from jitad.audit.services import audit_record_many
+from jitad.engine import claims
+from jitad.engine.services import pulse_mark
+
+from ..models import Grant
+from .grant_revoke import grants_revoke_execute
+from .grant_work import _enqueue_apply, _enqueue_revoke, _enqueue_revoke_checks, _entry
+
+log = logging.getLogger(__name__)
+GrantState = Grant.State
+
+
+def _claim(qs, *, to_state: str | None, limit: int) -> tuple[uuid.UUID, list[Grant]]:
+    """Claim up to ``limit`` grants matching ``qs`` in one short transaction; audit state changes."""
+    now = timezone.now()
+    with transaction.atomic():
+        token, rows = claims.claim(qs.select_related("user", "target").order_by("expires_at"), limit=limit, now=now)
+        if not rows:
+            return token, []
+        changing = [g.id for g in rows if to_state is not None and g.state != to_state]
+        # A new phase starts its own count of attempts; a retry keeps counting.
+        Grant.objects.filter(id__in=changing).update(state=to_state, attempts=0, next_attempt_at=None)
+        if to_state == GrantState.REVOKING:  # why it ends, unless a release or admin revoke said already
+            failed = [g.id for g in rows if g.state == GrantState.GRANT_FAILED]
+            unset = Grant.objects.filter(id__in=changing, revoke_reason="")
+            unset.filter(id__in=failed).update(revoke_reason=Grant.RevokeReason.FAILED)
+            unset.update(revoke_reason=Grant.RevokeReason.EXPIRED)
+        entries = []
+        for g in rows:
+            if to_state is not None and g.state != to_state:
+                if to_state == GrantState.REVOKING and not g.revoke_reason:
+                    g.revoke_reason = Grant.RevokeReason.FAILED if g.state == GrantState.GRANT_FAILED else Grant.RevokeReason.EXPIRED
+                entries.append(_entry(g, actor="system:sweeper", action=f"grant.{to_state}", before=g.state,
+                                      after=to_state, reason=g.revoke_reason))
+        audit_record_many(entries)
+    return token, rows
+
+
+def _revocations_claim(now, *, send, limit: int, more=lambda: True) -> int:
+    """Claim due revocations (new ones first, then retries) and hand each group's share to ``send(ids, token)``.
+
+    Keeps claiming while whole batches come back, and ``more()`` says so: a mass expiry is
+    handed out in one sweep instead of waiting for the next one behind the work it queued.
+    """
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    ready = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    starting = Grant.objects.filter(
+        free,
+        Q(expires_at__lte=now) | Q(revoke_requested_at__isnull=False),
+        state__in=[GrantState.APPROVED, GrantState.GRANTING, GrantState.ACTIVE, GrantState.UNVERIFIED, GrantState.GRANT_FAILED],
+    )
+    retrying = Grant.objects.filter(free, ready, state__in=[GrantState.REVOKING, GrantState.REVOKE_FAILED])
+    claimed = 0
+    for qs, to_state in ((starting, GrantState.REVOKING), (retrying, None)):
+        for _ in range(settings.JITAD_SWEEP_MAX_BATCHES):
+            if not more():
+                return claimed
+            token, rows = _claim(qs, to_state=to_state, limit=limit)
+            by_group: dict[str, list[int]] = defaultdict(list)
+            for g in rows:
+                by_group[g.group_dn].append(g.id)
+            for ids in by_group.values():
+                for i in range(0, len(ids), 500):
+                    send(ids[i : i + 500], token)
+            claimed += len(rows)
+            if len(rows) < limit:
+                break
+    return claimed
+
+
+def revocations_sweep_here(*, until: float, **kwargs) -> int:
+    """The broker does not answer: revoke due grants in this process until ``until`` (time.monotonic()).
+
+    The watchdog's process calls this (the engine's ``broker_unreachable`` signal), so
+    revocations go on while no message reaches a worker: the sweep's claim, then the
+    worker's own execution of it. What cannot be started before ``until`` is handed back
+    to the next run at once. Returns how many grants it took up.
+    """
+    done = 0
+
+    def here(ids: list[int], token: uuid.UUID) -> None:
+        nonlocal done
+        if time.monotonic() >= until:
+            claims.release(Grant, ids, token)
+            return
+        grants_revoke_execute(grant_ids=ids, token=token)
+        done += len(ids)
+
+    # Small batches: each is done before the next is claimed, and the deadline is looked at in between.
+    _revocations_claim(timezone.now(), send=here, limit=100, more=lambda: time.monotonic() < until)
+    if done:
+        log.warning("broker unreachable: %d revocation(s) done in this process", done)
+    return done
+
+
+def sweep(*, now=None) -> dict[str, int]:
+    """Drive every grant that needs work: due revocations first, then stalled or retried applies."""
+    now = now or timezone.now()
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    ready = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    limit = settings.JITAD_SWEEP_BATCH
+    counts = {"revoke": _revocations_claim(now, send=_enqueue_revoke, limit=limit), "apply": 0, "revoke_check": 0}
+
+    # Revoked grants whose check on the server is due (first try lost, or a retry).
+    checks = Grant.objects.filter(free, ready, state=GrantState.REVOKED, host_revoke_check=Grant.HostCheck.PENDING)
+    token, rows = _claim(checks, to_state=None, limit=limit)
+    if rows:
+        _enqueue_revoke_checks(rows, token)
+    counts["revoke_check"] = len(rows)
+
+    not_ending = Q(expires_at__gt=now, revoke_requested_at__isnull=True)
+    first_apply = Grant.objects.filter(free, not_ending, state=GrantState.APPROVED)
+    retry_apply = Grant.objects.filter(
+        free, ready, not_ending,
+        Q(state=GrantState.GRANTING) | Q(state__in=[GrantState.GRANT_FAILED, GrantState.UNVERIFIED], retryable=True),
+    )
+    for qs, to_state in ((first_apply, GrantState.GRANTING), (retry_apply, None)):
+        token, rows = _claim(qs, to_state=to_state, limit=limit)
+        for g in rows:
+            _enqueue_apply(g.id, token)
+        counts["apply"] += len(rows)
+    pulse_mark(name="sweep")  # the watchdog alerts when this stops moving
+    return counts
