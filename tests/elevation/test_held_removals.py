@@ -259,3 +259,31 @@ def test_a_superuser_confirms_and_discards_in_the_admin_after_a_fresh_otp(verifi
     page = verified_client(auditor).get(HELD)
     assert page.status_code == 200 and b"CN=m2,OU=People,DC=x" in page.content
     assert b"confirm_selected" not in page.content and b"discard_selected" not in page.content
+
+
+@pytest.mark.django_db
+def test_a_failed_removal_is_counted_retried_and_alerted_once_it_cannot_succeed():
+    """GIVEN two confirmed removals claimed by one execution WHEN the DC is down (transient) THEN each attempt is
+    counted, audited and due again after a backoff with the claim dropped, and nobody is alerted; WHEN the DC then
+    refuses (permanent) THEN the one alert names both and they stay confirmed for the operator."""
+    from jitad.elevation.services import held_removals
+    from jitad.engine import claims
+
+    rows = _pending(2)
+    HeldRemoval.objects.filter(pk__in=[h.pk for h in rows]).update(state=HeldRemoval.State.CONFIRMED)
+    token, claimed = claims.claim(HeldRemoval.objects.filter(pk__in=[h.pk for h in rows]), limit=10)
+    before = timezone.now()
+    held_removals._attempt_failed(claimed, token, directory.DirectoryUnavailable("no DC answered"))
+    for h in HeldRemoval.objects.filter(pk__in=[h.pk for h in rows]):
+        assert (h.attempts, h.claim_token, h.state) == (1, None, HeldRemoval.State.CONFIRMED)
+        assert h.next_attempt_at > before and "no DC answered" in h.last_error
+    assert AuditEvent.objects.filter(action="reconcile.hold_attempt_failed").count() == 2
+    assert not Notification.objects.filter(event="reconcile.held_failed").exists()
+
+    token, claimed = claims.claim(HeldRemoval.objects.filter(pk__in=[h.pk for h in rows]), limit=10)
+    assert len(claimed) == 2
+    held_removals._attempt_failed(claimed, token, directory.DirectoryRejected("insufficient access"))
+    [alert] = Notification.objects.filter(event="reconcile.held_failed")
+    assert "2 confirmed removal(s)" in alert.subject and all(f"#{h.pk} " in alert.body for h in rows)
+    assert set(HeldRemoval.objects.filter(pk__in=[h.pk for h in rows]).values_list("attempts", "state")) == {
+        (2, HeldRemoval.State.CONFIRMED)}

@@ -26,7 +26,6 @@ from django.utils import timezone
 from jitad import directory
 from jitad.audit.services import AuditEntry, audit_record_many
 from jitad.engine import claims, keeper, queue
-from jitad.engine.retry import backoff_seconds
 from jitad.notifications.models import Notification
 from jitad.notifications.services import condition_raise, condition_resolve, conditions_open
 
@@ -352,29 +351,25 @@ def _finish(group_dn: str, held: list[HeldRemoval], token: uuid.UUID, outcome: d
 
 
 def _attempt_failed(held: list[HeldRemoval], token: uuid.UUID, error: directory.DirectoryError) -> None:
-    """Record a failed attempt; retry with backoff (the sweep sends it again), alert when attempts run out."""
-    now = timezone.now()
-    message = f"{type(error).__name__}: {error}"[:2000]
-    entries, exhausted = [], []
-    with transaction.atomic():
-        for h in HeldRemoval.objects.select_for_update().filter(id__in=[h.pk for h in held], claim_token=token):
-            h.attempts += 1
-            failed = not error.transient or h.attempts >= settings.JITAD_RETRY_MAX_ATTEMPTS
-            h.last_error, h.claim_token, h.lease_until = message, None, None
-            h.next_attempt_at = now + timedelta(seconds=backoff_seconds(h.attempts, failed=failed))
-            h.save(update_fields=["attempts", "last_error", "claim_token", "lease_until", "next_attempt_at"])
-            entries.append(_entry(h, actor=ACTOR, action="reconcile.hold_attempt_failed", before=HeldState.CONFIRMED,
-                                  after=HeldState.CONFIRMED, reason=message, attempts=h.attempts))
-            if failed:
-                exhausted.append(h)
-        audit_record_many(entries)
+    """Record a failed attempt (the engine's ``claims.attempt_failed``: counted, retried with backoff by the
+    sweep, the claim dropped); audit each, and alert once for those whose attempts ran out."""
+    message = f"{type(error).__name__}: {error}"
+
+    def report(failures: list[claims.Failed]) -> None:
+        audit_record_many([_entry(f.row, actor=ACTOR, action="reconcile.hold_attempt_failed",
+                                  before=HeldState.CONFIRMED, after=HeldState.CONFIRMED, reason=f.row.last_error,
+                                  attempts=f.row.attempts) for f in failures])
+        exhausted = [f.row for f in failures if f.exhausted]
         if exhausted:
             condition_raise(
                 key=FAILED_KEY, event="reconcile.held_failed", severity=Notification.Severity.CRITICAL,
                 subject=f"jitad could not carry out {len(exhausted)} confirmed removal(s): {type(error).__name__}",
-                body=(f"Last error: {message}\n" + "\n".join(f"  #{h.pk} {h.member_dn} from {h.group_dn}"
-                                                            for h in exhausted[:LISTED])
+                body=(f"Last error: {exhausted[0].last_error}\n" + "\n".join(f"  #{h.pk} {h.member_dn} from {h.group_dn}"
+                                                                          for h in exhausted[:LISTED])
                       + "\njitad keeps retrying and says when every one is done."),
                 link=_link(),
             )
+
+    claims.attempt_failed(HeldRemoval, [h.pk for h in held], token, error=message, transient=error.transient,
+                          report=report)
     log.warning("held removal attempt failed for %d member(s): %s", len(held), message)

@@ -9,6 +9,7 @@ check that keeps failing, is alerted. The AD removal itself is already done and
 verified: this never re-opens it.
 """
 import logging
+import sys
 import uuid
 from collections import defaultdict
 from datetime import timedelta
@@ -19,6 +20,7 @@ from django.utils import timezone
 
 from jitad import directory, hosts
 from jitad.audit.services import audit_record_many
+from jitad.engine import claims
 from jitad.engine.retry import backoff_seconds
 from jitad.notifications.models import Notification
 from jitad.notifications.services import alert_raise
@@ -123,34 +125,38 @@ def _record(grants: list[Grant], token: uuid.UUID, result: "host_checks.Revocati
 
 def _check_failed(grants: list[Grant], token: uuid.UUID, error: Exception) -> None:
     """Retry a transient failure with backoff for JITAD_HOST_VERIFY_WINDOW_MINUTES after the revocation
-    (a server may be rebooting); give up, alerted, after that or on a permanent failure."""
-    now = timezone.now()
-    message = f"{type(error).__name__}: {error}"[:2000]
-    entries = []
-    with transaction.atomic():
-        for g in Grant.objects.select_for_update(of=("self",)).select_related("user", "target").filter(
-            id__in=[g.id for g in grants], claim_token=token
-        ):
-            g.attempts += 1
-            window_end = (g.revoked_at or now) + timedelta(minutes=settings.JITAD_HOST_VERIFY_WINDOW_MINUTES)
-            retry = getattr(error, "transient", False) and now < window_end
-            g.host_revoke_check = HostCheck.PENDING if retry else HostCheck.FAILED
-            g.last_error = g.host_detail = message
-            g.next_attempt_at = min(now + timedelta(seconds=backoff_seconds(g.attempts)), window_end) if retry else None
-            g.claim_token = g.lease_until = None
-            g.save(update_fields=["attempts", "host_revoke_check", "last_error", "host_detail", "next_attempt_at",
-                                  "claim_token", "lease_until"])
-            entries.append(_entry(g, actor="system:engine",
-                                  action="grant.host_check_failed" if retry else "grant.host_check_gave_up",
-                                  before=g.state, after=g.state, reason=message, attempts=g.attempts))
-            if not retry:
-                alert_raise(
-                    event="grant.host_check_failed", severity=Notification.Severity.CRITICAL,
-                    subject=f"Could not confirm on {g.target.name} that {g.user.get_username()} lost admin (grant #{g.pk})",
-                    body=(f"Grant #{g.pk}: the membership was removed from {g.group_dn} in AD, but {g.target.name} could "
-                          f"not be checked after {g.attempts} attempt(s): {message}\nLogon sessions on the server may still "
-                          "hold the right until they end; check the server."),
-                    link=_admin_link(g), object_type="grant", object_id=g.pk,
-                )
-        audit_record_many(entries)
+    (a server may be rebooting); give up, alerted, after that or on a permanent failure.
+
+    The engine records the attempt (``claims.attempt_failed``: the count, the error, the claim
+    dropped); the window, not the engine's limit of attempts, says whether the server is asked again.
+    """
+    message = f"{type(error).__name__}: {error}"
+    retrying: dict[int, bool] = {}
+
+    def mark(g: Grant, exhausted: bool, now) -> list[str]:
+        window_end = (g.revoked_at or now) + timedelta(minutes=settings.JITAD_HOST_VERIFY_WINDOW_MINUTES)
+        retry = retrying[g.pk] = not exhausted and now < window_end
+        g.host_revoke_check = HostCheck.PENDING if retry else HostCheck.FAILED
+        g.host_detail = g.last_error
+        g.next_attempt_at = min(now + timedelta(seconds=backoff_seconds(g.attempts)), window_end) if retry else None
+        return ["host_revoke_check", "host_detail"]
+
+    def report(failures: list[claims.Failed]) -> None:
+        audit_record_many([_entry(f.row, actor="system:engine",
+                                  action="grant.host_check_failed" if retrying[f.row.pk] else "grant.host_check_gave_up",
+                                  before=f.before, after=f.row.state, reason=f.row.last_error, attempts=f.row.attempts)
+                           for f in failures])
+        for g in (f.row for f in failures if not retrying[f.row.pk]):
+            alert_raise(
+                event="grant.host_check_failed", severity=Notification.Severity.CRITICAL,
+                subject=f"Could not confirm on {g.target.name} that {g.user.get_username()} lost admin (grant #{g.pk})",
+                body=(f"Grant #{g.pk}: the membership was removed from {g.group_dn} in AD, but {g.target.name} could "
+                      f"not be checked after {g.attempts} attempt(s): {g.last_error}\nLogon sessions on the server may "
+                      "still hold the right until they end; check the server."),
+                link=_admin_link(g), object_type="grant", object_id=g.pk,
+            )
+
+    claims.attempt_failed(Grant.objects.select_related("user", "target"), [g.id for g in grants], token,
+                          error=message, transient=getattr(error, "transient", False), max_attempts=sys.maxsize,
+                          mark=mark, report=report)
     log.warning("revocation check failed for %d grant(s): %s", len(grants), message)
