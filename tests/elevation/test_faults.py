@@ -188,6 +188,48 @@ def test_claim_is_taken_once(db, django_user_model):
             assert Grant.objects.get(id=grant.id).claim_token == mine
 
 
+def test_failed_verification_is_recorded_on_a_held_claim_until_its_window_ends(db, django_user_model, settings):
+    """GIVEN a claimed grant whose server does not confirm the right WHEN its verification fails twice
+    within the re-check window and once after it THEN the attempts are counted and the claim dropped each
+    time: ``grant.unverified``, then ``grant.verify_failed`` (retried, never later than the window's end),
+    then ``grant.verify_gave_up`` (no retry); a failure reported under a claim that lapsed records nothing."""
+    from datetime import timedelta
+
+    from jitad.elevation.models import AccessRequest, Policy, Target
+    from jitad.elevation.services.grant_apply import _verification_failed
+    from jitad.elevation.services.host_checks import Verdict
+
+    user = django_user_model.objects.create_user("verifier")
+    target = Target.objects.create(name="V1", group_dn="CN=g,DC=x")
+    policy = Policy.objects.create(name="v1", approval_mode="auto", eligible_users=["verifier"])
+    req = AccessRequest.objects.create(requester=user, target=target, policy=policy, duration_minutes=30)
+    grant = Grant.objects.create(request=req, user=user, target=target, group_dn=target.group_dn,
+                                 expires_at=timezone.now() + timedelta(minutes=30), state=Grant.State.GRANTING)
+    verdict = Verdict(False, "the JIT group is not in local Administrators")
+
+    def fail_once(**changes):
+        token = uuid.uuid4()
+        Grant.objects.filter(id=grant.id).update(claim_token=token, **changes)
+        _verification_failed(grant, token, verdict)
+        return Grant.objects.get(id=grant.id)
+
+    first = fail_once()
+    window_end = first.unverified_since + timedelta(minutes=settings.JITAD_HOST_VERIFY_WINDOW_MINUTES)
+    assert (first.state, first.attempts, first.retryable, first.claim_token) == (Grant.State.UNVERIFIED, 1, True, None)
+    assert first.last_error == first.host_detail == verdict.detail
+    second = fail_once()
+    assert (second.attempts, second.retryable) == (2, True) and second.next_attempt_at <= window_end
+    late = fail_once(unverified_since=timezone.now() - timedelta(minutes=settings.JITAD_HOST_VERIFY_WINDOW_MINUTES + 1))
+    assert (late.state, late.attempts, late.retryable, late.next_attempt_at) == (Grant.State.UNVERIFIED, 3, False, None)
+
+    Grant.objects.filter(id=grant.id).update(claim_token=uuid.uuid4())  # another execution holds it now
+    _verification_failed(grant, uuid.uuid4(), verdict)
+    assert Grant.objects.get(id=grant.id).attempts == 3
+    actions = list(AuditEvent.objects.filter(object_type="grant", object_id=str(grant.id)).values_list("action", flat=True))
+    assert actions == ["grant.unverified", "grant.verify_failed", "grant.verify_gave_up"]
+    assert Notification.objects.filter(event__in=["grant.unverified", "grant.verify_gave_up"]).count() == 2
+
+
 def test_reconciler_alerts_once_about_a_group_it_cannot_read(live, make_target, alert_sink, jit_ou):
     """GIVEN a target whose group DN does not exist WHEN the reconciler runs twice THEN one
     critical alert says the group cannot be checked (not one a minute), and nothing crashes."""
