@@ -41,9 +41,7 @@ def grants_check_revoked_execute(*, grant_ids: list[int], token) -> None:
 
 def _check_taken(grants: list[Grant], mine: uuid.UUID) -> None:
     mine_pending = [g for g in grants if g.state == Grant.State.REVOKED and g.host_revoke_check == HostCheck.PENDING]
-    Grant.objects.filter(id__in=[g.id for g in grants if g not in mine_pending], claim_token=mine).update(
-        claim_token=None, lease_until=None
-    )
+    claims.release(Grant, [g.id for g in grants if g not in mine_pending], mine)
     by_target: dict[int, list[Grant]] = defaultdict(list)
     for g in mine_pending:
         by_target[g.target_id].append(g)
