@@ -1,0 +1,23 @@
+"""Targets, eligibility policies, access requests, approvals, grants, and reconciler removals held for an operator.
+
+One module per subject; every model is importable from here, as before.
+"""
+from .catalog import Target, Policy, ALLOWED_ADMIN_PATTERN, WINRM_URL_PATTERN
+from .requests import AccessRequest, Approval
+from .grants import Grant
+from .hosts import HostScan, StandingAdmin
+from .reconcile import HeldRemoval, GroupReading
+
+__all__ = [
+    "Target",
+    "Policy",
+    "ALLOWED_ADMIN_PATTERN",
+    "WINRM_URL_PATTERN",
+    "AccessRequest",
+    "Approval",
+    "Grant",
+    "HostScan",
+    "StandingAdmin",
+    "HeldRemoval",
+    "GroupReading",
+]

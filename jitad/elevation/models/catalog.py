@@ -1,0 +1,160 @@
+"""Targets (the servers and their JIT groups) and the policies that make people eligible for them."""
+import re
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+
+# A SID (S-1-5-21-...-1105), or *-<RID> for that RID on any machine or domain (*-500).
+# \Z, not $: "$" would also accept a value ending in a newline.
+ALLOWED_ADMIN_PATTERN = r"^(S-1-[0-9]+(-[0-9]+)+|\*-[0-9]+)\Z"
+WINRM_URL_PATTERN = r"^https?://[^\s/?#@]+(/[^\s?#]*)?\Z"
+
+
+class Target(models.Model):
+    """Something a person can be made admin of: a server, or a domain-level role.
+
+    The right is conferred by membership of ``group_dn`` (a JIT group, normally empty).
+    ``standing_members`` lists DNs the reconciler must leave in that group (e.g. a
+    nested break-glass group); everyone else must be backed by a live grant.
+    """
+
+    class Kind(models.TextChoices):
+        SERVER = "server", "Server"
+        DOMAIN_ROLE = "domain_role", "Domain role"
+
+    class Tier(models.IntegerChoices):
+        """Microsoft's enterprise access model: what a compromise of the target would expose."""
+
+        IDENTITY = 0, "Tier 0: identity (domain controllers, AD)"
+        SERVERS = 1, "Tier 1: servers and applications"
+        DEVICES = 2, "Tier 2: workstations and devices"
+
+    name = models.CharField(max_length=128, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SERVER)
+    tier = models.PositiveSmallIntegerField(choices=Tier.choices, default=Tier.SERVERS, db_index=True)
+    hostname = models.CharField(max_length=255, blank=True, help_text="FQDN, for servers")
+    description = models.TextField(blank=True)
+    group_dn = models.CharField(max_length=512, help_text="the AD group that grants the right")
+    standing_members = models.JSONField(default=list, blank=True)
+    nested_into_protected = models.BooleanField(
+        "nested into a protected group on purpose (tier 0)", default=False,
+        help_text="the JIT group is nested into Domain Admins or another protected group by design, so AD's "
+                  "SDProp marks it adminCount=1: accept that for this group (never Domain Admins itself "
+                  "or another well-known privileged group)",
+    )
+    approver_groups = models.JSONField(
+        default=list, blank=True,
+        help_text="AD group names whose members may approve requests for this target, besides the policy's",
+    )
+    winrm_url = models.CharField(
+        "WinRM URL", max_length=255, blank=True,
+        help_text="e.g. https://srv01.corp.example:5986/wsman; blank: the right is not checked on the server",
+    )
+    winrm_transport = models.CharField(
+        "WinRM authentication", max_length=16, default="ntlm",
+        choices=[("ntlm", "NTLM"), ("kerberos", "Kerberos"), ("certificate", "Client certificate (HTTPS)"),
+                 ("basic", "Basic (HTTPS only)")],
+    )
+    winrm_profile = models.CharField(
+        "WinRM credential profile", max_length=64, blank=True,
+        help_text="JITAD_WINRM_PROFILE_<NAME>_* in the environment; blank: the default JITAD_WINRM_* profile",
+    )
+    allowed_admins = models.JSONField(
+        default=list, blank=True,
+        help_text="SIDs (or *-RID) allowed in this server's local Administrators besides the JIT group "
+                  "and JITAD_HOST_ALLOWED_ADMINS",
+    )
+    enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def clean(self):
+        if self.allowed_admins is None:  # an emptied admin field
+            self.allowed_admins = []
+        url = (self.winrm_url or "").strip()
+        if url and not re.match(WINRM_URL_PATTERN, url):
+            raise ValidationError({"winrm_url": "a WinRM URL looks like https://srv01.corp.example:5986/wsman"})
+        if url.lower().startswith("http://") and self.winrm_transport in ("basic", "certificate"):
+            raise ValidationError({"winrm_transport": "Basic and certificate authentication need an https:// URL"})
+        if not isinstance(self.allowed_admins, list) or any(
+            not isinstance(a, str) or not re.match(ALLOWED_ADMIN_PATTERN, a) for a in self.allowed_admins
+        ):
+            raise ValidationError({"allowed_admins": "a list of SIDs (S-1-5-21-...) or *-RID entries (*-500)"})
+
+    @property
+    def host_checked(self) -> bool:
+        """True when grants of this target are verified on the server over WinRM."""
+        return bool(self.winrm_url)
+
+    def __str__(self):
+        return self.name
+
+
+class Policy(models.Model):
+    """Who may request which targets, for how long, and who must approve."""
+
+    class ApprovalMode(models.TextChoices):
+        AUTO = "auto", "Automatic"
+        MANUAL = "manual", "Approvers"
+
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    priority = models.PositiveIntegerField(default=100, help_text="lowest number wins when several policies match")
+    targets = models.ManyToManyField(Target, related_name="policies", blank=True)
+    eligible_groups = models.JSONField(default=list, blank=True, help_text="AD group names (sAMAccountName)")
+    eligible_users = models.JSONField(default=list, blank=True, help_text="AD user names (sAMAccountName)")
+    default_duration_minutes = models.PositiveIntegerField(default=60)
+    max_duration_minutes = models.PositiveIntegerField(
+        default=240, help_text="the longest a grant may last, its extensions included",
+    )
+    approval_mode = models.CharField(max_length=8, choices=ApprovalMode.choices, default=ApprovalMode.MANUAL)
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    approver_groups = models.JSONField(default=list, blank=True, help_text="AD group names whose members may approve")
+    distinct_approver_groups = models.BooleanField(
+        default=False,
+        help_text="each approval must come from a different approver group (e.g. a peer and a manager)",
+    )
+    allow_bulk_decisions = models.BooleanField(
+        default=False, help_text="approvers may decide several of these requests in one admin action"
+    )
+    notify = models.JSONField(
+        default=list, blank=True,
+        help_text="names of notification destinations (JITAD_NOTIFY_<NAME>) told of new requests to decide",
+    )
+    pending_timeout_minutes = models.PositiveIntegerField(default=240)
+    require_justification = models.BooleanField(default=True)
+    min_justification_length = models.PositiveIntegerField(default=10)
+    require_ticket = models.BooleanField(default=False)
+    ticket_pattern = models.CharField(max_length=200, blank=True, help_text="regular expression a ticket must match")
+    max_extensions = models.PositiveSmallIntegerField(default=2)
+    end_sessions_on_revoke = models.BooleanField(
+        default=False,
+        help_text="when a grant ends, log the user off the server and stop their processes, "
+                  "so no logon token keeps the right",
+    )
+    enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["priority", "name"]
+        verbose_name_plural = "policies"
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        if self.default_duration_minutes > self.max_duration_minutes:
+            raise ValidationError("the default duration exceeds the maximum")
+        if self.approval_mode == self.ApprovalMode.MANUAL and self.approvals_required < 1:
+            raise ValidationError("manual approval needs at least one approver")
+        if self.distinct_approver_groups and self.approvals_required > len(self.approver_groups or []):
+            # Target approver groups may add more at decision time; the policy alone must suffice.
+            raise ValidationError("distinct approver groups need at least as many groups as approvals required")
+        if self.ticket_pattern:
+            try:
+                re.compile(self.ticket_pattern)
+            except re.error as e:
+                raise ValidationError(f"ticket pattern is not a valid regular expression: {e}") from e
