@@ -15,16 +15,15 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
-from django_otp_webauthn.models import WebAuthnCredential
 
 from jitad import vault
 from jitad.vault import VaultError
 
 from .backends import THROTTLED, login_error_message
-from .devices import AuthenticatorDevice, BackupCode, BackupCodeDevice
 from .forms import CodeForm, EnrolForm, LoginForm, TokenCreateForm
 from .mfa import mfa_check_code, mfa_enrolled, mfa_has_code_device, mfa_is_fresh, mfa_mark_verified
 from .models import ApiToken
+from .selectors import api_tokens_of, backup_codes_left, has_backup_codes, has_passkey, mfa_devices_of
 from .services import api_token_create, api_token_revoke, backup_codes_generate, mfa_device_remove, totp_enrol_begin, totp_enrol_confirm
 
 log = logging.getLogger(__name__)
@@ -122,7 +121,7 @@ def mfa_verify(request):
         "error": error,
         "next": _next(request),
         "has_code_device": mfa_has_code_device(user),
-        "has_passkey": WebAuthnCredential.objects.filter(user=user, confirmed=True).exists(),
+        "has_passkey": has_passkey(user=user),
         "reverify": user.is_verified(),
     }
     return render(request, "accounts/verify.html", context, status=400 if request.method == "POST" else 200)
@@ -152,7 +151,7 @@ def mfa_enrol(request):
         if totp_enrol_confirm(user=user, device=device, code=form.cleaned_data["code"]):
             request.session.pop(_ENROL_DEVICE, None)
             mfa_mark_verified(request, device)
-            if not BackupCodeDevice.objects.filter(user=user).exists():
+            if not has_backup_codes(user=user):
                 _once_put(request, _ONCE_CODES, backup_codes_generate(user=user))
                 return redirect(_with_next("accounts:backup-codes", request))
             messages.success(request, "Your authenticator app is set up.")
@@ -181,26 +180,14 @@ def backup_codes(request):
     codes = _once_take(request, _ONCE_CODES)
     if codes is None and not request.user.is_verified():
         return redirect(_with_next("accounts:mfa-verify", request))
-    remaining = BackupCode.objects.filter(device__user=request.user).count()
+    remaining = backup_codes_left(user=request.user)
     return render(request, "accounts/backup_codes.html", {"codes": codes, "remaining": remaining, "next": _next(request)})
-
-
-def _devices(user):
-    rows = []
-    for d in AuthenticatorDevice.objects.filter(user=user, confirmed=True):
-        rows.append({"kind": "Authenticator app", "name": d.name, "id": d.persistent_id, "last_used": d.last_used_at, "created": d.created_at})
-    for d in BackupCodeDevice.objects.filter(user=user, confirmed=True):
-        rows.append({"kind": "Backup codes", "name": f"{d.code_set.count()} left", "id": d.persistent_id,
-                     "last_used": d.last_used_at, "created": d.created_at})
-    for d in WebAuthnCredential.objects.filter(user=user, confirmed=True):
-        rows.append({"kind": "Passkey", "name": d.name or "passkey", "id": d.persistent_id, "last_used": d.last_used_at, "created": d.created_at})
-    return rows
 
 
 def _security_page(request, new_token):
     context = {
-        "devices": _devices(request.user),
-        "tokens": ApiToken.objects.filter(user=request.user),
+        "devices": mfa_devices_of(user=request.user),
+        "tokens": api_tokens_of(user=request.user),
         "token_form": TokenCreateForm(),
         "new_token": new_token,
         "fresh": mfa_is_fresh(request),

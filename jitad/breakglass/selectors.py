@@ -125,6 +125,11 @@ def checkout_visible(*, user, pk: int) -> Checkout | None:
     return checkout
 
 
+def review_of(*, checkout: Checkout) -> Review | None:
+    """The post-incident review of ``checkout``, if one was opened."""
+    return Review.objects.filter(checkout=checkout).first()
+
+
 @dataclass
 class Dashboard:
     """The break-glass dashboard: one row per visible account, open reviews, the person's own checkouts."""

@@ -24,7 +24,7 @@ from .errors import BreakglassRefused
 from .forms import CheckoutForm, EnvelopeForm, ReviewForm
 from .models import Checkout, Review, SealedAccount
 from .runbooks import runbook_get, runbooks_for, runbooks_load
-from .selectors import account_approvers, can_force_checkin, checkout_visible, dashboard_for, is_responder
+from .selectors import account_approvers, can_force_checkin, checkout_visible, dashboard_for, is_responder, review_of
 
 
 def _visible_checkout(user, pk: int) -> Checkout:
@@ -160,7 +160,7 @@ def _checkout_context(request, checkout: Checkout, **extra) -> dict:
     user = request.user
     runbook = runbook_get(checkout.runbook_slug) if checkout.runbook_slug else None
     ticks = {t.step_id: t for t in checkout.ticks.all()}
-    review = Review.objects.filter(checkout=checkout).first()
+    review = review_of(checkout=checkout)
     holder = checkout.holder_id == user.pk
     return {
         "checkout": checkout,
