@@ -249,6 +249,15 @@ def verified_client(client):
     return login
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _flush_retries_deadlocks():
+    """A transactional test's teardown flush is retried when PostgreSQL aborts it in a deadlock with a worker
+    (tests.support.flush)."""
+    from tests.support.flush import install
+
+    install()
+
+
 @pytest.fixture(autouse=True)
 def _background_workers_back():
     """Workers an earlier test stopped run again before this test starts: after that test's database flush,
