@@ -9,7 +9,8 @@ The layers, bottom to top (docs in STYLE.md, "Layout shows the architecture"):
 2. ``accounts``
 3. ``health``
 4. the domain apps: ``elevation`` and ``breakglass``
-5. the admin site and URLs (``admin_site``, ``urls``), and the process wiring that loads
+5. ``reports``: reads every domain app (KPIs, access history, the JIT PAM document)
+6. the admin site and URLs (``admin_site``, ``urls``), and the process wiring that loads
    every app (``settings``, ``celery``, ``wsgi``)
 
 A lower app that must tell a higher one something sends a Django signal; it never imports
@@ -33,7 +34,8 @@ LAYERS = {
     "accounts": 2,
     "health": 3,
     "elevation": 4, "breakglass": 4,
-    "admin_site": 5, "urls": 5, "settings": 5, "celery": 5, "wsgi": 5,
+    "reports": 5,
+    "admin_site": 6, "urls": 6, "settings": 6, "celery": 6, "wsgi": 6,
 }
 
 # Imports that point up but cannot move, each with the reason. Keys are

@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "jitad.health",
     "jitad.elevation",
     "jitad.breakglass",
+    "jitad.reports",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,2 @@
+"""Routes of the access-history pages (mounted under /reports/)."""
+urlpatterns = []

@@ -1,0 +1,1 @@
+"""The Reports area: KPI pages, their charts and exports."""

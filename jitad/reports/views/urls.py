@@ -1,0 +1,2 @@
+"""Routes of the KPI pages (mounted under /reports/)."""
+urlpatterns = []
