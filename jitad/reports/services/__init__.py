@@ -1,0 +1,1 @@
+"""Writes the reports own: daily snapshots and retention."""

@@ -1,0 +1,1 @@
+"""Celery tasks of the reports (thin: each calls one service). One module per kind of work, imported here."""
