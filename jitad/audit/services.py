@@ -4,11 +4,15 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Min
 from django.utils import timezone
 
-from .models import AuditChainHead, AuditEvent
+from jitad.engine import queue
+
+from .models import AuditChainHead, AuditCheckpoint, AuditEvent, SiemCursor
 
 GENESIS = "0" * 64
 
@@ -46,11 +50,12 @@ def audit_record_many(entries: list[AuditEntry]) -> list[AuditEvent]:
     head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
     prev = head.last_hash
     rows = []
-    for e in entries:
+    for seq, e in enumerate(entries, start=head.count + 1):
         at = timezone.now()
         digest = _digest(prev, at, e)
         rows.append(
             AuditEvent(
+                seq=seq,
                 at=at,
                 actor=e.actor,
                 action=e.action,
@@ -69,7 +74,28 @@ def audit_record_many(entries: list[AuditEntry]) -> list[AuditEvent]:
     head.last_hash = prev
     head.count += len(rows)
     head.save(update_fields=["last_hash", "count"])
+    _wake_siem_on_commit()
     return rows
+
+
+SIEM_WAKE = "jitad.audit.siem_send"
+
+
+def _wake_siem() -> None:
+    queue.enqueue(SIEM_WAKE)
+
+
+def _wake_siem_on_commit() -> None:
+    """One wake-up message per transaction for the SIEM outbox, however many events it appends.
+
+    The periodic sweep sends anything a lost wake-up leaves behind; without destinations
+    nothing is queued at all.
+    """
+    if not settings.JITAD_SIEM_DESTINATIONS:
+        return
+    if any(func is _wake_siem for _, func, _ in connection.run_on_commit):
+        return
+    transaction.on_commit(_wake_siem)
 
 
 def audit_record(**kwargs) -> AuditEvent:
@@ -78,19 +104,64 @@ def audit_record(**kwargs) -> AuditEvent:
 
 
 def audit_verify() -> list[str]:
-    """Walk the chain; return a description of every break (empty list: intact)."""
+    """Walk the chain in seq order from the pruning checkpoint; return every break (empty list: intact)."""
     problems = []
-    prev = GENESIS
-    count = 0
-    for ev in AuditEvent.objects.order_by("id").iterator(chunk_size=2000):
-        count += 1
+    checkpoint = AuditCheckpoint.objects.filter(pk=1).first()
+    prev = checkpoint.hash if checkpoint else GENESIS
+    expected = (checkpoint.seq if checkpoint else 0) + 1
+    for ev in AuditEvent.objects.order_by("seq").iterator(chunk_size=2000):
         entry = AuditEntry(ev.actor, ev.action, ev.object_type, ev.object_id, ev.before, ev.after, ev.reason, ev.data)
+        if ev.seq != expected:
+            problems.append(f"event {ev.id}: seq {ev.seq} where {expected} was expected (events were removed)")
         if ev.prev_hash != prev:
             problems.append(f"event {ev.id}: previous hash does not match event before it (a row was removed or reordered)")
         if _digest(ev.prev_hash, ev.at, entry) != ev.hash:
             problems.append(f"event {ev.id}: content does not match its hash (the row was edited)")
         prev = ev.hash
+        expected = ev.seq + 1
     head = AuditChainHead.objects.filter(pk=1).first()
-    if head and (head.last_hash != prev or head.count != count):
+    if head and (head.last_hash != prev or head.count != expected - 1):
         problems.append("the chain head does not match the last event (rows were removed from the end)")
     return problems
+
+
+def audit_prune(*, before: datetime) -> int:
+    """Delete the oldest events, those older than ``before``, keeping a checkpoint; returns how many.
+
+    Only a prefix of the chain goes (up to the first event at or after ``before``), and
+    never an event some configured SIEM destination has not been sent yet. The checkpoint
+    keeps the seq and hash of the last pruned event so ``audit_verify`` checks the rest;
+    the prune itself is audited (in the chain, and so in the SIEM stream).
+    """
+    with transaction.atomic():
+        head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
+        checkpoint, _ = AuditCheckpoint.objects.select_for_update().get_or_create(pk=1)
+        upto = head.count
+        first_kept = AuditEvent.objects.filter(at__gte=before).aggregate(m=Min("seq"))["m"]
+        if first_kept is not None:
+            upto = min(upto, first_kept - 1)
+        for name in settings.JITAD_SIEM_DESTINATIONS:
+            cursor = SiemCursor.objects.filter(name=name).first()
+            upto = min(upto, cursor.last_seq if cursor else checkpoint.seq)
+        if upto <= checkpoint.seq:
+            return 0
+        last = AuditEvent.objects.filter(seq=upto).only("seq", "hash").first()
+        if last is None:  # the chain is already broken there: refuse rather than hide it
+            raise RuntimeError(f"audit event seq {upto} is missing: run jitad_audit_verify")
+        pruned = 0
+        low = checkpoint.seq
+        while low < upto:
+            high = min(upto, low + 10000)
+            # QuerySet.delete bypasses AuditEvent.delete, which refuses single-row deletes.
+            pruned += AuditEvent.objects.filter(seq__gt=low, seq__lte=high).delete()[0]
+            low = high
+        now = timezone.now()
+        checkpoint.seq, checkpoint.hash, checkpoint.pruned_at, checkpoint.before = upto, last.hash, now, before
+        checkpoint.last_pruned = pruned
+        checkpoint.pruned_total += pruned
+        checkpoint.save()
+        audit_record(actor="system:retention", action="audit.pruned", object_type="audit", object_id=str(upto),
+                     reason=f"retention: events before {before.isoformat()}",
+                     data={"pruned": pruned, "checkpoint_seq": upto, "checkpoint_hash": last.hash,
+                           "before": before.isoformat()})
+    return pruned
