@@ -43,6 +43,12 @@ def _schedule(sender, **kwargs):
             settings.JITAD_BREAKGLASS_SEAL_CHECK_INTERVAL, sender.signature("jitad.breakglass.seals_check"),
             name="breakglass-seal-check",
         )
+    if settings.JITAD_SIEM_DESTINATIONS:
+        # Beside the deliveries: a SIEM that hangs for JITAD_SIEM_TIMEOUT never holds the engine's processes.
+        sender.add_periodic_task(
+            settings.JITAD_SIEM_SWEEP_INTERVAL,
+            sender.signature("jitad.audit.siem_sweep", options={"queue": "notifications"}), name="siem-sweep",
+        )
     if settings.JITAD_HOST_SCAN_INTERVAL > 0:
         sender.add_periodic_task(
             settings.JITAD_HOST_SCAN_INTERVAL, sender.signature("jitad.elevation.hosts_scan"), name="standing-admin-scan"

@@ -82,7 +82,7 @@ SIEM_WAKE = "jitad.audit.siem_send"
 
 
 def _wake_siem() -> None:
-    queue.enqueue(SIEM_WAKE)
+    queue.enqueue(SIEM_WAKE, queue="notifications")  # beside deliveries: a slow SIEM never holds the engine
 
 
 def _wake_siem_on_commit() -> None:

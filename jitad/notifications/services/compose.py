@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from jitad.audit.services import audit_record
 from jitad.engine import claims, queue
 
 from ..models import NOT_SET, Delivery, DigestEntry, Notification
@@ -151,8 +152,13 @@ def alert_raise(*, event: str, subject: str, body: str, severity: str = Notifica
                                    person=person[:150], object_type=object_type, object_id=str(object_id)[:64])
         return None
     log.warning("alert %s: %s", event, subject)
-    return notification_create(event=event, subject=subject, body=body, link=link, severity=severity,
-                               object_type=object_type, object_id=object_id, destinations=[SECURITY])
+    with transaction.atomic():
+        # Every alert is in the audit chain too, and so in the SIEM stream.
+        audit_record(actor="system:alerts", action="alert.raised", object_type=object_type or "alert",
+                     object_id=str(object_id)[:64] or event[:64], after=str(severity)[:32], reason=subject,
+                     data={"event": event})
+        return notification_create(event=event, subject=subject, body=body, link=link, severity=severity,
+                                   object_type=object_type, object_id=object_id, destinations=[SECURITY])
 
 
 def deliveries_enqueue_on_commit(*, delivery_ids: list[int], token: uuid.UUID, batch: bool = False,

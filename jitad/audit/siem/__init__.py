@@ -1,0 +1,1 @@
+"""Streaming the audit chain to SIEM destinations: formats, the network seam, the outbox."""
