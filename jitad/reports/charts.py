@@ -13,7 +13,7 @@ from django.utils.safestring import SafeString, mark_safe
 from .figures import Chart, Table
 
 WIDTH, HEIGHT = 640, 260
-LEFT, RIGHT, TOP, BOTTOM = 56, 16, 16, 56  # margins: y ticks on the left, x labels below
+LEFT, RIGHT, TOP, BOTTOM = 56, 40, 20, 56  # margins: y ticks on the left, x labels below, room for the last label
 TICKS = 4
 
 
