@@ -5,6 +5,7 @@ classes in jitad/static/jitad/reports.css. Every label is escaped. Each chart ha
 <title> and <desc>, axis labels, and a <title> per point or bar; the table below it on the
 page holds the same values for anyone who cannot see the drawing.
 """
+import math
 from datetime import date, datetime
 
 from django.utils.html import escape
@@ -42,7 +43,7 @@ def _nice_max(top: float) -> float:
     """A round axis maximum at or above ``top`` (1, 2, 2.5, 5 x 10^n)."""
     if top <= 0:
         return 1.0
-    magnitude = 10 ** (len(str(int(top))) - 1) if top >= 1 else 1
+    magnitude = 10 ** math.floor(math.log10(top))
     for step in (1, 2, 2.5, 5, 10):
         if step * magnitude >= top:
             return step * magnitude
@@ -53,14 +54,22 @@ def _labels(table: Table) -> dict[str, str]:
     return {c.key: c.label + (f" ({c.unit})" if c.unit else "") for c in table.columns}
 
 
-def _frame(table: Table, chart: Chart, top: float, x_labels: list[str], slot: float, centred: bool) -> list[str]:
+def _y(v: float, scale: tuple[float, float]) -> float:
+    """The SVG y of value ``v`` on the scale (low, top)."""
+    low, top = scale
+    plot_h = HEIGHT - TOP - BOTTOM
+    return TOP + plot_h * (top - v) / (top - low)
+
+
+def _frame(table: Table, chart: Chart, scale: tuple[float, float], x_labels: list[str], slot: float, centred: bool) -> list[str]:
     """Axes, gridlines with their values, x labels (thinned to fit) and the axis titles."""
     labels = _labels(table)
     plot_h = HEIGHT - TOP - BOTTOM
     out = []
+    low, top = scale
     for i in range(TICKS + 1):
-        v = top * i / TICKS
-        y = TOP + plot_h - plot_h * i / TICKS
+        v = low + (top - low) * i / TICKS
+        y = _y(v, scale)
         out.append(f'<line class="grid" x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}"/>')
         out.append(f'<text class="tick" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(_fmt(v))}</text>')
     every = max(1, -(-len(x_labels) // 8))  # at most 8 labels under the axis
@@ -69,7 +78,8 @@ def _frame(table: Table, chart: Chart, top: float, x_labels: list[str], slot: fl
             continue
         x = LEFT + slot * (i + 0.5 if centred else i)
         out.append(f'<text class="tick" x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">{escape(label)}</text>')
-    out.append(f'<line class="axis" x1="{LEFT}" y1="{TOP + plot_h}" x2="{WIDTH - RIGHT}" y2="{TOP + plot_h}"/>')
+    zero = _y(0.0, scale)
+    out.append(f'<line class="axis" x1="{LEFT}" y1="{zero:.1f}" x2="{WIDTH - RIGHT}" y2="{zero:.1f}"/>')
     out.append(f'<line class="axis" x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + plot_h}"/>')
     out.append(f'<text class="axis-label" x="{(LEFT + WIDTH - RIGHT) / 2:.0f}" y="{HEIGHT - 14}" '
                f'text-anchor="middle">{escape(labels.get(chart.x, chart.x))}</text>')
@@ -79,14 +89,14 @@ def _frame(table: Table, chart: Chart, top: float, x_labels: list[str], slot: fl
     return out
 
 
-def _line(table: Table, chart: Chart, top: float) -> list[str]:
+def _line(table: Table, chart: Chart, scale: tuple[float, float]) -> list[str]:
     """One polyline per series (broken where a value is missing), a circle with its own <title> per point."""
     labels = _labels(table)
     n = len(table.rows)
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    plot_w = WIDTH - LEFT - RIGHT
     step = plot_w / max(n - 1, 1)
     xs = [_text(row.get(chart.x)) for row in table.rows]
-    out = _frame(table, chart, top, xs, step, centred=False)
+    out = _frame(table, chart, scale, xs, step, centred=False)
     for s, key in enumerate(chart.y):
         runs, run = [], []
         points = []
@@ -97,7 +107,7 @@ def _line(table: Table, chart: Chart, top: float) -> list[str]:
                     runs.append(run)
                 run = []
                 continue
-            x, y = LEFT + step * i if n > 1 else LEFT + plot_w / 2, TOP + plot_h - plot_h * v / top
+            x, y = (LEFT + step * i if n > 1 else LEFT + plot_w / 2), _y(v, scale)
             run.append(f"{x:.1f},{y:.1f}")
             points.append(f'<circle class="point series-{s}" cx="{x:.1f}" cy="{y:.1f}" r="3" data-x="{escape(xs[i])}" '
                           f'data-value="{escape(_fmt(v))}"><title>{escape(labels.get(key, key))}, {escape(xs[i])}: '
@@ -109,24 +119,24 @@ def _line(table: Table, chart: Chart, top: float) -> list[str]:
     return out
 
 
-def _bars(table: Table, chart: Chart, top: float, gap: float) -> list[str]:
+def _bars(table: Table, chart: Chart, scale: tuple[float, float], gap: float) -> list[str]:
     """Grouped bars per category (series side by side); ``gap`` is the share of a slot left empty."""
     labels = _labels(table)
     n = max(len(table.rows), 1)
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    plot_w = WIDTH - LEFT - RIGHT
     slot = plot_w / n
     xs = [_text(row.get(chart.x)) for row in table.rows]
-    out = _frame(table, chart, top, xs, slot, centred=True)
+    out = _frame(table, chart, scale, xs, slot, centred=True)
     width = slot * (1 - gap) / len(chart.y)
     for i, row in enumerate(table.rows):
         for s, key in enumerate(chart.y):
             v = _number(row.get(key))
             if v is None:
                 continue
-            h = plot_h * v / top
+            y0, y1 = sorted((_y(0.0, scale), _y(v, scale)))
             x = LEFT + slot * i + slot * gap / 2 + width * s
-            out.append(f'<rect class="bar series-{s}" x="{x:.1f}" y="{TOP + plot_h - h:.1f}" width="{width:.1f}" '
-                       f'height="{h:.1f}" data-x="{escape(xs[i])}" data-value="{escape(_fmt(v))}">'
+            out.append(f'<rect class="bar series-{s}" x="{x:.1f}" y="{y0:.1f}" width="{width:.1f}" '
+                       f'height="{y1 - y0:.1f}" data-x="{escape(xs[i])}" data-value="{escape(_fmt(v))}">'
                        f'<title>{escape(labels.get(key, key))}, {escape(xs[i])}: {escape(_fmt(v))}</title></rect>')
     return out
 
@@ -137,11 +147,13 @@ def chart_svg(table: Table, *, chart_id: str = "") -> SafeString:
     if chart is None or chart.kind not in ("line", "bar", "histogram") or not table.rows:
         return mark_safe("")
     values = [_number(row.get(k)) for row in table.rows for k in chart.y]
-    top = _nice_max(max([v for v in values if v is not None] or [0]))
+    known = [v for v in values if v is not None] or [0.0]
+    low = min(known)
+    scale = (-_nice_max(-low) if low < 0 else 0.0, _nice_max(max(known)) if max(known) > 0 else (0.0 if low < 0 else 1.0))
     if chart.kind == "line":
-        body = _line(table, chart, top)
+        body = _line(table, chart, scale)
     else:
-        body = _bars(table, chart, top, gap=0.3 if chart.kind == "bar" else 0.04)
+        body = _bars(table, chart, scale, gap=0.3 if chart.kind == "bar" else 0.04)
     labels = _labels(table)
     series = ", ".join(labels.get(k, k) for k in chart.y)
     ident = escape(chart_id or f"chart-{table.key}")

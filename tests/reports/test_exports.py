@@ -84,3 +84,31 @@ def test_histogram_and_no_chart():
     table = report.section("approval").tables[0]
     table.chart = None
     assert chart_svg(table) == ""
+
+
+def _one(kind, values):
+    from jitad.reports.figures import Chart, Column, Table
+
+    return Table(key="t", title="T", columns=[Column("x", "X"), Column("v", "V")],
+                 rows=[{"x": f"x{i}", "v": v} for i, v in enumerate(values)], chart=Chart(kind, "x", ("v",)))
+
+
+def test_negative_values_hang_below_the_zero_line():
+    """GIVEN a change that went both ways WHEN drawn as bars THEN the zero axis sits inside the plot and each
+    bar stands on it: a negative bar starts at the axis, a positive one ends there."""
+    import re
+
+    svg = str(chart_svg(_one("bar", [20, -10])))
+    axis_y = float(re.search(r'<line class="axis" x1="\d+" y1="([\d.]+)"', svg).group(1))
+    bars = re.findall(r'<rect class="bar series-0" x="[\d.]+" y="([\d.]+)" width="[\d.]+" height="([\d.]+)"', svg)
+    (up_y, up_h), (down_y, down_h) = [(float(y), float(h)) for y, h in bars]
+    assert abs(up_y + up_h - axis_y) < 0.2 and abs(down_y - axis_y) < 0.2 and abs(up_h - 2 * down_h) < 0.3
+    assert ">-10<" in svg  # the lowest tick
+
+
+def test_degenerate_tables_still_draw_or_draw_nothing():
+    assert 'class="point series-0"' in str(chart_svg(_one("line", [5])))  # one point, centred
+    nothing = str(chart_svg(_one("line", [None, None])))
+    assert nothing.startswith("<svg") and "circle" not in nothing  # axes, no points
+    assert str(chart_svg(_one("bar", []))) == ""
+    assert 'class="bar' in str(chart_svg(_one("histogram", [0, 0.004, 0.3])))
