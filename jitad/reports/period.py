@@ -2,14 +2,19 @@
 import re
 from datetime import datetime, time, timedelta, timezone as dt_timezone
 
+from django.conf import settings
 from django.utils import timezone
 
-DEFAULT = "30d"
 # A report spans at most this long: further back, the work and the page grow without telling more.
 MAX_SPAN = timedelta(days=731)
 _UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 _PERIOD = re.compile(r"(\d{1,6})\s*([mhdw])")
 EXAMPLES = "such as 30d, 12h or 2w"
+
+
+def default_period() -> str:
+    """The period when none is chosen: JITAD_REPORT_PERIOD_DAYS (30) days, as "30d"."""
+    return f"{int(getattr(settings, 'JITAD_REPORT_PERIOD_DAYS', 30))}d"
 
 
 class PeriodError(ValueError):
@@ -53,7 +58,7 @@ def period_resolve(*, period: str | None = None, start=None, end=None, now: date
             raise PeriodError("Give either a period or a start date, not both.")
         start_at = as_aware(start)
     else:
-        start_at = end_at - parse_period(period or DEFAULT)
+        start_at = end_at - parse_period(period or default_period())
     if start_at >= end_at:
         raise PeriodError("The start must be before the end.")
     if end_at - start_at > MAX_SPAN:

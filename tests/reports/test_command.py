@@ -66,3 +66,9 @@ def test_markdown_to_a_file(fake_report, tmp_path):
 def test_bad_input_is_a_clear_command_error(fake_report, args, message):
     with pytest.raises(CommandError, match=message):
         run(*args)
+
+
+def test_default_period_follows_the_setting(fake_report, settings):
+    settings.JITAD_REPORT_PERIOD_DAYS = 7
+    run()
+    assert (fake_report[0]["end"] - fake_report[0]["start"]).days == 7

@@ -3,20 +3,23 @@ from django import forms
 
 from jitad.elevation.models import Target
 
-from ..period import DEFAULT, EXAMPLES, PeriodError, period_resolve
+from ..period import EXAMPLES, PeriodError, default_period, period_resolve
 
 
 class ReportFilterForm(forms.Form):
     """What a report covers; every error is a message on the form, never a 500."""
 
-    period = forms.CharField(required=False, max_length=12, label="Period",
-                             help_text=f"Ending now, {EXAMPLES} (default {DEFAULT}); or give dates below.")
+    period = forms.CharField(required=False, max_length=12, label="Period")
     start = forms.DateField(required=False, label="From (date)", widget=forms.DateInput(attrs={"type": "date"}))
     end = forms.DateField(required=False, label="To (date, included)", widget=forms.DateInput(attrs={"type": "date"}))
     tier = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label="Tier",
                                   choices=[("", "All tiers"), *Target.Tier.choices])
     target = forms.CharField(required=False, max_length=200, label="Target", help_text="A target's name.")
     policy = forms.CharField(required=False, max_length=200, label="Policy", help_text="A policy's name.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["period"].help_text = f"Ending now, {EXAMPLES} (default {default_period()}); or give dates below."
 
     def clean(self):
         data = super().clean()
@@ -27,7 +30,7 @@ class ReportFilterForm(forms.Form):
             return data
         try:
             data["start_at"], data["end_at"] = period_resolve(
-                period=None if data.get("start") else (data.get("period") or DEFAULT),
+                period=None if data.get("start") else (data.get("period") or default_period()),
                 start=data.get("start"), end=data.get("end"))
         except PeriodError as e:
             self.add_error("period" if not data.get("start") else "start", str(e))

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from jitad.elevation.models import Target
 from jitad.reports import exports
-from jitad.reports.period import DEFAULT, EXAMPLES, PeriodError, period_resolve
+from jitad.reports.period import EXAMPLES, PeriodError, period_resolve
 
 FORMATS = ("json", "csv", "md")
 
@@ -31,7 +31,7 @@ class Command(BaseCommand):
             "as JSON, CSV or Markdown; the same figures as /reports/ (see docs/reports.md).")
 
     def add_arguments(self, parser):
-        parser.add_argument("--period", help=f"ending now (or --end), {EXAMPLES}; default {DEFAULT}")
+        parser.add_argument("--period", help=f"ending now (or --end), {EXAMPLES}; default JITAD_REPORT_PERIOD_DAYS (30) days")
         parser.add_argument("--start", help="start date (YYYY-MM-DD, UTC midnight) or ISO 8601 time, instead of --period")
         parser.add_argument("--end", help="end date (included) or ISO 8601 time; default now")
         parser.add_argument("--tier", type=str, help="only targets of this tier (0, 1 or 2)")
