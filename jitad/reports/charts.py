@@ -6,6 +6,7 @@ classes in jitad/static/jitad/reports.css. Every label is escaped. Each chart ha
 page holds the same values for anyone who cannot see the drawing.
 """
 import math
+from dataclasses import replace
 from datetime import date, datetime
 
 from django.utils.html import escape
@@ -16,6 +17,8 @@ from .figures import Chart, Table
 WIDTH, HEIGHT = 640, 260
 LEFT, RIGHT, TOP, BOTTOM = 56, 40, 20, 56  # margins: y ticks on the left, x labels below, room for the last label
 TICKS = 4
+# Beyond these a drawing stops helping (and weighs on the page): the table below has every row.
+MAX_BARS, MAX_POINTS = 30, 400
 
 
 def _number(value) -> float | None:
@@ -77,7 +80,8 @@ def _frame(table: Table, chart: Chart, scale: tuple[float, float], x_labels: lis
         if i % every and i != len(x_labels) - 1:
             continue
         x = LEFT + slot * (i + 0.5 if centred else i)
-        out.append(f'<text class="tick" x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">{escape(label)}</text>')
+        short = label if len(label) <= 16 else label[:15] + "…"  # the whole label is in each point's <title>
+        out.append(f'<text class="tick" x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">{escape(short)}</text>')
     zero = _y(0.0, scale)
     out.append(f'<line class="axis" x1="{LEFT}" y1="{zero:.1f}" x2="{WIDTH - RIGHT}" y2="{zero:.1f}"/>')
     out.append(f'<line class="axis" x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + plot_h}"/>')
@@ -146,6 +150,10 @@ def chart_svg(table: Table, *, chart_id: str = "") -> SafeString:
     chart = table.chart
     if chart is None or chart.kind not in ("line", "bar", "histogram") or not table.rows:
         return mark_safe("")
+    total = len(table.rows)
+    limit = MAX_POINTS if chart.kind == "line" else MAX_BARS
+    if total > limit:
+        table = replace(table, rows=table.rows[:limit])
     values = [_number(row.get(k)) for row in table.rows for k in chart.y]
     known = [v for v in values if v is not None] or [0.0]
     low = min(known)
@@ -169,5 +177,6 @@ def chart_svg(table: Table, *, chart_id: str = "") -> SafeString:
         f'aria-labelledby="{ident}-title {ident}-desc" xmlns="http://www.w3.org/2000/svg" data-kind="{chart.kind}">'
         f'<title id="{ident}-title">{escape(table.title)}</title>'
         f'<desc id="{ident}-desc">{escape(kind)} of {escape(series)} by {escape(labels.get(chart.x, chart.x))}; '
-        f'the values are in the table below.</desc>'
+        + (f'the first {limit} of {total} rows are drawn; ' if total > limit else '')
+        + 'the values are in the table below.</desc>'
         + "".join(legend) + "".join(body) + "</svg>")

@@ -112,3 +112,11 @@ def test_degenerate_tables_still_draw_or_draw_nothing():
     assert nothing.startswith("<svg") and "circle" not in nothing  # axes, no points
     assert str(chart_svg(_one("bar", []))) == ""
     assert 'class="bar' in str(chart_svg(_one("histogram", [0, 0.004, 0.3])))
+
+
+def test_a_long_table_draws_its_first_bars_and_says_so():
+    from jitad.reports.charts import MAX_BARS
+
+    svg = str(chart_svg(_one("bar", list(range(MAX_BARS + 12)))))
+    assert svg.count('class="bar series-0"') == MAX_BARS
+    assert f"the first {MAX_BARS} of {MAX_BARS + 12} rows are drawn" in svg

@@ -162,3 +162,19 @@ def test_fuzzed_filters_never_500(auditor, fake_report):
             assert "<script>alert(1)</script>" not in r.content.decode()
 
     check()
+
+
+def test_a_long_table_is_cut_on_the_page_but_whole_in_the_csv(auditor, monkeypatch):
+    from jitad.reports.views import pages
+    from tests.reports.conftest import sample_report
+
+    def build(**kwargs):
+        report = sample_report(kwargs["start"], kwargs["end"])
+        report.section("revocation").tables[0].rows = [{"target": f"SRV{i:04d}", "count": i} for i in range(250)]
+        return report
+
+    monkeypatch.setattr(pages, "report_build", build)
+    html = auditor.get("/reports/revocation/").content.decode()
+    assert html.count("<td>SRV0") == pages.PAGE_ROWS and "50 more are in the CSV" in html
+    rows = list(csv.reader(io.StringIO(auditor.get("/reports/revocation.csv", {"table": "failures"}).content.decode())))
+    assert len(rows) == 1 + 250

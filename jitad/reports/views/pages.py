@@ -18,6 +18,8 @@ from .forms import ReportFilterForm
 
 SECTIONS = ("standing", "utilisation", "approval", "revocation", "risk")
 PERMISSION = "reports.view_reports"
+# A page shows at most this many rows of a table; the CSV export has them all.
+PAGE_ROWS = 200
 
 
 def report_build(**kwargs) -> Report:
@@ -93,9 +95,9 @@ def section(request, key: str):
     tables = []
     for t in s.tables:
         rows = [{"cells": [exports.value_text(row.get(c.key)) for c in t.columns],
-                 "url": exports.records_url(t.records.get(i))} for i, row in enumerate(t.rows)]
+                 "url": exports.records_url(t.records.get(i))} for i, row in enumerate(t.rows[:PAGE_ROWS])]
         tables.append({"table": t, "svg": chart_svg(t, chart_id=f"chart-{slugify(s.key)}-{slugify(t.key)}"),
-                       "rows": rows, "linked": bool(t.records)})
+                       "rows": rows, "linked": bool(t.records), "more": max(0, len(t.rows) - PAGE_ROWS)})
     return render(request, "reports/section.html",
                   _context(request, form, report, section=s, figures=_figure_rows(s), tables=tables))
 
