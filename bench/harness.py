@@ -1,7 +1,7 @@
 """What the load parts of the bench share: a database of their own, gunicorn, keep-alive
 clients, closed-loop load phases, CPU accounting and the report helpers.
 
-Used by bench/portal.py and bench/admin.py (and the report helpers by bench/run.py).
+Used by bench/portal.py, bench/admin.py and bench/reports.py (and the report helpers by bench/run.py).
 Nothing here touches Django at import time.
 """
 import http.client
@@ -27,7 +27,7 @@ RESULTS = REPO / "bench" / "results.json"
 DOC = REPO / "docs" / "benchmarks.md"
 DOC_HEADER = """# Benchmarks
 
-Written by `make bench` (bench/run.py, bench/portal.py, bench/admin.py); do not edit by hand. Targets from ARCHITECTURE.md.
+Written by `make bench` (bench/run.py, bench/portal.py, bench/admin.py, bench/reports.py); do not edit by hand. Targets from ARCHITECTURE.md.
 """
 GUNICORN_WORKERS, GUNICORN_THREADS = 2, 4
 

@@ -5,8 +5,9 @@ and the admin lists.
 Adds flat keys to bench/results.json and writes the engine section of docs/benchmarks.md,
 keeping what the other parts wrote; then, once the DC and worker are stopped, runs
 bench/portal.py (portal and API under load) unless BENCH_PORTAL=0 and bench/admin.py (the
-approval queue and grants view with 100,000 requests) unless BENCH_ADMIN=0, each in its
-own process. Run with `make bench`.
+approval queue and grants view with 100,000 requests) unless BENCH_ADMIN=0 and
+bench/reports.py (the Reports pages and jitad_report over the same history, beside a bare-SQL
+floor) unless BENCH_REPORTS=0, each in its own process. Run with `make bench`.
 Timings come from an independent ldap3 connection polling the DC, not from jitad's logs.
 """
 import json
@@ -52,7 +53,7 @@ def main() -> int:
     rc = engine()
     if rc:
         return rc
-    for part, switch in (("portal", "BENCH_PORTAL"), ("admin", "BENCH_ADMIN")):
+    for part, switch in (("portal", "BENCH_PORTAL"), ("admin", "BENCH_ADMIN"), ("reports", "BENCH_REPORTS")):
         if os.environ.get(switch, "1") != "0":
             rc = load_part(part, env) or rc  # each part writes only its own figures
     return rc
