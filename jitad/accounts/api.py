@@ -9,7 +9,7 @@ import logging
 from rest_framework import exceptions, permissions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication, get_authorization_header
 
-from .mfa import mfa_check_code
+from .mfa import API_STEP, mfa_check_code, mfa_step_now
 from .services import api_token_authenticate
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ class OTPForUnsafeMethods(permissions.BasePermission):
         if check.device is None:
             raise OTPRequired(detail=check.error, code="otp_invalid")
         request._jitad_otp_ok = True
+        setattr(request, API_STEP, mfa_step_now(check.device))  # recorded on what this call creates or decides
         return True
 
 

@@ -7,6 +7,7 @@ verified by a path that did not record the time counts as stale, never as fresh.
 import re
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from django.conf import settings
 from django.db import transaction
@@ -144,3 +145,49 @@ def mfa_code_in_request(request) -> CodeCheck:
         mfa_mark_verified(request, check.device)
         setattr(request, CHECKED_NOW, check.device)
     return check
+
+
+API_STEP = "_jitad_mfa_step"
+
+
+@dataclass(frozen=True)
+class MfaStep:
+    """A verified MFA step behind a privileged action: the factor (totp, webauthn, backup_code) and when."""
+
+    method: str
+    verified_at: datetime
+
+
+def mfa_method_of(device) -> str:
+    """The factor a django-otp device stands for: ``totp``, ``backup_code``, ``webauthn`` (else its model name)."""
+    if isinstance(device, AuthenticatorDevice):
+        return "totp"
+    if isinstance(device, BackupCodeDevice):
+        return "backup_code"
+    name = type(device).__name__.lower()
+    return "webauthn" if "webauthn" in name else name
+
+
+def mfa_step_of(request) -> "MfaStep | None":
+    """The verified MFA step behind this request: a code checked in this very call (API or step-up),
+    else the session's recorded verification; None when nothing verified is recorded.
+
+    The time is when the verification happened, so a reader can tell how fresh it was.
+    """
+    step = getattr(request, API_STEP, None)
+    if step is not None:
+        return step
+    device = getattr(request, CHECKED_NOW, None)
+    session = getattr(request, "session", None)
+    if device is None and session is not None and mfa_age_seconds(request) is not None:
+        device = getattr(getattr(request, "user", None), "otp_device", None)
+    if device is None:
+        return None
+    at = session.get(FRESH_KEY) if session is not None else None
+    when = datetime.fromtimestamp(float(at), tz=timezone.utc) if at is not None else datetime.now(tz=timezone.utc)
+    return MfaStep(method=mfa_method_of(device), verified_at=when)
+
+
+def mfa_step_now(device) -> MfaStep:
+    """The step of ``device`` verifying a code just now (the REST API's ``otp`` on a write)."""
+    return MfaStep(method=mfa_method_of(device), verified_at=datetime.now(tz=timezone.utc))

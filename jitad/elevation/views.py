@@ -14,7 +14,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from jitad.accounts.mfa import mfa_is_fresh
+from jitad.accounts.mfa import mfa_is_fresh, mfa_step_of
 from jitad.humantime import minutes_text
 
 from . import services
@@ -80,7 +80,8 @@ def request_new(request):
     error = ""
     if request.method == "POST" and form.is_valid():
         try:
-            req = services.request_create(requester=request.user, target=target, **form.service_arguments())
+            req = services.request_create(requester=request.user, target=target, mfa=mfa_step_of(request),
+                                          **form.service_arguments())
         except RequestRefused as e:
             error = e.message
             form.add_refusal(e)
@@ -181,7 +182,8 @@ def grant_extend(request, pk: int):
         form = ExtendForm(request.POST if posted else None, policy=policy, grant=grant, room=room.minutes)
         if posted and form.is_valid():
             try:
-                req = services.request_extend(grant=grant, requester=request.user, **form.service_arguments())
+                req = services.request_extend(grant=grant, requester=request.user, mfa=mfa_step_of(request),
+                                              **form.service_arguments())
             except RequestRefused as e:
                 error = e.message
                 form.add_refusal(e)

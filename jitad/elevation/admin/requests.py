@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
+from jitad.accounts.mfa import mfa_step_of
 from jitad.humantime import when
 
 from ..errors import RequestRefused
@@ -33,7 +34,7 @@ class ApprovalInline(admin.TabularInline):
     model = Approval
     extra = 0
     can_delete = False
-    fields = readonly_fields = ("approver", "decision", "approver_groups", "comment", "at")
+    fields = readonly_fields = ("approver", "decision", "approver_groups", "comment", "at", "mfa_method", "mfa_verified_at")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -168,12 +169,13 @@ class AccessRequestAdmin(ScopedReadOnlyAdmin):
     def _decide(self, request, requests: list[AccessRequest], decision: str, comment: str) -> None:
         """Apply one decision to each request through the services; report each outcome."""
         done, refused = [], []
+        mfa = mfa_step_of(request)
         for req in requests:
             try:
                 if decision == "approve":
-                    request_approve(request=req, approver=request.user, comment=comment)
+                    request_approve(request=req, approver=request.user, comment=comment, mfa=mfa)
                 else:
-                    request_deny(request=req, approver=request.user, comment=comment)
+                    request_deny(request=req, approver=request.user, comment=comment, mfa=mfa)
                 done.append(f"#{req.pk}")
             except RequestRefused as e:
                 refused.append(f"#{req.pk}: {e.message}")

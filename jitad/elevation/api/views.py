@@ -33,6 +33,8 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
+from jitad.accounts.mfa import mfa_step_of
+
 from ..errors import RequestRefused
 from ..models import AccessRequest
 from ..services import grant_release, request_approve, request_cancel, request_create, request_deny, request_extend
@@ -196,6 +198,7 @@ class RequestListView(ApiView):
             duration_minutes=data.get("duration_minutes"),
             justification=data.get("justification") or "",
             ticket=data.get("ticket") or "",
+            mfa=mfa_step_of(request),
         )
         return self.respond(req, status.HTTP_201_CREATED)
 
@@ -228,7 +231,8 @@ class RequestApproveView(ApiView):
     )
     def post(self, request, id):
         data = self.valid(RequestApproveSerializer)
-        req = request_approve(request=self.visible_request(id), approver=request.user, comment=data.get("comment", ""))
+        req = request_approve(request=self.visible_request(id), approver=request.user, comment=data.get("comment", ""),
+                              mfa=mfa_step_of(request))
         return self.respond(req)
 
 
@@ -245,7 +249,8 @@ class RequestDenyView(ApiView):
     )
     def post(self, request, id):
         data = self.valid(RequestDenySerializer)
-        req = request_deny(request=self.visible_request(id), approver=request.user, comment=data["comment"])
+        req = request_deny(request=self.visible_request(id), approver=request.user, comment=data["comment"],
+                           mfa=mfa_step_of(request))
         return self.respond(req)
 
 
@@ -313,6 +318,7 @@ class RequestExtendView(ApiView):
             duration_minutes=data.get("duration_minutes"),
             justification=data.get("justification") or "",
             ticket=data.get("ticket") or "",
+            mfa=mfa_step_of(request),
         )
         return self.respond(extension, status.HTTP_201_CREATED)
 

@@ -35,6 +35,9 @@ class AccessRequest(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     pending_until = models.DateTimeField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
+    # The verified MFA step the request was made with ("" / None: none recorded, e.g. rows older than the record).
+    mfa_method = models.CharField(max_length=16, blank=True, default="")
+    mfa_verified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -66,6 +69,9 @@ class Approval(models.Model):
     comment = models.TextField(blank=True)
     approver_groups = models.JSONField(default=list, blank=True)
     at = models.DateTimeField(default=timezone.now)
+    # The verified MFA step the decision was made with ("" / None: none recorded).
+    mfa_method = models.CharField(max_length=16, blank=True, default="")
+    mfa_verified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["request", "approver"], name="one_decision_per_approver")]

@@ -5,6 +5,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from jitad.accounts.mfa import MfaStep
 from jitad.audit.services import audit_record
 from jitad.humantime import DurationError, DurationTooLong, minutes_text, parse_minutes
 
@@ -35,6 +36,17 @@ def _audit_request(req: AccessRequest, *, actor: str, action: str, before: str, 
         reason=reason,
         data={"target": req.target.name, "requester": req.requester.get_username(), **data},
     )
+
+
+def _mfa_fields(mfa: MfaStep | None) -> dict:
+    """The row fields recording ``mfa`` (blank when no verified step was passed)."""
+    return {"mfa_method": mfa.method if mfa else "", "mfa_verified_at": mfa.verified_at if mfa else None}
+
+
+def _mfa_data(mfa: MfaStep | None) -> dict:
+    """The audit data recording ``mfa``."""
+    return {"mfa_method": mfa.method if mfa else "",
+            "mfa_verified_at": mfa.verified_at.isoformat() if mfa else None}
 
 
 def _check_text(policy: Policy, justification: str, ticket: str) -> tuple[str, str]:
@@ -76,8 +88,12 @@ def _check_duration(policy: Policy, duration_minutes) -> int:
     return minutes
 
 
-def request_create(*, requester, target: Target, duration_minutes=None, justification: str = "", ticket: str = "") -> AccessRequest:
-    """Ask for ``target`` for ``duration_minutes``; auto-approved requests get their grant at once."""
+def request_create(*, requester, target: Target, duration_minutes=None, justification: str = "", ticket: str = "",
+                   mfa: MfaStep | None = None) -> AccessRequest:
+    """Ask for ``target`` for ``duration_minutes``; auto-approved requests get their grant at once.
+
+    ``mfa`` is the verified step the requester made it with, recorded on the row and in the audit.
+    """
     if not target.enabled:
         raise RequestRefused("target_disabled", f"{target.name} is not open for requests.")
     policy = policy_for(user=requester, target=target)
@@ -97,23 +113,24 @@ def request_create(*, requester, target: Target, duration_minutes=None, justific
             ticket=ticket,
             approvals_required=0 if auto else policy.approvals_required,
             pending_until=now + timedelta(minutes=policy.pending_timeout_minutes),
+            **_mfa_fields(mfa),
         )
         _audit_request(req, actor=_actor(requester), action="request.created", before="", reason=justification,
-                       duration_minutes=minutes, ticket=ticket, policy=policy.name)
-        if auto:
-            _approve(req, actor="system:policy", reason=f"auto-approved by policy {policy.name}")
+                       duration_minutes=minutes, ticket=ticket, policy=policy.name, **_mfa_data(mfa))
+        if auto:  # the requester's own MFA step is the only one behind an automatic approval
+            _approve(req, actor="system:policy", reason=f"auto-approved by policy {policy.name}", mfa=mfa)
         else:
             notice_request_pending(request=req)
     return req
 
 
-def _approve(req: AccessRequest, *, actor: str, reason: str) -> None:
+def _approve(req: AccessRequest, *, actor: str, reason: str, mfa: MfaStep | None = None) -> None:
     """Mark ``req`` approved and create (or extend) its grant; caller holds the transaction."""
     before = req.state
     req.state = AccessRequest.State.APPROVED
     req.decided_at = timezone.now()
     req.save(update_fields=["state", "decided_at"])
-    _audit_request(req, actor=actor, action="request.approved", before=before, reason=reason)
+    _audit_request(req, actor=actor, action="request.approved", before=before, reason=reason, **_mfa_data(mfa))
     if req.kind == AccessRequest.Kind.EXTENSION:
         grant = grant_apply_extension(grant=req.extends, request=req, actor=actor)
     else:
@@ -148,7 +165,7 @@ def _check_comment(comment: str) -> str:
     return comment
 
 
-def request_approve(*, request: AccessRequest, approver, comment: str = "") -> AccessRequest:
+def request_approve(*, request: AccessRequest, approver, comment: str = "", mfa: MfaStep | None = None) -> AccessRequest:
     """Record one approval; the request is approved once enough distinct approvers agree.
 
     With ``Policy.distinct_approver_groups`` an approval that cannot stand for a group not
@@ -179,18 +196,18 @@ def request_approve(*, request: AccessRequest, approver, comment: str = "") -> A
                 f"is already counted. Still needed: one of {', '.join(needed) or 'no group left'}.",
             )
         Approval.objects.create(request=req, approver=approver, decision=Approval.Decision.APPROVE, comment=comment,
-                                approver_groups=groups)
+                                approver_groups=groups, **_mfa_fields(mfa))
         audit_record(
             actor=_actor(approver), action="request.approval_recorded", object_type="request", object_id=str(req.pk),
             before=req.state, after=req.state, reason=comment,
-            data={"approvals": count, "required": req.approvals_required, "as": groups},
+            data={"approvals": count, "required": req.approvals_required, "as": groups, **_mfa_data(mfa)},
         )
         if count >= req.approvals_required:
-            _approve(req, actor=_actor(approver), reason=comment)
+            _approve(req, actor=_actor(approver), reason=comment, mfa=mfa)
     return req
 
 
-def request_deny(*, request: AccessRequest, approver, comment: str) -> AccessRequest:
+def request_deny(*, request: AccessRequest, approver, comment: str, mfa: MfaStep | None = None) -> AccessRequest:
     """One deny ends the request; a comment is required."""
     comment = _check_comment(comment)
     if not comment:
@@ -200,13 +217,13 @@ def request_deny(*, request: AccessRequest, approver, comment: str) -> AccessReq
         groups = _check_approver(req, approver)
         Approval.objects.update_or_create(
             request=req, approver=approver,
-            defaults={"decision": Approval.Decision.DENY, "comment": comment, "approver_groups": groups},
+            defaults={"decision": Approval.Decision.DENY, "comment": comment, "approver_groups": groups, **_mfa_fields(mfa)},
         )
         req.state = AccessRequest.State.DENIED
         req.decided_at = timezone.now()
         req.save(update_fields=["state", "decided_at"])
         _audit_request(req, actor=_actor(approver), action="request.denied", before=AccessRequest.State.PENDING,
-                       reason=comment, **{"as": groups})
+                       reason=comment, **{"as": groups}, **_mfa_data(mfa))
         notice_request_decided(request=req, by=approver, comment=comment)
     return req
 
@@ -272,7 +289,8 @@ def _extension_minutes(grant: Grant, policy: Policy, duration_minutes, room: Ext
     return minutes
 
 
-def request_extend(*, grant: Grant, requester, duration_minutes, justification: str = "", ticket: str = "") -> AccessRequest:
+def request_extend(*, grant: Grant, requester, duration_minutes, justification: str = "", ticket: str = "",
+                   mfa: MfaStep | None = None) -> AccessRequest:
     """Ask for more time on a live grant: a new decision under the same policy, capped by it.
 
     The policy caps the number of extensions and the grant's whole length (``extension_room``).
@@ -307,11 +325,12 @@ def request_extend(*, grant: Grant, requester, duration_minutes, justification: 
             ticket=ticket,
             approvals_required=0 if auto else policy.approvals_required,
             pending_until=timezone.now() + timedelta(minutes=policy.pending_timeout_minutes),
+            **_mfa_fields(mfa),
         )
         _audit_request(req, actor=_actor(requester), action="request.created", before="", reason=justification,
-                       duration_minutes=minutes, extends=grant.pk, policy=policy.name)
+                       duration_minutes=minutes, extends=grant.pk, policy=policy.name, **_mfa_data(mfa))
         if auto:
-            _approve(req, actor="system:policy", reason=f"auto-approved by policy {policy.name}")
+            _approve(req, actor="system:policy", reason=f"auto-approved by policy {policy.name}", mfa=mfa)
         else:
             notice_request_pending(request=req)
     return req

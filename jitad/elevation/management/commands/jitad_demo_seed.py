@@ -2,6 +2,7 @@
 jitad accounts, one live grant."""
 import json
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import yaml
@@ -9,9 +10,11 @@ import yaml
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from jitad import directory
 from jitad.accounts.devices import AuthenticatorDevice
+from jitad.accounts.mfa import MfaStep
 from jitad.accounts.services import account_sync_from_directory
 from jitad.elevation import services
 from jitad.elevation.models import AccessRequest, Grant, Target
@@ -166,13 +169,15 @@ class Command(BaseCommand):
     def _requests(self):
         User = get_user_model()
         alice = User.objects.get(username="alice")
+        # Alice asks from a portal session verified with her authenticator app a minute earlier.
+        mfa = MfaStep(method="totp", verified_at=timezone.now() - timedelta(minutes=1))
         srv01 = Target.objects.filter(name="SRV01").first()
         if srv01 and not Grant.objects.filter(user=alice, target=srv01, state=Grant.State.ACTIVE).exists():
             services.request_create(requester=alice, target=srv01, duration_minutes=60,
-                                    justification="Demo: monthly patching of SRV01")
+                                    justification="Demo: monthly patching of SRV01", mfa=mfa)
         # A request waiting for an approver (bob, a DBA lead) in the admin's queue.
         sql01 = Target.objects.filter(name="SQL01").first()
         if sql01 and not AccessRequest.objects.filter(requester=alice, target=sql01,
                                                       state=AccessRequest.State.PENDING).exists():
             services.request_create(requester=alice, target=sql01, duration_minutes=90, ticket="CHG004711",
-                                    justification="Demo: apply the quarterly SQL Server cumulative update")
+                                    justification="Demo: apply the quarterly SQL Server cumulative update", mfa=mfa)
