@@ -1,2 +1,8 @@
 """Routes of the access-history pages (mounted under /reports/)."""
-urlpatterns = []
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("history/", views.history, name="history"),
+]

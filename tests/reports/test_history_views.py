@@ -1,0 +1,62 @@
+"""The access-history page: permission, the form's errors (never a 500), the table with admin links, the admin entry."""
+import pytest
+from django.contrib.auth.models import Permission
+
+from .history_builders import at, grant, policy, reporter, target, user
+
+pytestmark = pytest.mark.usefixtures("db")
+URL = "/reports/history/"
+
+
+@pytest.fixture
+def srv():
+    t = target("SRV01")
+    policy(t)
+    return t
+
+
+def test_needs_view_reports(verified_client, srv):
+    assert verified_client(user("alice")).get(URL).status_code == 403
+
+
+def test_the_table_shows_the_grant_with_links_and_utc(verified_client, srv):
+    alice, bob = user("alice"), user("bob")
+    g = grant(srv, alice, start=at(0), end=at(2), approvers=[bob], justification="disk full", ticket="INC-42")
+    page = verified_client(reporter()).get(URL, {"target": "SRV01", "person": "", "at": "2026-06-01T11:00Z",
+                                                 "start": "", "end": ""})
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "INC-42" in html and "disk full" in html and "bob" in html
+    assert f"/admin/elevation/grant/{g.pk}/change/" in html
+    assert f"/admin/elevation/accessrequest/{g.request_id}/change/" in html
+    assert "2026-06-01T10:00:00+00:00" in html  # UTC beside the display-zone time
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"target": "", "person": "", "at": "2026-06-01T10:00Z", "start": "", "end": ""}, "Name a target or a person"),
+    ({"target": "nope", "person": "", "at": "2026-06-01T10:00Z", "start": "", "end": ""}, "No target is named"),
+    ({"target": "SRV01", "person": "", "at": "soon", "start": "", "end": ""}, "is not a time"),
+    ({"target": "SRV01", "person": "", "at": "", "start": "2026-06-02", "end": "2026-06-01"}, "ends before it starts"),
+    ({"target": "SRV01", "at": "x" * 500}, "at most 40 characters"),
+])
+def test_bad_input_shows_the_error(verified_client, srv, params, message):
+    page = verified_client(reporter()).get(URL, params)
+    assert page.status_code == 200
+    assert message in page.content.decode()
+
+
+def test_a_link_naming_only_a_target_prefills_the_form(verified_client, srv):
+    page = verified_client(reporter()).get(URL, {"target": "SRV01"})
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'value="SRV01"' in html and "Give a moment" not in html
+
+
+def test_the_target_admin_page_links_to_the_history(verified_client, srv):
+    admin = user("root")
+    admin.is_staff = admin.is_superuser = True
+    admin.save()
+    admin.user_permissions.add(Permission.objects.get(codename="view_reports"))
+    page = verified_client(admin).get(f"/admin/elevation/target/{srv.pk}/change/")
+    assert page.status_code == 200
+    assert f"{URL}?target=SRV01" in page.content.decode()
