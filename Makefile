@@ -15,12 +15,15 @@ help:
 
 # System packages (Debian's, as root): a Samba AD DC for tests and the demo, Chromium for
 # the browser tests (Playwright drives it; it never downloads a browser), and redis-server,
-# which the broker-outage tests start and stop on a port of their own.
+# which the broker-outage tests start and stop on a port of their own; rsyslog with its GnuTLS
+# stream driver, the syslog-over-TLS receiver the SIEM tests start.
 deps:
 	@missing=""; \
 	command -v samba-tool >/dev/null 2>&1 && command -v samba >/dev/null 2>&1 || missing="$$missing samba-ad-dc samba-ad-provision"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v rsyslogd >/dev/null 2>&1 || missing="$$missing rsyslog"; \
+	dpkg -s rsyslog-gnutls >/dev/null 2>&1 || missing="$$missing rsyslog-gnutls"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing from Debian's packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \

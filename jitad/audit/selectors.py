@@ -9,11 +9,12 @@ from .models import AuditChainHead, AuditCheckpoint, AuditEvent, SiemCursor
 
 # Higher apps register, in their AppConfig.ready, a resolver: a search term -> [(object_type, ids)]
 # of the objects it names (a break-glass account's name -> the account and its checkouts). The
-# audit app stays below them: it never imports them, they tell it.
-_NAME_RESOLVERS: list[Callable[[str], list[tuple[str, list]]]] = []
+# audit app stays below them: it never imports them, they tell it. ``ids`` is a list, or a
+# queryset of one column of ids as text (``Cast("pk", CharField())``), kept as a subquery.
+_NAME_RESOLVERS: list[Callable[[str], list[tuple[str, object]]]] = []
 
 
-def audit_name_resolver_register(resolver: Callable[[str], list[tuple[str, list]]]) -> None:
+def audit_name_resolver_register(resolver: Callable[[str], list[tuple[str, object]]]) -> None:
     """Let the audit search find events of objects named ``term`` (called from an AppConfig.ready)."""
     if resolver not in _NAME_RESOLVERS:
         _NAME_RESOLVERS.append(resolver)
@@ -24,9 +25,11 @@ def audit_objects_named(term: str) -> Q:
     q = Q(pk__in=[])
     for resolver in _NAME_RESOLVERS:
         for object_type, ids in resolver(term):
-            ids = [str(i) for i in ids]
-            if ids:
-                q |= Q(object_type=object_type, object_id__in=ids)
+            if not isinstance(ids, QuerySet):
+                ids = [str(i) for i in ids]
+                if not ids:
+                    continue
+            q |= Q(object_type=object_type, object_id__in=ids)
     return q
 
 

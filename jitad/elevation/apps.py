@@ -2,6 +2,22 @@ from django.apps import AppConfig
 from django.core import checks as system_checks
 
 
+def audit_objects_named(term: str) -> list[tuple[str, object]]:
+    """The audit search's resolver: a target's name -> the target, its requests and grants."""
+    from django.db.models import CharField
+    from django.db.models.functions import Cast
+
+    from .models import AccessRequest, Grant, Target
+
+    targets = Target.objects.filter(name__iexact=term.strip())
+
+    def ids(qs):
+        return qs.annotate(sid=Cast("pk", CharField())).values("sid")
+
+    return [("target", ids(targets)), ("request", ids(AccessRequest.objects.filter(target__in=targets))),
+            ("grant", ids(Grant.objects.filter(target__in=targets)))]
+
+
 class ElevationConfig(AppConfig):
     name = "jitad.elevation"
     label = "elevation"
@@ -10,6 +26,7 @@ class ElevationConfig(AppConfig):
     def ready(self):
         from jitad.accounts.blocking import account_blocked
         from jitad.accounts.roles import privileged_roles_asked
+        from jitad.audit.selectors import audit_name_resolver_register
         from jitad.directory.checks import jit_ou_check
         from jitad.engine.signals import broker_unreachable, directory_recovered, watch
 
@@ -26,3 +43,5 @@ class ElevationConfig(AppConfig):
         account_blocked.connect(requests.holdings_end_for_blocked, dispatch_uid="jitad.elevation.account_blocked")
         # Targets' groups must sit under the JIT OU: a malformed or missing one is a start-up error.
         system_checks.register(jit_ou_check, system_checks.Tags.compatibility)
+        # The audit search finds a target's events (and its requests' and grants') by the target's name.
+        audit_name_resolver_register(audit_objects_named)

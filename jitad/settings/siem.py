@@ -14,7 +14,8 @@ from .env import env
 # _CA_FILE (the CA bundle that signs the receiver's certificate; the system's otherwise).
 # TLS certificate and host name validation is always on.
 _FORMATS = {"syslog+tls": ("cef", "json"), "https": ("hec", "ocsf")}
-_NAME = re.compile(r"^JITAD_SIEM_([A-Z0-9][A-Z0-9_]*)_URL$")
+_PREFIX, _URL = "JITAD_SIEM_", "_URL"
+_NAME = re.compile(rf"^{_PREFIX}([A-Z0-9][A-Z0-9_]*){_URL}$")
 
 
 def _destinations(environ) -> dict:
@@ -23,7 +24,7 @@ def _destinations(environ) -> dict:
         match = _NAME.match(key)
         if not match or not url.strip():
             continue
-        prefix = f"JITAD_SIEM_{match.group(1)}_"
+        prefix = f"{_PREFIX}{match.group(1)}_"
         name = match.group(1).lower().replace("_", "-")
         parts = urlsplit(url.strip())
         if parts.scheme not in _FORMATS or not parts.hostname:
