@@ -43,6 +43,11 @@ def _schedule(sender, **kwargs):
             settings.JITAD_BREAKGLASS_SEAL_CHECK_INTERVAL, sender.signature("jitad.breakglass.seals_check"),
             name="breakglass-seal-check",
         )
+    if settings.JITAD_REPORT_SNAPSHOT_INTERVAL > 0:  # daily figures; a finished day is recorded once
+        sender.add_periodic_task(
+            settings.JITAD_REPORT_SNAPSHOT_INTERVAL, sender.signature("jitad.reports.snapshots_record"),
+            name="report-snapshots",
+        )
     if settings.JITAD_HOST_SCAN_INTERVAL > 0:
         sender.add_periodic_task(
             settings.JITAD_HOST_SCAN_INTERVAL, sender.signature("jitad.elevation.hosts_scan"), name="standing-admin-scan"

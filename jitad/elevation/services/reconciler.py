@@ -20,6 +20,7 @@ from jitad.notifications.services import alert_raise, condition_raise, condition
 from ..models import GroupReading
 from ..selectors import backing
 from ..selectors.targets import group_nested_into_protected
+from ..signals import group_read
 from . import held_removals
 from .unmanaged import group_not_managed_raise, not_managed_conditions_resolve
 
@@ -90,6 +91,11 @@ def reconcile_group(d: directory.Directory, group_dn: str, allowed: set[str]) ->
     joined = _joined_since_last_run(group_dn, members)
     backed = backing.backed(group_dn)
     extra = sorted(m for m in members if directory.normalize_dn(m) not in backed | allowed)
+    # Robust: a listener's failure (the reports' baseline) must never stop a reconcile.
+    for _receiver, outcome in group_read.send_robust(
+            sender=reconcile_group, group_dn=group_dn, members=len(members), unbacked=len(extra), read_at=read_at):
+        if isinstance(outcome, Exception):
+            log.warning("a group_read listener failed: %s", outcome)
     # Too many long-standing members at once are held for an operator instead (a runaway
     # reconcile is an outage); members who joined since the last run are removed whatever their number.
     extra = held_removals.holds_screen(group_dn=group_dn, members=members, extra=extra, joined=joined)

@@ -1,1 +1,4 @@
 """Celery tasks of the reports (thin: each calls one service). One module per kind of work, imported here."""
+from .snapshots import snapshots_record_task
+
+__all__ = ["snapshots_record_task"]

@@ -1,0 +1,95 @@
+"""Approval time: request → decision and request → active, automatic against manual, by approver group."""
+from collections import defaultdict
+
+from django.db.models import Count
+
+from jitad.elevation.models import AccessRequest, Approval, Grant
+
+from ...figures import Chart, Column, Figure, Section, Table
+from .common import DURATION_EDGES, Scope, histogram, percentile, range_query, records, seconds
+
+DEFINITION = (
+    "Requests made in the period. Decision time: created → decided, for requests approved or denied. "
+    "Active time: created → the grant's activation (the right shown to exist). Automatic: approved with no "
+    "approver's decision recorded; manual: at least one. Percentiles by nearest rank. Timed out: requests "
+    "left pending until their window closed (expired_unapproved). By approver group: each approver's "
+    "decision counted for every approver group they decided as."
+)
+
+DECIDED = (AccessRequest.State.APPROVED, AccessRequest.State.DENIED)
+
+
+def _stats(values: list[float]) -> tuple:
+    values = sorted(values)
+    return percentile(values, 50), percentile(values, 95), (values[-1] if values else None)
+
+
+def section(scope: Scope) -> Section:
+    """The approval section: percentiles, counts, a histogram of decision times, a table per approver group."""
+    base = AccessRequest.objects.filter(scope.requests_q(), created_at__gte=scope.start, created_at__lt=scope.end)
+    counts = dict(base.values_list("state").annotate(n=Count("id")).values_list("state", "n"))
+    decided = list(base.filter(state__in=DECIDED, decided_at__isnull=False)
+                   .annotate(n=Count("approvals")).values_list("id", "created_at", "decided_at", "n"))
+    active = list(Grant.objects.filter(request__in=base, activated_at__isnull=False)
+                  .values_list("id", "request__created_at", "activated_at"))
+    approvals = list(Approval.objects.filter(request__in=base.filter(state__in=DECIDED))
+                     .values_list("request_id", "request__created_at", "at", "approver_groups", "decision"))
+    decision_s = [seconds(d - c) for _i, c, d, _n in decided]
+    auto_ids = [i for i, _c, _d, n in decided if n == 0]
+    manual_ids = [i for i, _c, _d, n in decided if n > 0]
+    active_s = [seconds(a - c) for _i, c, a in active]
+    d50, d95, dmax = _stats(decision_s)
+    a50, a95, amax = _stats(active_s)
+    timed_out = counts.get(AccessRequest.State.EXPIRED_UNAPPROVED, 0)
+    total = sum(counts.values())
+    fallback = range_query("created_at", scope)
+    decided_ids = [i for i, *_ in decided]
+    figures = [
+        Figure("decision_p50_s", "Request → decision, median", d50, "s", records("elevation.accessrequest", decided_ids,
+                                                                              fallback=fallback)),
+        Figure("decision_p95_s", "Request → decision, 95th percentile", d95, "s"),
+        Figure("decision_max_s", "Request → decision, longest", dmax, "s"),
+        Figure("active_p50_s", "Request → active, median", a50, "s",
+               records("elevation.grant", [g for g, *_ in active], fallback=range_query("activated_at", scope))),
+        Figure("active_p95_s", "Request → active, 95th percentile", a95, "s"),
+        Figure("active_max_s", "Request → active, longest", amax, "s"),
+        Figure("auto_count", "Approved automatically", len(auto_ids) if total else None,
+               records=records("elevation.accessrequest", auto_ids, fallback=fallback)),
+        Figure("manual_count", "Decided by approvers", len(manual_ids) if total else None,
+               records=records("elevation.accessrequest", manual_ids, fallback=fallback)),
+        Figure("timed_out", "Left to time out", timed_out if total else None,
+               records=_timed_out_records(base, scope) if timed_out else None),
+    ]
+    auto_set = set(auto_ids)
+    auto_hist = histogram([seconds(d - c) for i, c, d, _n in decided if i in auto_set], DURATION_EDGES)
+    manual_hist = histogram([seconds(d - c) for i, c, d, _n in decided if i not in auto_set], DURATION_EDGES)
+    dist = Table(
+        key="distribution", title="Request → decision, automatic and manual",
+        columns=[Column("bucket", "Time to decision"), Column("auto", "Automatic"), Column("manual", "Manual")],
+        rows=[{"bucket": b, "auto": auto_hist[b], "manual": manual_hist[b]} for b in auto_hist],
+        chart=Chart("histogram", "bucket", ("auto", "manual")),
+    )
+    by_group: dict[str, list] = defaultdict(list)
+    ids_by_group: dict[str, set] = defaultdict(set)
+    for req, created, at, groups, decision in approvals:
+        for g in (groups or ["(no group recorded)"]):
+            by_group[g].append(seconds(at - created))
+            ids_by_group[g].add(req)
+    rows, recs = [], {}
+    for g in sorted(by_group):
+        p50, p95, mx = _stats(by_group[g])
+        rows.append({"group": g, "decisions": len(by_group[g]), "p50_s": p50, "p95_s": p95, "max_s": mx})
+        recs[len(rows) - 1] = records("elevation.accessrequest", ids_by_group[g], fallback=fallback)
+    groups_table = Table(
+        key="approver_groups", title="Decision time by approver group",
+        columns=[Column("group", "Approver group"), Column("decisions", "Decisions"), Column("p50_s", "Median", "s"),
+                 Column("p95_s", "95th percentile", "s"), Column("max_s", "Longest", "s")],
+        rows=rows, chart=Chart("bar", "group", ("p50_s", "p95_s")), records=recs,
+    )
+    return Section("approval", "Approval time", DEFINITION, figures, [dist, groups_table])
+
+
+def _timed_out_records(base, scope: Scope):
+    ids = list(base.filter(state=AccessRequest.State.EXPIRED_UNAPPROVED).values_list("id", flat=True))
+    return records("elevation.accessrequest", ids,
+                   fallback={"state": AccessRequest.State.EXPIRED_UNAPPROVED, **range_query("created_at", scope)})

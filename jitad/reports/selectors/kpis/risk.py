@@ -1,0 +1,137 @@
+"""Risk signals: always-on people, unused eligibility, off-hours activations, failure bursts, out-of-band members, break-glass."""
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+
+from jitad.audit.models import AuditEvent
+from jitad.breakglass.models import Checkout
+from jitad.elevation.models import AccessRequest, Grant, HeldRemoval, Target
+
+from ...figures import Column, Figure, Section, Table
+from .common import MAX_ROWS, Scope, WorkingHours, range_query, records
+from .intervals import scope_grants
+from .risk_people import always_on, unused_eligible
+
+DEFINITION = (
+    "Always on: people elevated for at least JITAD_REPORT_ALWAYS_ON_SHARE_PCT of the period's working hours, or "
+    "on JITAD_REPORT_ALWAYS_ON_DAYS consecutive days. Unused eligible: people an enabled policy makes eligible who "
+    "made no request in JITAD_REPORT_UNUSED_DAYS before the period's end. Off-hours: grants activated outside "
+    "working hours (JITAD_REPORT_WORK_*, JITAD_REPORT_TIME_ZONE). Bursts: at least JITAD_REPORT_BURST_THRESHOLD "
+    "denied or failed requests by one person within JITAD_REPORT_BURST_WINDOW_MINUTES. Out of band: members the "
+    "reconciler removed or held because no grant backed them. Break-glass: checkouts opened in the period."
+)
+
+
+def _bursts(scope: Scope) -> list[dict]:
+    window = timedelta(minutes=settings.JITAD_REPORT_BURST_WINDOW_MINUTES)
+    threshold = settings.JITAD_REPORT_BURST_THRESHOLD
+    rows = list(AccessRequest.objects.filter(scope.requests_q(), created_at__gte=scope.start, created_at__lt=scope.end)
+                .filter(Q(state=AccessRequest.State.DENIED) | Q(grant__state=Grant.State.GRANT_FAILED))
+                .order_by("requester_id", "created_at").values_list("id", "requester__username", "created_at"))
+    out, i = [], 0
+    while i < len(rows):
+        j = i
+        while j < len(rows) and rows[j][1] == rows[i][1] and rows[j][2] - rows[i][2] <= window:
+            j += 1
+        if j - i >= threshold:
+            out.append({"user": rows[i][1], "start": rows[i][2].isoformat(), "end": rows[j - 1][2].isoformat(),
+                        "requests": j - i, "ids": [r[0] for r in rows[i:j]]})
+            i = j
+        else:
+            i += 1
+    return sorted(out, key=lambda b: b["start"])
+
+
+def _out_of_band(scope: Scope) -> list[dict]:
+    groups = None
+    if scope.target_ids is not None:
+        groups = {g.lower() for g in Target.objects.filter(id__in=scope.target_ids).values_list("group_dn", flat=True)}
+    events = AuditEvent.objects.filter(action="membership.removed_unbacked", at__gte=scope.start,
+                                       at__lt=scope.end).values_list("id", "at", "data")
+    held = HeldRemoval.objects.filter(held_at__gte=scope.start, held_at__lt=scope.end).values_list(
+        "id", "held_at", "group_dn", "member_dn", "state")
+    rows = [{"at": at.isoformat(), "group": (data or {}).get("group", ""), "member": (data or {}).get("member", ""),
+             "outcome": "removed", "model": "audit.auditevent", "id": eid} for eid, at, data in events]
+    rows += [{"at": at.isoformat(), "group": g, "member": m, "outcome": f"held ({state})",
+              "model": "elevation.heldremoval", "id": hid} for hid, at, g, m, state in held]
+    if groups is not None:
+        rows = [r for r in rows if r["group"].lower() in groups]
+    return sorted(rows, key=lambda r: r["at"])
+
+
+def _breakglass(scope: Scope) -> list[dict] | None:
+    """Checkouts opened in the period; None when a filter names targets (break-glass accounts have none)."""
+    if scope.target is not None or scope.policy is not None or scope.tier not in (None, 0):
+        return None
+    rows = Checkout.objects.filter(opened_at__gte=scope.start, opened_at__lt=scope.end).order_by("opened_at") \
+        .values_list("id", "account__name", "holder__username", "mode", "incident_ref", "opened_at", "checkin_at")
+    return [{"id": i, "account": a, "holder": h, "mode": m, "incident": inc, "opened": o.isoformat(),
+             "checked_in": c.isoformat() if c else None} for i, a, h, m, inc, o, c in rows]
+
+
+def _table(key, title, columns, rows, model=None, ids_key=None):
+    recs = {}
+    for i, r in enumerate(rows[:MAX_ROWS]):
+        rec = records(model or r.get("model"), r[ids_key] if isinstance(r[ids_key], list) else [r[ids_key]])
+        if rec is not None:
+            recs[i] = rec
+    shown = [{c.key: r.get(c.key) for c in columns} for r in rows[:MAX_ROWS]]
+    return Table(key=key, title=title, columns=columns, rows=shown, records=recs)
+
+
+def section(scope: Scope) -> Section:
+    """The risk section: six counts, each with the list behind it."""
+    wh = WorkingHours()
+    grants = scope_grants(scope)
+    on = always_on(scope, grants, wh)
+    unused_n, unused = unused_eligible(scope)
+    activations = list(Grant.objects.filter(scope.requests_q("request__"), activated_at__gte=scope.start,
+                                            activated_at__lt=scope.end)
+                       .values_list("id", "activated_at", "user__username", "target__name"))
+    off = [{"grant": i, "activated": a.isoformat(), "local": a.astimezone(wh.tz).strftime("%a %H:%M"), "user": u,
+            "target": t} for i, a, u, t in activations if not wh.contains(a)]
+    bursts = _bursts(scope)
+    oob = _out_of_band(scope)
+    bg = _breakglass(scope)
+    had_requests = bool(activations) or bool(grants) or AccessRequest.objects.filter(
+        scope.requests_q(), created_at__gte=scope.start, created_at__lt=scope.end).exists()
+    oob_events = [r["id"] for r in oob if r["model"] == "audit.auditevent"]
+    figures = [
+        Figure("always_on", "Always-on people", len(on) if grants else None,
+               records=records("elevation.grant", [g for r in on for g in r["grant_ids"]])),
+        Figure("unused_eligible", "Eligible people who never use it", unused_n,
+               records=records("auth.user", [r["user_id"] for r in unused])),
+        Figure("off_hours_activations", "Activations outside working hours", len(off) if activations else None,
+               records=records("elevation.grant", [r["grant"] for r in off],
+                               fallback=range_query("activated_at", scope))),
+        Figure("request_bursts", "Bursts of denied or failed requests", len(bursts) if had_requests else None,
+               records=records("elevation.accessrequest", [i for b in bursts for i in b["ids"]])),
+        Figure("out_of_band", "Out-of-band members found by the reconciler", len(oob),
+               records=records("audit.auditevent", oob_events) or records(
+                   "elevation.heldremoval", [r["id"] for r in oob if r["model"] == "elevation.heldremoval"])),
+        Figure("breakglass_checkouts", "Break-glass checkouts opened", None if bg is None else len(bg),
+               records=None if not bg else records("breakglass.checkout", [r["id"] for r in bg])),
+    ]
+    tables = [
+        _table("always_on", "Always-on people", [
+            Column("user", "Person"), Column("working_share_pct", "Share of working hours elevated", "%"),
+            Column("longest_run_days", "Longest run of days"), Column("days_elevated", "Days elevated"),
+            Column("grants", "Grants")], on, "elevation.grant", "grant_ids"),
+        _table("unused_eligible", "Eligible people who never use it (candidates to remove)", [
+            Column("user", "Person"), Column("last_login", "Last login")], unused, "auth.user", "user_id"),
+        _table("off_hours", "Activations outside working hours", [
+            Column("activated", "Activated (UTC)"), Column("local", "Local time"), Column("user", "Person"),
+            Column("target", "Target")], off, "elevation.grant", "grant"),
+        _table("bursts", "Bursts of denied or failed requests", [
+            Column("user", "Person"), Column("start", "From"), Column("end", "To"), Column("requests", "Requests")],
+            bursts, "elevation.accessrequest", "ids"),
+        _table("out_of_band", "Out-of-band members", [
+            Column("at", "Found"), Column("group", "Group"), Column("member", "Member"), Column("outcome", "Outcome")],
+            oob, None, "id"),
+        _table("breakglass", "Break-glass checkouts", [
+            Column("account", "Account"), Column("holder", "Holder"), Column("mode", "Mode"),
+            Column("incident", "Incident"), Column("opened", "Opened"), Column("checked_in", "Checked in")],
+            bg or [], "breakglass.checkout", "id"),
+    ]
+    return Section("risk", "Risk signals", DEFINITION, figures, tables)
