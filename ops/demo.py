@@ -121,6 +121,8 @@ def main() -> int:
             with servers[name].lock:
                 servers[name].admins[:] = _demo_admins(name, sid)
         manage("jitad_demo_seed", "--stage=requests", capture=True)
+        # Past weeks of requests, grants, scans and incidents, so the Reports' charts mean something.
+        manage("jitad_demo_seed", "--stage=history", capture=True)
         subprocess.run([PY, "manage.py", "jitad_standing_admins", "--scan"], cwd=REPO, env=env, capture_output=True)
         print(f"""
 jitad demo is running.

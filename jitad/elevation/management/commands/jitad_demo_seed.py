@@ -8,6 +8,7 @@ import yaml
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from jitad import directory
@@ -37,16 +38,21 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--winrm", action="append", default=[], metavar="TARGET=URL",
                             help="check this target's grants on a (test) WinRM host at URL")
-        parser.add_argument("--stage", choices=["groups", "estate", "requests", "all"], default="all",
+        parser.add_argument("--stage", choices=["groups", "estate", "requests", "history", "all"], default="all",
                             help="groups: the JIT OU and the groups the policy file names, so it can be applied; "
                                  "estate: AD objects and accounts (prints the JIT groups' SIDs); requests: the demo "
-                                 "requests; all: estate and requests")
+                                 "requests; history: ~75 days of past requests, grants and scans for the Reports "
+                                 "(database only); all: estate and requests")
         parser.add_argument("--policy-file", default=str(EXAMPLE_POLICY),
                             help="the policy file whose groups the groups stage creates (default: the example)")
 
     def handle(self, *args, **options):
         if settings.PRODUCTION:
             raise CommandError("jitad_demo_seed is for throwaway demo domains only")
+        if options["stage"] == "history":
+            # The reports own the history (and its snapshots); called by name, so this app never imports them.
+            call_command("jitad_demo_history", stdout=self.stdout)
+            return
         if options["stage"] == "groups":
             created = self._jit_groups(options["policy_file"])
             self.stdout.write(json.dumps({"jit_groups": created}))

@@ -88,7 +88,7 @@ def section(scope: Scope) -> Section:
     unused_n, unused = unused_eligible(scope)
     activations = list(Grant.objects.filter(scope.requests_q("request__"), activated_at__gte=scope.start,
                                             activated_at__lt=scope.end)
-                       .values_list("id", "activated_at", "user__username", "target__name"))
+                       .order_by("activated_at", "id").values_list("id", "activated_at", "user__username", "target__name"))
     off = [{"grant": i, "activated": a.isoformat(), "local": a.astimezone(wh.tz).strftime("%a %H:%M"), "user": u,
             "target": t} for i, a, u, t in activations if not wh.contains(a)]
     bursts = _bursts(scope)

@@ -41,7 +41,7 @@ def _now_live(scope: Scope):
 def _trend(scope: Scope):
     """Per day of the period: the snapshots' sums over the scope's targets."""
     rows = (DailySnapshot.objects.filter(scope.targets_q("target__"), day__gte=scope.start.date(),
-                                         day__lte=scope.end.date())
+                                         day__lte=(scope.end - timedelta(microseconds=1)).date())
             .values("day").annotate(standing=Sum("standing_principals"), jit=Sum("jit_principals"),
                                     jit_hours=Sum("jit_principal_hours")).order_by("day"))
     return [{"day": r["day"].isoformat(), "standing": r["standing"], "jit": r["jit"],

@@ -11,7 +11,8 @@ DEFINITION = (
     "A right is a (principal, target) pair. JIT principals: pairs with a grant in effect during the period "
     "(activated, not yet verified removed); standing principals: pairs with an open standing-admin finding "
     "during the period, on servers with a successful scan. Principal-hours: time within the period, "
-    "overlapping grants of the same pair counted once. Share = JIT / (JIT + standing)."
+    "overlapping grants of the same pair counted once. Share = JIT / (JIT + standing), known only when a "
+    "server in scope has been scanned."
 )
 
 
@@ -54,13 +55,13 @@ def section(scope: Scope) -> Section:
                records=records("elevation.grant", all_grants, fallback=grant_fallback)),
         Figure("standing_principals", "Standing rights (scanned servers)", st_n if scanned else None,
                records=records("elevation.standingadmin", all_standing)),
-        Figure("jit_share_pct", "Share of rights held through JIT", pct(jit_n, jit_n + st_n) if scanned or jit_n
-               else None, unit="%"),
+        Figure("jit_share_pct", "Share of rights held through JIT", pct(jit_n, jit_n + st_n) if scanned else None,
+               unit="%"),
         Figure("jit_principal_hours", "Principal-hours through JIT", jit_h if any_data else None, unit="h"),
         Figure("standing_principal_hours", "Standing principal-hours (scanned servers)", st_h if scanned else None,
                unit="h"),
         Figure("jit_hours_share_pct", "Share of principal-hours through JIT",
-               pct(jit_h, jit_h + st_h) if scanned or jit_h else None, unit="%"),
+               pct(jit_h, jit_h + st_h) if scanned else None, unit="%"),
     ]
     jit_count = Counter(t for _u, t in jit_pairs)
     st_count = Counter(t for _s, t in st_pairs)
