@@ -42,36 +42,44 @@ def _fmt(value: float) -> str:
     return f"{value:.0f}" if abs(value - round(value)) < 1e-9 else f"{value:.1f}"
 
 
-def _nice_max(top: float) -> float:
-    """A round axis maximum at or above ``top`` (1, 2, 2.5, 5 x 10^n)."""
-    if top <= 0:
+def _nice_step(raw: float, whole: bool) -> float:
+    """A round tick step at or above ``raw`` (1, 2, 2.5, 5 x 10^n); at least 1 for counts."""
+    if raw <= 0:
         return 1.0
-    magnitude = 10 ** math.floor(math.log10(top))
-    for step in (1, 2, 2.5, 5, 10):
-        if step * magnitude >= top:
-            return step * magnitude
-    return 10 * magnitude
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    return max(step, 1.0) if whole else step
+
+
+def _scale(values: list[float | None]) -> tuple[float, float, float]:
+    """(low, top, step) of the y axis: round ticks that hold every value and zero."""
+    known = [v for v in values if v is not None] or [0.0]
+    hi, lo = max(max(known), 0.0), min(min(known), 0.0)
+    step = _nice_step((hi - lo) / TICKS, all(float(v).is_integer() for v in known))
+    top, low = step * math.ceil(hi / step - 1e-9), -step * math.ceil(-lo / step - 1e-9)
+    return low + 0.0, max(top, low + step), step  # + 0.0: no "-0" tick
 
 
 def _labels(table: Table) -> dict[str, str]:
     return {c.key: c.label + (f" ({c.unit})" if c.unit else "") for c in table.columns}
 
 
-def _y(v: float, scale: tuple[float, float]) -> float:
-    """The SVG y of value ``v`` on the scale (low, top)."""
-    low, top = scale
+def _y(v: float, scale: tuple[float, float, float]) -> float:
+    """The SVG y of value ``v`` on the scale (low, top, step)."""
+    low, top, _step = scale
     plot_h = HEIGHT - TOP - BOTTOM
     return TOP + plot_h * (top - v) / (top - low)
 
 
-def _frame(table: Table, chart: Chart, scale: tuple[float, float], x_labels: list[str], slot: float, centred: bool) -> list[str]:
+def _frame(table: Table, chart: Chart, scale: tuple[float, float, float], x_labels: list[str], slot: float,
+           centred: bool) -> list[str]:
     """Axes, gridlines with their values, x labels (thinned to fit) and the axis titles."""
     labels = _labels(table)
     plot_h = HEIGHT - TOP - BOTTOM
     out = []
-    low, top = scale
-    for i in range(TICKS + 1):
-        v = low + (top - low) * i / TICKS
+    low, top, step = scale
+    for i in range(round((top - low) / step) + 1):
+        v = low + step * i
         y = _y(v, scale)
         out.append(f'<line class="grid" x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}"/>')
         out.append(f'<text class="tick" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(_fmt(v))}</text>')
@@ -93,7 +101,7 @@ def _frame(table: Table, chart: Chart, scale: tuple[float, float], x_labels: lis
     return out
 
 
-def _line(table: Table, chart: Chart, scale: tuple[float, float]) -> list[str]:
+def _line(table: Table, chart: Chart, scale: tuple[float, float, float]) -> list[str]:
     """One polyline per series (broken where a value is missing), a circle with its own <title> per point."""
     labels = _labels(table)
     n = len(table.rows)
@@ -123,7 +131,7 @@ def _line(table: Table, chart: Chart, scale: tuple[float, float]) -> list[str]:
     return out
 
 
-def _bars(table: Table, chart: Chart, scale: tuple[float, float], gap: float) -> list[str]:
+def _bars(table: Table, chart: Chart, scale: tuple[float, float, float], gap: float) -> list[str]:
     """Grouped bars per category (series side by side); ``gap`` is the share of a slot left empty."""
     labels = _labels(table)
     n = max(len(table.rows), 1)
@@ -155,9 +163,7 @@ def chart_svg(table: Table, *, chart_id: str = "") -> SafeString:
     if total > limit:
         table = replace(table, rows=table.rows[:limit])
     values = [_number(row.get(k)) for row in table.rows for k in chart.y]
-    known = [v for v in values if v is not None] or [0.0]
-    low = min(known)
-    scale = (-_nice_max(-low) if low < 0 else 0.0, _nice_max(max(known)) if max(known) > 0 else (0.0 if low < 0 else 1.0))
+    scale = _scale(values)
     if chart.kind == "line":
         body = _line(table, chart, scale)
     else:

@@ -7,7 +7,7 @@ behind it (the admin changelist, filtered); a definition points at docs/reports.
 import csv
 import io
 import json
-from datetime import date, datetime
+from datetime import date, datetime, timezone as dt_timezone
 from decimal import Decimal
 from urllib.parse import urlencode
 
@@ -130,10 +130,47 @@ def report_json(report: Report, base: str = "") -> str:
     return json.dumps(report_dict(report, base), indent=2, ensure_ascii=False) + "\n"
 
 
+def seconds_text(value: float) -> str:
+    """A duration in seconds as people read it: "45 s", "12 min", "2 h 5 min", "3 d 4 h"."""
+    v = float(value)
+    sign, v = ("-" if v < 0 else ""), abs(v)
+    if v < 120:
+        return f"{sign}{_text(round(v, 1))} s"
+    minutes = round(v / 60)
+    if minutes < 120:
+        return f"{sign}{minutes} min"
+    hours, rest = divmod(minutes, 60)
+    if hours < 48:
+        return f"{sign}{hours} h" + (f" {rest} min" if rest else "")
+    days, hours = divmod(hours, 24)
+    return f"{sign}{days} d" + (f" {hours} h" if hours else "")
+
+
+def _when_text(value: str) -> str | None:
+    """An ISO 8601 timestamp string as "2026-12-01 23:21 UTC" (None if it is not one)."""
+    if len(value) < 16 or value[4:5] != "-" or value[10:11] != "T":
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if at.tzinfo is not None:
+        at = at.astimezone(dt_timezone.utc)
+    return at.strftime("%Y-%m-%d %H:%M") + (" UTC" if at.tzinfo is not None else "")
+
+
 def value_text(value, unit: str = "") -> str:
-    """A figure as people read it: "—" when there is nothing to compute it from, else the number and its unit."""
+    """A value as people read it on a page: "—" for nothing, durations ("s") in words, times without microseconds."""
     if value is None:
         return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    if isinstance(value, str):
+        return _when_text(value) or value
+    if unit == "s" and isinstance(value, (int, float, Decimal)):
+        return seconds_text(value)
     text = _text(value)
     if not unit:
         return text
@@ -160,10 +197,10 @@ def report_markdown(report: Report, base: str = "") -> str:
             lines.append("")
         for t in s.tables:
             lines += [f"### {_md(t.title)}", ""]
-            head = [_md(c.label + (f" ({c.unit})" if c.unit else "")) for c in t.columns] + (["records"] if t.records else [])
+            head = [_md(c.label + (f" ({c.unit})" if c.unit and c.unit != "s" else "")) for c in t.columns] + (["records"] if t.records else [])
             lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             for i, row in enumerate(t.rows):
-                cells = [_md(value_text(row.get(c.key))) for c in t.columns]
+                cells = [_md(value_text(row.get(c.key), c.unit if c.unit == "s" else "")) for c in t.columns]
                 if t.records:
                     url = records_url(t.records.get(i), base)
                     cells.append(f"[records]({url})" if url else "")

@@ -102,3 +102,54 @@ def test_auditor_reads_a_chart_its_table_and_its_csv(page, portal, ad_person, au
     expect(page.locator("#changelist")).to_be_visible()
     shot(page, "reports-03-records")
     watch.assert_clean()
+
+
+def test_auditor_reads_real_revocation_figures(page, portal, ad_person, auditors, django_user_model):
+    """GIVEN four grants that ended in the last days, three removed 4 s after their end and one 2 h late
+    WHEN an AD auditor opens Revocation success THEN the lateness histogram has a bar per bucket with
+    3 in "1–10 s" and 1 in "≥ 1 h", the table below says the same, the late removal's records link
+    opens the admin on exactly that grant, and the JSON export carries the same count."""
+    import json
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jitad.reports.services.snapshots import snapshots_record
+    from tests.reports.rows import grant, person, target
+
+    now = timezone.now()
+    t = target(tier=1, policy="servers")
+    late = None
+    for i in range(4):
+        end = now - timedelta(days=1 + i, hours=3)
+        g = grant(person(), t, activated=end - timedelta(hours=1), expires=end,
+                  revoked=end + (timedelta(hours=2) if i == 3 else timedelta(seconds=4)))
+        late = g if i == 3 else late
+    snapshots_record()
+    watch = Watch(page.context)
+    sam, password = ad_person(AUDITORS, prefix="ar")
+    login_and_enrol(page, portal, sam, password, name_prefix="reports-real-")
+    django_user_model.objects.filter(username__iexact=sam).update(is_staff=True)
+
+    page.goto(portal + "/reports/?period=7d")
+    expect(page.locator("#figure-revocation-ended .value")).to_have_text("4")
+    page.get_by_role("link", name="Revocation success").click()
+    chart = page.locator("#chart-revocation-lateness")
+    expect(chart.locator("rect.bar")).to_have_count(6)
+    assert chart.locator('rect.bar[data-x="1–10 s"]').get_attribute("data-value") == "3"
+    assert chart.locator('rect.bar[data-x="≥ 1 h"]').get_attribute("data-value") == "1"
+    lateness = page.locator("#table-lateness table.report-data")
+    expect(lateness.locator("tr", has_text="1–10 s")).to_contain_text("3")
+    shot(page, "reports-04-revocation")
+
+    response = page.request.get(portal + "/reports/report.json?period=7d")
+    assert response.status == 200
+    data = json.loads(response.body())
+    revocation = next(s for s in data["sections"] if s["key"] == "revocation")
+    assert next(f for f in revocation["figures"] if f["key"] == "ended")["value"] == 4
+
+    page.locator("#table-late a.records").first.click()
+    expect(page).to_have_url(re.compile(rf"/admin/elevation/grant/\?.*id__in={late.pk}"))
+    expect(page.locator("#result_list tbody tr")).to_have_count(1)
+    expect(page.locator("#result_list tbody tr")).to_contain_text(f"#{late.pk}")
+    watch.assert_clean()

@@ -120,3 +120,19 @@ def test_a_long_table_draws_its_first_bars_and_says_so():
     svg = str(chart_svg(_one("bar", list(range(MAX_BARS + 12)))))
     assert svg.count('class="bar series-0"') == MAX_BARS
     assert f"the first {MAX_BARS} of {MAX_BARS + 12} rows are drawn" in svg
+
+
+def test_pages_read_durations_times_and_flags_in_words():
+    assert exports.value_text(45, "s") == "45 s" and exports.value_text(720, "s") == "12 min"
+    assert exports.value_text(7500, "s") == "2 h 5 min" and exports.value_text(3 * 86400 + 4 * 3600, "s") == "3 d 4 h"
+    assert exports.value_text("2026-12-01T23:21:22.302436+00:00") == "2026-12-01 23:21 UTC"
+    assert exports.value_text("2026-12-01") == "2026-12-01" and exports.value_text("SRV01") == "SRV01"
+    assert exports.value_text(True) == "yes" and exports.value_text(None, "s") == "—"
+
+
+def test_axis_ticks_are_round_numbers():
+    import re
+
+    svg = str(chart_svg(_one("histogram", [3, 0, 1])))
+    ticks = re.findall(r'<text class="tick" x="\d+" y="[\d.]+" text-anchor="end">([^<]+)</text>', svg)
+    assert ticks == ["0", "1", "2", "3"]

@@ -178,3 +178,64 @@ def test_a_long_table_is_cut_on_the_page_but_whole_in_the_csv(auditor, monkeypat
     assert html.count("<td>SRV0") == pages.PAGE_ROWS and "50 more are in the CSV" in html
     rows = list(csv.reader(io.StringIO(auditor.get("/reports/revocation.csv", {"table": "failures"}).content.decode())))
     assert len(rows) == 1 + 250
+
+
+# -- with the real KPI selector -------------------------------------------------------------
+def _history(n: int):
+    """``n`` targets (two tiers, one shared policy), each with a grant, a scan and a standing admin in the last days."""
+    from django.utils import timezone
+
+    from tests.reports.rows import grant, person, scan, standing_admin, target
+
+    now = timezone.now()
+    for i in range(n):
+        t = target(tier=i % 2, policy="shared")
+        u = person()
+        start = now - timezone.timedelta(days=1 + i % 5, hours=i % 7)
+        grant(u, t, activated=start, expires=start + timezone.timedelta(hours=1),
+              revoked=start + timezone.timedelta(hours=1, seconds=4))
+        scan(t, when=now - timezone.timedelta(days=20), standing=2)
+        standing_admin(t, f"S-1-5-21-1-2-3-{1000 + i}", first_seen=now - timezone.timedelta(days=40),
+                       resolved=now - timezone.timedelta(days=3) if i % 3 else None)
+
+
+def _page_queries(client, path) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(path).status_code == 200, path
+    return len(captured)
+
+
+def test_pages_take_a_bounded_number_of_queries(auditor, django_assert_max_num_queries):
+    """GIVEN a few records WHEN each Reports page and export is drawn from the real KPI selector THEN it runs at most
+    a fixed number of queries; GIVEN ten times as many records THEN exactly as many as before."""
+    from jitad.reports.services.snapshots import snapshots_record
+
+    _history(3)
+    snapshots_record()
+    paths = ["/reports/", *[f"/reports/{k}/" for k in ("standing", "utilisation", "approval", "revocation", "risk")],
+             "/reports/report.json", "/reports/standing.csv?table=trend", "/reports/?tier=1&policy=shared"]
+    auditor.get("/reports/")  # first-use caches (content types)
+    few = {}
+    for path in paths:
+        with django_assert_max_num_queries(40):
+            few[path] = _page_queries(auditor, path)
+    _history(30)
+    snapshots_record()
+    many = {path: _page_queries(auditor, path) for path in paths}
+    assert many == few, (few, many)
+
+
+def test_real_report_renders_and_links_records(auditor):
+    from jitad.reports.services.snapshots import snapshots_record
+
+    _history(4)
+    snapshots_record()
+    html = auditor.get("/reports/revocation/").content.decode()
+    assert 'id="figure-revocation-ended"' in html
+    overview = auditor.get("/reports/").content.decode()
+    assert overview.count('class="report-section"') == 5
+    data = json.loads(auditor.get("/reports/report.json").content)
+    assert next(f for f in data["sections"][3]["figures"] if f["key"] == "ended")["value"] == 4

@@ -94,7 +94,7 @@ def section(request, key: str):
     s = _section(report, key)
     tables = []
     for t in s.tables:
-        rows = [{"cells": [exports.value_text(row.get(c.key)) for c in t.columns],
+        rows = [{"cells": [exports.value_text(row.get(c.key), c.unit if c.unit == "s" else "") for c in t.columns],
                  "url": exports.records_url(t.records.get(i))} for i, row in enumerate(t.rows[:PAGE_ROWS])]
         tables.append({"table": t, "svg": chart_svg(t, chart_id=f"chart-{slugify(s.key)}-{slugify(t.key)}"),
                        "rows": rows, "linked": bool(t.records), "more": max(0, len(t.rows) - PAGE_ROWS)})
