@@ -1,0 +1,120 @@
+"""The record queries the document and the evidence check share, so what one states the other can confirm."""
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+
+from django.db.models import Q
+from django.utils import timezone
+
+from jitad.breakglass.models import Checkout, SealedAccount
+from jitad.elevation.models import AccessRequest, Approval, HostScan, Policy, StandingAdmin
+
+DEFAULT_PERIOD_DAYS = 30
+_DAYS_RE = re.compile(r"^(\d{1,4})d$")
+_DATE = r"\d{4}-\d{2}-\d{2}"
+_RANGE_RE = re.compile(rf"^({_DATE})\.\.({_DATE})$")
+
+
+class PeriodError(ValueError):
+    """A --period that cannot be read; the message says what is accepted."""
+
+
+@dataclass(frozen=True)
+class Period:
+    """A half-open interval [start, end) of timezone-aware UTC datetimes."""
+
+    start: datetime
+    end: datetime
+
+    def text(self) -> str:
+        return f"{self.start:%Y-%m-%d %H:%M:%S} to {self.end:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def period_parse(value: str | None, *, now: datetime | None = None) -> Period:
+    """``30d`` (the last 30 days, the default) or ``2026-11-01..2026-12-01`` (end date exclusive)."""
+    now = now or timezone.now()
+    value = (value or f"{DEFAULT_PERIOD_DAYS}d").strip()
+    m = _DAYS_RE.match(value)
+    if m and 0 < int(m.group(1)) <= 3660:
+        return Period(now - timedelta(days=int(m.group(1))), now)
+    m = _RANGE_RE.match(value)
+    if m:
+        try:
+            start, end = (datetime.fromisoformat(d).replace(tzinfo=dt_timezone.utc) for d in m.groups())
+        except ValueError as e:
+            raise PeriodError(f"--period {value!r}: {e}") from None
+        if start < end:
+            return Period(start, end)
+    raise PeriodError(f"--period {value!r}: give a number of days (30d) or a date range (2026-11-01..2026-12-01, "
+                      "the end date excluded).")
+
+
+_STATED_RE = re.compile(r"for the period (\d{4}-\d\d-\d\d \d\d:\d\d(?::\d\d)?) to (\d{4}-\d\d-\d\d \d\d:\d\d(?::\d\d)?) UTC")
+
+
+def period_stated(text: str) -> Period | None:
+    """The period a document says it covers ("for the period <start> to <end> UTC"), if it says one."""
+    m = _STATED_RE.search(text)
+    if not m:
+        return None
+    start, end = (datetime.fromisoformat(v).replace(tzinfo=dt_timezone.utc) for v in m.groups())
+    return Period(start, end) if start < end else None
+
+
+def approved_requests(period: Period):
+    """Requests approved during the period: each created or extended a grant (a privileged session)."""
+    return (AccessRequest.objects.filter(state=AccessRequest.State.APPROVED, decided_at__gte=period.start,
+                                         decided_at__lt=period.end)
+            .select_related("policy", "target", "requester").order_by("id"))
+
+
+def auto_approved_requests(period: Period):
+    """Approved requests no person decided (approval mode auto at the time)."""
+    return approved_requests(period).filter(approvals_required=0)
+
+
+def approvals_given(period: Period):
+    """Approvals (decision approve) recorded during the period."""
+    return (Approval.objects.filter(decision=Approval.Decision.APPROVE, at__gte=period.start, at__lt=period.end)
+            .select_related("request", "approver").order_by("id"))
+
+
+def mfa_gap(*, method: str, verified_at, acted_at, window_seconds: float) -> str:
+    """Why an MFA record does not prove a fresh verified step ("" when it does)."""
+    if not method or verified_at is None:
+        return "no verified MFA step recorded"
+    age = (acted_at - verified_at).total_seconds()
+    if age > window_seconds + 5:  # a few seconds between the check and the row's own clock
+        return f"MFA verified {int(age)} s before (freshness window {int(window_seconds)} s)"
+    return ""
+
+
+def standing_findings(period: Period):
+    """Standing admins seen during the period (open then, whether or not resolved since)."""
+    return (StandingAdmin.objects.filter(first_seen_at__lt=period.end)
+            .filter(Q(resolved_at__isnull=True) | Q(resolved_at__gte=period.start))
+            .select_related("target").order_by("target__name", "name"))
+
+
+def scan_that_found(finding: StandingAdmin) -> HostScan | None:
+    """The latest successful scan of the finding's server that saw standing admins while it was open."""
+    scans = HostScan.objects.filter(target=finding.target, ok=True, standing__gt=0,
+                                    started_at__lte=finding.last_seen_at + timedelta(minutes=5))
+    return scans.order_by("-started_at").first()
+
+
+def auto_policies():
+    """Enabled policies that approve without a person."""
+    return Policy.objects.filter(enabled=True, approval_mode=Policy.ApprovalMode.AUTO).order_by("name")
+
+
+def checkouts_without_dual_control(period: Period):
+    """Break-glass checkouts requested in the period that no second person approved first (emergency mode)."""
+    return (Checkout.objects.filter(requested_at__gte=period.start, requested_at__lt=period.end)
+            .exclude(mode=Checkout.Mode.DUAL).select_related("account", "holder").order_by("id"))
+
+
+def accounts_without_dual_control():
+    """Sealed accounts whose checkouts need no approver."""
+    return SealedAccount.objects.filter(approvals_required__lt=1).order_by("name")
