@@ -10,7 +10,7 @@ fail-fast checks refuse in this order. Django reads the UPPERCASE names of this 
 every part's UPPERCASE names are gathered here.
 """
 # Imported in this order on purpose (not sorted): each part runs when it is first imported.
-from . import env, security, core, celery, directory, hosts, vault, breakglass, engine, portal, notifications
+from . import env, security, core, celery, directory, hosts, vault, breakglass, engine, portal, notifications, retention
 
 _parts = (
     env,            # the environment, PRODUCTION, BASE_DIR, VAR_DIR
@@ -24,6 +24,7 @@ _parts = (
     engine,         # sweeps, reconciler, leases, watchdog, retries, policy file
     portal,         # JITAD_BASE_URL, passkeys, REST API
     notifications,  # alerts, approvals, deliveries, e-mail
+    retention,      # how long closed records and audit events are kept
 )
 for _part in _parts:
     globals().update({name: value for name, value in vars(_part).items() if name.isupper()})
