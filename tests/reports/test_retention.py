@@ -162,3 +162,17 @@ def test_audit_events_are_pruned_and_the_chain_still_verifies():
     assert AuditEvent.objects.filter(action="test.new").count() == 3
     assert AuditEvent.objects.filter(action="retention.pruned").exists()
     assert audit_verify() == []
+
+
+def test_the_daily_task_uses_the_settings_and_is_scheduled(world, settings):
+    """GIVEN JITAD_RETENTION_DAYS=90 WHEN the beat's task body runs THEN it prunes with it; beat lists it daily."""
+    from jitad.celery import app
+    from jitad.reports.tasks.retention import prune
+
+    settings.JITAD_RETENTION_DAYS, settings.JITAD_AUDIT_RETENTION_DAYS = DAYS, 0
+    assert prune.name in app.tasks
+    app.loader.import_default_modules()
+    entry = app.conf.beat_schedule.get("retention-prune")
+    assert entry and entry["task"] == "jitad.reports.prune"
+    assert prune()["grants"] == 1
+    assert not Grant.objects.filter(pk=world["old_grant"].pk).exists()
