@@ -5,6 +5,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
+from jitad.audit.models import AuditEvent
 from jitad.audit.services import AuditEntry, audit_record_many
 from jitad.elevation.models import Grant, HeldRemoval, Target
 from jitad.reports.history.rows import Source
@@ -121,6 +122,33 @@ def test_a_standing_member_still_seen_is_ongoing_and_found_by_person_sid(srv):
     assert [(h.source, h.ongoing) for h in rows] == [(Source.STANDING, True)]
 
 
+def _scan_audit(srv, action, sid, when):
+    with transaction.atomic():
+        audit_record_many([AuditEntry(actor="system:scan", action=action, object_type="target", object_id=str(srv.pk),
+                                      reason="JITAD\\svc-old", data={"target": srv.name, "sid": sid})])
+    AuditEvent.objects.filter(action=action, data__sid=sid).filter(at__gt=when).update(at=when)
+
+
+def test_earlier_spells_of_a_standing_member_come_from_the_audit_trail(srv):
+    """GIVEN a member found at 0h, gone at 2h, found again at 5h (its finding reopened, first seen 5h), and another
+    whose finding retention deleted (found 1h, gone 3h)
+    WHEN asked over 0h..6h and at 1.5h
+    THEN the earlier spells appear from the audit events, the current one from the finding, none twice."""
+    sid, pruned = "S-1-5-21-7-7", "S-1-5-21-7-8"
+    _scan_audit(srv, "host.standing_admin_found", sid, at(0))
+    _scan_audit(srv, "host.standing_admin_gone", sid, at(2))
+    _scan_audit(srv, "host.standing_admin_found", pruned, at(1))
+    _scan_audit(srv, "host.standing_admin_gone", pruned, at(3))
+    _scan_audit(srv, "host.standing_admin_found", sid, at(5))
+    f = finding(srv, sid, first=at(5), last=at(6))
+    rows = access_at(target=srv, start=at(0), end=at(6))
+    spells = sorted((h.evidence["sid"], h.start, h.end) for h in rows)
+    assert spells == [(sid, at(0), at(2)), (sid, at(5), None), (pruned, at(1), at(3))]
+    assert {h.evidence["sid"] for h in access_at(target=srv, start=at(1.5))} == {sid, pruned}
+    assert [h.record_id for h in access_at(target=srv, start=at(5.5))] == [f.pk]
+    assert access_at(target=srv, start=at(3.5), end=at(4)) == []  # between the spells: nobody
+
+
 def test_out_of_band_members_from_the_reconciler(srv):
     """GIVEN the reconciler removed an unbacked member from SRV01's group (an audit event) and held another
     THEN a range over both shows them, the hold until its removal, and by person through the member's DN."""
@@ -185,10 +213,11 @@ def test_query_count_is_bounded_with_many_rows(srv, django_assert_max_num_querie
     acct = sealed()
     for i in range(10):
         checkout(acct, people[0], opened=at(i * 3), closed=at(i * 3 + 1), approvers=approvers)
-    # grants 4 (grant, approvals, extensions, their approvals), standing 2, out-of-band 1, held 1, break-glass 3
-    with django_assert_max_num_queries(11):
+    # grants 4 (grant, approvals, extensions, their approvals), standing 3 (+2 with earlier spells), out-of-band 1,
+    # held 1, break-glass 3
+    with django_assert_max_num_queries(14):
         assert len(access_at(target=srv, start=at(-1), end=at(100))) == 90
-    with django_assert_max_num_queries(11):
+    with django_assert_max_num_queries(14):
         assert len(access_at(target=dom, start=at(-1), end=at(100))) == 10
-    with django_assert_max_num_queries(14):  # and the person's identities
+    with django_assert_max_num_queries(17):  # and the person's identities
         assert len(access_at(person=people[0], start=at(-1), end=at(100))) == 20

@@ -13,11 +13,12 @@ from django.utils import timezone
 from jitad.elevation.models import Target
 
 from . import sources
+from .standing import standing
 from .rows import Holding, Source
 
 READERS = {
     Source.GRANT: sources.grants,
-    Source.STANDING: sources.standing,
+    Source.STANDING: standing,
     Source.OUT_OF_BAND: sources.out_of_band,
     Source.HELD: sources.held,
     Source.BREAKGLASS: sources.breakglass,

@@ -11,7 +11,7 @@ from django.db.models.functions import Coalesce
 from jitad import directory
 from jitad.audit.models import AuditEvent
 from jitad.breakglass.models import Checkout, CheckoutApproval
-from jitad.elevation.models import AccessRequest, Approval, Grant, HeldRemoval, HostScan, StandingAdmin, Target
+from jitad.elevation.models import AccessRequest, Approval, Grant, HeldRemoval, StandingAdmin, Target
 
 from .rows import Holding, Source, approvals_of
 
@@ -102,41 +102,6 @@ def grants(*, lo, hi, target: Target | None, person: Person | None) -> list[Hold
             },
         ))
     return rows
-
-
-def standing(*, lo, hi, target: Target | None, person: Person | None) -> list[Holding]:
-    """Standing members of servers' local Administrators: first seen by a scan to the scan that saw them gone."""
-    qs = (StandingAdmin.objects.filter(first_seen_at__lte=hi).filter(Q(resolved_at__isnull=True) | Q(resolved_at__gte=lo))
-          .select_related("target").order_by("first_seen_at", "id"))
-    if target is not None:
-        qs = qs.filter(target=target)
-    if person is not None:
-        if not person.sids:
-            return []
-        qs = qs.filter(sid__in=sorted(person.sids))
-    found = list(qs)
-    # A scan records its findings with its own finish time (jitad.elevation.services.standing): match on it.
-    stamps = {t for f in found for t in (f.first_seen_at, f.last_seen_at, f.resolved_at) if t is not None}
-    scans = {}
-    if found:
-        for s in HostScan.objects.filter(target_id__in={f.target_id for f in found}, finished_at__in=stamps).only(
-                "id", "target_id", "finished_at"):
-            scans[(s.target_id, s.finished_at)] = s.pk
-    return [
-        Holding(
-            source=Source.STANDING, target=f.target.name, target_id=f.target_id, principal=f.name or f.sid,
-            person=person.username if person else None, start=f.first_seen_at, end=f.resolved_at,
-            ended="no longer seen by a scan" if f.resolved_at else "still seen by the last scan", record_id=f.pk,
-            evidence={
-                "sid": f.sid, "name": f.name, "path": f.path, "is_group": f.is_group, "orphaned": f.orphaned,
-                "first_seen_at": f.first_seen_at, "last_seen_at": f.last_seen_at, "resolved_at": f.resolved_at,
-                "first_scan_id": scans.get((f.target_id, f.first_seen_at)),
-                "last_scan_id": scans.get((f.target_id, f.last_seen_at)),
-                "resolving_scan_id": scans.get((f.target_id, f.resolved_at)) if f.resolved_at else None,
-            },
-        )
-        for f in found
-    ]
 
 
 def _targets_by_group() -> dict[str, list[Target]]:

@@ -14,7 +14,8 @@ MAX_ROWS = 1000  # a page this long is a question to narrow; the API pages throu
 ADMIN_LINKS = {
     Source.GRANT: [("admin:elevation_grant_change", "grant_id", "grant"),
                    ("admin:elevation_accessrequest_change", "request_id", "request")],
-    Source.STANDING: [("admin:elevation_standingadmin_change", None, "finding")],
+    Source.STANDING: [("admin:elevation_standingadmin_change", "finding_id", "finding"),
+                      ("admin:audit_auditevent_change", "found_event_id", "audit event")],
     Source.OUT_OF_BAND: [("admin:audit_auditevent_change", "audit_event_id", "audit event")],
     Source.HELD: [("admin:elevation_heldremoval_change", "held_removal_id", "held removal")],
     Source.BREAKGLASS: [("admin:breakglass_checkout_change", "checkout_id", "checkout")],
@@ -25,7 +26,7 @@ def admin_links(row: Holding) -> list[tuple[str, str]]:
     """(label, URL) of the admin pages behind a row."""
     links = []
     for name, key, label in ADMIN_LINKS.get(row.source, []):
-        pk = row.evidence.get(key) if key else row.record_id
+        pk = row.evidence.get(key)
         if pk is not None:
             links.append((f"{label} #{pk}", reverse(name, args=[pk])))
     return links
