@@ -111,7 +111,7 @@ def claims_find(lines: list[Line]) -> list[Claim]:
             claims.append(Claim("approvals_at_least", line.no, t, int(n) if n.isdigit() else _WORDS[n]))
         if DUAL_ALL.search(t):
             claims.append(Claim("dual_control_all", line.no, t))
-    return claims
+    return sorted(claims, key=lambda c: c.line)
 
 
 def _listed(found: list[str], total: int) -> list[str]:

@@ -54,12 +54,16 @@ _STATED_RE = re.compile(r"for the period (\d{4}-\d\d-\d\d \d\d:\d\d(?::\d\d)?) t
 
 
 def period_stated(text: str) -> Period | None:
-    """The period a document says it covers ("for the period <start> to <end> UTC"), if it says one."""
+    """The period a document says it covers ("for the period <start> to <end> UTC"), if it says one.
+
+    The text is to the second: the end is taken to the end of its second, so the records the
+    document was written from are all inside (a record a moment younger may be too: never fewer).
+    """
     m = _STATED_RE.search(text)
     if not m:
         return None
     start, end = (datetime.fromisoformat(v).replace(tzinfo=dt_timezone.utc) for v in m.groups())
-    return Period(start, end) if start < end else None
+    return Period(start, end + timedelta(seconds=1)) if start < end else None
 
 
 def approved_requests(period: Period):
