@@ -64,8 +64,9 @@ def test_a_policy_table_and_a_policy_sentence(world, tmp_path):
 
 
 def test_mfa_for_every_session_while_a_request_lacked_a_verified_step(world, tmp_path):
-    """GIVEN a grant whose request has no MFA step recorded (as rows older than the record) and an approval whose
-    step is two hours older than it WHEN the document claims MFA for every privileged session THEN each is named."""
+    """GIVEN a grant whose request has no MFA step recorded (as rows older than the record), an approval whose
+    step is two hours older than it, and a checkout opened with none WHEN the document claims MFA for every
+    privileged session THEN each is named."""
     code, report = check(tmp_path, "")
     assert code == 0 and "[holds]        line 7: MFA for every privileged session" in report
     old = services.request_create(requester=world["alice"], target=world["srv"], duration_minutes=30)
@@ -78,6 +79,11 @@ def test_mfa_for_every_session_while_a_request_lacked_a_verified_step(world, tmp
     assert f"- approval #{approval.pk} on request #{stale.pk} by bob: MFA verified 72" in report
     assert "(freshness window 900 s)" in report
     assert report.rstrip().endswith("Result: FAIL")
+    checkout = Checkout.objects.create(account=world["account"], holder=world["alice"], incident_ref="INC-8",
+                                       reason="the portal is down", duration_minutes=30, state=Checkout.State.CLOSED,
+                                       decided_at=timezone.now())
+    code, report = check(tmp_path, "")
+    assert f"- checkout #{checkout.pk} of bg-da-01 by alice: no verified MFA step recorded" in report
 
 
 def test_no_standing_privilege_while_a_scan_found_standing_admins(world, tmp_path):
