@@ -188,6 +188,16 @@ def mfa_step_of(request) -> "MfaStep | None":
     return MfaStep(method=mfa_method_of(device), verified_at=when)
 
 
+def mfa_step_fields(step: "MfaStep | None") -> dict:
+    """The model fields recording ``step`` (``mfa_method`` "" and ``mfa_verified_at`` None when there is none)."""
+    return {"mfa_method": step.method if step else "", "mfa_verified_at": step.verified_at if step else None}
+
+
+def mfa_step_audit(step: "MfaStep | None") -> dict:
+    """The audit data recording ``step``."""
+    return {"mfa_method": step.method if step else "", "mfa_verified_at": step.verified_at.isoformat() if step else None}
+
+
 def mfa_step_now(device) -> MfaStep:
     """The step of ``device`` verifying a code just now (the REST API's ``otp`` on a write)."""
     return MfaStep(method=mfa_method_of(device), verified_at=datetime.now(tz=timezone.utc))

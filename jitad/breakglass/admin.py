@@ -13,6 +13,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from jitad.accounts.mfa import mfa_step_of
 from jitad.admin_helpers import ReadOnlyAdmin, span
 from jitad.humantime import when
 
@@ -161,7 +162,7 @@ class CheckoutApprovalInline(admin.TabularInline):
     model = CheckoutApproval
     extra = 0
     can_delete = False
-    fields = readonly_fields = ("approver", "decision", "comment", "at")
+    fields = readonly_fields = ("approver", "decision", "comment", "at", "mfa_method", "mfa_verified_at")
 
     def has_view_permission(self, request, obj=None):
         # Whoever sees the checkout (its approvers, scoped by the parent admin) sees its decisions and ticks.
@@ -233,11 +234,13 @@ class CheckoutAdmin(ApproverScopedAdmin):
         decision, comment = form.cleaned_data["decision"], form.cleaned_data["comment"]
         try:
             if decision == "approve":
-                row = services.checkout_approve(checkout=checkout, approver=request.user, comment=comment)
+                row = services.checkout_approve(checkout=checkout, approver=request.user, comment=comment,
+                                                mfa=mfa_step_of(request))
                 text = ("Approved: the checkout is open." if row.state != Checkout.State.PENDING
                         else "Your approval is recorded; the checkout waits for another approver.")
             elif decision == "deny":
-                services.checkout_deny(checkout=checkout, approver=request.user, comment=comment)
+                services.checkout_deny(checkout=checkout, approver=request.user, comment=comment,
+                                       mfa=mfa_step_of(request))
                 text = "Denied."
             else:
                 services.checkout_checkin(checkout=checkout, actor=request.user, reason=comment)

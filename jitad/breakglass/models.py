@@ -186,6 +186,9 @@ class Checkout(ClaimedWork):
     checkin_kind = models.CharField(max_length=16, choices=CheckinKind.choices, blank=True)
     checkin_by = models.CharField(max_length=150, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # The verified MFA step the checkout was asked with ("" / None: none recorded).
+    mfa_method = models.CharField(max_length=16, blank=True, default="")
+    mfa_verified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-requested_at"]
@@ -218,6 +221,8 @@ class CheckoutApproval(models.Model):
     decision = models.CharField(max_length=8, choices=Decision.choices)
     comment = models.TextField(blank=True)
     at = models.DateTimeField(default=timezone.now)
+    mfa_method = models.CharField(max_length=16, blank=True, default="")  # the decision's verified MFA step
+    mfa_verified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["checkout", "approver"], name="one_decision_per_checkout_approver")]

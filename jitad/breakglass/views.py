@@ -15,7 +15,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from jitad.accounts.mfa import mfa_code_in_request
+from jitad.accounts.mfa import mfa_code_in_request, mfa_step_of
 from jitad.humantime import when
 from jitad.notifications.selectors import deliveries_told
 
@@ -111,7 +111,7 @@ def checkout_new(request, pk: int):
     return _ask(request, account, CheckoutForm(request.POST or None, account=account, runbooks=runbooks_for(account.name)),
                 "breakglass/checkout_form.html",
                 lambda form: services.checkout_request(account=account, requester=request.user,
-                                                       **form.service_arguments()),
+                                                       mfa=mfa_step_of(request), **form.service_arguments()),
                 told)
 
 
@@ -123,7 +123,8 @@ def envelope_new(request, pk: int):
     return _ask(request, account, EnvelopeForm(request.POST or None), "breakglass/envelope_form.html",
                 lambda form: services.envelope_request(account=account, requester=request.user,
                                                        incident_ref=form.cleaned_data["incident_ref"],
-                                                       reason=form.cleaned_data["reason"]),
+                                                       reason=form.cleaned_data["reason"],
+                                                       mfa=mfa_step_of(request)),
                 lambda checkout: messages.success(request, f"Envelope request #{checkout.pk} for {account.name} "
                                                            f"waits for {checkout.approvals_required} approvers."))
 

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from jitad.accounts.mfa import MfaStep, mfa_step_audit, mfa_step_fields
 from jitad.audit.services import audit_record_many
 from jitad.humantime import when
 from jitad.notifications.models import Notification
@@ -103,8 +104,11 @@ def _open_checkout(account: SealedAccount, *, emergency: bool = False, **fields)
 
 
 def checkout_request(*, account: SealedAccount, requester, incident_ref: str, reason: str, runbook_slug: str = "",
-                     duration_minutes: int, emergency: bool = False) -> Checkout:
-    """A responder asks for ``account``: dual control by default, or emergency (alone, everyone alerted)."""
+                     duration_minutes: int, emergency: bool = False, mfa: MfaStep | None = None) -> Checkout:
+    """A responder asks for ``account``: dual control by default, or emergency (alone, everyone alerted).
+
+    ``mfa`` is the verified step it was asked with, recorded on the row and in the audit.
+    """
     if not is_responder(user=requester, account=account):
         raise BreakglassRefused("not_responder", f"You are not a responder for {account.name}.")
     if emergency and not account.emergency_allowed:
@@ -123,10 +127,11 @@ def checkout_request(*, account: SealedAccount, requester, incident_ref: str, re
             runbook_digest=runbook.digest if runbook else "",
             approvals_required=0 if emergency else account.approvals_required,
             requested_at=now, pending_until=now + timedelta(minutes=settings.JITAD_BREAKGLASS_PENDING_MINUTES),
+            **mfa_step_fields(mfa),
         )
         audit_record_many([checkout_entry(checkout, actor=who, action="breakglass.checkout_requested", after=CheckoutState.PENDING,
                                           reason=reason, runbook=checkout.runbook_slug, minutes=duration_minutes,
-                                          seal_id=checkout.seal_id)])
+                                          seal_id=checkout.seal_id, **mfa_step_audit(mfa))])
         if emergency:
             _emergency_alerts(checkout)
             _approve(checkout, actor=who)
@@ -135,7 +140,8 @@ def checkout_request(*, account: SealedAccount, requester, incident_ref: str, re
     return checkout
 
 
-def envelope_request(*, account: SealedAccount, requester, incident_ref: str, reason: str) -> Checkout:
+def envelope_request(*, account: SealedAccount, requester, incident_ref: str, reason: str,
+                     mfa: MfaStep | None = None) -> Checkout:
     """Ask to print the sealed-envelope sheet of ``account``'s current password (always dual control)."""
     if not (is_responder(user=requester, account=account) or requester.is_superuser):
         raise BreakglassRefused("not_responder", f"You are not a responder for {account.name}.")
@@ -151,10 +157,11 @@ def envelope_request(*, account: SealedAccount, requester, incident_ref: str, re
             account, holder=requester, purpose=Checkout.Purpose.ENVELOPE, mode=Checkout.Mode.DUAL,
             incident_ref=incident_ref, reason=reason, duration_minutes=settings.JITAD_BREAKGLASS_ENVELOPE_MINUTES,
             approvals_required=max(2, account.approvals_required), requested_at=now,
-            pending_until=now + timedelta(minutes=settings.JITAD_BREAKGLASS_PENDING_MINUTES),
+            pending_until=now + timedelta(minutes=settings.JITAD_BREAKGLASS_PENDING_MINUTES), **mfa_step_fields(mfa),
         )
         audit_record_many([checkout_entry(checkout, actor=requester.get_username(), action="breakglass.envelope_requested",
-                                          after=CheckoutState.PENDING, reason=reason, seal_id=checkout.seal_id)])
+                                          after=CheckoutState.PENDING, reason=reason, seal_id=checkout.seal_id,
+                                          **mfa_step_audit(mfa))])
         _ask_approvers(checkout)
     return checkout
 
@@ -216,7 +223,7 @@ def _approve(checkout: Checkout, *, actor: str) -> None:
                      "breakglass.checkout_approved")
 
 
-def checkout_approve(*, checkout: Checkout, approver, comment: str = "") -> Checkout:
+def checkout_approve(*, checkout: Checkout, approver, comment: str = "", mfa: MfaStep | None = None) -> Checkout:
     """One approver agrees; at the required number of distinct approvers the checkout opens."""
     with transaction.atomic():
         row = locked_pending(checkout)
@@ -227,17 +234,17 @@ def checkout_approve(*, checkout: Checkout, approver, comment: str = "") -> Chec
         if row.approvals.filter(approver=approver).exists():
             raise BreakglassRefused("already_decided", "You have already approved this checkout; another approver must.")
         CheckoutApproval.objects.create(checkout=row, approver=approver, decision=CheckoutApproval.Decision.APPROVE,
-                                        comment=(comment or "").strip()[:2000])
+                                        comment=(comment or "").strip()[:2000], **mfa_step_fields(mfa))
         count = row.approvals.filter(decision=CheckoutApproval.Decision.APPROVE).count()
         audit_record_many([checkout_entry(row, actor=approver.get_username(), action="breakglass.checkout_approval",
                                           before=CheckoutState.PENDING, after=CheckoutState.PENDING, reason=comment or "",
-                                          approvals=count, required=row.approvals_required)])
+                                          approvals=count, required=row.approvals_required, **mfa_step_audit(mfa))])
         if count >= row.approvals_required:
             _approve(row, actor=approver.get_username())
     return row
 
 
-def checkout_deny(*, checkout: Checkout, approver, comment: str) -> Checkout:
+def checkout_deny(*, checkout: Checkout, approver, comment: str, mfa: MfaStep | None = None) -> Checkout:
     """One approver refuses: the checkout ends and the account stays sealed."""
     comment = (comment or "").strip()
     if not comment:
@@ -249,7 +256,7 @@ def checkout_deny(*, checkout: Checkout, approver, comment: str) -> Checkout:
         if row.approvals.filter(approver=approver).exists():
             raise BreakglassRefused("already_decided", "You have already decided this checkout.")
         CheckoutApproval.objects.create(checkout=row, approver=approver, decision=CheckoutApproval.Decision.DENY,
-                                        comment=comment[:2000])
+                                        comment=comment[:2000], **mfa_step_fields(mfa))
         end_unused(row, state=CheckoutState.DENIED, actor=approver.get_username(), reason=comment)
         tell_holder(row, f"Denied: checkout #{row.pk} of {row.account.name}",
                      f"{who(approver)} denied your checkout of {row.account.name}: {comment}", "breakglass.checkout_denied")

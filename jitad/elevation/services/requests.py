@@ -6,6 +6,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from jitad.accounts.mfa import MfaStep
+from jitad.accounts.mfa import mfa_step_audit as _mfa_data
+from jitad.accounts.mfa import mfa_step_fields as _mfa_fields
 from jitad.audit.services import audit_record
 from jitad.humantime import DurationError, DurationTooLong, minutes_text, parse_minutes
 
@@ -36,17 +38,6 @@ def _audit_request(req: AccessRequest, *, actor: str, action: str, before: str, 
         reason=reason,
         data={"target": req.target.name, "requester": req.requester.get_username(), **data},
     )
-
-
-def _mfa_fields(mfa: MfaStep | None) -> dict:
-    """The row fields recording ``mfa`` (blank when no verified step was passed)."""
-    return {"mfa_method": mfa.method if mfa else "", "mfa_verified_at": mfa.verified_at if mfa else None}
-
-
-def _mfa_data(mfa: MfaStep | None) -> dict:
-    """The audit data recording ``mfa``."""
-    return {"mfa_method": mfa.method if mfa else "",
-            "mfa_verified_at": mfa.verified_at.isoformat() if mfa else None}
 
 
 def _check_text(policy: Policy, justification: str, ticket: str) -> tuple[str, str]:

@@ -105,10 +105,10 @@ def _session(f: PamFacts) -> list:
                 "REST API call that changes state carries a current one-time code checked on that call. jitad records "
                 "on each request and approval which factor verified it, and when.")]
     if not m.steps:
-        out.append(Para("The period holds no approved request or approval to confirm this with."))
+        out.append(Para("The period holds no privileged step (request, approval or checkout) to confirm this with."))
     elif m.all_verified:
         out.append(Para(f"The records confirm MFA for 100% of privileged sessions in the period: all {m.steps} privileged "
-                        "steps (approved requests and approvals) carry a verified MFA step within the window."))
+                        "steps (approved requests, approvals, break-glass checkouts and their approvals) carry a verified MFA step within the window."))
     else:
         pct = round(100 * m.steps_verified / m.steps, 1)
         out.append(Para(f"The records of the period show a verified MFA step within the window on {m.steps_verified} of "

@@ -111,7 +111,7 @@ def claims_find(lines: list[Line]) -> list[Claim]:
             claims.append(Claim("approvals_at_least", line.no, t, int(n) if n.isdigit() else _WORDS[n]))
         if DUAL_ALL.search(t):
             claims.append(Claim("dual_control_all", line.no, t))
-    return claims
+    return sorted(claims, key=lambda c: c.line)
 
 
 def _listed(found: list[str], total: int) -> list[str]:
@@ -142,21 +142,12 @@ def _check_policy_max(value, period: Period) -> list[str]:
 
 
 def _check_mfa(period: Period) -> list[str]:
-    window = settings.JITAD_MFA_FRESH_SECONDS
     out, total = [], 0
-    for req in records.approved_requests(period).iterator(chunk_size=2000):
-        gap = records.mfa_gap(method=req.mfa_method, verified_at=req.mfa_verified_at, acted_at=req.created_at,
-                              window_seconds=window)
+    for record, gap in records.mfa_steps(period, settings.JITAD_MFA_FRESH_SECONDS):
         if gap:
             total += 1
             if len(out) < LISTED:
-                out.append(f"request #{req.pk}: {gap} (granted {req.target.name} to {req.requester.get_username()})")
-    for a in records.approvals_given(period).iterator(chunk_size=2000):
-        gap = records.mfa_gap(method=a.mfa_method, verified_at=a.mfa_verified_at, acted_at=a.at, window_seconds=window)
-        if gap:
-            total += 1
-            if len(out) < LISTED:
-                out.append(f"approval #{a.pk} on request #{a.request_id} by {a.approver.get_username()}: {gap}")
+                out.append(f"{record}: {gap}")
     return _listed(out, total)
 
 

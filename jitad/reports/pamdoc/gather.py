@@ -23,7 +23,7 @@ class MfaFacts:
 
     factors: list[str]
     fresh_seconds: int
-    steps: int = 0  # privileged steps in the period (approved requests and approvals given)
+    steps: int = 0  # privileged steps in the period (approved requests, approvals, checkouts opened and approved)
     steps_verified: int = 0
     gaps: list[str] = field(default_factory=list)  # "request #12: no verified MFA step recorded"
 
@@ -102,21 +102,11 @@ def _factors() -> list[str]:
 
 
 def _mfa(period: Period) -> MfaFacts:
-    window = settings.JITAD_MFA_FRESH_SECONDS
-    facts = MfaFacts(factors=_factors(), fresh_seconds=window)
-    for req in records.approved_requests(period):
+    facts = MfaFacts(factors=_factors(), fresh_seconds=settings.JITAD_MFA_FRESH_SECONDS)
+    for record, gap in records.mfa_steps(period, facts.fresh_seconds):
         facts.steps += 1
-        gap = records.mfa_gap(method=req.mfa_method, verified_at=req.mfa_verified_at, acted_at=req.created_at,
-                              window_seconds=window)
         if gap:
-            facts.gaps.append(f"request #{req.pk}: {gap}")
-        else:
-            facts.steps_verified += 1
-    for a in records.approvals_given(period):
-        facts.steps += 1
-        gap = records.mfa_gap(method=a.mfa_method, verified_at=a.mfa_verified_at, acted_at=a.at, window_seconds=window)
-        if gap:
-            facts.gaps.append(f"approval #{a.pk} on request #{a.request_id}: {gap}")
+            facts.gaps.append(f"{record}: {gap}")
         else:
             facts.steps_verified += 1
     return facts

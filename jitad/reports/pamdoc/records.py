@@ -7,7 +7,7 @@ from datetime import timezone as dt_timezone
 from django.db.models import Q
 from django.utils import timezone
 
-from jitad.breakglass.models import Checkout, SealedAccount
+from jitad.breakglass.models import Checkout, CheckoutApproval, SealedAccount
 from jitad.elevation.models import AccessRequest, Approval, HostScan, Policy, StandingAdmin
 
 DEFAULT_PERIOD_DAYS = 30
@@ -54,12 +54,16 @@ _STATED_RE = re.compile(r"for the period (\d{4}-\d\d-\d\d \d\d:\d\d(?::\d\d)?) t
 
 
 def period_stated(text: str) -> Period | None:
-    """The period a document says it covers ("for the period <start> to <end> UTC"), if it says one."""
+    """The period a document says it covers ("for the period <start> to <end> UTC"), if it says one.
+
+    The text is to the second: the end is taken to the end of its second, so the records the
+    document was written from are all inside (a record a moment younger may be too: never fewer).
+    """
     m = _STATED_RE.search(text)
     if not m:
         return None
     start, end = (datetime.fromisoformat(v).replace(tzinfo=dt_timezone.utc) for v in m.groups())
-    return Period(start, end) if start < end else None
+    return Period(start, end + timedelta(seconds=1)) if start < end else None
 
 
 def approved_requests(period: Period):
@@ -88,6 +92,29 @@ def mfa_gap(*, method: str, verified_at, acted_at, window_seconds: float) -> str
     if age > window_seconds + 5:  # a few seconds between the check and the row's own clock
         return f"MFA verified {int(age)} s before (freshness window {int(window_seconds)} s)"
     return ""
+
+
+def mfa_steps(period: Period, window_seconds: float):
+    """Each privileged step of the period as (record, why it proves no fresh MFA step or ""): requests approved,
+    approvals given, break-glass checkouts opened and checkout approvals given."""
+    for r in approved_requests(period).iterator(chunk_size=2000):
+        gap = mfa_gap(method=r.mfa_method, verified_at=r.mfa_verified_at, acted_at=r.created_at, window_seconds=window_seconds)
+        yield f"request #{r.pk}", gap and f"{gap} (granted {r.target.name} to {r.requester.get_username()})"
+    for a in approvals_given(period).iterator(chunk_size=2000):
+        gap = mfa_gap(method=a.mfa_method, verified_at=a.mfa_verified_at, acted_at=a.at, window_seconds=window_seconds)
+        yield f"approval #{a.pk} on request #{a.request_id} by {a.approver.get_username()}", gap
+    opened = (Checkout.objects.filter(decided_at__gte=period.start, decided_at__lt=period.end)
+              .exclude(state__in=[Checkout.State.DENIED, Checkout.State.CANCELLED, Checkout.State.EXPIRED])
+              .select_related("account", "holder").order_by("id"))
+    for c in opened.iterator(chunk_size=2000):
+        gap = mfa_gap(method=c.mfa_method, verified_at=c.mfa_verified_at, acted_at=c.requested_at,
+                      window_seconds=window_seconds)
+        yield f"checkout #{c.pk} of {c.account.name} by {c.holder.get_username()}", gap
+    given = (CheckoutApproval.objects.filter(decision=CheckoutApproval.Decision.APPROVE, at__gte=period.start,
+                                             at__lt=period.end).select_related("approver").order_by("id"))
+    for a in given.iterator(chunk_size=2000):
+        gap = mfa_gap(method=a.mfa_method, verified_at=a.mfa_verified_at, acted_at=a.at, window_seconds=window_seconds)
+        yield f"checkout approval #{a.pk} on checkout #{a.checkout_id} by {a.approver.get_username()}", gap
 
 
 def standing_findings(period: Period):
