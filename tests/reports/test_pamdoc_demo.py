@@ -1,5 +1,5 @@
 """The JIT PAM document on the demo: the demo's own steps (ops/demo.py: groups, the example policy file,
-the estate, the requests) against the session's Samba DC, then the document jitad writes passes its
+the estate, the requests, the history for the Reports) against the session's Samba DC, then the document jitad writes passes its
 validator with and without --evidence."""
 from io import StringIO
 from pathlib import Path
@@ -21,6 +21,7 @@ def test_the_demo_s_document_passes_its_own_validator(samba_dc, tmp_path):
     call_command("jitad_apply_policy", str(EXAMPLE), **quiet)
     call_command("jitad_demo_seed", "--stage=estate", **quiet)
     call_command("jitad_demo_seed", "--stage=requests", **quiet)
+    call_command("jitad_demo_seed", "--stage=history", **quiet)
     for name in ("pam.md", "pam.html"):
         path = tmp_path / name
         text = write_document(path, name.rsplit(".", 1)[1]).decode()

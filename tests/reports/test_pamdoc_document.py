@@ -1,8 +1,6 @@
 """manage.py jitad_pam_document: what it states from live configuration, its three formats, and that it passes
 its own validator with and without --evidence on rows like the demo's (database only: no DC or worker)."""
 import re
-import sys
-import types
 import zlib
 from datetime import timedelta
 
@@ -10,7 +8,9 @@ import pytest
 from django.utils import timezone
 
 from jitad.elevation.models import Target
-from jitad.reports.figures import Figure, Report, Section
+from jitad.audit.models import AuditEvent, SiemCursor
+from jitad.reports.selectors.kpis import report_build
+from jitad.settings.siem import _destinations as siem_settings
 
 from .pamdoc_world import demo_world, run_validate, write_document
 
@@ -96,23 +96,21 @@ def test_a_pdf_needs_an_output_file_and_a_bad_period_is_refused(world):
     assert e.value.returncode == 2
 
 
-def test_kpis_and_siem_are_quoted_from_their_selectors(world, tmp_path, monkeypatch):
-    """GIVEN the KPI report and SIEM destinations (their selectors stubbed to their contracts) WHEN the document is
-    written THEN it quotes the revocation success rate, every figure, and each destination's lag."""
+def test_kpis_and_siem_are_quoted_from_their_selectors(world, tmp_path, settings):
+    """GIVEN the period's KPI report and a configured SIEM destination part-way through the chain WHEN the document
+    is written THEN it quotes the KPI figures (saying the revocation rate is unknown while no grant has ended) and the
+    destination's lag."""
+    settings.JITAD_SIEM_DESTINATIONS = siem_settings({"JITAD_SIEM_SOC_URL": "syslog+tls://siem.example:6514",
+                                                      "JITAD_SIEM_SOC_FORMAT": "cef"})
+    head = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first()
+    assert head and head > 2
+    SiemCursor.objects.create(name="soc", last_seq=head - 2, last_sent_at=timezone.now())
     now = timezone.now()
-    report = Report(start=now - timedelta(days=30), end=now, filters={}, sections=[
-        Section("revocation", "Revocation", "on time", figures=[Figure("on_time_pct", "Revoked on time", 99.5, "%")]),
-        Section("standing", "Standing privilege", "now", figures=[Figure("now", "Standing admins now", 0)]),
-    ])
-    kpis = types.ModuleType("jitad.reports.selectors.kpis")
-    kpis.report_build = lambda *, start, end: report
-    siem = types.ModuleType("jitad.audit.selectors")
-    siem.siem_destinations = lambda: [{"name": "soc", "transport": "syslog-tls", "format": "cef",
-                                       "endpoint": "siem.example:6514", "last_seq": 40, "head_seq": 42,
-                                       "lag_events": 2, "last_sent_at": now, "last_error": ""}]
-    monkeypatch.setitem(sys.modules, "jitad.reports.selectors.kpis", kpis)
-    monkeypatch.setitem(sys.modules, "jitad.audit.selectors", siem)
+    report = report_build(start=now - timedelta(days=30), end=now)
+    assert report.figure("revocation", "on_time_pct").value is None  # no grant of the demo rows has ended yet
+    auto = report.figure("approval", "auto_count")
+    assert auto.value
     text = write_document(tmp_path / "pam.md").decode()
-    assert "Measured in the period: 99.5% of revocations completed on time" in text
-    assert "| Revocation | Revoked on time | 99.5% |" in text
-    assert "| soc | syslog-tls | cef | siem.example:6514 | 40 | 42 | 2 |" in text
+    assert "The measured revocation success rate is not available for the period: no grant ended in it." in text
+    assert f"| {report.section('approval').title} | {auto.label} | {auto.value}{auto.unit} |" in text
+    assert f"| soc | syslog | cef | siem.example:6514 | {head - 2} | {head} | 2 |" in text

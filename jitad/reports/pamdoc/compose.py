@@ -129,8 +129,7 @@ def _session(f: PamFacts) -> list:
     if on_time is not None:
         out.append(Para(f"Measured in the period: {on_time}% of revocations completed on time (KPI revocation)."))
     else:
-        out.append(Para("The measured revocation success rate is not available for the period"
-                        + (f" ({f.kpi_note})." if f.kpi_note else ".")))
+        out.append(Para("The measured revocation success rate is not available for the period: no grant ended in it."))
     ending = r["end_sessions_policies"]
     out += [Heading(3, "Ending sessions"),
             Para("Group membership already in a logon token survives its removal. "
@@ -195,8 +194,6 @@ def _audit(f: PamFacts) -> list:
 
 def _kpis(f: PamFacts) -> list:
     out = [Heading(2, "7. Key figures")]
-    if f.kpis is None:
-        return out + [Para(f"Not available: {f.kpi_note}.")]
     rows = [(k["section"], k["label"], "-" if k["value"] is None else f"{k['value']}{k['unit']}") for k in f.kpis]
     return out + [Para("Computed from the records of the period, never typed in (Reports pages link each to its rows)."),
                   table(("KPI", "Figure", "Value"), rows)]

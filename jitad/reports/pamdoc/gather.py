@@ -8,11 +8,13 @@ from django.db.models import Max
 from django.utils import timezone
 
 from jitad.audit.models import AuditChainHead, AuditEvent
+from jitad.audit.selectors import siem_destinations
 from jitad.audit.services import audit_verify
 from jitad.breakglass.models import Checkout, Seal, SealedAccount
 from jitad.breakglass.runbooks import runbooks_load
 from jitad.elevation.models import HostScan, Policy, Target
 
+from ..selectors.kpis import report_build
 from . import records
 from .records import Period
 
@@ -47,8 +49,7 @@ class PamFacts:
     approval: dict  # {"auto_policies": [...], "auto_approved": n, "approved": n}
     breakglass: dict
     audit: dict
-    kpis: list[dict] | None  # [{"section": title, "label": ..., "value": ..., "unit": ...}]
-    kpi_note: str = ""
+    kpis: list[dict]  # [{"section": title, "label": ..., "value": ..., "unit": ...}]
     figures: dict = field(default_factory=dict)  # (section, key) -> value, for the figures quoted in prose
 
 
@@ -140,11 +141,10 @@ def _breakglass(period: Period) -> dict:
 
 
 def _siem() -> tuple[list[dict] | None, str]:
-    try:
-        from jitad.audit.selectors import siem_destinations
-    except ImportError:
-        return None, "this installation has no SIEM stream"
-    return list(siem_destinations()), ""
+    destinations = siem_destinations()
+    if not destinations:
+        return None, "no SIEM destination is configured (JITAD_SIEM_<NAME>_URL, docs/siem.md)"
+    return destinations, ""
 
 
 def _audit() -> dict:
@@ -155,11 +155,7 @@ def _audit() -> dict:
             "problem_count": len(problems), "siem": siem, "siem_note": note}
 
 
-def _kpis(period: Period) -> tuple[list[dict] | None, str, dict]:
-    try:
-        from jitad.reports.selectors.kpis import report_build
-    except ImportError:
-        return None, "the KPI report is not available in this installation", {}
+def _kpis(period: Period) -> tuple[list[dict], dict]:
     report = report_build(start=period.start, end=period.end)
     rows, figures = [], {}
     for section in report.sections:
@@ -167,13 +163,13 @@ def _kpis(period: Period) -> tuple[list[dict] | None, str, dict]:
             rows.append({"section": section.title, "key": f"{section.key}.{f.key}", "label": f.label,
                          "value": f.value, "unit": f.unit})
             figures[(section.key, f.key)] = f.value
-    return rows, "", figures
+    return rows, figures
 
 
 def pam_facts_gather(*, period: Period, now: datetime | None = None) -> PamFacts:
     """Read configuration and the period's records (nothing is written)."""
     policies = _policies()
-    kpis, kpi_note, figures = _kpis(period)
+    kpis, figures = _kpis(period)
     auto_approved = records.auto_approved_requests(period).count()
     longest = records.approved_requests(period).aggregate(m=Max("duration_minutes"))["m"]
     return PamFacts(
@@ -181,5 +177,5 @@ def pam_facts_gather(*, period: Period, now: datetime | None = None) -> PamFacts
         standing=_standing(period), scans=_scans(), mfa=_mfa(period), revocation=_revocation(policies),
         approval={"auto_policies": [p.name for p in records.auto_policies()], "auto_approved": auto_approved,
                   "approved": records.approved_requests(period).count(), "longest_approved_minutes": longest},
-        breakglass=_breakglass(period), audit=_audit(), kpis=kpis, kpi_note=kpi_note, figures=figures,
+        breakglass=_breakglass(period), audit=_audit(), kpis=kpis, figures=figures,
     )

@@ -26,10 +26,9 @@ EXTRA_PEOPLE = {"erin": "Server-Operators", "frank": "DBAs", "gina": "Server-Ope
 User = get_user_model()
 
 
-def _mfa(model, method: str, when: datetime) -> dict:
-    """The MFA fields of requests and approvals, where this version of the models has them."""
-    names = {f.name for f in model._meta.get_fields()}
-    return {"mfa_method": method, "mfa_verified_at": when} if "mfa_method" in names else {}
+def _mfa(method: str, when: datetime) -> dict:
+    """The verified MFA step a request, an approval or a checkout records."""
+    return {"mfa_method": method, "mfa_verified_at": when}
 
 
 def _audit_at(when: datetime, **entry) -> None:
@@ -66,7 +65,7 @@ class _History:
                   [m for m in (30, 60, 60, 90, 120, 240) if m <= policy.max_duration_minutes] or [policy.max_duration_minutes]),
               "approvals_required": 0 if policy.approval_mode == "auto" else policy.approvals_required,
               "ticket": f"CHG{rng.randrange(10**5, 10**6):06d}" if policy.require_ticket else "",
-              **_mfa(AccessRequest, "totp", created - timedelta(seconds=rng.randint(5, 60)))}
+              **_mfa("totp", created - timedelta(seconds=rng.randint(5, 60)))}
         approvers = [] if policy.approval_mode == "auto" else self.approvers(policy, user)
         if outcome == "timeout" or (approvers == [] and policy.approval_mode != "auto"):
             r = AccessRequest.objects.create(state=AccessRequest.State.EXPIRED_UNAPPROVED,
@@ -82,7 +81,7 @@ class _History:
             Approval.objects.create(request=r, approver=approver, approver_groups=[group], at=decided,
                                     decision="deny" if outcome == "deny" else "approve",
                                     comment="" if outcome != "deny" else "not without a change ticket",
-                                    **_mfa(Approval, rng.choice(["totp", "webauthn"]), decided - timedelta(seconds=8)))
+                                    **_mfa(rng.choice(["totp", "webauthn"]), decided - timedelta(seconds=8)))
             if outcome == "deny":
                 break
         AccessRequest.objects.filter(pk=r.pk).update(decided_at=decided)
@@ -188,7 +187,7 @@ class _History:
                 decided_at=opened, opened_at=opened + timedelta(seconds=20), expires_at=opened + timedelta(hours=2),
                 revealed_at=opened + timedelta(seconds=30), checkin_at=opened + timedelta(minutes=84),
                 checkin_kind=Checkout.CheckinKind.HOLDER, checkin_by=holder.username,
-                closed_at=opened + timedelta(minutes=86))
+                closed_at=opened + timedelta(minutes=86), **_mfa("webauthn", opened - timedelta(seconds=15)))
 
     def run(self) -> dict:
         rng, now = self.rng, self.now
