@@ -49,8 +49,9 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ("seq", "at", "actor", "action", "object_type", "object_id", "before", "after")
     list_filter = ("action", "object_type")
     search_fields = ("actor", "object_id")
-    search_help_text = ("Actor, object id, action or reason; or the name of an object (a target, a break-glass "
-                        "account such as bg-da-01) to find its events and its requests', grants' or checkouts'.")
+    search_help_text = ("An actor, an object id (alerts: \"checkout:17\"), or the name of an object (a target, a "
+                        "break-glass account such as bg-da-01) to find its events and its requests', grants' or "
+                        "checkouts'.")
     date_hierarchy = "at"
     ordering = ("-seq",)
     show_full_result_count = False

@@ -98,3 +98,15 @@ def test_export_bad_input_is_a_clear_error(trail, staff):
     user.user_permissions.add(Permission.objects.get(codename="export_auditevent"))
     assert client.get(URL + "export/", {"format": "xml"}).status_code == 400
     assert client.get(URL + "export/", {"at__gte": "not a date", "format": "csv"}).status_code == 400
+
+
+def test_search_by_target_name(staff):
+    from jitad.elevation.models import Target
+
+    _, client = staff
+    target = Target.objects.create(name="SRV-AUDIT-01", hostname="srv-audit-01.jitad.test",
+                                   group_dn="CN=JIT-SRV-AUDIT-01-Admins,OU=JIT,DC=jitad,DC=test")
+    with transaction.atomic():
+        rows = audit_record_many([AuditEntry("admin1", "target.created", "target", str(target.pk)),
+                                  AuditEntry("admin1", "target.created", "target", str(target.pk + 1))])
+    assert seqs(client.get(URL, {"q": "srv-audit-01"})) == [rows[0].seq]

@@ -143,7 +143,7 @@ def test_bad_certificate_refused_and_alerted(settings, hec, siem_certs, other_ca
     cursor = SiemCursor.objects.get(name="splunk")
     assert "certificate refused" in cursor.last_error and cursor.next_attempt_at is not None
     assert AlertCondition.objects.get(key="siem.rejected:splunk").is_open
-    assert AuditEvent.objects.filter(action="alert.raised", reason__contains="refuses").count() == 1
+    assert AuditEvent.objects.filter(action="alert.raised", object_id="condition:siem.rejected:splunk").count() == 1
     settings.JITAD_SIEM_DESTINATIONS = {"splunk": destination(hec.url, fmt="hec", ca=siem_certs.ca, token=hec.token)}
     due_now()
     outbox.siem_send()

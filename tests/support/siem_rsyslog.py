@@ -51,6 +51,8 @@ class Rsyslog:
         return f"syslog+tls://127.0.0.1:{self.port}"
 
     def start(self) -> "Rsyslog":
+        if self.proc is not None and self.proc.poll() is None:
+            return self
         self.pidfile.unlink(missing_ok=True)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(["rsyslogd", "-n", "-f", str(self.conf), "-i", str(self.pidfile)],

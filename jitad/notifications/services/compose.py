@@ -144,7 +144,8 @@ def alert_raise(*, event: str, subject: str, body: str, severity: str = Notifica
     ``digest_kind`` marks a routine event ("enrolled an authenticator app"): while
     JITAD_ALERT_DIGEST_MINUTES is above 0 it waits for the channel's next digest, counted
     under that kind with ``person`` named, and None is returned. The caller decides what is
-    routine; anything else is sent at once.
+    routine; anything else is sent at once, and recorded in the audit chain (``alert.raised``)
+    so that it reaches the SIEM stream too.
     """
     if digest_kind and settings.JITAD_ALERT_DIGEST_MINUTES > 0:
         log.info("alert %s for the next digest: %s", event, subject)
@@ -154,9 +155,12 @@ def alert_raise(*, event: str, subject: str, body: str, severity: str = Notifica
     log.warning("alert %s: %s", event, subject)
     with transaction.atomic():
         # Every alert is in the audit chain too, and so in the SIEM stream.
-        audit_record(actor="system:alerts", action="alert.raised", object_type=object_type or "alert",
-                     object_id=str(object_id)[:64] or event[:64], after=str(severity)[:32], reason=subject,
-                     data={"event": event})
+        # Kept apart from the object's own trail (object type "alert", id "<type>:<id>"), whose
+        # events are its state changes; searching "checkout:17" finds the alerts about it.
+        about = f"{object_type}:{object_id}" if object_type else event
+        audit_record(actor="system:alerts", action="alert.raised", object_type="alert", object_id=about[:64],
+                     after=str(severity)[:32], reason=subject[:500],
+                     data={"event": event, "object_type": object_type, "object_id": str(object_id)})
         return notification_create(event=event, subject=subject, body=body, link=link, severity=severity,
                                    object_type=object_type, object_id=object_id, destinations=[SECURITY])
 
