@@ -183,3 +183,34 @@ def test_lag_alerted_then_resolved(settings, hec, siem_certs):
     assert outbox.siem_lag_check() == []
     assert not AlertCondition.objects.get(key="siem.lag:splunk").is_open
     assert AuditEvent.objects.filter(action="alert.raised", reason__startswith="Resolved: SIEM").count() == 1
+
+
+def test_one_wake_up_per_transaction(settings, hec, siem_certs, django_capture_on_commit_callbacks):
+    """GIVEN a destination WHEN one transaction appends events in three calls THEN one wake-up is queued
+    for its commit (not one per event); without destinations, none."""
+    from jitad.audit.services import _wake_siem
+
+    settings.JITAD_SIEM_DESTINATIONS = {"splunk": destination(hec.url, fmt="hec", ca=siem_certs.ca, token=hec.token)}
+    with django_capture_on_commit_callbacks() as callbacks:
+        for _ in range(3):
+            record(2)
+    assert [c for c in callbacks if c is _wake_siem] == [_wake_siem]
+    settings.JITAD_SIEM_DESTINATIONS = {}
+    with django_capture_on_commit_callbacks() as callbacks:
+        record(2)
+    assert _wake_siem not in callbacks
+
+
+def test_a_claimed_cursor_is_left_to_its_holder(settings, hec, siem_certs):
+    """GIVEN another process holds the destination's cursor WHEN a second send runs THEN it sends nothing
+    (never the same batch from two places at once); once released it goes."""
+    from jitad.engine import claims
+
+    settings.JITAD_SIEM_DESTINATIONS = {"splunk": destination(hec.url, fmt="hec", ca=siem_certs.ca, token=hec.token)}
+    hec.events.clear()
+    record(3)
+    outbox.cursors_ensure()
+    token, rows = claims.claim(SiemCursor.objects.filter(name="splunk"), limit=1)
+    assert rows and outbox.siem_send() == 0 and hec.events == []
+    claims.release(SiemCursor, [rows[0].pk], token)
+    assert outbox.siem_send() == 3

@@ -53,9 +53,13 @@ def syslog_send(url: str, frames: list[bytes], *, ca_file: str, timeout: float) 
         with socket.create_connection((host, port), timeout=timeout) as raw:
             with ctx.wrap_socket(raw, server_hostname=host) as tls:
                 tls.sendall(payload)
+                # Our close_notify, then the receiver's close: it has read the stream up to the
+                # end (TLS records arrive in order). rsyslog answers with a bare TCP close (an
+                # EOF where TLS expects close_notify), which counts; a reset or a timeout leaves
+                # it unknown, so the batch counts as not sent and goes again.
                 try:
-                    plain = tls.unwrap()  # close_notify both ways
-                except (ssl.SSLError, OSError):
+                    plain = tls.unwrap()
+                except ssl.SSLEOFError:
                     plain = None
                 if plain is not None:
                     plain.shutdown(socket.SHUT_WR)
