@@ -42,7 +42,7 @@ def section(scope: Scope) -> Section:
     # A grant is created after its request: its own created_at index narrows the join to the period's grants.
     active = list(Grant.objects.filter(scope.grants_q(), created_at__gte=scope.start, activated_at__isnull=False,
                                        request__created_at__gte=scope.start, request__created_at__lt=scope.end)
-                  .order_by().values_list("id", elapsed("activated_at", "request__created_at")))
+                  .order_by().values_list("id", "request_id", elapsed("activated_at", "request__created_at")))
     # The groups as text: a handful of distinct lists, decoded once each rather than once per row.
     approvals = list(Approval.objects.filter(scope.requests_q("request__"), request__created_at__gte=scope.start,
                                              request__created_at__lt=scope.end, request__state__in=DECIDED)
@@ -52,7 +52,8 @@ def section(scope: Scope) -> Section:
     decided_by_someone = {a[0] for a in approvals}  # manual: at least one approver's decision recorded
     # Tenths of a second: no float noise at a bucket's edge.
     decided = [(i, round(d, 1), i in decided_by_someone) for i, state, d in rows if state in DECIDED and d is not None]
-    active = [(g, round(a, 1)) for g, a in active]
+    active_by_request = [(r, round(a, 1)) for _g, r, a in active]
+    active = [(g, round(a, 1)) for g, _r, a in active]
     decision_s = [d for _i, d, _m in decided]
     auto_ids = [i for i, _d, m in decided if not m]
     manual_ids = [i for i, _d, m in decided if m]
@@ -88,6 +89,25 @@ def section(scope: Scope) -> Section:
         rows=[{"bucket": b, "auto": auto_hist[b], "manual": manual_hist[b]} for b in auto_hist],
         chart=Chart("histogram", "bucket", ("auto", "manual")),
     )
+    active_of = dict(active_by_request)
+    modes_rows = []
+    for mode, ids in (("automatic", auto_ids), ("manual", manual_ids)):
+        members = set(ids)
+        dp50, dp95, dmx = _stats([d for i, d, _m in decided if i in members])
+        ap50, ap95, amx = _stats([active_of[i] for i in ids if i in active_of])
+        modes_rows.append({"mode": mode, "requests": len(ids), "decision_p50_s": dp50, "decision_p95_s": dp95,
+                           "decision_max_s": dmx, "active_p50_s": ap50, "active_p95_s": ap95, "active_max_s": amx})
+    modes = Table(
+        key="modes", title="Automatic against manual approval",
+        columns=[Column("mode", "Approval"), Column("requests", "Requests"),
+                 Column("decision_p50_s", "Decision, median", "s"), Column("decision_p95_s", "Decision, p95", "s"),
+                 Column("decision_max_s", "Decision, longest", "s"), Column("active_p50_s", "Active, median", "s"),
+                 Column("active_p95_s", "Active, p95", "s"), Column("active_max_s", "Active, longest", "s")],
+        rows=modes_rows, chart=Chart("bar", "mode", ("decision_p50_s", "decision_p95_s")),
+        records={k: r for k, r in enumerate([records("elevation.accessrequest", auto_ids, fallback=fallback),
+                                             records("elevation.accessrequest", manual_ids, fallback=fallback)])
+                 if r is not None},
+    )
     by_group: dict[str, list] = defaultdict(list)
     ids_by_group: dict[str, set] = defaultdict(set)
     decoded: dict[str, list] = {}
@@ -108,7 +128,7 @@ def section(scope: Scope) -> Section:
                  Column("p95_s", "95th percentile", "s"), Column("max_s", "Longest", "s")],
         rows=rows, chart=Chart("bar", "group", ("p50_s", "p95_s")), records=recs,
     )
-    return Section("approval", "Approval time", DEFINITION, figures, [dist, groups_table])
+    return Section("approval", "Approval time", DEFINITION, figures, [dist, modes, groups_table])
 
 
 def _timed_out_records(rows, scope: Scope):
