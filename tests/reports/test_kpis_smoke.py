@@ -56,3 +56,8 @@ def test_one_section_only():
     assert [s.key for s in report.sections] == ["revocation"]
     with pytest.raises(ValueError):
         report_build(start=at(0), end=at(1), sections=["nope"])
+
+
+def test_naive_times_are_utc():
+    report = report_build(start=at(0).replace(tzinfo=None), end=at(1).replace(tzinfo=None))
+    assert (report.start, report.end) == (at(0), at(1))

@@ -4,7 +4,7 @@
 jitad_report`` and the JIT PAM document all render the :class:`~jitad.reports.figures.Report`
 it returns. Each section is a module; every figure is None when nothing could compute it.
 """
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.conf import settings
 from django.utils import timezone
@@ -21,8 +21,9 @@ def report_build(*, start: datetime, end: datetime, tier: int | None = None, tar
                  policy: str | None = None, sections=None) -> Report:
     """The period [start, end)'s KPIs, narrowed to a tier, a target name or a policy name (unknown names: no rows).
 
-    ``sections`` (keys of SECTIONS) computes only those, in that order, for a page that shows one.
+    Naive times are read as UTC. ``sections`` (keys of SECTIONS) computes only those, in that order, for a page that shows one.
     """
+    start, end = (t if timezone.is_aware(t) else timezone.make_aware(t, dt_timezone.utc) for t in (start, end))
     if start >= end:
         raise ValueError("the period must start before it ends")
     keys = list(SECTIONS) if sections is None else list(sections)
