@@ -37,3 +37,15 @@ def test_a_few_rows():
     report = report_build(start=at(0), end=at(30))
     assert report.figure("revocation", "ended").value == 1
     assert report.figure("utilisation", "jit_principal_hours").value == 1.0
+
+
+def test_default_period_and_bad_period(settings):
+    from datetime import timedelta
+
+    from jitad.reports.selectors.kpis import period_default
+
+    settings.JITAD_REPORT_PERIOD_DAYS = 7
+    start, end = period_default(now=at(10))
+    assert (start, end) == (at(3), at(10))
+    with pytest.raises(ValueError):
+        report_build(start=at(1), end=at(1) - timedelta(seconds=1))

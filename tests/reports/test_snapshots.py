@@ -34,27 +34,28 @@ def _row(day, t):
 def test_backfill_from_the_records_then_idempotent():
     """GIVEN grants from 2 November, a first scan on the 4th, standing admins seen from the 3rd, one gone on the 6th
     WHEN the snapshot runs on the 9th (twice), then on the 10th
-    THEN days 2-8 are back-filled for both targets with known values; the second run adds nothing; the next day
-    adds one row per target; standing is None before the first scan and for the never-scanned target."""
+    THEN days 2-8 are back-filled with known values, a row where something is known (a scan, someone elevated):
+    standing None before the first scan, no row for a day or a target with nothing; the second run adds
+    nothing; the next day adds its row."""
     a, b = _estate()
-    assert snapshots_record(today=TODAY) == 14
-    assert DailySnapshot.objects.count() == 14
+    assert snapshots_record(today=TODAY) == 6
+    assert DailySnapshot.objects.count() == 6
+    assert not DailySnapshot.objects.filter(target=b).exists()
+    assert not DailySnapshot.objects.filter(day=date(2026, 11, 3)).exists()
     first = _row(date(2026, 11, 2), a)
     assert (first.jit_principals, first.jit_principal_hours, first.grants_started, first.standing_principals) == (
         1, 3.0, 2, None)
-    assert _row(date(2026, 11, 3), a).standing_principals is None  # found on the 3rd, scanned on the 4th
     day4 = _row(date(2026, 11, 4), a)
     assert (day4.standing_principals, day4.standing_principal_hours) == (2, 48.0)
     assert (_row(date(2026, 11, 5), a).jit_principal_hours, _row(date(2026, 11, 6), a).jit_principal_hours) == (1.0, 1.0)
     assert _row(date(2026, 11, 6), a).standing_principals == 1
-    assert _row(date(2026, 11, 6), b).standing_principals is None and _row(date(2026, 11, 6), b).jit_principals == 0
     assert RightBaseline.objects.get(target=a).first_scan_standing == 2
 
     with CaptureQueriesContext(connection) as q:
         assert snapshots_record(today=TODAY) == 0
     assert len(q) <= 8
     DailySnapshot.objects.filter(day=date(2026, 11, 4), target=a).update(jit_principals=99)
-    assert snapshots_record(today=TODAY + timedelta(days=1)) == 2
+    assert snapshots_record(today=TODAY + timedelta(days=1)) == 1
     assert _row(date(2026, 11, 4), a).jit_principals == 99  # a recorded day is never rewritten
 
 
@@ -70,5 +71,5 @@ def test_snapshots_feed_the_standing_trend():
     a, _b = _estate()
     snapshots_record(today=TODAY)
     trend = report_build(start=at(0), end=at(7), target="SRV-A").section("standing").tables[0].rows
-    assert [r["standing"] for r in trend] == [None, None, 2, 2, 1, 1, 1]
-    assert [r["jit"] for r in trend][:3] == [1, 0, 0]
+    assert [(r["day"][-2:], r["standing"], r["jit"]) for r in trend] == [
+        ("02", None, 1), ("04", 2, 0), ("05", 2, 1), ("06", 1, 1), ("07", 1, 0), ("08", 1, 0)]

@@ -9,7 +9,7 @@ from collections import defaultdict
 from datetime import date, datetime, time, timedelta, timezone as dt_timezone
 
 from django.db import transaction
-from django.db.models import Min
+from django.db.models import Max, Min, OuterRef, Subquery
 from django.utils import timezone
 
 from jitad.elevation.models import Grant, HostScan, StandingAdmin, Target
@@ -30,9 +30,13 @@ def _days_between(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def _spanned_days(start: datetime, end: datetime, lo: date, hi: date):
-    day = max(start.astimezone(dt_timezone.utc).date(), lo)
-    last = min(end.astimezone(dt_timezone.utc).date(), hi)
+def _utc_day(ts: float) -> date:
+    return datetime.fromtimestamp(ts, tz=dt_timezone.utc).date()
+
+
+def _spanned_days(start: float, end: float, lo: date, hi: date):
+    day = max(_utc_day(start), lo)
+    last = min(_utc_day(end), hi)
     while day <= last:
         yield day
         day += timedelta(days=1)
@@ -43,31 +47,34 @@ def snapshots_compute(days: list[date], *, now: datetime | None = None) -> list[
     now = now or timezone.now()
     first, last = min(days), max(days)
     lo, hi = day_start(first), day_start(last + timedelta(days=1))
+    lo_s, hi_s = lo.timestamp(), hi.timestamp()
     tiers = dict(Target.objects.values_list("id", "tier"))
     scanned = first_scans(hi)
     jit: dict[tuple, dict[int, list]] = defaultdict(lambda: defaultdict(list))
     started: dict[tuple, int] = defaultdict(int)
     for _id, user, target, start, end in grant_intervals(lo, hi, now):
-        if lo <= start < hi:
-            started[(start.astimezone(dt_timezone.utc).date(), target)] += 1
+        if lo_s <= start < hi_s:
+            started[(_utc_day(start), target)] += 1
         for day in _spanned_days(start, end, first, last):
-            d0, d1 = day_start(day), day_start(day + timedelta(days=1))
+            d0, d1 = day_start(day).timestamp(), day_start(day + timedelta(days=1)).timestamp()
             jit[(day, target)][user].append((max(start, d0), min(end, d1)))
     standing_now: dict[tuple, int] = defaultdict(int)
     standing_hours: dict[tuple, float] = defaultdict(float)
     for _id, target, _sid, start, end in standing_intervals(lo, hi, now):
         for day in _spanned_days(start, end, first, last):
-            d0, d1 = day_start(day), day_start(day + timedelta(days=1))
-            standing_hours[(day, target)] += max(0.0, (min(end, d1) - max(start, d0)).total_seconds()) / 3600
+            d0, d1 = day_start(day).timestamp(), day_start(day + timedelta(days=1)).timestamp()
+            standing_hours[(day, target)] += max(0.0, min(end, d1) - max(start, d0)) / 3600
             if start < d1 and end >= d1:
                 standing_now[(day, target)] += 1
     rows = []
     for day in days:
-        d1 = day_start(day + timedelta(days=1))
+        d1 = day_start(day + timedelta(days=1)).timestamp()
         for target, tier in tiers.items():
             known = target in scanned and scanned[target] < d1
             people = jit.get((day, target), {})
-            hours = sum((e - s).total_seconds() for ivs in people.values() for s, e in merge(ivs)) / 3600
+            hours = sum(e - s for ivs in people.values() for s, e in merge(ivs)) / 3600
+            if not known and not people:
+                continue  # nothing known about this target that day: no row (a trend sums what exists)
             rows.append(DailySnapshot(
                 day=day, target_id=target, tier=tier,
                 standing_principals=standing_now.get((day, target), 0) if known else None,
@@ -91,19 +98,14 @@ def _oldest_record() -> date | None:
 
 def baselines_from_scans() -> int:
     """Record the first successful scan of each target as its standing baseline (once); how many were new."""
-    have = set(RightBaseline.objects.filter(first_scan_at__isnull=False).values_list("target_id", flat=True))
-    firsts = first_scans(timezone.now() + timedelta(days=1))
-    missing = [t for t in firsts if t not in have]
-    if not missing:
-        return 0
-    scans = {s.target_id: s for s in HostScan.objects.filter(target_id__in=missing, ok=True).order_by("started_at")
-             .select_related("target") if s.started_at == firsts[s.target_id]}
-    for target_id, scan in scans.items():
+    have = RightBaseline.objects.filter(first_scan_at__isnull=False, target__isnull=False).values("target_id")
+    first = HostScan.objects.filter(target_id=OuterRef("target_id"), ok=True).order_by("started_at", "id").values("id")[:1]
+    scans = list(HostScan.objects.filter(ok=True).exclude(target_id__in=have).filter(id=Subquery(first))
+                 .select_related("target"))
+    for scan in scans:
         base, _ = RightBaseline.objects.get_or_create(group_dn=scan.target.group_dn, defaults={"target": scan.target})
-        if base.first_scan_at is None:
-            RightBaseline.objects.filter(pk=base.pk, first_scan_at__isnull=True).update(
-                target=scan.target, first_scan_at=scan.started_at, first_scan_standing=scan.standing,
-                first_scan_id=scan.pk)
+        RightBaseline.objects.filter(pk=base.pk, first_scan_at__isnull=True).update(
+            target=scan.target, first_scan_at=scan.started_at, first_scan_standing=scan.standing, first_scan_id=scan.pk)
     return len(scans)
 
 
@@ -124,8 +126,9 @@ def baseline_reading_record(*, group_dn: str, members: int, unbacked: int, read_
 def snapshots_record(*, today: date | None = None) -> int:
     """Record every finished day not yet recorded (back-filling since the oldest record); how many rows were added.
 
-    Idempotent: a (day, target) already recorded is left as it is (the unique constraint
-    settles two runs racing), so running it hourly costs two small queries once the day is done.
+    Idempotent: days up to the latest recorded one are left as they are (the unique constraint
+    settles two runs racing), so running it hourly costs a few small queries once the day is done.
+    A target with nothing known that day (no scan yet, nobody elevated) has no row.
     """
     now = timezone.now()
     today = today or now.astimezone(dt_timezone.utc).date()
@@ -135,13 +138,14 @@ def snapshots_record(*, today: date | None = None) -> int:
     if oldest is None or oldest > yesterday:
         return 0
     first = max(oldest, today - timedelta(days=BACKFILL_DAYS))
-    done = set(DailySnapshot.objects.filter(day__gte=first).values_list("day", flat=True).distinct())
-    missing = [d for d in _days_between(first, yesterday) if d not in done]
+    latest = DailySnapshot.objects.aggregate(m=Max("day"))["m"]
+    if latest is not None:  # recorded up to ``latest``: only the days since (a day with nothing to say has no rows)
+        first = max(first, latest + timedelta(days=1))
+    missing = _days_between(first, yesterday) if first <= yesterday else []
     added = 0
     for i in range(0, len(missing), CHUNK_DAYS):
         chunk = missing[i : i + CHUNK_DAYS]
-        rows = snapshots_compute(_days_between(chunk[0], chunk[-1]), now=now)
-        rows = [r for r in rows if r.day in set(chunk)]
+        rows = snapshots_compute(chunk, now=now)
         DailySnapshot.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
         added += len(rows)
     return added

@@ -4,8 +4,9 @@
 jitad_report`` and the JIT PAM document all render the :class:`~jitad.reports.figures.Report`
 it returns. Each section is a module; every figure is None when nothing could compute it.
 """
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
 from ...figures import Report
@@ -23,3 +24,9 @@ def report_build(*, start: datetime, end: datetime, tier: int | None = None, tar
     scope = scope_build(start=start, end=end, tier=tier, target=target, policy=policy)
     return Report(start=start, end=end, filters=scope.filters, sections=[s.section(scope) for s in SECTIONS],
                   generated_at=timezone.now())
+
+
+def period_default(now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The default period: the last JITAD_REPORT_PERIOD_DAYS days, ending now."""
+    end = now or timezone.now()
+    return end - timedelta(days=settings.JITAD_REPORT_PERIOD_DAYS), end

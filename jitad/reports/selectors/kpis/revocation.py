@@ -9,7 +9,7 @@ from jitad.audit.models import AuditEvent
 from jitad.elevation.models import Grant
 
 from ...figures import Chart, Column, Figure, Section, Table
-from .common import MAX_ROWS, Scope, histogram, pct, records, seconds
+from .common import MAX_ROWS, Epoch, Scope, histogram, moment, pct, records, seconds
 
 DEFINITION = (
     "Grants that became active and whose end fell in the period: the end is the expiry, or the moment an "
@@ -25,12 +25,13 @@ LATENESS_EDGES = [(1, "< 1 s"), (10, "1–10 s"), (60, "10–60 s"), (300, "1–
 
 
 def _ended(scope: Scope) -> list[tuple]:
+    """(id, due, removed or None, state, host check) of grants whose end fell in the period; times in epoch seconds."""
     hi = min(scope.end, scope.now)
+    due = Least(F("expires_at"), Coalesce(F("revoke_requested_at"), F("expires_at")))
     return list(
         Grant.objects.filter(scope.requests_q("request__"), activated_at__isnull=False)
-        .annotate(due=Least(F("expires_at"), Coalesce(F("revoke_requested_at"), F("expires_at"))))
-        .filter(due__gte=scope.start, due__lt=hi)
-        .values_list("id", "due", "revoked_at", "state", "host_revoke_check", "user__username", "target__name")
+        .annotate(due=due).filter(due__gte=scope.start, due__lt=hi).order_by()
+        .values_list("id", Epoch(due), Epoch("revoked_at"), "state", "host_revoke_check")
     )
 
 
@@ -55,16 +56,21 @@ def section(scope: Scope) -> Section:
     # An ended grant's revoke_failed episodes follow its end, so they are all among ``events``.
     failed_once = {e[1] for e in events if e[1] in ended_ids}
     removed = [g for g in ended if g[2] is not None]
-    lateness = {g[0]: seconds(g[2] - g[1]) for g in removed}
+    lateness = {g[0]: round(g[2] - g[1], 1) for g in removed}
     on_time = [i for i, s in lateness.items() if s <= sla]
     automatic = [g[0] for g in removed if g[0] not in failed_once]
-    late_rows = []
-    for gid, due, revoked, state, _check, user, target in ended:
-        late_by = lateness.get(gid) if revoked else seconds(scope.now - due)
-        if late_by is not None and late_by > sla:
-            late_rows.append({"grant": gid, "user": user, "target": target, "due": due.isoformat(),
-                              "late_s": late_by, "removed": revoked is not None, "state": state})
-    late_rows.sort(key=lambda r: -r["late_s"])
+    now_s = scope.now.timestamp()
+    late = []  # (seconds late, grant id, removed?, due, state)
+    for gid, due, revoked, state, _check in ended:
+        late_by = lateness[gid] if revoked is not None else round(now_s - due, 1)
+        if late_by > sla:
+            late.append((late_by, gid, revoked is not None, due, state))
+    late.sort(key=lambda r: (-r[0], r[1]))
+    names = {i: (u, t) for i, u, t in Grant.objects.filter(id__in=[r[1] for r in late[:MAX_ROWS]])
+             .values_list("id", "user__username", "target__name")} if late else {}
+    late_rows = [{"grant": gid, "user": names.get(gid, ("", ""))[0], "target": names.get(gid, ("", ""))[1],
+                  "due": moment(due).isoformat(), "late_s": by, "removed": removed, "state": state}
+                 for by, gid, removed, due, state in late[:MAX_ROWS]]
     checked = [g for g in removed if g[4]]
     confirmed = [g[0] for g in checked if g[4] == Grant.HostCheck.VERIFIED]
     n = len(ended)
@@ -75,8 +81,8 @@ def section(scope: Scope) -> Section:
         Figure("on_time_pct", f"Removed within {sla} s of the end", pct(len(on_time), n), "%",
                records("elevation.grant", on_time)),
         Figure("ever_pct", "Removed at all", pct(len(removed), n), "%", records("elevation.grant", [g[0] for g in removed])),
-        Figure("late", "Late removals", len(late_rows) if n else None, records=records("elevation.grant",
-                                                                                     [r["grant"] for r in late_rows])),
+        Figure("late", "Late removals", len(late) if n else None, records=records("elevation.grant",
+                                                                                [r[1] for r in late])),
         Figure("revoke_failed_episodes", "revoke_failed episodes", len(episodes) if (n or episodes) else None,
                records=records("audit.auditevent", [e[0] for e in episodes])),
         Figure("host_confirmed_pct", "Removals confirmed on the server", pct(len(confirmed), len(checked)), "%",
@@ -92,8 +98,8 @@ def section(scope: Scope) -> Section:
         key="late", title="Late removals (latest first)",
         columns=[Column("grant", "Grant"), Column("user", "Person"), Column("target", "Target"), Column("due", "Due"),
                  Column("late_s", "Late by", "s"), Column("removed", "Removed"), Column("state", "State")],
-        rows=late_rows[:MAX_ROWS],
-        records={i: records("elevation.grant", [r["grant"]]) for i, r in enumerate(late_rows[:MAX_ROWS])},
+        rows=late_rows,
+        records={i: records("elevation.grant", [r["grant"]]) for i, r in enumerate(late_rows)},
     )
     ep_rows = []
     for eid, gid, at in sorted(episodes, key=lambda e: e[2]):

@@ -1,7 +1,8 @@
 """Risk signals: always-on people, unused eligibility, off-hours activations, failure bursts, out-of-band members, break-glass."""
-from datetime import timedelta
+from datetime import datetime
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db.models import Q
 
 from jitad.audit.models import AuditEvent
@@ -9,7 +10,7 @@ from jitad.breakglass.models import Checkout
 from jitad.elevation.models import AccessRequest, Grant, HeldRemoval, Target
 
 from ...figures import Column, Figure, Section, Table
-from .common import MAX_ROWS, Scope, WorkingHours, range_query, records
+from .common import MAX_ROWS, Epoch, Scope, WorkingHours, moment, range_query, records
 from .intervals import scope_grants
 from .risk_people import always_on, unused_eligible
 
@@ -24,22 +25,26 @@ DEFINITION = (
 
 
 def _bursts(scope: Scope) -> list[dict]:
-    window = timedelta(minutes=settings.JITAD_REPORT_BURST_WINDOW_MINUTES)
+    window = settings.JITAD_REPORT_BURST_WINDOW_MINUTES * 60.0
     threshold = settings.JITAD_REPORT_BURST_THRESHOLD
     rows = list(AccessRequest.objects.filter(scope.requests_q(), created_at__gte=scope.start, created_at__lt=scope.end)
                 .filter(Q(state=AccessRequest.State.DENIED) | Q(grant__state=Grant.State.GRANT_FAILED))
-                .order_by("requester_id", "created_at").values_list("id", "requester__username", "created_at"))
+                .order_by("requester_id", "created_at", "id").values_list("id", "requester_id", Epoch("created_at")))
     out, i = [], 0
     while i < len(rows):
         j = i
-        while j < len(rows) and rows[j][1] == rows[i][1] and rows[j][2] - rows[i][2] <= window:
+        while j < len(rows) and rows[j][1] == rows[i][1] and rows[j][2] - rows[i][2] <= window + 1e-3:
             j += 1
         if j - i >= threshold:
-            out.append({"user": rows[i][1], "start": rows[i][2].isoformat(), "end": rows[j - 1][2].isoformat(),
-                        "requests": j - i, "ids": [r[0] for r in rows[i:j]]})
+            out.append({"user_id": rows[i][1], "start": moment(rows[i][2]).isoformat(),
+                        "end": moment(rows[j - 1][2]).isoformat(), "requests": j - i, "ids": [r[0] for r in rows[i:j]]})
             i = j
         else:
             i += 1
+    names = dict(get_user_model().objects.filter(id__in={b["user_id"] for b in out}).values_list("id", "username")) \
+        if out else {}
+    for b in out:
+        b["user"] = names.get(b["user_id"], str(b["user_id"]))
     return sorted(out, key=lambda b: b["start"])
 
 
@@ -82,18 +87,22 @@ def _table(key, title, columns, rows, model=None, ids_key=None):
 
 def section(scope: Scope) -> Section:
     """The risk section: six counts, each with the list behind it."""
-    wh = WorkingHours()
+    wh = WorkingHours().prepare(scope.start.timestamp(), max(scope.start, min(scope.end, scope.now)).timestamp())
     grants = scope_grants(scope)
     on = always_on(scope, grants, wh)
     unused_n, unused = unused_eligible(scope)
     activations = list(Grant.objects.filter(scope.requests_q("request__"), activated_at__gte=scope.start,
                                             activated_at__lt=scope.end)
-                       .order_by("activated_at", "id").values_list("id", "activated_at", "user__username", "target__name"))
-    off = [{"grant": i, "activated": a.isoformat(), "local": a.astimezone(wh.tz).strftime("%a %H:%M"), "user": u,
-            "target": t} for i, a, u, t in activations if not wh.contains(a)]
+                       .order_by("activated_at", "id").values_list("id", Epoch("activated_at")))
+    off_ids = [(i, a) for i, a in activations if not wh.contains(a)]
+    names = {i: (u, t) for i, u, t in Grant.objects.filter(id__in=[i for i, _a in off_ids[:MAX_ROWS]])
+             .values_list("id", "user__username", "target__name")} if off_ids else {}
+    off = [{"grant": i, "activated": moment(a).isoformat(), "local": datetime.fromtimestamp(a, wh.tz).strftime("%a %H:%M"),
+            "user": names.get(i, ("", ""))[0], "target": names.get(i, ("", ""))[1]} for i, a in off_ids[:MAX_ROWS]]
     bursts = _bursts(scope)
     oob = _out_of_band(scope)
     bg = _breakglass(scope)
+    off_all = [i for i, _a in off_ids]
     had_requests = bool(activations) or bool(grants) or AccessRequest.objects.filter(
         scope.requests_q(), created_at__gte=scope.start, created_at__lt=scope.end).exists()
     oob_events = [r["id"] for r in oob if r["model"] == "audit.auditevent"]
@@ -102,8 +111,8 @@ def section(scope: Scope) -> Section:
                records=records("elevation.grant", [g for r in on for g in r["grant_ids"]])),
         Figure("unused_eligible", "Eligible people who never use it", unused_n,
                records=records("auth.user", [r["user_id"] for r in unused])),
-        Figure("off_hours_activations", "Activations outside working hours", len(off) if activations else None,
-               records=records("elevation.grant", [r["grant"] for r in off],
+        Figure("off_hours_activations", "Activations outside working hours", len(off_all) if activations else None,
+               records=records("elevation.grant", off_all,
                                fallback=range_query("activated_at", scope))),
         Figure("request_bursts", "Bursts of denied or failed requests", len(bursts) if had_requests else None,
                records=records("elevation.accessrequest", [i for b in bursts for i in b["ids"]])),

@@ -27,7 +27,7 @@ def _longest_run(days: set) -> int:
 def always_on(scope: Scope, grants: list[tuple], wh: WorkingHours) -> list[dict]:
     """People elevated for JITAD_REPORT_ALWAYS_ON_SHARE_PCT of the period's working hours, or on
     JITAD_REPORT_ALWAYS_ON_DAYS consecutive (local) days; rows sorted by share, then run."""
-    lo, hi = scope.start, min(scope.end, scope.now)
+    lo, hi = scope.start.timestamp(), min(scope.end, scope.now).timestamp()
     working = wh.seconds_within(lo, hi)
     by_user: dict[int, list] = defaultdict(list)
     ids: dict[int, list] = defaultdict(list)
@@ -39,12 +39,7 @@ def always_on(scope: Scope, grants: list[tuple], wh: WorkingHours) -> list[dict]
     for user, ivs in by_user.items():
         merged = merge(ivs)
         inside = sum(wh.seconds_within(s, e) for s, e in merged)
-        days = set()
-        for s, e in merged:
-            d, last = wh.local_day(s), wh.local_day(e - timedelta(microseconds=1))
-            while d <= last:
-                days.add(d)
-                d += timedelta(days=1)
+        days = {d for s, e in merged for d in wh.days_spanned(s, e)}
         share, run = pct(inside, working), _longest_run(days)
         if (share is not None and share >= share_min) or run >= days_min:
             rows.append({"user_id": user, "working_share_pct": share, "longest_run_days": run,

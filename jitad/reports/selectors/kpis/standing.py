@@ -18,7 +18,7 @@ DEFINITION = (
 
 
 def _baseline(scope: Scope):
-    rows = list(RightBaseline.objects.filter(scope.targets_q("target__"))
+    rows = list(RightBaseline.objects.filter(scope.targets_q("target__")).order_by()
                 .values_list("id", "first_scan_standing", "first_reading_unbacked"))
     known = [(i, s, r) for i, s, r in rows if s is not None or r is not None]
     if not known:

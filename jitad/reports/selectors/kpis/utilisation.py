@@ -16,13 +16,13 @@ DEFINITION = (
 )
 
 
-def _hours(intervals, lo, hi) -> float:
-    return sum((e - s).total_seconds() for s, e in merge((max(s, lo), min(e, hi)) for s, e in intervals)) / 3600
+def _hours(intervals, lo: float, hi: float) -> float:
+    return sum(e - s for s, e in merge((max(s, lo), min(e, hi)) for s, e in intervals)) / 3600
 
 
 def section(scope: Scope) -> Section:
     """The utilisation section: headline shares, and the per-server bars where scans exist."""
-    lo, hi = scope.start, min(scope.end, scope.now)
+    lo, hi = scope.start.timestamp(), min(scope.end, scope.now).timestamp()
     grants = scope_grants(scope)
     standing = scope_standing(scope)
     scanned = first_scans(scope.end, q=scope.targets_q("target__"))
