@@ -85,6 +85,9 @@ class Grant(ClaimedWork):
             models.Index(fields=["user", "target", "created_at"]),
             models.Index(fields=["created_at", "id"]),  # the grants view's history, newest first
             models.Index(fields=["claim_token"]),
+            # The reports read the grants held in a period (activated before its end, revoked after its start).
+            models.Index(fields=["activated_at"]),
+            models.Index(fields=["revoked_at"]),
         ]
 
     def __str__(self):
