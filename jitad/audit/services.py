@@ -125,43 +125,61 @@ def audit_verify() -> list[str]:
     return problems
 
 
+PRUNE_BATCH = 5000
+
+
 def audit_prune(*, before: datetime) -> int:
     """Delete the oldest events, those older than ``before``, keeping a checkpoint; returns how many.
 
     Only a prefix of the chain goes (up to the first event at or after ``before``), and
-    never an event some configured SIEM destination has not been sent yet. The checkpoint
-    keeps the seq and hash of the last pruned event so ``audit_verify`` checks the rest;
-    the prune itself is audited (in the chain, and so in the SIEM stream).
+    never an event some configured SIEM destination has not been sent yet. Each batch is
+    deleted in its own short transaction together with the checkpoint update (the seq and
+    hash of the last pruned event), so ``audit_verify`` checks the rest at every moment and
+    the chain head is never locked for long: appends (revocations) go on meanwhile. The
+    prune itself is audited (in the chain, and so in the SIEM stream).
     """
-    with transaction.atomic():
-        head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
-        checkpoint, _ = AuditCheckpoint.objects.select_for_update().get_or_create(pk=1)
-        upto = head.count
-        first_kept = AuditEvent.objects.filter(at__gte=before).aggregate(m=Min("seq"))["m"]
-        if first_kept is not None:
-            upto = min(upto, first_kept - 1)
-        for name in settings.JITAD_SIEM_DESTINATIONS:
-            cursor = SiemCursor.objects.filter(name=name).first()
-            upto = min(upto, cursor.last_seq if cursor else checkpoint.seq)
-        if upto <= checkpoint.seq:
-            return 0
-        last = AuditEvent.objects.filter(seq=upto).only("seq", "hash").first()
-        if last is None:  # the chain is already broken there: refuse rather than hide it
-            raise RuntimeError(f"audit event seq {upto} is missing: run jitad_audit_verify")
-        pruned = 0
-        low = checkpoint.seq
-        while low < upto:
-            high = min(upto, low + 10000)
+    upto = _prunable_up_to(before)
+    pruned = 0
+    now = timezone.now()
+    while True:
+        with transaction.atomic():
+            checkpoint, _ = AuditCheckpoint.objects.select_for_update().get_or_create(pk=1)
+            if checkpoint.seq >= upto:
+                break
+            high = min(upto, checkpoint.seq + PRUNE_BATCH)
+            last = AuditEvent.objects.filter(seq=high).only("seq", "hash").first()
+            if last is None:  # the chain is already broken there: refuse rather than hide it
+                raise RuntimeError(f"audit event seq {high} is missing: run manage.py jitad_audit_verify")
             # QuerySet.delete bypasses AuditEvent.delete, which refuses single-row deletes.
-            pruned += AuditEvent.objects.filter(seq__gt=low, seq__lte=high).delete()[0]
-            low = high
-        now = timezone.now()
-        checkpoint.seq, checkpoint.hash, checkpoint.pruned_at, checkpoint.before = upto, last.hash, now, before
-        checkpoint.last_pruned = pruned
-        checkpoint.pruned_total += pruned
-        checkpoint.save()
-        audit_record(actor="system:retention", action="audit.pruned", object_type="audit", object_id=str(upto),
-                     reason=f"retention: events before {before.isoformat()}",
-                     data={"pruned": pruned, "checkpoint_seq": upto, "checkpoint_hash": last.hash,
-                           "before": before.isoformat()})
+            count = AuditEvent.objects.filter(seq__gt=checkpoint.seq, seq__lte=high).delete()[0]
+            pruned += count
+            checkpoint.seq, checkpoint.hash, checkpoint.pruned_at, checkpoint.before = high, last.hash, now, before
+            checkpoint.last_pruned = pruned
+            checkpoint.pruned_total += count
+            checkpoint.save()
+    if pruned:
+        with transaction.atomic():
+            checkpoint = AuditCheckpoint.objects.get(pk=1)
+            audit_record(actor="system:retention", action="audit.pruned", object_type="audit",
+                         object_id=str(checkpoint.seq), reason=f"retention: events before {before.isoformat()}",
+                         data={"pruned": pruned, "checkpoint_seq": checkpoint.seq,
+                               "checkpoint_hash": checkpoint.hash, "before": before.isoformat()})
     return pruned
+
+
+def _prunable_up_to(before: datetime) -> int:
+    """The last seq that may go: older than ``before``, and sent to every configured SIEM destination.
+
+    Read without locks: the head and the cursors only move forward, so this is never too far.
+    """
+    head = AuditChainHead.objects.filter(pk=1).first()
+    checkpoint = AuditCheckpoint.objects.filter(pk=1).first()
+    start = checkpoint.seq if checkpoint else 0
+    upto = head.count if head else 0
+    first_kept = AuditEvent.objects.filter(at__gte=before).aggregate(m=Min("seq"))["m"]
+    if first_kept is not None:
+        upto = min(upto, first_kept - 1)
+    for name in settings.JITAD_SIEM_DESTINATIONS:
+        cursor = SiemCursor.objects.filter(name=name).first()
+        upto = min(upto, cursor.last_seq if cursor else start)
+    return upto

@@ -72,9 +72,10 @@ def test_prune_removing_the_first_kept_row_is_detected(settings):
 
 
 @pytest.mark.django_db
-def test_prune_never_removes_undelivered_events(settings):
+def test_prune_never_removes_undelivered_events(settings, monkeypatch):
     """GIVEN a SIEM destination sent up to seq 2 of 6 old events WHEN pruning everything old
-    THEN only seq 1-2 go; once the cursor reaches 6 the rest can go."""
+    THEN only seq 1-2 go; once the cursor reaches 6 the rest can go (in batches of 3 here)."""
+    monkeypatch.setattr("jitad.audit.services.PRUNE_BATCH", 3)
     settings.JITAD_SIEM_DESTINATIONS = {"splunk": {"url": "https://127.0.0.1:1/x", "transport": "https",
                                                    "format": "hec", "token": "t", "ca_file": ""}}
     record(6)
