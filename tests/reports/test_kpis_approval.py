@@ -46,7 +46,9 @@ def test_percentiles_counts_and_groups():
     keys = ("decision_p50_s", "decision_p95_s", "decision_max_s", "active_p50_s", "active_p95_s", "active_max_s",
             "auto_count", "manual_count", "timed_out")
     assert tuple(report.figure("approval", k).value for k in keys) == (100.0, 300.0, 300.0, 5.0, 103.0, 103.0, 1, 2, 1)
-    dist, groups = report.section("approval").tables
+    dist, modes, groups = report.section("approval").tables
+    assert [(r["mode"], r["requests"], r["decision_p50_s"], r["active_max_s"]) for r in modes.rows] == [
+        ("automatic", 1, 2.0, 5.0), ("manual", 2, 100.0, 103.0)]
     assert {r["bucket"]: (r["auto"], r["manual"]) for r in dist.rows}["1–5 min"] == (0, 1)
     assert [(r["group"], r["decisions"], r["p50_s"]) for r in groups.rows] == [("G1", 1, 100.0), ("G2", 1, 300.0)]
     assert report.figure("approval", "timed_out").records.query["queue"] == "all"

@@ -49,3 +49,15 @@ def test_default_period_and_bad_period(settings):
     assert (start, end) == (at(3), at(10))
     with pytest.raises(ValueError):
         report_build(start=at(1), end=at(1) - timedelta(seconds=1))
+
+
+def test_one_section_only():
+    report = report_build(start=at(0), end=at(1), sections=["revocation"])
+    assert [s.key for s in report.sections] == ["revocation"]
+    with pytest.raises(ValueError):
+        report_build(start=at(0), end=at(1), sections=["nope"])
+
+
+def test_naive_times_are_utc():
+    report = report_build(start=at(0).replace(tzinfo=None), end=at(1).replace(tzinfo=None))
+    assert (report.start, report.end) == (at(0), at(1))

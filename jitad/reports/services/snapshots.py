@@ -146,6 +146,7 @@ def snapshots_record(*, today: date | None = None) -> int:
     for i in range(0, len(missing), CHUNK_DAYS):
         chunk = missing[i : i + CHUNK_DAYS]
         rows = snapshots_compute(chunk, now=now)
-        DailySnapshot.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+        with transaction.atomic():  # a chunk lands whole: an interrupted run resumes after its last full day
+            DailySnapshot.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
         added += len(rows)
     return added

@@ -1,9 +1,8 @@
 """Approval time: request → decision and request → active, automatic against manual, by approver group."""
-from collections import defaultdict
-
 import json
+from collections import Counter, defaultdict
 
-from django.db.models import Count, TextField
+from django.db.models import TextField
 from django.db.models.functions import Cast
 
 from jitad.elevation.models import AccessRequest, Approval, Grant
@@ -39,20 +38,26 @@ def section(scope: Scope) -> Section:
     """The approval section: percentiles, counts, a histogram of decision times, a table per approver group."""
     base = AccessRequest.objects.filter(scope.requests_q(), created_at__gte=scope.start,
                                         created_at__lt=scope.end).order_by()
-    counts = dict(base.values_list("state").annotate(n=Count("id")).values_list("state", "n"))
-    decided = list(base.filter(state__in=DECIDED, decided_at__isnull=False)
-                   .annotate(n=Count("approvals")).values_list("id", elapsed("decided_at", "created_at"), "n"))
-    active = list(Grant.objects.filter(request__in=base, activated_at__isnull=False).order_by()
-                  .values_list("id", elapsed("activated_at", "request__created_at")))
+    rows = list(base.values_list("id", "state", elapsed("decided_at", "created_at")))
+    # A grant is created after its request: its own created_at index narrows the join to the period's grants.
+    active = list(Grant.objects.filter(scope.grants_q(), created_at__gte=scope.start, activated_at__isnull=False,
+                                       request__created_at__gte=scope.start, request__created_at__lt=scope.end)
+                  .order_by().values_list("id", "request_id", elapsed("activated_at", "request__created_at")))
     # The groups as text: a handful of distinct lists, decoded once each rather than once per row.
-    approvals = list(Approval.objects.filter(request__in=base.filter(state__in=DECIDED)).order_by()
-                     .values_list("request_id", elapsed("at", "request__created_at"),
-                                  Cast("approver_groups", TextField())))
-    decided = [(i, round(d, 1), n) for i, d, n in decided]  # tenths: no float noise at a bucket's edge
-    decision_s = [d for _i, d, _n in decided]
-    auto_ids = [i for i, _d, n in decided if n == 0]
-    manual_ids = [i for i, _d, n in decided if n > 0]
-    active_s = [round(a, 1) for _i, a in active]
+    approvals = list(Approval.objects.filter(scope.requests_q("request__"), request__created_at__gte=scope.start,
+                                             request__created_at__lt=scope.end, request__state__in=DECIDED)
+                     .order_by().values_list("request_id", elapsed("at", "request__created_at"),
+                                             Cast("approver_groups", TextField())))
+    counts = Counter(state for _i, state, *_ in rows)
+    decided_by_someone = {a[0] for a in approvals}  # manual: at least one approver's decision recorded
+    # Tenths of a second: no float noise at a bucket's edge.
+    decided = [(i, round(d, 1), i in decided_by_someone) for i, state, d in rows if state in DECIDED and d is not None]
+    active_by_request = [(r, round(a, 1)) for _g, r, a in active]
+    active = [(g, round(a, 1)) for g, _r, a in active]
+    decision_s = [d for _i, d, _m in decided]
+    auto_ids = [i for i, _d, m in decided if not m]
+    manual_ids = [i for i, _d, m in decided if m]
+    active_s = [a for _g, a in active]
     d50, d95, dmax = _stats(decision_s)
     a50, a95, amax = _stats(active_s)
     timed_out = counts.get(AccessRequest.State.EXPIRED_UNAPPROVED, 0)
@@ -73,16 +78,35 @@ def section(scope: Scope) -> Section:
         Figure("manual_count", "Decided by approvers", len(manual_ids) if total else None,
                records=records("elevation.accessrequest", manual_ids, fallback=fallback)),
         Figure("timed_out", "Left to time out", timed_out if total else None,
-               records=_timed_out_records(base, scope) if timed_out else None),
+               records=_timed_out_records(rows, scope) if timed_out else None),
     ]
     auto_set = set(auto_ids)
-    auto_hist = histogram([d for i, d, _n in decided if i in auto_set], DURATION_EDGES)
-    manual_hist = histogram([d for i, d, _n in decided if i not in auto_set], DURATION_EDGES)
+    auto_hist = histogram([d for i, d, _m in decided if i in auto_set], DURATION_EDGES)
+    manual_hist = histogram([d for i, d, _m in decided if i not in auto_set], DURATION_EDGES)
     dist = Table(
         key="distribution", title="Request → decision, automatic and manual",
         columns=[Column("bucket", "Time to decision"), Column("auto", "Automatic"), Column("manual", "Manual")],
         rows=[{"bucket": b, "auto": auto_hist[b], "manual": manual_hist[b]} for b in auto_hist],
         chart=Chart("histogram", "bucket", ("auto", "manual")),
+    )
+    active_of = dict(active_by_request)
+    modes_rows = []
+    for mode, ids in (("automatic", auto_ids), ("manual", manual_ids)):
+        members = set(ids)
+        dp50, dp95, dmx = _stats([d for i, d, _m in decided if i in members])
+        ap50, ap95, amx = _stats([active_of[i] for i in ids if i in active_of])
+        modes_rows.append({"mode": mode, "requests": len(ids), "decision_p50_s": dp50, "decision_p95_s": dp95,
+                           "decision_max_s": dmx, "active_p50_s": ap50, "active_p95_s": ap95, "active_max_s": amx})
+    modes = Table(
+        key="modes", title="Automatic against manual approval",
+        columns=[Column("mode", "Approval"), Column("requests", "Requests"),
+                 Column("decision_p50_s", "Decision, median", "s"), Column("decision_p95_s", "Decision, p95", "s"),
+                 Column("decision_max_s", "Decision, longest", "s"), Column("active_p50_s", "Active, median", "s"),
+                 Column("active_p95_s", "Active, p95", "s"), Column("active_max_s", "Active, longest", "s")],
+        rows=modes_rows, chart=Chart("bar", "mode", ("decision_p50_s", "decision_p95_s")),
+        records={k: r for k, r in enumerate([records("elevation.accessrequest", auto_ids, fallback=fallback),
+                                             records("elevation.accessrequest", manual_ids, fallback=fallback)])
+                 if r is not None},
     )
     by_group: dict[str, list] = defaultdict(list)
     ids_by_group: dict[str, set] = defaultdict(set)
@@ -104,10 +128,10 @@ def section(scope: Scope) -> Section:
                  Column("p95_s", "95th percentile", "s"), Column("max_s", "Longest", "s")],
         rows=rows, chart=Chart("bar", "group", ("p50_s", "p95_s")), records=recs,
     )
-    return Section("approval", "Approval time", DEFINITION, figures, [dist, groups_table])
+    return Section("approval", "Approval time", DEFINITION, figures, [dist, modes, groups_table])
 
 
-def _timed_out_records(base, scope: Scope):
-    ids = list(base.filter(state=AccessRequest.State.EXPIRED_UNAPPROVED).values_list("id", flat=True))
+def _timed_out_records(rows, scope: Scope):
+    ids = [i for i, state, *_ in rows if state == AccessRequest.State.EXPIRED_UNAPPROVED]
     return records("elevation.accessrequest", ids,
                    fallback={"state": AccessRequest.State.EXPIRED_UNAPPROVED, **range_query("created_at", scope)})

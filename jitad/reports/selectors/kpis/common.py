@@ -101,11 +101,18 @@ class Scope:
         field = "target_id__in" if prefix == "target__" else f"{prefix}id__in"
         return Q(**{field: self._targets()})
 
-    def requests_q(self, prefix: str = "") -> Q:
-        """A Q narrowing requests (``prefix`` "") or grants (``prefix`` "request__") to the scope."""
+    def requests_q(self, path: str = "") -> Q:
+        """A Q narrowing requests (``path`` "") or rows reached through a request ("request__") to the scope."""
+        q = Q(**{f"{path}target_id__in": self._targets()}) if self.target_ids is not None else Q()
+        if self.policy is not None:
+            q &= Q(**{f"{path}policy__name": self.policy})
+        return q
+
+    def grants_q(self) -> Q:
+        """A Q narrowing grants to the scope (their own target; the policy through their request)."""
         q = self.targets_q("target__")
         if self.policy is not None:
-            q &= Q(**{f"{prefix}policy__name": self.policy})
+            q &= Q(request__policy__name=self.policy)
         return q
 
 

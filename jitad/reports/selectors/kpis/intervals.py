@@ -43,7 +43,7 @@ def first_scans(before, *, q: Q = Q()) -> dict[int, float]:
 def scope_grants(scope: Scope) -> list[tuple]:
     """``grant_intervals`` for the scope's period (fetched once per report)."""
     if "grants" not in scope.cache:
-        scope.cache["grants"] = grant_intervals(scope.start, scope.end, scope.now, q=scope.requests_q("request__"))
+        scope.cache["grants"] = grant_intervals(scope.start, scope.end, scope.now, q=scope.grants_q())
     return scope.cache["grants"]
 
 

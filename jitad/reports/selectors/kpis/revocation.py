@@ -29,7 +29,7 @@ def _ended(scope: Scope) -> list[tuple]:
     hi = min(scope.end, scope.now)
     due = Least(F("expires_at"), Coalesce(F("revoke_requested_at"), F("expires_at")))
     return list(
-        Grant.objects.filter(scope.requests_q("request__"), activated_at__isnull=False)
+        Grant.objects.filter(scope.grants_q(), activated_at__isnull=False)
         .annotate(due=due).filter(due__gte=scope.start, due__lt=hi).order_by()
         .values_list("id", Epoch(due), Epoch("revoked_at"), "state", "host_revoke_check")
     )
@@ -49,7 +49,7 @@ def section(scope: Scope) -> Section:
     events = _failed_events(scope)
     # The grants behind the events, within the scope: their state and removal (one query, few rows).
     outcome = {i: (st, rv) for i, st, rv in Grant.objects.filter(
-        scope.requests_q("request__"), id__in={e[1] for e in events}).values_list("id", "state", "revoked_at")} \
+        scope.grants_q(), id__in={e[1] for e in events}).values_list("id", "state", "revoked_at")} \
         if events else {}
     episodes = [e for e in events if e[2] < scope.end and e[1] in outcome]
     ended_ids = {g[0] for g in ended}

@@ -3,7 +3,6 @@ from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import Q
 
 from jitad.audit.models import AuditEvent
 from jitad.breakglass.models import Checkout
@@ -27,9 +26,13 @@ DEFINITION = (
 def _bursts(scope: Scope) -> list[dict]:
     window = settings.JITAD_REPORT_BURST_WINDOW_MINUTES * 60.0
     threshold = settings.JITAD_REPORT_BURST_THRESHOLD
-    rows = list(AccessRequest.objects.filter(scope.requests_q(), created_at__gte=scope.start, created_at__lt=scope.end)
-                .filter(Q(state=AccessRequest.State.DENIED) | Q(grant__state=Grant.State.GRANT_FAILED))
-                .order_by("requester_id", "created_at", "id").values_list("id", "requester_id", Epoch("created_at")))
+    period = {"created_at__gte": scope.start, "created_at__lt": scope.end}
+    denied = AccessRequest.objects.filter(scope.requests_q(), state=AccessRequest.State.DENIED, **period).order_by() \
+        .values_list("id", "requester_id", Epoch("created_at"))
+    failed = Grant.objects.filter(scope.grants_q(), state=Grant.State.GRANT_FAILED,
+                                  **{f"request__{k}": v for k, v in period.items()}).order_by() \
+        .values_list("request_id", "user_id", Epoch("request__created_at"))
+    rows = sorted({*denied, *failed}, key=lambda r: (r[1], r[2], r[0]))
     out, i = [], 0
     while i < len(rows):
         j = i
@@ -91,9 +94,9 @@ def section(scope: Scope) -> Section:
     grants = scope_grants(scope)
     on = always_on(scope, grants, wh)
     unused_n, unused = unused_eligible(scope)
-    activations = list(Grant.objects.filter(scope.requests_q("request__"), activated_at__gte=scope.start,
-                                            activated_at__lt=scope.end)
-                       .order_by("activated_at", "id").values_list("id", Epoch("activated_at")))
+    start_s, end_s = scope.start.timestamp(), scope.end.timestamp()
+    activations = sorted((a, i) for i, _u, _t, a, _e in grants if start_s <= a < end_s)
+    activations = [(i, a) for a, i in activations]
     off_ids = [(i, a) for i, a in activations if not wh.contains(a)]
     names = {i: (u, t) for i, u, t in Grant.objects.filter(id__in=[i for i, _a in off_ids[:MAX_ROWS]])
              .values_list("id", "user__username", "target__name")} if off_ids else {}
@@ -103,7 +106,7 @@ def section(scope: Scope) -> Section:
     oob = _out_of_band(scope)
     bg = _breakglass(scope)
     off_all = [i for i, _a in off_ids]
-    had_requests = bool(activations) or bool(grants) or AccessRequest.objects.filter(
+    had_requests = bool(grants) or bool(bursts) or AccessRequest.objects.filter(
         scope.requests_q(), created_at__gte=scope.start, created_at__lt=scope.end).exists()
     oob_events = [r["id"] for r in oob if r["model"] == "audit.auditevent"]
     figures = [

@@ -7,7 +7,7 @@ from jitad.elevation.models import HeldRemoval, StandingAdmin, Target
 
 from ...figures import Chart, Column, Figure, Records, Section, Table
 from ...models import DailySnapshot, RightBaseline
-from .common import Scope, pct, records
+from .common import MAX_IDS, Scope, pct, records
 
 DEFINITION = (
     "Standing privileged principals: open standing-admin findings on the servers (local Administrators "
@@ -85,5 +85,8 @@ def records_for_day(day: str, scope: Scope):
     """The snapshot rows behind one day of the trend."""
     query = {"day": day}
     if scope.target_ids is not None:
-        query["target_id__in"] = ",".join(str(i) for i in sorted(scope.target_ids))
+        if len(scope.target_ids) <= MAX_IDS or scope.tier is None:
+            query["target_id__in"] = ",".join(str(i) for i in sorted(scope.target_ids)[:MAX_IDS])
+        else:  # a whole tier: the snapshots carry it
+            query["tier"] = str(scope.tier)
     return Records(model="reports.dailysnapshot", query=query)

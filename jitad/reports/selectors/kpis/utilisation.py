@@ -4,7 +4,7 @@ from collections import Counter, defaultdict
 from jitad.elevation.models import Target
 
 from ...figures import Chart, Column, Figure, Section, Table
-from .common import Scope, merge, pct, range_query, records
+from .common import MAX_ROWS, Scope, merge, pct, range_query, records
 from .intervals import first_scans, scope_grants, scope_standing
 
 DEFINITION = (
@@ -27,10 +27,11 @@ def section(scope: Scope) -> Section:
     standing = scope_standing(scope)
     scanned = first_scans(scope.end, q=scope.targets_q("target__"))
     jit_pairs: dict[tuple, list] = defaultdict(list)
-    jit_ids: dict[int, list] = defaultdict(list)
+    jit_ids: dict[int, list] = defaultdict(list)  # only for scanned servers (their table rows)
     for gid, user, target, start, end in grants:
         jit_pairs[(user, target)].append((start, end))
-        jit_ids[target].append(gid)
+        if target in scanned:
+            jit_ids[target].append(gid)
     st_pairs: dict[tuple, list] = defaultdict(list)
     st_ids: dict[int, list] = defaultdict(list)
     for fid, target, sid, start, end in standing:
@@ -38,16 +39,20 @@ def section(scope: Scope) -> Section:
             st_pairs[(sid, target)].append((start, end))
             st_ids[target].append(fid)
     jit_hours_by = defaultdict(float)
-    for (user, target), ivs in jit_pairs.items():
-        jit_hours_by[target] += _hours(ivs, lo, hi)
+    for (_user, target), ivs in jit_pairs.items():
+        if len(ivs) == 1:  # the common case: one grant, nothing to merge
+            s0, e0 = ivs[0]
+            jit_hours_by[target] += max(0.0, min(e0, hi) - max(s0, lo)) / 3600
+        else:
+            jit_hours_by[target] += _hours(ivs, lo, hi)
     st_hours_by = defaultdict(float)
-    for (sid, target), ivs in st_pairs.items():
+    for (_sid, target), ivs in st_pairs.items():
         st_hours_by[target] += _hours(ivs, lo, hi)
 
     any_data = bool(grants or standing or scanned)
     jit_n, st_n = len(jit_pairs), len(st_pairs)
     jit_h, st_h = round(sum(jit_hours_by.values()), 1), round(sum(st_hours_by.values()), 1)
-    all_grants = [g for ids in jit_ids.values() for g in ids]
+    all_grants = [g[0] for g in grants]
     all_standing = [f for ids in st_ids.values() for f in ids]
     grant_fallback = range_query("activated_at", scope)
     figures = [
@@ -65,9 +70,11 @@ def section(scope: Scope) -> Section:
     ]
     jit_count = Counter(t for _u, t in jit_pairs)
     st_count = Counter(t for _s, t in st_pairs)
-    names = dict(Target.objects.filter(id__in=list(scanned)).values_list("id", "name"))
+    # The servers with the most standing rights first (then the most JIT), at most MAX_ROWS of them.
+    order = sorted(scanned, key=lambda t: (-st_count[t], -jit_count[t], t))[:MAX_ROWS]
+    names = dict(Target.objects.filter(id__in=order).values_list("id", "name"))
     rows, recs = [], {}
-    for target in sorted(scanned, key=lambda t: names.get(t, "")):
+    for target in order:
         j, s = jit_count[target], st_count[target]
         rows.append({"target": names.get(target, str(target)), "jit_principals": j, "standing_principals": s,
                      "jit_share_pct": pct(j, j + s), "jit_hours": round(jit_hours_by[target], 1),
@@ -75,7 +82,7 @@ def section(scope: Scope) -> Section:
         recs[len(rows) - 1] = records("elevation.grant", jit_ids[target]) or records("elevation.standingadmin",
                                                                                     st_ids[target])
     table = Table(
-        key="servers", title="JIT and standing rights per scanned server",
+        key="servers", title="JIT and standing rights per scanned server (most standing first)",
         columns=[Column("target", "Server"), Column("jit_principals", "JIT rights"),
                  Column("standing_principals", "Standing rights"), Column("jit_share_pct", "JIT share", "%"),
                  Column("jit_hours", "JIT principal-hours", "h"), Column("standing_hours", "Standing principal-hours", "h")],
