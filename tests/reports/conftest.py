@@ -70,7 +70,10 @@ def fake_report(monkeypatch):
     def build(**kwargs):
         calls.append(kwargs)
         filters = {k: kwargs[k] for k in ("tier", "target", "policy") if kwargs.get(k) is not None}
-        return sample_report(kwargs["start"], kwargs["end"], filters)
+        report = sample_report(kwargs["start"], kwargs["end"], filters)
+        if kwargs.get("sections") is not None:  # as report_build does: only those sections
+            report.sections = [report.section(k) for k in kwargs["sections"]]
+        return report
 
     monkeypatch.setattr(pages, "report_build", build)
     monkeypatch.setattr(jitad_report, "report_build", build)

@@ -107,6 +107,11 @@ def test_section_page_draws_charts_above_their_tables(auditor, fake_report):
     assert 'href="/reports/standing.csv?period=30d&amp;table=trend"' in html
     assert HOSTILE not in html and "&lt;script&gt;" in html
     assert " style=" not in html.split("<main", 1)[1]
+    assert fake_report[0]["sections"] == ("standing",)  # a section's page computes only that section
+    auditor.get("/reports/approval.csv", {"table": "approval_time"})
+    assert fake_report[1]["sections"] == ("approval",)
+    auditor.get("/reports/")
+    assert "sections" not in fake_report[2]  # the overview shows every section
 
 
 def test_unknown_section_is_404(auditor, fake_report):

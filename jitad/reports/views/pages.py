@@ -41,12 +41,15 @@ def reports_required(view):
     return wrapper
 
 
-def _filtered(request) -> tuple[ReportFilterForm, Report | None]:
-    """The filter form bound to the querystring (defaults when empty) and, when it is valid, the report."""
+def _filtered(request, key: str | None = None) -> tuple[ReportFilterForm, Report | None]:
+    """The filter form bound to the querystring (defaults when empty) and, when it is valid, the report
+    (only section ``key``'s when given: a section's page and export need no other)."""
+    if key is not None and key not in SECTIONS:
+        raise Http404("No such report section.")
     form = ReportFilterForm(request.GET or {})
     if not form.is_valid():
         return form, None
-    return form, report_build(**form.build_args())
+    return form, report_build(**form.build_args(), **({"sections": (key,)} if key else {}))
 
 
 def _query(request) -> str:
@@ -87,7 +90,7 @@ def overview(request):
 @reports_required
 def section(request, key: str):
     """One section: headline figures, and per table its chart, the table behind it, records links and exports."""
-    form, report = _filtered(request)
+    form, report = _filtered(request, key)
     if report is None:
         return render(request, "reports/overview.html", _context(request, form, None, blocks=[]), status=400)
     s = _section(report, key)
@@ -115,7 +118,7 @@ def _bad(form) -> HttpResponse:
 @reports_required
 def section_csv(request, key: str):
     """``?table=KEY``: that table as CSV; without it, the section's headline figures."""
-    form, report = _filtered(request)
+    form, report = _filtered(request, key)
     if report is None:
         return _bad(form)
     s = _section(report, key)
