@@ -258,13 +258,43 @@ def _flush_retries_deadlocks():
     install()
 
 
+# Fixtures whose test stops the session's worker (and any other running) while it runs.
+STOPS_WORKERS = ("nodes", "no_background_worker")
+
+
 @pytest.fixture(autouse=True)
-def _background_workers_back():
-    """Workers an earlier test stopped run again before this test starts: after that test's database flush,
-    which deadlocks on PostgreSQL with a worker writing while it truncates (tests.support.worker)."""
+def _background_workers_back(request):
+    """Workers an earlier test stopped run again before a test that uses the session's worker starts: after
+    the earlier test's database flush, which deadlocks on PostgreSQL with a worker writing while it truncates
+    (tests.support.worker). A test that does not use it, or stops it anyway, leaves them stopped (a restart
+    costs seconds)."""
     from tests.support.worker import restart_stopped
 
-    restart_stopped()
+    names = request.fixturenames
+    if "celery_worker" in names and not any(name in names for name in STOPS_WORKERS):
+        restart_stopped()
+
+
+def _transactional(item) -> bool:
+    """Whether pytest-django runs ``item`` among the transactional tests (its own rule, in short)."""
+    marker = item.get_closest_marker("django_db")
+    if marker is not None and (marker.kwargs.get("transaction") or (marker.args and marker.args[0])):
+        return True
+    names = getattr(item, "fixturenames", ())
+    return "transactional_db" in names or "live_server" in names
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """Tests that stop the session's worker run after every other transactional test (pytest-django has put
+    those together), so it is stopped once, not once per such test and started again after each."""
+    stoppers = [item for item in items if any(name in getattr(item, "fixturenames", ()) for name in STOPS_WORKERS)]
+    if not stoppers:
+        return
+    chosen = set(stoppers)
+    rest = [item for item in items if item not in chosen]
+    last = max((n for n, item in enumerate(rest) if _transactional(item)), default=len(rest) - 1)
+    items[:] = rest[:last + 1] + stoppers + rest[last + 1:]
 
 
 @pytest.fixture
