@@ -29,6 +29,9 @@ class AuditEntry:
     after: str = ""
     reason: str = ""
     data: dict = field(default_factory=dict)
+    # When the change happened if not now: only for importing past history into a throwaway
+    # (demo) database; refused in production, where an event is always dated as it is written.
+    at: datetime | None = None
 
 
 def _digest(prev_hash: str, at: datetime, e: AuditEntry) -> str:
@@ -51,7 +54,9 @@ def audit_record_many(entries: list[AuditEntry]) -> list[AuditEvent]:
     prev = head.last_hash
     rows = []
     for seq, e in enumerate(entries, start=head.count + 1):
-        at = timezone.now()
+        if e.at is not None and settings.PRODUCTION:
+            raise ValueError("audit events are dated when written; a past date is for demo history only")
+        at = e.at or timezone.now()
         digest = _digest(prev, at, e)
         rows.append(
             AuditEvent(

@@ -151,3 +151,22 @@ def test_verify_command_reports_intact_then_fails_after_tampering():
     with pytest.raises(CommandError, match="broken in 1 place"):
         call_command("jitad_audit_verify", stdout=StringIO(), stderr=err)
     assert f"event {rows[0].pk}" in err.getvalue()
+
+
+@pytest.mark.django_db
+def test_a_past_date_is_for_demo_history_only(settings):
+    """GIVEN an entry dated in the past WHEN it is appended outside production THEN it keeps that date and the chain
+    verifies; in production the same entry is refused and nothing is written."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    when = timezone.now() - timedelta(days=40)
+    with transaction.atomic():
+        (ev,) = audit_record_many([AuditEntry("system:demo", "grant.revoked", "grant", "7", at=when)])
+    assert AuditEvent.objects.get(pk=ev.pk).at == when
+    assert audit_verify() == []
+    settings.PRODUCTION = True
+    with pytest.raises(ValueError, match="demo history only"), transaction.atomic():
+        audit_record_many([AuditEntry("system:demo", "grant.revoked", "grant", "8", at=when)])
+    assert AuditEvent.objects.count() == 1

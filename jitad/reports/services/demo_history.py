@@ -7,7 +7,6 @@ episodes, out-of-band removals) are appended to the chain with their past times,
 """
 import random
 from datetime import datetime, timedelta, timezone as dt_timezone
-from unittest import mock
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -33,8 +32,7 @@ def _mfa(method: str, when: datetime) -> dict:
 
 def _audit_at(when: datetime, **entry) -> None:
     """Append one event dated ``when`` (the chain covers the date as written, so it still verifies)."""
-    with mock.patch.object(audit.timezone, "now", return_value=when):
-        audit.audit_record(**entry)
+    audit.audit_record_many([audit.AuditEntry(at=when, **entry)])
 
 
 class _History:
