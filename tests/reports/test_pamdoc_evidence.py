@@ -145,4 +145,4 @@ def test_a_document_without_checkable_claims_and_a_bad_period(tmp_path, world):
     code, report = run_validate(path, "--evidence")
     assert "no checkable claim found" in report
     code, report = run_validate(path, "--evidence", "--period", "forever")
-    assert code == 2 and "number of days" in report
+    assert code == 2 and "'forever' is not a period such as 30d" in report and "date range" in report

@@ -1,23 +1,20 @@
 """The record queries the document and the evidence check share, so what one states the other can confirm."""
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from datetime import timezone as dt_timezone
 
 from django.db.models import Q
-from django.utils import timezone
 
 from jitad.breakglass.models import Checkout, CheckoutApproval, SealedAccount
 from jitad.elevation.models import AccessRequest, Approval, HostScan, Policy, StandingAdmin
 
-DEFAULT_PERIOD_DAYS = 30
-_DAYS_RE = re.compile(r"^(\d{1,4})d$")
+from ..period import PeriodError, period_resolve
+
+__all__ = ["Period", "PeriodError", "period_parse", "period_stated"]
+
 _DATE = r"\d{4}-\d{2}-\d{2}"
 _RANGE_RE = re.compile(rf"^({_DATE})\.\.({_DATE})$")
-
-
-class PeriodError(ValueError):
-    """A --period that cannot be read; the message says what is accepted."""
 
 
 @dataclass(frozen=True)
@@ -32,22 +29,19 @@ class Period:
 
 
 def period_parse(value: str | None, *, now: datetime | None = None) -> Period:
-    """``30d`` (the last 30 days, the default) or ``2026-11-01..2026-12-01`` (end date exclusive)."""
-    now = now or timezone.now()
-    value = (value or f"{DEFAULT_PERIOD_DAYS}d").strip()
-    m = _DAYS_RE.match(value)
-    if m and 0 < int(m.group(1)) <= 3660:
-        return Period(now - timedelta(days=int(m.group(1))), now)
-    m = _RANGE_RE.match(value)
-    if m:
-        try:
-            start, end = (datetime.fromisoformat(d).replace(tzinfo=dt_timezone.utc) for d in m.groups())
-        except ValueError as e:
-            raise PeriodError(f"--period {value!r}: {e}") from None
-        if start < end:
-            return Period(start, end)
-    raise PeriodError(f"--period {value!r}: give a number of days (30d) or a date range (2026-11-01..2026-12-01, "
-                      "the end date excluded).")
+    """A period as the Reports read it (``30d``, ``12h``, ``2w``; the default JITAD_REPORT_PERIOD_DAYS) ending now,
+    or a date range ``2026-11-01..2026-12-01`` (the end date excluded)."""
+    value = (value or "").strip()
+    m = _RANGE_RE.fullmatch(value)
+    try:
+        if m:
+            start, end = (date.fromisoformat(d) for d in m.groups())
+            # period_resolve includes an end date whole: the day before the excluded one.
+            return Period(*period_resolve(start=start, end=end - timedelta(days=1), now=now))
+        return Period(*period_resolve(period=value or None, now=now))
+    except ValueError as e:  # PeriodError, or a date that does not exist
+        raise PeriodError(f"--period: {e} A date range works too: 2026-11-01..2026-12-01 (the end date excluded).") \
+            from None
 
 
 _STATED_RE = re.compile(r"for the period (\d{4}-\d\d-\d\d \d\d:\d\d(?::\d\d)?) to (\d{4}-\d\d-\d\d \d\d:\d\d(?::\d\d)?) UTC")

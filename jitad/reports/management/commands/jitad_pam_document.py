@@ -5,7 +5,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from jitad.reports.pamdoc.compose import pam_document_blocks
 from jitad.reports.pamdoc.gather import pam_facts_gather
-from jitad.reports.pamdoc.records import PeriodError, period_parse
+from jitad.reports.pamdoc.records import period_parse
+from jitad.reports.period import PeriodError
 from jitad.reports.pamdoc.render import FORMATS, render
 
 

@@ -8,7 +8,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from jitad.reports.pamdoc.document import DocumentError, document_lines
 from jitad.reports.pamdoc.evidence import claims_check, claims_find, evidence_report
-from jitad.reports.pamdoc.records import PeriodError, period_parse, period_stated
+from jitad.reports.pamdoc.records import period_parse, period_stated
+from jitad.reports.period import PeriodError
 from jitad.reports.pamdoc.validate import text_checks, text_passed, text_report
 
 
