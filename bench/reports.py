@@ -281,8 +281,9 @@ The default report: the last 30 days, every tier, target and policy, read by an 
 holds only `reports.view_reports`. Each line ran {loads} times after warm-up (each `jitad_report`
 format and each section page half as often); the ratio is to the floor's p95. The floor is the same SQL `report_build` sends (captured once), replayed
 through the bare database connection with every row fetched: what the figures cost the
-database alone; `report_build` sends those very statements, so where it comes out under 1× the
-difference is other work on the shared CPUs, not a saving. Pages are fetched over HTTP by one keep-alive client (the HTML document only;
+database alone, for the whole report (what the overview, the JSON and `jitad_report` compute; a
+section's page computes only its own section, hence its ratio under 1×). In-process lines run
+in the bench's own process, the one that seeded the data. Pages are fetched over HTTP by one keep-alive client (the HTML document only;
 latency at the client, from sending the request to reading the whole answer).
 
 | what | p50 | p95 | ÷ floor | p95 ≤ {TARGET_MS} ms |
