@@ -54,13 +54,13 @@ def _modules() -> dict[str, Path]:
     return {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py")) if "migrations" not in p.parts}
 
 
-def _imports(name: str, path: Path) -> list[tuple[str, int]]:
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> list[tuple[str, int]]:
     """Every ``jitad.*`` module ``name`` imports, anywhere in the file, with its line.
 
-    ``from jitad.x import y`` counts as importing ``jitad.x.y`` when that is a module,
-    else ``jitad.x``; a relative import is resolved against ``name``'s package.
+    ``from jitad.x import y`` counts as importing ``jitad.x.y`` when that is a module of
+    ``modules`` (from :func:`_modules`), else ``jitad.x``; a relative import is resolved
+    against ``name``'s package.
     """
-    modules = _modules()
     tree = ast.parse(path.read_text(), filename=str(path))
     is_package = path.name == "__init__.py"
     found = []
@@ -104,7 +104,7 @@ def _graph() -> dict[str, dict[str, int]]:
     graph = {}
     for name, path in modules.items():
         edges = {}
-        for target, line in _imports(name, path):
+        for target, line in _imports(name, path, modules):
             resolved = _resolve(target, modules)
             if resolved and resolved != name and resolved != "jitad":
                 edges.setdefault(resolved, line)

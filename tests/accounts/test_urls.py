@@ -4,6 +4,7 @@ The test walks the whole URLconf, so a view added tomorrow is checked without an
 remembering to add it here. The exemptions are pinned: widening them means editing this
 file, in review.
 """
+import functools
 import re
 import uuid
 
@@ -29,6 +30,7 @@ EXPECTED_FRESHNESS_EXEMPT = {
     "otp_webauthn:credential-authentication-begin", "otp_webauthn:credential-authentication-complete",
 }
 API_CATCH_ALL = "not-found"
+PASSWORD = "A-long-passphrase-9"
 _SAMPLE = {"int": "1", "str": "x", "slug": "x", "path": "x", "uuid": str(uuid.UUID(int=1))}
 
 
@@ -125,6 +127,24 @@ def _catch_all(url: str) -> bool:
     return resolve(url).url_name == API_CATCH_ALL
 
 
+@functools.cache
+def _password_hash() -> str:
+    """PASSWORD's hash, made once for the file: each PBKDF2 hash costs a quarter of a second, and hundreds of tests
+    here each make a user (who logs in with ``force_login``; the password is never checked)."""
+    from django.contrib.auth.hashers import make_password
+
+    return make_password(PASSWORD)
+
+
+def _user(django_user_model, prefix: str, *, superuser: bool = False):
+    """A user (a superuser if told) whose password is PASSWORD."""
+    make = django_user_model.objects.create_superuser if superuser else django_user_model.objects.create_user
+    user = make(f"{prefix}{uuid.uuid4().hex[:6]}")
+    user.password = _password_hash()
+    user.save(update_fields=["password"])
+    return user
+
+
 def _urls_except(*exempt) -> list:
     """The walked URLs whose name is in none of the ``exempt`` sets: left out of a test, not passed vacuously."""
     return [pytest.param(n, u, id=n) for n, u in URLS if not any(n in names for names in exempt)]
@@ -140,7 +160,7 @@ def test_anonymous_is_refused(client, name, url):
 @pytest.mark.parametrize("name,url", _urls_except(middleware.PUBLIC, middleware.UNVERIFIED_OK))
 def test_password_only_session_is_refused(client, django_user_model, name, url):
     """GIVEN a session that passed the password step but not MFA THEN nothing but the MFA pages opens."""
-    user = django_user_model.objects.create_user(f"half{uuid.uuid4().hex[:6]}", password="A-long-passphrase-9")
+    user = _user(django_user_model, "half")
     AuthenticatorDevice.objects.create(user=user, name="phone", confirmed=True)
     client.force_login(user)
     for method in ("get", "post"):
@@ -152,7 +172,7 @@ def test_password_only_session_is_refused(client, django_user_model, name, url):
 def test_stale_mfa_cannot_change_anything(client, django_user_model, name, url):
     """GIVEN a session verified longer ago than the fresh-MFA window WHEN it POSTs anywhere
     THEN it is asked to verify again (403) and no audit event (no state change) is written."""
-    user = django_user_model.objects.create_superuser(f"stale{uuid.uuid4().hex[:6]}", password="A-long-passphrase-9")
+    user = _user(django_user_model, "stale", superuser=True)
     verify_session(client, user, age_seconds=stale_age())
     before = AuditEvent.objects.count()
     for method in ("post", "put", "patch", "delete"):
@@ -169,7 +189,7 @@ def test_stale_mfa_cannot_change_anything(client, django_user_model, name, url):
 
 @pytest.mark.parametrize("name,url", [(n, u) for n, u in URLS if _is_api(u)], ids=[n for n, u in URLS if _is_api(u)])
 def test_api_writes_need_an_otp_even_from_a_fresh_session(client, django_user_model, name, url):
-    user = django_user_model.objects.create_user(f"api{uuid.uuid4().hex[:6]}", password="A-long-passphrase-9")
+    user = _user(django_user_model, "api")
     verify_session(client, user)
     for method in ("post", "put", "patch", "delete"):
         response = getattr(client, method)(url, data={}, content_type="application/json")
