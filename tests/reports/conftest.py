@@ -78,3 +78,15 @@ def fake_report(monkeypatch):
     monkeypatch.setattr(pages, "report_build", build)
     monkeypatch.setattr(jitad_report, "report_build", build)
     return calls
+
+
+@pytest.fixture
+def named(db):
+    """Make a target and a policy with these names exist, so the filters naming them are valid."""
+    from jitad.elevation.models import Policy, Target
+
+    def make(target: str, policy: str):
+        t = Target.objects.create(name=target, group_dn=f"CN=JIT-{len(target)},OU=JIT,DC=jitad,DC=test")
+        Policy.objects.create(name=policy).targets.add(t)
+
+    return make

@@ -30,7 +30,8 @@ def test_periods(fake_report, period, hours):
     assert (call["end"] - call["start"]).total_seconds() == hours * 3600
 
 
-def test_start_end_and_filters(fake_report):
+def test_start_end_and_filters(fake_report, named):
+    named("SRV01", "servers")
     run("--start", "2026-10-01", "--end", "2026-10-31", "--tier", "1", "--target", "SRV01", "--policy", "servers")
     call = fake_report[0]
     assert call["start"].isoformat() == "2026-10-01T00:00:00+00:00"
@@ -72,3 +73,15 @@ def test_default_period_follows_the_setting(fake_report, settings):
     settings.JITAD_REPORT_PERIOD_DAYS = 7
     run()
     assert (fake_report[0]["end"] - fake_report[0]["start"]).days == 7
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--target", "SRV99"), "--target: No target is named 'SRV99'"),
+    (("--policy", "nope"), "--policy: No policy is named 'nope'"),
+])
+def test_unknown_names_are_errors_not_an_empty_report(fake_report, named, args, message):
+    """GIVEN a target and a policy that exist WHEN the command names others THEN it refuses, never reporting zeros."""
+    named("SRV01", "servers")
+    with pytest.raises(CommandError, match=message):
+        run(*args)
+    assert fake_report == []

@@ -54,7 +54,8 @@ def test_overview_shows_headline_figures_with_definitions_and_records(auditor, f
     assert (call["end"] - call["start"]).days == 30 and call["tier"] is None and call["target"] is None
 
 
-def test_filters_reach_the_report_and_every_link(auditor, fake_report):
+def test_filters_reach_the_report_and_every_link(auditor, fake_report, named):
+    named('SRV"><b>x', "servers")
     r = auditor.get("/reports/", {"period": "2w", "tier": "0", "target": 'SRV"><b>x', "policy": "servers"})
     assert r.status_code == 200
     call = fake_report[0]
@@ -132,7 +133,8 @@ def test_csv_exports(auditor, fake_report):
     assert missing.status_code == 404 and b"trend, by_target" in missing.content
 
 
-def test_json_and_markdown_exports(auditor, fake_report):
+def test_json_and_markdown_exports(auditor, fake_report, named):
+    named("SRV01", "servers")
     r = auditor.get("/reports/report.json", {"policy": "servers"})
     assert r.status_code == 200 and r["Content-Type"] == "application/json"
     data = json.loads(r.content)
@@ -140,6 +142,16 @@ def test_json_and_markdown_exports(auditor, fake_report):
     assert data["sections"][0]["figures"][0]["records"]["url"] == "http://testserver/admin/elevation/grant/?state=active"
     md = auditor.get("/reports/report.md")
     assert md.status_code == 200 and b"## Approval time" in md.content
+
+
+def test_unknown_target_or_policy_is_a_form_error(auditor, fake_report, named):
+    """GIVEN a target and a policy WHEN a page or an export names others THEN 400 with the error, no report built."""
+    named("SRV01", "servers")
+    r = auditor.get("/reports/", {"target": "SRV99", "policy": "servers"})
+    assert r.status_code == 400 and "No target is named &#x27;SRV99&#x27;" in r.content.decode()
+    r = auditor.get("/reports/report.json", {"policy": "nope"})
+    assert r.status_code == 400 and "No policy is named 'nope'" in r.content.decode()
+    assert fake_report == []
 
 
 def test_only_get(auditor, fake_report):

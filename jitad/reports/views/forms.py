@@ -4,6 +4,7 @@ from django import forms
 from jitad.elevation.models import Target
 
 from ..period import EXAMPLES, PeriodError, default_period, period_resolve
+from ..selectors.filters import report_filter_errors
 
 
 class ReportFilterForm(forms.Form):
@@ -36,6 +37,8 @@ class ReportFilterForm(forms.Form):
             self.add_error("period" if not data.get("start") else "start", str(e))
         if data.get("start") and data.get("period"):
             self.add_error("period", "Give either a period or dates, not both.")
+        for field, message in report_filter_errors(target=data.get("target"), policy=data.get("policy")).items():
+            self.add_error(field, message)
         return data
 
     def build_args(self) -> dict:

@@ -8,6 +8,7 @@ from jitad.elevation.models import Target
 from jitad.reports import exports
 from jitad.reports.selectors import kpis
 from jitad.reports.period import EXAMPLES, PeriodError, period_resolve
+from jitad.reports.selectors.filters import report_filter_errors
 
 FORMATS = ("json", "csv", "md")
 
@@ -58,6 +59,9 @@ class Command(BaseCommand):
             start_at, end_at = period_resolve(period=options["period"], start=start, end=end)
         except PeriodError as e:
             raise CommandError(str(e)) from e
+        unknown = report_filter_errors(target=options["target"] or None, policy=options["policy"] or None)
+        if unknown:
+            raise CommandError(" ".join(f"--{field}: {message}" for field, message in unknown.items()))
         report = report_build(start=start_at, end=end_at, tier=tier, target=options["target"] or None,
                               policy=options["policy"] or None)
         base = getattr(settings, "JITAD_BASE_URL", "")
