@@ -90,3 +90,22 @@ def named(db):
         Policy.objects.create(name=policy).targets.add(t)
 
     return make
+
+
+@pytest.fixture
+def demo_estate(samba_dc, ldap_admin):
+    """The session's DC may take the demo's estate for one test; its OUs are deleted after (people, role groups,
+    and the break-glass accounts the estate makes standing members of Domain Admins), so the tests that follow
+    find Domain Admins as provisioned."""
+    yield
+    from ldap3 import SUBTREE
+
+    conn = ldap_admin()
+    try:
+        for ou in (f"OU=BreakGlass,{samba_dc.base_dn}", f"OU=People,{samba_dc.base_dn}"):
+            conn.search(ou, "(objectClass=*)", SUBTREE, attributes=[])
+            # Deepest first: an OU goes only once it is empty.
+            for dn in sorted((e.entry_dn for e in conn.entries), key=lambda d: d.count(","), reverse=True):
+                conn.delete(dn)
+    finally:
+        conn.unbind()

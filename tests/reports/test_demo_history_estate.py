@@ -21,7 +21,7 @@ def _run(*args) -> str:
     return out.getvalue()
 
 
-def test_history_after_the_demo_estate(samba_dc, settings, tmp_path):
+def test_history_after_the_demo_estate(samba_dc, demo_estate, settings, tmp_path):
     """GIVEN the demo estate seeded as make demo does (example policy, AD people, sealed break-glass accounts)
     WHEN the history stage runs
     THEN the example's targets have weeks of ended grants, no live one, and every KPI section has figures."""

@@ -13,7 +13,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "ops" / "policy.example.yaml"
 pytestmark = pytest.mark.django_db
 
 
-def test_the_demo_s_document_passes_its_own_validator(samba_dc, tmp_path):
+def test_the_demo_s_document_passes_its_own_validator(samba_dc, demo_estate, tmp_path):
     """GIVEN the demo seeded as ops/demo.py does (without the worker: grants stay approved) WHEN the document is
     written in Markdown and HTML THEN both pass the text checks and every claim holds against the records."""
     quiet = {"stdout": StringIO(), "stderr": StringIO()}

@@ -6,7 +6,8 @@ session); errors are ``{"code", "detail"}`` (plus ``fields`` on a 400):
 * 400 ``subject_required``, ``target_unknown``, ``person_unknown``, ``time_required``,
   ``time_invalid``, ``time_conflict``, ``start_required``, ``range_reversed``, ``invalid``
 * 401 ``not_authenticated`` / ``authentication_failed``
-* 403 ``permission_denied`` — the caller lacks ``reports.view_reports``
+* 403 ``permission_denied`` — the caller lacks ``reports.view_reports``; ``otp_required`` — any write
+  (there is none: a write with a current code gets 405)
 """
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -15,6 +16,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
+from jitad.accounts.api import OTPForUnsafeMethods
 from jitad.elevation.api.serializers import ErrorSerializer
 
 from ..history.forms import TIME_HELP, HistoryForm
@@ -64,7 +66,8 @@ class AccessHistoryView(GenericAPIView):
 
     serializer_class = HoldingSerializer
     pagination_class = HistoryPagination
-    permission_classes = [CanViewReports]
+    # The API's rule first (a write without a current code is otp_required, as on every endpoint), then the reports'.
+    permission_classes = [OTPForUnsafeMethods, CanViewReports]
 
     @extend_schema(
         operation_id="access_history",
