@@ -3,11 +3,13 @@
 Time is never faked: where a pause has to be over, the test moves the recorded failures back
 in the database, which is what the passing of time does to them.
 """
+import functools
 import uuid
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth import authenticate
+from django.contrib.auth.hashers import make_password
 from django.core import checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
@@ -58,10 +60,17 @@ def person(django_user_model):
     return django_user_model.objects.create_user(f"t{uuid.uuid4().hex[:7]}", password=PASSWORD)
 
 
+@functools.cache
+def _password_hash() -> str:
+    """PASSWORD's hash, made once for the file (each PBKDF2 hash costs a quarter of a second)."""
+    return make_password(PASSWORD)
+
+
 @pytest.fixture
 def names(django_user_model):
-    """Local accounts to spray (their passwords are checked by Django's backend; AD is not needed here)."""
-    return [django_user_model.objects.create_user(f"s{i}{uuid.uuid4().hex[:5]}", password=PASSWORD).username
+    """Local accounts to spray (their passwords are checked by Django's backend; AD is not needed here),
+    each with PASSWORD."""
+    return [django_user_model.objects.create(username=f"s{i}{uuid.uuid4().hex[:5]}", password=_password_hash()).username
             for i in range(12)]
 
 
