@@ -1,5 +1,6 @@
 """Approval time: request → decision and request → active, automatic against manual, by approver group."""
 import json
+from bisect import bisect_left
 from collections import Counter, defaultdict
 
 from django.db.models import TextField
@@ -8,7 +9,7 @@ from django.db.models.functions import Cast
 from jitad.elevation.models import AccessRequest, Approval, Grant
 
 from ...figures import Chart, Column, Figure, Section, Table
-from .common import DURATION_EDGES, Scope, elapsed, histogram, percentile, range_query, records
+from .common import DURATION_EDGES, Scope, elapsed, percentile, range_query, records
 
 DEFINITION = (
     "Requests made in the period. Decision time: created → decided, for requests approved or denied. "
@@ -21,9 +22,32 @@ DEFINITION = (
 DECIDED = (AccessRequest.State.APPROVED, AccessRequest.State.DENIED)
 
 
+def _tenth(value: float) -> float:
+    return round(value, 1)
+
+
 def _stats(values: list[float]) -> tuple:
+    """Median, 95th percentile and longest of raw seconds, each rounded to a tenth.
+
+    Rounding is monotonic, so the rank picked among raw values is the one among rounded values:
+    only three values are rounded, not every row.
+    """
     values = sorted(values)
-    return percentile(values, 50), percentile(values, 95), (values[-1] if values else None)
+    picks = percentile(values, 50), percentile(values, 95), (values[-1] if values else None)
+    return tuple(None if v is None else _tenth(v) for v in picks)
+
+
+def _histogram(values, edges) -> dict[str, int]:
+    """Counts per bucket label of raw seconds rounded to a tenth (as ``common.histogram`` of the rounded values),
+    by binary search over the sorted values rather than a bucket lookup per row."""
+    values = sorted(values)
+    counts, below = {}, 0
+    for upper, label in edges[:-1]:
+        n = bisect_left(values, upper, key=_tenth)  # values whose tenth is below the edge
+        counts[label] = n - below
+        below = n
+    counts[edges[-1][1]] = len(values) - below
+    return counts
 
 
 def _group_list(text) -> list[str]:
@@ -50,10 +74,10 @@ def section(scope: Scope) -> Section:
                                              Cast("approver_groups", TextField())))
     counts = Counter(state for _i, state, *_ in rows)
     decided_by_someone = {a[0] for a in approvals}  # manual: at least one approver's decision recorded
-    # Tenths of a second: no float noise at a bucket's edge.
-    decided = [(i, round(d, 1), i in decided_by_someone) for i, state, d in rows if state in DECIDED and d is not None]
-    active_by_request = [(r, round(a, 1)) for _g, r, a in active]
-    active = [(g, round(a, 1)) for g, _r, a in active]
+    # Raw seconds; tenths (no float noise at a bucket's edge) are taken by _stats and _histogram.
+    decided = [(i, d, i in decided_by_someone) for i, state, d in rows if state in DECIDED and d is not None]
+    active_by_request = [(r, a) for _g, r, a in active]
+    active = [(g, a) for g, _r, a in active]
     decision_s = [d for _i, d, _m in decided]
     auto_ids = [i for i, _d, m in decided if not m]
     manual_ids = [i for i, _d, m in decided if m]
@@ -80,9 +104,8 @@ def section(scope: Scope) -> Section:
         Figure("timed_out", "Left to time out", timed_out if total else None,
                records=_timed_out_records(rows, scope) if timed_out else None),
     ]
-    auto_set = set(auto_ids)
-    auto_hist = histogram([d for i, d, _m in decided if i in auto_set], DURATION_EDGES)
-    manual_hist = histogram([d for i, d, _m in decided if i not in auto_set], DURATION_EDGES)
+    auto_hist = _histogram([d for _i, d, m in decided if not m], DURATION_EDGES)
+    manual_hist = _histogram([d for _i, d, m in decided if m], DURATION_EDGES)
     dist = Table(
         key="distribution", title="Request → decision, automatic and manual",
         columns=[Column("bucket", "Time to decision"), Column("auto", "Automatic"), Column("manual", "Manual")],
@@ -115,7 +138,7 @@ def section(scope: Scope) -> Section:
         if groups not in decoded:
             decoded[groups] = _group_list(groups)
         for g in decoded[groups]:
-            by_group[g].append(round(took, 1))
+            by_group[g].append(took)
             ids_by_group[g].add(req)
     rows, recs = [], {}
     for g in sorted(by_group):
