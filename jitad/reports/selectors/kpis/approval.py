@@ -72,7 +72,7 @@ def section(scope: Scope) -> Section:
                                              request__created_at__lt=scope.end, request__state__in=DECIDED)
                      .order_by().values_list("request_id", elapsed("at", "request__created_at"),
                                              Cast("approver_groups", TextField())))
-    counts = Counter(state for _i, state, *_ in rows)
+    counts = Counter(r[1] for r in rows)  # indexing, not star-unpacking: no list per row
     decided_by_someone = {a[0] for a in approvals}  # manual: at least one approver's decision recorded
     # Raw seconds; tenths (no float noise at a bucket's edge) are taken by _stats and _histogram.
     decided = [(i, d, i in decided_by_someone) for i, state, d in rows if state in DECIDED and d is not None]
@@ -87,14 +87,14 @@ def section(scope: Scope) -> Section:
     timed_out = counts.get(AccessRequest.State.EXPIRED_UNAPPROVED, 0)
     total = sum(counts.values())
     fallback = range_query("created_at", scope)
-    decided_ids = [i for i, *_ in decided]
+    decided_ids = [r[0] for r in decided]
     figures = [
         Figure("decision_p50_s", "Request → decision, median", d50, "s", records("elevation.accessrequest", decided_ids,
                                                                               fallback=fallback)),
         Figure("decision_p95_s", "Request → decision, 95th percentile", d95, "s"),
         Figure("decision_max_s", "Request → decision, longest", dmax, "s"),
         Figure("active_p50_s", "Request → active, median", a50, "s",
-               records("elevation.grant", [g for g, *_ in active], fallback=range_query("activated_at", scope))),
+               records("elevation.grant", [r[0] for r in active], fallback=range_query("activated_at", scope))),
         Figure("active_p95_s", "Request → active, 95th percentile", a95, "s"),
         Figure("active_max_s", "Request → active, longest", amax, "s"),
         Figure("auto_count", "Approved automatically", len(auto_ids) if total else None,
@@ -155,6 +155,7 @@ def section(scope: Scope) -> Section:
 
 
 def _timed_out_records(rows, scope: Scope):
-    ids = [i for i, state, *_ in rows if state == AccessRequest.State.EXPIRED_UNAPPROVED]
+    expired = AccessRequest.State.EXPIRED_UNAPPROVED
+    ids = [r[0] for r in rows if r[1] == expired]
     return records("elevation.accessrequest", ids,
                    fallback={"state": AccessRequest.State.EXPIRED_UNAPPROVED, **range_query("created_at", scope)})
