@@ -4,10 +4,14 @@ import random
 
 import pytest
 
+from django.db.models import Q
+
+from jitad.elevation.models import HostScan
 from jitad.reports.selectors.kpis import approval, report_build
 from jitad.reports.selectors.kpis.common import DURATION_EDGES, gc_paused, histogram, percentile
+from jitad.reports.selectors.kpis.intervals import first_scans, scanned_targets
 
-from .rows import at
+from .rows import at, scan, target
 
 
 def test_approval_stats_and_histogram_match_rounding_every_value_first():
@@ -50,3 +54,21 @@ def test_gc_paused_restores_the_collector_as_it_found_it():
 def test_report_build_leaves_the_collector_on():
     report_build(start=at(0), end=at(30))
     assert gc.isenabled()
+
+
+@pytest.mark.django_db
+def test_scanned_targets_are_the_targets_first_scans_dates():
+    """GIVEN servers scanned successfully, one only by a failed scan, one only after the moment asked, one never
+    WHEN utilisation asks which servers were scanned (an index probe per target)
+    THEN it names exactly the targets first_scans dates, also when a filter narrows the targets."""
+    ok_early, ok_twice, failed, late, never = (target(f"srv-{n}", tier=1 if n < 3 else 2) for n in range(5))
+    scan(ok_early, when=at(1))
+    scan(ok_twice, when=at(2))
+    scan(ok_twice, when=at(5))
+    HostScan.objects.create(target=failed, started_at=at(1), finished_at=at(1), ok=False, standing=0)
+    scan(late, when=at(20))
+    assert scanned_targets(at(10)) == set(first_scans(at(10))) == {ok_early.id, ok_twice.id}
+    assert scanned_targets(at(30)) == set(first_scans(at(30))) == {ok_early.id, ok_twice.id, late.id}
+    assert scanned_targets(at(10), q=Q(tier=2)) == set(first_scans(at(10), q=Q(target__tier=2))) == set()
+    assert scanned_targets(at(30), q=Q(tier=2)) == set(first_scans(at(30), q=Q(target__tier=2))) == {late.id}
+    assert never.id not in scanned_targets(at(30))
