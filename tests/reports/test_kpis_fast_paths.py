@@ -4,14 +4,17 @@ import random
 
 import pytest
 
+from datetime import datetime, timedelta, timezone
+
+from django.db import connection
 from django.db.models import Q
 
-from jitad.elevation.models import HostScan
+from jitad.elevation.models import Grant, HostScan
 from jitad.reports.selectors.kpis import approval, report_build
-from jitad.reports.selectors.kpis.common import DURATION_EDGES, gc_paused, histogram, percentile
+from jitad.reports.selectors.kpis.common import DURATION_EDGES, Epoch, gc_paused, histogram, percentile
 from jitad.reports.selectors.kpis.intervals import first_scans, scanned_targets
 
-from .rows import at, scan, target
+from .rows import at, grant, person, scan, target
 
 
 def test_approval_stats_and_histogram_match_rounding_every_value_first():
@@ -72,3 +75,21 @@ def test_scanned_targets_are_the_targets_first_scans_dates():
     assert scanned_targets(at(10), q=Q(tier=2)) == set(first_scans(at(10), q=Q(target__tier=2))) == set()
     assert scanned_targets(at(30), q=Q(tier=2)) == set(first_scans(at(30), q=Q(target__tier=2))) == {late.id}
     assert never.id not in scanned_targets(at(30))
+
+
+@pytest.mark.django_db
+def test_epoch_on_postgresql_is_the_exact_seconds_correctly_rounded():
+    """GIVEN activation times with odd microseconds, before and after 1970 and far ahead
+    WHEN PostgreSQL computes their epoch (date_part, a double straight away, not EXTRACT's numeric)
+    THEN each is the float Python's own datetime.timestamp() gives: the same figure either way."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite computes the epoch from the julian day (its own path, unchanged)")
+    user, tgt = person(), target()
+    moments = [datetime(2026, 12, 6, 3, 4, 5, 123457, tzinfo=timezone.utc),
+               datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc),
+               datetime(2038, 1, 19, 3, 14, 7, 654321, tzinfo=timezone.utc),
+               datetime(2024, 2, 29, 23, 59, 59, 1, tzinfo=timezone.utc)]
+    for m in moments:
+        grant(user, tgt, activated=m, expires=m + timedelta(hours=1))
+    got = sorted(Grant.objects.values_list(Epoch("activated_at"), flat=True))
+    assert got == sorted(m.timestamp() for m in moments)

@@ -35,7 +35,13 @@ class Epoch(Func):
         sql, params = compiler.compile(self.source_expressions[0])
         return f"((julianday({sql}) - 2440587.5) * 86400.0)", params
 
-    def as_sql(self, compiler, connection, **extra):  # PostgreSQL (and any database that speaks EXTRACT)
+    def as_postgresql(self, compiler, connection, **extra):
+        # date_part answers double precision directly; EXTRACT (PostgreSQL 14+) builds a numeric per row first.
+        # Both are the exact microsecond count over 10^6, correctly rounded: the same float.
+        sql, params = compiler.compile(self.source_expressions[0])
+        return f"date_part('epoch', {sql})", params
+
+    def as_sql(self, compiler, connection, **extra):  # any other database that speaks EXTRACT
         sql, params = compiler.compile(self.source_expressions[0])
         return f"(EXTRACT(EPOCH FROM {sql})::double precision)", params
 
