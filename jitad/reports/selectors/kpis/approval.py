@@ -1,5 +1,6 @@
 """Approval time: request → decision and request → active, automatic against manual, by approver group."""
 import json
+from bisect import bisect_left
 from collections import Counter, defaultdict
 
 from django.db.models import TextField
@@ -8,7 +9,7 @@ from django.db.models.functions import Cast
 from jitad.elevation.models import AccessRequest, Approval, Grant
 
 from ...figures import Chart, Column, Figure, Section, Table
-from .common import DURATION_EDGES, Scope, elapsed, histogram, percentile, range_query, records
+from .common import DURATION_EDGES, Scope, elapsed, percentile, range_query, records
 
 DEFINITION = (
     "Requests made in the period. Decision time: created → decided, for requests approved or denied. "
@@ -21,9 +22,32 @@ DEFINITION = (
 DECIDED = (AccessRequest.State.APPROVED, AccessRequest.State.DENIED)
 
 
+def _tenth(value: float) -> float:
+    return round(value, 1)
+
+
 def _stats(values: list[float]) -> tuple:
+    """Median, 95th percentile and longest of raw seconds, each rounded to a tenth.
+
+    Rounding is monotonic, so the rank picked among raw values is the one among rounded values:
+    only three values are rounded, not every row.
+    """
     values = sorted(values)
-    return percentile(values, 50), percentile(values, 95), (values[-1] if values else None)
+    picks = percentile(values, 50), percentile(values, 95), (values[-1] if values else None)
+    return tuple(None if v is None else _tenth(v) for v in picks)
+
+
+def _histogram(values, edges) -> dict[str, int]:
+    """Counts per bucket label of raw seconds rounded to a tenth (as ``common.histogram`` of the rounded values),
+    by binary search over the sorted values rather than a bucket lookup per row."""
+    values = sorted(values)
+    counts, below = {}, 0
+    for upper, label in edges[:-1]:
+        n = bisect_left(values, upper, key=_tenth)  # values whose tenth is below the edge
+        counts[label] = n - below
+        below = n
+    counts[edges[-1][1]] = len(values) - below
+    return counts
 
 
 def _group_list(text) -> list[str]:
@@ -48,12 +72,12 @@ def section(scope: Scope) -> Section:
                                              request__created_at__lt=scope.end, request__state__in=DECIDED)
                      .order_by().values_list("request_id", elapsed("at", "request__created_at"),
                                              Cast("approver_groups", TextField())))
-    counts = Counter(state for _i, state, *_ in rows)
+    counts = Counter(r[1] for r in rows)  # indexing, not star-unpacking: no list per row
     decided_by_someone = {a[0] for a in approvals}  # manual: at least one approver's decision recorded
-    # Tenths of a second: no float noise at a bucket's edge.
-    decided = [(i, round(d, 1), i in decided_by_someone) for i, state, d in rows if state in DECIDED and d is not None]
-    active_by_request = [(r, round(a, 1)) for _g, r, a in active]
-    active = [(g, round(a, 1)) for g, _r, a in active]
+    # Raw seconds; tenths (no float noise at a bucket's edge) are taken by _stats and _histogram.
+    decided = [(i, d, i in decided_by_someone) for i, state, d in rows if state in DECIDED and d is not None]
+    active_by_request = [(r, a) for _g, r, a in active]
+    active = [(g, a) for g, _r, a in active]
     decision_s = [d for _i, d, _m in decided]
     auto_ids = [i for i, _d, m in decided if not m]
     manual_ids = [i for i, _d, m in decided if m]
@@ -63,14 +87,14 @@ def section(scope: Scope) -> Section:
     timed_out = counts.get(AccessRequest.State.EXPIRED_UNAPPROVED, 0)
     total = sum(counts.values())
     fallback = range_query("created_at", scope)
-    decided_ids = [i for i, *_ in decided]
+    decided_ids = [r[0] for r in decided]
     figures = [
         Figure("decision_p50_s", "Request → decision, median", d50, "s", records("elevation.accessrequest", decided_ids,
                                                                               fallback=fallback)),
         Figure("decision_p95_s", "Request → decision, 95th percentile", d95, "s"),
         Figure("decision_max_s", "Request → decision, longest", dmax, "s"),
         Figure("active_p50_s", "Request → active, median", a50, "s",
-               records("elevation.grant", [g for g, *_ in active], fallback=range_query("activated_at", scope))),
+               records("elevation.grant", [r[0] for r in active], fallback=range_query("activated_at", scope))),
         Figure("active_p95_s", "Request → active, 95th percentile", a95, "s"),
         Figure("active_max_s", "Request → active, longest", amax, "s"),
         Figure("auto_count", "Approved automatically", len(auto_ids) if total else None,
@@ -80,9 +104,8 @@ def section(scope: Scope) -> Section:
         Figure("timed_out", "Left to time out", timed_out if total else None,
                records=_timed_out_records(rows, scope) if timed_out else None),
     ]
-    auto_set = set(auto_ids)
-    auto_hist = histogram([d for i, d, _m in decided if i in auto_set], DURATION_EDGES)
-    manual_hist = histogram([d for i, d, _m in decided if i not in auto_set], DURATION_EDGES)
+    auto_hist = _histogram([d for _i, d, m in decided if not m], DURATION_EDGES)
+    manual_hist = _histogram([d for _i, d, m in decided if m], DURATION_EDGES)
     dist = Table(
         key="distribution", title="Request → decision, automatic and manual",
         columns=[Column("bucket", "Time to decision"), Column("auto", "Automatic"), Column("manual", "Manual")],
@@ -115,7 +138,7 @@ def section(scope: Scope) -> Section:
         if groups not in decoded:
             decoded[groups] = _group_list(groups)
         for g in decoded[groups]:
-            by_group[g].append(round(took, 1))
+            by_group[g].append(took)
             ids_by_group[g].add(req)
     rows, recs = [], {}
     for g in sorted(by_group):
@@ -132,6 +155,7 @@ def section(scope: Scope) -> Section:
 
 
 def _timed_out_records(rows, scope: Scope):
-    ids = [i for i, state, *_ in rows if state == AccessRequest.State.EXPIRED_UNAPPROVED]
+    expired = AccessRequest.State.EXPIRED_UNAPPROVED
+    ids = [r[0] for r in rows if r[1] == expired]
     return records("elevation.accessrequest", ids,
                    fallback={"state": AccessRequest.State.EXPIRED_UNAPPROVED, **range_query("created_at", scope)})

@@ -1,6 +1,8 @@
 """What every KPI shares: the filter scope, records links, time arithmetic, percentiles, working hours."""
+import gc
 import math
 from bisect import bisect_left, bisect_right
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -33,7 +35,13 @@ class Epoch(Func):
         sql, params = compiler.compile(self.source_expressions[0])
         return f"((julianday({sql}) - 2440587.5) * 86400.0)", params
 
-    def as_sql(self, compiler, connection, **extra):  # PostgreSQL (and any database that speaks EXTRACT)
+    def as_postgresql(self, compiler, connection, **extra):
+        # date_part answers double precision directly; EXTRACT (PostgreSQL 14+) builds a numeric per row first.
+        # Both are the exact microsecond count over 10^6, correctly rounded: the same float.
+        sql, params = compiler.compile(self.source_expressions[0])
+        return f"date_part('epoch', {sql})", params
+
+    def as_sql(self, compiler, connection, **extra):  # any other database that speaks EXTRACT
         sql, params = compiler.compile(self.source_expressions[0])
         return f"(EXTRACT(EPOCH FROM {sql})::double precision)", params
 
@@ -54,6 +62,25 @@ class Elapsed(Func):
     def as_sql(self, compiler, connection, **extra):
         (a, pa), (b, pb) = (compiler.compile(e) for e in self.source_expressions)
         return f"(EXTRACT(EPOCH FROM ({a} - {b}))::double precision)", [*pa, *pb]
+
+
+@contextmanager
+def gc_paused():
+    """Pause Python's cyclic garbage collector for a bounded computation, then restore it as it was.
+
+    A report at 100,000 requests allocates a few hundred thousand row tuples, none of them in a
+    cycle; each allocation burst would otherwise set off collections that walk every live object
+    (all of Django's), about a third of report_build's own CPU time. Reference counting still frees
+    everything; a cycle made meanwhile is collected once the collector runs again. Process-wide: a
+    thread that finds it already paused leaves it to the one that paused it.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def elapsed(later: str, earlier: str) -> Elapsed:

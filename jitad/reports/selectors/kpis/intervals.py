@@ -1,7 +1,7 @@
 """Who held a right when: JIT grants and standing admins as intervals of epoch seconds, one query each."""
-from django.db.models import Min, Q
+from django.db.models import Exists, Min, OuterRef, Q
 
-from jitad.elevation.models import Grant, HostScan, StandingAdmin
+from jitad.elevation.models import Grant, HostScan, StandingAdmin, Target
 
 from .common import Epoch, Scope
 
@@ -38,6 +38,16 @@ def first_scans(before, *, q: Q = Q()) -> dict[int, float]:
     rows = (HostScan.objects.filter(q, ok=True, started_at__lt=before).order_by().values("target_id")
             .annotate(first=Min("started_at")))
     return {r["target_id"]: r["first"].timestamp() for r in rows}
+
+
+def scanned_targets(before, *, q: Q = Q()) -> set[int]:
+    """Ids of the targets (``q`` narrows Target) with a successful standing-admin scan before ``before``.
+
+    The keys of ``first_scans`` without the dates: one probe of the (target, started_at) index per
+    target instead of a pass over every scan ever made.
+    """
+    ok_scan = HostScan.objects.filter(target_id=OuterRef("pk"), ok=True, started_at__lt=before)
+    return set(Target.objects.filter(q, Exists(ok_scan)).order_by().values_list("id", flat=True))
 
 
 def scope_grants(scope: Scope) -> list[tuple]:

@@ -5,7 +5,7 @@ from jitad.elevation.models import Target
 
 from ...figures import Chart, Column, Figure, Section, Table
 from .common import MAX_ROWS, Scope, merge, pct, range_query, records
-from .intervals import first_scans, scope_grants, scope_standing
+from .intervals import scanned_targets, scope_grants, scope_standing
 
 DEFINITION = (
     "A right is a (principal, target) pair. JIT principals: pairs with a grant in effect during the period "
@@ -25,7 +25,7 @@ def section(scope: Scope) -> Section:
     lo, hi = scope.start.timestamp(), min(scope.end, scope.now).timestamp()
     grants = scope_grants(scope)
     standing = scope_standing(scope)
-    scanned = first_scans(scope.end, q=scope.targets_q("target__"))
+    scanned = scanned_targets(scope.end, q=scope.targets_q())
     jit_pairs: dict[tuple, list] = defaultdict(list)
     jit_ids: dict[int, list] = defaultdict(list)  # only for scanned servers (their table rows)
     for gid, user, target, start, end in grants:
