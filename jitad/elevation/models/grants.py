@@ -88,6 +88,7 @@ class Grant(ClaimedWork):
             # The reports read the grants held in a period (activated before its end, revoked after its start).
             models.Index(fields=["activated_at"]),
             models.Index(fields=["revoked_at"]),
+            models.Index(fields=["expires_at"]),  # and the grants that ended in a period
         ]
 
     def __str__(self):

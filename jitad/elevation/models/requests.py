@@ -75,3 +75,4 @@ class Approval(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["request", "approver"], name="one_decision_per_approver")]
+        indexes = [models.Index(fields=["at"])]  # the reports read a period's decisions
