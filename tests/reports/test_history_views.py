@@ -60,3 +60,26 @@ def test_the_target_admin_page_links_to_the_history(verified_client, srv):
     page = verified_client(admin).get(f"/admin/elevation/target/{srv.pk}/change/")
     assert page.status_code == 200
     assert f"{URL}?target=SRV01" in page.content.decode()
+
+
+def test_a_grant_admin_page_links_to_who_held_the_target_meanwhile(verified_client, srv):
+    """GIVEN an ended grant WHEN an auditor opens it in the admin and follows its history link THEN the history
+    page covers the grant's window and lists the grant and the other holder of that time."""
+    import html as html_lib
+    import re
+
+    admin = user("root")
+    admin.is_staff = admin.is_superuser = True
+    admin.save()
+    alice, carol = user("alice"), user("carol")
+    g = grant(srv, alice, start=at(0), end=at(2), justification="patching", ticket="CHG-7")
+    other = grant(srv, carol, start=at(1), end=at(3), justification="disk full", ticket="INC-9")
+    client = verified_client(admin)
+    page = client.get(f"/admin/elevation/grant/{g.pk}/change/").content.decode()
+    link = html_lib.unescape(re.search(r'href="(/reports/history/\?target=SRV01&amp;start=[^"]+)"', page).group(1))
+    assert "end=" in link
+    history = client.get(link)
+    assert history.status_code == 200
+    text = history.content.decode()
+    assert "CHG-7" in text and "INC-9" in text
+    assert f"/admin/elevation/grant/{other.pk}/change/" in text
