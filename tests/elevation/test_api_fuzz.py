@@ -14,6 +14,7 @@ import json
 import pytest
 import requests
 import schemathesis
+from django.contrib.auth.models import Permission
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 from schemathesis.config import SchemathesisConfig
@@ -47,10 +48,12 @@ def _token(user) -> str:
 
 @pytest.fixture
 def world(live, live_server, make_user, make_target):
-    """A caller who may request, approve others and release: requests of every kind to poke at."""
+    """A caller who may request, approve others, release and read reports: requests of every kind to poke at."""
     manual = make_target(mode="manual", eligible_groups=("admins",), approver_groups=("approvers",))
     auto = make_target(mode="auto", eligible_groups=("admins",))
     alice = make_user("fz", groups=("admins", "approvers"))
+    # An auditor too, so the access history is fuzzed past its permission check (its 400s, its pages).
+    alice.user_permissions.add(Permission.objects.get(content_type__app_label="reports", codename="view_reports"))
     bob = make_user("fzb", groups=("admins",))
     ids = [
         services.request_create(requester=bob, target=manual, justification="bob's, for alice to decide").pk,
