@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from jitad.elevation.models import Target
+from jitad.elevation.selectors.targets import target_find
 
 from . import sources
 from .standing import standing
@@ -48,14 +49,12 @@ def access_at(*, target: Target | None = None, person=None, start: datetime, end
 
 
 def target_lookup(ref: str) -> Target | None:
-    """A target by exact name (case-insensitive) or id, disabled ones included: history outlives them."""
+    """``elevation``'s target_find (exact name, else id), or else the name in any case: history outlives
+    disabled targets, and people type srv01 for SRV01."""
     ref = (ref or "").strip()
     if not ref:
         return None
-    found = Target.objects.filter(name__iexact=ref).first()
-    if found is None and ref.isdigit() and len(ref) < 12:
-        found = Target.objects.filter(pk=int(ref)).first()
-    return found
+    return target_find(ref=ref) or Target.objects.filter(name__iexact=ref).first()
 
 
 def person_lookup(ref: str):
