@@ -83,3 +83,10 @@ def test_a_grant_admin_page_links_to_who_held_the_target_meanwhile(verified_clie
     text = history.content.decode()
     assert "CHG-7" in text and "INC-9" in text
     assert f"/admin/elevation/grant/{other.pk}/change/" in text
+
+
+def test_a_target_named_with_a_unicode_digit_is_unknown_not_a_500(verified_client, srv):
+    """GIVEN "¹" (str.isdigit() is true for it, int() refuses it) as the target WHEN the history is asked
+    THEN it is an unknown target, not a server error (found by the API fuzzer)."""
+    page = verified_client(reporter()).get(URL, {"target": "¹", "at": "2026-06-01T10:00Z"})
+    assert page.status_code == 200 and "No target is named" in page.content.decode()
