@@ -29,6 +29,7 @@ MAX_MINUTES = 366 * 24 * 60
 EXAMPLES = "such as 4h, 90m or 1h30m"
 
 _UNITS = {
+    "d": 1440, "day": 1440, "days": 1440,
     "h": 60, "hr": 60, "hrs": 60, "hour": 60, "hours": 60,
     "m": 1, "min": 1, "mins": 1, "minute": 1, "minutes": 1,
 }

@@ -34,7 +34,7 @@ LAYERS = {
     "accounts": 2,
     "health": 3,
     "elevation": 4, "breakglass": 4,
-    "reports": 5,
+    "reports": 5, "reviews": 5,
     "admin_site": 6, "urls": 6, "settings": 6, "celery": 6, "wsgi": 6,
 }
 

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "jitad.elevation",
     "jitad.breakglass",
     "jitad.reports",
+    "jitad.reviews",
 ]
 
 MIDDLEWARE = [

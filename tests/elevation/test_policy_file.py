@@ -203,7 +203,7 @@ def test_switching_to_auto_approval_clears_the_approver_count(applied):
     summary = apply_policy_text(text)
 
     assert summary.changed_fields == {
-        "policy sql-admins": ["approval_mode", "approvals_required", "approver_groups", "allow_bulk_decisions"]
+        "policy sql-admins": ["approval_mode", "approvals_required", "approver_groups", "allow_bulk_decisions", "stages"]
     }
     sql = Policy.objects.get(name="sql-admins")
     assert (sql.approval_mode, sql.approvals_required, sql.approver_groups) == ("auto", 0, [])
@@ -251,7 +251,7 @@ MISTAKES = [
     pytest.param(
         replace_line(4, '    group: "CN=JIT-NEW01-Admins,OU=JIT,DC=jitad,DC=test"\n    colour: blue'),
         ["line 5: targets[0].colour: unknown field; expected one of: name, kind, hostname, group, description, "
-         "standing_members, nested_into_protected, tier, approver_groups, winrm, enabled"],
+         "standing_members, nested_into_protected, tier, approver_groups, winrm, exclusive, enabled"],
         id="unknown-field",
     ),
     pytest.param(
@@ -615,7 +615,8 @@ def test_command_reports_every_error_and_exits_1(applied, tmp_path):
     assert err.getvalue().splitlines() == [
         f"{path}: line 9: policies[0].duration.default_minutes: 90 is more than max_minutes (60)",
         f"{path}: line 10: policies[0].colour: unknown field; expected one of: name, description, priority, "
-        "targets, eligible, duration, approval, justification, ticket, max_extensions, end_sessions_on_revoke, enabled",
+        "targets, eligible, duration, approval, time_windows, schedule, networks, review, justification, ticket, "
+            "max_extensions, end_sessions_on_revoke, enabled",
     ]
     assert snapshot() == before
 

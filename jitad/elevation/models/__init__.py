@@ -7,6 +7,8 @@ from .requests import AccessRequest, Approval
 from .grants import Grant
 from .hosts import HostScan, StandingAdmin
 from .reconcile import HeldRemoval, GroupReading
+from .delegations import Delegation
+from .exclusions import EligibilityExclusion
 
 __all__ = [
     "Target",
@@ -20,4 +22,6 @@ __all__ = [
     "StandingAdmin",
     "HeldRemoval",
     "GroupReading",
+    "Delegation",
+    "EligibilityExclusion",
 ]

@@ -65,6 +65,14 @@ class Target(models.Model):
         help_text="SIDs (or *-RID) allowed in this server's local Administrators besides the JIT group "
                   "and JITAD_HOST_ALLOWED_ADMINS",
     )
+    class Exclusive(models.TextChoices):
+        """One admin at a time (docs/approvals.md, "Exclusive elevation")."""
+
+        NO = "", "No: several people may hold it at once"
+        WAIT = "wait", "One at a time: a second grant waits for the first to end"
+        REFUSE = "refuse", "One at a time: a second request is refused while it is held"
+
+    exclusive = models.CharField(max_length=8, choices=Exclusive.choices, blank=True, default="")
     enabled = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -130,6 +138,35 @@ class Policy(models.Model):
     require_ticket = models.BooleanField(default=False)
     ticket_pattern = models.CharField(max_length=200, blank=True, help_text="regular expression a ticket must match")
     max_extensions = models.PositiveSmallIntegerField(default=2)
+    # -- approval workflows (docs/approvals.md); the policy file's shapes, normalised by the loader ----------
+    stages = models.JSONField(
+        default=list, blank=True,
+        help_text="approval stages in order (AND): [{name, approvals_required, approver_groups, distinct_groups, "
+                  "escalation: {after_minutes, groups, notify, add_as_approvers} | null, "
+                  "timeout: {after_minutes, action: deny|approve} | null}]; empty: one stage from the fields above",
+    )
+    time_windows = models.JSONField(
+        default=dict, blank=True,
+        help_text="{timezone, rules: [{days: [mon..sun], start: 'HH:MM', end: 'HH:MM', then}], otherwise, "
+                  "extra_stage: {stage}}; then/otherwise: policy | auto | extra_stage | refuse; empty: always 'policy'",
+    )
+    schedule_max_lead_minutes = models.PositiveIntegerField(
+        default=0, help_text="how far ahead a request may ask its access to start; 0: scheduled requests are refused",
+    )
+
+    class ScheduleClock(models.TextChoices):
+        SCHEDULED_START = "scheduled_start", "from the scheduled start (a late approval shortens the grant)"
+        APPROVAL = "approval", "from when the grant starts (a late approval keeps the whole duration)"
+
+    schedule_clock = models.CharField(max_length=16, choices=ScheduleClock.choices, default=ScheduleClock.SCHEDULED_START)
+    networks = models.JSONField(
+        default=list, blank=True, help_text="client networks (CIDRs) requests must come from; empty: any",
+    )
+    review = models.JSONField(
+        default=dict, blank=True,
+        help_text="eligibility review: {every_minutes, deadline_minutes, reviewers, default: remove|keep, "
+                  "remind_before_minutes: [...], managed_group: DN under the JIT OU or ''}; empty: no reviews",
+    )
     end_sessions_on_revoke = models.BooleanField(
         default=False,
         help_text="when a grant ends, log the user off the server and stop their processes, "

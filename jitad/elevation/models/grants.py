@@ -26,6 +26,7 @@ class Grant(ClaimedWork):
     """
 
     class State(models.TextChoices):
+        SCHEDULED = "scheduled"  # approved, waiting for its start or for an exclusive target to be free
         APPROVED = "approved"
         GRANTING = "granting"
         ACTIVE = "active"
@@ -59,6 +60,7 @@ class Grant(ClaimedWork):
     state = models.CharField(max_length=16, choices=State.choices, default=State.APPROVED)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
+    starts_at = models.DateTimeField(null=True, blank=True, help_text="a scheduled grant starts here, not before")
     activated_at = models.DateTimeField(null=True, blank=True)
     revoke_requested_at = models.DateTimeField(null=True, blank=True)
     revoke_requested_by = models.CharField(max_length=150, blank=True)

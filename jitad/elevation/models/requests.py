@@ -38,6 +38,22 @@ class AccessRequest(models.Model):
     # The verified MFA step the request was made with ("" / None: none recorded, e.g. rows older than the record).
     mfa_method = models.CharField(max_length=16, blank=True, default="")
     mfa_verified_at = models.DateTimeField(null=True, blank=True)
+    # -- workflows (docs/approvals.md) ----------------------------------------------------------------------
+    # The stages this request must pass, copied from its policy (and time window) when it was made: an edit of
+    # the policy never changes the rules of a request already waiting. Same shape as Policy.stages.
+    stages = models.JSONField(default=list, blank=True)
+    stage = models.PositiveSmallIntegerField(default=0, help_text="index of the open stage; len(stages) once all passed")
+    stage_opened_at = models.DateTimeField(null=True, blank=True)
+    # Who may decide the open stage now (AD group names): its groups, the target's on the first stage, and the
+    # escalation groups once it escalated with add_as_approvers. The queues filter on it in the database.
+    stage_groups = models.JSONField(default=list, blank=True)
+    escalated_at = models.DateTimeField(null=True, blank=True, help_text="when the open stage escalated")
+    window_action = models.CharField(
+        max_length=16, blank=True, default="",
+        help_text="what the policy's time window decided when the request was made (policy, auto, extra_stage)",
+    )
+    starts_at = models.DateTimeField(null=True, blank=True, help_text="a scheduled start; empty: at once")
+    client_ip = models.GenericIPAddressField(null=True, blank=True, help_text="the address the request came from")
 
     class Meta:
         ordering = ["-created_at"]
@@ -72,6 +88,12 @@ class Approval(models.Model):
     # The verified MFA step the decision was made with ("" / None: none recorded).
     mfa_method = models.CharField(max_length=16, blank=True, default="")
     mfa_verified_at = models.DateTimeField(null=True, blank=True)
+    stage = models.PositiveSmallIntegerField(default=0, help_text="the stage (index) this decision counted for")
+    # A deputy deciding in place of an approver away (Delegation): the approval counts as that approver's.
+    on_behalf_of = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="approvals_delegated",
+    )
+    delegation = models.ForeignKey("Delegation", null=True, blank=True, on_delete=models.PROTECT, related_name="approvals")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["request", "approver"], name="one_decision_per_approver")]

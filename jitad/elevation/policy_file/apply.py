@@ -13,7 +13,10 @@ from django.db import transaction
 
 from jitad.audit.services import audit_record
 
+from jitad.humantime import parse_minutes
+
 from ..models import Policy, Target
+from ..selectors.workflow import stage_default
 from .loader import PolicyFileError, _check_size
 from .schema import _model_default
 from .validation import _duration_minutes, load_policy_text
@@ -48,7 +51,73 @@ def _target_values(spec: dict) -> dict:
         "winrm_transport": spec.get("winrm", {}).get("transport", _model_default(Target, "winrm_transport")),
         "winrm_profile": spec.get("winrm", {}).get("profile", ""),
         "allowed_admins": spec.get("winrm", {}).get("allowed_admins", []),
+        "exclusive": spec.get("exclusive", ""),
         "enabled": spec.get("enabled", True),
+    }
+
+
+def _stage_value(stage: dict) -> dict:
+    """A file stage in the stored shape (selectors.workflow.stage_default), durations in minutes."""
+    escalation = timeout = None
+    if "escalation" in stage:
+        e = stage["escalation"]
+        escalation = {"after_minutes": parse_minutes(e["after"]), "groups": e.get("groups", []),
+                      "notify": [n.lower() for n in e.get("notify", [])], "add_as_approvers": e.get("add_as_approvers", False)}
+    if "timeout" in stage:
+        timeout = {"after_minutes": parse_minutes(stage["timeout"]["after"]), "action": stage["timeout"]["action"]}
+    return stage_default(name=stage["name"], approvals_required=stage.get("approvers_required", 1),
+                         approver_groups=stage["approver_groups"], distinct_groups=stage.get("distinct_groups", False),
+                         escalation=escalation, timeout=timeout)
+
+
+def _workflow_values(spec: dict) -> dict:
+    """Stages, time windows, schedule, networks and review in the stored shapes.
+
+    ``approver_groups`` becomes everyone who may decide some stage (the queues' scope), and
+    ``approvals_required`` the approvals of all stages together; the stages say who decides what.
+    """
+    approval, auto = spec["approval"], spec["approval"]["mode"] == Policy.ApprovalMode.AUTO
+    if auto:
+        stages = []
+    elif "stages" in approval:
+        stages = [_stage_value(stage) for stage in approval["stages"]]
+    else:
+        stages = [stage_default(approvals_required=approval.get("approvers_required", 1),
+                                approver_groups=approval.get("approver_groups", []),
+                                distinct_groups=approval.get("distinct_groups", False))]
+    windows = {}
+    if "time_windows" in spec:
+        w = spec["time_windows"]
+        windows = {"timezone": w["timezone"], "rules": [dict(rule) for rule in w.get("rules", [])],
+                   "otherwise": w.get("otherwise", "policy")}
+        if "extra_stage" in w:
+            windows["extra_stage"] = _stage_value(w["extra_stage"])
+    review = {}
+    if "review" in spec:
+        r = spec["review"]
+        review = {"every_minutes": parse_minutes(r["every"]), "deadline_minutes": parse_minutes(r["deadline"]),
+                  "reviewers": r["reviewers"], "default": r["default"],
+                  "remind_before_minutes": sorted({parse_minutes(v) for v in r.get("remind_before", [])}, reverse=True),
+                  "managed_group": r.get("managed_group", "")}
+    deciding = [*stages, *([windows["extra_stage"]] if "extra_stage" in windows else [])]
+    scope, seen = [], set()
+    for stage in deciding:
+        escalation = stage.get("escalation") or {}
+        for name in [*stage["approver_groups"], *(escalation.get("groups", []) if escalation.get("add_as_approvers") else [])]:
+            if name.lower() not in seen:
+                seen.add(name.lower())
+                scope.append(name)
+    schedule = spec.get("schedule", {})
+    return {
+        "stages": stages,
+        "approver_groups": scope,
+        "approvals_required": 0 if auto else sum(stage["approvals_required"] for stage in stages),
+        "distinct_approver_groups": bool(len(stages) == 1 and stages[0]["distinct_groups"]),
+        "time_windows": windows,
+        "schedule_max_lead_minutes": parse_minutes(schedule["max_lead"]) if schedule else 0,
+        "schedule_clock": schedule.get("clock", _model_default(Policy, "schedule_clock")),
+        "networks": spec.get("networks", []),
+        "review": review,
     }
 
 
@@ -81,6 +150,7 @@ def _policy_values(spec: dict) -> dict:
         "end_sessions_on_revoke": spec.get("end_sessions_on_revoke", False),
         "enabled": spec.get("enabled", True),
         "targets": spec["targets"],
+        **_workflow_values(spec),
     }
 
 

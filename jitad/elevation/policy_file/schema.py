@@ -67,9 +67,37 @@ TARGET_SCHEMA = _object(
             },
             required=("url",),
         ),
+        "exclusive": {"enum": [v for v in Target.Exclusive.values if v]},
         "enabled": {"type": "boolean"},
     },
     required=("name", "group"),
+)
+
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WINDOW_ACTIONS = ("policy", "auto", "extra_stage", "refuse")
+_DAY = {"type": "string", "pattern": r"^(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?$"}
+PATTERN_HINTS[_DAY["pattern"]] = "must be a day (mon, tue, ... sun) or a range of days (mon-fri)"
+HOURS_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]$"
+PATTERN_HINTS[HOURS_PATTERN] = "must be hours such as 08:00-18:00 (or 22:00-06:00 across midnight)"
+
+STAGE_SCHEMA = _object(
+    {
+        "name": {"type": "string", "minLength": 1, "maxLength": 64},
+        "approvers_required": _int(1, SMALLINT_MAX),
+        "approver_groups": {**_NAME_LIST, "minItems": 1},
+        "distinct_groups": {"type": "boolean"},
+        "escalation": _object(
+            {
+                "after": _DURATION,
+                "groups": _NAME_LIST,
+                "notify": {**_NAME_LIST, "uniqueItems": True},
+                "add_as_approvers": {"type": "boolean"},
+            },
+            required=("after",),
+        ),
+        "timeout": _object({"after": _DURATION, "action": {"enum": ["deny", "approve"]}}, required=("after", "action")),
+    },
+    required=("name", "approver_groups"),
 )
 
 POLICY_SCHEMA = _object(
@@ -89,8 +117,43 @@ POLICY_SCHEMA = _object(
                 "allow_bulk": {"type": "boolean"},
                 "notify": {**_NAME_LIST, "uniqueItems": True},
                 "pending_timeout_minutes": _int(1),
+                "stages": {"type": "array", "items": STAGE_SCHEMA, "minItems": 1, "maxItems": 10},
             },
             required=("mode",),
+        ),
+        "time_windows": _object(
+            {
+                "timezone": {"type": "string", "minLength": 1, "maxLength": 64},
+                "rules": {
+                    "type": "array",
+                    "maxItems": 50,
+                    "items": _object(
+                        {
+                            "days": {"type": "array", "items": _DAY, "minItems": 1},
+                            "hours": {"type": "string", "pattern": HOURS_PATTERN},
+                            "then": {"enum": list(WINDOW_ACTIONS)},
+                        },
+                        required=("then",),
+                    ),
+                },
+                "otherwise": {"enum": list(WINDOW_ACTIONS)},
+                "extra_stage": STAGE_SCHEMA,
+            },
+            required=("timezone",),
+        ),
+        "schedule": _object({"max_lead": _DURATION, "clock": {"enum": list(Policy.ScheduleClock.values)}},
+                            required=("max_lead",)),
+        "networks": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 64}, "maxItems": 200},
+        "review": _object(
+            {
+                "every": _DURATION,
+                "deadline": _DURATION,
+                "reviewers": {**_NAME_LIST, "minItems": 1},
+                "default": {"enum": ["remove", "keep"]},
+                "remind_before": {"type": "array", "items": _DURATION, "maxItems": 10},
+                "managed_group": {"type": "string", "minLength": 1, "maxLength": 512},
+            },
+            required=("every", "deadline", "reviewers", "default"),
         ),
         "justification": _object({"required": {"type": "boolean"}, "min_length": _int(0, JUSTIFICATION_MAX)}),
         "ticket": _object(

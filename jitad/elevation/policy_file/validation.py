@@ -3,6 +3,7 @@
 :func:`load_policy_text` runs every step and raises PolicyFileError listing every
 problem; it talks to the DC, so it runs with no transaction open.
 """
+import ipaddress
 import re
 
 from django.conf import settings
@@ -11,6 +12,7 @@ from jitad import directory
 from jitad.humantime import DurationError, parse_minutes
 
 from ..models import Policy, Target
+from ..selectors.workflow import zone
 from .loader import PolicyFileError, _check_size, _format_path, _line, _parse
 from .schema import SUPPORTED_VERSION, _model_default, _schema_problems
 
@@ -51,6 +53,11 @@ class _Checker:
             self.check_eligible(base, policy)
             self.check_duration(base, policy)
             self.check_approval(base, policy)
+            self.check_stages(base, policy)
+            self.check_windows(base, policy)
+            self.check_schedule(base, policy)
+            self.check_networks(base, policy)
+            self.check_review(base, policy)
             self.check_ticket(base, policy)
         return self.problems
 
@@ -146,12 +153,125 @@ class _Checker:
             if len(groups) < required:
                 self.add((*path, "distinct_groups"),
                          f"{required} approvals from distinct groups need at least {required} approver groups")
+        self.check_destinations((*path, "notify"), approval.get("notify", []))
+
+    def check_destinations(self, path: tuple, names) -> None:
         configured = settings.JITAD_NOTIFY_DESTINATIONS
-        for j, name in enumerate(approval.get("notify", [])):
+        for j, name in enumerate(names):
             if name.lower() not in configured:
                 variable = "JITAD_NOTIFY_" + name.upper().replace("-", "_")
-                self.add((*path, "notify", j),
-                         f"unknown notification destination {name!r}: set {variable} in the environment")
+                self.add((*path, j), f"unknown notification destination {name!r}: set {variable} in the environment")
+
+    def check_minutes(self, path: tuple, value) -> int | None:
+        """Minutes of a duration field ("30m", "2h", "7d" or minutes), or None after reporting the problem."""
+        try:
+            return parse_minutes(value)
+        except DurationError as e:
+            self.add(path, str(e))
+            return None
+
+    def check_stage(self, path: tuple, stage: dict) -> None:
+        """One stage's own rules: distinct groups, escalation before timeout, destinations."""
+        if not self.ok(path):
+            return
+        required = stage.get("approvers_required", 1)
+        if stage.get("distinct_groups") and len({g.lower() for g in stage["approver_groups"]}) < required:
+            self.add((*path, "distinct_groups"),
+                     f"{required} approvals from distinct groups need at least {required} approver groups")
+        escalate = timeout = None
+        if "escalation" in stage:
+            escalation = stage["escalation"]
+            escalate = self.check_minutes((*path, "escalation", "after"), escalation["after"])
+            if not escalation.get("groups") and not escalation.get("notify"):
+                self.add((*path, "escalation"), "names no groups and no notify destinations, so nobody would be told")
+            if escalation.get("add_as_approvers") and not escalation.get("groups"):
+                self.add((*path, "escalation", "add_as_approvers"), "needs groups to add as approvers")
+            self.check_destinations((*path, "escalation", "notify"), escalation.get("notify", []))
+        if "timeout" in stage:
+            timeout = self.check_minutes((*path, "timeout", "after"), stage["timeout"]["after"])
+        if escalate is not None and timeout is not None and escalate >= timeout:
+            self.add((*path, "escalation", "after"), "must be shorter than timeout.after, or the stage ends before "
+                                                      "anyone is told")
+
+    def check_stages(self, base: tuple, policy: dict) -> None:
+        path = (*base, "approval")
+        approval = policy.get("approval")
+        if not self.ok(path) or approval is None or "stages" not in approval:
+            return
+        if approval["mode"] == Policy.ApprovalMode.AUTO:
+            self.add((*path, "stages"), "must not be set when mode is auto (nobody approves)")
+            return
+        for key in ("approvers_required", "approver_groups", "distinct_groups"):
+            if key in approval:
+                self.add((*path, key), "set the approvers in stages, or here for a single stage, not both")
+        seen = {}
+        for j, stage in enumerate(approval["stages"]):
+            name = stage["name"].lower()
+            if name in seen:
+                self.add((*path, "stages", j, "name"), f"duplicate stage name {stage['name']!r} (also stages[{seen[name]}])")
+            seen.setdefault(name, j)
+            self.check_stage((*path, "stages", j), stage)
+
+    def check_windows(self, base: tuple, policy: dict) -> None:
+        path = (*base, "time_windows")
+        windows = policy.get("time_windows")
+        if windows is None or not self.ok(path):
+            return
+        if zone(windows["timezone"]) is None:
+            self.add((*path, "timezone"), f"unknown time zone {windows['timezone']!r}: use an IANA name such as "
+                                          "Europe/Paris or UTC")
+        actions = [rule["then"] for rule in windows.get("rules", [])] + [windows.get("otherwise", "policy")]
+        for j, rule in enumerate(windows.get("rules", [])):
+            if "hours" in rule:
+                start, end = rule["hours"].split("-")
+                if start == end:
+                    self.add((*path, "rules", j, "hours"), f"{rule['hours']!r} is an empty window (start equals end)")
+            elif "days" not in rule:
+                self.add((*path, "rules", j), "names no days and no hours, so it matches all the time: use otherwise")
+        if "extra_stage" in actions and "extra_stage" not in windows:
+            self.add(path, "a rule says extra_stage: define extra_stage (its approvers)")
+        if "extra_stage" in windows:
+            if "extra_stage" not in actions:
+                self.add((*path, "extra_stage"), "no rule and not otherwise says extra_stage, so it is never used")
+            self.check_stage((*path, "extra_stage"), windows["extra_stage"])
+        approval = policy.get("approval")
+        if isinstance(approval, dict) and approval.get("mode") == Policy.ApprovalMode.AUTO and "extra_stage" in actions \
+                and isinstance(windows.get("extra_stage"), dict) and not windows["extra_stage"].get("approver_groups"):
+            self.add((*path, "extra_stage"), "needs approver_groups")
+
+    def check_schedule(self, base: tuple, policy: dict) -> None:
+        path = (*base, "schedule")
+        if "schedule" in policy and self.ok(path):
+            self.check_minutes((*path, "max_lead"), policy["schedule"]["max_lead"])
+
+    def check_networks(self, base: tuple, policy: dict) -> None:
+        path = (*base, "networks")
+        if not self.ok(path):
+            return
+        for j, cidr in enumerate(policy.get("networks", [])):
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError as e:
+                self.add((*path, j), f"{cidr!r} is not a network such as 10.20.0.0/16 or 2001:db8::/32 ({e})")
+
+    def check_review(self, base: tuple, policy: dict) -> None:
+        path = (*base, "review")
+        review = policy.get("review")
+        if review is None or not self.ok(path):
+            return
+        every = self.check_minutes((*path, "every"), review["every"])
+        deadline = self.check_minutes((*path, "deadline"), review["deadline"])
+        if every is not None and deadline is not None and deadline >= every:
+            self.add((*path, "deadline"), "must be shorter than every, or two reviews of one policy would overlap")
+        for j, value in enumerate(review.get("remind_before", [])):
+            before = self.check_minutes((*path, "remind_before", j), value)
+            if before is not None and deadline is not None and before >= deadline:
+                self.add((*path, "remind_before", j), "must be shorter than the deadline")
+        if "managed_group" in review:
+            problem = directory.placement_problem(review["managed_group"])
+            if problem:
+                self.add((*path, "managed_group"),
+                         f"a review may change only a group jitad owns: {review['managed_group']!r}: {problem}")
 
     def check_ticket(self, base: tuple, policy: dict) -> None:
         if not self.ok((*base, "ticket")) or "pattern" not in policy.get("ticket", {}):
