@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 
 from jitad.accounts.mfa import mfa_is_fresh, mfa_step_of
+from jitad.accounts.throttle import client_ip
 from jitad.humantime import minutes_text
 
 from . import services
@@ -81,7 +82,7 @@ def request_new(request):
     if request.method == "POST" and form.is_valid():
         try:
             req = services.request_create(requester=request.user, target=target, mfa=mfa_step_of(request),
-                                          **form.service_arguments())
+                                          client_ip=client_ip(request), **form.service_arguments())
         except RequestRefused as e:
             error = e.message
             form.add_refusal(e)

@@ -34,6 +34,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
 from jitad.accounts.mfa import mfa_step_of
+from jitad.accounts.throttle import client_ip
 
 from ..errors import RequestRefused
 from ..models import AccessRequest
@@ -199,6 +200,7 @@ class RequestListView(ApiView):
             justification=data.get("justification") or "",
             ticket=data.get("ticket") or "",
             mfa=mfa_step_of(request),
+            client_ip=client_ip(request),
         )
         return self.respond(req, status.HTTP_201_CREATED)
 

@@ -61,3 +61,20 @@ def extension_room(*, grant: Grant, policy: Policy | None, extensions: int | Non
                              f"Policy {policy.name} lets a grant last at most "
                              f"{minutes_text(policy.max_duration_minutes)} in all, and grant #{grant.pk} already does.")
     return ExtensionRoom(minutes)
+
+
+# States in which a grant holds (or is about to hold) an exclusive target: everything live, and scheduled ones
+# whose start has come (they wait only for the holder).
+HOLDING_STATES = (Grant.State.APPROVED, Grant.State.GRANTING, Grant.State.ACTIVE, Grant.State.UNVERIFIED,
+                  Grant.State.GRANT_FAILED, Grant.State.REVOKING, Grant.State.REVOKE_FAILED)
+
+
+def exclusive_holder(*, target, user=None) -> Grant | None:
+    """On a target that allows one admin at a time, the grant of someone other than ``user`` holding it
+    (the one that ends last), or None: the target is free, or not exclusive."""
+    if not target.exclusive:
+        return None
+    held = Grant.objects.filter(target=target, state__in=HOLDING_STATES).select_related("user")
+    if user is not None:
+        held = held.exclude(user=user)
+    return held.order_by("-expires_at").first()

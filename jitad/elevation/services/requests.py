@@ -80,10 +80,12 @@ def _check_duration(policy: Policy, duration_minutes) -> int:
 
 
 def request_create(*, requester, target: Target, duration_minutes=None, justification: str = "", ticket: str = "",
-                   mfa: MfaStep | None = None) -> AccessRequest:
+                   mfa: MfaStep | None = None, starts_at=None, client_ip: str | None = None) -> AccessRequest:
     """Ask for ``target`` for ``duration_minutes``; auto-approved requests get their grant at once.
 
     ``mfa`` is the verified step the requester made it with, recorded on the row and in the audit.
+    ``starts_at`` asks for a scheduled start (None: at once); ``client_ip`` is the address the
+    request came from (the trusted proxy honoured), checked against the policy's networks.
     """
     if not target.enabled:
         raise RequestRefused("target_disabled", f"{target.name} is not open for requests.")
