@@ -53,9 +53,9 @@ def test_removal_from_an_approver_group_takes_the_right_away_without_a_login(app
 
 def test_an_unchanged_account_is_not_rewritten(approver):
     user = approver[0]
-    before = AuditEvent.objects.count()
+    before = AuditEvent.objects.exclude(object_type="alert").count()
     accounts_refresh_from_directory()
-    assert AuditEvent.objects.count() == before  # nothing changed: no audit noise every interval
+    assert AuditEvent.objects.exclude(object_type="alert").count() == before  # nothing changed: no audit noise every interval
     user.refresh_from_db()
     assert user.is_active and user.directory_account.synced_at > timezone.now() - timedelta(minutes=1)
 

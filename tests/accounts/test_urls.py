@@ -174,7 +174,7 @@ def test_stale_mfa_cannot_change_anything(client, django_user_model, name, url):
     THEN it is asked to verify again (403) and no audit event (no state change) is written."""
     user = _user(django_user_model, "stale", superuser=True)
     verify_session(client, user, age_seconds=stale_age())
-    before = AuditEvent.objects.count()
+    before = AuditEvent.objects.exclude(object_type="alert").count()
     for method in ("post", "put", "patch", "delete"):
         response = getattr(client, method)(url, data={"comment": "x", "reason": "x", "name": "x"},
                                            content_type="application/x-www-form-urlencoded" if method != "post" else None) \
@@ -184,7 +184,7 @@ def test_stale_mfa_cannot_change_anything(client, django_user_model, name, url):
             assert response.status_code in (401, 403, 405, 415) or _catch_all(url), (method, response.status_code)
         else:
             assert response.status_code == 403 and b"Confirm it" in response.content, (method, response.status_code)
-    assert AuditEvent.objects.count() == before
+    assert AuditEvent.objects.exclude(object_type="alert").count() == before
 
 
 @pytest.mark.parametrize("name,url", [(n, u) for n, u in URLS if _is_api(u)], ids=[n for n, u in URLS if _is_api(u)])

@@ -72,7 +72,7 @@ def snapshot() -> dict:
             {**values, "targets": sorted(Policy.objects.get(pk=values["id"]).targets.values_list("name", flat=True))}
             for values in Policy.objects.values()
         ],
-        "audit": list(AuditEvent.objects.values_list("hash", flat=True)),
+        "audit": list(AuditEvent.objects.exclude(object_type="alert").values_list("hash", flat=True)),  # alerts may come from the worker
     }
 
 
