@@ -141,7 +141,7 @@ class _Checker:
         approval = policy.get("approval")
         if not self.ok(path) or approval is None:
             return
-        if approval["mode"] == Policy.ApprovalMode.MANUAL and not approval.get("approver_groups"):
+        if approval["mode"] == Policy.ApprovalMode.MANUAL and not approval.get("approver_groups") and "stages" not in approval:
             self.add((*path, "approver_groups"), "manual approval needs at least one approver group")
         if approval["mode"] == Policy.ApprovalMode.AUTO:
             for key in ("approvers_required", "approver_groups", "distinct_groups", "allow_bulk", "notify"):
