@@ -146,3 +146,31 @@ def test_a_document_without_checkable_claims_and_a_bad_period(tmp_path, world):
     assert "no checkable claim found" in report
     code, report = run_validate(path, "--evidence", "--period", "forever")
     assert code == 2 and "'forever' is not a period such as 30d" in report and "date range" in report
+
+
+def test_a_manual_policy_that_can_approve_without_a_person_contradicts_every_request_approved(world, tmp_path):
+    """GIVEN only manual policies, one of which has a time window that approves automatically and a stage that
+    approves itself when nobody decides WHEN the document claims every request needs a person
+    THEN --evidence names that policy with both ways, and the generated document lists it under automatic approval
+    with its stages and windows spelt out."""
+    Policy.objects.filter(name="low-risk-servers").update(approval_mode=Policy.ApprovalMode.MANUAL, approvals_required=1)
+    AccessRequest.objects.filter(pk=world["auto"].pk).update(decided_at=timezone.now() - timedelta(days=9))
+    claim = "Every request requires approval by a second person."
+    assert check(tmp_path, claim)[0] == 0
+    Policy.objects.filter(name="sql-admins").update(
+        stages=[{"name": "peer", "approvals_required": 1, "approver_groups": ["DBA-Leads"], "distinct_groups": False,
+                 "escalation": {"after_minutes": 30, "groups": ["IT-Managers"], "notify": [], "add_as_approvers": True},
+                 "timeout": {"after_minutes": 120, "action": "approve"}},
+                {"name": "manager", "approvals_required": 1, "approver_groups": ["IT-Managers"], "distinct_groups": False,
+                 "escalation": None, "timeout": None}],
+        time_windows={"timezone": "Europe/Paris", "rules": [{"days": ["sat", "sun"], "then": "auto"}],
+                      "otherwise": "policy"})
+    code, report = check(tmp_path, claim)
+    assert code == 1, report
+    assert ("- policy sql-admins: a time window approves automatically; stage peer approves itself after 120 min "
+            "undecided") in report
+    text = write_document(tmp_path / "pam.md").decode()
+    assert "sql-admins (a time window approves automatically; stage peer approves itself after 120 min undecided)" in text
+    assert ("stage 1 (peer): 1 approval(s) from DBA-Leads; after 30 min undecided, escalates to IT-Managers (who may then decide); "
+            "approved without a decision after 2 h undecided; then stage 2 (manager): 1 approval(s) from IT-Managers") in text
+    assert "Policy sql-admins: time windows sat,sun: auto; otherwise policy (Europe/Paris)." in text

@@ -57,11 +57,53 @@ def _jit_model(f: PamFacts) -> list:
     return out
 
 
+def _stage_text(stage: dict) -> str:
+    groups = ", ".join(stage["approver_groups"]) or "the target's approver groups"
+    text = f"{stage['approvals_required']} approval(s) from {groups}" + (" (distinct groups)" if stage["distinct_groups"] else "")
+    escalation, timeout = stage.get("escalation"), stage.get("timeout")
+    if escalation:
+        told = ", ".join([*escalation.get("groups", []), *escalation.get("notify", [])])
+        text += f"; after {minutes_text(escalation['after_minutes'])} undecided, escalates to {told}"
+        if escalation.get("add_as_approvers"):
+            text += " (who may then decide)"
+    if timeout:
+        verb = "denied" if timeout["action"] == "deny" else "approved without a decision"
+        text += f"; {verb} after {minutes_text(timeout['after_minutes'])} undecided"
+    return text
+
+
 def _approval_cell(p: dict) -> str:
     if p["auto"]:
         return "automatic"
+    stages = p.get("stages") or []
+    if len(stages) == 1:
+        return f"{_stage_text(stages[0])}"
+    if stages:
+        return "; then ".join(f"stage {i} ({s['name']}): {_stage_text(s)}" for i, s in enumerate(stages, 1))
     groups = ", ".join(p["approver_groups"]) or "the target's approver groups"
     return f"{p['approvals_required']} approval(s) from {groups}"
+
+
+def _workflow_paras(policies: list[dict]) -> list:
+    """What each enabled policy adds to its approvers: time windows, networks, scheduled starts, reviews."""
+    out = []
+    for p in policies:
+        if not p["enabled"]:
+            continue
+        rules = []
+        if p.get("windows"):
+            rules.append(f"time windows {p['windows']}")
+        if p.get("networks"):
+            rules.append(f"requests only from {', '.join(p['networks'])}")
+        if p.get("schedule_max_lead_minutes"):
+            rules.append(f"scheduled starts up to {minutes_text(p['schedule_max_lead_minutes'])} ahead")
+        if p.get("review"):
+            r = p["review"]
+            rules.append(f"eligibility reviewed every {minutes_text(r['every_minutes'])} by {', '.join(r['reviewers'])} "
+                         f"(undecided by the deadline: {r['default']})")
+        if rules:
+            out.append(Para(f"Policy {p['name']}: " + "; ".join(rules) + "."))
+    return out
 
 
 def _authorization(f: PamFacts) -> list:
@@ -83,7 +125,9 @@ def _authorization(f: PamFacts) -> list:
         out.append(Para(f"Every request requires approval by at least {least} approver(s) before access is granted; "
                         "no request is approved automatically."))
     elif auto or auto_count:
-        out.append(Para(f"Automatic approval: policies {', '.join(auto) or '(none now)'} grant access without an "
+        why = {p["name"]: "; ".join(p.get("auto_reasons") or []) for p in f.policies}
+        named = ", ".join(f"{name} ({why[name]})" if why.get(name) else name for name in auto)
+        out.append(Para(f"Automatic approval: policies {named or '(none now)'} can grant access without an "
                         f"approver (a justification is still required). In the period {auto_count} of {approved} "
                         "approved requests were approved automatically; the other policies need approvers as listed."))
     rows = [(p["name"], ", ".join(p["targets"]) or "-", ", ".join(p["eligible"]) or "-",
@@ -92,6 +136,7 @@ def _authorization(f: PamFacts) -> list:
              f"{_yes(p['justification'])} / {_yes(p['ticket'])}", _yes(p["enabled"])) for p in f.policies]
     out.append(table(("Policy", "Targets", "Eligible", "Default", "Max duration", "Approval", "Distinct groups",
                       "Extensions", "Pending timeout", "Justification / ticket", "Enabled"), rows))
+    out += _workflow_paras(f.policies)
     return out
 
 

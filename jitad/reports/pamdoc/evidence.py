@@ -163,7 +163,7 @@ def _check_standing(period: Period) -> list[str]:
 
 
 def _check_approval_all(period: Period) -> list[str]:
-    policies = [f"policy {p.name}: approval_mode=auto" for p in records.auto_policies()]
+    policies = [f"policy {p.name}: {'; '.join(records.auto_reasons(p))}" for p in records.auto_policies()]
     auto = records.auto_approved_requests(period)
     out = policies + [f"request #{r.pk}: approved automatically by policy {r.policy.name}, no approver"
                       for r in auto[:LISTED]]
@@ -171,7 +171,7 @@ def _check_approval_all(period: Period) -> list[str]:
 
 
 def _check_at_least(n: int, period: Period) -> list[str]:
-    out = [f"policy {p.name}: approval_mode=auto" for p in records.auto_policies()]
+    out = [f"policy {p.name}: {'; '.join(records.auto_reasons(p))}" for p in records.auto_policies()]
     out += [f"policy {p.name}: approvals_required={p.approvals_required} < stated {n}"
             for p in Policy.objects.filter(enabled=True, approval_mode=Policy.ApprovalMode.MANUAL,
                                            approvals_required__lt=n).order_by("name")]

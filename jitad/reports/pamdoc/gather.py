@@ -13,6 +13,7 @@ from jitad.audit.services import audit_verify
 from jitad.breakglass.models import Checkout, Seal, SealedAccount
 from jitad.breakglass.runbooks import runbooks_load
 from jitad.elevation.models import HostScan, Policy, Target
+from jitad.elevation.selectors.workflow import policy_stages, window_text
 
 from ..selectors.kpis import report_build
 from . import records
@@ -75,6 +76,9 @@ def _policies() -> list[dict]:
             "max_extensions": p.max_extensions, "pending_timeout_minutes": p.pending_timeout_minutes,
             "justification": p.require_justification, "ticket": p.require_ticket,
             "end_sessions": p.end_sessions_on_revoke,
+            "stages": policy_stages(p), "windows": window_text(p), "auto_reasons": records.auto_reasons(p),
+            "networks": list(p.networks or []), "schedule_max_lead_minutes": p.schedule_max_lead_minutes,
+            "review": dict(p.review or {}),
         })
     return rows
 

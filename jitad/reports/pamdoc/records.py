@@ -9,6 +9,8 @@ from django.db.models import Q
 from jitad.breakglass.models import Checkout, CheckoutApproval, SealedAccount
 from jitad.elevation.models import AccessRequest, Approval, HostScan, Policy, StandingAdmin
 
+from jitad.elevation.selectors.workflow import policy_stages
+
 from ..period import PeriodError, period_resolve
 
 __all__ = ["Period", "PeriodError", "period_parse", "period_stated"]
@@ -68,7 +70,7 @@ def approved_requests(period: Period):
 
 
 def auto_approved_requests(period: Period):
-    """Approved requests no person decided (approval mode auto at the time)."""
+    """Approved requests no person had to decide (approval mode auto, or a time window approving automatically)."""
     return approved_requests(period).filter(approvals_required=0)
 
 
@@ -125,9 +127,23 @@ def scan_that_found(finding: StandingAdmin) -> HostScan | None:
     return scans.order_by("-started_at").first()
 
 
-def auto_policies():
-    """Enabled policies that approve without a person."""
-    return Policy.objects.filter(enabled=True, approval_mode=Policy.ApprovalMode.AUTO).order_by("name")
+def auto_reasons(policy: Policy) -> list[str]:
+    """How ``policy`` can approve a request without a person: automatic mode, a time window that approves
+    automatically, or a stage that approves itself when nobody decides in time ([] when it cannot)."""
+    if policy.approval_mode == Policy.ApprovalMode.AUTO:
+        return ["approval_mode=auto"]
+    windows = policy.time_windows or {}
+    actions = [rule.get("then") for rule in windows.get("rules", [])] + [windows.get("otherwise")]
+    reasons = ["a time window approves automatically"] if windows and "auto" in actions else []
+    stages = [*policy_stages(policy), *([windows["extra_stage"]] if windows.get("extra_stage") else [])]
+    reasons += [f"stage {stage['name']} approves itself after {stage['timeout']['after_minutes']} min undecided"
+                for stage in stages if (stage.get("timeout") or {}).get("action") == "approve"]
+    return reasons
+
+
+def auto_policies() -> list[Policy]:
+    """Enabled policies that can approve without a person (``auto_reasons``), by name."""
+    return [p for p in Policy.objects.filter(enabled=True).order_by("name") if auto_reasons(p)]
 
 
 def checkouts_without_dual_control(period: Period):
