@@ -235,3 +235,24 @@ def test_two_stages_end_to_end_make_the_membership(live, make_user, make_target,
     grant = wait_state(Grant.objects.get(request=req).id, Grant.State.ACTIVE)
     assert ad_is_member(ldap_admin, tgt.group_dn, ad_user_dn(ldap_admin, samba_dc.base_dn, alice.username))
     assert grant.user == alice
+
+
+def test_a_deputy_end_to_end_during_and_after_the_delegation(live, make_user, make_target, ldap_admin, samba_dc):
+    """GIVEN an approver who delegated to a deputy in no approver group
+    WHEN the deputy approves during the delegation THEN the worker makes the membership, the approval in the
+    approver's name; WHEN the delegation has ended THEN the same deputy is refused on the next request."""
+    tgt = make_target(mode="manual", approver_groups=("approvers",))
+    alice = make_user("alice", groups=["admins"])
+    boss = make_user("boss", groups=["approvers"])
+    deputy = make_user("deputy")
+    delegation = delegate(boss, deputy)
+    req = services.request_create(requester=alice, target=tgt, duration_minutes=30)
+    services.request_approve(request=req, approver=deputy, comment="for boss")
+    assert Approval.objects.get(request=req).on_behalf_of == boss
+    wait_state(Grant.objects.get(request=req).id, Grant.State.ACTIVE)
+    assert ad_is_member(ldap_admin, tgt.group_dn, ad_user_dn(ldap_admin, samba_dc.base_dn, alice.username))
+
+    Delegation.objects.filter(pk=delegation.pk).update(ends_at=timezone.now() - timedelta(seconds=1))
+    later = services.request_create(requester=alice, target=tgt, duration_minutes=30)
+    refused("not_approver", services.request_approve, request=later, approver=deputy)
+    assert not Grant.objects.filter(request=later).exists()
