@@ -7,7 +7,17 @@ from django.test import override_settings
 from jitad.elevation.models import Policy
 from jitad.elevation.policy_file import PolicyFileError, apply_policy_text
 
-from .test_policy_workflow_fields import FULL, _with, jit_groups  # noqa: F401 - the fixture makes the DC's groups
+from .test_policy_workflow_fields import _with
+
+
+@pytest.fixture(scope="module", autouse=True)
+def jit_groups(samba_dc):
+    from jitad import directory
+
+    with directory.connect() as d:
+        d.ensure_ou(samba_dc.jit_ou)
+        d.ensure_group("JIT-WF01-Admins", samba_dc.jit_ou)
+
 
 STAGE = "          escalation: {after: 30m, groups: [IT-Managers], add_as_approvers: true}"
 MORE_MISTAKES = [
