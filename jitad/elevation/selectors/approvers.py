@@ -238,7 +238,7 @@ def approver_scope(*, user, resolved: bool = False) -> Q:
     # A policy file's approver_groups hold every stage's groups already; a pending request's open stage is
     # tested too, for policies whose stages or windows were set another way.
     return (Q(policy__in=policies) | Q(target__in=targets)
-            | Q(state=AccessRequest.State.PENDING, stage_groups__isnull=False) & Q(JSONListMatches("stage_groups", groups)))
+            | Q(state=AccessRequest.State.PENDING) & Q(JSONListMatches("stage_groups", groups)))
 
 
 def is_approver_anywhere(*, user) -> bool:
