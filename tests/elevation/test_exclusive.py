@@ -252,3 +252,51 @@ def test_the_same_person_never_waits_for_themselves(setup):
     alice = _person("alice")
     first, second = _approve(setup, alice), _approve(setup, alice)
     assert (first.state, second.state) == (Grant.State.GRANTING, Grant.State.GRANTING)
+
+
+# -- races on the database alone (PostgreSQL in CI: the row locks are what keeps them apart) ---------
+def _race(fn, args_list):
+    barrier = threading.Barrier(len(args_list))
+    errors = []
+
+    def run(*args):
+        try:
+            barrier.wait()
+            fn(*args)
+        except Exception as e:  # noqa: BLE001 - reported by the caller's assertion
+            errors.append(e)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=args) for args in args_list]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return errors
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_approvals_and_sweeps_never_start_two_grants():
+    """GIVEN six people's requests for a free one-at-a-time target
+    WHEN an approver approves all six at the same instant THEN one grant starts and five wait;
+    WHEN that one ends and four sweeps race to start the next THEN exactly one more starts, the first in line."""
+    t = _exclusive(builders.target("EXC02"))
+    builders.policy(t)
+    lead = builders.user("lead", "Leads")
+    people = [builders.user(f"racer{i}", "Ops") for i in range(6)]
+    reqs = [services.request_create(requester=p, target=t, duration_minutes=30) for p in people]
+    errors = _race(lambda r: services.request_approve(request=AccessRequest.objects.get(pk=r.pk), approver=lead),
+                   [(r,) for r in reqs])
+    assert errors == []
+    started = Grant.objects.filter(target=t).exclude(state=Grant.State.SCHEDULED)
+    assert started.count() == 1 and Grant.objects.filter(target=t, state=Grant.State.SCHEDULED).count() == 5
+    first = started.get()
+
+    in_line = Grant.objects.filter(target=t, state=Grant.State.SCHEDULED).order_by("starts_at", "id").first()
+    Grant.objects.filter(pk=first.pk).update(state=Grant.State.REVOKED, revoked_at=timezone.now(), claim_token=None)
+    errors = _race(lambda: scheduled_start_exclusive(target_id=t.pk), [()] * 4)
+    assert errors == []
+    assert len(_holders(t)) == 1
+    assert Grant.objects.get(target=t, state__in=HOLDING_STATES).pk == in_line.pk
+    assert Grant.objects.filter(target=t, state=Grant.State.SCHEDULED).count() == 4
