@@ -120,6 +120,8 @@ def test_releasing_a_scheduled_grant_ends_it_without_touching_ad(live, make_user
     assert _trail(grant.id) == ["grant.created", "grant.scheduled", "grant.revoked"]
     note = Notification.objects.get(event="grant.revoked", object_id=str(grant.pk))
     assert "before they started" in note.body and "Nothing was changed" in note.body
+    history = access_overview(user=alice).history
+    assert [(h.obj.pk, h.detail) for h in history if h.kind == "grant"] == [(grant.pk, "Cancelled before it started")]
 
 
 # -- the rules, on the database ------------------------------------------------------------

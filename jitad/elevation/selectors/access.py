@@ -78,6 +78,11 @@ class AccessOverview:
 
 def revoke_detail(grant: Grant) -> str:
     """Why a grant ended (or is ending), in the words its holder sees: an administrator's reason included."""
+    never_started = grant.state == GrantState.REVOKED and grant.activated_at is None and grant.membership_removed is None
+    if never_started and grant.revoke_reason == Grant.RevokeReason.RELEASED:
+        return "Cancelled before it started"
+    if never_started and grant.revoke_reason == Grant.RevokeReason.EXPIRED:
+        return "Its time passed before it could start"
     if grant.revoke_reason == Grant.RevokeReason.ADMIN:
         by = grant.revoke_requested_by or "an administrator"
         return f"Revoked by {by}" + (f": {grant.revoke_comment}" if grant.revoke_comment else "")
