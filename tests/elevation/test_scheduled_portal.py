@@ -8,6 +8,7 @@ import re
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
@@ -133,3 +134,19 @@ def test_the_api_takes_a_start_with_its_offset_and_shows_it(srv, spy):
     assert shown["starts_at"] and datetime.fromisoformat(shown["starts_at"].replace("Z", "+00:00")) == start
     assert shown["grant"]["state"] == "scheduled"
     assert datetime.fromisoformat(shown["grant"]["starts_at"].replace("Z", "+00:00")) == start
+
+
+def test_the_admin_shows_a_scheduled_grant_and_revokes_it_without_ad_work(verified_client, srv):
+    alice, lead = user("alice", "Ops"), user("lead", "Leads")
+    g = _scheduled(alice, lead, srv, starts_at=timezone.now() + timedelta(hours=3))
+    boss = User.objects.create_superuser("boss")
+    client = verified_client(boss)
+    listing = client.get(reverse("admin:elevation_grant_changelist") + "?view=all")
+    assert [r.pk for r in listing.context["cl"].result_list] == [g.pk]
+    page = listing.content.decode()
+    assert "starts in 2 h" in page or "starts in 3 h" in page
+    change = client.get(reverse("admin:elevation_grant_change", args=[g.pk])).content.decode()
+    assert "Revoke this grant now" in change and "Starts at" in change and "scheduled" in change
+    client.post(reverse("admin:elevation_grant_revoke", args=[g.pk]), {"reason": "window moved"})
+    g.refresh_from_db()
+    assert g.state == Grant.State.REVOKED and g.revoke_comment == "window moved" and g.membership_removed is None
