@@ -300,3 +300,13 @@ def test_racing_approvals_and_sweeps_never_start_two_grants():
     assert len(_holders(t)) == 1
     assert Grant.objects.get(target=t, state__in=HOLDING_STATES).pk == in_line.pk
     assert Grant.objects.filter(target=t, state=Grant.State.SCHEDULED).count() == 4
+
+
+def test_a_late_approval_past_its_end_on_a_held_target_just_ends(setup):
+    """GIVEN a request whose scheduled window has passed, on a target someone else holds
+    WHEN it is approved THEN it ends at once (never started), rather than waiting for a turn it cannot use."""
+    alice, bob = _person("alice"), _person("bob")
+    _approve(setup, alice)
+    b = _approve(setup, bob, starts_at=timezone.now() - timedelta(hours=2))
+    assert b.state == Grant.State.REVOKED and "grant.waiting" not in _trail(b.id)
+    assert not Notification.objects.filter(event="grant.waiting", object_id=str(b.pk)).exists()

@@ -78,13 +78,13 @@ def grant_create_from(*, request: AccessRequest, actor: str) -> Grant:
         state, starts_at, expires_at = GrantState.GRANTING, starts, starts + timedelta(minutes=minutes)
     else:
         state, starts_at, expires_at = GrantState.GRANTING, (now if starts else None), now + timedelta(minutes=minutes)
+    ended = state == GrantState.GRANTING and expires_at <= now
     holder = None
-    if state == GrantState.GRANTING and target.exclusive:
+    if state == GrantState.GRANTING and not ended and target.exclusive:
         holder = exclusive_holder(target=target, user=request.requester)
         if holder is not None:
             state, starts_at = GrantState.SCHEDULED, now
-    ended = state == GrantState.GRANTING and expires_at <= now
-    token = uuid.uuid4() if state == GrantState.GRANTING and not ended else None
+    token = uuid.uuid4() if state == GrantState.GRANTING and not ended else None  # the apply's claim
     grant = Grant.objects.create(
         request=request,
         user=request.requester,
@@ -103,16 +103,14 @@ def grant_create_from(*, request: AccessRequest, actor: str) -> Grant:
     if ended:  # approved after its whole window: nothing to add, nothing to remove
         audit_record_many(entries)
         grant_end_unstarted([grant], actor=actor, now=now)
-    elif state == GrantState.SCHEDULED and holder is None:
-        entries.append(_entry(grant, actor=actor, action="grant.scheduled", before=GrantState.APPROVED,
-                              after=GrantState.SCHEDULED, starts_at=starts_at.isoformat()))
-        audit_record_many(entries)
-        notice_grant_scheduled(grant=grant)
     elif state == GrantState.SCHEDULED:
         entries.append(_entry(grant, actor=actor, action="grant.scheduled", before=GrantState.APPROVED,
                               after=GrantState.SCHEDULED, starts_at=starts_at.isoformat()))
         audit_record_many(entries)
-        grant_wait_record(grant, holder, actor=actor)
+        if holder is None:  # its start is ahead
+            notice_grant_scheduled(grant=grant)
+        else:  # waits for the holder: audited with who holds it and until when
+            grant_wait_record(grant, holder, actor=actor)
     else:
         entries.append(_entry(grant, actor="system:engine", action="grant.granting", before=GrantState.APPROVED,
                               after=GrantState.GRANTING))
