@@ -310,3 +310,65 @@ def test_a_late_approval_past_its_end_on_a_held_target_just_ends(setup):
     b = _approve(setup, bob, starts_at=timezone.now() - timedelta(hours=2))
     assert b.state == Grant.State.REVOKED and "grant.waiting" not in _trail(b.id)
     assert not Notification.objects.filter(event="grant.waiting", object_id=str(b.pk)).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_approval_and_a_scheduled_start_racing_for_a_free_target_start_one(monkeypatch):
+    """GIVEN a free one-at-a-time target and bob's grant scheduled to start there
+    WHEN alice's request is approved, and the sweep tries to start bob's grant right after the approval found
+    the target free but before it committed
+    THEN bob's grant waits for alice's: the sweep decides only once the approval's lock on the target is gone."""
+    from jitad.elevation.services import grants as grant_services
+
+    t = _exclusive(builders.target("EXC03"))
+    builders.policy(t, schedule_max_lead_minutes=1440)
+    lead, alice, bob = builders.user("lead", "Leads"), builders.user("alice", "Ops"), builders.user("bob", "Ops")
+    start = timezone.now() + timedelta(hours=1)
+    breq = services.request_create(requester=bob, target=t, duration_minutes=30)
+    AccessRequest.objects.filter(pk=breq.pk).update(starts_at=start)
+    services.request_approve(request=breq, approver=lead)
+    scheduled = Grant.objects.get(request=breq)
+    assert scheduled.state == Grant.State.SCHEDULED
+    areq = services.request_create(requester=alice, target=t, duration_minutes=30)
+
+    found_free, sweep_done = threading.Event(), threading.Event()
+    real = grant_services.exclusive_holder
+
+    def holder_then_pause(**kwargs):
+        found = real(**kwargs)
+        found_free.set()
+        sweep_done.wait(3)  # the sweep runs now, while this approval has not committed
+        return found
+
+    monkeypatch.setattr(grant_services, "exclusive_holder", holder_then_pause)
+    errors = []
+
+    def approve():
+        try:
+            services.request_approve(request=AccessRequest.objects.get(pk=areq.pk), approver=lead)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+        finally:
+            found_free.set()
+            connection.close()
+
+    def sweep():
+        try:
+            found_free.wait(30)
+            scheduled_start_exclusive(target_id=t.pk, now=start + timedelta(seconds=1))  # bob's start has come
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+        finally:
+            sweep_done.set()
+            connection.close()
+
+    threads = [threading.Thread(target=approve), threading.Thread(target=sweep)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert errors == []
+    assert Grant.objects.get(request=areq).state == Grant.State.GRANTING
+    scheduled.refresh_from_db()
+    assert scheduled.state == Grant.State.SCHEDULED, "both grants started on a one-at-a-time target"
+    assert len(_holders(t)) == 1
