@@ -6,8 +6,10 @@ policy. The services stay the authority: a refusal they raise is put next to the
 it is about (``add_refusal``).
 """
 from django import forms
+from django.conf import settings
+from django.utils import timezone
 
-from jitad.humantime import DurationError, common_choices, minutes_input, minutes_text, parse_minutes
+from jitad.humantime import DurationError, common_choices, minutes_input, minutes_text, parse_minutes, when
 
 from .errors import RequestRefused
 from .models import Grant, Policy
@@ -23,6 +25,8 @@ REFUSAL_FIELDS = {
     "ticket_required": "ticket",
     "ticket_invalid": "ticket",
 }
+# Refusals about the scheduled start carry codes that begin with this.
+START_REFUSAL_PREFIXES = ("start", "schedule")
 
 
 class DurationField(forms.CharField):
@@ -56,10 +60,23 @@ class RequestForm(forms.Form):
         error_messages={"required": "Enter the ticket this work belongs to."},
     )
 
+    starts_at = forms.DateTimeField(
+        label="Start at", required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        error_messages={"invalid": "Enter a date and time, such as 2026-12-06 02:00."},
+    )
+
     def __init__(self, *args, policy: Policy, **kwargs):
         super().__init__(*args, **kwargs)
         self.policy = policy
         self.set_duration(default=policy.default_duration_minutes, most=policy.max_duration_minutes)
+        lead = policy.schedule_max_lead_minutes
+        if lead > 0:  # read in the portal's time zone (JITAD_TIME_ZONE)
+            self.fields["starts_at"].help_text = (
+                f"Optional: when the access should start, in {settings.TIME_ZONE} time, at most "
+                f"{minutes_text(lead)} ahead. Empty: as soon as it is approved.")
+        else:
+            del self.fields["starts_at"]
         justification = self.fields["justification"]
         if policy.require_justification:
             justification.required = True
@@ -90,18 +107,29 @@ class RequestForm(forms.Form):
             raise forms.ValidationError(f"Write at least {minimum} characters (you wrote {len(text)}).")
         return text
 
+    def clean_starts_at(self):
+        value = self.cleaned_data.get("starts_at")
+        if value is not None and value <= timezone.now():
+            raise forms.ValidationError(f"That is in the past ({when(value)}); leave it empty to start at once.")
+        return value
+
     def service_arguments(self) -> dict:
         """Keyword arguments for request_create / request_extend."""
         data = self.cleaned_data
-        return {
+        arguments = {
             "duration_minutes": data["duration_minutes"],
             "justification": data.get("justification", ""),
             "ticket": data.get("ticket", ""),
         }
+        if data.get("starts_at"):
+            arguments["starts_at"] = data["starts_at"]
+        return arguments
 
     def add_refusal(self, refusal: RequestRefused) -> None:
         """Show a service's refusal next to the field it is about, if it is about one."""
         name = REFUSAL_FIELDS.get(refusal.code)
+        if name is None and refusal.code.startswith(START_REFUSAL_PREFIXES):
+            name = "starts_at"
         if name in self.fields:
             self.add_error(name, refusal.message)
 
@@ -111,6 +139,7 @@ class ExtendForm(RequestForm):
 
     def __init__(self, *args, policy: Policy, grant: Grant, room: int, **kwargs):
         super().__init__(*args, policy=policy, **kwargs)
+        self.fields.pop("starts_at", None)  # more time starts where the grant ends
         self.fields["duration_minutes"].label = "More time"
         # Never offer more than the grant may still get (the policy caps a grant's whole length).
         self.set_duration(default=policy.default_duration_minutes, most=room)

@@ -159,7 +159,9 @@ def grant_release(request, pk: int):
         services.grant_release(grant=grant, actor=request.user)
     except RequestRefused as e:
         return _refused(request, e)
-    messages.success(request, f"Releasing your admin rights on {grant.target.name}: jitad is removing them now.")
+    messages.success(request, f"Cancelled your scheduled admin rights on {grant.target.name}: nothing was changed."
+                     if grant.state == grant.State.SCHEDULED else
+                     f"Releasing your admin rights on {grant.target.name}: jitad is removing them now.")
     return redirect("elevation:access")
 
 

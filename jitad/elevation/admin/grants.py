@@ -20,13 +20,14 @@ from .base import BULK_MAX, ScopedReadOnlyAdmin, span
 from .filters import GrantViewFilter
 from .forms import RevokeForm
 
-REVOCABLE = (Grant.State.APPROVED, Grant.State.GRANTING, Grant.State.ACTIVE, Grant.State.UNVERIFIED,
+REVOCABLE = (Grant.State.SCHEDULED, Grant.State.APPROVED, Grant.State.GRANTING, Grant.State.ACTIVE, Grant.State.UNVERIFIED,
              Grant.State.GRANT_FAILED)
 
 
 @admin.register(Grant)
 class GrantAdmin(ScopedReadOnlyAdmin):
-    list_display = ("ident", "user", "target_name", "state_badge", "on_server", "ends", "expires_at", "attempts", "error")
+    list_display = ("ident", "user", "target_name", "state_badge", "on_server", "ends", "starts_at", "expires_at",
+                    "attempts", "error")
     list_display_links = ("ident",)
     list_filter = (GrantViewFilter, "state", "target__tier", "revoke_reason")
     person_field = "user"
@@ -72,6 +73,9 @@ class GrantAdmin(ScopedReadOnlyAdmin):
         left = (obj.expires_at - timezone.now()).total_seconds()
         if obj.revoke_requested_at:
             return "being revoked"
+        if obj.state == Grant.State.SCHEDULED:  # nothing in AD yet
+            ahead = (obj.starts_at - timezone.now()).total_seconds() if obj.starts_at else 0
+            return f"starts in {span(ahead)}" if ahead > 0 else "waiting for the target"
         return span(left) if left > 0 else "overdue"
 
     @admin.display(description="on the server")

@@ -6,6 +6,8 @@ with their own codes. Every state-changing call declares ``otp``: the permission
 (jitad/accounts/api.py) checks it before the view runs; it is declared here so the
 OpenAPI schema shows it.
 """
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -71,7 +73,8 @@ class TargetBriefSerializer(serializers.ModelSerializer):
 class GrantBriefSerializer(serializers.ModelSerializer):
     class Meta:
         model = Grant
-        fields = ["id", "state", "expires_at", "activated_at", "revoke_requested_at", "revoked_at", "extensions"]
+        fields = ["id", "state", "starts_at", "expires_at", "activated_at", "revoke_requested_at", "revoked_at",
+                  "extensions"]
 
 
 class RequestSerializer(serializers.ModelSerializer):
@@ -87,7 +90,7 @@ class RequestSerializer(serializers.ModelSerializer):
         model = AccessRequest
         fields = [
             "id", "kind", "state", "target", "requester", "policy", "duration_minutes", "justification", "ticket",
-            "created_at", "pending_until", "decided_at", "approvals_required", "approvals", "extends", "grant",
+            "starts_at", "created_at", "pending_until", "decided_at", "approvals_required", "approvals", "extends", "grant",
         ]
         read_only_fields = fields
 
@@ -154,6 +157,19 @@ class DurationInputMixin(serializers.Serializer):
         return text if text not in (None, "") else data.get("duration_minutes")
 
 
+class OffsetDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 date and time with its offset ("2026-12-06T02:00:00Z", "...+01:00"): a time without one is
+    refused rather than guessed in some zone."""
+
+    default_error_messages = {"naive": "Give the offset too, such as 2026-12-06T02:00:00Z or 2026-12-06T03:00:00+01:00."}
+
+    def to_internal_value(self, value):
+        if isinstance(value, str) and parse_datetime(value.strip()) is not None \
+                and timezone.is_naive(parse_datetime(value.strip())):
+            self.fail("naive")
+        return super().to_internal_value(value)
+
+
 class RequestCreateSerializer(DurationInputMixin):
     target = TargetRefField(help_text="The target's id or exact name.")
     duration_minutes = serializers.IntegerField(
@@ -161,6 +177,11 @@ class RequestCreateSerializer(DurationInputMixin):
     )
     justification = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=TEXT_MAX)
     ticket = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=TEXT_MAX)
+    starts_at = OffsetDateTimeField(
+        required=False, allow_null=True,
+        help_text="A scheduled start, ISO 8601 with its offset; at once if omitted. Only where the policy allows "
+                  "scheduled requests, and at most its lead ahead.",
+    )
     otp = OtpField()
 
 

@@ -200,6 +200,7 @@ class RequestListView(ApiView):
             justification=data.get("justification") or "",
             ticket=data.get("ticket") or "",
             mfa=mfa_step_of(request),
+            starts_at=data.get("starts_at"),
             client_ip=client_ip(request),
         )
         return self.respond(req, status.HTTP_201_CREATED)

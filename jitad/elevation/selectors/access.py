@@ -14,7 +14,7 @@ from jitad.humantime import minutes_text
 
 from ..models import AccessRequest, Grant
 from .eligibility import policies_for_targets
-from .grants import extension_room
+from .grants import extension_room, scheduled_waits_for
 
 HISTORY_SIZE = 20
 
@@ -24,7 +24,8 @@ GrantState = Grant.State
 BUSY_GRANT_STATES = (GrantState.APPROVED, GrantState.GRANTING, GrantState.REVOKING)
 # The engine retries these against AD; with ``last_error`` set, AD is not answering.
 RETRYING_GRANT_STATES = (GrantState.GRANTING, GrantState.REVOKING, GrantState.REVOKE_FAILED)
-CURRENT_GRANT_STATES = (GrantState.APPROVED, GrantState.GRANTING, GrantState.ACTIVE, GrantState.UNVERIFIED,
+# Scheduled grants are shown with the current ones (when they start, or whom they wait for) and may be cancelled.
+CURRENT_GRANT_STATES = (GrantState.SCHEDULED, GrantState.APPROVED, GrantState.GRANTING, GrantState.ACTIVE, GrantState.UNVERIFIED,
                         GrantState.GRANT_FAILED, GrantState.REVOKING, GrantState.REVOKE_FAILED)
 EXTENDABLE_GRANT_STATES = (GrantState.APPROVED, GrantState.GRANTING, GrantState.ACTIVE, GrantState.UNVERIFIED)
 
@@ -48,6 +49,7 @@ class GrantRow:
     can_extend: bool
     pending_extension: AccessRequest | None = None
     revoke_detail: str = ""
+    waits_for: Grant | None = None  # a scheduled grant whose start has come: the grant holding the target
 
 
 @dataclass
@@ -76,6 +78,11 @@ class AccessOverview:
 
 def revoke_detail(grant: Grant) -> str:
     """Why a grant ended (or is ending), in the words its holder sees: an administrator's reason included."""
+    never_started = grant.state == GrantState.REVOKED and grant.activated_at is None and grant.membership_removed is None
+    if never_started and grant.revoke_reason == Grant.RevokeReason.RELEASED:
+        return "Cancelled before it started"
+    if never_started and grant.revoke_reason == Grant.RevokeReason.EXPIRED:
+        return "Its time passed before it could start"
     if grant.revoke_reason == Grant.RevokeReason.ADMIN:
         by = grant.revoke_requested_by or "an administrator"
         return f"Revoked by {by}" + (f": {grant.revoke_comment}" if grant.revoke_comment else "")
@@ -116,7 +123,8 @@ def _history(user) -> list[HistoryRow]:
 
 def _fingerprint(pending, grants, history) -> str:
     parts = [("r", r.pk, r.state, r.approvals_given, r.stage) for r in pending]
-    parts += [("g", g.pk, g.state, g.expires_at, g.revoke_requested_at, g.last_error, g.extensions) for g in grants]
+    parts += [("g", g.pk, g.state, g.expires_at, g.revoke_requested_at, g.last_error, g.extensions, g.starts_at)
+              for g in grants]
     parts += [(h.kind, h.obj.pk, h.state) for h in history]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
@@ -134,7 +142,8 @@ def stage_text(request: AccessRequest) -> str:
 
 
 def access_overview(*, user) -> AccessOverview:
-    """``user``'s pending requests, current grants and recent history; five queries."""
+    """``user``'s pending requests, current grants and recent history; five queries (plus two for each
+    grant waiting for an exclusive target, rare by nature)."""
     pending = list(
         AccessRequest.objects.filter(requester=user, state=RequestState.PENDING)
         .select_related("target")
@@ -151,15 +160,17 @@ def access_overview(*, user) -> AccessOverview:
     extendable = [g for g in grants if g.state in EXTENDABLE_GRANT_STATES and not g.revoke_requested_at]
     policies = policies_for_targets(user=user, target_ids={g.target_id for g in extendable})
     now = timezone.now()
+    waits = scheduled_waits_for(grants)
     rows = [
         GrantRow(
             grant=g,
-            can_release=g.state in Grant.LIVE_STATES and not g.revoke_requested_at,
+            can_release=g.state in (*Grant.LIVE_STATES, GrantState.SCHEDULED) and not g.revoke_requested_at,
             # Offered only when it can be done: the policy allows another extension and a longer grant.
             can_extend=g in extendable and g.pk not in extension_for
             and bool(extension_room(grant=g, policy=policies.get(g.target_id), now=now)),
             pending_extension=extension_for.get(g.pk),
             revoke_detail=revoke_detail(g) if g.revoke_requested_at else "",
+            waits_for=waits.get(g.pk),
         )
         for g in grants
     ]

@@ -3,7 +3,8 @@
 The database is the source of truth and a message only says "look now": whatever was
 lost, duplicated or late, the sweep finds grants whose expiry has passed (or whose end
 was asked for) and drives them to removal, retries failed applies and removals when
-they are due, and re-sends server checks that are pending. When the broker does not
+they are due, re-sends server checks that are pending, and starts scheduled grants whose
+time has come (``grant_schedule``). When the broker does not
 answer, ``revocations_sweep_here`` does the revocations in the watchdog's process.
 """
 import logging
@@ -22,6 +23,7 @@ from jitad.engine.services import pulse_mark
 
 from ..models import Grant
 from .grant_revoke import grants_revoke_execute
+from .grant_schedule import scheduled_end_due, scheduled_start_due
 from .grant_work import _enqueue_apply, _enqueue_revoke, _enqueue_revoke_checks, _entry
 
 log = logging.getLogger(__name__)
@@ -118,6 +120,10 @@ def sweep(*, now=None) -> dict[str, int]:
     ready = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     limit = settings.JITAD_SWEEP_BATCH
     counts = {"revoke": _revocations_claim(now, send=_enqueue_revoke, limit=limit), "apply": 0, "revoke_check": 0}
+    # Scheduled grants hold nothing in AD: those that end before they start are closed here, and
+    # those whose start has come move to granting (their applies go out with this sweep's).
+    counts["scheduled_end"] = scheduled_end_due(now, limit=limit)
+    counts["scheduled_start"] = scheduled_start_due(now, limit=limit)
 
     # Revoked grants whose check on the server is due (first try lost, or a retry).
     checks = Grant.objects.filter(free, ready, state=GrantState.REVOKED, host_revoke_check=Grant.HostCheck.PENDING)

@@ -29,14 +29,16 @@ from jitad.audit.services import audit_record_many
 from jitad.engine import claims, queue
 
 from ..errors import RequestRefused
-from ..models import AccessRequest, Grant
+from ..models import AccessRequest, Grant, Policy, Target
 from ..selectors.approvers import can_revoke
-from ..selectors.grants import grant_end_limit
+from ..selectors.grants import exclusive_holder, grant_end_limit
 from .grant_apply import grant_apply_execute, grant_refresh_ttl_execute
 from .grant_failures import failed_conditions_resolve
 from .grant_revoke import grants_revoke_execute
+from .grant_schedule import grant_end_unstarted, grant_wait_record
 from .grant_sweep import revocations_sweep_here, sweep
 from .grant_work import _enqueue_apply, _enqueue_revoke, _entry
+from .notices_schedule import notice_grant_scheduled
 
 __all__ = [
     "failed_conditions_resolve",
@@ -55,34 +57,73 @@ GrantState = Grant.State
 
 
 def grant_create_from(*, request: AccessRequest, actor: str) -> Grant:
-    """Create the grant for an approved request and queue its application (caller's transaction)."""
+    """Create the grant for an approved request and queue its application (caller's transaction).
+
+    A request with a start still ahead gets a ``scheduled`` grant, started by the sweep when its
+    time comes. On a target that allows one admin at a time (``Target.exclusive``) held by someone
+    else, the grant is ``scheduled`` from now and waits its turn (a target that refuses a second
+    request, taken between the request and its approval, is waited for too). The target's row is
+    locked while that is decided, so two grants never both start on it.
+    """
     now = timezone.now()
-    token = uuid.uuid4()
+    target = request.target
+    if target.exclusive:
+        target = Target.objects.select_for_update().get(pk=target.pk)
+    minutes = request.duration_minutes
+    starts = request.starts_at
+    fixed = starts is not None and request.policy.schedule_clock == Policy.ScheduleClock.SCHEDULED_START
+    if starts is not None and starts > now:
+        state, starts_at, expires_at = GrantState.SCHEDULED, starts, starts + timedelta(minutes=minutes)
+    elif fixed:  # approved after its start: it still ends when it would have
+        state, starts_at, expires_at = GrantState.GRANTING, starts, starts + timedelta(minutes=minutes)
+    else:
+        state, starts_at, expires_at = GrantState.GRANTING, (now if starts else None), now + timedelta(minutes=minutes)
+    ended = state == GrantState.GRANTING and expires_at <= now
+    holder = None
+    if state == GrantState.GRANTING and not ended and target.exclusive:
+        holder = exclusive_holder(target=target, user=request.requester)
+        if holder is not None:
+            state, starts_at = GrantState.SCHEDULED, now
+    token = uuid.uuid4() if state == GrantState.GRANTING and not ended else None  # the apply's claim
     grant = Grant.objects.create(
         request=request,
         user=request.requester,
         target=request.target,
         group_dn=request.target.group_dn,
-        created_at=now,  # the policy's longest grant counts from here (extensions.grant_end_limit)
-        expires_at=now + timedelta(minutes=request.duration_minutes),
-        state=GrantState.GRANTING,
+        created_at=now,  # the policy's longest grant counts from here, or from starts_at (grant_end_limit)
+        starts_at=starts_at,
+        expires_at=expires_at,
+        state=GrantState.SCHEDULED if ended else state,
         claim_token=token,
-        lease_until=claims.lease_until(now),
+        lease_until=claims.lease_until(now) if token else None,
     )
-    audit_record_many(
-        [
-            _entry(grant, actor=actor, action="grant.created", before="", after=GrantState.APPROVED,
-                   expires_at=grant.expires_at.isoformat()),
-            _entry(grant, actor="system:engine", action="grant.granting", before=GrantState.APPROVED, after=GrantState.GRANTING),
-        ]
-    )
-    transaction.on_commit(lambda: _enqueue_apply(grant.id, token))
+    entries = [_entry(grant, actor=actor, action="grant.created", before="", after=GrantState.APPROVED,
+                      expires_at=grant.expires_at.isoformat(),
+                      **({"starts_at": starts_at.isoformat()} if starts_at else {}))]
+    if ended:  # approved after its whole window: nothing to add, nothing to remove
+        audit_record_many(entries)
+        grant_end_unstarted([grant], actor=actor, now=now)
+    elif state == GrantState.SCHEDULED:
+        entries.append(_entry(grant, actor=actor, action="grant.scheduled", before=GrantState.APPROVED,
+                              after=GrantState.SCHEDULED, starts_at=starts_at.isoformat()))
+        audit_record_many(entries)
+        if holder is None:  # its start is ahead
+            notice_grant_scheduled(grant=grant)
+        else:  # waits for the holder: audited with who holds it and until when
+            grant_wait_record(grant, holder, actor=actor)
+    else:
+        entries.append(_entry(grant, actor="system:engine", action="grant.granting", before=GrantState.APPROVED,
+                              after=GrantState.GRANTING))
+        audit_record_many(entries)
+        transaction.on_commit(lambda: _enqueue_apply(grant.id, token))
     return grant
 
 
 def grant_apply_extension(*, grant: Grant, request: AccessRequest, actor: str) -> Grant:
     """Push a live grant's expiry out by the approved extension (caller's transaction)."""
     g = Grant.objects.select_for_update(of=("self",)).select_related("user", "target").get(pk=grant.pk)
+    if g.state == GrantState.SCHEDULED and not g.revoke_requested_at:
+        raise RequestRefused("not_started", f"Grant #{g.pk} has not started yet: ask for more time once it is active.")
     if g.state not in (GrantState.APPROVED, GrantState.GRANTING, GrantState.ACTIVE, GrantState.UNVERIFIED) or g.revoke_requested_at:
         raise RequestRefused("not_extendable", f"Grant #{g.pk} is {g.state} and cannot be extended.")
     now = timezone.now()
@@ -115,6 +156,10 @@ def _request_revocation(grant: Grant, *, actor: str, reason: str, comment: str =
         g.revoke_reason = reason
         g.revoke_comment = comment
         fields = ["revoke_requested_at", "revoke_requested_by", "revoke_reason", "revoke_comment"]
+        if g.state == GrantState.SCHEDULED:  # nothing in AD yet: it ends here and now
+            g.save(update_fields=fields)
+            grant_end_unstarted([g], actor=actor, now=now)
+            return g
         if g.state in (GrantState.GRANTING, GrantState.UNVERIFIED, GrantState.GRANT_FAILED) and g.lease_until and g.lease_until > now:
             # An apply is in flight; stealing its claim could let its add land after our
             # removal. The sweeper takes the grant as soon as the apply lets go.
@@ -153,7 +198,8 @@ def grant_revoke(*, grant: Grant, actor, reason: str) -> Grant:
 
 def grants_revoke_for_user(*, user, actor: str, comment: str) -> int:
     """End every live grant of ``user`` now (the account is gone or disabled); returns how many."""
-    live = Grant.objects.filter(user=user, state__in=Grant.LIVE_STATES, revoke_requested_at__isnull=True)
+    live = Grant.objects.filter(user=user, state__in=(*Grant.LIVE_STATES, GrantState.SCHEDULED),
+                                revoke_requested_at__isnull=True)
     count = 0
     for grant in live:
         try:

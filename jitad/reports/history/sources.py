@@ -64,7 +64,9 @@ def grants(*, lo, hi, target: Target | None, person: Person | None) -> list[Hold
     """JIT grants: held from activation (creation when never activated) to revocation, or still held."""
     qs = (
         Grant.objects.annotate(held_from=Coalesce("activated_at", "created_at"))
-        .exclude(state=Grant.State.APPROVED, activated_at__isnull=True)  # approved, not yet in AD
+        .exclude(state__in=[Grant.State.APPROVED, Grant.State.SCHEDULED], activated_at__isnull=True)  # not yet in AD
+        # ended before it started (a scheduled grant released, revoked or out of time): never in AD
+        .exclude(state=Grant.State.REVOKED, activated_at__isnull=True, membership_removed__isnull=True, user_dn="")
         .filter(held_from__lte=hi)
         .filter(~Q(state=Grant.State.REVOKED) | Q(revoked_at__isnull=True) | Q(revoked_at__gte=lo))
         .select_related("target", "user", "request__policy", "request__requester")
