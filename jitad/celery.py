@@ -27,6 +27,9 @@ def _schedule(sender, **kwargs):
         name="expire-pending",
     )
     sender.add_periodic_task(
+        settings.JITAD_ESCALATION_CHECK_INTERVAL, sender.signature("jitad.elevation.escalate"), name="escalate-stages"
+    )
+    sender.add_periodic_task(
         settings.JITAD_EXPIRY_CHECK_INTERVAL, sender.signature("jitad.elevation.warn_expiring"), name="warn-expiring"
     )
     sender.add_periodic_task(

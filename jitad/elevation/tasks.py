@@ -73,6 +73,11 @@ def expire_pending() -> int:
     return services.requests_expire_pending()
 
 
+@shared_task(name="jitad.elevation.escalate", expires=300)
+def escalate() -> dict:
+    return services.stages_escalate()
+
+
 @shared_task(name="jitad.elevation.warn_expiring", expires=300)
 def warn_expiring() -> int:
     return services.grants_warn_expiring()

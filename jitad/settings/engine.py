@@ -8,6 +8,8 @@ from .env import env
 JITAD_SWEEP_INTERVAL = env.float("JITAD_SWEEP_INTERVAL", default=1.0)
 JITAD_RECONCILE_INTERVAL = env.float("JITAD_RECONCILE_INTERVAL", default=60.0)
 JITAD_PENDING_CHECK_INTERVAL = env.float("JITAD_PENDING_CHECK_INTERVAL", default=30.0)
+# Seconds between checks for approval stages left undecided past their escalation or timeout.
+JITAD_ESCALATION_CHECK_INTERVAL = env.float("JITAD_ESCALATION_CHECK_INTERVAL", default=15.0)
 # The reconciler's brake (docs/reconciler.md): one run removes at most
 # max(JITAD_RECONCILE_MAX_REMOVE_MIN, JITAD_RECONCILE_MAX_REMOVE_SHARE × the group's members)
 # from a group. Beyond that it removes none of them: it holds them, alerts once, and waits

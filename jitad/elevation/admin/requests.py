@@ -23,7 +23,7 @@ from jitad.humantime import when
 
 from ..errors import RequestRefused
 from ..models import AccessRequest, Approval
-from ..selectors.approvers import approver_groups_for, approver_scope, can_decide
+from ..selectors.approvers import approver_scope, can_decide, open_stage_groups, stage_rows, stage_summary
 from ..selectors.decision_context import DecisionContext, decision_context_for
 from ..services import request_approve, request_deny
 from .base import BULK_MAX, ScopedReadOnlyAdmin, span
@@ -34,7 +34,12 @@ class ApprovalInline(admin.TabularInline):
     model = Approval
     extra = 0
     can_delete = False
-    fields = readonly_fields = ("approver", "decision", "approver_groups", "comment", "at", "mfa_method", "mfa_verified_at")
+    fields = readonly_fields = ("approver", "on_behalf_of", "stage_number", "decision", "approver_groups", "comment", "at",
+                                "mfa_method", "mfa_verified_at")
+
+    @admin.display(description="stage")
+    def stage_number(self, obj):
+        return obj.stage + 1
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -122,8 +127,12 @@ class AccessRequestAdmin(ScopedReadOnlyAdmin):
     def progress(self, obj):
         ctx = obj.decision_context
         if obj.approvals_required == 0:
-            return "policy (automatic)"
+            return "time window (automatic)" if obj.window_action == "auto" else "policy (automatic)"
         text = f"{ctx.approvals} of {ctx.required}"
+        if len(obj.stages or []) > 1:
+            at = (f"stage {obj.stage + 1} of {len(obj.stages)} ({obj.stages[obj.stage].get('name', '')})"
+                  if obj.stage < len(obj.stages) else f"{len(obj.stages)} stages passed")
+            text += f" · {at}" + (" · escalated" if obj.escalated_at else "")
         if obj.policy.distinct_approver_groups:
             text += ", distinct groups"
         if ctx.decided_by:
@@ -245,10 +254,12 @@ class AccessRequestAdmin(ScopedReadOnlyAdmin):
         if req is not None:
             extra.update({
                 "decision_context": decision_context_for([req]).get(req.pk),
-                "already_decided": req.approvals.filter(approver=request.user).exists(),
+                "already_decided": req.approvals.filter(Q(approver=request.user) | Q(on_behalf_of=request.user)).exists(),
                 "can_decide": req.state == AccessRequest.State.PENDING and can_decide(user=request.user, request=req),
                 "own_request": req.requester_id == request.user.pk,
-                "approver_groups": approver_groups_for(policy=req.policy, target=req.target),
+                "approver_groups": open_stage_groups(req),
+                "stage_rows": stage_rows(req),
+                "stage_summary": stage_summary(req),
                 "decide_url": reverse("admin:elevation_accessrequest_decide", args=[req.pk]),
                 "comment_form": DecisionForm(),
                 "history_days": settings.JITAD_CONTEXT_HISTORY_DAYS,

@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from jitad.humantime import minutes_text
@@ -115,10 +115,22 @@ def _history(user) -> list[HistoryRow]:
 
 
 def _fingerprint(pending, grants, history) -> str:
-    parts = [("r", r.pk, r.state, r.approvals_given) for r in pending]
+    parts = [("r", r.pk, r.state, r.approvals_given, r.stage) for r in pending]
     parts += [("g", g.pk, g.state, g.expires_at, g.revoke_requested_at, g.last_error, g.extensions) for g in grants]
     parts += [(h.kind, h.obj.pk, h.state) for h in history]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def stage_text(request: AccessRequest) -> str:
+    """"stage 1 of 2 (peer): 0 of 1" for a pending request of several stages (annotated ``stage_approvals``);
+    "" for one of a single stage, whose approvals the page shows already."""
+    stages = request.stages or []
+    if len(stages) < 2 or request.stage >= len(stages):
+        return ""
+    stage = stages[request.stage]
+    required = int(stage.get("approvals_required", 1))
+    done = min(required, getattr(request, "stage_approvals", 0))
+    return f"stage {request.stage + 1} of {len(stages)} ({stage.get('name', '')}): {done} of {required}"
 
 
 def access_overview(*, user) -> AccessOverview:
@@ -126,9 +138,12 @@ def access_overview(*, user) -> AccessOverview:
     pending = list(
         AccessRequest.objects.filter(requester=user, state=RequestState.PENDING)
         .select_related("target")
-        .annotate(approvals_given=Count("approvals", filter=Q(approvals__decision="approve")))
+        .annotate(approvals_given=Count("approvals", filter=Q(approvals__decision="approve")),
+                  stage_approvals=Count("approvals", filter=Q(approvals__decision="approve", approvals__stage=F("stage"))))
         .order_by("-created_at")
     )
+    for r in pending:
+        r.stage_text = stage_text(r)
     grants = list(
         Grant.objects.filter(user=user, state__in=CURRENT_GRANT_STATES).select_related("target").order_by("expires_at")
     )

@@ -14,10 +14,13 @@ from operator import or_
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models.functions import Lower
+from django.utils import timezone
 
 from jitad.accounts.groups import JSONListMatches, group_names, group_names_query
 
-from ..models import AccessRequest, Approval, Policy, Target
+from ..models import AccessRequest, Approval, Delegation, Policy, Target
+from .delegations import delegations_running
 
 
 def approver_groups_for(*, policy: Policy, target: Target) -> list[str]:
@@ -30,32 +33,111 @@ def approver_groups_for(*, policy: Policy, target: Target) -> list[str]:
     return names
 
 
+def stage_groups_for(*, stages: list[dict], index: int, target: Target, escalated: bool = False) -> list[str]:
+    """Who may decide stage ``index`` of ``stages`` (AccessRequest.stage_groups): the stage's groups, the
+    target's approver groups on the first stage only, and the escalation groups once escalated with
+    ``add_as_approvers``."""
+    if index >= len(stages):
+        return []
+    stage = stages[index]
+    names = list(stage.get("approver_groups") or [])
+    if index == 0:
+        names += list(target.approver_groups or [])
+    escalation = stage.get("escalation") or {}
+    if escalated and escalation.get("add_as_approvers"):
+        names += list(escalation.get("groups") or [])
+    seen, out = set(), []
+    for name in names:
+        if isinstance(name, str) and name.lower() not in seen:
+            seen.add(name.lower())
+            out.append(name)
+    return out
+
+
+def open_stage_groups(request: AccessRequest) -> list[str]:
+    """The groups that may decide ``request``'s open stage now; a request made before stages were
+    recorded (``stages`` empty) is one stage decided by its policy's and target's approver groups."""
+    if request.stages:
+        return list(request.stage_groups or [])
+    return approver_groups_for(policy=request.policy, target=request.target)
+
+
+def open_stage_rule(request: AccessRequest) -> tuple[int, bool]:
+    """(approvals required, distinct groups) of ``request``'s open stage."""
+    if request.stages and request.stage < len(request.stages):
+        stage = request.stages[request.stage]
+        return int(stage.get("approvals_required", 1)), bool(stage.get("distinct_groups"))
+    return request.approvals_required, request.policy.distinct_approver_groups
+
+
 def approver_groups_of(*, user, request: AccessRequest, groups: set[str] | None = None) -> list[str]:
-    """The request's approver groups ``user`` is in, spelt as the policy or target spells them."""
+    """The open stage's approver groups ``user`` is in (in their own right), spelt as the policy or target spells them."""
     mine = group_names(user) if groups is None else groups
-    return [g for g in approver_groups_for(policy=request.policy, target=request.target) if g.lower() in mine]
+    return [g for g in open_stage_groups(request) if g.lower() in mine]
 
 
-def approvers_to_notify(*, request: AccessRequest) -> list:
-    """Active users who may decide ``request`` and have an e-mail address; never the requester.
+def decided_for(*, request: AccessRequest) -> set[int]:
+    """Ids of the people who have decided ``request``, themselves or through a deputy (one decision per person)."""
+    ids = set()
+    for approver_id, behalf_id in request.approvals.values_list("approver_id", "on_behalf_of_id"):
+        ids.add(approver_id)
+        if behalf_id:
+            ids.add(behalf_id)
+    return ids
+
+
+def deputy_for(*, user, request: AccessRequest, at=None) -> tuple[object, list[str]] | None:
+    """(delegation, groups) when ``user`` may decide ``request``'s open stage as a deputy: a running
+    delegation whose delegator's own groups meet the stage, neither of them the requester, and the
+    delegator not yet decided (by themselves or through someone). None otherwise."""
+    if user.pk == request.requester_id:
+        return None
+    decided = None
+    for delegation in delegations_running(deputy=user, at=at):
+        delegator = delegation.delegator
+        if delegator.pk == request.requester_id:
+            continue
+        groups = approver_groups_of(user=delegator, request=request)
+        if not groups:
+            continue
+        if decided is None:
+            decided = decided_for(request=request)
+        if delegator.pk in decided:
+            continue
+        return delegation, groups
+    return None
+
+
+def approvers_to_notify(*, request: AccessRequest, names: list[str] | None = None) -> list:
+    """Active users who may decide ``request``'s open stage (or are in ``names``) and have an e-mail
+    address, with the deputies of those holding a running delegation; never the requester.
 
     Django groups mirror the AD groups at login; names compare case-insensitively.
     """
-    names = approver_groups_for(policy=request.policy, target=request.target)
+    names = open_stage_groups(request) if names is None else names
     if not names:
         return []
+    User = get_user_model()
     groups = Group.objects.filter(reduce(or_, (Q(name__iexact=n) for n in names)))
+    now = timezone.now()
+    members = User.objects.filter(is_active=True, groups__in=groups).exclude(pk=request.requester_id)
+    deputies = Delegation.objects.filter(
+        delegator__in=members.values("pk"), starts_at__lte=now, ends_at__gt=now, revoked_at__isnull=True,
+    ).values("deputy")
     return list(
-        get_user_model().objects.filter(is_active=True, groups__in=groups)
+        User.objects.filter(Q(pk__in=members.values("pk")) | Q(pk__in=deputies), is_active=True)
         .exclude(pk=request.requester_id).exclude(email="").distinct().order_by("pk")
     )
 
 
 def can_decide(*, user, request: AccessRequest, groups: set[str] | None = None) -> bool:
-    """True if ``user`` may approve or deny ``request``: an approver for it, and not its requester."""
+    """True if ``user`` may approve or deny ``request`` now: an approver of its open stage (or the deputy
+    of one), and not its requester."""
     if not user.is_active or user.pk == request.requester_id:
         return False
-    return bool(approver_groups_of(user=user, request=request, groups=groups))
+    if approver_groups_of(user=user, request=request, groups=groups):
+        return True
+    return request.state == AccessRequest.State.PENDING and deputy_for(user=user, request=request) is not None
 
 
 def can_revoke(*, user, grant) -> bool:
@@ -65,7 +147,11 @@ def can_revoke(*, user, grant) -> bool:
         return False
     if user.is_superuser or (user.is_staff and user.has_perm("elevation.change_grant")):
         return True
-    return bool(approver_groups_of(user=user, request=grant.request))
+    request = grant.request
+    mine = group_names(user)
+    every = {g.lower() for stage in (request.stages or []) for g in stage.get("approver_groups") or []}
+    every |= {g.lower() for g in approver_groups_for(policy=request.policy, target=request.target)}
+    return bool(every & mine)
 
 
 def approvals_counted(group_sets: list[list[str]], *, distinct_groups: bool) -> int:
@@ -94,33 +180,69 @@ def approvals_counted(group_sets: list[list[str]], *, distinct_groups: bool) -> 
 
 
 def approval_progress(request: AccessRequest) -> tuple[int, int]:
-    """(approvals that count, approvals required) for ``request``."""
-    sets = [a.approver_groups for a in request.approvals.all() if a.decision == Approval.Decision.APPROVE]
-    return approvals_counted(sets, distinct_groups=request.policy.distinct_approver_groups), request.approvals_required
+    """(approvals that count, approvals required) for ``request``, all stages together.
+
+    A passed stage counts its full quota (a stage passed on silence too); the open stage counts
+    its approvals."""
+    approvals = [a for a in request.approvals.all() if a.decision == Approval.Decision.APPROVE]
+    if not request.stages:
+        sets = [a.approver_groups for a in approvals]
+        return approvals_counted(sets, distinct_groups=request.policy.distinct_approver_groups), request.approvals_required
+    return sum(p[0] for p in stage_progress(request, approvals=approvals)), request.approvals_required
+
+
+def stage_progress(request: AccessRequest, approvals=None) -> list[tuple[int, int]]:
+    """(approvals that count, approvals required) per stage of ``request``; a passed stage is full."""
+    if approvals is None:
+        approvals = [a for a in request.approvals.all() if a.decision == Approval.Decision.APPROVE]
+    out = []
+    for index, stage in enumerate(request.stages or []):
+        required = int(stage.get("approvals_required", 1))
+        if index < request.stage:
+            out.append((required, required))
+            continue
+        sets = [a.approver_groups for a in approvals if a.stage == index]
+        out.append((min(required, approvals_counted(sets, distinct_groups=bool(stage.get("distinct_groups")))), required))
+    return out
 
 
 # -- the same rules inside the database, for lists -------------------------------------------
+def _running_delegations(*, user, now=None) -> QuerySet:
+    """``user``'s running delegations as a subquery (no query of its own)."""
+    now = now or timezone.now()
+    return Delegation.objects.filter(deputy=user, starts_at__lte=now, ends_at__gt=now, revoked_at__isnull=True,
+                                     delegator__is_active=True)
+
+
+def _names_with_delegators(user) -> QuerySet:
+    """``user``'s group names and those of the people they stand in for now, lowered (a subquery)."""
+    delegators = _running_delegations(user=user).values("delegator")
+    return (Group.objects.filter(Q(user=user) | Q(user__in=delegators)).annotate(key=Lower("name"))
+            .values("key").distinct())
+
+
 def approver_scope(*, user, resolved: bool = False) -> Q:
-    """A filter on AccessRequest: requests whose policy or target names one of ``user``'s groups as approvers.
+    """A filter on AccessRequest: requests whose policy or target names one of ``user``'s groups (or, for a
+    deputy, of the people they stand in for) as approvers, or whose open stage does.
 
     By default the policies and targets are subqueries. ``resolved=True`` looks their ids up
     first (two small queries): PostgreSQL then walks a big table in index order through an
     EXISTS instead of hashing all of it, which the grants view needs.
     """
-    groups = group_names_query(user)
+    groups = _names_with_delegators(user)
     policies = Policy.objects.filter(JSONListMatches("approver_groups", groups)).values("id")
     targets = Target.objects.filter(JSONListMatches("approver_groups", groups)).values("id")
     if resolved:
         policies = [row["id"] for row in policies]
         targets = [row["id"] for row in targets]
-    return Q(policy__in=policies) | Q(target__in=targets)
+    return Q(policy__in=policies) | Q(target__in=targets) | Q(JSONListMatches("stage_groups", groups))
 
 
 def is_approver_anywhere(*, user) -> bool:
-    """True if ``user`` is an approver under any policy or for any target (two cheap queries)."""
+    """True if ``user`` is an approver (or a deputy of one) under any policy or for any target (two cheap queries)."""
     if not user.is_authenticated or not user.is_active:
         return False
-    groups = group_names_query(user)
+    groups = _names_with_delegators(user)
     return (
         Policy.objects.filter(enabled=True).filter(JSONListMatches("approver_groups", groups)).exists()
         or Target.objects.filter(JSONListMatches("approver_groups", groups)).exists()
@@ -132,13 +254,72 @@ def privileged_roles_of(sender, *, user, **kwargs) -> list[str]:
     return ["elevation approver"] if is_approver_anywhere(user=user) else []
 
 
+def _decidable_filter(user) -> Q:
+    """Pending requests whose open stage ``user`` may decide: in their own right, as the deputy of someone
+    who may (not the requester, not yet decided), or, for a request made before stages were recorded,
+    through its policy's or target's approver groups."""
+    own = group_names_query(user)
+    behalf_done = Approval.objects.filter(Q(approver=OuterRef("delegator")) | Q(on_behalf_of=OuterRef("delegator")),
+                                          request=OuterRef(OuterRef(OuterRef("pk"))))
+    delegators = (_running_delegations(user=user).exclude(delegator=OuterRef(OuterRef("requester")))
+                  .exclude(Exists(behalf_done)).values("delegator"))
+    deputy_names = Group.objects.filter(user__in=delegators).annotate(key=Lower("name")).values("key")
+    legacy_policies = Policy.objects.filter(JSONListMatches("approver_groups", own)).values("id")
+    legacy_targets = Target.objects.filter(JSONListMatches("approver_groups", own)).values("id")
+    return (Q(JSONListMatches("stage_groups", own)) | Q(JSONListMatches("stage_groups", deputy_names))
+            | (Q(stages=[]) & (Q(policy__in=legacy_policies) | Q(target__in=legacy_targets))))
+
+
 def requests_decidable_by(*, user, queryset: QuerySet | None = None) -> QuerySet:
-    """Pending requests waiting for ``user``'s decision: in scope, not their own, not yet decided
-    by them, from a requester who is not blocked."""
+    """Pending requests waiting for ``user``'s decision: their open stage is theirs (or a delegator's) to
+    decide, not their own, not yet decided by them or for them, from a requester who is not blocked."""
     qs = AccessRequest.objects.all() if queryset is None else queryset
-    mine = Approval.objects.filter(request=OuterRef("pk"), approver=user)
+    mine = Approval.objects.filter(Q(approver=user) | Q(on_behalf_of=user), request=OuterRef("pk"))
     return (
-        qs.filter(approver_scope(user=user), state=AccessRequest.State.PENDING, requester__is_active=True)
+        qs.filter(_decidable_filter(user), state=AccessRequest.State.PENDING, requester__is_active=True)
         .exclude(requester=user)
         .exclude(Exists(mine))
     )
+
+
+def stage_rows(request: AccessRequest, approvals=None) -> list[dict]:
+    """The request's stages for the pages: name, groups, approvals counted of required, state
+    (passed / open / waiting), escalation and timeout, and the decisions made in each (deputies named)."""
+    if approvals is None:
+        approvals = list(request.approvals.select_related("approver", "on_behalf_of").order_by("at"))
+    counted = stage_progress(request, approvals=[a for a in approvals if a.decision == Approval.Decision.APPROVE])
+    rows = []
+    for index, stage in enumerate(request.stages or []):
+        if index < request.stage:
+            state = "passed"
+        elif index == request.stage and request.state == AccessRequest.State.PENDING:
+            state = "open"
+        else:
+            state = "waiting" if request.state == AccessRequest.State.PENDING else "not reached"
+        decisions = []
+        for a in approvals:
+            if a.stage != index:
+                continue
+            name = a.approver.get_username()
+            if a.on_behalf_of_id:
+                name += f" for {a.on_behalf_of.get_username()}"
+            decisions.append(f"{name} ({a.decision})")
+        rows.append({
+            "number": index + 1, "name": stage.get("name", ""), "state": state,
+            "approvals": counted[index][0], "required": counted[index][1],
+            "groups": request.stage_groups if state == "open" else list(stage.get("approver_groups") or []),
+            "distinct_groups": bool(stage.get("distinct_groups")),
+            "escalation": stage.get("escalation"), "timeout": stage.get("timeout"), "decisions": decisions,
+        })
+    return rows
+
+
+def stage_summary(request: AccessRequest, approvals=None) -> str:
+    """"stage 1 of 2 (peer): 0 of 1" for a pending request's open stage; "" when there is none."""
+    if request.state != AccessRequest.State.PENDING or not request.stages or request.stage >= len(request.stages):
+        return ""
+    if approvals is None:
+        approvals = [a for a in request.approvals.all() if a.decision == Approval.Decision.APPROVE]
+    done, required = stage_progress(request, approvals=approvals)[request.stage]
+    return f"stage {request.stage + 1} of {len(request.stages)} ({request.stages[request.stage].get('name', '')}): " \
+           f"{done} of {required}"

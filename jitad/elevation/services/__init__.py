@@ -11,6 +11,7 @@ from .host_revocation import grants_check_revoked_execute
 from .standing import host_scan
 from .notices import grants_warn_expiring
 from .reconciler import reconcile, reconcile_once
+from .stages import stages_escalate
 from .requests import (
     request_approve,
     request_cancel,
@@ -41,5 +42,6 @@ __all__ = [
     "request_deny",
     "request_extend",
     "requests_expire_pending",
+    "stages_escalate",
     "sweep",
 ]

@@ -57,23 +57,46 @@ def _admin_request(req: AccessRequest) -> str:
 
 
 # -- requests ------------------------------------------------------------------------------
-def notice_request_pending(*, request: AccessRequest) -> Notification | None:
-    """A request waits for a decision: tell its approvers, and the policy's destinations."""
-    req, policy, target = request, request.policy, request.target
+def stage_text(req: AccessRequest) -> str:
+    """"stage 2 of 2 (manager)" for the open stage of a request of several stages; "" otherwise."""
+    if len(req.stages or []) < 2 or req.stage >= len(req.stages):
+        return ""
+    return f"stage {req.stage + 1} of {len(req.stages)} ({req.stages[req.stage].get('name', '')})"
+
+
+def _asking(req: AccessRequest) -> tuple[str, list[str]]:
+    """(subject, first lines) of a message asking someone to decide ``req``."""
+    target = req.target
     who, length = req.requester.get_username(), _duration(req.duration_minutes)
+    stage = stage_text(req)
+    at_stage = f", {stage}" if stage else ""
     if req.kind == AccessRequest.Kind.EXTENSION:
-        subject = f"Decide: {who} asks for {length} more on {target.name} (request #{req.pk})"
+        subject = f"Decide: {who} asks for {length} more on {target.name} (request #{req.pk}{at_stage})"
         ask = f"{who} asks to extend grant #{req.extends_id} (admin on {target.name}) by {length}."
     else:
-        subject = f"Decide: {who} asks for admin on {target.name} for {length} (request #{req.pk})"
+        subject = f"Decide: {who} asks for admin on {target.name} for {length} (request #{req.pk}{at_stage})"
         ask = f"{who} asks for admin rights on {target.name} ({target.get_tier_display()}) for {length}."
     lines = [ask]
     if req.justification:
         lines.append(f"Justification: {_quote(req.justification)}")
     if req.ticket:
         lines.append(f"Ticket: {req.ticket}")
-    lines.append(f"It needs {req.approvals_required} approval(s) under policy {policy.name} and closes undecided at "
-                 f"{_at(req.pending_until)}.")
+    if req.starts_at:
+        lines.append(f"Access to start at {_at(req.starts_at)}.")
+    return subject, lines
+
+
+def notice_request_pending(*, request: AccessRequest) -> Notification | None:
+    """A request waits for a decision: tell its (first stage's) approvers, and the policy's destinations."""
+    req, policy = request, request.policy
+    subject, lines = _asking(req)
+    stage = stage_text(req)
+    if stage:
+        lines.append(f"It passes {len(req.stages)} stages, {req.approvals_required} approval(s) in all, under policy "
+                     f"{policy.name}; you decide {stage}. It closes undecided at {_at(req.pending_until)}.")
+    else:
+        lines.append(f"It needs {req.approvals_required} approval(s) under policy {policy.name} and closes undecided "
+                     f"at {_at(req.pending_until)}.")
     lines.append("Approve or deny it on its page:")
     destinations = [named_destination(n) for n in policy.notify or []]
     if not destinations and settings.JITAD_APPROVAL_URLS:
@@ -88,8 +111,41 @@ def notice_request_pending(*, request: AccessRequest) -> Notification | None:
     return note
 
 
+def notice_stage_opened(*, request: AccessRequest) -> Notification | None:
+    """An earlier stage passed: tell the approvers of the stage now open (and their deputies)."""
+    req = request
+    subject, lines = _asking(req)
+    lines.append(f"Earlier stages are approved; {stage_text(req) or 'the next stage'} is now open, under policy "
+                 f"{req.policy.name}. It closes undecided at {_at(req.pending_until)}.")
+    lines.append("Approve or deny it on its page:")
+    return notification_create(
+        event="request.stage_opened", subject=subject, body="\n".join(lines), link=_admin_request(req),
+        object_type="request", object_id=req.pk, people=approvers_to_notify(request=req),
+    )
+
+
+def notice_request_escalated(*, request: AccessRequest, escalation: dict) -> Notification | None:
+    """Nobody decided the open stage in time: tell the escalation groups' members and named destinations."""
+    req = request
+    subject, lines = _asking(req)
+    subject = "Escalated: " + subject.removeprefix("Decide: ")
+    waited = _duration(int(escalation.get("after_minutes") or 0))
+    stage = stage_text(req) or "it"
+    lines.append(f"Nobody decided {stage} within {waited}; it closes undecided at {_at(req.pending_until)}.")
+    if escalation.get("add_as_approvers"):
+        lines.append("You may now decide it yourself; approve or deny it on its page:")
+    else:
+        lines.append("Please chase its approvers; its page:")
+    people = approvers_to_notify(request=req, names=list(escalation.get("groups") or [])) if escalation.get("groups") else []
+    return notification_create(
+        event="request.escalated", severity=Notification.Severity.WARNING, subject=subject, body="\n".join(lines),
+        link=_admin_request(req), object_type="request", object_id=req.pk, people=people,
+        destinations=[named_destination(n) for n in escalation.get("notify") or []],
+    )
+
+
 def notice_request_decided(*, request: AccessRequest, grant: Grant | None = None, by=None,
-                           comment: str = "") -> Notification | None:
+                           comment: str = "", by_name: str = "") -> Notification | None:
     """Tell the requester how their request ended: approved, denied (with the comment), or expired undecided."""
     req, target = request, request.target
     what = f"more time on {target.name}" if req.kind == AccessRequest.Kind.EXTENSION else f"admin on {target.name}"
@@ -107,7 +163,7 @@ def notice_request_decided(*, request: AccessRequest, grant: Grant | None = None
                     "the access is active.")
         link = _portal(f"grant-{grant.pk}" if grant is not None else "")
     elif req.state == RequestState.DENIED:
-        by_name = by.get_username() if by is not None else "An approver"
+        by_name = by.get_username() if by is not None else (by_name or "An approver")
         subject = f"Denied: {what} (request #{req.pk})"
         body = (f"{by_name} denied request #{req.pk} for {what}: \"{_quote(comment)}\"\n"
                 f"Talk to {by_name} if you still need it; a new request starts a new decision.")

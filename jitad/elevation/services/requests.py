@@ -9,18 +9,36 @@ from jitad.accounts.mfa import MfaStep
 from jitad.accounts.mfa import mfa_step_audit as _mfa_data
 from jitad.accounts.mfa import mfa_step_fields as _mfa_fields
 from jitad.audit.services import audit_record
-from jitad.humantime import DurationError, DurationTooLong, minutes_text, parse_minutes
+from jitad.humantime import DurationError, DurationTooLong, minutes_text, parse_minutes, when
 
 from ..errors import RequestRefused
 from ..models import AccessRequest, Approval, Grant, Policy, Target
-from ..selectors.approvers import approvals_counted, approver_groups_for, approver_groups_of
+from ..selectors.approvers import (
+    approvals_counted,
+    approver_groups_of,
+    decided_for,
+    deputy_for,
+    open_stage_groups,
+    open_stage_rule,
+    stage_groups_for,
+)
 from ..selectors.eligibility import policy_for
-from ..selectors.grants import ExtensionRoom, extension_room
+from ..selectors.grants import ExtensionRoom, exclusive_holder, extension_room
+from ..selectors.workflow import (
+    WINDOW_AUTO,
+    WINDOW_EXTRA_STAGE,
+    WINDOW_REFUSE,
+    network_allows,
+    policy_stages,
+    window_action,
+    window_text,
+)
 from .grants import grant_apply_extension, grant_create_from, grants_revoke_for_user
-from .notices import notice_request_decided, notice_request_pending
+from .notices import notice_request_decided, notice_request_pending, notice_stage_opened
 
 TICKET_MAX = 64
 JUSTIFICATION_MAX = 2000
+START_SKEW = timedelta(minutes=1)  # a scheduled start this far in the past is "now" from a slow clock
 
 
 def _actor(user) -> str:
@@ -79,6 +97,78 @@ def _check_duration(policy: Policy, duration_minutes) -> int:
     return minutes
 
 
+def _check_network(policy: Policy, client_ip: str | None) -> None:
+    if not network_allows(policy, client_ip):
+        raise RequestRefused(
+            "network_refused",
+            f"Policy {policy.name} accepts requests only from {', '.join(policy.networks)}; "
+            f"this one came from {client_ip or 'an unknown address'}.",
+        )
+
+
+def _check_start(policy: Policy, starts_at, now):
+    """The scheduled start (None: at once), refused when in the past, too far ahead, or not allowed."""
+    if starts_at is None:
+        return None
+    if policy.schedule_max_lead_minutes == 0:
+        raise RequestRefused("schedule_not_allowed", f"Policy {policy.name} does not take requests for a later start.")
+    if starts_at < now - START_SKEW:
+        raise RequestRefused("start_in_past", f"The start {when(starts_at)} is in the past.")
+    if starts_at > now + timedelta(minutes=policy.schedule_max_lead_minutes):
+        raise RequestRefused(
+            "start_too_far",
+            f"Policy {policy.name} takes requests at most {minutes_text(policy.schedule_max_lead_minutes)} ahead.",
+        )
+    return starts_at
+
+
+def _check_exclusive(target: Target, requester) -> None:
+    """A one-at-a-time target in refuse mode is refused while someone else holds it."""
+    if target.exclusive != Target.Exclusive.REFUSE:
+        return
+    holder = exclusive_holder(target=target, user=requester)
+    if holder is not None:
+        raise RequestRefused(
+            "target_held",
+            f"{target.name} allows one admin at a time and is held by {holder.user.get_username()} "
+            f"until {when(holder.expires_at)}.",
+        )
+
+
+def _workflow(policy: Policy, at) -> tuple[str, list[dict]]:
+    """(window action, stages) for access under ``policy`` starting at ``at``; refuses outside the windows."""
+    action = window_action(policy, at) if policy.time_windows else ""
+    if action == WINDOW_REFUSE:
+        raise RequestRefused(
+            "outside_window", f"Policy {policy.name} takes requests for access starting only within its time windows: "
+                              f"{window_text(policy)}.",
+        )
+    if action == WINDOW_AUTO:
+        return action, []
+    stages = policy_stages(policy)
+    if action == WINDOW_EXTRA_STAGE and (policy.time_windows or {}).get("extra_stage"):
+        stages.append(dict(policy.time_windows["extra_stage"]))
+    return action, stages
+
+
+def _stage_fields(stages: list[dict], target: Target, now) -> dict:
+    """The AccessRequest fields that snapshot ``stages`` with the first one open."""
+    return {
+        "stages": stages,
+        "stage": 0,
+        "stage_opened_at": now if stages else None,
+        "stage_groups": stage_groups_for(stages=stages, index=0, target=target),
+        "approvals_required": sum(int(stage.get("approvals_required", 1)) for stage in stages),
+    }
+
+
+def _workflow_audit(req: AccessRequest) -> dict:
+    return {"stages": [{"name": st.get("name"), "approvals_required": st.get("approvals_required"),
+                        "approver_groups": st.get("approver_groups")} for st in req.stages],
+            "stage_groups": req.stage_groups, "window_action": req.window_action,
+            "starts_at": req.starts_at.isoformat() if req.starts_at else None, "client_ip": req.client_ip}
+
+
 def request_create(*, requester, target: Target, duration_minutes=None, justification: str = "", ticket: str = "",
                    mfa: MfaStep | None = None, starts_at=None, client_ip: str | None = None) -> AccessRequest:
     """Ask for ``target`` for ``duration_minutes``; auto-approved requests get their grant at once.
@@ -92,10 +182,14 @@ def request_create(*, requester, target: Target, duration_minutes=None, justific
     policy = policy_for(user=requester, target=target)
     if policy is None:
         raise RequestRefused("not_eligible", f"No policy lets {requester.get_username()} request {target.name}.")
+    _check_network(policy, client_ip)
     minutes = _check_duration(policy, duration_minutes)
     justification, ticket = _check_text(policy, justification, ticket)
     now = timezone.now()
-    auto = policy.approval_mode == Policy.ApprovalMode.AUTO
+    starts_at = _check_start(policy, starts_at, now)
+    action, stages = _workflow(policy, starts_at or now)
+    _check_exclusive(target, requester)
+    auto = not stages
     with transaction.atomic():
         req = AccessRequest.objects.create(
             requester=requester,
@@ -104,14 +198,20 @@ def request_create(*, requester, target: Target, duration_minutes=None, justific
             duration_minutes=minutes,
             justification=justification,
             ticket=ticket,
-            approvals_required=0 if auto else policy.approvals_required,
             pending_until=now + timedelta(minutes=policy.pending_timeout_minutes),
+            window_action=action,
+            starts_at=starts_at,
+            client_ip=client_ip or None,
+            **_stage_fields(stages, target, now),
             **_mfa_fields(mfa),
         )
         _audit_request(req, actor=_actor(requester), action="request.created", before="", reason=justification,
-                       duration_minutes=minutes, ticket=ticket, policy=policy.name, **_mfa_data(mfa))
+                       duration_minutes=minutes, ticket=ticket, policy=policy.name, **_workflow_audit(req),
+                       **_mfa_data(mfa))
         if auto:  # the requester's own MFA step is the only one behind an automatic approval
-            _approve(req, actor="system:policy", reason=f"auto-approved by policy {policy.name}", mfa=mfa)
+            reason = (f"auto-approved by policy {policy.name}'s time window" if action == WINDOW_AUTO
+                      and policy.approval_mode != Policy.ApprovalMode.AUTO else f"auto-approved by policy {policy.name}")
+            _approve(req, actor="system:policy", reason=reason, mfa=mfa)
         else:
             notice_request_pending(request=req)
     return req
@@ -119,6 +219,8 @@ def request_create(*, requester, target: Target, duration_minutes=None, justific
 
 def _approve(req: AccessRequest, *, actor: str, reason: str, mfa: MfaStep | None = None) -> None:
     """Mark ``req`` approved and create (or extend) its grant; caller holds the transaction."""
+    if req.kind == AccessRequest.Kind.NEW:
+        _check_exclusive(req.target, req.requester)
     before = req.state
     req.state = AccessRequest.State.APPROVED
     req.decided_at = timezone.now()
@@ -139,16 +241,69 @@ def _locked_pending(request_id: int) -> AccessRequest:
     return req
 
 
-def _check_approver(req: AccessRequest, approver) -> list[str]:
-    """The approver groups ``approver`` decides ``req`` as; refuses the requester and non-approvers."""
+def _stage_label(req: AccessRequest) -> str:
+    """"stage 2 of 2 (manager)", or "" for a request of one stage."""
+    if len(req.stages) < 2 or req.stage >= len(req.stages):
+        return ""
+    return f"stage {req.stage + 1} of {len(req.stages)} ({req.stages[req.stage].get('name', '')})"
+
+
+def _check_approver(req: AccessRequest, approver):
+    """(groups, delegation) ``approver`` decides ``req``'s open stage as: in their own right (delegation None)
+    or as a deputy; refuses the requester, non-approvers and a second decision by or for the same person."""
     if approver.pk == req.requester_id:
         raise RequestRefused("self_approval", "Nobody may decide their own request.")
-    groups = approver_groups_of(user=approver, request=req) if approver.is_active else []
-    if not groups:
-        raise RequestRefused(
-            "not_approver", f"{approver.get_username()} is not an approver for {req.target.name} under policy {req.policy.name}."
-        )
-    return groups
+    if not approver.is_active:
+        raise RequestRefused("not_approver", f"{approver.get_username()} is not active in jitad.")
+    decided = decided_for(request=req)
+    if approver.pk in decided:
+        own = req.approvals.filter(approver=approver).first()
+        what = "approved" if own is not None and own.decision == Approval.Decision.APPROVE else "decided"
+        raise RequestRefused("already_decided", f"You have already {what} this request"
+                             + ("." if own is not None else " (your deputy did, for you)."))
+    groups = approver_groups_of(user=approver, request=req)
+    if groups:
+        return groups, None
+    deputy = deputy_for(user=approver, request=req)
+    if deputy is not None:
+        return deputy[1], deputy[0]
+    where = _stage_label(req)
+    raise RequestRefused(
+        "not_approver",
+        f"{approver.get_username()} is not an approver for {req.target.name} under policy {req.policy.name}"
+        + (f" at {where}" if where else "") + f" (it needs one of {', '.join(open_stage_groups(req)) or 'no group'}).",
+    )
+
+
+def _behalf(delegation) -> dict:
+    if delegation is None:
+        return {}
+    return {"on_behalf_of": delegation.delegator.get_username(), "delegation": delegation.pk}
+
+
+def _stage_passed(req: AccessRequest, *, actor: str, reason: str, mfa: MfaStep | None = None) -> None:
+    """The open stage is satisfied: open the next one and tell its approvers, or approve after the last.
+    Caller holds the transaction and the row."""
+    if req.stages and len(req.stages) > 1:
+        audit_record(actor=actor, action="request.stage_passed", object_type="request", object_id=str(req.pk),
+                     before=req.state, after=req.state, reason=reason,
+                     data={"stage": req.stage, "name": req.stages[req.stage].get("name", "")})
+    if not req.stages or req.stage + 1 >= len(req.stages):
+        if req.stages:
+            req.stage = len(req.stages)
+            req.stage_groups = []
+            req.save(update_fields=["stage", "stage_groups"])
+        _approve(req, actor=actor, reason=reason, mfa=mfa)
+        return
+    req.stage += 1
+    req.stage_opened_at = timezone.now()
+    req.escalated_at = None
+    req.stage_groups = stage_groups_for(stages=req.stages, index=req.stage, target=req.target)
+    req.save(update_fields=["stage", "stage_opened_at", "escalated_at", "stage_groups"])
+    audit_record(actor=actor, action="request.stage_opened", object_type="request", object_id=str(req.pk),
+                 before=req.state, after=req.state,
+                 data={"stage": req.stage, "name": req.stages[req.stage].get("name", ""), "stage_groups": req.stage_groups})
+    notice_stage_opened(request=req)
 
 
 def _check_comment(comment: str) -> str:
@@ -167,36 +322,39 @@ def request_approve(*, request: AccessRequest, approver, comment: str = "", mfa:
     comment = _check_comment(comment)
     with transaction.atomic():
         req = _locked_pending(request.pk)
-        groups = _check_approver(req, approver)
+        groups, delegation = _check_approver(req, approver)
         if not req.requester.is_active:
             raise RequestRefused("requester_blocked", f"{req.requester.get_username()} is blocked in jitad: deny the request.")
         if not (req.policy.enabled and req.target.enabled):
             raise RequestRefused(
                 "policy_disabled", f"Policy {req.policy.name} or target {req.target.name} is disabled: deny the request instead."
             )
-        if req.approvals.filter(approver=approver).exists():
-            raise RequestRefused("already_decided", "You have already approved this request.")
-        earlier = [a.approver_groups for a in req.approvals.filter(decision=Approval.Decision.APPROVE)]
-        distinct = req.policy.distinct_approver_groups
+        required, distinct = open_stage_rule(req)
+        earlier = [a.approver_groups for a in req.approvals.filter(decision=Approval.Decision.APPROVE, stage=req.stage)]
         before = approvals_counted(earlier, distinct_groups=distinct)
         count = approvals_counted([*earlier, groups], distinct_groups=distinct)
         if count == before:
             covered = {g.lower() for sets in earlier for g in sets}
-            needed = [g for g in approver_groups_for(policy=req.policy, target=req.target) if g.lower() not in covered]
+            needed = [g for g in open_stage_groups(req) if g.lower() not in covered]
             raise RequestRefused(
                 "group_already_counted",
                 f"Policy {req.policy.name} needs approvals from different groups; yours ({', '.join(groups)}) "
                 f"is already counted. Still needed: one of {', '.join(needed) or 'no group left'}.",
             )
         Approval.objects.create(request=req, approver=approver, decision=Approval.Decision.APPROVE, comment=comment,
-                                approver_groups=groups, **_mfa_fields(mfa))
+                                approver_groups=groups, stage=req.stage,
+                                on_behalf_of=delegation.delegator if delegation else None, delegation=delegation,
+                                **_mfa_fields(mfa))
+        data = {"approvals": count, "required": req.approvals_required, "as": groups, **_behalf(delegation),
+                **_mfa_data(mfa)}
+        if req.stages:
+            data.update(stage=req.stage, stage_name=req.stages[req.stage].get("name", ""), stage_required=required)
         audit_record(
             actor=_actor(approver), action="request.approval_recorded", object_type="request", object_id=str(req.pk),
-            before=req.state, after=req.state, reason=comment,
-            data={"approvals": count, "required": req.approvals_required, "as": groups, **_mfa_data(mfa)},
+            before=req.state, after=req.state, reason=comment, data=data,
         )
-        if count >= req.approvals_required:
-            _approve(req, actor=_actor(approver), reason=comment, mfa=mfa)
+        if count >= required:
+            _stage_passed(req, actor=_actor(approver), reason=comment, mfa=mfa)
     return req
 
 
@@ -207,16 +365,17 @@ def request_deny(*, request: AccessRequest, approver, comment: str, mfa: MfaStep
         raise RequestRefused("comment_required", "A denial needs a comment for the requester.")
     with transaction.atomic():
         req = _locked_pending(request.pk)
-        groups = _check_approver(req, approver)
-        Approval.objects.update_or_create(
-            request=req, approver=approver,
-            defaults={"decision": Approval.Decision.DENY, "comment": comment, "approver_groups": groups, **_mfa_fields(mfa)},
+        groups, delegation = _check_approver(req, approver)
+        Approval.objects.create(
+            request=req, approver=approver, decision=Approval.Decision.DENY, comment=comment, approver_groups=groups,
+            stage=req.stage, on_behalf_of=delegation.delegator if delegation else None, delegation=delegation,
+            **_mfa_fields(mfa),
         )
         req.state = AccessRequest.State.DENIED
         req.decided_at = timezone.now()
         req.save(update_fields=["state", "decided_at"])
         _audit_request(req, actor=_actor(approver), action="request.denied", before=AccessRequest.State.PENDING,
-                       reason=comment, **{"as": groups}, **_mfa_data(mfa))
+                       reason=comment, **{"as": groups}, **_behalf(delegation), **_mfa_data(mfa))
         notice_request_decided(request=req, by=approver, comment=comment)
     return req
 
@@ -283,7 +442,7 @@ def _extension_minutes(grant: Grant, policy: Policy, duration_minutes, room: Ext
 
 
 def request_extend(*, grant: Grant, requester, duration_minutes, justification: str = "", ticket: str = "",
-                   mfa: MfaStep | None = None) -> AccessRequest:
+                   mfa: MfaStep | None = None, client_ip: str | None = None) -> AccessRequest:
     """Ask for more time on a live grant: a new decision under the same policy, capped by it.
 
     The policy caps the number of extensions and the grant's whole length (``extension_room``).
@@ -294,9 +453,12 @@ def request_extend(*, grant: Grant, requester, duration_minutes, justification: 
     room = extension_room(grant=grant, policy=policy)
     if not room:
         raise RequestRefused(room.code, room.message)
+    _check_network(policy, client_ip)
     minutes = _extension_minutes(grant, policy, duration_minutes, room)
     justification, ticket = _check_text(policy, justification, ticket or grant.request.ticket)
-    auto = policy.approval_mode == Policy.ApprovalMode.AUTO
+    now = timezone.now()
+    action, stages = _workflow(policy, now)
+    auto = not stages
     with transaction.atomic():
         # Re-check on the locked row: ``grant`` may be stale, or another extension racing.
         locked = Grant.objects.select_for_update().select_related("target").get(pk=grant.pk)
@@ -316,12 +478,15 @@ def request_extend(*, grant: Grant, requester, duration_minutes, justification: 
             duration_minutes=minutes,
             justification=justification,
             ticket=ticket,
-            approvals_required=0 if auto else policy.approvals_required,
-            pending_until=timezone.now() + timedelta(minutes=policy.pending_timeout_minutes),
+            pending_until=now + timedelta(minutes=policy.pending_timeout_minutes),
+            window_action=action,
+            client_ip=client_ip or None,
+            **_stage_fields(stages, grant.target, now),
             **_mfa_fields(mfa),
         )
         _audit_request(req, actor=_actor(requester), action="request.created", before="", reason=justification,
-                       duration_minutes=minutes, extends=grant.pk, policy=policy.name, **_mfa_data(mfa))
+                       duration_minutes=minutes, extends=grant.pk, policy=policy.name, **_workflow_audit(req),
+                       **_mfa_data(mfa))
         if auto:
             _approve(req, actor="system:policy", reason=f"auto-approved by policy {policy.name}", mfa=mfa)
         else:

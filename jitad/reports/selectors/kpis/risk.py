@@ -6,7 +6,8 @@ from django.contrib.auth import get_user_model
 
 from jitad.audit.models import AuditEvent
 from jitad.breakglass.models import Checkout
-from jitad.elevation.models import AccessRequest, Grant, HeldRemoval, Target
+from jitad.elevation.models import AccessRequest, Grant, HeldRemoval, Policy, Target
+from jitad.elevation.selectors.workflow import off_hours
 
 from ...figures import Column, Figure, Section, Table
 from .common import MAX_ROWS, Epoch, Scope, WorkingHours, moment, range_query, records
@@ -17,7 +18,8 @@ DEFINITION = (
     "Always on: people elevated for at least JITAD_REPORT_ALWAYS_ON_SHARE_PCT of the period's working hours, or "
     "on JITAD_REPORT_ALWAYS_ON_DAYS consecutive days. Unused eligible: people an enabled policy makes eligible who "
     "made no request in JITAD_REPORT_UNUSED_DAYS before the period's end. Off-hours: grants activated outside "
-    "working hours (JITAD_REPORT_WORK_*, JITAD_REPORT_TIME_ZONE). Bursts: at least JITAD_REPORT_BURST_THRESHOLD "
+    "working hours: the policy's own time windows where it has some (outside their 'policy' and 'auto' hours), "
+    "else JITAD_REPORT_WORK_*, JITAD_REPORT_TIME_ZONE. Bursts: at least JITAD_REPORT_BURST_THRESHOLD "
     "denied or failed requests by one person within JITAD_REPORT_BURST_WINDOW_MINUTES. Out of band: members the "
     "reconciler removed or held because no grant backed them. Break-glass: checkouts opened in the period."
 )
@@ -78,6 +80,26 @@ def _breakglass(scope: Scope) -> list[dict] | None:
              "checked_in": c.isoformat() if c else None} for i, a, h, m, inc, o, c in rows]
 
 
+def _off_hours(activations: list[tuple[int, float]], wh: WorkingHours) -> list[tuple[int, float]]:
+    """Activations outside working hours: a grant under a policy with time windows is judged by them
+    (selectors.workflow.off_hours), any other by the reports' working hours. One query for the
+    policies with windows, one more only when there are some."""
+    windowed = {p.pk: p for p in Policy.objects.exclude(time_windows={})}
+    policy_of = {}
+    if windowed and activations:
+        policy_of = dict(Grant.objects.filter(id__in=[i for i, _a in activations], request__policy_id__in=list(windowed))
+                         .values_list("id", "request__policy_id"))
+    out = []
+    for i, a in activations:
+        policy = windowed.get(policy_of.get(i))
+        if policy is not None:
+            if off_hours(policy, moment(a)):
+                out.append((i, a))
+        elif not wh.contains(a):
+            out.append((i, a))
+    return out
+
+
 def _table(key, title, columns, rows, model=None, ids_key=None):
     recs = {}
     for i, r in enumerate(rows[:MAX_ROWS]):
@@ -97,7 +119,7 @@ def section(scope: Scope) -> Section:
     start_s, end_s = scope.start.timestamp(), scope.end.timestamp()
     activations = sorted((a, i) for i, _u, _t, a, _e in grants if start_s <= a < end_s)
     activations = [(i, a) for a, i in activations]
-    off_ids = [(i, a) for i, a in activations if not wh.contains(a)]
+    off_ids = _off_hours(activations, wh)
     names = {i: (u, t) for i, u, t in Grant.objects.filter(id__in=[i for i, _a in off_ids[:MAX_ROWS]])
              .values_list("id", "user__username", "target__name")} if off_ids else {}
     off = [{"grant": i, "activated": moment(a).isoformat(), "local": datetime.fromtimestamp(a, wh.tz).strftime("%a %H:%M"),
