@@ -184,7 +184,7 @@ def grant_extend(request, pk: int):
         if posted and form.is_valid():
             try:
                 req = services.request_extend(grant=grant, requester=request.user, mfa=mfa_step_of(request),
-                                              **form.service_arguments())
+                                              client_ip=client_ip(request), **form.service_arguments())
             except RequestRefused as e:
                 error = e.message
                 form.add_refusal(e)

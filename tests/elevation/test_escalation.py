@@ -155,3 +155,45 @@ def test_the_worker_escalates_a_silent_stage(live, make_user, make_target):
     services.request_approve(request=req, approver=manager)
     req.refresh_from_db()
     assert req.state == RequestState.APPROVED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_escalating_at_once_act_once_per_request():
+    """GIVEN twenty requests whose stage is past its escalation and a timeout that denies
+    WHEN two workers run the escalation at the same instant, twice each THEN every request escalated exactly
+    once, then was denied exactly once (row locks, and the conditions read again on the locked row)."""
+    import threading
+
+    from django.db import connection
+
+    reqs = [make(stages(escalation={**ESCALATION, "notify": []}, timeout={"after_minutes": 60, "action": "deny"}),
+                 name=f"race{i}")[0] for i in range(20)]
+    AccessRequest.objects.filter(pk__in=[r.pk for r in reqs]).update(
+        stage_opened_at=timezone.now() - timedelta(minutes=31))
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def run():
+        try:
+            barrier.wait()
+            services.stages_escalate()
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+        finally:
+            connection.close()
+
+    for _round in range(2):
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        AccessRequest.objects.filter(pk__in=[r.pk for r in reqs], state=RequestState.PENDING).update(
+            stage_opened_at=timezone.now() - timedelta(minutes=61))
+    assert not errors, errors
+    ids = [str(r.pk) for r in reqs]
+    for action in ("request.escalated", "request.denied"):
+        counts = [AuditEvent.objects.filter(object_type="request", object_id=i, action=action).count() for i in ids]
+        assert counts == [1] * 20, (action, counts)
+    assert Notification.objects.filter(event="request.escalated").count() == 20
+    assert not AccessRequest.objects.filter(pk__in=[r.pk for r in reqs], state=RequestState.PENDING).exists()

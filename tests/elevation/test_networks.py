@@ -89,3 +89,14 @@ def test_a_portal_request_from_outside_the_networks_is_refused(live, make_user, 
     wait_state(Grant.objects.get(request=req).id, Grant.State.ACTIVE)
     assert ad_is_member(ldap_admin, tgt.group_dn, ad_user_dn(ldap_admin, samba_dc.base_dn, alice.username))
     assert Policy.objects.get(targets=tgt).networks == ["10.0.0.0/8"]
+
+
+def test_an_extension_is_asked_from_the_policys_networks_too(alice):
+    srv = target()
+    p = policy(srv, approval_mode=Policy.ApprovalMode.AUTO, approvals_required=0)
+    grant = Grant.objects.get(request=services.request_create(requester=alice, target=srv, duration_minutes=30))
+    Policy.objects.filter(pk=p.pk).update(networks=["10.0.0.0/8"])
+    refused("network_refused", services.request_extend, grant=grant, requester=alice, duration_minutes=30,
+            client_ip="198.51.100.4")
+    ext = services.request_extend(grant=grant, requester=alice, duration_minutes=30, client_ip="10.0.0.4")
+    assert ext.client_ip == "10.0.0.4" and ext.state == AccessRequest.State.APPROVED

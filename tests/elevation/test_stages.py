@@ -148,6 +148,35 @@ def test_existing_refusals_still_hold_inside_stages(world):
     refused("policy_disabled", services.request_approve, request=req, approver=world["peer"])
 
 
+# -- what people see ------------------------------------------------------------------------
+def test_the_admin_and_my_access_show_the_stages(world, verified_client):
+    """GIVEN a two-stage request WHEN the manager opens it during stage 1 THEN the page lists both stages, the open
+    one, its groups, and no decision buttons; the requester's My access says "stage 1 of 2 (peer): 0 of 1";
+    WHEN the peer's deputy approves THEN the admin shows the approval on the peer's behalf."""
+    from django.urls import reverse
+
+    req = services.request_create(requester=world["alice"], target=world["srv"], duration_minutes=30,
+                                  client_ip="10.9.8.7")
+    page = verified_client(world["manager"]).get(f"/admin/elevation/accessrequest/{req.pk}/change/")
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "Open: stage 1 of 2 (peer): 0 of 1" in html
+    assert "Peers, Owners" in html and "manager" in html and "10.9.8.7" in html
+    assert 'value="approve"' not in html
+
+    mine = verified_client(world["alice"]).get(reverse("elevation:access")).content.decode()
+    assert "stage 1 of 2 (peer): 0 of 1" in mine
+
+    delegate(world["peer"], world["deputy"])
+    services.request_approve(request=req, approver=world["deputy"])
+    html = verified_client(world["manager"]).get(f"/admin/elevation/accessrequest/{req.pk}/change/").content.decode()
+    assert "deputy for peer (approve)" in html
+    assert "Open: stage 2 of 2 (manager): 0 of 1" in html
+    assert 'value="approve"' in html
+    queue = verified_client(world["manager"]).get("/admin/elevation/accessrequest/").content.decode()
+    assert "stage 2 of 2 (manager)" in queue
+
+
 # -- deputies ------------------------------------------------------------------------------
 def delegate(delegator, deputy, *, hours_from=-1, hours_to=2) -> Delegation:
     now = timezone.now()
@@ -235,3 +264,24 @@ def test_two_stages_end_to_end_make_the_membership(live, make_user, make_target,
     grant = wait_state(Grant.objects.get(request=req).id, Grant.State.ACTIVE)
     assert ad_is_member(ldap_admin, tgt.group_dn, ad_user_dn(ldap_admin, samba_dc.base_dn, alice.username))
     assert grant.user == alice
+
+
+def test_a_deputy_end_to_end_during_and_after_the_delegation(live, make_user, make_target, ldap_admin, samba_dc):
+    """GIVEN an approver who delegated to a deputy in no approver group
+    WHEN the deputy approves during the delegation THEN the worker makes the membership, the approval in the
+    approver's name; WHEN the delegation has ended THEN the same deputy is refused on the next request."""
+    tgt = make_target(mode="manual", approver_groups=("approvers",))
+    alice = make_user("alice", groups=["admins"])
+    boss = make_user("boss", groups=["approvers"])
+    deputy = make_user("deputy")
+    delegation = delegate(boss, deputy)
+    req = services.request_create(requester=alice, target=tgt, duration_minutes=30)
+    services.request_approve(request=req, approver=deputy, comment="for boss")
+    assert Approval.objects.get(request=req).on_behalf_of == boss
+    wait_state(Grant.objects.get(request=req).id, Grant.State.ACTIVE)
+    assert ad_is_member(ldap_admin, tgt.group_dn, ad_user_dn(ldap_admin, samba_dc.base_dn, alice.username))
+
+    Delegation.objects.filter(pk=delegation.pk).update(ends_at=timezone.now() - timedelta(seconds=1))
+    later = services.request_create(requester=alice, target=tgt, duration_minutes=30)
+    refused("not_approver", services.request_approve, request=later, approver=deputy)
+    assert not Grant.objects.filter(request=later).exists()

@@ -317,6 +317,7 @@ class RequestExtendView(ApiView):
         extension = request_extend(
             grant=grant,
             requester=request.user,
+            client_ip=client_ip(request),
             duration_minutes=data.get("duration_minutes"),
             justification=data.get("justification") or "",
             ticket=data.get("ticket") or "",

@@ -223,7 +223,7 @@ def _names_with_delegators(user) -> QuerySet:
 
 def approver_scope(*, user, resolved: bool = False) -> Q:
     """A filter on AccessRequest: requests whose policy or target names one of ``user``'s groups (or, for a
-    deputy, of the people they stand in for) as approvers, or whose open stage does.
+    deputy, of the people they stand in for) as approvers, or pending ones whose open stage does.
 
     By default the policies and targets are subqueries. ``resolved=True`` looks their ids up
     first (two small queries): PostgreSQL then walks a big table in index order through an
@@ -235,7 +235,10 @@ def approver_scope(*, user, resolved: bool = False) -> Q:
     if resolved:
         policies = [row["id"] for row in policies]
         targets = [row["id"] for row in targets]
-    return Q(policy__in=policies) | Q(target__in=targets) | Q(JSONListMatches("stage_groups", groups))
+    # A policy file's approver_groups hold every stage's groups already; a pending request's open stage is
+    # tested too, for policies whose stages or windows were set another way.
+    return (Q(policy__in=policies) | Q(target__in=targets)
+            | Q(state=AccessRequest.State.PENDING, stage_groups__isnull=False) & Q(JSONListMatches("stage_groups", groups)))
 
 
 def is_approver_anywhere(*, user) -> bool:

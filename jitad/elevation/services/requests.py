@@ -314,10 +314,13 @@ def _check_comment(comment: str) -> str:
 
 
 def request_approve(*, request: AccessRequest, approver, comment: str = "", mfa: MfaStep | None = None) -> AccessRequest:
-    """Record one approval; the request is approved once enough distinct approvers agree.
+    """Record one approval of the open stage; the next stage opens once enough distinct approvers agree,
+    and the request is approved after the last.
 
-    With ``Policy.distinct_approver_groups`` an approval that cannot stand for a group not
-    yet covered is refused, with the groups still needed, rather than recorded uselessly.
+    ``approver`` decides in their own right (a group of the open stage) or as the deputy of someone
+    who could (the approval is then in the delegator's name). With distinct groups on the stage an
+    approval that cannot stand for a group not yet covered is refused, with the groups still needed,
+    rather than recorded uselessly.
     """
     comment = _check_comment(comment)
     with transaction.atomic():
