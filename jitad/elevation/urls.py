@@ -1,7 +1,7 @@
 """The requester's pages (the REST API has its own urls in api/)."""
 from django.urls import path
 
-from . import views
+from . import delegation_views, views
 
 app_name = "elevation"
 urlpatterns = [
@@ -12,4 +12,6 @@ urlpatterns = [
     path("requests/<int:pk>/cancel/", views.request_cancel, name="request-cancel"),
     path("grants/<int:pk>/release/", views.grant_release, name="grant-release"),
     path("grants/<int:pk>/extend/", views.grant_extend, name="grant-extend"),
+    path("deputies/", delegation_views.delegations, name="delegations"),
+    path("deputies/<int:pk>/end/", delegation_views.delegation_end, name="delegation-end"),
 ]

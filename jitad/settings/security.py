@@ -33,6 +33,8 @@ LOGOUT_REDIRECT_URL = "accounts:login"
 # verification younger than this.
 JITAD_MFA_FRESH_SECONDS = env.int("JITAD_MFA_FRESH_SECONDS", default=15 * 60)
 OTP_TOTP_ISSUER = env.str("JITAD_OTP_ISSUER", default="jitad")
+# The longest an approver may hand their approval right to a deputy for (docs/approvals.md, "Deputies").
+JITAD_DELEGATION_MAX_DAYS = env.int("JITAD_DELEGATION_MAX_DAYS", default=90)
 # The login throttle (jitad/accounts/throttle.py, docs/logins.md), counted over the window:
 # wrong passwords per account from addresses it has not logged in from (together), or from
 # one address it has (JITAD_LOGIN_KNOWN_ADDRESS_DAYS), before that pool pauses; wrong logins
