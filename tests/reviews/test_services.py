@@ -84,7 +84,7 @@ def test_sweep_opens_one_campaign_with_the_groups_members_and_keeps_the_cadence(
 def test_reviewers_decide_others_never_themselves(world):
     """GIVEN an open campaign WHEN someone outside the reviewer groups decides THEN not_reviewer; WHEN dave (a
     reviewer, and eligible) decides his own item THEN self_review; WHEN bob keeps dave with a comment THEN it is
-    recorded with the MFA step and audited, and a second decision is already_decided; WHEN no MFA step THEN
+    recorded with the MFA step and audited, and a second decision on an item is already_decided; WHEN no MFA step THEN
     refused; WHEN the deadline has passed THEN campaign_closed."""
     world["make_policy"]()
     now = timezone.now()
@@ -106,12 +106,13 @@ def test_reviewers_decide_others_never_themselves(world):
 
     item = services.item_decide(item=item_of(campaign, dave), reviewer=bob, decision="keep", comment="on call",
                                 mfa=MFA)
+    services.item_decide(item=item_of(campaign, alice), reviewer=bob, decision="keep", mfa=MFA)
     assert (item.decision, item.decided_by, item.comment, item.mfa_method, item.by_default) == (
         "keep", bob, "on call", "totp", False)
     event = AuditEvent.objects.get(action="review.item_decided", object_id=str(item.pk))
     assert (event.actor, event.after, event.reason, event.data["mfa_method"]) == (bob.username, "keep", "on call", "totp")
     with pytest.raises(ReviewRefused) as e:
-        services.item_decide(item=item, reviewer=dave, decision="remove", mfa=MFA)
+        services.item_decide(item=item_of(campaign, alice), reviewer=dave, decision="remove", mfa=MFA)
     assert e.value.code == "already_decided"
 
     ReviewCampaign.objects.filter(pk=campaign.pk).update(deadline=now - timedelta(seconds=1))
