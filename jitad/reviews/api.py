@@ -88,7 +88,7 @@ class ReviewListView(ReviewApiView):
                    description="Every open eligibility review whose reviewer groups include you, soonest deadline "
                                "first, with its items; `can_decide` marks those you may keep or remove (never "
                                "an item about yourself).",
-                   responses={200: ReviewCampaignSerializer(many=True), **_errors(401)})
+                   responses={200: ReviewCampaignSerializer(many=True), **_errors(400, 401)})
     def get(self, request):
         return Response(ReviewCampaignSerializer(campaigns_for_reviewer(user=request.user), many=True).data)
 
