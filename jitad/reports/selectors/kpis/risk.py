@@ -11,6 +11,7 @@ from jitad.elevation.models import AccessRequest, Grant, HeldRemoval, Target
 from ...figures import Column, Figure, Section, Table
 from .common import MAX_ROWS, Epoch, Scope, WorkingHours, moment, range_query, records
 from .intervals import scope_grants
+from .reviews import review_outcomes
 from .risk_people import always_on, unused_eligible
 
 DEFINITION = (
@@ -19,7 +20,9 @@ DEFINITION = (
     "made no request in JITAD_REPORT_UNUSED_DAYS before the period's end. Off-hours: grants activated outside "
     "working hours (JITAD_REPORT_WORK_*, JITAD_REPORT_TIME_ZONE). Bursts: at least JITAD_REPORT_BURST_THRESHOLD "
     "denied or failed requests by one person within JITAD_REPORT_BURST_WINDOW_MINUTES. Out of band: members the "
-    "reconciler removed or held because no grant backed them. Break-glass: checkouts opened in the period."
+    "reconciler removed or held because no grant backed them. Break-glass: checkouts opened in the period. "
+    "Eligibility reviews: reviews closed in the period, and their people kept, removed by reviewers, and removed "
+    "by default (nobody decided before the deadline)."
 )
 
 
@@ -145,5 +148,6 @@ def section(scope: Scope) -> Section:
             Column("account", "Account"), Column("holder", "Holder"), Column("mode", "Mode"),
             Column("incident", "Incident"), Column("opened", "Opened"), Column("checked_in", "Checked in")],
             bg or [], "breakglass.checkout", "id"),
+        review_outcomes(scope),
     ]
     return Section("risk", "Risk signals", DEFINITION, figures, tables)
