@@ -236,3 +236,38 @@ def test_a_person_without_a_jitad_account_is_excluded_when_they_appear(world, re
     item.refresh_from_db()
     assert item.user == frank and item.applied_at is not None
     assert policy_for(user=frank, target=policy.targets.get()) is None
+
+
+def test_a_managed_group_outside_the_jit_ou_is_never_written_and_the_failure_is_alerted(world, review_policy,
+                                                                                        samba_dc, ldap_admin):
+    """GIVEN a review whose managed group (put straight into the database, past the policy file's check) lies
+    outside the JIT OU and holds alice WHEN the default removes her THEN she is excluded in jitad, but the group is
+    never written: she is still in it, the item stays unapplied with the reason, one alert condition is open, and
+    the next sweep tries again without a second alert."""
+    from jitad import directory
+    from jitad.notifications.models import AlertCondition
+    from tests.elevation.helpers import ad_is_member
+
+    alice = world["alice"]
+    with directory.connect() as d:
+        outside = d.ensure_group(f"Outside-{alice.username}", f"CN=Users,{samba_dc.base_dn}")
+        alice_dn = d.find_user(alice.username).dn
+        d.ensure_member(outside, alice_dn)
+    policy = review_policy(users=[alice.username], managed_group=outside)
+    now = timezone.now()
+    services.reviews_sweep(now=now)
+    result = services.reviews_sweep(now=now + timedelta(days=2))
+    assert result["applied"] == 0
+    item = ReviewItem.objects.get(campaign__policy=policy, username=alice.username)
+    assert item.decision == "remove" and item.applied_at is None
+    assert item.outcome.startswith("failed, retried by the sweep: DirectoryNotManaged")
+    assert policy_for(user=alice, target=policy.targets.get()) is None
+    assert ad_is_member(ldap_admin, outside, alice_dn)
+    condition = AlertCondition.objects.get(key=f"review-removal:{item.pk}")
+    assert condition.resolved_at is None
+    alerts = Notification.objects.filter(event="review.removal_failed")
+    assert alerts.count() == 1
+    services.reviews_sweep(now=now + timedelta(days=2, minutes=1))
+    assert alerts.count() == 1
+    condition.refresh_from_db()
+    assert condition.occurrences == 2
