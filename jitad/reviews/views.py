@@ -43,5 +43,6 @@ def item_decide(request, pk: int):
     if error:
         messages.error(request, error)
     else:
-        messages.success(request, f"{item.username}: {item.get_decision_display()} (review #{item.campaign_id}).")
+        verb = "kept" if item.decision == item.Decision.KEEP else "removed"
+        messages.success(request, f"{item.username} {verb} (review #{item.campaign_id}).")
     return redirect("reviews:page")
