@@ -35,6 +35,8 @@ def test_auditors_read_every_page_and_cannot_lift(world, verified_client):
     client = verified_client(auditor())
     for name in ("reviews_reviewcampaign", "reviews_reviewitem", "elevation_eligibilityexclusion"):
         assert client.get(reverse(f"admin:{name}_changelist")).status_code == 200, name
+    campaigns = client.get(reverse("admin:reviews_reviewcampaign_changelist")).content.decode()
+    assert "0 kept, 0 removed (0 by default), 1 undecided" in campaigns
     page = client.get(reverse("admin:reviews_reviewcampaign_change", args=[world["campaign"].pk]))
     assert page.status_code == 200 and b"alice" in page.content
     changelist = client.get(reverse("admin:elevation_eligibilityexclusion_changelist")).content.decode()
