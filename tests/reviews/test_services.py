@@ -271,3 +271,16 @@ def test_a_managed_group_outside_the_jit_ou_is_never_written_and_the_failure_is_
     assert alerts.count() == 1
     condition.refresh_from_db()
     assert condition.occurrences == 2
+
+
+def test_a_sweep_while_another_runs_does_nothing(world):
+    """GIVEN another process holding the review sweep's lease WHEN a sweep starts THEN it does nothing and says so;
+    once the lease is released THEN the next sweep does the work."""
+    from jitad.engine.services import lease_release, lease_take
+
+    world["make_policy"]()
+    assert lease_take(name="reviews-sweep", holder="other-node", seconds=60)
+    assert services.reviews_sweep() is None
+    assert not ReviewCampaign.objects.exists()
+    lease_release(name="reviews-sweep", holder="other-node")
+    assert services.reviews_sweep()["opened"] == 1
