@@ -123,7 +123,7 @@ def test_reviewers_decide_others_never_themselves(world):
 
 def test_a_reviewers_removal_excludes_at_once_and_lifting_gives_it_back(world):
     """GIVEN alice eligible WHEN bob removes her THEN no eligibility answer offers the policy to her and
-    request_create refuses her (not_eligible), the removal is applied by the sweep once; WHEN an admin lifts the
+    request_create refuses her (not_eligible), her pending request is cancelled, the removal is applied by the sweep once; WHEN an admin lifts the
     exclusion THEN she is eligible again, and both steps are audited."""
     policy = world["make_policy"]()
     alice, bob = world["alice"], world["bob"]
@@ -131,8 +131,11 @@ def test_a_reviewers_removal_excludes_at_once_and_lifting_gives_it_back(world):
     assert policy_for(user=alice, target=target) == policy
     services.reviews_sweep()
     campaign = ReviewCampaign.objects.get()
+    waiting = elevation.request_create(requester=alice, target=target, duration_minutes=30, justification="x")
     services.item_decide(item=item_of(campaign, alice), reviewer=bob, decision="remove", comment="left the team",
                          mfa=MFA)
+    waiting.refresh_from_db()
+    assert waiting.state == "cancelled"  # nobody approves what she may no longer ask for
     exclusion = EligibilityExclusion.objects.get(policy=policy, user=alice, lifted_at__isnull=True)
     assert policy_for(user=alice, target=target) is None
     with pytest.raises(RequestRefused) as e:

@@ -4,14 +4,17 @@ An exclusion is what a review's removal leaves behind (docs/approvals.md, "Eligi
 reviews"): every eligibility answer (``selectors.eligibility``) skips the policy for that
 person from the moment it exists, whatever their AD groups say. Lifting it restores the
 eligibility their groups give them. One live exclusion per (policy, person): excluding
-twice is the same exclusion.
+twice is the same exclusion. The person's requests still waiting for a decision under the
+policy are cancelled with it (nobody approves what they may no longer ask for); grants
+already running end as they would have.
 """
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from jitad.audit.services import audit_record
 
-from ..models import EligibilityExclusion, Policy
+from ..models import AccessRequest, EligibilityExclusion, Policy
+from .requests import _close_each
 
 
 def _actor(who) -> str:
@@ -34,6 +37,11 @@ def eligibility_exclude(*, policy: Policy, user, actor, reason: str = "", source
         audit_record(actor=_actor(actor), action="eligibility.excluded", object_type="eligibility_exclusion",
                      object_id=row.pk, before="eligible", after="excluded", reason=reason,
                      data={"policy": policy.name, "user": user.get_username(), "source": source, "source_id": source_id})
+        pending = list(AccessRequest.objects.filter(requester=user, policy=policy, state=AccessRequest.State.PENDING)
+                       .values_list("id", flat=True))
+        _close_each(pending, state=AccessRequest.State.CANCELLED, actor=_actor(actor), action="request.cancelled",
+                    reason=f"no longer eligible under {policy.name}" + (f": {reason}" if reason else ""),
+                    now=timezone.now(), tell_requester=False)
     return row
 
 
