@@ -61,6 +61,9 @@ def _schedule(sender, **kwargs):
         sender.add_periodic_task(
             settings.JITAD_HOST_SCAN_INTERVAL, sender.signature("jitad.elevation.hosts_scan"), name="standing-admin-scan"
         )
+    sender.add_periodic_task(
+        settings.JITAD_REVIEW_SWEEP_INTERVAL, sender.signature("jitad.reviews.sweep"), name="review-sweep"
+    )
     sender.add_periodic_task(settings.JITAD_RETENTION_INTERVAL, sender.signature("jitad.reports.prune"), name="retention-prune")
     if settings.JITAD_DIRECTORY_SYNC_INTERVAL > 0:
         sender.add_periodic_task(

@@ -1,8 +1,8 @@
 """One bound LDAPS session to a domain controller, and the verbs jitad needs from it.
 
 The verbs live beside this module, by what they touch: users.py (accounts), groups.py
-(reads of groups and members), members.py (membership changes, refused outside what jitad
-owns), provisioning.py (demo and test estates). Binding and the per-thread session are in
+(reads of groups and members), people.py (the people in a group, at any depth), members.py
+(membership changes, refused outside what jitad owns), provisioning.py (demo and test estates). Binding and the per-thread session are in
 connection.py; DN and filter escaping in dn.py.
 """
 import logging
@@ -13,13 +13,14 @@ from .config import DirectoryConfig
 from .errors import DirectoryError, translate
 from .groups import GroupReads
 from .members import MemberChanges
+from .people import PeopleReads
 from .provisioning import Provisioning
 from .users import UserVerbs
 
 log = logging.getLogger(__name__)
 
 
-class Directory(UserVerbs, GroupReads, MemberChanges, Provisioning):
+class Directory(UserVerbs, GroupReads, PeopleReads, MemberChanges, Provisioning):
     """A bound connection to one DC. Use :func:`~jitad.directory.connection.connect` to get one; close it when done."""
 
     def __init__(self, conn: Connection, config: DirectoryConfig, url: str):

@@ -3,15 +3,18 @@
 ``policy_for`` is the authority when a request is made. The list queries cost a fixed
 number of database round trips, however many targets exist, and agree with it: an
 enabled policy covers a person by user name or by one of their Django group names
-(case-insensitive), and the lowest (priority, name) wins. Approvers: ``approvers``.
+(case-insensitive), and the lowest (priority, name) wins. A live
+``EligibilityExclusion`` (a review removed the person) takes that policy away from them
+whatever their groups say; each answer asks it inside the same query, so it costs no
+round trip. Approvers: ``approvers``.
 """
 from dataclasses import dataclass
 
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
 from jitad.accounts.groups import group_names
 
-from ..models import Policy, Target
+from ..models import EligibilityExclusion, Policy, Target
 
 MAX_TERMS = 5
 
@@ -20,11 +23,16 @@ def _lower(values) -> set[str]:
     return {v.lower() for v in values}
 
 
+def _not_excluded(user) -> Exists:
+    """A filter on Policy: no live exclusion takes the policy away from ``user``."""
+    return ~Exists(EligibilityExclusion.objects.filter(policy=OuterRef("pk"), user_id=user.pk, lifted_at__isnull=True))
+
+
 def policy_for(*, user, target: Target) -> Policy | None:
     """The enabled policy (lowest priority number) that makes ``user`` eligible for ``target``."""
     groups = group_names(user)
     username = user.get_username().lower()
-    for policy in Policy.objects.filter(enabled=True, targets=target).order_by("priority", "name"):
+    for policy in Policy.objects.filter(_not_excluded(user), enabled=True, targets=target).order_by("priority", "name"):
         if username in _lower(policy.eligible_users) or groups & _lower(policy.eligible_groups):
             return policy
     return None
@@ -49,12 +57,12 @@ class EligibilityPage:
 
 
 def _covering_policies(user) -> list[Policy]:
-    """Enabled policies naming ``user`` or one of their groups, best (lowest priority, name) first."""
+    """Enabled policies naming ``user`` or one of their groups and not taken from them, best (lowest priority, name) first."""
     groups = group_names(user)
     username = user.get_username().lower()
     return [
         p
-        for p in Policy.objects.filter(enabled=True).order_by("priority", "name")
+        for p in Policy.objects.filter(_not_excluded(user), enabled=True).order_by("priority", "name")
         if username in _lower(p.eligible_users) or groups & _lower(p.eligible_groups)
     ]
 

@@ -12,6 +12,7 @@ from jitad.elevation.selectors.workflow import off_hours
 from ...figures import Column, Figure, Section, Table
 from .common import MAX_ROWS, Epoch, Scope, WorkingHours, moment, range_query, records
 from .intervals import scope_grants
+from .reviews import review_outcomes
 from .risk_people import always_on, unused_eligible
 
 DEFINITION = (
@@ -21,7 +22,9 @@ DEFINITION = (
     "working hours: the policy's own time windows where it has some (outside their 'policy' and 'auto' hours), "
     "else JITAD_REPORT_WORK_*, JITAD_REPORT_TIME_ZONE. Bursts: at least JITAD_REPORT_BURST_THRESHOLD "
     "denied or failed requests by one person within JITAD_REPORT_BURST_WINDOW_MINUTES. Out of band: members the "
-    "reconciler removed or held because no grant backed them. Break-glass: checkouts opened in the period."
+    "reconciler removed or held because no grant backed them. Break-glass: checkouts opened in the period. "
+    "Eligibility reviews: reviews closed in the period, and their people kept, removed by reviewers, and removed "
+    "by default (nobody decided before the deadline)."
 )
 
 
@@ -167,5 +170,6 @@ def section(scope: Scope) -> Section:
             Column("account", "Account"), Column("holder", "Holder"), Column("mode", "Mode"),
             Column("incident", "Incident"), Column("opened", "Opened"), Column("checked_in", "Checked in")],
             bg or [], "breakglass.checkout", "id"),
+        review_outcomes(scope),
     ]
     return Section("risk", "Risk signals", DEFINITION, figures, tables)
