@@ -10,13 +10,14 @@ from math import ceil
 from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from jitad.accounts.mfa import mfa_is_fresh, mfa_step_of
 from jitad.accounts.throttle import client_ip
-from jitad.humantime import minutes_text
+from jitad.humantime import minutes_text, when
 
 from . import services
 from .errors import RequestRefused
@@ -87,7 +88,13 @@ def request_new(request):
             error = e.message
             form.add_refusal(e)
         else:
-            if req.state == req.State.APPROVED:
+            grant = getattr(req, "grant", None) if req.state == req.State.APPROVED else None
+            if grant is not None and grant.state == grant.State.SCHEDULED:
+                start = (f"start at {when(grant.starts_at)}" if grant.starts_at and grant.starts_at > timezone.now()
+                         else "start as soon as the target is free (one admin at a time)")
+                messages.success(request, f"Request #{req.pk} was approved automatically; your admin rights on "
+                                          f"{target.name} {start}.")
+            elif req.state == req.State.APPROVED:
                 messages.success(request, f"Request #{req.pk} was approved automatically: jitad is giving you "
                                           f"admin rights on {target.name} now.")
             else:

@@ -141,6 +141,15 @@ def _grant(setup, *, starts_at, minutes=60):
     return _approved(alice, lead, target, starts_at=starts_at, minutes=minutes)
 
 
+def test_the_approval_notice_says_when_a_scheduled_grant_starts_not_that_it_is_being_added(setup):
+    """GIVEN a request to start in three hours WHEN an approver approves it THEN the requester's "Approved" message
+    names the start, and does not say jitad is adding them now (nothing happens in AD until then)."""
+    start = timezone.now() + timedelta(hours=3)
+    g = _grant(setup, starts_at=start)
+    note = Notification.objects.get(event="request.approved", object_id=str(g.request_id))
+    assert "The access starts at " in note.body and "adding you now" not in note.body
+
+
 def test_approved_after_its_start_ends_when_it_would_have(setup):
     """GIVEN a request to start 10 min ago for 60 min WHEN approved now (scheduled-start clock, the default)
     THEN it is applied at once but still ends at start + 60 min: the late approval shortened it."""

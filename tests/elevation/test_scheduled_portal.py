@@ -125,8 +125,11 @@ def test_the_api_takes_a_start_with_its_offset_and_shows_it(srv, spy):
     body = error(alice.post(REQUESTS, {"target": "SRV01", "starts_at": "2030-01-01T02:00:00"}), 400, "invalid")
     assert "offset" in str(body["fields"]["starts_at"])
     assert not AccessRequest.objects.exists()
-    alice.create("SRV01", starts_at="2030-01-01T03:00:00+01:00")
-    assert spy[-1]["starts_at"] == datetime(2030, 1, 1, 2, 0, tzinfo=dt_timezone.utc)
+    ahead = (timezone.now() + timedelta(days=2)).replace(second=0, microsecond=0)  # within the policy's 7 days
+    plus_one = dt_timezone(timedelta(hours=1))
+    made = alice.create("SRV01", starts_at=ahead.astimezone(plus_one).isoformat())
+    assert spy[-1]["starts_at"] == ahead
+    assert AccessRequest.objects.get(pk=made["id"]).starts_at == ahead  # stored in UTC, the same instant
 
     start = timezone.now() + timedelta(hours=2)
     g = _scheduled(alice.user, lead, srv, starts_at=start)

@@ -113,13 +113,13 @@ class GrantViewFilter(DefaultedFilter):
     title = "view"
     parameter_name = "view"
     default = "now"
-    NOW = (Grant.State.APPROVED, Grant.State.GRANTING, Grant.State.ACTIVE, Grant.State.UNVERIFIED,
+    NOW = (Grant.State.SCHEDULED, Grant.State.APPROVED, Grant.State.GRANTING, Grant.State.ACTIVE, Grant.State.UNVERIFIED,
            Grant.State.REVOKING, Grant.State.GRANT_FAILED, Grant.State.REVOKE_FAILED)
     FAILED = (Grant.State.GRANT_FAILED, Grant.State.UNVERIFIED, Grant.State.REVOKE_FAILED)
     SERVER_NOT_CONFIRMED = (Grant.HostCheck.STILL_ADMIN, Grant.HostCheck.FAILED)
 
     def lookups(self, request, model_admin):
-        return [("now", "Active now (failures first)"), ("failed", "Failed or unverified"),
+        return [("now", "Active or scheduled now (failures first)"), ("failed", "Failed or unverified"),
                 ("server", "Not confirmed on the server after revocation"), ("ended", "Ended"), ("all", "Everything")]
 
     def queryset(self, request, queryset):

@@ -157,6 +157,12 @@ def notice_request_decided(*, request: AccessRequest, grant: Grant | None = None
         if req.kind == AccessRequest.Kind.EXTENSION and grant is not None:
             body = (f"{', '.join(names) or 'Your approvers'} approved request #{req.pk}. Your admin rights on "
                     f"{target.name} now end at {_at(grant.expires_at)}.")
+        elif grant is not None and grant.state == Grant.State.SCHEDULED:
+            starts = (f"starts at {_at(grant.starts_at)}" if grant.starts_at and grant.starts_at > timezone.now()
+                      else "waits until the target is free (it allows one admin at a time)")
+            body = (f"{', '.join(names) or 'Your approvers'} approved request #{req.pk} for admin on {target.name} "
+                    f"for {_duration(req.duration_minutes)}. The access {starts}; another message follows when it "
+                    "is active.")
         else:
             body = (f"{', '.join(names) or 'Your approvers'} approved request #{req.pk} for admin on {target.name} "
                     f"for {_duration(req.duration_minutes)}. jitad is adding you now; another message follows when "
