@@ -10,7 +10,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..models import AccessRequest, Grant, Policy, Target
+from ..models import AccessRequest, Approval, Grant, Policy, Target
+from ..selectors.approvers import approvals_counted
 from ..selectors.requests import request_grant
 
 TEXT_MAX = 10_000  # far above any policy's limit, so the service's own message is what people see
@@ -74,22 +75,77 @@ class GrantBriefSerializer(serializers.ModelSerializer):
         fields = ["id", "state", "expires_at", "activated_at", "revoke_requested_at", "revoked_at", "extensions"]
 
 
+STAGE_PASSED, STAGE_OPEN, STAGE_WAITING = "passed", "open", "waiting"
+
+
+class StageSerializer(serializers.Serializer):
+    """One approval stage of a request, as its approvers and requester see it."""
+
+    name = serializers.CharField()
+    approvals_required = serializers.IntegerField()
+    approvals = serializers.IntegerField(help_text="approvals that count towards this stage")
+    state = serializers.ChoiceField(choices=[STAGE_PASSED, STAGE_OPEN, STAGE_WAITING],
+                                    help_text="passed; open (waiting for decisions now); waiting (comes later)")
+    escalated_at = serializers.DateTimeField(allow_null=True, help_text="when the open stage escalated; else null")
+
+
+def request_stages(req: AccessRequest) -> list[dict]:
+    """The stages of ``req`` with each one's approvals counted and its state (one query, none without stages)."""
+    if not req.stages:
+        return []
+    by_stage: dict[int, list] = {}
+    for approval in req.approvals.all():
+        if approval.decision == Approval.Decision.APPROVE:
+            by_stage.setdefault(approval.stage, []).append(approval.approver_groups or [])
+    rows = []
+    for index, stage in enumerate(req.stages):
+        if index < req.stage:
+            state = STAGE_PASSED
+        elif index == req.stage and req.state == AccessRequest.State.PENDING:
+            state = STAGE_OPEN
+        else:
+            state = STAGE_WAITING
+        rows.append({
+            "name": stage.get("name", ""),
+            "approvals_required": int(stage.get("approvals_required", 0)),
+            "approvals": approvals_counted(by_stage.get(index, []), distinct_groups=bool(stage.get("distinct_groups"))),
+            "state": state,
+            "escalated_at": req.escalated_at if state == STAGE_OPEN else None,
+        })
+    return rows
+
+
 class RequestSerializer(serializers.ModelSerializer):
-    """A request as the API shows it; ``grant`` is its grant, or for an extension the grant it extends."""
+    """A request as the API shows it; ``grant`` is its grant, or for an extension the grant it extends.
+
+    ``stages`` lists the approval stages (empty for a single-stage or automatic request) and
+    ``stage`` the index of the open one (``len(stages)`` once all passed). The address the
+    request came from is never shown.
+    """
 
     target = TargetBriefSerializer(read_only=True)
     requester = serializers.CharField(source="requester.get_username", read_only=True)
     policy = serializers.CharField(source="policy.name", read_only=True)
     approvals = serializers.IntegerField(source="approvals_count", read_only=True, help_text="approve decisions so far")
     grant = serializers.SerializerMethodField()
+    stages = serializers.SerializerMethodField()
+    stage = serializers.IntegerField(read_only=True, help_text="index of the open stage; len(stages) once all passed")
+    window_action = serializers.CharField(
+        read_only=True, help_text="what the policy's time window decided: policy, auto, extra_stage; empty without one",
+    )
 
     class Meta:
         model = AccessRequest
         fields = [
             "id", "kind", "state", "target", "requester", "policy", "duration_minutes", "justification", "ticket",
             "created_at", "pending_until", "decided_at", "approvals_required", "approvals", "extends", "grant",
+            "stages", "stage", "window_action",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(StageSerializer(many=True))
+    def get_stages(self, obj):
+        return StageSerializer(request_stages(obj), many=True).data
 
     @extend_schema_field(GrantBriefSerializer(allow_null=True))
     def get_grant(self, obj):
