@@ -27,6 +27,7 @@ urlpatterns = [
     # The split view serves Swagger UI's start-up script as a file (?script), not inline: the
     # page needs no script the Content-Security-Policy would have to let in.
     path("docs/api/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/v1/mfa/", include("jitad.accounts.passkey_api")),
     path("api/v1/", include("jitad.reports.api.urls")),
     path("api/v1/", include("jitad.elevation.api.urls")),
     path("breakglass/", include("jitad.breakglass.urls")),

@@ -2,9 +2,9 @@
 
 Input serializers check types and bound sizes so nothing absurd reaches a service; policy
 limits (maximum duration, justification length, ticket format) are the services' to refuse,
-with their own codes. Every state-changing call declares ``otp``: the permission class
-(jitad/accounts/api.py) checks it before the view runs; it is declared here so the
-OpenAPI schema shows it.
+with their own codes. Every state-changing call declares ``otp`` and ``mfa_step`` (one of
+them is needed): the permission class (jitad/accounts/api.py) checks them before the view
+runs; they are declared here so the OpenAPI schema shows them.
 """
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -19,12 +19,27 @@ TARGET_REF_MAX = 255
 
 
 class OtpField(serializers.CharField):
-    """The OTP code every state-changing call carries (checked by the permission class, not here)."""
+    """The OTP code a state-changing call carries unless it carries ``mfa_step`` (checked by the permission class)."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("max_length", 64)
+        kwargs.setdefault("required", False)
         kwargs.setdefault(
-            "help_text", "A current code from your authenticator app, or one of your backup codes (single use)."
+            "help_text", "A current code from your authenticator app, or one of your backup codes (single use). "
+                         "Needed unless 'mfa_step' is sent.",
+        )
+        super().__init__(write_only=True, **kwargs)
+
+
+class MfaStepField(serializers.CharField):
+    """A passkey step from /api/v1/mfa/passkey/verify, in place of ``otp`` (checked by the permission class)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 128)
+        kwargs.setdefault("required", False)
+        kwargs.setdefault(
+            "help_text", "Instead of 'otp': the step /api/v1/mfa/passkey/verify gave you (single use, this token only, "
+                         "valid for the fresh-MFA window).",
         )
         super().__init__(write_only=True, **kwargs)
 
@@ -218,22 +233,26 @@ class RequestCreateSerializer(DurationInputMixin):
     justification = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=TEXT_MAX)
     ticket = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=TEXT_MAX)
     otp = OtpField()
+    mfa_step = MfaStepField()
 
 
 class RequestApproveSerializer(serializers.Serializer):
     comment = serializers.CharField(required=False, allow_blank=True, max_length=TEXT_MAX)
     otp = OtpField()
+    mfa_step = MfaStepField()
 
 
 class RequestDenySerializer(serializers.Serializer):
     comment = ServiceCheckedTextField(help_text="Why the request is denied; shown to the requester.")
     otp = OtpField()
+    mfa_step = MfaStepField()
 
 
 class RequestOtpSerializer(serializers.Serializer):
     """For calls that need nothing but a fresh code (cancel, release)."""
 
     otp = OtpField()
+    mfa_step = MfaStepField()
 
 
 class RequestExtendSerializer(DurationInputMixin):
@@ -247,3 +266,4 @@ class RequestExtendSerializer(DurationInputMixin):
         help_text="Defaults to the original request's ticket.",
     )
     otp = OtpField()
+    mfa_step = MfaStepField()
