@@ -135,3 +135,67 @@ def test_the_portal_counts_and_lists_what_waits_for_the_approver_live(browser, p
     expect(page.locator("#nav-approvals")).to_have_attribute("data-count", "1", timeout=30_000)
     shot(page, "approver-04-approvals-live")
     context.close()
+
+
+PASSKEY_APPROVE_JS = """async ({token, id}) => {
+  const h = {"Authorization": "Bearer " + token, "Content-Type": "application/json"};
+  const bytes = s => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((s.length + 3) % 4)),
+                                     c => c.charCodeAt(0));
+  const text = buf => btoa(String.fromCharCode(...new Uint8Array(buf))).replace(/\\+/g, "-").replace(/\\//g, "_")
+                                                                      .replace(/=+$/, "");
+  const post = (path, body) => fetch(path, {method: "POST", headers: h, credentials: "omit",
+                                            body: body === undefined ? undefined : JSON.stringify(body)});
+  const o = await (await post("/api/v1/mfa/passkey/options")).json();
+  const cred = await navigator.credentials.get({publicKey: {
+    challenge: bytes(o.challenge), rpId: o.rpId, timeout: o.timeout, userVerification: o.userVerification,
+    allowCredentials: o.allowCredentials.map(c => ({type: c.type, id: bytes(c.id), transports: c.transports}))}});
+  const step = await (await post("/api/v1/mfa/passkey/verify", {
+    id: cred.id, rawId: text(cred.rawId), type: cred.type, clientExtensionResults: {},
+    response: {clientDataJSON: text(cred.response.clientDataJSON), authenticatorData: text(cred.response.authenticatorData),
+               signature: text(cred.response.signature),
+               userHandle: cred.response.userHandle ? text(cred.response.userHandle) : null}})).json();
+  const approve = await post("/api/v1/requests/" + id + "/approve", {mfa_step: step.mfa_step, comment: "ok by passkey"});
+  const again = await post("/api/v1/requests/" + id + "/deny", {mfa_step: step.mfa_step, comment: "replayed"});
+  return {step: step, status: approve.status, again: again.status, againBody: await again.json()};
+}"""
+
+
+def test_a_passkey_only_approver_approves_through_the_api(browser, portal, ad_person, make_target):
+    """GIVEN an approver whose only MFA device is a passkey (Chromium's virtual authenticator) and an API token
+    WHEN their script asks for passkey options, has the authenticator sign them, and approves with the step
+    THEN the approval is recorded with webauthn, and the same step is refused on a second write."""
+    from jitad.accounts.models import AuthenticatorDevice, BackupCodeDevice
+    from jitad.accounts.services import api_token_create
+
+    target = make_target(mode="manual")
+    r_sam, r_pw = ad_person("admins", prefix="r")
+    _t, _c, requester = _enrolled(browser, portal, r_sam, r_pw, "api-passkey-requester-")
+    a_sam, a_pw = ad_person("approvers", prefix="k")
+
+    context = _context(browser)
+    page = context.new_page()
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+        "protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
+        "hasUserVerification": True, "isUserVerified": True, "automaticPresenceSimulation": True}})
+    login_and_enrol(page, portal, a_sam, a_pw, name_prefix="api-passkey-approver-")
+    page.goto(portal + "/account/security/")
+    page.get_by_role("button", name="Add a passkey").click()
+    expect(page.locator("tr", has_text="Passkey")).to_have_count(1)
+    from django.contrib.auth import get_user_model
+
+    approver = get_user_model().objects.get(username__iexact=a_sam)
+    # Passkey only from here: no code to type.
+    AuthenticatorDevice.objects.filter(user=approver).delete()
+    BackupCodeDevice.objects.filter(user=approver).delete()
+    _token, raw = api_token_create(user=approver, name="approver script")
+    req = services.request_create(requester=requester, target=target, duration_minutes=30, justification="hotfix")
+
+    result = page.evaluate(PASSKEY_APPROVE_JS, {"token": raw, "id": req.pk})
+    assert result["step"]["mfa_step"].startswith("jitad_mfa_"), result
+    assert result["status"] == 200, result
+    assert result["again"] == 403 and result["againBody"]["code"] == "mfa_step_invalid", result
+    approval = Approval.objects.get(request=req)
+    assert approval.approver == approver and approval.mfa_method == "webauthn" and approval.comment == "ok by passkey"
+    context.close()
