@@ -43,8 +43,10 @@ def passkey_step_begin(*, request, user, api_token: ApiToken | None) -> dict:
         raise exceptions.PermissionDenied("You have no passkey registered.", code="no_passkey")
     options, state = _helper(request).authenticate_begin(user=user, require_user_verification=False)
     with transaction.atomic():
-        # Rows of answered, used or abandoned steps are of no use after a day.
+        # Rows of answered, used or abandoned steps are of no use after a day; a new challenge replaces any
+        # unanswered one of the same caller, so asking for options again and again keeps one row.
         ApiMfaStep.objects.filter(user=user, created_at__lt=timezone.now() - KEEP_ROWS).delete()
+        ApiMfaStep.objects.filter(user=user, api_token=api_token, verified_at__isnull=True).delete()
         ApiMfaStep.objects.create(user=user, api_token=api_token, challenge=state["challenge"])
     return options
 

@@ -169,6 +169,20 @@ def test_a_good_verification_is_audited(world):
     assert event.data["kind"] == "webauthn" and event.data["token"] == client.token.prefix
 
 
+def test_asking_again_replaces_the_unanswered_challenge(world):
+    """GIVEN options asked for twice WHEN the first options are signed THEN they are refused (only the newest
+    challenge is open), the second are accepted, and one row per caller was kept."""
+    client = api(world["alice"])
+    first = client.post(OPTIONS, format="json").json()
+    second = client.post(OPTIONS, format="json").json()
+    assert ApiMfaStep.objects.count() == 1
+    assert client.post(VERIFY, world["key"].assertion(first), format="json").json()["code"] == "mfa_step_refused"
+    client.post(OPTIONS, format="json")
+    third = client.post(OPTIONS, format="json").json()
+    assert client.post(VERIFY, world["key"].assertion(third), format="json").status_code == 200
+    assert second["challenge"] != third["challenge"]
+
+
 def test_options_need_a_passkey_and_authentication(world):
     assert APIClient().post(OPTIONS, format="json").status_code in (401, 403)
     nobody = api(user("carol", "Ops"))
