@@ -28,6 +28,7 @@ urlpatterns = [
     # page needs no script the Content-Security-Policy would have to let in.
     path("docs/api/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("jitad.reviews.urls")),  # /reviews/ and /api/v1/reviews: before the API's catch-all 404
+    path("api/v1/mfa/", include("jitad.accounts.passkey_api")),
     path("api/v1/", include("jitad.reports.api.urls")),
     path("api/v1/", include("jitad.elevation.api.urls")),
     path("breakglass/", include("jitad.breakglass.urls")),

@@ -1,7 +1,8 @@
 """REST API plumbing. Authentication and the ``otp`` rule (errors: jitad/accounts/api_errors.py).
 
-Every state-changing call must carry a current OTP code in ``otp`` whatever authenticated
-it: a stolen token alone cannot elevate anyone. Errors always come back as
+Every state-changing call must carry a current OTP code in ``otp``, or a single-use passkey
+step in ``mfa_step`` (jitad/accounts/passkey_steps.py), whatever authenticated it: a stolen
+token alone cannot elevate anyone. Errors always come back as
 ``{"code": "...", "detail": "..."}`` with a 4xx status.
 """
 import logging
@@ -10,6 +11,7 @@ from rest_framework import exceptions, permissions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication, get_authorization_header
 
 from .mfa import API_STEP, mfa_check_code, mfa_step_now
+from .passkey_steps import passkey_step_take
 from .services import api_token_authenticate
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,15 @@ class OTPForUnsafeMethods(permissions.BasePermission):
         if getattr(request, "_jitad_otp_ok", False):  # the browsable API checks permissions twice
             return True
         code = request.data.get("otp", "") if hasattr(request.data, "get") else ""
+        step = request.data.get("mfa_step", "") if hasattr(request.data, "get") else ""
+        if not code and step:
+            taken = passkey_step_take(user=request.user, api_token=request.auth if request.auth else None, raw=step)
+            if taken is None:
+                raise OTPRequired(detail="That MFA step is not valid: it was used already, has expired, or was made "
+                                         "for another token. Verify your passkey again.", code="mfa_step_invalid")
+            request._jitad_otp_ok = True
+            setattr(request, API_STEP, taken)
+            return True
         if not code:
             raise OTPRequired()
         check = mfa_check_code(request.user, str(code))
@@ -76,5 +87,6 @@ class OTPForUnsafeMethods(permissions.BasePermission):
 
 
 class OTPRequired(exceptions.PermissionDenied):
-    default_detail = "This call changes state: send a current code from your authenticator app (or a backup code) in 'otp'."
+    default_detail = ("This call changes state: send a current code from your authenticator app (or a backup code) in "
+                      "'otp', or a passkey step from /api/v1/mfa/passkey/verify in 'mfa_step'.")
     default_code = "otp_required"

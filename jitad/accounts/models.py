@@ -138,3 +138,31 @@ class LoginPauseNotice(models.Model):
 
     def __str__(self):
         return f"{self.scope} {self.key}"
+
+
+class ApiMfaStep(models.Model):
+    """A passkey step for the REST API, for people who have no code to type: a challenge, then a single-use step.
+
+    ``POST /api/v1/mfa/passkey/options`` makes a row holding the WebAuthn challenge for the
+    caller (and the API token that authenticated it; none for a portal session). ``verify``
+    takes the row's challenge out (a challenge is answered once), checks the assertion with
+    django-otp-webauthn, and stores only the SHA-256 ``digest`` of the opaque step it
+    returns: the step itself is in no table. A write's ``mfa_step`` is accepted once
+    (``used_at``), from the same person and token, before ``expires_at``.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_mfa_steps")
+    api_token = models.ForeignKey(ApiToken, null=True, blank=True, on_delete=models.CASCADE, related_name="mfa_steps")
+    challenge = models.CharField(max_length=128, blank=True, help_text="base64url; emptied once answered")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    device = models.CharField(max_length=255, blank=True, help_text="the passkey that answered (persistent id)")
+    verified_at = models.DateTimeField(null=True, blank=True)
+    digest = models.CharField(max_length=64, blank=True, db_index=True, help_text="SHA-256 of the step given out")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "created_at"])]
+
+    def __str__(self):
+        return f"passkey step {self.pk} of {self.user}"

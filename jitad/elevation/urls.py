@@ -1,7 +1,7 @@
 """The requester's pages (the REST API has its own urls in api/)."""
 from django.urls import path
 
-from . import delegation_views, views
+from . import approver_views, delegation_views, views
 
 app_name = "elevation"
 urlpatterns = [
@@ -9,6 +9,9 @@ urlpatterns = [
     path("request/new/", views.request_new, name="request-new"),
     path("access/", views.access, name="access"),
     path("access/live/", views.access_live, name="access-live"),
+    path("approvals/", approver_views.approvals, name="approvals"),
+    path("approvals/live/", approver_views.approvals_live, name="approvals-live"),
+    path("approvals/nav/", approver_views.approvals_nav, name="approvals-nav"),
     path("requests/<int:pk>/cancel/", views.request_cancel, name="request-cancel"),
     path("grants/<int:pk>/release/", views.grant_release, name="grant-release"),
     path("grants/<int:pk>/extend/", views.grant_extend, name="grant-extend"),

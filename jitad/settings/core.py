@@ -69,6 +69,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "jitad.accounts.context.mfa",
+                "jitad.elevation.context.approvals",
                 "csp.context_processors.nonce",
             ],
             # {% load humantime %}: one way to write durations and timestamps (jitad/humantime.py).

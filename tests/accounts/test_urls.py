@@ -196,6 +196,9 @@ def test_api_writes_need_an_otp_even_from_a_fresh_session(client, django_user_mo
         if _catch_all(url):
             assert response.status_code == 404
             continue
+        if name.startswith("mfa_api:"):  # the passkey step's own calls: how a person without a code gets one
+            assert response.status_code in (400, 403, 405), (method, response.status_code)
+            continue
         assert response.status_code in (403, 405), (method, response.status_code)
         if response.status_code == 403:
             assert response.json()["code"] == "otp_required"

@@ -2,9 +2,9 @@
 
 Input serializers check types and bound sizes so nothing absurd reaches a service; policy
 limits (maximum duration, justification length, ticket format) are the services' to refuse,
-with their own codes. Every state-changing call declares ``otp``: the permission class
-(jitad/accounts/api.py) checks it before the view runs; it is declared here so the
-OpenAPI schema shows it.
+with their own codes. Every state-changing call declares ``otp`` and ``mfa_step`` (one of
+them is needed): the permission class (jitad/accounts/api.py) checks them before the view
+runs; they are declared here so the OpenAPI schema shows them.
 """
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -12,7 +12,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..models import AccessRequest, Grant, Policy, Target
+from ..models import AccessRequest, Approval, Grant, Policy, Target
+from ..selectors.approvers import approvals_counted
 from ..selectors.requests import request_grant
 
 TEXT_MAX = 10_000  # far above any policy's limit, so the service's own message is what people see
@@ -20,12 +21,27 @@ TARGET_REF_MAX = 255
 
 
 class OtpField(serializers.CharField):
-    """The OTP code every state-changing call carries (checked by the permission class, not here)."""
+    """The OTP code a state-changing call carries unless it carries ``mfa_step`` (checked by the permission class)."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("max_length", 64)
+        kwargs.setdefault("required", False)
         kwargs.setdefault(
-            "help_text", "A current code from your authenticator app, or one of your backup codes (single use)."
+            "help_text", "A current code from your authenticator app, or one of your backup codes (single use). "
+                         "Needed unless 'mfa_step' is sent.",
+        )
+        super().__init__(write_only=True, **kwargs)
+
+
+class MfaStepField(serializers.CharField):
+    """A passkey step from /api/v1/mfa/passkey/verify, in place of ``otp`` (checked by the permission class)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 128)
+        kwargs.setdefault("required", False)
+        kwargs.setdefault(
+            "help_text", "Instead of 'otp': the step /api/v1/mfa/passkey/verify gave you (single use, this token only, "
+                         "valid for the fresh-MFA window).",
         )
         super().__init__(write_only=True, **kwargs)
 
@@ -77,22 +93,77 @@ class GrantBriefSerializer(serializers.ModelSerializer):
                   "extensions"]
 
 
+STAGE_PASSED, STAGE_OPEN, STAGE_WAITING = "passed", "open", "waiting"
+
+
+class StageSerializer(serializers.Serializer):
+    """One approval stage of a request, as its approvers and requester see it."""
+
+    name = serializers.CharField()
+    approvals_required = serializers.IntegerField()
+    approvals = serializers.IntegerField(help_text="approvals that count towards this stage")
+    state = serializers.ChoiceField(choices=[STAGE_PASSED, STAGE_OPEN, STAGE_WAITING],
+                                    help_text="passed; open (waiting for decisions now); waiting (comes later)")
+    escalated_at = serializers.DateTimeField(allow_null=True, help_text="when the open stage escalated; else null")
+
+
+def request_stages(req: AccessRequest) -> list[dict]:
+    """The stages of ``req`` with each one's approvals counted and its state (one query, none without stages)."""
+    if not req.stages:
+        return []
+    by_stage: dict[int, list] = {}
+    for approval in req.approvals.all():
+        if approval.decision == Approval.Decision.APPROVE:
+            by_stage.setdefault(approval.stage, []).append(approval.approver_groups or [])
+    rows = []
+    for index, stage in enumerate(req.stages):
+        if index < req.stage:
+            state = STAGE_PASSED
+        elif index == req.stage and req.state == AccessRequest.State.PENDING:
+            state = STAGE_OPEN
+        else:
+            state = STAGE_WAITING
+        rows.append({
+            "name": stage.get("name", ""),
+            "approvals_required": int(stage.get("approvals_required", 0)),
+            "approvals": approvals_counted(by_stage.get(index, []), distinct_groups=bool(stage.get("distinct_groups"))),
+            "state": state,
+            "escalated_at": req.escalated_at if state == STAGE_OPEN else None,
+        })
+    return rows
+
+
 class RequestSerializer(serializers.ModelSerializer):
-    """A request as the API shows it; ``grant`` is its grant, or for an extension the grant it extends."""
+    """A request as the API shows it; ``grant`` is its grant, or for an extension the grant it extends.
+
+    ``stages`` lists the approval stages (empty for a single-stage or automatic request) and
+    ``stage`` the index of the open one (``len(stages)`` once all passed). The address the
+    request came from is never shown.
+    """
 
     target = TargetBriefSerializer(read_only=True)
     requester = serializers.CharField(source="requester.get_username", read_only=True)
     policy = serializers.CharField(source="policy.name", read_only=True)
     approvals = serializers.IntegerField(source="approvals_count", read_only=True, help_text="approve decisions so far")
     grant = serializers.SerializerMethodField()
+    stages = serializers.SerializerMethodField()
+    stage = serializers.IntegerField(read_only=True, help_text="index of the open stage; len(stages) once all passed")
+    window_action = serializers.CharField(
+        read_only=True, help_text="what the policy's time window decided: policy, auto, extra_stage; empty without one",
+    )
 
     class Meta:
         model = AccessRequest
         fields = [
             "id", "kind", "state", "target", "requester", "policy", "duration_minutes", "justification", "ticket",
-            "starts_at", "created_at", "pending_until", "decided_at", "approvals_required", "approvals", "extends", "grant",
+            "starts_at", "created_at", "pending_until", "decided_at", "approvals_required", "approvals", "extends",
+            "grant", "stages", "stage", "window_action",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(StageSerializer(many=True))
+    def get_stages(self, obj):
+        return StageSerializer(request_stages(obj), many=True).data
 
     @extend_schema_field(GrantBriefSerializer(allow_null=True))
     def get_grant(self, obj):
@@ -183,22 +254,26 @@ class RequestCreateSerializer(DurationInputMixin):
                   "scheduled requests, and at most its lead ahead.",
     )
     otp = OtpField()
+    mfa_step = MfaStepField()
 
 
 class RequestApproveSerializer(serializers.Serializer):
     comment = serializers.CharField(required=False, allow_blank=True, max_length=TEXT_MAX)
     otp = OtpField()
+    mfa_step = MfaStepField()
 
 
 class RequestDenySerializer(serializers.Serializer):
     comment = ServiceCheckedTextField(help_text="Why the request is denied; shown to the requester.")
     otp = OtpField()
+    mfa_step = MfaStepField()
 
 
 class RequestOtpSerializer(serializers.Serializer):
     """For calls that need nothing but a fresh code (cancel, release)."""
 
     otp = OtpField()
+    mfa_step = MfaStepField()
 
 
 class RequestExtendSerializer(DurationInputMixin):
@@ -212,3 +287,4 @@ class RequestExtendSerializer(DurationInputMixin):
         help_text="Defaults to the original request's ticket.",
     )
     otp = OtpField()
+    mfa_step = MfaStepField()
