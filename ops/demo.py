@@ -148,6 +148,11 @@ jitad demo is running.
   {'http://localhost:' + str(PORT) + '/admin/'}) and approve or deny it in the queue.
   carol may request Domain Admins: that needs bob (Tier0-Approvers) and dave
   (Security-Managers), one approval from each group.
+  alice's request for APP01 goes through stages: bob approves as the peer, then dave as the
+  manager (outside Mon-Fri 07:00-19:00 Paris time carol, the on-call lead, too); each sees
+  "Approvals" with a count in the portal. APP01 takes one admin at a time, requests may be
+  scheduled up to 7 days ahead, and dave reviews who stays eligible (portal: Reviews).
+  Deputies: an approver away names a deputy in the portal (Deputies).
   Break-glass: http://localhost:{PORT}/breakglass/ — carol (BreakGlass-Responders) may check
   out bg-da-01 (a Domain Admin, sealed and disabled) or bg-env-01; bob and dave approve in
   the admin (Break-glass › Checkouts), or carol ticks "Emergency" and goes alone.

@@ -58,7 +58,7 @@ def test_the_seed_makes_the_example_apply_on_a_fresh_domain(fresh_domain, samba_
     assert all(directory.under_jit_ou(dn) for dn in created)
     assert directory.group_problems(created) == {dn: "" for dn in created}  # groups jitad may manage
     out, _ = run("jitad_apply_policy", str(EXAMPLE), "--dry-run")
-    assert out.endswith("would be 7 created, 0 updated, 0 unchanged, 0 disabled. Nothing was changed.\n")
+    assert out.endswith("would be 9 created, 0 updated, 0 unchanged, 0 disabled. Nothing was changed.\n")
     run("jitad_demo_seed", "--stage=groups")  # again: nothing new, no error
 
 

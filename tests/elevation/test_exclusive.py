@@ -8,15 +8,17 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from jitad.audit.models import AuditEvent
 from jitad.elevation import services
+from jitad.elevation.errors import RequestRefused
 from jitad.elevation.models import AccessRequest, Grant, Target
 from jitad.elevation.selectors.access import access_overview
 from jitad.elevation.selectors.grants import HOLDING_STATES
 from jitad.elevation.services.grant_schedule import scheduled_start_due, scheduled_start_exclusive
+from jitad.elevation.services.grants import grant_create_from
 from jitad.notifications.models import Notification
 from tests.support.waiting import wait_for
 
@@ -213,16 +215,34 @@ def test_waiting_grants_start_first_come_first_served(setup):
     assert c.state == Grant.State.GRANTING and d.state == Grant.State.SCHEDULED
 
 
-def test_a_refuse_mode_target_taken_between_request_and_approval_is_waited_for(setup):
+def test_a_refuse_mode_target_taken_between_request_and_approval_refuses_the_approval(setup):
     """GIVEN a target that refuses a second request while held, and carol's request made while it was free
-    WHEN alice gets it first and carol's request is approved after THEN carol's grant waits rather than both holding."""
+    WHEN alice gets it first and carol's request is approved after THEN the approval is refused with who holds it
+    (the request stays pending, for after alice or to time out), and no second grant exists."""
     target = _exclusive(setup[0], "refuse")
     alice, carol = _person("alice"), _person("carol")
     req = services.request_create(requester=carol, target=target, duration_minutes=60)
     a = _approve(setup, alice)
     assert a.state == Grant.State.GRANTING
-    services.request_approve(request=req, approver=setup[2])
-    c = Grant.objects.get(request=req)
+    with pytest.raises(RequestRefused) as refused:
+        services.request_approve(request=req, approver=setup[2])
+    assert refused.value.code == "target_held" and "held by alice" in refused.value.message
+    req.refresh_from_db()
+    assert req.state == AccessRequest.State.PENDING and not Grant.objects.filter(request=req).exists()
+
+
+def test_a_refuse_mode_grant_made_while_the_target_is_held_waits_rather_than_both_holding(setup):
+    """GIVEN a refuse-mode target alice holds WHEN a grant for carol is made anyway (a race the approval's own check
+    cannot see: both committed at once) THEN the grant side makes it wait; two people never hold it together."""
+    target = _exclusive(setup[0], "refuse")
+    alice, carol = _person("alice"), _person("carol")
+    req = services.request_create(requester=carol, target=target, duration_minutes=60)
+    _approve(setup, alice)
+    with transaction.atomic():
+        locked = AccessRequest.objects.select_for_update().get(pk=req.pk)
+        locked.state = AccessRequest.State.APPROVED
+        locked.save(update_fields=["state"])
+        c = grant_create_from(request=locked, actor="test")
     assert c.state == Grant.State.SCHEDULED and "grant.waiting" in _trail(c.id)
 
 

@@ -20,10 +20,12 @@ EXAMPLE_LABELS = [
     "target SRV01",
     "target SRV02",
     "target SQL01",
+    "target APP01",
     "target Domain Admins (JIT)",
     "policy low-risk-servers",
     "policy sql-admins",
     "policy domain-admins",
+    "policy app-admins",
 ]
 
 # A small valid file; the mistake cases below replace one of its lines, so the line an
@@ -44,7 +46,8 @@ policies:
 
 
 # Every group the example and the files below name as a target's group.
-GROUPS = ["JIT-SRV01-Admins", "JIT-SRV02-Admins", "JIT-SQL01-Admins", "JIT-Domain-Admins", "JIT-NEW01-Admins"]
+GROUPS = ["JIT-SRV01-Admins", "JIT-SRV02-Admins", "JIT-SQL01-Admins", "JIT-APP01-Admins", "JIT-Domain-Admins",
+          "JIT-NEW01-Admins"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -130,12 +133,14 @@ def test_apply_writes_one_audit_event_per_object():
         ("policy.target_created", "SRV01"),
         ("policy.target_created", "SRV02"),
         ("policy.target_created", "SQL01"),
+        ("policy.target_created", "APP01"),
         ("policy.target_created", "Domain Admins (JIT)"),
         ("policy.created", "low-risk-servers"),
         ("policy.created", "sql-admins"),
         ("policy.created", "domain-admins"),
+        ("policy.created", "app-admins"),
     ]
-    sql = events[5]
+    sql = events[6]
     sql_pk = str(Policy.objects.get(name="sql-admins").pk)
     assert (sql.actor, sql.object_type, sql.object_id) == ("alice", "policy", sql_pk)
     assert (sql.before, sql.after) == ("", "enabled")
@@ -168,7 +173,7 @@ def test_an_update_changes_only_what_changed(applied):
 
     assert summary.updated == ["target SRV02", "policy sql-admins"]
     assert summary.changed_fields == {"target SRV02": ["hostname"], "policy sql-admins": ["max_duration_minutes"]}
-    assert len(summary.unchanged) == 5
+    assert len(summary.unchanged) == 7
     assert Target.objects.get(name="SRV02").hostname == ""
     assert Policy.objects.get(name="sql-admins").max_duration_minutes == 120
     events = list(AuditEvent.objects.order_by("id")[events_before:])
@@ -492,22 +497,26 @@ def test_prune_disables_what_the_file_does_not_name(applied):
     assert summary.unchanged == ["target SRV01"]
     assert summary.updated == ["policy low-risk-servers"]
     assert summary.disabled == [
+        "target APP01",
         "target Domain Admins (JIT)",
         "target SQL01",
         "target SRV02",
         "policy domain-admins",
+        "policy app-admins",
         "policy sql-admins",
     ]
-    assert Target.objects.count() == 4 and Policy.objects.count() == 3  # disabled, never deleted
+    assert Target.objects.count() == 5 and Policy.objects.count() == 4  # disabled, never deleted
     assert set(Target.objects.filter(enabled=True).values_list("name", flat=True)) == {"SRV01"}
     assert set(Policy.objects.filter(enabled=True).values_list("name", flat=True)) == {"low-risk-servers"}
     events = AuditEvent.objects.order_by("id")[events_before:]
     assert [(e.action, e.data["name"], e.before, e.after, e.data["changed"]) for e in events] == [
+        ("policy.target_disabled", "APP01", "enabled", "disabled", ["enabled"]),
         ("policy.target_disabled", "Domain Admins (JIT)", "enabled", "disabled", ["enabled"]),
         ("policy.target_disabled", "SQL01", "enabled", "disabled", ["enabled"]),
         ("policy.target_disabled", "SRV02", "enabled", "disabled", ["enabled"]),
         ("policy.updated", "low-risk-servers", "enabled", "enabled", ["targets"]),
         ("policy.disabled", "domain-admins", "enabled", "disabled", ["enabled"]),
+        ("policy.disabled", "app-admins", "enabled", "disabled", ["enabled"]),
         ("policy.disabled", "sql-admins", "enabled", "disabled", ["enabled"]),
     ]
 
@@ -522,8 +531,8 @@ def test_without_prune_objects_missing_from_the_file_are_left_alone(applied):
     summary = apply_policy_text(PRUNED)
 
     assert summary.disabled == []
-    assert Target.objects.filter(enabled=True).count() == 4
-    assert Policy.objects.filter(enabled=True).count() == 3
+    assert Target.objects.filter(enabled=True).count() == 5
+    assert Policy.objects.filter(enabled=True).count() == 4
 
 
 @pytest.mark.django_db
@@ -546,7 +555,7 @@ def test_a_file_can_enable_again_what_was_pruned(applied):
     summary = apply_policy_file(EXAMPLE)
 
     assert summary.changed_fields["target SQL01"] == ["enabled"]
-    assert Target.objects.filter(enabled=True).count() == 4
+    assert Target.objects.filter(enabled=True).count() == 5
     assert AuditEvent.objects.latest("id").before == "disabled"
 
 
@@ -566,12 +575,12 @@ def test_command_applies_and_prints_the_summary():
 
     assert "  created   target SRV01\n" in out
     assert "  created   policy domain-admins\n" in out
-    assert out.endswith(f"Applied {EXAMPLE}: 7 created, 0 updated, 0 unchanged, 0 disabled.\n")
+    assert out.endswith(f"Applied {EXAMPLE}: 9 created, 0 updated, 0 unchanged, 0 disabled.\n")
     assert err == ""
-    assert Policy.objects.count() == 3
+    assert Policy.objects.count() == 4
 
     out, _ = run(str(EXAMPLE))
-    assert out == f"Applied {EXAMPLE}: 0 created, 0 updated, 7 unchanged, 0 disabled.\n"
+    assert out == f"Applied {EXAMPLE}: 0 created, 0 updated, 9 unchanged, 0 disabled.\n"
 
 
 @pytest.mark.django_db
@@ -584,7 +593,7 @@ def test_command_dry_run_shows_changes_and_writes_nothing(applied, tmp_path):
 
     assert "  updated   policy low-risk-servers: max_duration_minutes, targets\n" in out
     assert "  disabled  target SQL01\n" in out
-    counts = "0 created, 1 updated, 1 unchanged, 5 disabled"
+    counts = "0 created, 1 updated, 1 unchanged, 7 disabled"
     assert out.endswith(f"Dry run of {path}: would be {counts}. Nothing was changed.\n")
     assert snapshot() == before
 
@@ -596,7 +605,7 @@ def test_command_prune(applied, tmp_path):
 
     out, _ = run(str(path), "--prune")
 
-    assert out.endswith(f"Applied {path}: 0 created, 1 updated, 1 unchanged, 5 disabled.\n")
+    assert out.endswith(f"Applied {path}: 0 created, 1 updated, 1 unchanged, 7 disabled.\n")
     assert not Policy.objects.get(name="domain-admins").enabled
 
 

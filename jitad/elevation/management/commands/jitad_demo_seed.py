@@ -23,10 +23,10 @@ from jitad.elevation.models import AccessRequest, Grant, Target
 EXAMPLE_POLICY = Path(settings.BASE_DIR) / "ops" / "policy.example.yaml"
 # Role groups named in ops/policy.example.yaml, and who is in them.
 PEOPLE = {
-    "alice": ["Server-Operators", "DBAs"],
-    "bob": ["DBA-Leads", "Tier0-Approvers", "BreakGlass-Approvers"],
-    "carol": ["Tier0-Admins", "Tier0-Approvers", "BreakGlass-Responders"],
-    "dave": ["Security-Managers", "BreakGlass-Approvers"],
+    "alice": ["Server-Operators", "DBAs", "App-Admins"],
+    "bob": ["DBA-Leads", "Tier0-Approvers", "BreakGlass-Approvers", "App-Operators"],
+    "carol": ["Tier0-Admins", "Tier0-Approvers", "BreakGlass-Responders", "On-Call-Leads"],
+    "dave": ["Security-Managers", "BreakGlass-Approvers", "IT-Managers"],
 }
 # Sealed break-glass accounts: bg-da-01 disabled while sealed, bg-env-01 kept enabled for a paper envelope.
 BREAKGLASS = {
@@ -187,3 +187,10 @@ class Command(BaseCommand):
                                                       state=AccessRequest.State.PENDING).exists():
             services.request_create(requester=alice, target=sql01, duration_minutes=90, ticket="CHG004711",
                                     justification="Demo: apply the quarterly SQL Server cumulative update", mfa=mfa)
+        # A two-stage request: a peer (bob, App-Operators) then a manager (dave, IT-Managers); at night or at the
+        # weekend (Paris time) the policy's window adds the on-call lead (carol) as a third stage.
+        app01 = Target.objects.filter(name="APP01").first()
+        if app01 and not AccessRequest.objects.filter(requester=alice, target=app01,
+                                                      state=AccessRequest.State.PENDING).exists():
+            services.request_create(requester=alice, target=app01, duration_minutes=60, mfa=mfa,
+                                    justification="Demo: deploy release 4.2 of the line-of-business application")
