@@ -20,7 +20,7 @@ from django.utils import timezone
 from jitad.accounts.groups import JSONListMatches, group_names, group_names_query
 
 from ..models import AccessRequest, Approval, Delegation, Policy, Target
-from .delegations import delegations_running
+from .delegations import delegations_running, groups_approve_anywhere
 
 
 def approver_groups_for(*, policy: Policy, target: Target) -> list[str]:
@@ -245,11 +245,7 @@ def is_approver_anywhere(*, user) -> bool:
     """True if ``user`` is an approver (or a deputy of one) under any policy or for any target (two cheap queries)."""
     if not user.is_authenticated or not user.is_active:
         return False
-    groups = _names_with_delegators(user)
-    return (
-        Policy.objects.filter(enabled=True).filter(JSONListMatches("approver_groups", groups)).exists()
-        or Target.objects.filter(JSONListMatches("approver_groups", groups)).exists()
-    )
+    return groups_approve_anywhere(_names_with_delegators(user))
 
 
 def privileged_roles_of(sender, *, user, **kwargs) -> list[str]:

@@ -28,7 +28,11 @@ def approver_in_own_right(*, user) -> bool:
     """
     if not user.is_authenticated or not user.is_active:
         return False
-    groups = group_names_query(user)
+    return groups_approve_anywhere(group_names_query(user))
+
+
+def groups_approve_anywhere(groups) -> bool:
+    """True if one of ``groups`` (names, or a query of names) approves under an enabled policy or for a target."""
     return (
         Policy.objects.filter(enabled=True).filter(JSONListMatches("approver_groups", groups)).exists()
         or Target.objects.filter(JSONListMatches("approver_groups", groups)).exists()
