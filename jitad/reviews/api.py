@@ -13,7 +13,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
 from jitad.accounts.mfa import mfa_step_of
-from jitad.elevation.api.serializers import ErrorSerializer, OtpField
+from jitad.elevation.api.serializers import ErrorSerializer, MfaStepField, OtpField
 
 from . import services
 from .errors import CONFLICT, FORBIDDEN, ReviewRefused
@@ -54,6 +54,7 @@ class ReviewDecideSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(choices=["keep", "remove"])
     comment = serializers.CharField(required=False, allow_blank=True, max_length=COMMENT_MAX, default="")
     otp = OtpField()
+    mfa_step = MfaStepField()
 
 
 def _errors(*codes: int) -> dict:

@@ -26,7 +26,7 @@ from ..selectors.delegations import (
     deputy_find,
 )
 from ..services.delegations import REASON_MAX, delegation_create, delegation_revoke
-from .serializers import ErrorSerializer, OtpField
+from .serializers import ErrorSerializer, MfaStepField, OtpField
 from .views import ApiError
 
 LIST_MAX = 200
@@ -63,11 +63,13 @@ class DelegationCreateSerializer(serializers.Serializer):
     ends_at = serializers.DateTimeField(help_text="ISO 8601; after the start, at most JITAD_DELEGATION_MAX_DAYS later.")
     reason = serializers.CharField(required=False, allow_blank=True, max_length=REASON_MAX)
     otp = OtpField()
+    mfa_step = MfaStepField()
 
 
 class DelegationRevokeSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=REASON_MAX)
     otp = OtpField()
+    mfa_step = MfaStepField()
 
 
 # -- views ---------------------------------------------------------------------------------
