@@ -138,6 +138,21 @@ def test_the_period_rules(w, settings):
     assert list(delegations_running(deputy=carol)) == [skewed]  # not started yet: not running
 
 
+def test_the_same_pair_cannot_hold_two_delegations_at_once(w):
+    """GIVEN bob's delegation to carol for the coming week WHEN bob names carol again for an overlapping period
+    THEN it is refused with the period already running; another deputy, a later period, or the same one after
+    the first was ended, are all accepted."""
+    bob, carol, alice = w["bob"], w["carol"], w["alice"]
+    first = delegation_create(delegator=bob, deputy=carol, ends_at=days(7))
+    error = refused("delegation_overlaps", delegator=bob, deputy=carol, starts_at=days(6), ends_at=days(9))
+    assert f"delegation #{first.pk}" in error.message and "end it first" in error.message
+    assert delegation_create(delegator=bob, deputy=alice, ends_at=days(7)).deputy == alice
+    after = delegation_create(delegator=bob, deputy=carol, starts_at=first.ends_at, ends_at=days(9))
+    assert after.starts_at == first.ends_at  # touching periods (one ends as the other starts) do not overlap
+    delegation_revoke(delegation=first, actor=bob)
+    assert delegation_create(delegator=bob, deputy=carol, ends_at=days(2)).deputy == carol
+
+
 # -- ending --------------------------------------------------------------------------------
 @pytest.mark.parametrize("who", ["bob", "carol", "root"])
 def test_the_delegator_the_deputy_or_a_superuser_ends_it_early(w, who):

@@ -72,6 +72,12 @@ def test_refusals_have_codes(w, data, status, code):
     assert not Delegation.objects.exists()
 
 
+def test_an_overlapping_delegation_to_the_same_deputy_is_a_conflict(w):
+    delegation_create(delegator=w["bob"].user, deputy=w["carol"].user, ends_at=timezone.now() + timedelta(days=2))
+    error(w["bob"].post(URL, {"deputy": "carol", "ends_at": later(1)}), 409, "delegation_overlaps")
+    assert Delegation.objects.count() == 1
+
+
 def test_a_non_approver_and_a_deputy_cannot_delegate(w):
     error(w["carol"].post(URL, {"deputy": "dave", "ends_at": later(1)}), 403, "not_approver")
     delegation_create(delegator=w["bob"].user, deputy=w["carol"].user, ends_at=timezone.now() + timedelta(days=2))

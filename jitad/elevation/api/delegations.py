@@ -5,7 +5,7 @@ runs). A caller sees only the delegations they gave or received; any other id is
 Refusals are ``{"code", "detail"}``: 400 ``deputy_unknown``, ``deputy_self``,
 ``starts_in_past``, ``ends_before_start``, ``delegation_too_long``, ``period_invalid``,
 ``reason_too_long``; 403 ``not_approver`` (no approval right of one's own to delegate),
-``not_party``; 404 ``not_found``; 409 ``already_revoked``, ``delegation_ended``.
+``not_party``; 404 ``not_found``; 409 ``already_revoked``, ``delegation_ended``, ``delegation_overlaps``.
 """
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -31,7 +31,7 @@ from .views import ApiError
 
 LIST_MAX = 200
 FORBIDDEN = {"not_approver", "not_party", "not_delegator"}
-CONFLICT = {"already_revoked", "delegation_ended"}
+CONFLICT = {"already_revoked", "delegation_ended", "delegation_overlaps"}
 
 
 # -- serializers ---------------------------------------------------------------------------
@@ -79,7 +79,7 @@ def _errors(*codes: int) -> dict:
         401: "No token, or a bad, expired or revoked one",
         403: "No valid OTP code, or the caller may not do this",
         404: "No such delegation of the caller's",
-        409: "The delegation has already ended",
+        409: "The delegation has already ended, or (creating) the same deputy already covers part of the period",
     }
     return {c: OpenApiResponse(ErrorSerializer, description=text[c]) for c in codes}
 
@@ -127,7 +127,7 @@ class DelegationListView(DelegationApiView):
         description="Only an approver in their own right may delegate, and only their own right. The deputy decides "
                     "exactly the requests you could decide, never their own.",
         request=DelegationCreateSerializer,
-        responses={201: DelegationSerializer, **_errors(400, 401, 403)},
+        responses={201: DelegationSerializer, **_errors(400, 401, 403, 409)},
     )
     def post(self, request):
         data = self.valid(DelegationCreateSerializer)

@@ -10,11 +10,13 @@ with the MFA step behind it.
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
 from jitad.accounts.mfa import MfaStep, mfa_step_audit, mfa_step_fields
 from jitad.audit.services import audit_record
+from jitad.humantime import when
 
 from ..errors import RequestRefused
 from ..models import Delegation
@@ -76,6 +78,16 @@ def delegation_create(*, delegator, deputy, ends_at, starts_at=None, reason: str
     now = timezone.now()
     starts_at, ends_at = _check_period(starts_at, ends_at, now)
     with transaction.atomic():
+        # The delegator's row is the lock: two creations for the same pair cannot both pass the overlap check.
+        get_user_model().objects.select_for_update().filter(pk=delegator.pk).first()
+        overlap = (Delegation.objects.filter(delegator=delegator, deputy=deputy, revoked_at__isnull=True,
+                                             starts_at__lt=ends_at, ends_at__gt=starts_at).order_by("starts_at").first())
+        if overlap is not None:
+            raise RequestRefused(
+                "delegation_overlaps",
+                f"{deputy.get_username()} is already {delegator.get_username()}'s deputy from {when(overlap.starts_at)} "
+                f"to {when(overlap.ends_at)} (delegation #{overlap.pk}): end it first, or choose another period.",
+            )
         d = Delegation.objects.create(delegator=delegator, deputy=deputy, starts_at=starts_at, ends_at=ends_at,
                                       reason=reason, created_at=now, created_by=actor.get_username(),
                                       **mfa_step_fields(mfa))
