@@ -113,7 +113,7 @@ def _refused(req, approver, code):
 def test_a_deputy_decides_while_the_delegation_runs_and_not_after(live, make_user, make_target, ldap_admin, samba_dc):
     """GIVEN bob (an approver) delegates to carol (not an approver)
     WHEN carol approves alice's request THEN the grant goes active in AD, recorded on bob's behalf;
-    WHEN the delegation has lapsed, or has been revoked, THEN carol's approval is refused (not_approver),
+    WHEN the delegation has lapsed, or has been revoked, THEN carol's approval is refused (delegation_not_running),
     and a deputy never decides their own request."""
     srv = make_target(mode="manual")
     alice = make_user("alice", groups=["admins"])
@@ -141,9 +141,9 @@ def test_a_deputy_decides_while_the_delegation_runs_and_not_after(live, make_use
     Delegation.objects.filter(pk=d.pk).update(starts_at=timezone.now() - timedelta(days=2),
                                               ends_at=timezone.now() - timedelta(minutes=1))
     lapsed = services.request_create(requester=alice, target=make_target(mode="manual"), duration_minutes=30)
-    _refused(lapsed, carol, "not_approver")
+    _refused(lapsed, carol, "delegation_not_running")
 
     # a new one, then revoked
     d2 = delegation_create(delegator=bob, deputy=carol, ends_at=timezone.now() + timedelta(days=1))
     delegation_revoke(delegation=d2, actor=bob)
-    _refused(lapsed, carol, "not_approver")
+    _refused(lapsed, carol, "delegation_not_running")

@@ -216,11 +216,18 @@ def test_a_deputy_is_refused_once_the_delegation_ends_or_is_revoked(world):
     req = ask(world)
     Delegation.objects.filter(pk=d.pk).update(ends_at=timezone.now() - timedelta(seconds=1),
                                               starts_at=timezone.now() - timedelta(hours=2))
-    refused("not_approver", services.request_approve, request=req, approver=world["deputy"])
+    error = refused("delegation_not_running", services.request_approve, request=req, approver=world["deputy"])
+    assert "Your delegation from peer" in error.message and " ended at " in error.message
     assert not approvers.requests_decidable_by(user=world["deputy"]).exists()
     assert not approvers.can_decide(user=world["deputy"], request=req)
-    Delegation.objects.filter(pk=d.pk).update(ends_at=timezone.now() + timedelta(hours=1), revoked_at=timezone.now())
-    refused("not_approver", services.request_approve, request=req, approver=world["deputy"])
+    Delegation.objects.filter(pk=d.pk).update(ends_at=timezone.now() + timedelta(hours=1), revoked_at=timezone.now(),
+                                              revoked_by="peer")
+    error = refused("delegation_not_running", services.request_approve, request=req, approver=world["deputy"])
+    assert "was ended by peer at " in error.message
+    Delegation.objects.filter(pk=d.pk).update(revoked_at=None, starts_at=timezone.now() + timedelta(minutes=30))
+    error = refused("delegation_not_running", services.request_approve, request=req, approver=world["deputy"])
+    assert "starts only at " in error.message
+    assert not Approval.objects.filter(request=req).exists()
 
 
 def test_a_deputy_never_decides_the_delegators_own_request_nor_their_own(world):
@@ -283,5 +290,5 @@ def test_a_deputy_end_to_end_during_and_after_the_delegation(live, make_user, ma
 
     Delegation.objects.filter(pk=delegation.pk).update(ends_at=timezone.now() - timedelta(seconds=1))
     later = services.request_create(requester=alice, target=tgt, duration_minutes=30)
-    refused("not_approver", services.request_approve, request=later, approver=deputy)
+    refused("delegation_not_running", services.request_approve, request=later, approver=deputy)
     assert not Grant.objects.filter(request=later).exists()

@@ -12,7 +12,7 @@ checks it before a view runs). Errors are ``{"code", "detail"}``, always 4xx:
   ``comment_too_long``, ``target_disabled``
 * 401 ``not_authenticated`` / ``authentication_failed`` — no token, or a bad, expired or revoked one
 * 403 ``otp_required`` / ``otp_invalid`` — a POST without a good code
-* 403 — the caller may not do this: ``self_approval``, ``not_approver``, ``not_requester``,
+* 403 — the caller may not do this: ``self_approval``, ``not_approver``, ``delegation_not_running``, ``not_requester``,
   ``not_holder``, ``not_eligible``
 * 404 ``not_found`` — no such request, or one the caller may not see (the same answer, so
   ids of other people's requests are not disclosed)
@@ -54,7 +54,7 @@ from .serializers import (
     RequestSerializer,
 )
 
-FORBIDDEN = {"self_approval", "not_approver", "not_requester", "not_holder", "not_eligible"}
+FORBIDDEN = {"self_approval", "not_approver", "delegation_not_running", "not_requester", "not_holder", "not_eligible"}
 CONFLICT = {
     "not_pending", "already_decided", "extension_pending", "already_revoked", "not_extendable",
     "too_many_extensions", "total_duration_reached", "no_grant", "group_already_counted", "policy_disabled",

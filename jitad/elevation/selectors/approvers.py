@@ -108,6 +108,20 @@ def deputy_for(*, user, request: AccessRequest, at=None) -> tuple[object, list[s
     return None
 
 
+def delegation_not_running_for(*, user, request: AccessRequest, at=None):
+    """The latest delegation to ``user`` that would let them decide ``request``'s open stage if it ran now
+    (ended, revoked, or not started yet), or None: to tell a deputy why they may not decide."""
+    at = at or timezone.now()
+    if user.pk == request.requester_id:
+        return None
+    candidates = (Delegation.objects.filter(deputy=user).exclude(delegator_id=request.requester_id)
+                  .select_related("delegator").order_by("-ends_at", "-pk")[:10])
+    for delegation in candidates:
+        if not delegation.running(at) and approver_groups_of(user=delegation.delegator, request=request):
+            return delegation
+    return None
+
+
 def approvers_to_notify(*, request: AccessRequest, names: list[str] | None = None) -> list:
     """Active users who may decide ``request``'s open stage (or are in ``names``) and have an e-mail
     address, with the deputies of those holding a running delegation; never the requester.

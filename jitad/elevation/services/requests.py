@@ -17,6 +17,7 @@ from ..selectors.approvers import (
     approvals_counted,
     approver_groups_of,
     decided_for,
+    delegation_not_running_for,
     deputy_for,
     open_stage_groups,
     open_stage_rule,
@@ -267,12 +268,29 @@ def _check_approver(req: AccessRequest, approver):
     deputy = deputy_for(user=approver, request=req)
     if deputy is not None:
         return deputy[1], deputy[0]
+    _refuse_lapsed_deputy(req, approver)
     where = _stage_label(req)
     raise RequestRefused(
         "not_approver",
         f"{approver.get_username()} is not an approver for {req.target.name} under policy {req.policy.name}"
         + (f" at {where}" if where else "") + f" (it needs one of {', '.join(open_stage_groups(req)) or 'no group'}).",
     )
+
+
+def _refuse_lapsed_deputy(req: AccessRequest, approver) -> None:
+    """A deputy whose delegation does not run now is told so, rather than only that they are no approver."""
+    d = delegation_not_running_for(user=approver, request=req)
+    if d is None:
+        return
+    who = d.delegator.get_username()
+    if d.revoked_at is not None:
+        why = f"was ended by {d.revoked_by or 'someone'} at {when(d.revoked_at)}"
+    elif d.ends_at <= timezone.now():
+        why = f"ended at {when(d.ends_at)}"
+    else:
+        why = f"starts only at {when(d.starts_at)}"
+    raise RequestRefused("delegation_not_running", f"Your delegation from {who} (#{d.pk}) {why}: you may not decide in "
+                                             f"{who}'s place now.")
 
 
 def _behalf(delegation) -> dict:
