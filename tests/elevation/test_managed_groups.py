@@ -303,8 +303,16 @@ def test_a_reconcile_with_no_dc_answering_raises_one_condition_not_a_traceback(l
     make_target()
     settings.JITAD_LDAP_URLS = ["ldaps://127.0.0.1:1"]  # nothing listens on port 1
 
-    tasks.reconcile()
-    tasks.reconcile()
+    # The session's worker runs the watchdog against the real DC, which answers: a probe landing between
+    # the two runs resolves the condition, and the second run opens it afresh. Such a pair proves nothing
+    # either way, so it is run again from a clean slate.
+    for _attempt in range(5):
+        AlertCondition.objects.filter(key="directory.unreachable").delete()
+        Notification.objects.filter(event__startswith="directory.unreachable").delete()
+        tasks.reconcile()
+        tasks.reconcile()
+        if not Notification.objects.filter(event="directory.unreachable.resolved").exists():
+            break
 
     condition = AlertCondition.objects.get(key="directory.unreachable")
     assert condition.occurrences == 2 and condition.resolved_at is None
