@@ -199,16 +199,24 @@ def test_a_long_table_is_cut_on_the_page_but_whole_in_the_csv(auditor, monkeypat
 
 # -- with the real KPI selector -------------------------------------------------------------
 def _history(n: int):
-    """``n`` targets (two tiers, one shared policy), each with a grant, a scan and a standing admin in the last days."""
+    """``n`` targets (two tiers, one shared policy), each with a grant, a scan and a standing admin in the last days.
+
+    Every grant starts at 03:xx local time, off hours on any day of the week, so the risk section's off-hours list is
+    never empty: which branches a page runs must not depend on the hour the test runs at."""
+    from datetime import datetime, timedelta
+
     from django.utils import timezone
 
+    from jitad.reports.selectors.kpis.common import WorkingHours
     from tests.reports.rows import grant, person, scan, standing_admin, target
 
     now = timezone.now()
+    today = now.astimezone(WorkingHours().tz).date()
     for i in range(n):
         t = target(tier=i % 2, policy="shared")
         u = person()
-        start = now - timezone.timedelta(days=1 + i % 5, hours=i % 7)
+        day = today - timedelta(days=1 + i % 5)
+        start = datetime(day.year, day.month, day.day, 3, 5 * (i % 7), tzinfo=WorkingHours().tz)
         grant(u, t, activated=start, expires=start + timezone.timedelta(hours=1),
               revoked=start + timezone.timedelta(hours=1, seconds=4))
         scan(t, when=now - timezone.timedelta(days=20), standing=2)
