@@ -3,11 +3,14 @@
     with hosts.Host(hosts.config_for(url=target.winrm_url, transport="ntlm")) as h:
         members = h.local_admins()        # [LocalMember(sid, path, cls)]
         h.end_sessions(user_sid)
+        h.security_events(sids=[user_sid], start=granted_at, end=now)   # SecurityEvents
 """
 from .client import (
     ADMINISTRATORS_SID,
     Host,
     LocalMember,
+    SecurityEvent,
+    SecurityEvents,
     SessionsEnded,
     encoded_command,
     is_account_sid,
@@ -29,6 +32,8 @@ __all__ = [
     "HostTimedOut",
     "HostUnreachable",
     "LocalMember",
+    "SecurityEvent",
+    "SecurityEvents",
     "SessionsEnded",
     "config_for",
     "encoded_command",

@@ -2,7 +2,7 @@
 
 Set JITAD_TEST_WINRM_URL, JITAD_TEST_WINRM_USERNAME, JITAD_TEST_WINRM_PASSWORD (and
 JITAD_TEST_WINRM_TRANSPORT, JITAD_TEST_WINRM_CA_BUNDLE for HTTPS). Read-only: it lists
-local Administrators and ends the sessions of a SID that no account has.
+local Administrators, ends the sessions of a SID that no account has and reads its Security log events.
 """
 import os
 
@@ -38,3 +38,13 @@ def test_ending_sessions_of_nobody_is_a_no_op():
     with _host() as h:
         result = h.end_sessions("S-1-5-21-1-2-3-999999")
     assert result.sessions == () and result.processes == 0
+
+
+def test_security_events_of_nobody_in_the_last_hour():
+    from datetime import datetime, timedelta, timezone
+
+    end = datetime.now(timezone.utc)
+    with _host() as h:
+        result = h.security_events(sids=["S-1-5-21-1-2-3-999999"], start=end - timedelta(hours=1), end=end,
+                                   max_events=50)
+    assert all(e.id == 1102 for e in result.events), "nobody has that SID: only log clearings can match"

@@ -27,7 +27,7 @@ from spnego.channel_bindings import GssChannelBindings
 from . import ntlm, wsman
 from .scripts import Call
 
-FAIL_MODES = (None, "refuse_auth", "hang", "stall", "fault", "drop", "script_error")
+FAIL_MODES = (None, "refuse_auth", "hang", "stall", "fault", "drop", "script_error", "bad_output")
 DEFAULT_USER = "JITAD\\svc-winrm"
 DEFAULT_PASSWORD = "Winrm-Test-Pw1"
 
@@ -56,10 +56,12 @@ class WinRMTestHost:
     sessions  SID -> session ids of the user's processes (0 = outside any interactive
               session: network logon, scheduled task). end_sessions logs off the ids > 0,
               counts the 0s as processes stopped, and removes the SID.
+    security_log  the Security log: event dicts (id, at, record and EventData fields; see
+              scripts.run_security_events), read by security_events.
     computer_name, group_name (the localised name of S-1-5-32-544), port (0 = ephemeral;
               a restart after stop() keeps the port).
 
-    ``admins``, ``sessions`` and ``group_name`` are the machine's state; change them between
+    ``admins``, ``sessions``, ``security_log`` and ``group_name`` are the machine's state; change them between
     calls (under ``host.lock`` if a client may be running). ``fail`` selects a failure:
 
     refuse_auth   every logon answers 401 (also on already-authenticated connections)
@@ -71,6 +73,7 @@ class WinRMTestHost:
     fault         Command answers the WS-Man AccessDenied fault (WSManFault Code 5)
     drop          any WS-Man request's connection is closed without a reply
     script_error  the script "runs" and exits 2 with {"error": "Access is denied."}
+    bad_output    the script "runs" and exits 0 with a result in no contract's shape
 
     Records: ``calls`` (Call(script, input) per script run, input = decoded JITAD_INPUT or
     None), ``requests`` (WSManRequest(action, encrypted, user) per authenticated WS-Man
@@ -86,6 +89,7 @@ class WinRMTestHost:
         tls: Any = None,
         admins: list[dict] | None = None,
         sessions: dict[str, list[int]] | None = None,
+        security_log: list[dict] | None = None,
         computer_name: str = "SRV01",
         group_name: str = "Administrators",
         port: int = 0,
@@ -106,6 +110,7 @@ class WinRMTestHost:
             "class": "User",
         }]
         self.sessions: dict[str, list[int]] = {k: list(v) for k, v in (sessions or {}).items()}
+        self.security_log: list[dict] = [dict(e) for e in (security_log or [])]
         self.calls: list[Call] = []
         self.requests: list[WSManRequest] = []
         self.auth_failures = 0  # logons refused after credentials were presented

@@ -13,11 +13,12 @@ import binascii
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
 SCRIPTS_DIR = Path(__file__).resolve().parents[3] / "jitad" / "hosts" / "scripts"
-SCRIPT_NAMES = ("local_admins", "end_sessions")
+SCRIPT_NAMES = ("local_admins", "end_sessions", "security_events")
 ADMINISTRATORS_SID = "S-1-5-32-544"
 # end_sessions.ps1 accepts only a person's account: S-1-5-21-<domain>-<RID of 1000 or more>.
 ACCOUNT_SID_PATTERN = re.compile(r"S-1-5-21-[0-9]+-[0-9]+-[0-9]+-([0-9]+)")
@@ -167,6 +168,106 @@ def run_end_sessions(env: dict[str, str], sessions: dict[str, list[int]]) -> Out
     stopped = sum(1 for i in ids if i == 0)
     outcome.stdout = result_line({"sid": sid, "sessions": logged_off, "processes": stopped, "failed": []})
     return outcome
+
+
+SECURITY_EVENT_IDS = (4624, 4634, 4647, 4672, 4688, 4720, 4726, 4732, 4733, 1102)
+_ISO_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,7})?Z")
+
+
+def _utc_time(value: Any) -> datetime | None:
+    """An input time as security_events.ps1 reads it (None when it refuses it)."""
+    text = _ps_string(value)
+    if not _ISO_UTC.fullmatch(text):
+        return None
+    whole, _, fraction = text[:-1].partition(".")
+    try:
+        at = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    return at + timedelta(microseconds=int((fraction or "0").ljust(7, "0")[:7]) // 10)
+
+
+def _event_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc)
+    return datetime.fromisoformat(str(value)).astimezone(timezone.utc)
+
+
+def run_security_events(env: dict[str, str], security_log: list[dict]) -> Outcome:
+    """security_events.ps1: the events of some SIDs in a window, from the host's Security log.
+
+    ``security_log`` holds event dicts: id, at (aware datetime or ISO text), record, and the
+    EventData fields the script reads, by their Windows names or the output's: SubjectUserSid
+    (subject_sid), TargetUserSid (target_user_sid), LogonType (logon_type), IpAddress
+    (source), TargetLogonId / SubjectLogonId (logon_id), NewProcessName (process),
+    MemberSid (member), TargetSid (target). "-" is Windows' empty value.
+    """
+    ok, value = decode_input(env)
+    outcome = Outcome(exit_code=0, script="security_events")
+
+    def refuse(message: str) -> Outcome:
+        outcome.exit_code, outcome.stdout = 3, result_line({"error": message})
+        return outcome
+
+    if not ok:
+        return refuse("input is not base64 JSON")
+    value = value if isinstance(value, dict) else {}
+    sids = value.get("sids")
+    if not isinstance(sids, list) or not 1 <= len(sids) <= 10:
+        return refuse("input sids is not a list of 1 to 10 SIDs")
+    for s in sids:
+        m = ACCOUNT_SID_PATTERN.fullmatch(s) if isinstance(s, str) else None
+        if not m or int(m.group(1)) < 1000:
+            return refuse("input sids holds what is not a person's account SID")
+    start, end = _utc_time(value.get("start")), _utc_time(value.get("end"))
+    if start is None or end is None or start >= end:
+        return refuse("input start and end are not ISO UTC times with start before end")
+    limit = value.get("max")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 5000:
+        return refuse("input max is not an integer from 1 to 5000")
+
+    def field(event: dict, *names: str) -> str:
+        for name in names:
+            if name in event:
+                text = _ps_string(event[name])
+                return "" if text == "-" else text
+        return ""
+
+    read = sorted((e for e in security_log
+                   if int(e["id"]) in SECURITY_EVENT_IDS and start <= _event_time(e["at"]) <= end),
+                  key=lambda e: (_event_time(e["at"]), int(e["record"])))[:limit + 1]
+    truncated = len(read) > limit
+    wanted = {s.upper() for s in sids}
+    events = []
+    for e in read[:limit]:
+        sid = next((v for v in (field(e, "TargetUserSid", "target_user_sid"), field(e, "MemberSid", "member"),
+                                field(e, "TargetSid", "target"), field(e, "SubjectUserSid", "subject_sid"))
+                    if v and v.upper() in wanted), "")
+        if not sid:
+            if int(e["id"]) != 1102:
+                continue
+            sid = field(e, "SubjectUserSid", "subject_sid")
+        logon_type = field(e, "LogonType", "logon_type")
+        events.append({
+            "id": int(e["id"]),
+            "at": _event_time(e["at"]).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "record": int(e["record"]),
+            "sid": sid,
+            "logon_type": int(logon_type) if logon_type.isdigit() else None,
+            "source": field(e, "IpAddress", "source"),
+            "logon_id": field(e, "TargetLogonId", "logon_id") or field(e, "SubjectLogonId"),
+            "process": field(e, "NewProcessName", "process"),
+            "member": field(e, "MemberSid", "member"),
+            "target": field(e, "TargetSid", "target"),
+        })
+    events.sort(key=lambda ev: (ev["at"], ev["record"]))
+    outcome.stdout = result_line({"events": events, "truncated": truncated})
+    return outcome
+
+
+def malformed_result(name: str) -> Outcome:
+    """A script that exits 0 with a result line in no contract's shape."""
+    return Outcome(exit_code=0, stdout=result_line({"events": "not a list", "truncated": "maybe"}), script=name)
 
 
 def script_error(name: str, message: str = "Access is denied.") -> Outcome:

@@ -307,8 +307,12 @@ class ShellService:
             host.calls.append(scripts.Call(cmd.script, call_input))
             if host.fail == "script_error":
                 cmd.outcome = scripts.script_error(cmd.script)
+            elif host.fail == "bad_output":
+                cmd.outcome = scripts.malformed_result(cmd.script)
             elif cmd.script == "local_admins":
                 cmd.outcome = scripts.run_local_admins(list(host.admins), host.group_name)
+            elif cmd.script == "security_events":
+                cmd.outcome = scripts.run_security_events(shell.env, list(host.security_log))
             else:
                 cmd.outcome = scripts.run_end_sessions(shell.env, host.sessions)
 
