@@ -9,6 +9,7 @@ from .connection import connect, session
 from .dn import escape_filter, group_label, member_ttl_value, normalize_dn, rdn, sid_filter_value, split_dn
 from .groups import DirectoryPrincipal, GroupFacts, GroupMembers
 from .users import AccountFacts, DirectoryUser
+from .ephemeral import EphemeralAccount, ephemeral_sam
 from .auth import authenticate_user, password_works
 from .config import DirectoryConfig
 from .probe import probe_each
@@ -29,6 +30,8 @@ __all__ = [
     "DirectoryUnavailable",
     "DirectoryPrincipal",
     "DirectoryUser",
+    "EphemeralAccount",
+    "ephemeral_sam",
     "GroupFacts",
     "GroupMembers",
     "PROTECTED_RIDS",

@@ -2,7 +2,8 @@
 
 The verbs live beside this module, by what they touch: users.py (accounts), groups.py
 (reads of groups and members), people.py (the people in a group, at any depth), members.py
-(membership changes, refused outside what jitad owns), provisioning.py (demo and test estates). Binding and the per-thread session are in
+(membership changes, refused outside what jitad owns), ephemeral.py (session-only accounts
+under the JIT OU), provisioning.py (demo and test estates). Binding and the per-thread session are in
 connection.py; DN and filter escaping in dn.py.
 """
 import logging
@@ -11,6 +12,7 @@ from ldap3 import BASE, SUBTREE, Connection
 
 from .config import DirectoryConfig
 from .errors import DirectoryError, translate
+from .ephemeral import EphemeralVerbs
 from .groups import GroupReads
 from .members import MemberChanges
 from .people import PeopleReads
@@ -20,7 +22,7 @@ from .users import UserVerbs
 log = logging.getLogger(__name__)
 
 
-class Directory(UserVerbs, GroupReads, PeopleReads, MemberChanges, Provisioning):
+class Directory(UserVerbs, GroupReads, PeopleReads, MemberChanges, Provisioning, EphemeralVerbs):
     """A bound connection to one DC. Use :func:`~jitad.directory.connection.connect` to get one; close it when done."""
 
     def __init__(self, conn: Connection, config: DirectoryConfig, url: str):
