@@ -5,18 +5,9 @@
         h.end_sessions(user_sid)
         h.security_events(sids=[user_sid], start=granted_at, end=now)   # SecurityEvents
 """
-from .client import (
-    ADMINISTRATORS_SID,
-    Host,
-    LocalMember,
-    SecurityEvent,
-    SecurityEvents,
-    SessionsEnded,
-    encoded_command,
-    is_account_sid,
-    is_sid,
-    script_text,
-)
+from .client import ADMINISTRATORS_SID, Host, LocalMember, SessionsEnded, encoded_command, script_text
+from .events import SecurityEvent, SecurityEvents
+from .sids import is_account_sid, is_sid
 from .config import TRANSPORTS, HostConfig, config_for
 from .errors import HostAuthRefused, HostError, HostMisconfigured, HostScriptFailed, HostTimedOut, HostUnreachable
 

@@ -18,7 +18,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from functools import cache
 from importlib import resources
 
@@ -34,10 +34,11 @@ from winrm.protocol import Protocol
 
 from .config import HostConfig
 from .errors import HostAuthRefused, HostError, HostMisconfigured, HostScriptFailed, HostTimedOut, HostUnreachable
+from .events import SecurityEvents, events_input, events_result
+from .sids import is_account_sid, is_sid
 
 log = logging.getLogger(__name__)
 
-SID_RE = re.compile(r"^S-1-[0-9-]+$")
 ADMINISTRATORS_SID = "S-1-5-32-544"
 MARKER = "JITAD:"
 POWERSHELL = "powershell.exe"
@@ -45,20 +46,6 @@ POWERSHELL_ARGS = ("-NoLogo", "-NoProfile", "-NonInteractive", "-ExecutionPolicy
 # What is left of the deadline below which starting another request is pointless.
 _MIN_BUDGET = 1.5
 _CLEANUP_SECONDS = 3.0
-
-
-def is_sid(value) -> bool:
-    """True for a SID in string form (S-1-...), the only input jitad's scripts accept."""
-    return isinstance(value, str) and bool(SID_RE.fullmatch(value)) and not value.endswith("-") and "--" not in value
-
-
-ACCOUNT_SID_RE = re.compile(r"S-1-5-21-[0-9]+-[0-9]+-[0-9]+-([0-9]+)")
-
-
-def is_account_sid(value) -> bool:
-    """A person's account (S-1-5-21-<domain>-<RID ≥ 1000>): never SYSTEM, a service or a built-in."""
-    m = ACCOUNT_SID_RE.fullmatch(value) if isinstance(value, str) else None
-    return bool(m) and int(m.group(1)) >= 1000
 
 
 @cache
@@ -106,35 +93,6 @@ class SessionsEnded:
     sid: str
     sessions: tuple[int, ...]
     processes: int
-
-
-SECURITY_EVENT_IDS = frozenset({4624, 4634, 4647, 4672, 4688, 4720, 4726, 4732, 4733, 1102})
-MAX_SECURITY_SIDS = 10
-MAX_SECURITY_EVENTS = 5000
-
-
-@dataclass(frozen=True)
-class SecurityEvent:
-    """One Security log event about a user (or a log clearing, 1102), as security_events.ps1 gives it."""
-
-    id: int
-    at: datetime  # aware, UTC
-    record: int
-    sid: str  # the SID it matched ("" only for a 1102 without a subject)
-    logon_type: int | None
-    source: str  # IpAddress
-    logon_id: str  # TargetLogonId, else SubjectLogonId (hex)
-    process: str  # NewProcessName (4688)
-    member: str  # MemberSid (4732, 4733)
-    target: str  # TargetSid (4720, 4726, 4732, 4733)
-
-
-@dataclass(frozen=True)
-class SecurityEvents:
-    """A host's Security log events for some SIDs in a window; ``truncated`` when the bound cut it."""
-
-    events: tuple[SecurityEvent, ...]
-    truncated: bool
 
 
 class Host:
@@ -196,23 +154,8 @@ class Host:
         Logons (4624, 4672), logoffs (4634, 4647), processes (4688), account and local group
         changes (4720, 4726, 4732, 4733) of these users, and every clearing of the log (1102).
         """
-        sids = list(sids) if isinstance(sids, (list, tuple)) else None
-        if not sids or len(sids) > MAX_SECURITY_SIDS:
-            raise HostError(f"refusing to ask a host for the events of {MAX_SECURITY_SIDS} SIDs or more, or none")
-        for sid in sids:
-            if not is_account_sid(sid):
-                raise HostError(f"refusing to send {sid!r} to a host: not a SID of a person's account")
-        for t in (start, end):
-            if not isinstance(t, datetime) or t.tzinfo is None or t.utcoffset() is None:
-                raise HostError(f"refusing a time without a time zone: {t!r}")
-        if not start < end:
-            raise HostError("refusing a window whose start is not before its end")
-        if isinstance(max_events, bool) or not isinstance(max_events, int) or not 1 <= max_events <= MAX_SECURITY_EVENTS:
-            raise HostError(f"max_events must be an integer from 1 to {MAX_SECURITY_EVENTS}, not {max_events!r}")
-        result = self.run_script("security_events", {
-            "sids": sids, "start": _iso_utc(start), "end": _iso_utc(end), "max": max_events,
-        })
-        return _security_events(result, {s.upper() for s in sids}, max_events)
+        data = events_input(sids=sids, start=start, end=end, max_events=max_events)
+        return events_result(self.run_script("security_events", data), data["sids"], max_events)
 
     # -- running a script ------------------------------------------------------------
     def run_script(self, name: str, data: dict | None = None) -> dict:
@@ -299,48 +242,6 @@ class Host:
                 self._budget(deadline).close_shell(shell_id, close_session=False)
         except HostError as e:
             log.info("could not close the WinRM shell on %s: %s", self.config.url, e)
-
-
-def _iso_utc(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _security_events(result: dict, wanted: set[str], max_events: int) -> SecurityEvents:
-    """security_events.ps1's result, checked field by field; anything else is HostScriptFailed."""
-    def bad(why: str) -> HostScriptFailed:
-        return HostScriptFailed(f"security_events returned an unexpected result ({why}): {str(result)[:200]!r}")
-
-    raw, truncated = result.get("events"), result.get("truncated")
-    if isinstance(raw, dict):  # a one-element array written as its element
-        raw = [raw]
-    if raw is None:
-        raw = []
-    if not isinstance(raw, list) or not isinstance(truncated, bool) or len(raw) > max_events:
-        raise bad("no event list")
-    events = []
-    for e in raw:
-        if not isinstance(e, dict):
-            raise bad("an event is not an object")
-        eid, record, logon_type = e.get("id"), e.get("record"), e.get("logon_type")
-        texts = {k: e.get(k) for k in ("sid", "source", "logon_id", "process", "member", "target")}
-        if (type(eid) is not int or eid not in SECURITY_EVENT_IDS or type(record) is not int
-                or not (logon_type is None or type(logon_type) is int)
-                or not all(isinstance(v, str) for v in texts.values())):
-            raise bad("an event's fields")
-        if eid != 1102 and texts["sid"].upper() not in wanted:
-            raise bad("an event of a SID not asked for")
-        if texts["sid"] and not is_sid(texts["sid"]):
-            raise bad("an event's SID")
-        try:
-            at = datetime.fromisoformat(e.get("at"))
-        except (TypeError, ValueError):
-            raise bad("an event's time") from None
-        if at.utcoffset() is None:
-            raise bad("an event's time has no time zone")
-        events.append(SecurityEvent(id=eid, at=at.astimezone(timezone.utc), record=record,
-                                    logon_type=logon_type, **texts))
-    events.sort(key=lambda ev: (ev.at, ev.record))
-    return SecurityEvents(events=tuple(events), truncated=truncated)
 
 
 def _no_redirects(transport) -> None:

@@ -178,16 +178,16 @@ def test_malformed_output_is_a_script_failure(host):
     "an event",
 ])
 def test_results_outside_the_contract_are_refused(event):
-    from jitad.hosts.client import _security_events
+    from jitad.hosts.events import events_result
 
     full = {"logon_type": None, "source": "", "logon_id": "", "process": "", "member": "", "target": ""}
     if isinstance(event, dict):
         event = {**full, **event}
     with pytest.raises(hosts.HostScriptFailed, match="unexpected result"):
-        _security_events({"events": [event], "truncated": False}, {ALICE}, 10)
+        events_result({"events": [event], "truncated": False}, [ALICE], 10)
     ok = {**full, "id": 4624, "at": "2026-12-06T09:02:00Z", "record": 1, "sid": ALICE}
-    assert _security_events({"events": ok, "truncated": False}, {ALICE}, 10).events[0].record == 1  # one as its element
+    assert events_result({"events": ok, "truncated": False}, [ALICE], 10).events[0].record == 1  # one as its element
     with pytest.raises(hosts.HostScriptFailed):
-        _security_events({"events": [ok, ok], "truncated": False}, {ALICE}, 1)  # more than asked for
+        events_result({"events": [ok, ok], "truncated": False}, [ALICE], 1)  # more than asked for
     with pytest.raises(hosts.HostScriptFailed):
-        _security_events({"events": [], "truncated": "no"}, {ALICE}, 1)
+        events_result({"events": [], "truncated": "no"}, [ALICE], 1)
