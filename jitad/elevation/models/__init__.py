@@ -5,6 +5,7 @@ One module per subject; every model is importable from here, as before.
 from .catalog import Target, Policy, ALLOWED_ADMIN_PATTERN, WINRM_URL_PATTERN
 from .requests import AccessRequest, Approval
 from .grants import Grant
+from .evidence import SessionEvent
 from .hosts import HostScan, StandingAdmin
 from .reconcile import HeldRemoval, GroupReading
 from .delegations import Delegation
@@ -18,6 +19,7 @@ __all__ = [
     "AccessRequest",
     "Approval",
     "Grant",
+    "SessionEvent",
     "HostScan",
     "StandingAdmin",
     "HeldRemoval",

@@ -73,6 +73,16 @@ class Target(models.Model):
         REFUSE = "refuse", "One at a time: a second request is refused while it is held"
 
     exclusive = models.CharField(max_length=8, choices=Exclusive.choices, blank=True, default="")
+    ephemeral = models.JSONField(
+        default=dict, blank=True,
+        help_text="grant through an account created for each grant (docs/ephemeral.md): {ou, name_suffix_length, "
+                  "password: {length, classes}}; empty: as the policy says",
+    )
+    logon_sources = models.JSONField(
+        default=list, blank=True,
+        help_text="networks (CIDRs) admins are expected to log on to this server from; a logon from elsewhere "
+                  "during a grant is a signal; empty: any",
+    )
     enabled = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -171,6 +181,11 @@ class Policy(models.Model):
         default=False,
         help_text="when a grant ends, log the user off the server and stop their processes, "
                   "so no logon token keeps the right",
+    )
+    ephemeral = models.JSONField(
+        default=dict, blank=True,
+        help_text="grant through an account created for each grant (docs/ephemeral.md): {ou, name_suffix_length, "
+                  "password: {length, classes}}; empty: the person's own account (a target's setting wins)",
     )
     enabled = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)

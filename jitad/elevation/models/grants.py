@@ -77,6 +77,24 @@ class Grant(ClaimedWork):
     host_detail = models.TextField(blank=True, help_text="what the last check on the server found")
     extensions = models.PositiveSmallIntegerField(default=0)
     retryable = models.BooleanField(default=True)
+    # -- ephemeral account (docs/ephemeral.md): the grant is held by an AD user created for it alone ------
+    class Account(models.TextChoices):
+        """Where the grant's ephemeral account is in its life ("" for a grant held by the person's own account)."""
+
+        NONE = "", "the person's own account"
+        PLANNED = "planned", "to be created"
+        CREATED = "created", "created"
+        DISABLED = "disabled", "disabled"
+        DELETED = "deleted", "deleted"
+        DELETE_FAILED = "delete_failed", "could not be deleted"
+
+    account = models.CharField(max_length=16, choices=Account.choices, blank=True, default="")
+    account_sam = models.CharField(max_length=20, blank=True, help_text="the ephemeral account's sAMAccountName")
+    account_dn = models.CharField(max_length=512, blank=True)
+    account_sid = models.CharField(max_length=184, blank=True)
+    account_secret = models.TextField(blank=True, help_text="the ephemeral account's password, sealed (jitad.vault)")
+    account_revealed_at = models.DateTimeField(null=True, blank=True, help_text="when its password was shown, once")
+    account_deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -91,10 +109,21 @@ class Grant(ClaimedWork):
             models.Index(fields=["activated_at"]),
             models.Index(fields=["revoked_at"]),
             models.Index(fields=["expires_at"]),  # and the grants that ended in a period
+            models.Index(fields=["account", "state"]),  # ephemeral accounts still to delete
         ]
 
     def __str__(self):
         return f"grant #{self.pk} {self.user} on {self.target} [{self.state}]"
+
+    @property
+    def ephemeral(self) -> bool:
+        """True when the grant is held by an ephemeral account, not the person's own."""
+        return bool(self.account)
+
+    @property
+    def sids(self) -> list[str]:
+        """The SIDs whose sessions and events belong to this grant: the person's, and its ephemeral account's."""
+        return [s for s in (self.user_sid, self.account_sid) if s]
 
     LIVE_STATES = (State.APPROVED, State.GRANTING, State.ACTIVE, State.UNVERIFIED, State.GRANT_FAILED)
     # States in which the membership may exist in AD: the reconciler leaves these alone.
