@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 from django.conf import settings
 from django.db import transaction
+from django.utils.cache import add_never_cache_headers
 from django_otp import DEVICE_ID_SESSION_KEY, devices_for_user
 from django_otp import login as otp_login
 
@@ -201,3 +202,13 @@ def mfa_step_audit(step: "MfaStep | None") -> dict:
 def mfa_step_now(device) -> MfaStep:
     """The step of ``device`` verifying a code just now (the REST API's ``otp`` on a write)."""
     return MfaStep(method=mfa_method_of(device), verified_at=datetime.now(tz=timezone.utc))
+
+
+def no_store(response):
+    """A page that shows a secret after an MFA step: nothing keeps it (browser cache, history snapshot, proxy)."""
+    add_never_cache_headers(response)
+    response["Cache-Control"] = "no-store, no-cache, must-revalidate, private, max-age=0"
+    response["Pragma"] = "no-cache"
+    response["Expires"] = "0"
+    response["Referrer-Policy"] = "no-referrer"
+    return response

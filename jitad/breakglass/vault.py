@@ -12,15 +12,8 @@ from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
 from jitad import vault
+from jitad.vault import passwords
 from jitad.vault import VaultError, key_generate  # noqa: F401  (this app's callers and tests name them here)
-
-# No characters that read alike on paper (0/O, 1/l/I) or need quoting in a shell.
-_UPPER = "ABCDEFGHJKLMNPQRSTUVWXYZ"
-_LOWER = "abcdefghijkmnopqrstuvwxyz"
-_DIGITS = "23456789"
-_SYMBOLS = "-_.,:;!?@#%+=*~^"
-_CLASSES = (_UPPER, _LOWER, _DIGITS, _SYMBOLS)
-
 
 @sensitive_variables("password")
 def secret_seal(*, ref: str, password: str) -> str:
@@ -41,7 +34,6 @@ def secret_rekey(*, ref: str, token: str) -> str:
     return vault.reseal(ref=ref, token=token)
 
 
-@sensitive_variables("chars", "password")
 def password_generate(*, length: int | None = None, avoid: str = "") -> str:
     """A random password of ``length`` (JITAD_BREAKGLASS_PASSWORD_LENGTH) with every character class.
 
@@ -50,13 +42,7 @@ def password_generate(*, length: int | None = None, avoid: str = "") -> str:
     length = length or settings.JITAD_BREAKGLASS_PASSWORD_LENGTH
     if length < 16:
         raise ValueError("a break-glass password has at least 16 characters")
-    alphabet = "".join(_CLASSES)
-    while True:
-        chars = [secrets.choice(c) for c in _CLASSES] + [secrets.choice(alphabet) for _ in range(length - len(_CLASSES))]
-        secrets.SystemRandom().shuffle(chars)
-        password = "".join(chars)
-        if len(avoid) < 3 or avoid.lower() not in password.lower():
-            return password
+    return passwords.password_generate(length=length, avoid=avoid)
 
 
 def seal_id_generate() -> str:

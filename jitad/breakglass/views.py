@@ -10,12 +10,11 @@ from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.cache import add_never_cache_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from jitad.accounts.mfa import mfa_code_in_request, mfa_step_of
+from jitad.accounts.mfa import mfa_code_in_request, mfa_step_of, no_store
 from jitad.humantime import when
 from jitad.notifications.selectors import deliveries_told
 
@@ -32,16 +31,6 @@ def _visible_checkout(user, pk: int) -> Checkout:
     if checkout is None:
         raise Http404("No such checkout, or not yours to see.")
     return checkout
-
-
-def _no_store(response: HttpResponse) -> HttpResponse:
-    """Nothing keeps this page: not the browser's cache, history snapshot or a proxy."""
-    add_never_cache_headers(response)
-    response["Cache-Control"] = "no-store, no-cache, must-revalidate, private, max-age=0"
-    response["Pragma"] = "no-cache"
-    response["Expires"] = "0"
-    response["Referrer-Policy"] = "no-referrer"
-    return response
 
 
 # -- dashboard ------------------------------------------------------------------------------
@@ -233,7 +222,7 @@ def _shown_once(request, pk: int, show, template: str, name: str):
     except BreakglassRefused as e:
         return _refused(request, checkout, e)
     checkout.refresh_from_db()
-    return _no_store(render(request, template, {"checkout": checkout, name: shown}))
+    return no_store(render(request, template, {"checkout": checkout, name: shown}))
 
 
 @sensitive_post_parameters("otp")

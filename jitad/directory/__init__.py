@@ -12,7 +12,7 @@ from .users import AccountFacts, DirectoryUser
 from .ephemeral import EphemeralAccount, ephemeral_sam
 from .auth import authenticate_user, password_works
 from .config import DirectoryConfig
-from .probe import probe_each
+from .probe import ephemeral_state_each, probe_each
 from .managed import PROTECTED_RIDS, rid, group_problems, jit_ou_problems, jit_ous, placement_problem, protected, require_managed, under_jit_ou
 from .errors import DirectoryAuthFailed, DirectoryError, DirectoryMisconfigured, DirectoryNotFound, DirectoryNotManaged, DirectoryRejected, DirectoryUnavailable, unexpected
 
@@ -32,6 +32,7 @@ __all__ = [
     "DirectoryUser",
     "EphemeralAccount",
     "ephemeral_sam",
+    "ephemeral_state_each",
     "GroupFacts",
     "GroupMembers",
     "PROTECTED_RIDS",

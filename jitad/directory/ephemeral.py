@@ -214,6 +214,20 @@ class EphemeralVerbs:
         log.info("ephemeral account deleted: %s", entry["dn"])
         return True
 
+    def ephemeral_read(self, dn: str) -> EphemeralAccount | None:
+        """The ephemeral account ``dn`` as this DC has it, or None if it does not exist here.
+
+        Refused (DirectoryNotManaged) for a DN not under a JIT OU or an object that is not a user.
+        """
+        if self._ephemeral_target(dn, "read") is None:
+            return None
+        try:
+            entries = self._search(escaped_dn(dn), "(objectClass=user)", BASE, attributes=_LIST_ATTRS,
+                                   operation="read ephemeral account")
+        except DirectoryNotFound:
+            return None
+        return _account(entries[0]) if entries else None
+
     def ephemeral_list(self, ou_dn: str) -> list[EphemeralAccount]:
         """The user accounts directly in ``ou_dn`` (an OU under a JIT OU), read page by page."""
         from .managed import require_managed
@@ -230,15 +244,16 @@ class EphemeralVerbs:
             cookie = (controls.get(_PAGED_RESULTS) or {}).get("value", {}).get("cookie")
             if not cookie:
                 break
-        accounts = []
-        for entry in found:
-            a, raw = entry["attributes"], entry["raw_attributes"]
-            accounts.append(EphemeralAccount(
-                dn=entry["dn"],
-                sam=_first(a, "sAMAccountName"),
-                sid=format_sid(raw["objectSid"][0]) if raw.get("objectSid") else "",
-                disabled=bool(int(_first(a, "userAccountControl") or 0) & _UF_ACCOUNTDISABLE),
-                description=_first(a, "description"),
-                info=_first(a, "info"),
-            ))
-        return sorted(accounts, key=lambda acc: acc.sam)
+        return sorted((_account(entry) for entry in found), key=lambda acc: acc.sam)
+
+
+def _account(entry: dict) -> EphemeralAccount:
+    a, raw = entry["attributes"], entry["raw_attributes"]
+    return EphemeralAccount(
+        dn=entry["dn"],
+        sam=_first(a, "sAMAccountName"),
+        sid=format_sid(raw["objectSid"][0]) if raw.get("objectSid") else "",
+        disabled=bool(int(_first(a, "userAccountControl") or 0) & _UF_ACCOUNTDISABLE),
+        description=_first(a, "description"),
+        info=_first(a, "info"),
+    )

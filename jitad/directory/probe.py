@@ -11,9 +11,10 @@ import time
 
 from ldap3 import BASE
 
+from .client import Directory
 from .config import DirectoryConfig
 from .connection import _open, _tls
-from .errors import DirectoryError, DirectoryMisconfigured, translate
+from .errors import DirectoryError, DirectoryMisconfigured, DirectoryNotManaged, translate
 
 _lock = threading.Lock()
 _running: dict[str, threading.Thread] = {}
@@ -65,3 +66,32 @@ def probe_each(config: DirectoryConfig | None = None, *, deadline: float) -> dic
         if t.is_alive():
             results[url] = f"no answer within {deadline:g}s"
     return {url: results.get(url, "no answer") for url in config.urls}
+
+
+def ephemeral_state_each(dn: str, config: DirectoryConfig | None = None) -> dict[str, str]:
+    """{url: "gone" | "disabled" | "enabled" | "unreachable: why"} for the ephemeral account ``dn`` on each DC.
+
+    Each configured DC is asked on a connection of its own, so a disable or a delete is known
+    to have reached every DC (replication) before jitad calls an ephemeral account ended.
+    Refused (DirectoryNotManaged) for a DN that is not an ephemeral account under a JIT OU.
+    """
+    config = config or DirectoryConfig.from_settings()
+    config.check()
+    tls = _tls(config)
+    states: dict[str, str] = {}
+    for url in config.urls:
+        try:
+            with translate(f"read {dn} on {url}"):
+                conn = _open(url, config, tls, config.bind_dn, config.bind_password)
+            d = Directory(conn, config, url)
+            try:
+                account = d.ephemeral_read(dn)
+            finally:
+                d.close()
+        except DirectoryNotManaged:
+            raise
+        except DirectoryError as e:
+            states[url] = f"unreachable: {e}"
+            continue
+        states[url] = "gone" if account is None else ("disabled" if account.disabled else "enabled")
+    return states

@@ -30,6 +30,11 @@ def grants_check_revoked(grant_ids: list[int], token: str) -> None:
     services.grants_check_revoked_execute(grant_ids=grant_ids, token=token)
 
 
+@shared_task(name="jitad.elevation.grants_account_delete", **_SAFE)
+def grants_account_delete(grant_ids: list[int], token: str) -> None:
+    services.ephemeral_accounts_delete_execute(grant_ids=grant_ids, token=token)
+
+
 @shared_task(name="jitad.elevation.hosts_scan", expires=300)
 def hosts_scan() -> int:
     """Fan out: one scan task per server, so one slow server never delays the others."""

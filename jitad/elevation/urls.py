@@ -15,6 +15,7 @@ urlpatterns = [
     path("requests/<int:pk>/cancel/", views.request_cancel, name="request-cancel"),
     path("grants/<int:pk>/release/", views.grant_release, name="grant-release"),
     path("grants/<int:pk>/extend/", views.grant_extend, name="grant-extend"),
+    path("grants/<int:pk>/account/", views.grant_account, name="grant-account"),
     path("deputies/", delegation_views.delegations, name="delegations"),
     path("deputies/<int:pk>/end/", delegation_views.delegation_end, name="delegation-end"),
 ]

@@ -15,7 +15,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from jitad.accounts.mfa import mfa_is_fresh, mfa_step_of
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+
+from jitad.accounts.mfa import mfa_code_in_request, mfa_is_fresh, mfa_step_of, no_store
 from jitad.accounts.throttle import client_ip
 from jitad.humantime import minutes_text, when
 
@@ -208,3 +210,37 @@ def grant_extend(request, pk: int):
     context = {"grant": grant, "policy": policy, "form": form, "error": error, "room": room,
                "approval": _approval_text(policy) if policy else ""}
     return render(request, "elevation/extend_form.html", context, status=status)
+
+
+@never_cache
+@sensitive_post_parameters("otp")
+@sensitive_variables("password")
+@require_http_methods(["GET", "POST"])
+def grant_account(request, pk: int):
+    """The ephemeral account of one of my grants; its password, once, to me after a code typed here."""
+    grant = own_grant_get(user=request.user, grant_id=pk)
+    if grant is None or not grant.ephemeral:
+        raise Http404("No such grant of yours with an ephemeral account.")
+    error, status = "", 200
+    if request.method == "POST":
+        check = mfa_code_in_request(request)
+        if check.device is None:
+            error, status = check.error, 400
+        else:
+            try:
+                password = services.grant_account_reveal(grant=grant, actor=request.user)
+            except RequestRefused as e:
+                error, status = e.message, 409
+            else:
+                grant.refresh_from_db()
+                return no_store(render(request, "elevation/grant_account_password.html",
+                                       {"grant": grant, "password": password, "upn": _upn(grant)}))
+    grant.refresh_from_db()
+    return render(request, "elevation/grant_account.html", {"grant": grant, "upn": _upn(grant), "error": error},
+                  status=status)
+
+
+def _upn(grant) -> str:
+    """How the holder signs in with the ephemeral account: DOMAIN\\name, from the account's DN."""
+    domain = [part.split("=", 1)[1] for part in grant.account_dn.split(",") if part.strip().lower().startswith("dc=")]
+    return f"{domain[0].upper()}\\{grant.account_sam}" if domain else grant.account_sam

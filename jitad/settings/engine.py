@@ -21,6 +21,9 @@ if not 0 <= JITAD_RECONCILE_MAX_REMOVE_SHARE <= 1:
     raise ImproperlyConfigured("JITAD_RECONCILE_MAX_REMOVE_SHARE must be between 0 and 1 (0.5 is half of a group)")
 if JITAD_RECONCILE_MAX_REMOVE_MIN < 0:
     raise ImproperlyConfigured("JITAD_RECONCILE_MAX_REMOVE_MIN must be 0 or more")
+# Ephemeral accounts (docs/ephemeral.md): the reconciler deletes at most this many accounts no
+# grant owns in one run (the next run takes the rest).
+JITAD_EPHEMERAL_ORPHANS_PER_RUN = env.int("JITAD_EPHEMERAL_ORPHANS_PER_RUN", default=50)
 # A claimed grant is worked by one task, which renews its claim every third of this while
 # it works (jitad/engine/keeper.py); if the task vanishes (worker killed), the claim lapses
 # after this many seconds and the sweeper hands the grant to another worker. A claim is

@@ -256,7 +256,7 @@ MISTAKES = [
     pytest.param(
         replace_line(4, '    group: "CN=JIT-NEW01-Admins,OU=JIT,DC=jitad,DC=test"\n    colour: blue'),
         ["line 5: targets[0].colour: unknown field; expected one of: name, kind, hostname, group, description, "
-         "standing_members, nested_into_protected, tier, approver_groups, winrm, exclusive, enabled"],
+         "standing_members, nested_into_protected, tier, approver_groups, winrm, exclusive, ephemeral, logon_sources, enabled"],
         id="unknown-field",
     ),
     pytest.param(
@@ -625,7 +625,7 @@ def test_command_reports_every_error_and_exits_1(applied, tmp_path):
         f"{path}: line 9: policies[0].duration.default_minutes: 90 is more than max_minutes (60)",
         f"{path}: line 10: policies[0].colour: unknown field; expected one of: name, description, priority, "
         "targets, eligible, duration, approval, time_windows, schedule, networks, review, justification, ticket, "
-            "max_extensions, end_sessions_on_revoke, enabled",
+            "max_extensions, end_sessions_on_revoke, ephemeral, enabled",
     ]
     assert snapshot() == before
 

@@ -1,14 +1,54 @@
 """Targets (the servers and their JIT groups) and the policies that make people eligible for them."""
+import ipaddress
 import re
 
 from django.core.exceptions import ValidationError
 from django.db import models
+
+from jitad import directory
 
 
 # A SID (S-1-5-21-...-1105), or *-<RID> for that RID on any machine or domain (*-500).
 # \Z, not $: "$" would also accept a value ending in a newline.
 ALLOWED_ADMIN_PATTERN = r"^(S-1-[0-9]+(-[0-9]+)+|\*-[0-9]+)\Z"
 WINRM_URL_PATTERN = r"^https?://[^\s/?#@]+(/[^\s?#]*)?\Z"
+
+
+def ephemeral_problem(value) -> str:
+    """Why an ``ephemeral`` setting (docs/ephemeral.md) is not valid, or "" (an empty one is valid: none)."""
+    if not value:
+        return ""
+    if not isinstance(value, dict) or not isinstance(value.get("ou"), str) or not value["ou"]:
+        return "an object with at least the OU: {\"ou\": \"OU=Ephemeral,OU=JIT,DC=corp,DC=example\"}"
+    if set(value) - {"ou", "suffix_length", "password"}:
+        return f"unknown keys: {', '.join(sorted(set(value) - {'ou', 'suffix_length', 'password'}))}"
+    if not directory.under_jit_ou(value["ou"]):
+        return f"{value['ou']!r} is not under the JIT OU: jitad creates ephemeral accounts only there"
+    suffix = value.get("suffix_length", 4)
+    if type(suffix) is not int or not 3 <= suffix <= 8:
+        return "suffix_length is a whole number from 3 to 8"
+    password = value.get("password", {})
+    if not isinstance(password, dict) or set(password) - {"length", "classes"}:
+        return "password is {\"length\": 16-128, \"classes\": [upper, lower, digit, symbol]}"
+    length, classes = password.get("length", 24), password.get("classes", ["upper", "lower", "digit", "symbol"])
+    if type(length) is not int or not 16 <= length <= 128:
+        return "the password length is a whole number from 16 to 128"
+    if (not isinstance(classes, list) or len(set(map(str, classes))) < 3 or len(classes) != len(set(map(str, classes)))
+            or set(map(str, classes)) - {"upper", "lower", "digit", "symbol"}):
+        return "the password classes are at least three of upper, lower, digit, symbol, each once"
+    return ""
+
+
+def networks_problem(value) -> str:
+    """Why a list of networks (CIDRs) is not valid, or ""."""
+    if not isinstance(value, list):
+        return "a list of networks such as 10.20.0.0/16"
+    for cidr in value:
+        try:
+            ipaddress.ip_network(cidr, strict=True)
+        except (TypeError, ValueError):
+            return f"{cidr!r} is not a network such as 10.20.0.0/16 or 2001:db8::/32"
+    return ""
 
 
 class Target(models.Model):
@@ -92,6 +132,12 @@ class Target(models.Model):
     def clean(self):
         if self.allowed_admins is None:  # an emptied admin field
             self.allowed_admins = []
+        self.ephemeral = self.ephemeral or {}
+        self.logon_sources = self.logon_sources or []
+        for field, problem in (("ephemeral", ephemeral_problem(self.ephemeral)),
+                               ("logon_sources", networks_problem(self.logon_sources))):
+            if problem:
+                raise ValidationError({field: problem})
         url = (self.winrm_url or "").strip()
         if url and not re.match(WINRM_URL_PATTERN, url):
             raise ValidationError({"winrm_url": "a WinRM URL looks like https://srv01.corp.example:5986/wsman"})
@@ -198,6 +244,9 @@ class Policy(models.Model):
         return self.name
 
     def clean(self):
+        self.ephemeral = self.ephemeral or {}
+        if ephemeral_problem(self.ephemeral):
+            raise ValidationError({"ephemeral": ephemeral_problem(self.ephemeral)})
         if self.default_duration_minutes > self.max_duration_minutes:
             raise ValidationError("the default duration exceeds the maximum")
         if self.approval_mode == self.ApprovalMode.MANUAL and self.approvals_required < 1:

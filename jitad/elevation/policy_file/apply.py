@@ -52,6 +52,8 @@ def _target_values(spec: dict) -> dict:
         "winrm_profile": spec.get("winrm", {}).get("profile", ""),
         "allowed_admins": spec.get("winrm", {}).get("allowed_admins", []),
         "exclusive": spec.get("exclusive", ""),
+        "ephemeral": spec.get("ephemeral", {}),
+        "logon_sources": spec.get("logon_sources", []),
         "enabled": spec.get("enabled", True),
     }
 
@@ -148,6 +150,7 @@ def _policy_values(spec: dict) -> dict:
         "ticket_pattern": ticket.get("pattern", ""),
         "max_extensions": spec.get("max_extensions", d("max_extensions")),
         "end_sessions_on_revoke": spec.get("end_sessions_on_revoke", False),
+        "ephemeral": spec.get("ephemeral", {}),
         "enabled": spec.get("enabled", True),
         "targets": spec["targets"],
         **_workflow_values(spec),

@@ -6,6 +6,7 @@ from jsonschema import Draft202012Validator
 from jitad import hosts
 
 from ..models import ALLOWED_ADMIN_PATTERN, WINRM_URL_PATTERN, Policy, Target
+from ..selectors.ephemeral import PASSWORD_CLASSES
 from ..services.requests import JUSTIFICATION_MAX
 
 SUPPORTED_VERSION = 1
@@ -44,6 +45,22 @@ def _int(minimum: int, maximum: int = INT_MAX) -> dict:
 
 
 _NAME_LIST = {"type": "array", "items": {"type": "string", "minLength": 1}}
+_NETWORKS = {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 64}, "maxItems": 200}
+# An ephemeral account per grant (docs/ephemeral.md); the OU is checked to be under the JIT OU.
+EPHEMERAL_SCHEMA = _object(
+    {
+        "ou": {"type": "string", "minLength": 1, "maxLength": 400},
+        "suffix_length": _int(3, 8),
+        "password": _object(
+            {
+                "length": _int(16, 128),
+                "classes": {"type": "array", "items": {"enum": list(PASSWORD_CLASSES)}, "minItems": 3,
+                            "uniqueItems": True},
+            }
+        ),
+    },
+    required=("ou",),
+)
 # "4h", "90m", "1h30m" (jitad.humantime) or a number of minutes; read by _Checker.check_duration.
 _DURATION = {"type": ["string", "integer"]}
 
@@ -68,6 +85,8 @@ TARGET_SCHEMA = _object(
             required=("url",),
         ),
         "exclusive": {"enum": [v for v in Target.Exclusive.values if v]},
+        "ephemeral": EPHEMERAL_SCHEMA,
+        "logon_sources": _NETWORKS,
         "enabled": {"type": "boolean"},
     },
     required=("name", "group"),
@@ -143,7 +162,7 @@ POLICY_SCHEMA = _object(
         ),
         "schedule": _object({"max_lead": _DURATION, "clock": {"enum": list(Policy.ScheduleClock.values)}},
                             required=("max_lead",)),
-        "networks": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 64}, "maxItems": 200},
+        "networks": _NETWORKS,
         "review": _object(
             {
                 "every": _DURATION,
@@ -164,6 +183,7 @@ POLICY_SCHEMA = _object(
         ),
         "max_extensions": _int(0, SMALLINT_MAX),
         "end_sessions_on_revoke": {"type": "boolean"},
+        "ephemeral": EPHEMERAL_SCHEMA,
         "enabled": {"type": "boolean"},
     },
     required=("name", "targets", "eligible", "approval"),

@@ -46,6 +46,8 @@ class _Checker:
         for i, target in self.items("targets"):
             self.check_dns(("targets", i), target)
             self.check_winrm(("targets", i), target)
+            self.check_ephemeral(("targets", i), target)
+            self.check_cidrs(("targets", i, "logon_sources"), target.get("logon_sources", []))
         known = self.target_names()
         for i, policy in self.items("policies"):
             base = ("policies", i)
@@ -59,6 +61,7 @@ class _Checker:
             self.check_networks(base, policy)
             self.check_review(base, policy)
             self.check_ticket(base, policy)
+            self.check_ephemeral(base, policy)
         return self.problems
 
     def check_unique(self, section: str) -> None:
@@ -245,14 +248,31 @@ class _Checker:
             self.check_minutes((*path, "max_lead"), policy["schedule"]["max_lead"])
 
     def check_networks(self, base: tuple, policy: dict) -> None:
-        path = (*base, "networks")
+        self.check_cidrs((*base, "networks"), policy.get("networks", []))
+
+    def check_cidrs(self, path: tuple, cidrs) -> None:
         if not self.ok(path):
             return
-        for j, cidr in enumerate(policy.get("networks", [])):
+        for j, cidr in enumerate(cidrs):
             try:
                 ipaddress.ip_network(cidr, strict=True)
             except ValueError as e:
                 self.add((*path, j), f"{cidr!r} is not a network such as 10.20.0.0/16 or 2001:db8::/32 ({e})")
+
+    def check_ephemeral(self, base: tuple, entry: dict) -> None:
+        """The ephemeral OU must be a DN strictly under a JIT OU (the only place jitad creates accounts)."""
+        path = (*base, "ephemeral", "ou")
+        if "ephemeral" not in entry or not self.ok((*base, "ephemeral")):
+            return
+        ou = entry["ephemeral"]["ou"]
+        try:
+            directory.normalize_dn(ou)
+        except directory.DirectoryError:
+            self.add(path, f"{ou!r} is not a DN such as OU=Ephemeral,OU=JIT,DC=corp,DC=example")
+            return
+        if not directory.under_jit_ou(ou):
+            ous = "; ".join(directory.jit_ous()) or "(JITAD_LDAP_JIT_OU is not set)"
+            self.add(path, f"{ou!r} is not under the JIT OU {ous}: jitad creates ephemeral accounts only there")
 
     def check_review(self, base: tuple, policy: dict) -> None:
         path = (*base, "review")

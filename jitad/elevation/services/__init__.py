@@ -3,6 +3,7 @@
 Reads (eligibility, approver rights, what a person may see) are in ``jitad.elevation.selectors``.
 """
 from .grant_apply import grant_apply_execute, grant_refresh_ttl_execute
+from .grant_ephemeral import ephemeral_accounts_delete_execute, ephemeral_orphans_reconcile, grant_account_reveal
 from .grant_revoke import grants_revoke_execute
 from .grant_sweep import sweep
 from .grants import grant_release, grant_revoke
@@ -22,6 +23,9 @@ from .requests import (
 )
 
 __all__ = [
+    "ephemeral_accounts_delete_execute",
+    "ephemeral_orphans_reconcile",
+    "grant_account_reveal",
     "grant_apply_execute",
     "grants_check_revoked_execute",
     "host_scan",

@@ -22,6 +22,7 @@ from jitad.notifications.services import alert_raise
 
 from ..models import Grant
 from . import host_checks
+from .grant_ephemeral import ephemeral_account_ready
 from .grant_failures import _attempt_failed
 from .grant_work import _ad_account, _admin_link, _entry, _taken
 from .notices import notice_grant_active, notice_grant_not_applied
@@ -57,9 +58,14 @@ def _apply(g: Grant, mine: uuid.UUID) -> None:
             if ttl <= 0:
                 claims.release(Grant, [g.id], mine)
                 return  # expired before it could be applied: the sweeper revokes it
-            d.add_member(g.group_dn, g.user_dn, ttl_seconds=ttl, nested_into_protected=g.target.nested_into_protected)
+            member = g.user_dn
+            if g.ephemeral:  # an account of its own for this grant, created (once) before it joins the group
+                member = ephemeral_account_ready(d, g, mine)
+                if member is None:
+                    return  # the claim lapsed meanwhile; the current holder decides
+            d.add_member(g.group_dn, member, ttl_seconds=ttl, nested_into_protected=g.target.nested_into_protected)
             if g.target.host_checked:
-                facts = {"group_sid": d.object_sid(g.group_dn), "user_in_group": d.is_member_nested(g.group_dn, g.user_dn)}
+                facts = {"group_sid": d.object_sid(g.group_dn), "user_in_group": d.is_member_nested(g.group_dn, member)}
     except directory.DirectoryError as e:
         _attempt_failed([g], mine, e, phase="grant")
         return
@@ -161,13 +167,14 @@ def _verification_failed(g: Grant, token: uuid.UUID, verdict: "host_checks.Verdi
 def grant_refresh_ttl_execute(*, grant_id: int) -> None:
     """After an extension, rewrite the member's PAM TTL (only where the forest has the feature)."""
     g = Grant.objects.filter(id=grant_id, state__in=[GrantState.ACTIVE, GrantState.UNVERIFIED]).first()
-    if g is None or not g.user_dn:
+    member = g and (g.account_dn if g.ephemeral else g.user_dn)
+    if g is None or not member:
         return
     ttl = int((g.expires_at - timezone.now()).total_seconds())
     try:
         with directory.session() as d:
             if ttl > 0 and d.pam_ttl_supported():
-                d.add_member(g.group_dn, g.user_dn, ttl_seconds=ttl, nested_into_protected=g.target.nested_into_protected)
+                d.add_member(g.group_dn, member, ttl_seconds=ttl, nested_into_protected=g.target.nested_into_protected)
     except directory.DirectoryNotManaged as e:  # never retried: the group is not jitad's to change
         with transaction.atomic():
             audit_record_many([_entry(g, actor="system:engine", action="grant.ttl_refresh_refused", before=g.state,

@@ -18,6 +18,7 @@ from jitad.engine import claims
 
 from ..models import Grant
 from ..selectors.targets import group_nested_into_protected
+from .grant_ephemeral import ephemeral_account_disable, ephemeral_accounts_mark_disabled
 from .grant_failures import _attempt_failed, failed_conditions_resolve
 from .grant_work import _ad_account, _enqueue_revoke_checks, _entry, _taken
 from .notices import notices_grants_revoked
@@ -35,6 +36,7 @@ def _live_holders(group_dn: str, user_ids, exclude_ids) -> set[int]:
             state__in=[GrantState.GRANTING, GrantState.ACTIVE, GrantState.UNVERIFIED],
             expires_at__gt=timezone.now(),
             revoke_requested_at__isnull=True,
+            account="",  # an ephemeral account is its grant's alone: it never holds a person's membership
         )
         .exclude(id__in=list(exclude_ids))
         .values_list("user_id", flat=True)
@@ -42,6 +44,8 @@ def _live_holders(group_dn: str, user_ids, exclude_ids) -> set[int]:
 
 def _current_dn(d: directory.Directory, g: Grant, member_keys: set[str]) -> str | None:
     """The DN to remove for ``g``: as recorded, or as it is now if the account was renamed or moved."""
+    if g.ephemeral:
+        return g.account_dn or None
     if g.user_dn and directory.normalize_dn(g.user_dn) in member_keys:
         return g.user_dn
     try:
@@ -58,15 +62,19 @@ def _revoke_group(d: directory.Directory, group_dn: str, grants: list[Grant]) ->
     """Remove the members these grants added (unless another live grant holds them); verify.
 
     Returns {grant id: True if its membership was removed, False if another grant kept it}.
+    An ephemeral account is disabled first, so it cannot start a logon while it leaves the group.
     """
     ids = {g.id for g in grants}
-    keep = _live_holders(group_dn, {g.user_id for g in grants}, ids)
+    for g in grants:
+        ephemeral_account_disable(d, g)
+    personal = [g for g in grants if not g.ephemeral]
+    keep = _live_holders(group_dn, {g.user_id for g in personal}, ids)
     read = d.group_members(group_dn)  # its SID too: the seam refuses a well-known privileged group
     member_keys = {directory.normalize_dn(m) for m in read.members}
     to_remove: dict[str, list[Grant]] = defaultdict(list)
     outcome = {}
     for g in grants:
-        if g.user_id in keep:
+        if not g.ephemeral and g.user_id in keep:
             outcome[g.id] = False
             continue
         dn = _current_dn(d, g, member_keys)
@@ -75,9 +83,9 @@ def _revoke_group(d: directory.Directory, group_dn: str, grants: list[Grant]) ->
             to_remove[dn].append(g)
     d.remove_members(group_dn, list(to_remove), read=read)
     # A grant for one of these users may have started while we removed: put it back.
-    raced = _live_holders(group_dn, {g.user_id for gs in to_remove.values() for g in gs}, ids)
+    raced = _live_holders(group_dn, {g.user_id for gs in to_remove.values() for g in gs if not g.ephemeral}, ids)
     for dn, gs in to_remove.items():
-        if any(g.user_id in raced for g in gs):
+        if any(not g.ephemeral and g.user_id in raced for g in gs):
             d.add_member(group_dn, dn, nested_into_protected=group_nested_into_protected(group_dn))
             log.warning("re-added %s to %s for a grant that started during revocation", dn, group_dn)
     return outcome
@@ -107,6 +115,7 @@ def _mark_revoked(grants: list[Grant], token: uuid.UUID, outcome: dict[int, bool
                 host_revoke_check=Grant.HostCheck.PENDING, claim_token=check_token, lease_until=claims.lease_until(now)
             )
             transaction.on_commit(lambda: _enqueue_revoke_checks(checked, check_token))
+        entries += ephemeral_accounts_mark_disabled([g for g in grants if g.id in held])
         for g in grants:
             if g.id not in held:
                 continue

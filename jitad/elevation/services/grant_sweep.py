@@ -3,7 +3,7 @@
 The database is the source of truth and a message only says "look now": whatever was
 lost, duplicated or late, the sweep finds grants whose expiry has passed (or whose end
 was asked for) and drives them to removal, retries failed applies and removals when
-they are due, re-sends server checks that are pending, and starts scheduled grants whose
+they are due, re-sends server checks that are pending, deletes ended grants' ephemeral accounts, and starts scheduled grants whose
 time has come (``grant_schedule``). When the broker does not
 answer, ``revocations_sweep_here`` does the revocations in the watchdog's process.
 """
@@ -24,7 +24,8 @@ from jitad.engine.services import pulse_mark
 from ..models import Grant
 from .grant_revoke import grants_revoke_execute
 from .grant_schedule import scheduled_end_due, scheduled_start_due
-from .grant_work import _enqueue_apply, _enqueue_revoke, _enqueue_revoke_checks, _entry
+from ..selectors.ephemeral import ephemeral_to_delete
+from .grant_work import _enqueue_account_delete, _enqueue_apply, _enqueue_revoke, _enqueue_revoke_checks, _entry
 
 log = logging.getLogger(__name__)
 GrantState = Grant.State
@@ -131,6 +132,12 @@ def sweep(*, now=None) -> dict[str, int]:
     if rows:
         _enqueue_revoke_checks(rows, token)
     counts["revoke_check"] = len(rows)
+
+    # Ended grants' ephemeral accounts, deleted once the server's check (and logoff) is done.
+    token, rows = _claim(ephemeral_to_delete(free=free, ready=ready), to_state=None, limit=limit)
+    for i in range(0, len(rows), 100):
+        _enqueue_account_delete([g.id for g in rows[i:i + 100]], token)
+    counts["account_delete"] = len(rows)
 
     not_ending = Q(expires_at__gt=now, revoke_requested_at__isnull=True)
     first_apply = Grant.objects.filter(free, not_ending, state=GrantState.APPROVED)

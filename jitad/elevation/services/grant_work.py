@@ -43,6 +43,11 @@ def _enqueue_revoke(grant_ids: list[int], token: uuid.UUID) -> None:
                   on_failure=lambda: claims.release(Grant, grant_ids, token))
 
 
+def _enqueue_account_delete(grant_ids: list[int], token: uuid.UUID) -> None:
+    queue.enqueue("jitad.elevation.grants_account_delete", list(grant_ids), str(token),
+                  on_failure=lambda: claims.release(Grant, grant_ids, token))
+
+
 def _enqueue_revoke_checks(grants: list[Grant], token: uuid.UUID) -> None:
     """One message per server, so one slow server never holds up the others' checks."""
     by_target: dict[int, list[int]] = defaultdict(list)

@@ -33,6 +33,7 @@ from ..models import AccessRequest, Grant, Policy, Target
 from ..selectors.approvers import can_revoke
 from ..selectors.grants import exclusive_holder, grant_end_limit
 from .grant_apply import grant_apply_execute, grant_refresh_ttl_execute
+from .grant_ephemeral import ephemeral_plan
 from .grant_failures import failed_conditions_resolve
 from .grant_revoke import grants_revoke_execute
 from .grant_schedule import grant_end_unstarted, grant_wait_record
@@ -85,6 +86,7 @@ def grant_create_from(*, request: AccessRequest, actor: str) -> Grant:
         if holder is not None:
             state, starts_at = GrantState.SCHEDULED, now
     token = uuid.uuid4() if state == GrantState.GRANTING and not ended else None  # the apply's claim
+    account = ephemeral_plan(target=request.target, policy=request.policy, username=request.requester.get_username())
     grant = Grant.objects.create(
         request=request,
         user=request.requester,
@@ -96,9 +98,11 @@ def grant_create_from(*, request: AccessRequest, actor: str) -> Grant:
         state=GrantState.SCHEDULED if ended else state,
         claim_token=token,
         lease_until=claims.lease_until(now) if token else None,
+        **account,
     )
     entries = [_entry(grant, actor=actor, action="grant.created", before="", after=GrantState.APPROVED,
                       expires_at=grant.expires_at.isoformat(),
+                      **({"ephemeral_account": grant.account_sam} if account else {}),
                       **({"starts_at": starts_at.isoformat()} if starts_at else {}))]
     if ended:  # approved after its whole window: nothing to add, nothing to remove
         audit_record_many(entries)

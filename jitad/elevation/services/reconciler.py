@@ -22,6 +22,7 @@ from ..selectors import backing
 from ..selectors.targets import group_nested_into_protected
 from ..signals import group_read
 from . import held_removals
+from .grant_ephemeral import ephemeral_orphans_reconcile
 from .unmanaged import group_not_managed_raise, not_managed_conditions_resolve
 
 log = logging.getLogger(__name__)
@@ -232,6 +233,11 @@ def reconcile_once() -> dict[str, list[str]] | None:
         log.info("reconcile skipped: another process is running it")
         return None
     try:
-        return reconcile()
+        result = reconcile()
+        try:
+            ephemeral_orphans_reconcile()
+        except directory.DirectoryError as e:  # no DC answered: reconcile() has said so already
+            log.warning("ephemeral accounts not checked for orphans: %s", e)
+        return result
     finally:
         lease_release(name=RECONCILE_LEASE, holder=holder)
