@@ -239,3 +239,29 @@ def test_the_portal_shows_the_password_once_with_a_code(client, make_user, make_
     # Nobody else sees the page, not even that it exists.
     verify_session(client, make_user("frank", groups=["admins"]))
     assert client.get(page).status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_api_shows_the_password_once_to_the_holder(make_user, make_target, eph_ou, samba_dc):
+    from .test_api import Caller
+
+    grant, token = _planned_grant(make_user, make_target, eph_ou)
+    with directory.connect() as d:
+        ephemeral_account_ready(d, grant, token)
+    Grant.objects.filter(pk=grant.pk).update(state=Grant.State.ACTIVE, claim_token=None)
+    path = f"/api/v1/requests/{grant.request_id}/account"
+    holder = Caller(grant.user)
+
+    listed = holder.get(f"/api/v1/requests/{grant.request_id}").json()["grant"]
+    assert listed["account"] == "created" and listed["account_name"] == grant.account_sam
+    assert listed["account_revealed_at"] is None
+
+    assert holder.post(path, otp="000000").status_code == 403
+    shown = holder.post(path)
+    assert shown.status_code == 200, shown.json()
+    body = shown.json()
+    assert body["account"] == grant.account_sam and "no-store" in shown["Cache-Control"]
+    assert user_bind(samba_dc, body["dn"], body["password"])
+    again = holder.post(path)
+    assert again.status_code == 409 and again.json()["code"] == "already_revealed"
+    assert body["password"] not in again.content.decode()

@@ -90,7 +90,19 @@ class GrantBriefSerializer(serializers.ModelSerializer):
     class Meta:
         model = Grant
         fields = ["id", "state", "starts_at", "expires_at", "activated_at", "revoke_requested_at", "revoked_at",
-                  "extensions"]
+                  "extensions", "account", "account_name", "account_revealed_at"]
+
+    account_name = serializers.CharField(source="account_sam", read_only=True,
+                                         help_text="the ephemeral account this grant uses; empty: the person's own")
+
+
+class AccountRevealSerializer(serializers.Serializer):
+    """An ephemeral account and its password, shown once."""
+
+    account = serializers.CharField(help_text="its sAMAccountName")
+    dn = serializers.CharField()
+    password = serializers.CharField()
+    expires_at = serializers.DateTimeField(help_text="it is disabled and deleted then, or at an earlier release")
 
 
 STAGE_PASSED, STAGE_OPEN, STAGE_WAITING = "passed", "open", "waiting"

@@ -18,6 +18,7 @@ urlpatterns = [
     re_path(rf"^requests/{ID}/cancel(?:/)?$", views.RequestCancelView.as_view(), name="request-cancel"),
     re_path(rf"^requests/{ID}/release(?:/)?$", views.RequestReleaseView.as_view(), name="request-release"),
     re_path(rf"^requests/{ID}/extend(?:/)?$", views.RequestExtendView.as_view(), name="request-extend"),
+    re_path(rf"^requests/{ID}/account(?:/)?$", views.RequestAccountView.as_view(), name="request-account"),
     re_path(r"^delegations(?:/)?$", delegations.DelegationListView.as_view(), name="delegations"),
     re_path(rf"^delegations/{ID}/revoke(?:/)?$", delegations.DelegationRevokeView.as_view(), name="delegation-revoke"),
     re_path(r"^", views.not_found, name="not-found"),

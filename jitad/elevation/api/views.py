@@ -20,7 +20,8 @@ checks it before a view runs). Errors are ``{"code", "detail"}``, always 4xx:
   ``already_decided``, ``extension_pending``, ``already_revoked``, ``not_extendable``,
   ``too_many_extensions`` (also when the policy allows none), ``total_duration_reached`` (the
   grant already lasts as long as the policy allows), ``no_grant``, ``group_already_counted`` (distinct approver groups:
-  the caller's group already approved), ``policy_disabled``, ``requester_blocked``
+  the caller's group already approved), ``policy_disabled``, ``requester_blocked``, ``already_revealed`` (an
+  ephemeral account's password is shown once), ``not_ready`` (no ephemeral account ready to use)
 
 A caller sees their own requests and every request whose policy or target names one of
 their groups as approvers (``selectors.requests.requests_visible_to``).
@@ -33,17 +34,18 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
-from jitad.accounts.mfa import mfa_step_of
+from jitad.accounts.mfa import mfa_step_of, no_store
 from jitad.accounts.throttle import client_ip
 
 from ..errors import RequestRefused
 from ..models import AccessRequest
-from ..services import grant_release, request_approve, request_cancel, request_create, request_deny, request_extend
+from ..services import grant_account_reveal, grant_release, request_approve, request_cancel, request_create, request_deny, request_extend
 from ..selectors.eligibility import eligibility_search
 from ..selectors.requests import request_grant, request_visible, requests_visible_to
 from ..selectors.targets import target_find
 from . import schema  # noqa: F401 - registers the authentication schemes
 from .serializers import (
+    AccountRevealSerializer,
     EligibilitySerializer,
     ErrorSerializer,
     RequestApproveSerializer,
@@ -58,7 +60,7 @@ FORBIDDEN = {"self_approval", "not_approver", "delegation_not_running", "not_req
 CONFLICT = {
     "not_pending", "already_decided", "extension_pending", "already_revoked", "not_extendable",
     "too_many_extensions", "total_duration_reached", "no_grant", "group_already_counted", "policy_disabled",
-    "requester_blocked",
+    "requester_blocked", "already_revealed", "not_ready",
 }
 
 
@@ -325,6 +327,35 @@ class RequestExtendView(ApiView):
             mfa=mfa_step_of(request),
         )
         return self.respond(extension, status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["requests"], parameters=[ID_PARAM])
+class RequestAccountView(ApiView):
+    serializer_class = RequestOtpSerializer
+
+    @extend_schema(
+        operation_id="requests_account_reveal",
+        summary="Show my ephemeral account's password, once",
+        description="For a grant through an ephemeral account (docs/ephemeral.md): the account's name and its "
+                    "password, shown once and then erased from jitad (`already_revealed` after that). The response "
+                    "is not to be stored (`Cache-Control: no-store`).",
+        request=RequestOtpSerializer,
+        responses={200: AccountRevealSerializer, **_errors(400, 401, 403, 404, 409)},
+    )
+    def post(self, request, id):
+        self.valid(RequestOtpSerializer)
+        grant = _grant_or_conflict(self.visible_request(id))
+        if grant.user_id != request.user.pk:
+            raise ApiError("not_holder", "Only the person this access was granted to sees its password.",
+                           status.HTTP_403_FORBIDDEN)
+        if not grant.ephemeral:
+            raise ApiError("not_ready", f"Grant #{grant.pk} uses your own account: there is no password to show.",
+                           status.HTTP_409_CONFLICT)
+        password = grant_account_reveal(grant=grant, actor=request.user)
+        grant.refresh_from_db()
+        data = AccountRevealSerializer({"account": grant.account_sam, "dn": grant.account_dn, "password": password,
+                                        "expires_at": grant.expires_at}).data
+        return no_store(Response(data))
 
 
 def not_found(request, *args, **kwargs):

@@ -232,7 +232,7 @@ def grant_account_reveal(*, grant: Grant, actor) -> str:
     with transaction.atomic():
         g = Grant.objects.select_for_update(of=("self",)).select_related("user", "target").get(pk=grant.pk)
         if g.user_id != actor.pk:
-            raise RequestRefused("not_yours", "Only the person this access was granted to sees its password.")
+            raise RequestRefused("not_holder", "Only the person this access was granted to sees its password.")
         if g.account_revealed_at is not None:
             raise RequestRefused("already_revealed",
                                  f"The password was shown on {when(g.account_revealed_at)} and is never shown twice.")
