@@ -265,3 +265,16 @@ def test_the_api_shows_the_password_once_to_the_holder(make_user, make_target, e
     again = holder.post(path)
     assert again.status_code == 409 and again.json()["code"] == "already_revealed"
     assert body["password"] not in again.content.decode()
+
+
+def test_an_account_that_was_only_planned_is_closed_by_the_sweep(live, make_user, make_target, eph_ou, ldap_admin):
+    """A grant that ended before it was applied (scheduled, then released) never made its account: the sweep
+    still confirms on every DC that it does not exist and closes the account's record."""
+    grant, _token = _planned_grant(make_user, make_target, eph_ou)
+    Grant.objects.filter(pk=grant.pk).update(state=Grant.State.REVOKED, revoked_at=timezone.now(), claim_token=None,
+                                             lease_until=None)
+    closed = wait_for(lambda: Grant.objects.filter(pk=grant.pk, account=Account.DELETED).first(), timeout=30,
+                      message="the planned account closed")
+    assert closed.account_deleted_at is not None and not _exists(ldap_admin, grant.account_dn)
+    event = AuditEvent.objects.get(object_id=str(grant.pk), action="grant.account_deleted")
+    assert event.before == Account.PLANNED and event.data["deleted_now"] is False

@@ -44,8 +44,9 @@ def _live_holders(group_dn: str, user_ids, exclude_ids) -> set[int]:
 
 def _current_dn(d: directory.Directory, g: Grant, member_keys: set[str]) -> str | None:
     """The DN to remove for ``g``: as recorded, or as it is now if the account was renamed or moved."""
-    if g.ephemeral:
-        return g.account_dn or None
+    if g.ephemeral:  # its own account, never renamed: absent from the group (never applied) is nothing to remove
+        present = g.account_dn and directory.normalize_dn(g.account_dn) in member_keys
+        return g.account_dn if present else None
     if g.user_dn and directory.normalize_dn(g.user_dn) in member_keys:
         return g.user_dn
     try:

@@ -38,18 +38,21 @@ def norm_dn(dn: str) -> str:
 
 
 def person_of(user) -> Person:
-    """The user's identities: the AD account's DN and SID now, and those its grants were made to (two queries)."""
+    """The user's identities: the AD account's DN and SID now, those its grants were made to, and its grants'
+    ephemeral accounts (two queries)."""
     p = Person(user=user, username=user.get_username())
     account = getattr(user, "directory_account", None)  # a local user has none
     if account is not None:
         p.dns.add(norm_dn(account.dn))
         if account.sid:
             p.sids.add(account.sid.upper())
-    for dn, sid in Grant.objects.filter(user=user).values_list("user_dn", "user_sid").distinct():
-        if dn:
-            p.dns.add(norm_dn(dn))
-        if sid:
-            p.sids.add(sid.upper())
+    rows = Grant.objects.filter(user=user).values_list("user_dn", "user_sid", "account_dn", "account_sid").distinct()
+    for user_dn, user_sid, account_dn, account_sid in rows:
+        for dn, sid in ((user_dn, user_sid), (account_dn, account_sid)):
+            if dn:
+                p.dns.add(norm_dn(dn))
+            if sid:
+                p.sids.add(sid.upper())
     return p
 
 
