@@ -473,6 +473,10 @@ targets:
     hostname: srv01.jitad.test
     description: File server, member of the low-risk tier.
     group: "CN=JIT-SRV01-Admins,OU=JIT,DC=jitad,DC=test"
+    ephemeral:
+      ou: "OU=Ephemeral,OU=JIT,DC=jitad,DC=test"
+      password: {length: 24, classes: [upper, lower, digit, symbol]}
+    logon_sources: [10.0.5.0/24]
 policies:
   - name: low-risk-servers
     description: Day-to-day administration of low-risk member servers.
@@ -543,7 +547,7 @@ def test_prune_refuses_a_policy_that_needs_a_target_it_would_disable(applied):
         apply_policy_text(PRUNED.replace("targets: [SRV01]", "targets: [SRV01, SQL01]"), prune=True)
 
     assert excinfo.value.errors == [
-        "line 12: policies[0].targets[1]: target 'SQL01' is not in this file, so prune would disable it"
+        "line 16: policies[0].targets[1]: target 'SQL01' is not in this file, so prune would disable it"
     ]
     assert snapshot() == before
 

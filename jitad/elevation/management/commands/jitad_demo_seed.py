@@ -121,7 +121,8 @@ class Command(BaseCommand):
                                       "jit_group_sids": sids}))
 
     def _jit_groups(self, path: str) -> list[str]:
-        """Create the JIT OU(s) and every group the policy file names (targets' groups, standing members).
+        """Create the JIT OU(s), every group the policy file names (targets' groups, standing members) and its
+        ephemeral OUs.
 
         jitad_apply_policy refuses a group that is not in AD, so a fresh demo domain needs them
         first. Only DNs under the JIT OU are created: the demo never makes a group jitad would
@@ -132,10 +133,15 @@ class Command(BaseCommand):
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
             raise CommandError(f"cannot read {path}: {e}") from e
         targets = (data.get("targets") or []) if isinstance(data, dict) else []
-        wanted = []
+        policies = (data.get("policies") or []) if isinstance(data, dict) else []
+        wanted, ephemeral_ous = [], []
         for target in targets:
             if isinstance(target, dict):
                 wanted += [target.get("group")] + list(target.get("standing_members") or [])
+        for entry in [*targets, *policies]:
+            if isinstance(entry, dict) and isinstance(entry.get("ephemeral"), dict):
+                ephemeral_ous.append(entry["ephemeral"].get("ou"))
+        ephemeral_ous = [ou for ou in dict.fromkeys(ephemeral_ous) if isinstance(ou, str) and directory.under_jit_ou(ou)]
         wanted = list(dict.fromkeys(dn for dn in wanted if isinstance(dn, str)))
         outside = [dn for dn in wanted if directory.placement_problem(dn)]
         if outside:
@@ -150,6 +156,8 @@ class Command(BaseCommand):
                 if parent.upper().startswith("OU="):
                     d.ensure_ou(parent)
                 created.append(d.ensure_group(name, parent, "jitad demo: a JIT group"))
+            for ou in ephemeral_ous:  # the OUs ephemeral accounts are made in (only under the JIT OU)
+                d.ensure_ou(ou)
         return created
 
     def _breakglass(self, base: str) -> None:
