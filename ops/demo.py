@@ -45,6 +45,44 @@ def _demo_admins(name: str, jit_sid: str) -> list[dict]:
     return admins
 
 
+def _demo_session(host: WinRMTestHost, sids: list[str]) -> None:
+    """An admin's session on a demo server, written into its Security log over the next minute.
+
+    What a real server logs when someone uses a grant: an RDP logon from an admin workstation
+    (10.0.5.0/24, the target's expected logon sources), special privileges, the programs
+    started, a network logon from an address nobody expects (a signal), then the logoff. The
+    times are a little ahead, so jitad's next reads of the log find them as they "happen".
+    """
+    from datetime import datetime, timedelta, timezone
+
+    sid = sids[-1]  # the grant's ephemeral account where there is one, else the person's
+    t0 = datetime.now(timezone.utc)
+
+    def at(seconds: float) -> str:
+        return (t0 + timedelta(seconds=seconds)).isoformat()
+
+    system = "S-1-5-18"
+    events = [
+        {"id": 4624, "at": at(5), "SubjectUserSid": system, "TargetUserSid": sid, "LogonType": "10",
+         "IpAddress": "10.0.5.21", "TargetLogonId": "0x5a1f0", "SubjectLogonId": "0x3e7"},
+        {"id": 4672, "at": at(5), "SubjectUserSid": sid, "SubjectLogonId": "0x5a1f0"},
+        {"id": 4688, "at": at(12), "SubjectUserSid": sid, "SubjectLogonId": "0x5a1f0",
+         "NewProcessName": "C:\\Windows\\System32\\mmc.exe"},
+        {"id": 4688, "at": at(20), "SubjectUserSid": sid, "SubjectLogonId": "0x5a1f0",
+         "NewProcessName": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe"},
+        {"id": 4688, "at": at(21), "SubjectUserSid": system, "SubjectLogonId": "0x3e7",
+         "NewProcessName": "C:\\Windows\\System32\\svchost.exe"},  # not the admin's: never collected
+        {"id": 4624, "at": at(30), "SubjectUserSid": system, "TargetUserSid": sid, "LogonType": "3",
+         "IpAddress": "10.9.9.9", "TargetLogonId": "0x5b002", "SubjectLogonId": "0x3e7"},
+        {"id": 4634, "at": at(31), "TargetUserSid": sid, "TargetLogonId": "0x5b002", "LogonType": "3"},
+        {"id": 4647, "at": at(45), "TargetUserSid": sid, "TargetLogonId": "0x5a1f0"},
+        {"id": 4634, "at": at(46), "TargetUserSid": sid, "TargetLogonId": "0x5a1f0", "LogonType": "10"},
+    ]
+    with host.lock:
+        first = 52_000 + len(host.security_log)
+        host.security_log.extend({**e, "record": first + i} for i, e in enumerate(events))
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -121,6 +159,11 @@ def main() -> int:
             with servers[name].lock:
                 servers[name].admins[:] = _demo_admins(name, sid)
         manage("jitad_demo_seed", "--stage=requests", capture=True)
+        # alice's grant on SRV01 is through an ephemeral account: once it is active, the demo server
+        # logs her session, which jitad reads into the grant's timeline (docs/hosts.md).
+        sessions = json.loads(manage("jitad_demo_seed", "--stage=sessions", capture=True).stdout.strip().splitlines()[-1])
+        for name, session in sessions.items():
+            _demo_session(servers[name], session["sids"])
         # Past weeks of requests, grants, scans and incidents, so the Reports' charts mean something.
         manage("jitad_demo_seed", "--stage=history", capture=True)
         subprocess.run([PY, "manage.py", "jitad_standing_admins", "--scan"], cwd=REPO, env=env, capture_output=True)
@@ -140,9 +183,12 @@ jitad demo is running.
   AD users in the demo domain JITAD.TEST (portal logins):
 """ + "\n".join(f"    {name:<8} {pw}" for name, pw in seed["people"].items()) + f"""
 
-  alice already holds an auto-approved grant on SRV01 (see "My access" as alice),
-  verified on the demo server SRV01 over WinRM ({servers['SRV01'].url});
-  the sweeper removes her from JIT-SRV01-Admins when it expires, and the server confirms it.
+  alice already holds an auto-approved grant on SRV01 (see "My access" as alice), through an
+  ephemeral account made for it (alice-xxxx: "Show its password", once, with a code), verified on
+  the demo server SRV01 over WinRM ({servers['SRV01'].url}). Over the next minute SRV01 logs her
+  session (an RDP logon, programs, a logon from an unexpected address): the grant's page
+  (My access → the grant) shows it in its timeline, with the signal, and exports it. At the end
+  jitad disables the account, removes it, logs it off SRV01 and deletes it.
   Standing admins found on SRV01 and SQL01: admin → Standing admins (rescanned every 5 min).
   alice's request for SQL01 waits for a DBA lead: log in as bob (portal login, then
   {'http://localhost:' + str(PORT) + '/admin/'}) and approve or deny it in the queue.

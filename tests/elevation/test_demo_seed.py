@@ -57,6 +57,9 @@ def test_the_seed_makes_the_example_apply_on_a_fresh_domain(fresh_domain, samba_
     assert [dn.lower() for dn in created] == [dn.lower() for dn in example_groups()]
     assert all(directory.under_jit_ou(dn) for dn in created)
     assert directory.group_problems(created) == {dn: "" for dn in created}  # groups jitad may manage
+    ephemeral_ou = yaml.safe_load(EXAMPLE.read_text())["targets"][0]["ephemeral"]["ou"]
+    with directory.connect() as d:
+        assert d.ephemeral_list(ephemeral_ou) == []  # the OU SRV01's ephemeral accounts are made in exists, empty
     out, _ = run("jitad_apply_policy", str(EXAMPLE), "--dry-run")
     assert out.endswith("would be 9 created, 0 updated, 0 unchanged, 0 disabled. Nothing was changed.\n")
     run("jitad_demo_seed", "--stage=groups")  # again: nothing new, no error

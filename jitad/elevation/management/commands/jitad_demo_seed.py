@@ -2,6 +2,7 @@
 jitad accounts, one live grant."""
 import json
 import secrets
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -41,10 +42,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--winrm", action="append", default=[], metavar="TARGET=URL",
                             help="check this target's grants on a (test) WinRM host at URL")
-        parser.add_argument("--stage", choices=["groups", "estate", "requests", "history", "all"], default="all",
+        parser.add_argument("--stage", choices=["groups", "estate", "requests", "sessions", "history", "all"], default="all",
                             help="groups: the JIT OU and the groups the policy file names, so it can be applied; "
                                  "estate: AD objects and accounts (prints the JIT groups' SIDs); requests: the demo "
-                                 "requests; history: ~75 days of past requests, grants and scans for the Reports "
+                                 "requests; sessions: wait for the demo grants on WinRM servers to be active and print their SIDs (for the "
+                                 "demo servers' Security logs); history: ~75 days of past requests, grants and scans for the Reports "
                                  "(database only); all: estate and requests")
         parser.add_argument("--policy-file", default=str(EXAMPLE_POLICY),
                             help="the policy file whose groups the groups stage creates (default: the example)")
@@ -67,6 +69,9 @@ class Command(BaseCommand):
         if options["stage"] == "requests":
             self._requests()
             self.stdout.write(json.dumps({}))
+            return
+        if options["stage"] == "sessions":
+            self.stdout.write(json.dumps(self._sessions()))
             return
         creds_file = Path(settings.VAR_DIR) / "demo-credentials.json"
         creds = json.loads(creds_file.read_text()) if creds_file.exists() else {}
@@ -179,6 +184,20 @@ class Command(BaseCommand):
                 name=name, responder_groups=["BreakGlass-Responders"], approver_groups=["BreakGlass-Approvers"],
                 **fields), actor="system:demo-seed")
             account_rotate_here(account=account, token=account.claim_token)
+
+    def _sessions(self, wait_seconds: float = 90.0) -> dict:
+        """{target: {grant, sids, activated_at}} for the active demo grants on WinRM-checked servers, waiting (up to
+        ``wait_seconds``) for each to be applied, so the demo's servers can log a session of those accounts."""
+        names = list(Target.objects.exclude(winrm_url="").values_list("name", flat=True))
+        deadline = time.monotonic() + wait_seconds
+        found: dict = {}
+        while True:
+            for g in Grant.objects.filter(target__name__in=names, state=Grant.State.ACTIVE).exclude(user_sid=""):
+                if not g.ephemeral or g.account_sid:
+                    found[g.target.name] = {"grant": g.pk, "sids": g.sids, "activated_at": g.activated_at.isoformat()}
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(1)
 
     def _requests(self):
         User = get_user_model()
