@@ -325,3 +325,26 @@ def test_https_with_basic_against_the_test_ca(live, make_user, make_target, make
     req = services.request_create(requester=alice, target=target, duration_minutes=30, justification="patching")
     assert wait_state(req.grant.id, Grant.State.ACTIVE).host_verified_at is not None
     assert host.url.startswith("https://") and host.requests
+
+
+def test_an_ephemeral_accounts_remaining_session_is_retried_then_alerted(live, verified_grant, alert_sink):
+    """GIVEN a grant held by an ephemeral account whose session survives logoff (the policy ends no sessions)
+    WHEN the grant ends THEN the check retries, gives up and alerts, naming the ephemeral account; the
+    person's own session is left alone."""
+    host, target, alice, grant = verified_grant()
+    grant = _make_ephemeral(grant, 90100)
+    with host.lock:
+        host.sessions[grant.account_sid] = [4]
+        host.logons[grant.account_sid] = [{"id": 0x8B001, "tickets": 3, "session": 4}]
+        host.sessions[grant.user_sid] = [5]
+        host.fail = "session_survives"
+
+    services.grant_release(grant=grant, actor=alice)
+    grant = wait_for(lambda: Grant.objects.filter(id=grant.id, host_revoke_check=Grant.HostCheck.FAILED).first(),
+                     timeout=60, message="the server check to give up")
+    assert f"{alice.username}'s ephemeral account jit-90100 still has a logon session on {target.name}: " \
+           "logon 0x8b001 (1 process(es))" in grant.host_detail
+    assert {c.input["sid"] for c in host.calls if c.script == "end_sessions"} == {grant.account_sid}
+    alert = _alerted(alert_sink, f"{alice.username} still has a logon session on {target.name} after grant "
+                                 f"#{grant.id} ended")
+    assert "ephemeral account jit-90100" in alert["message"]
