@@ -120,10 +120,10 @@ def make_host(winrm_profile, winrm_ca):
 
     started = []
 
-    def make(*, admins=(), sessions=None, tls=False, auth="ntlm", name="SRV01"):
+    def make(*, admins=(), sessions=None, logons=None, tls=False, auth="ntlm", name="SRV01"):
         host = WinRMTestHost(
             users={winrm_profile["username"]: winrm_profile["password"]}, auth=auth, tls=winrm_ca if tls else None,
-            admins=[dict(a) for a in admins], sessions=sessions, computer_name=name,
+            admins=[dict(a) for a in admins], sessions=sessions, logons=logons, computer_name=name,
         ).start()
         started.append(host)
         return host

@@ -2,14 +2,23 @@
 
     with hosts.Host(hosts.config_for(url=target.winrm_url, transport="ntlm")) as h:
         members = h.local_admins()        # [LocalMember(sid, path, cls)]
-        h.end_sessions(user_sid)
+        h.end_sessions(user_sid)          # SessionsEnded; HostSessionsRemain if a logon session remains
         h.security_events(sids=[user_sid], start=granted_at, end=now)   # SecurityEvents
 """
-from .client import ADMINISTRATORS_SID, Host, LocalMember, SessionsEnded, encoded_command, script_text
+from .client import ADMINISTRATORS_SID, Host, LocalMember, encoded_command, script_text
+from .sessions import RemainingLogon, SessionsEnded
 from .events import SecurityEvent, SecurityEvents
 from .sids import is_account_sid, is_sid
 from .config import TRANSPORTS, HostConfig, config_for
-from .errors import HostAuthRefused, HostError, HostMisconfigured, HostScriptFailed, HostTimedOut, HostUnreachable
+from .errors import (
+    HostAuthRefused,
+    HostError,
+    HostMisconfigured,
+    HostScriptFailed,
+    HostSessionsRemain,
+    HostTimedOut,
+    HostUnreachable,
+)
 
 __all__ = [
     "ADMINISTRATORS_SID",
@@ -20,9 +29,11 @@ __all__ = [
     "HostError",
     "HostMisconfigured",
     "HostScriptFailed",
+    "HostSessionsRemain",
     "HostTimedOut",
     "HostUnreachable",
     "LocalMember",
+    "RemainingLogon",
     "SecurityEvent",
     "SecurityEvents",
     "SessionsEnded",

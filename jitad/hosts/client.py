@@ -33,8 +33,17 @@ from winrm.exceptions import (
 from winrm.protocol import Protocol
 
 from .config import HostConfig
-from .errors import HostAuthRefused, HostError, HostMisconfigured, HostScriptFailed, HostTimedOut, HostUnreachable
+from .errors import (
+    HostAuthRefused,
+    HostError,
+    HostMisconfigured,
+    HostScriptFailed,
+    HostSessionsRemain,
+    HostTimedOut,
+    HostUnreachable,
+)
 from .events import SecurityEvents, events_input, events_result
+from .sessions import SessionsEnded, sessions_result
 from .sids import is_account_sid, is_sid
 
 log = logging.getLogger(__name__)
@@ -86,15 +95,6 @@ class LocalMember:
         return "\\".join(parts[-2:]) if len(parts) >= 2 else parts[0]
 
 
-@dataclass(frozen=True)
-class SessionsEnded:
-    """What ending a user's sessions on a host did."""
-
-    sid: str
-    sessions: tuple[int, ...]
-    processes: int
-
-
 class Host:
     """A WinRM connection to one host; ``with Host(config) as h: h.local_admins()``."""
 
@@ -132,21 +132,20 @@ class Host:
         return out
 
     def end_sessions(self, sid: str) -> SessionsEnded:
-        """Log off every session of the user ``sid`` on this host and stop their processes."""
+        """Log off every session of the user ``sid`` on this host, stop their processes, purge their
+        Kerberos tickets there, and confirm no logon session of theirs still runs a process.
+
+        A logoff that fails is HostScriptFailed; a logon session that remains is HostSessionsRemain
+        (transient: logoff is asynchronous), carrying what was done.
+        """
         if not is_account_sid(sid):
             raise HostError(f"refusing to send {sid!r} to a host: not a SID of a person's account")
-        result = self.run_script("end_sessions", {"sid": sid})
-        if result.get("sid") != sid:
-            raise HostScriptFailed("end_sessions answered for another SID")
-        sessions, processes = result.get("sessions") or [], result.get("processes") or 0
-        if isinstance(sessions, int):  # a one-element array written as its element
-            sessions = [sessions]
-        if not (isinstance(sessions, list) and all(isinstance(s, int) for s in sessions) and isinstance(processes, int)):
-            raise HostScriptFailed(f"end_sessions returned an unexpected result: {str(result)[:200]!r}")
-        failed = result.get("failed") or []
-        if failed:
-            raise HostScriptFailed(f"end_sessions could not log off session(s) {failed!r}")
-        return SessionsEnded(sid=sid, sessions=tuple(sessions), processes=processes)
+        ended = sessions_result(self.run_script("end_sessions", {"sid": sid}), sid)
+        if ended.remaining:
+            raise HostSessionsRemain(
+                f"{len(ended.remaining)} logon session(s) of {sid} remain after logoff: "
+                + ", ".join(str(r) for r in ended.remaining), ended=ended)
+        return ended
 
     def security_events(self, *, sids, start: datetime, end: datetime, max_events: int = 1000) -> SecurityEvents:
         """The Security log events of ``sids`` between ``start`` and ``end`` (at most ``max_events``).

@@ -33,3 +33,17 @@ class HostScriptFailed(HostError):
 
 class HostMisconfigured(HostError):
     """jitad's own settings for this host are unusable (no credentials, Basic over HTTP, ...)."""
+
+
+class HostSessionsRemain(HostError):
+    """The user's sessions were ended, but a logon session of theirs still runs a process.
+
+    Transient: logoff is asynchronous and a session may end a little later, so the check is
+    asked again; ``ended`` is what the call did (logoffs, tickets purged, what remains).
+    """
+
+    transient = True
+
+    def __init__(self, message: str, *, ended):
+        super().__init__(message)
+        self.ended = ended

@@ -146,19 +146,130 @@ def test_server_failures_leave_a_clear_unverified_state_and_an_alert(failure, ex
 
 
 def test_revocation_ends_sessions_when_the_policy_says_so(live, verified_grant):
-    """GIVEN a policy that ends sessions on revoke and the user logged on to the server
-    WHEN the grant is released THEN the server logs the user's sessions off, and the grant records it."""
+    """GIVEN a policy that ends sessions on revoke and the user logged on to the server, with Kerberos
+    tickets in two live logon sessions and a stale logon entry WHEN the grant is released THEN the server
+    logs the user's sessions off and purges the live logon sessions' tickets, and the grant and its audit
+    entry record it."""
     host, _target, alice, grant = verified_grant(end_sessions_on_revoke=True)
     with host.lock:
         host.sessions[grant.user_sid] = [2, 0]
+        host.logons[grant.user_sid] = [{"id": 0x7A001, "tickets": 5, "session": 2}, {"id": 0x7A002, "tickets": 1},
+                                       {"id": 0x79000, "tickets": 0, "stale": True}]
 
     services.grant_release(grant=grant, actor=alice)
     grant = wait_for(lambda: Grant.objects.filter(id=grant.id, host_revoke_check=Grant.HostCheck.VERIFIED).first(),
                      timeout=30, message="the revocation confirmed on the server")
     assert grant.user_sid not in host.sessions or host.sessions[grant.user_sid] == []
+    assert [e["tickets"] for e in host.logons[grant.user_sid]] == [0, 0, 0]
     assert [c.script for c in host.calls][-2:] == ["local_admins", "end_sessions"]
     assert host.calls[-1].input == {"sid": grant.user_sid}
-    assert "1 session(s) logged off" in grant.host_detail
+    assert "1 session(s) logged off, 1 process(es) stopped, Kerberos tickets purged in 2 logon session(s)" \
+        in grant.host_detail
+    entry = AuditEvent.objects.get(object_type="grant", object_id=str(grant.id), action="grant.host_verified")
+    assert (entry.data["sessions"], entry.data["processes"], entry.data["tickets_purged"]) == ([2], 1, 2)
+
+
+def test_a_stale_logon_entry_is_not_a_remaining_session(live, verified_grant, alert_sink):
+    """GIVEN the user's only logon entry on the server is stale (the logon ended, Win32_LoggedOnUser still
+    lists it) WHEN the grant ends THEN the check is verified at the first attempt, without an alert."""
+    host, target, alice, grant = verified_grant(end_sessions_on_revoke=True)
+    with host.lock:
+        host.logons[grant.user_sid] = [{"id": 0x79000, "tickets": 0, "stale": True}]
+
+    services.grant_release(grant=grant, actor=alice)
+    grant = wait_for(lambda: Grant.objects.filter(id=grant.id, host_revoke_check=Grant.HostCheck.VERIFIED).first(),
+                     timeout=30, message="the revocation confirmed on the server")
+    assert grant.attempts == 0
+    assert "Kerberos tickets purged in 0 logon session(s)" in grant.host_detail
+    assert not [m for m in alert_sink.messages if target.name in m.get("title", "")]
+
+
+def test_a_session_that_survives_logoff_is_retried_then_alerted(live, verified_grant, alert_sink):
+    """GIVEN the user's session survives logoff on the server (logoff.exe answers success, the processes
+    run on) WHEN the grant ends THEN the check is retried within the window, then recorded as failed with
+    the logon session named, and alerted: "<user> still has a logon session on <server> after grant #N ended"."""
+    host, target, alice, grant = verified_grant(end_sessions_on_revoke=True)
+    with host.lock:
+        host.sessions[grant.user_sid] = [2, 2]
+        host.logons[grant.user_sid] = [{"id": 0x7A001, "tickets": 5, "session": 2},
+                                       {"id": 0x79000, "tickets": 0, "stale": True}]
+        host.fail = "session_survives"
+
+    services.grant_release(grant=grant, actor=alice)
+    grant = wait_for(lambda: Grant.objects.filter(id=grant.id, host_revoke_check=Grant.HostCheck.FAILED).first(),
+                     timeout=60, message="the server check to give up")
+    assert grant.state == Grant.State.REVOKED
+    assert grant.attempts >= 2  # retried within the window
+    assert f"{alice.username} still has a logon session on {target.name}: logon 0x7a001 (2 process(es))" \
+        in grant.host_detail
+    assert "0x79000" not in grant.host_detail  # the stale entry is never reported
+    assert [c.script for c in host.calls].count("end_sessions") == grant.attempts
+    alert = _alerted(alert_sink, f"{alice.username} still has a logon session on {target.name} after grant "
+                                 f"#{grant.id} ended")
+    assert "0x7a001" in alert["message"]
+    actions = _actions(grant.id)
+    assert "grant.host_check_failed" in actions and actions[-1] == "grant.host_check_gave_up"
+    entry = AuditEvent.objects.filter(object_type="grant", object_id=str(grant.id),
+                                      action="grant.host_check_gave_up").get()
+    assert entry.data["tickets_purged"] == 1 and entry.data["sessions_ended"][0]["remaining"]
+
+
+def test_a_session_that_ends_late_is_verified_on_a_retry(live, verified_grant, alert_sink):
+    """GIVEN the user's session first survives logoff WHEN it ends before the window closes THEN a retry
+    verifies the revocation, and nothing is alerted."""
+    host, target, alice, grant = verified_grant(end_sessions_on_revoke=True)
+    with host.lock:
+        host.sessions[grant.user_sid] = [2]
+        host.logons[grant.user_sid] = [{"id": 0x7A001, "tickets": 5, "session": 2}]
+        host.fail = "session_survives"
+
+    services.grant_release(grant=grant, actor=alice)
+    wait_for(lambda: Grant.objects.filter(id=grant.id, attempts__gte=1).first(), timeout=30,
+             message="a first failed attempt")
+    host.fail = None
+    grant = wait_for(lambda: Grant.objects.filter(id=grant.id, host_revoke_check=Grant.HostCheck.VERIFIED).first(),
+                     timeout=30, message="the retry to verify")
+    assert grant.attempts >= 1 and "1 session(s) logged off" in grant.host_detail
+    assert not [m for m in alert_sink.messages if f"#{grant.id}" in m.get("title", "")]
+
+
+def _make_ephemeral(grant, rid: int) -> Grant:
+    """Give an active grant an ephemeral account, as grant_apply will once it creates them."""
+    sid = grant.user_sid.rsplit("-", 1)[0] + f"-{rid}"
+    Grant.objects.filter(id=grant.id).update(account=Grant.Account.CREATED, account_sid=sid,
+                                             account_sam=f"jit-{rid}", account_dn=f"CN=jit-{rid},{grant.target.group_dn}")
+    return Grant.objects.get(id=grant.id)
+
+
+@pytest.mark.parametrize("policy_ends_sessions", [False, True])
+def test_an_ephemeral_accounts_sessions_are_always_ended(policy_ends_sessions, live, verified_grant):
+    """GIVEN a grant held by an ephemeral account, both it and the person logged on to the server
+    WHEN the grant ends THEN the ephemeral account's sessions are ended whatever the policy says, the
+    person's only when the policy says so, and the grant records each."""
+    host, _target, alice, grant = verified_grant(end_sessions_on_revoke=policy_ends_sessions)
+    grant = _make_ephemeral(grant, 90000 + int(policy_ends_sessions))
+    with host.lock:
+        host.sessions[grant.account_sid] = [4, 0]
+        host.logons[grant.account_sid] = [{"id": 0x8B001, "tickets": 3, "session": 4}]
+        host.sessions[grant.user_sid] = [5]
+        host.logons[grant.user_sid] = [{"id": 0x8C001, "tickets": 2, "session": 5}]
+
+    services.grant_release(grant=grant, actor=alice)
+    grant = wait_for(lambda: Grant.objects.filter(id=grant.id, host_revoke_check=Grant.HostCheck.VERIFIED).first(),
+                     timeout=30, message="the revocation confirmed on the server")
+    ended = [c.input["sid"] for c in host.calls if c.script == "end_sessions"]
+    assert host.logons[grant.account_sid][0]["tickets"] == 0 and grant.account_sid not in host.sessions
+    assert f"ephemeral account jit-{90000 + int(policy_ends_sessions)}: 1 session(s) logged off, 1 process(es) " \
+           "stopped, Kerberos tickets purged in 1 logon session(s)" in grant.host_detail
+    if policy_ends_sessions:
+        assert sorted(ended) == sorted([grant.account_sid, grant.user_sid])
+        assert host.logons[grant.user_sid][0]["tickets"] == 0
+    else:
+        assert ended == [grant.account_sid]
+        assert host.sessions[grant.user_sid] == [5] and host.logons[grant.user_sid][0]["tickets"] == 2
+    entry = AuditEvent.objects.get(object_type="grant", object_id=str(grant.id), action="grant.host_verified")
+    assert entry.data["tickets_purged"] == (2 if policy_ends_sessions else 1)
+    assert [e["ephemeral"] for e in entry.data["sessions_ended"]] == ([False, True] if policy_ends_sessions else [True])
 
 
 def test_still_admin_through_another_group_is_alerted(live, make_user, make_target, make_host, ldap_admin, jit_ou,
@@ -214,3 +325,26 @@ def test_https_with_basic_against_the_test_ca(live, make_user, make_target, make
     req = services.request_create(requester=alice, target=target, duration_minutes=30, justification="patching")
     assert wait_state(req.grant.id, Grant.State.ACTIVE).host_verified_at is not None
     assert host.url.startswith("https://") and host.requests
+
+
+def test_an_ephemeral_accounts_remaining_session_is_retried_then_alerted(live, verified_grant, alert_sink):
+    """GIVEN a grant held by an ephemeral account whose session survives logoff (the policy ends no sessions)
+    WHEN the grant ends THEN the check retries, gives up and alerts, naming the ephemeral account; the
+    person's own session is left alone."""
+    host, target, alice, grant = verified_grant()
+    grant = _make_ephemeral(grant, 90100)
+    with host.lock:
+        host.sessions[grant.account_sid] = [4]
+        host.logons[grant.account_sid] = [{"id": 0x8B001, "tickets": 3, "session": 4}]
+        host.sessions[grant.user_sid] = [5]
+        host.fail = "session_survives"
+
+    services.grant_release(grant=grant, actor=alice)
+    grant = wait_for(lambda: Grant.objects.filter(id=grant.id, host_revoke_check=Grant.HostCheck.FAILED).first(),
+                     timeout=60, message="the server check to give up")
+    assert f"{alice.username}'s ephemeral account jit-90100 still has a logon session on {target.name}: " \
+           "logon 0x8b001 (1 process(es))" in grant.host_detail
+    assert {c.input["sid"] for c in host.calls if c.script == "end_sessions"} == {grant.account_sid}
+    alert = _alerted(alert_sink, f"{alice.username} still has a logon session on {target.name} after grant "
+                                 f"#{grant.id} ended")
+    assert "ephemeral account jit-90100" in alert["message"]

@@ -3,6 +3,10 @@
 Set JITAD_TEST_WINRM_URL, JITAD_TEST_WINRM_USERNAME, JITAD_TEST_WINRM_PASSWORD (and
 JITAD_TEST_WINRM_TRANSPORT, JITAD_TEST_WINRM_CA_BUNDLE for HTTPS). Read-only: it lists
 local Administrators, ends the sessions of a SID that no account has and reads its Security log events.
+
+With JITAD_TEST_WINRM_LOGGED_ON_SID (a throwaway test account's SID, logged on to that server
+beforehand, e.g. by an RDP or PowerShell remoting session), it also ends that account's sessions
+for real: logoff, tickets purged, and no logon session left.
 """
 import os
 
@@ -38,6 +42,21 @@ def test_ending_sessions_of_nobody_is_a_no_op():
     with _host() as h:
         result = h.end_sessions("S-1-5-21-1-2-3-999999")
     assert result.sessions == () and result.processes == 0
+    assert result.tickets_purged == 0 and result.remaining == ()
+
+
+@pytest.mark.skipif(not os.environ.get("JITAD_TEST_WINRM_LOGGED_ON_SID"),
+                    reason="no logged-on test account (set JITAD_TEST_WINRM_LOGGED_ON_SID to run it)")
+def test_ending_a_logged_on_test_accounts_sessions_leaves_none():
+    """GIVEN a throwaway account logged on to the server WHEN its sessions are ended THEN something was
+    ended (a session logged off, a process stopped or a logon session purged) and the server confirms no
+    logon session of it remains (else HostSessionsRemain); a second call finds no session to log off."""
+    sid = os.environ["JITAD_TEST_WINRM_LOGGED_ON_SID"]
+    with _host() as h:
+        first = h.end_sessions(sid)
+        second = h.end_sessions(sid)
+    assert (first.sessions or first.processes or first.tickets_purged) and first.remaining == ()
+    assert second.sessions == () and second.remaining == ()
 
 
 def test_security_events_of_nobody_in_the_last_hour():

@@ -143,12 +143,52 @@ def test_end_sessions_logs_off_and_stops_processes(host):
     p = protocol(host)
     out, err, code, _ = run(p, "end_sessions", {"sid": ALICE})
     assert (code, err) == (0, b"")
-    assert result(out) == {"sid": ALICE, "sessions": [2, 3], "processes": 1, "failed": []}
+    assert result(out) == {"sid": ALICE, "sessions": [2, 3], "processes": 1, "failed": [], "tickets_purged": 0,
+                           "remaining": []}
     assert ALICE not in host.sessions
     assert host.calls == [("end_sessions", {"sid": ALICE})]
 
     out, _, code, _ = run(p, "end_sessions", {"sid": ALICE})  # nothing left: still a success
-    assert code == 0 and result(out) == {"sid": ALICE, "sessions": [], "processes": 0, "failed": []}
+    assert code == 0 and result(out) == {"sid": ALICE, "sessions": [], "processes": 0, "failed": [],
+                                         "tickets_purged": 0, "remaining": []}
+
+
+def test_end_sessions_purges_live_logon_sessions_and_skips_stale_ones():
+    """GIVEN alice has two live logon sessions holding Kerberos tickets and one stale entry (ended, still
+    listed by Win32_LoggedOnUser), and bob one live logon session
+    WHEN her sessions are ended THEN the two live ones are purged (counted), the stale one is neither
+    purged nor reported as remaining, and bob's tickets are untouched."""
+    bob = "S-1-5-21-111-222-333-1106"
+    logons = {ALICE: [{"id": 0x3E8A1, "tickets": 4, "session": 2}, {"id": 0x3E8B2, "tickets": 1},
+                      {"id": 0x3E7C3, "tickets": 0, "stale": True}],
+              bob: [{"id": 0x4F001, "tickets": 3, "session": 5}]}
+    with WinRMTestHost(users={USER: PASSWORD}, sessions={ALICE: [2, 0]}, logons=logons) as host:
+        out, _, code, _ = run(protocol(host), "end_sessions", {"sid": ALICE})
+        assert code == 0
+        assert result(out) == {"sid": ALICE, "sessions": [2], "processes": 1, "failed": [], "tickets_purged": 2,
+                               "remaining": []}
+        assert [e["tickets"] for e in host.logons[ALICE]] == [0, 0, 0]
+        assert host.logons[bob] == [{"id": 0x4F001, "tickets": 3, "session": 5}]
+        assert host.errors == []
+
+
+def test_a_session_that_survives_logoff_is_reported_as_remaining():
+    """GIVEN logoff.exe answers success but alice's processes keep running (the session_survives mode), with
+    a stale logon entry beside her live one WHEN her sessions are ended THEN the live logon session is
+    reported as remaining with its processes, a process in no listed logon session under logon id "", and
+    the stale entry not at all; her processes are still there."""
+    logons = {ALICE: [{"id": 0x3E8A1, "tickets": 2, "session": 2}, {"id": 0x3E7C3, "tickets": 0, "stale": True}]}
+    with WinRMTestHost(users={USER: PASSWORD}, sessions={ALICE: [2, 2, 0]}, logons=logons) as host:
+        host.fail = "session_survives"
+        out, _, code, _ = run(protocol(host), "end_sessions", {"sid": ALICE})
+        assert code == 0
+        assert result(out) == {"sid": ALICE, "sessions": [2], "processes": 0, "failed": [], "tickets_purged": 1,
+                               "remaining": [{"logon_id": "0x3e8a1", "processes": 2}, {"logon_id": "", "processes": 1}]}
+        assert host.sessions == {ALICE: [2, 2, 0]}
+
+        host.fail = None  # the session ends at last: nothing remains
+        out, _, _, _ = run(protocol(host), "end_sessions", {"sid": ALICE})
+        assert result(out)["remaining"] == [] and ALICE not in host.sessions
 
 
 @pytest.mark.parametrize("payload", [{"sid": "S-1-5-21-1; logoff"}, {"sid": "s-1-5-21-1"}, {"user": ALICE}, None,

@@ -5,7 +5,7 @@ Administrators group must contain the JIT group (normally through GPO). These ch
 read that group over WinRM (jitad/hosts/) and combine it with AD (jitad/directory/).
 They hold no database transaction and change no rows; callers record the outcome.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 
@@ -64,10 +64,12 @@ def grant_right_verdict(*, target: Target, group_dn: str, group_sid: str, user_i
 
 @dataclass(frozen=True)
 class RevocationCheck:
-    """Per user SID: how the user is still admin on the server, if at all, and what ending sessions did."""
+    """Per SID: how the user is still admin on the server, if at all, what ending sessions did, and
+    whose logon sessions remain after it (``sessions_remain``: a failure, retried by the caller)."""
 
     still_admin_through: dict[str, list[str]]
     sessions_ended: dict[str, hosts.SessionsEnded]
+    sessions_remain: dict[str, hosts.HostSessionsRemain] = field(default_factory=dict)
 
 
 def revocation_check(*, target: Target, d: directory.Directory, users: dict[str, str],
@@ -75,8 +77,11 @@ def revocation_check(*, target: Target, d: directory.Directory, users: dict[str,
     """For users (SID → DN) whose grant was removed: are they still effective local admins?
 
     Effective membership: the user's own SID in local Administrators, or a domain group
-    there that contains the user (nested). Users in ``end_sessions_for`` have their logon
-    sessions on the server ended too, so no token keeps the right.
+    there that contains the user (nested). Every SID in ``end_sessions_for`` (the users', or
+    an ephemeral account's that is not in ``users``) has its logon sessions on the server
+    ended, its Kerberos tickets there purged, and is confirmed to have no logon session
+    left, so no token keeps the right. A SID whose logon session remains does not stop the
+    others: it is returned in ``sessions_remain``.
     """
     with host_for(target) as h:
         members = h.local_admins()
@@ -89,8 +94,13 @@ def revocation_check(*, target: Target, d: directory.Directory, users: dict[str,
                 paths += sorted(names[g] for g in d.groups_containing(dn, sids - {sid}))
             if paths:
                 through[sid] = paths
-        ended = {sid: h.end_sessions(sid) for sid in users if sid in end_sessions_for}
-    return RevocationCheck(still_admin_through=through, sessions_ended=ended)
+        ended, remain = {}, {}
+        for sid in sorted(end_sessions_for):
+            try:
+                ended[sid] = h.end_sessions(sid)
+            except hosts.HostSessionsRemain as e:
+                ended[sid], remain[sid] = e.ended, e
+    return RevocationCheck(still_admin_through=through, sessions_ended=ended, sessions_remain=remain)
 
 
 def allowed_admin(sid: str, patterns) -> bool:

@@ -2,11 +2,13 @@
 
 A revoked grant whose target is checked over WinRM carries ``host_revoke_check =
 pending`` and a claim. This check reads the server's local Administrators, asks AD
-whether the user is still in any domain group listed there (or listed directly), and,
-where the request's policy says so, ends the user's logon sessions on the server. The
-outcome is recorded on the grant and audited; a user still admin by another path, or a
-check that keeps failing, is alerted. The AD removal itself is already done and
-verified: this never re-opens it.
+whether the user is still in any domain group listed there (or listed directly), and
+ends logon sessions on the server (post-session hygiene: logoff, processes stopped,
+Kerberos tickets purged, no logon session left): the user's where the request's policy
+says so, and a grant's ephemeral account's always (it is deleted afterwards). The outcome
+is recorded on the grant and audited; a user still admin by another path, a logon session
+that remains, or a check that keeps failing, is alerted. The AD removal itself is already
+done and verified: this never re-opens it.
 """
 import logging
 import sys
@@ -57,10 +59,13 @@ def _check_target(grants: list[Grant], token: uuid.UUID) -> None:
         .values_list("user_id", flat=True)
     )
     checked = [g for g in grants if g.user_id not in again]
-    end_for = set(
+    by_policy = set(
         Grant.objects.filter(id__in=[g.id for g in checked], request__policy__end_sessions_on_revoke=True)
-        .exclude(user_sid="").values_list("user_sid", flat=True)
+        .values_list("id", flat=True)
     )
+    end_for = {g.user_sid for g in checked if g.id in by_policy and g.user_sid}
+    # An ephemeral account exists for its grant alone and is deleted next: always logged off.
+    end_for |= {g.account_sid for g in grants if g.ephemeral and g.account_sid}
     users = {g.user_sid: g.user_dn for g in checked if g.user_sid}
     # Each end_sessions call has a deadline of its own: the claim must outlast them all.
     budget = timedelta(seconds=(settings.JITAD_WINRM_DEADLINE + 5) * (1 + len(end_for)) + settings.JITAD_LEASE_SECONDS)
@@ -68,7 +73,7 @@ def _check_target(grants: list[Grant], token: uuid.UUID) -> None:
             lease_until=timezone.now() + budget):
         return
     try:
-        if users:
+        if users or end_for:
             with directory.session() as d:
                 result = host_checks.revocation_check(target=target, d=d, users=users, end_sessions_for=end_for)
         else:  # never applied, or granted again: nothing to ask the server
@@ -80,7 +85,59 @@ def _check_target(grants: list[Grant], token: uuid.UUID) -> None:
         log.exception("revocation check on %s failed unexpectedly", target.name)
         _check_failed(grants, token, hosts.HostError(f"unexpected {type(e).__name__}: {e}"))
         return
-    _record(grants, token, result, again=again)
+    remain = {g.id: _remaining(g, result) for g in grants}
+    if done := [g for g in grants if not remain[g.id]]:
+        _record(done, token, result, again=again)
+    for g in (g for g in grants if remain[g.id]):  # a logon session left: retried, then alerted
+        _check_failed([g], token, remain[g.id], extra=_sessions_data(g, result))
+
+
+def _ended_sids(g: Grant) -> list[tuple[str, str]]:
+    """(SID, how the detail names it) of the accounts whose sessions a grant's check may end."""
+    out = [(g.user_sid, "")] if g.user_sid else []
+    if g.ephemeral and g.account_sid:
+        out.append((g.account_sid, f"ephemeral account {g.account_sam or g.account_sid}: "))
+    return out
+
+
+def _holder(g: Grant, sid: str) -> str:
+    name = g.user.get_username()
+    return f"{name}'s ephemeral account {g.account_sam or sid}" if sid == g.account_sid and g.ephemeral else name
+
+
+def _remaining(g: Grant, result: "host_checks.RevocationCheck") -> hosts.HostSessionsRemain | None:
+    """The failure for a grant one of whose accounts still has a logon session on the server, if any."""
+    left = [(sid, result.sessions_remain[sid]) for sid, _ in _ended_sids(g) if sid in result.sessions_remain]
+    if not left:
+        return None
+    text = "; ".join(f"{_holder(g, sid)} still has a logon session on {g.target.name}: "
+                     + ", ".join(str(r) for r in e.ended.remaining) for sid, e in left)
+    return hosts.HostSessionsRemain(text + _sessions_text(g, result), ended=left[0][1].ended)
+
+
+def _sessions_text(g: Grant, result: "host_checks.RevocationCheck") -> str:
+    parts = []
+    for sid, label in _ended_sids(g):
+        ended = result.sessions_ended.get(sid)
+        if ended is not None:
+            parts.append(f"{label}{len(ended.sessions)} session(s) logged off, {ended.processes} process(es) stopped, "
+                         f"Kerberos tickets purged in {ended.tickets_purged} logon session(s)")
+    return "".join(f"; {p}" for p in parts)
+
+
+def _sessions_data(g: Grant, result: "host_checks.RevocationCheck") -> dict:
+    """What ending sessions did, for the audit entry (totals, and per account)."""
+    ended = [(sid, result.sessions_ended[sid]) for sid, _ in _ended_sids(g) if sid in result.sessions_ended]
+    if not ended:
+        return {"sessions": None, "processes": None, "tickets_purged": None}
+    return {
+        "sessions": [s for _, e in ended for s in e.sessions],
+        "processes": sum(e.processes for _, e in ended),
+        "tickets_purged": sum(e.tickets_purged for _, e in ended),
+        "sessions_ended": [{"sid": sid, "ephemeral": sid == g.account_sid and g.ephemeral, "sessions": list(e.sessions),
+                            "processes": e.processes, "tickets_purged": e.tickets_purged,
+                            "remaining": [str(r) for r in e.remaining]} for sid, e in ended],
+    }
 
 
 def _record(grants: list[Grant], token: uuid.UUID, result: "host_checks.RevocationCheck", *, again: set[int]) -> None:
@@ -91,7 +148,6 @@ def _record(grants: list[Grant], token: uuid.UUID, result: "host_checks.Revocati
             if g.id not in held:
                 continue
             through = result.still_admin_through.get(g.user_sid)
-            ended = result.sessions_ended.get(g.user_sid)
             if g.user_id in again:
                 outcome, detail = HostCheck.VERIFIED, f"{g.target.name}: not checked; the user holds a newer grant of it"
             elif through:
@@ -100,14 +156,11 @@ def _record(grants: list[Grant], token: uuid.UUID, result: "host_checks.Revocati
                 outcome, detail = HostCheck.VERIFIED, f"{g.target.name}: no longer a local admin"
             else:
                 outcome, detail = HostCheck.VERIFIED, "never applied"
-            if ended is not None:
-                detail += f"; {len(ended.sessions)} session(s) logged off, {ended.processes} process(es) stopped"
+            detail += _sessions_text(g, result)
             Grant.objects.filter(id=g.id).update(host_revoke_check=outcome, host_detail=detail, claim_token=None,
                                                  lease_until=None, next_attempt_at=None, last_error="")
             entries.append(_entry(g, actor="system:engine", action=f"grant.host_{outcome}", before=Grant.State.REVOKED,
-                                  after=Grant.State.REVOKED, reason=detail,
-                                  sessions=list(ended.sessions) if ended else None,
-                                  processes=ended.processes if ended else None))
+                                  after=Grant.State.REVOKED, reason=detail, **_sessions_data(g, result)))
             if through:
                 alert_raise(
                     event="grant.still_admin", severity=Notification.Severity.CRITICAL,
@@ -121,12 +174,14 @@ def _record(grants: list[Grant], token: uuid.UUID, result: "host_checks.Revocati
     log.info("revocation checked on %s for %d grant(s)", grants[0].target.name, len(entries))
 
 
-def _check_failed(grants: list[Grant], token: uuid.UUID, error: Exception) -> None:
+def _check_failed(grants: list[Grant], token: uuid.UUID, error: Exception, *, extra: dict | None = None) -> None:
     """Retry a transient failure with backoff for JITAD_HOST_VERIFY_WINDOW_MINUTES after the revocation
     (a server may be rebooting); give up, alerted, after that or on a permanent failure.
 
     The engine records the attempt (``claims.attempt_failed``: the count, the error, the claim
     dropped); the window, not the engine's limit of attempts, says whether the server is asked again.
+    A logon session left on the server (HostSessionsRemain) is such a transient failure; ``extra``
+    (what ending sessions did) goes into the audit entries.
     """
     message = f"{type(error).__name__}: {error}"
     retrying: dict[int, bool] = {}
@@ -142,9 +197,13 @@ def _check_failed(grants: list[Grant], token: uuid.UUID, error: Exception) -> No
     def report(failures: list[claims.Failed]) -> None:
         audit_record_many([_entry(f.row, actor="system:engine",
                                   action="grant.host_check_failed" if retrying[f.row.pk] else "grant.host_check_gave_up",
-                                  before=f.before, after=f.row.state, reason=f.row.last_error, attempts=f.row.attempts)
+                                  before=f.before, after=f.row.state, reason=f.row.last_error, attempts=f.row.attempts,
+                                  **(extra or {}))
                            for f in failures])
         for g in (f.row for f in failures if not retrying[f.row.pk]):
+            if isinstance(error, hosts.HostSessionsRemain):
+                _alert_sessions_remain(g)
+                continue
             alert_raise(
                 event="grant.host_check_failed", severity=Notification.Severity.CRITICAL,
                 subject=f"Could not confirm on {g.target.name} that {g.user.get_username()} lost admin (grant #{g.pk})",
@@ -158,3 +217,15 @@ def _check_failed(grants: list[Grant], token: uuid.UUID, error: Exception) -> No
                           error=message, transient=getattr(error, "transient", False), max_attempts=sys.maxsize,
                           mark=mark, report=report)
     log.warning("revocation check failed for %d grant(s): %s", len(grants), message)
+
+
+def _alert_sessions_remain(g: Grant) -> None:
+    holder = g.user.get_username()
+    alert_raise(
+        event="grant.session_remains", severity=Notification.Severity.CRITICAL,
+        subject=f"{holder} still has a logon session on {g.target.name} after grant #{g.pk} ended",
+        body=(f"Grant #{g.pk} was removed from {g.group_dn} in AD, but after {g.attempts} attempt(s) to end them, "
+              f"logon sessions on {g.target.name} still run processes: {g.last_error}\nA logon token keeps the "
+              "group it was issued with: log the session off on the server (or restart it)."),
+        link=_admin_link(g), object_type="grant", object_id=g.pk,
+    )

@@ -27,7 +27,7 @@ from spnego.channel_bindings import GssChannelBindings
 from . import ntlm, wsman
 from .scripts import Call
 
-FAIL_MODES = (None, "refuse_auth", "hang", "stall", "fault", "drop", "script_error", "bad_output")
+FAIL_MODES = (None, "refuse_auth", "hang", "stall", "fault", "drop", "script_error", "bad_output", "session_survives")
 DEFAULT_USER = "JITAD\\svc-winrm"
 DEFAULT_PASSWORD = "Winrm-Test-Pw1"
 
@@ -56,13 +56,18 @@ class WinRMTestHost:
     sessions  SID -> session ids of the user's processes (0 = outside any interactive
               session: network logon, scheduled task). end_sessions logs off the ids > 0,
               counts the 0s as processes stopped, and removes the SID.
+    logons    SID -> the user's logon sessions as Win32_LoggedOnUser lists them: dicts with
+              id (LUID), tickets (Kerberos tickets cached), optionally session (the session id
+              its processes run in) and stale (ended but still listed: no process, cannot be
+              purged). end_sessions purges the live ones (tickets -> 0, counted as
+              tickets_purged); see scripts.run_end_sessions.
     security_log  the Security log: event dicts (id, at, record and EventData fields; see
               scripts.run_security_events), read by security_events.
     computer_name, group_name (the localised name of S-1-5-32-544), port (0 = ephemeral;
               a restart after stop() keeps the port).
 
-    ``admins``, ``sessions``, ``security_log`` and ``group_name`` are the machine's state; change them between
-    calls (under ``host.lock`` if a client may be running). ``fail`` selects a failure:
+    ``admins``, ``sessions``, ``logons``, ``security_log`` and ``group_name`` are the machine's state;
+    change them between calls (under ``host.lock`` if a client may be running). ``fail`` selects a failure:
 
     refuse_auth   every logon answers 401 (also on already-authenticated connections)
     hang          each Receive waits the request's OperationTimeout, then the WS-Man
@@ -74,6 +79,9 @@ class WinRMTestHost:
     drop          any WS-Man request's connection is closed without a reply
     script_error  the script "runs" and exits 2 with {"error": "Access is denied."}
     bad_output    the script "runs" and exits 0 with a result in no contract's shape
+                  (``bad_result`` when set, else one in no script's shape)
+    session_survives  end_sessions "logs off" (logoff.exe exits 0) but the user's processes
+                  keep running: they come back under "remaining" and stay in ``sessions``
 
     Records: ``calls`` (Call(script, input) per script run, input = decoded JITAD_INPUT or
     None), ``requests`` (WSManRequest(action, encrypted, user) per authenticated WS-Man
@@ -89,6 +97,7 @@ class WinRMTestHost:
         tls: Any = None,
         admins: list[dict] | None = None,
         sessions: dict[str, list[int]] | None = None,
+        logons: dict[str, list[dict]] | None = None,
         security_log: list[dict] | None = None,
         computer_name: str = "SRV01",
         group_name: str = "Administrators",
@@ -110,6 +119,8 @@ class WinRMTestHost:
             "class": "User",
         }]
         self.sessions: dict[str, list[int]] = {k: list(v) for k, v in (sessions or {}).items()}
+        self.logons: dict[str, list[dict]] = {k: [dict(e) for e in v] for k, v in (logons or {}).items()}
+        self.bad_result: dict | None = None  # what bad_output answers, when set
         self.security_log: list[dict] = [dict(e) for e in (security_log or [])]
         self.calls: list[Call] = []
         self.requests: list[WSManRequest] = []

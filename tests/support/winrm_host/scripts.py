@@ -1,4 +1,4 @@
-"""What "runs" when a command arrives: the product's two PowerShell scripts, by contract.
+"""What "runs" when a command arrives: the product's PowerShell scripts, by contract.
 
 A command line is accepted only when it is ``powershell.exe ... -EncodedCommand <b64>`` and
 the decoded text equals one of jitad/hosts/scripts/*.ps1 exactly (read afresh each time,
@@ -144,13 +144,25 @@ def decode_input(env: dict[str, str]) -> tuple[bool, Any]:
         return False, None
 
 
-def run_end_sessions(env: dict[str, str], sessions: dict[str, list[int]]) -> Outcome:
-    """end_sessions.ps1: log off the SID's sessions and stop its other processes.
+def run_end_sessions(env: dict[str, str], sessions: dict[str, list[int]], logons: dict[str, list[dict]],
+                     *, survive: bool = False) -> Outcome:
+    """end_sessions.ps1: log off the SID's sessions, stop its other processes, purge the Kerberos
+    tickets of its logon sessions, and report the logon sessions in which a process still runs.
 
     ``sessions`` maps a SID to the session ids its processes run in; 0 stands for a
     process outside any interactive session (network logon, scheduled task). Sessions > 0
     are logged off; the session-0 processes are the ones counted as stopped. The SID's
     entry is removed (mutates ``sessions``).
+
+    ``logons`` maps a SID to its logon sessions as Win32_LoggedOnUser lists them: dicts with
+    ``id`` (the LUID, an int), ``tickets`` (Kerberos tickets cached in it), optionally
+    ``session`` (the session id its processes run in) and ``stale`` (ended, yet still listed:
+    klist cannot purge it and no process runs in it). Each live one is purged (tickets set to
+    0, counted); stale ones are not counted and never reported as remaining.
+
+    ``survive`` (the host's "session_survives" mode): logoff.exe answers success but the
+    processes keep running, so they are reported under ``remaining``: with the live logon
+    session whose ``session`` they run in, or under logon id "" when none is listed.
     """
     ok, value = decode_input(env)
     outcome = Outcome(exit_code=0, script="end_sessions")
@@ -163,10 +175,26 @@ def run_end_sessions(env: dict[str, str], sessions: dict[str, list[int]]) -> Out
     if not account or int(account.group(1)) < 1000:
         outcome.exit_code, outcome.stdout = 3, result_line({"error": "input sid is not a person's account SID"})
         return outcome
-    ids = [int(i) for i in sessions.pop(sid, [])]
+    ids = [int(i) for i in (sessions.get(sid, []) if survive else sessions.pop(sid, []))]
     logged_off = sorted({i for i in ids if i > 0})
-    stopped = sum(1 for i in ids if i == 0)
-    outcome.stdout = result_line({"sid": sid, "sessions": logged_off, "processes": stopped, "failed": []})
+    stopped = 0 if survive else sum(1 for i in ids if i == 0)
+    purged = 0
+    live = [entry for entry in logons.get(sid, []) if not entry.get("stale")]
+    for entry in live:
+        entry["tickets"] = 0
+        purged += 1
+    remaining = []
+    if survive:
+        placed = 0
+        for entry in live:
+            n = sum(1 for i in ids if "session" in entry and i == int(entry["session"]))
+            if n:
+                remaining.append({"logon_id": f"0x{int(entry['id']):x}", "processes": n})
+                placed += n
+        if len(ids) > placed:
+            remaining.append({"logon_id": "", "processes": len(ids) - placed})
+    outcome.stdout = result_line({"sid": sid, "sessions": logged_off, "processes": stopped, "failed": [],
+                                  "tickets_purged": purged, "remaining": remaining})
     return outcome
 
 
@@ -265,9 +293,10 @@ def run_security_events(env: dict[str, str], security_log: list[dict]) -> Outcom
     return outcome
 
 
-def malformed_result(name: str) -> Outcome:
-    """A script that exits 0 with a result line in no contract's shape."""
-    return Outcome(exit_code=0, stdout=result_line({"events": "not a list", "truncated": "maybe"}), script=name)
+def malformed_result(name: str, body: dict | None = None) -> Outcome:
+    """A script that exits 0 with a result line in no contract's shape (or the given one)."""
+    body = body if body is not None else {"events": "not a list", "truncated": "maybe"}
+    return Outcome(exit_code=0, stdout=result_line(body), script=name)
 
 
 def script_error(name: str, message: str = "Access is denied.") -> Outcome:

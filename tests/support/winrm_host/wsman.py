@@ -308,13 +308,14 @@ class ShellService:
             if host.fail == "script_error":
                 cmd.outcome = scripts.script_error(cmd.script)
             elif host.fail == "bad_output":
-                cmd.outcome = scripts.malformed_result(cmd.script)
+                cmd.outcome = scripts.malformed_result(cmd.script, host.bad_result)
             elif cmd.script == "local_admins":
                 cmd.outcome = scripts.run_local_admins(list(host.admins), host.group_name)
             elif cmd.script == "security_events":
                 cmd.outcome = scripts.run_security_events(shell.env, list(host.security_log))
             else:
-                cmd.outcome = scripts.run_end_sessions(shell.env, host.sessions)
+                cmd.outcome = scripts.run_end_sessions(shell.env, host.sessions, host.logons,
+                                                       survive=host.fail == "session_survives")
 
     def _shell(self, req: Request) -> Shell | Reply:
         with self._lock:
