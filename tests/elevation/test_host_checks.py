@@ -4,6 +4,8 @@ The worker talks to each test host over HTTP with NTLM and message encryption (o
 with Basic), runs jitad's own scripts there, and the host answers by their contract from
 a local Administrators group holding SIDs read from the Samba DC.
 """
+import uuid
+
 import pytest
 
 from jitad.audit.models import AuditEvent
@@ -233,21 +235,24 @@ def test_a_session_that_ends_late_is_verified_on_a_retry(live, verified_grant, a
     assert not [m for m in alert_sink.messages if f"#{grant.id}" in m.get("title", "")]
 
 
-def _make_ephemeral(grant, rid: int) -> Grant:
-    """Give an active grant an ephemeral account, as grant_apply will once it creates them."""
-    sid = grant.user_sid.rsplit("-", 1)[0] + f"-{rid}"
-    Grant.objects.filter(id=grant.id).update(account=Grant.Account.CREATED, account_sid=sid,
-                                             account_sam=f"jit-{rid}", account_dn=f"CN=jit-{rid},{grant.target.group_dn}")
-    return Grant.objects.get(id=grant.id)
+@pytest.fixture
+def eph_ou(jit_ou):
+    """An OU for ephemeral accounts under the session's JIT OU."""
+    from jitad import directory
+
+    dn = f"OU=eph-{uuid.uuid4().hex[:6]},{jit_ou}"
+    with directory.connect() as d:
+        d.ensure_ou(dn)
+    return dn
 
 
 @pytest.mark.parametrize("policy_ends_sessions", [False, True])
-def test_an_ephemeral_accounts_sessions_are_always_ended(policy_ends_sessions, live, verified_grant):
+def test_an_ephemeral_accounts_sessions_are_always_ended(policy_ends_sessions, live, verified_grant, eph_ou):
     """GIVEN a grant held by an ephemeral account, both it and the person logged on to the server
     WHEN the grant ends THEN the ephemeral account's sessions are ended whatever the policy says, the
     person's only when the policy says so, and the grant records each."""
-    host, _target, alice, grant = verified_grant(end_sessions_on_revoke=policy_ends_sessions)
-    grant = _make_ephemeral(grant, 90000 + int(policy_ends_sessions))
+    host, _target, alice, grant = verified_grant(end_sessions_on_revoke=policy_ends_sessions, ephemeral={"ou": eph_ou})
+    assert grant.account == Grant.Account.CREATED and grant.account_sid
     with host.lock:
         host.sessions[grant.account_sid] = [4, 0]
         host.logons[grant.account_sid] = [{"id": 0x8B001, "tickets": 3, "session": 4}]
@@ -259,7 +264,7 @@ def test_an_ephemeral_accounts_sessions_are_always_ended(policy_ends_sessions, l
                      timeout=30, message="the revocation confirmed on the server")
     ended = [c.input["sid"] for c in host.calls if c.script == "end_sessions"]
     assert host.logons[grant.account_sid][0]["tickets"] == 0 and grant.account_sid not in host.sessions
-    assert f"ephemeral account jit-{90000 + int(policy_ends_sessions)}: 1 session(s) logged off, 1 process(es) " \
+    assert f"ephemeral account {grant.account_sam}: 1 session(s) logged off, 1 process(es) " \
            "stopped, Kerberos tickets purged in 1 logon session(s)" in grant.host_detail
     if policy_ends_sessions:
         assert sorted(ended) == sorted([grant.account_sid, grant.user_sid])
@@ -270,6 +275,12 @@ def test_an_ephemeral_accounts_sessions_are_always_ended(policy_ends_sessions, l
     entry = AuditEvent.objects.get(object_type="grant", object_id=str(grant.id), action="grant.host_verified")
     assert entry.data["tickets_purged"] == (2 if policy_ends_sessions else 1)
     assert [e["ephemeral"] for e in entry.data["sessions_ended"]] == ([False, True] if policy_ends_sessions else [True])
+    # Only once its sessions are ended on the server is the account deleted (a deleted account's
+    # sessions could no longer be found by name there).
+    wait_for(lambda: Grant.objects.filter(id=grant.id, account=Grant.Account.DELETED).exists(), timeout=30,
+             message="the ephemeral account deleted")
+    actions = _actions(grant.id)
+    assert actions.index("grant.host_verified") < actions.index("grant.account_deleted")
 
 
 def test_still_admin_through_another_group_is_alerted(live, make_user, make_target, make_host, ldap_admin, jit_ou,
@@ -327,12 +338,11 @@ def test_https_with_basic_against_the_test_ca(live, make_user, make_target, make
     assert host.url.startswith("https://") and host.requests
 
 
-def test_an_ephemeral_accounts_remaining_session_is_retried_then_alerted(live, verified_grant, alert_sink):
+def test_an_ephemeral_accounts_remaining_session_is_retried_then_alerted(live, verified_grant, alert_sink, eph_ou):
     """GIVEN a grant held by an ephemeral account whose session survives logoff (the policy ends no sessions)
     WHEN the grant ends THEN the check retries, gives up and alerts, naming the ephemeral account; the
     person's own session is left alone."""
-    host, target, alice, grant = verified_grant()
-    grant = _make_ephemeral(grant, 90100)
+    host, target, alice, grant = verified_grant(ephemeral={"ou": eph_ou})
     with host.lock:
         host.sessions[grant.account_sid] = [4]
         host.logons[grant.account_sid] = [{"id": 0x8B001, "tickets": 3, "session": 4}]
@@ -342,9 +352,9 @@ def test_an_ephemeral_accounts_remaining_session_is_retried_then_alerted(live, v
     services.grant_release(grant=grant, actor=alice)
     grant = wait_for(lambda: Grant.objects.filter(id=grant.id, host_revoke_check=Grant.HostCheck.FAILED).first(),
                      timeout=60, message="the server check to give up")
-    assert f"{alice.username}'s ephemeral account jit-90100 still has a logon session on {target.name}: " \
+    assert f"{alice.username}'s ephemeral account {grant.account_sam} still has a logon session on {target.name}: " \
            "logon 0x8b001 (1 process(es))" in grant.host_detail
     assert {c.input["sid"] for c in host.calls if c.script == "end_sessions"} == {grant.account_sid}
     alert = _alerted(alert_sink, f"{alice.username} still has a logon session on {target.name} after grant "
                                  f"#{grant.id} ended")
-    assert "ephemeral account jit-90100" in alert["message"]
+    assert f"ephemeral account {grant.account_sam}" in alert["message"]
