@@ -2,6 +2,7 @@
 
 Reads (eligibility, approver rights, what a person may see) are in ``jitad.elevation.selectors``.
 """
+from .evidence import evidence_pulls_execute, evidence_sweep
 from .grant_apply import grant_apply_execute, grant_refresh_ttl_execute
 from .grant_revoke import grants_revoke_execute
 from .grant_sweep import sweep
@@ -22,6 +23,8 @@ from .requests import (
 )
 
 __all__ = [
+    "evidence_pulls_execute",
+    "evidence_sweep",
     "grant_apply_execute",
     "grants_check_revoked_execute",
     "host_scan",
