@@ -57,3 +57,35 @@ def test_the_sweep_is_single_flight():
         assert evidence_sweep() is None
     finally:
         lease_release(name=LEASE, holder="another-process")
+
+
+def test_the_admin_lists_events_signals_and_pulls_read_only_and_filters_as_reports_link(verified_client):
+    """GIVEN a grant with a stored event, a signal and a pull WHEN a superuser opens the three changelists,
+    filtered as the Reports' risk figures link them THEN they show the rows, and nothing can be changed."""
+    from jitad.elevation.models import SessionEvent, SessionSignal
+
+    g = _grant(builders.target("SRV01", winrm_url="https://srv01.jitad.test:5986/wsman"))
+    now = timezone.now()
+    event = SessionEvent.objects.create(grant=g, host="SRV01", record=77, event_id=4624, at=now, sid=SID,
+                                        logon_type=10, source="192.0.2.7", after_end=True, collected_at=now)
+    signal = SessionSignal.objects.create(grant=g, kind=SessionSignal.Kind.LOGON_AFTER_END, record=77, event=event,
+                                          severity="critical", at=now, raised_at=now, detail="logon of S-1-5-21 after")
+    EvidencePull.objects.create(grant=g, created_at=now, read_through=now)
+    root = builders.user("root")
+    root.is_staff = root.is_superuser = True
+    root.save()
+    client = verified_client(root)
+    start, end = (now - timedelta(days=1)).isoformat(), (now + timedelta(days=1)).isoformat()
+    for url, text in (
+        (f"/admin/elevation/sessionsignal/?id__in={signal.pk}", "logon of S-1-5-21 after"),
+        ("/admin/elevation/sessionsignal/", "logon of S-1-5-21 after"),
+        ("/admin/elevation/sessionevent/?after_end__exact=1", "192.0.2.7"),
+        ("/admin/elevation/evidencepull/", f"#{g.pk}"),
+    ):
+        page = client.get(url)
+        assert page.status_code == 200 and text in page.content.decode(), url
+    page = client.get("/admin/elevation/sessionsignal/", {"kind__exact": "logon_after_end", "at__gte": start,
+                                                         "at__lt": end})
+    assert page.status_code == 200 and "logon of S-1-5-21 after" in page.content.decode()
+    assert client.get(f"/admin/elevation/sessionsignal/{signal.pk}/delete/").status_code == 403
+    assert client.get("/admin/elevation/sessionevent/add/").status_code == 403
