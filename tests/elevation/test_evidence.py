@@ -214,3 +214,37 @@ def test_a_server_that_does_not_answer_is_retried_then_given_up_and_alerted_once
     _alerted(alert_sink, f"Session evidence of grant #{grant.pk} could not be read")
     evidence_sweep()
     assert EvidencePull.objects.get(pk=pull.pk).attempts == pull.attempts  # finished: never asked again
+
+
+def test_one_server_is_read_once_for_all_its_grants_and_the_ephemeral_accounts_events_are_the_grants(
+        live, make_host, make_target, make_user, ldap_admin):
+    """GIVEN two people's active grants on one server, one of them with an ephemeral account WHEN the
+    evidence sweep runs THEN the server is asked once for the three SIDs together, and each grant keeps
+    its own people's events (the ephemeral account's included) and the log clearing both windows hold."""
+    host = make_host()
+    target = make_target(winrm_url=host.url)
+    name = target.group_dn.split(",", 1)[0].split("=", 1)[1]
+    with host.lock:
+        host.admins.append(local_admin_entry(ad_sid(ldap_admin, target.group_dn), f"WinNT://JITAD/{name}"))
+    grants = []
+    for who in ("alice", "bob"):
+        user = make_user(who, groups=["admins"])
+        req = services.request_create(requester=user, target=target, duration_minutes=30, justification="patching")
+        grants.append(wait_state(req.grant.id, Grant.State.ACTIVE))
+    alice, bob = grants
+    ephemeral = "S-1-5-21-7-8-9-3001"
+    Grant.objects.filter(pk=alice.pk).update(account=Grant.Account.CREATED, account_sid=ephemeral)
+    t = bob.created_at
+    _log(host, _logon(600, t + timedelta(milliseconds=5), alice.user_sid),
+         _logon(601, t + timedelta(milliseconds=6), ephemeral),
+         _logon(602, t + timedelta(milliseconds=7), bob.user_sid),
+         {"id": 1102, "at": t + timedelta(milliseconds=8), "record": 603, "SubjectUserSid": OTHER})
+
+    evidence_sweep()
+    wait_for(lambda: EvidencePull.objects.filter(grant__in=grants, reads__gt=0).count() == 2, timeout=30,
+             message="both grants read")
+    first = _reads(host)[0]
+    assert sorted(first.input["sids"]) == sorted([alice.user_sid, ephemeral, bob.user_sid])
+    assert sorted(SessionEvent.objects.filter(grant=alice).values_list("record", "sid")) == [
+        (600, alice.user_sid), (601, ephemeral), (603, OTHER)]
+    assert sorted(SessionEvent.objects.filter(grant=bob).values_list("record", flat=True)) == [602, 603]
