@@ -61,6 +61,11 @@ def _schedule(sender, **kwargs):
         sender.add_periodic_task(
             settings.JITAD_HOST_SCAN_INTERVAL, sender.signature("jitad.elevation.hosts_scan"), name="standing-admin-scan"
         )
+    if settings.JITAD_EVIDENCE_SWEEP_INTERVAL > 0:
+        sender.add_periodic_task(
+            settings.JITAD_EVIDENCE_SWEEP_INTERVAL, sender.signature("jitad.elevation.evidence_sweep"),
+            name="session-evidence",
+        )
     sender.add_periodic_task(
         settings.JITAD_REVIEW_SWEEP_INTERVAL, sender.signature("jitad.reviews.sweep"), name="review-sweep"
     )

@@ -45,6 +45,13 @@ ENGINE_ENV = {
     "JITAD_DC_PROBE_TIMEOUT": "2",
     "JITAD_BROKER_PROBE_TIMEOUT": "1",
     "JITAD_REVOCATION_SLA_SECONDS": "10",
+    # Session evidence: tests drive the sweep themselves (a beat sweep would add calls to every test
+    # host), reads every second, 3 s after a grant's end, 5 events per call, 40 kept per grant.
+    "JITAD_EVIDENCE_SWEEP_INTERVAL": "0",
+    "JITAD_EVIDENCE_INTERVAL_SECONDS": "1",
+    "JITAD_EVIDENCE_AFTER_MINUTES": "0.05",
+    "JITAD_EVIDENCE_MAX_EVENTS_PER_CALL": "5",
+    "JITAD_EVIDENCE_MAX_EVENTS_PER_GRANT": "40",
 }
 
 # A var dir of the tests' own (SQLite file, broker folder), so a running `make demo`

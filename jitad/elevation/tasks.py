@@ -68,6 +68,16 @@ def sweep() -> dict:
     return {**services.sweep(), "held_removal": services.held_removals_sweep()}
 
 
+@shared_task(name="jitad.elevation.evidence_sweep", expires=300)
+def evidence_sweep() -> dict | None:
+    return services.evidence_sweep()
+
+
+@shared_task(name="jitad.elevation.evidence_pull", **_SAFE)
+def evidence_pull(pull_ids: list[int], token: str) -> None:
+    services.evidence_pulls_execute(pull_ids=pull_ids, token=token)
+
+
 @shared_task(name="jitad.elevation.reconcile", expires=300)
 def reconcile() -> None:
     services.reconcile_once()

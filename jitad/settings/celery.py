@@ -44,7 +44,7 @@ CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_QUEUES = [
     Queue(name, Exchange(name, type="direct"), routing_key=name) for name in ("celery", "notifications", "hosts")
 ]
-# "hosts": checks of revocations on servers and the standing-admin scans, which may wait
+# "hosts": checks of revocations on servers, the standing-admin scans and the session-evidence reads, which may wait
 # JITAD_WINRM_DEADLINE on a hung server; production serves it from the notifications
 # worker (`-Q notifications,hosts`) so the engine's processes stay free for revocations.
 CELERY_TASK_ROUTES = {
@@ -52,6 +52,7 @@ CELERY_TASK_ROUTES = {
     "jitad.elevation.grants_check_revoked": {"queue": "hosts"},
     "jitad.elevation.hosts_scan": {"queue": "hosts"},
     "jitad.elevation.host_scan": {"queue": "hosts"},
+    "jitad.elevation.evidence_pull": {"queue": "hosts"},
 }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

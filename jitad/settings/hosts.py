@@ -42,3 +42,13 @@ JITAD_HOST_VERIFY_WINDOW_MINUTES = env.float("JITAD_HOST_VERIFY_WINDOW_MINUTES",
 # ("*-500": each machine's built-in Administrator account).
 JITAD_HOST_SCAN_INTERVAL = env.float("JITAD_HOST_SCAN_INTERVAL", default=3600.0)
 JITAD_HOST_ALLOWED_ADMINS = env.list("JITAD_HOST_ALLOWED_ADMINS", default=["*-500"])
+# Session evidence (docs/hosts.md, "Session evidence"): the Security log events of each grant's
+# accounts on WinRM-managed servers, read every JITAD_EVIDENCE_INTERVAL_SECONDS during the grant
+# and until JITAD_EVIDENCE_AFTER_MINUTES after its end; at most JITAD_EVIDENCE_MAX_EVENTS_PER_CALL
+# events per call to a server and JITAD_EVIDENCE_MAX_EVENTS_PER_GRANT stored per grant. The sweep
+# that finds due reads runs every JITAD_EVIDENCE_SWEEP_INTERVAL seconds (0: never collect).
+JITAD_EVIDENCE_INTERVAL_SECONDS = max(1.0, env.float("JITAD_EVIDENCE_INTERVAL_SECONDS", default=300.0))
+JITAD_EVIDENCE_AFTER_MINUTES = max(0.0, env.float("JITAD_EVIDENCE_AFTER_MINUTES", default=60.0))
+JITAD_EVIDENCE_MAX_EVENTS_PER_CALL = min(5000, max(1, env.int("JITAD_EVIDENCE_MAX_EVENTS_PER_CALL", default=1000)))
+JITAD_EVIDENCE_MAX_EVENTS_PER_GRANT = max(1, env.int("JITAD_EVIDENCE_MAX_EVENTS_PER_GRANT", default=5000))
+JITAD_EVIDENCE_SWEEP_INTERVAL = max(0.0, env.float("JITAD_EVIDENCE_SWEEP_INTERVAL", default=60.0))

@@ -16,7 +16,7 @@ KEYS = {
     "revocation": {"ended", "automatic_pct", "on_time_pct", "ever_pct", "late", "revoke_failed_episodes",
                    "host_confirmed_pct"},
     "risk": {"always_on", "unused_eligible", "off_hours_activations", "request_bursts", "out_of_band",
-             "breakglass_checkouts"},
+             "breakglass_checkouts", "logon_after_end", "log_cleared", "unexpected_source", "unused_elevation"},
 }
 
 

@@ -5,7 +5,7 @@ One module per subject; every model is importable from here, as before.
 from .catalog import Target, Policy, ALLOWED_ADMIN_PATTERN, WINRM_URL_PATTERN
 from .requests import AccessRequest, Approval
 from .grants import Grant
-from .evidence import SessionEvent
+from .evidence import EvidencePull, SessionEvent, SessionSignal
 from .hosts import HostScan, StandingAdmin
 from .reconcile import HeldRemoval, GroupReading
 from .delegations import Delegation
@@ -20,6 +20,8 @@ __all__ = [
     "Approval",
     "Grant",
     "SessionEvent",
+    "EvidencePull",
+    "SessionSignal",
     "HostScan",
     "StandingAdmin",
     "HeldRemoval",

@@ -2,6 +2,7 @@
 
 Reads (eligibility, approver rights, what a person may see) are in ``jitad.elevation.selectors``.
 """
+from .evidence import evidence_pulls_execute, evidence_sweep
 from .grant_apply import grant_apply_execute, grant_refresh_ttl_execute
 from .grant_ephemeral import ephemeral_accounts_delete_execute, ephemeral_orphans_reconcile, grant_account_reveal
 from .grant_revoke import grants_revoke_execute
@@ -26,6 +27,8 @@ __all__ = [
     "ephemeral_accounts_delete_execute",
     "ephemeral_orphans_reconcile",
     "grant_account_reveal",
+    "evidence_pulls_execute",
+    "evidence_sweep",
     "grant_apply_execute",
     "grants_check_revoked_execute",
     "host_scan",

@@ -13,6 +13,7 @@ from ...figures import Column, Figure, Section, Table
 from .common import MAX_ROWS, Epoch, Scope, WorkingHours, moment, range_query, records
 from .intervals import scope_grants
 from .reviews import review_outcomes
+from .risk_evidence import evidence_signals
 from .risk_people import always_on, unused_eligible
 
 DEFINITION = (
@@ -23,6 +24,9 @@ DEFINITION = (
     "else JITAD_REPORT_WORK_*, JITAD_REPORT_TIME_ZONE. Bursts: at least JITAD_REPORT_BURST_THRESHOLD "
     "denied or failed requests by one person within JITAD_REPORT_BURST_WINDOW_MINUTES. Out of band: members the "
     "reconciler removed or held because no grant backed them. Break-glass: checkouts opened in the period. "
+    "Session signals: what the servers' Security logs showed for grants in scope (docs/hosts.md, 'Session "
+    "evidence'), counted by when it happened: logons after a grant ended, logs cleared, logons from outside the "
+    "target's expected networks, grants never used; unknown (empty) when no grant in scope had its server read. "
     "Eligibility reviews: reviews closed in the period, and their people kept, removed by reviewers, and removed "
     "by default (nobody decided before the deadline)."
 )
@@ -114,7 +118,7 @@ def _table(key, title, columns, rows, model=None, ids_key=None):
 
 
 def section(scope: Scope) -> Section:
-    """The risk section: six counts, each with the list behind it."""
+    """The risk section: ten counts, each with the list behind it."""
     wh = WorkingHours().prepare(scope.start.timestamp(), max(scope.start, min(scope.end, scope.now)).timestamp())
     grants = scope_grants(scope)
     on = always_on(scope, grants, wh)
@@ -150,6 +154,8 @@ def section(scope: Scope) -> Section:
         Figure("breakglass_checkouts", "Break-glass checkouts opened", None if bg is None else len(bg),
                records=None if not bg else records("breakglass.checkout", [r["id"] for r in bg])),
     ]
+    session_figures, session_table = evidence_signals(scope)
+    figures += session_figures
     tables = [
         _table("always_on", "Always-on people", [
             Column("user", "Person"), Column("working_share_pct", "Share of working hours elevated", "%"),
@@ -171,5 +177,6 @@ def section(scope: Scope) -> Section:
             Column("incident", "Incident"), Column("opened", "Opened"), Column("checked_in", "Checked in")],
             bg or [], "breakglass.checkout", "id"),
         review_outcomes(scope),
+        session_table,
     ]
     return Section("risk", "Risk signals", DEFINITION, figures, tables)
