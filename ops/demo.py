@@ -120,6 +120,9 @@ def main() -> int:
             "JITAD_WINRM_USERNAME": WINRM_USER,
             "JITAD_WINRM_PASSWORD": winrm_password,
             "JITAD_HOST_SCAN_INTERVAL": "300",
+            # Read the demo servers' Security logs often, so a session shows in its grant's timeline within seconds.
+            "JITAD_EVIDENCE_SWEEP_INTERVAL": "5",
+            "JITAD_EVIDENCE_INTERVAL_SECONDS": "10",
         })
         env.pop("JITAD_DATABASE_URL", None)  # the demo is SQLite and the filesystem broker, always
         env.pop("CELERY_BROKER_URL", None)
