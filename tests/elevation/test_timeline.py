@@ -4,6 +4,7 @@ Database only: the grant comes from the request services (its on_commit never fi
 nothing reaches AD); the engine's later steps are audit events dated here, and the Security
 log events are rows made as the collection makes them.
 """
+import re
 from datetime import timedelta
 
 import pytest
@@ -162,3 +163,8 @@ def test_session_words_for_every_kind():
         "S-1-5-21-9 added to local group S-1-5-32-544"
     assert words(Kind.ACCOUNT_CREATED, target_sid="S-1-5-21-7-1001") == "local account created S-1-5-21-7-1001"
     assert words(Kind.SPECIAL_PRIVILEGES) == "admin privileges given to the logon"
+
+
+def test_times_in_an_audit_event_read_as_times(grant):
+    created = next(x for x in grant_timeline(grant).entries if x.ref == "grant.created")
+    assert re.fullmatch(r"until \d{4}-\d\d-\d\d \d\d:\d\d [A-Z]+", created.detail), created.detail

@@ -14,7 +14,7 @@ from datetime import datetime
 from django.db.models import Count, Prefetch, Q
 
 from jitad.audit.models import AuditEvent
-from jitad.humantime import minutes_text
+from jitad.humantime import minutes_text, when
 
 from ..models import AccessRequest, Approval, Grant, SessionEvent
 
@@ -167,11 +167,19 @@ def _audit_detail(e: AuditEvent) -> str:
     if e.action == "grant.revoked" and data.get("membership_removed") is False:
         parts.append("another grant still backs the membership")
     for key, label in (("expires_at", "until"), ("starts_at", "starts")):
-        if key in data and e.action in ("grant.created", "grant.extended", "grant.scheduled"):
-            parts.append(f"{label} {data[key]}")
+        if data.get(key) and e.action in ("grant.created", "grant.extended", "grant.scheduled"):
+            parts.append(f"{label} {_time_text(data[key])}")
     if data.get("account"):
         parts.append(f"account {data['account']}")
     return "; ".join(str(p) for p in parts if p)
+
+
+def _time_text(value) -> str:
+    """An ISO 8601 time from an audit event's data as people read it (the text itself if it is not one)."""
+    try:
+        return when(datetime.fromisoformat(str(value)))
+    except ValueError:
+        return str(value)
 
 
 def _audit_entries(events: list[AuditEvent]) -> list[TimelineEntry]:
