@@ -91,6 +91,8 @@ def test_grant_and_request_actions_take_any_id_and_fields(portal, pk, data, own)
     grant_pk = portal["grant"].pk if own else pk
     request_pk = portal["pending"].pk if own else pk
     below_500(client.get(reverse("elevation:grant-extend", args=[grant_pk]), data), "extend GET")
+    for name in ("elevation:grant", "elevation:grant-evidence-json", "elevation:grant-evidence-csv"):
+        below_500(client.get(reverse(name, args=[grant_pk]), data), name)
     below_500(client.post(reverse("elevation:grant-extend", args=[grant_pk]), data), "extend")
     below_500(client.post(reverse("elevation:grant-release", args=[pk]), data), "release")
     below_500(client.post(reverse("elevation:request-cancel", args=[request_pk]), data), "cancel")

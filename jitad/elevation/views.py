@@ -1,4 +1,4 @@
-"""The requester's pages: what I may request, the request form, My access (live), cancel, release, extend.
+"""The requester's pages: what I may request, the request form, My access (live), a grant's page, cancel, release, extend.
 
 Views read through ``selectors`` (eligibility, a person's own access, grants) and act through
 the request and grant services. MFA (a verified device on every page, a fresh one for every POST) is enforced
@@ -21,13 +21,14 @@ from jitad.accounts.mfa import mfa_code_in_request, mfa_is_fresh, mfa_step_of, n
 from jitad.accounts.throttle import client_ip
 from jitad.humantime import minutes_text, when
 
-from . import services
+from . import exports, services
 from .errors import RequestRefused
 from .forms import ExtendForm, RequestForm
 from .models import Policy
-from .selectors.access import access_overview, own_grant_get, own_request_get
+from .selectors.access import access_overview, own_grant_get, own_request_get, revoke_detail
 from .selectors.eligibility import eligibility_search, eligible_target_get, policy_for
 from .selectors.grants import extension_room
+from .selectors.timeline import grant_timeline
 
 PAGE_SIZE = 50
 QUERY_MAX = 100
@@ -137,6 +138,31 @@ def access_live(request):
     if request.GET.get("v") == context["version"]:
         return HttpResponse(status=204)
     return render(request, "elevation/_access_live.html", context)
+
+
+# -- one grant: its timeline and evidence -----------------------------------------------
+def _own_grant(request, pk: int):
+    grant = own_grant_get(user=request.user, grant_id=pk)
+    if grant is None:
+        raise Http404("No such grant of yours.")
+    return grant
+
+
+@never_cache
+@require_GET
+def grant_detail(request, pk: int):
+    """One of my grants: what it is, and its timeline (request, decisions, AD and server steps, my sessions there)."""
+    grant = _own_grant(request, pk)
+    return render(request, "elevation/grant.html", {"grant": grant, "timeline": grant_timeline(grant),
+                                                    "revoke_detail": revoke_detail(grant)})
+
+
+@never_cache
+@require_GET
+def grant_evidence(request, pk: int, fmt: str):
+    """My grant's evidence as a download: ``json`` or ``csv``."""
+    grant = _own_grant(request, pk)
+    return exports.evidence_response(exports.evidence_timeline(grant), fmt)
 
 
 def _refused(request, refusal: RequestRefused):

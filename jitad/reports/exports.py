@@ -13,11 +13,11 @@ from urllib.parse import urlencode
 
 from django.urls import NoReverseMatch, reverse
 
+from jitad.formats.spreadsheet import safe_cell
+
 from .figures import Figure, Records, Report, Section, Table
 
 DOCS = "docs/reports.md"
-# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 def records_url(records: Records | None, base: str = "") -> str:
@@ -61,9 +61,7 @@ def _text(value) -> str:
 def _cell(value) -> str:
     """A CSV cell: text that a spreadsheet would run as a formula is quoted with a leading apostrophe."""
     text = _text(value)
-    if not isinstance(_plain(value), (int, float)) and text.startswith(_FORMULA):
-        return "'" + text
-    return text
+    return text if isinstance(_plain(value), (int, float)) else safe_cell(text)
 
 
 def _csv(header: list[str], rows: list[list]) -> str:

@@ -1,4 +1,5 @@
-"""Grants in the admin: everything live now, failures first, then soonest to expire; admin revoke.
+"""Grants in the admin: everything live now, failures first, then soonest to expire; admin revoke; a grant's
+timeline and evidence downloads.
 
 Approvers see the grants of requests in their scope; superusers and staff with the view
 permission see all. Revoking calls ``grant_revoke``, which checks who may and records why.
@@ -6,15 +7,17 @@ permission see all. Revoking calls ``grant_revoke``, which checks who may and re
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.db.models import Case, Exists, IntegerField, OuterRef, Value, When
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from ..errors import RequestRefused
+from ..exports import evidence_response, evidence_timeline
 from ..models import AccessRequest, Grant
 from ..selectors.approvers import approver_scope, can_revoke
+from ..selectors.timeline import grant_timeline
 from ..services import grant_revoke
 from .base import BULK_MAX, ScopedReadOnlyAdmin, span
 from .filters import GrantViewFilter
@@ -101,7 +104,16 @@ class GrantAdmin(ScopedReadOnlyAdmin):
     def get_urls(self):
         revoke = path("<path:object_id>/revoke/", self.admin_site.admin_view(self.revoke_view),
                       name="elevation_grant_revoke")
-        return [revoke, *super().get_urls()]
+        evidence = path("<path:object_id>/evidence.<str:fmt>", self.admin_site.admin_view(self.evidence_view),
+                        name="elevation_grant_evidence")
+        return [revoke, evidence, *super().get_urls()]
+
+    def evidence_view(self, request, object_id, fmt: str):
+        """The grant's evidence as JSON or CSV, for whoever may see the grant here (approvers in scope, auditors)."""
+        grant = self.get_object(request, unquote(object_id))
+        if fmt not in ("json", "csv") or grant is None or not self.has_view_permission(request, grant):
+            raise Http404("No such grant here.")
+        return evidence_response(evidence_timeline(grant), fmt)
 
     def _revoke(self, request, grants, reason: str) -> None:
         done, refused = [], []
@@ -155,5 +167,8 @@ class GrantAdmin(ScopedReadOnlyAdmin):
                 and can_revoke(user=request.user, grant=grant),
                 "revoke_url": reverse("admin:elevation_grant_revoke", args=[grant.pk]),
                 "revoke_form": RevokeForm(),
+                "timeline": grant_timeline(grant),
+                "evidence_json_url": reverse("admin:elevation_grant_evidence", args=[grant.pk, "json"]),
+                "evidence_csv_url": reverse("admin:elevation_grant_evidence", args=[grant.pk, "csv"]),
             })
         return super().change_view(request, object_id, form_url, extra)

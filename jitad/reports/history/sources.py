@@ -5,13 +5,13 @@ the person's identities (``Person``) or ``None``; its queries do not grow with t
 """
 from dataclasses import dataclass, field
 
-from django.db.models import Case, F, Prefetch, Q, When
+from django.db.models import Case, Count, F, IntegerField, OuterRef, Prefetch, Q, Subquery, When
 from django.db.models.functions import Coalesce
 
 from jitad import directory
 from jitad.audit.models import AuditEvent
 from jitad.breakglass.models import Checkout, CheckoutApproval
-from jitad.elevation.models import AccessRequest, Approval, Grant, HeldRemoval, StandingAdmin, Target
+from jitad.elevation.models import AccessRequest, Approval, Grant, HeldRemoval, SessionEvent, StandingAdmin, Target
 
 from .rows import Holding, Source, approvals_of
 
@@ -63,10 +63,21 @@ def _ended(grant: Grant) -> str:
     return f"still {grant.get_state_display().lower()}"
 
 
+def _session_count(**filters) -> Coalesce:
+    """How many of the grant's Security log events match ``filters``: a subquery in the grants' one query."""
+    counted = (SessionEvent.objects.filter(grant=OuterRef("pk"), **filters).order_by().values("grant")
+               .annotate(n=Count("id")).values("n"))
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
 def grants(*, lo, hi, target: Target | None, person: Person | None) -> list[Holding]:
-    """JIT grants: held from activation (creation when never activated) to revocation, or still held."""
+    """JIT grants: held from activation (creation when never activated) to revocation, or still held; with
+    what the grant's account did on the server (logons, processes, events after the end) counted."""
     qs = (
-        Grant.objects.annotate(held_from=Coalesce("activated_at", "created_at"))
+        Grant.objects.annotate(held_from=Coalesce("activated_at", "created_at"),
+                               session_logons=_session_count(event_id=SessionEvent.Kind.LOGON),
+                               session_processes=_session_count(event_id=SessionEvent.Kind.PROCESS),
+                               session_after_end=_session_count(after_end=True))
         .exclude(state__in=[Grant.State.APPROVED, Grant.State.SCHEDULED], activated_at__isnull=True)  # not yet in AD
         # ended before it started (a scheduled grant released, revoked or out of time): never in AD
         .exclude(state=Grant.State.REVOKED, activated_at__isnull=True, membership_removed__isnull=True, user_dn="")
@@ -98,6 +109,8 @@ def grants(*, lo, hi, target: Target | None, person: Person | None) -> list[Hold
                 "requested_at": req.created_at, "approved_at": req.decided_at, "activated_at": g.activated_at,
                 "expires_at": g.expires_at, "revoked_at": g.revoked_at, "revoke_reason": g.revoke_reason,
                 "revoke_comment": g.revoke_comment, "group_dn": g.group_dn, "approvals": approvals_of(req.approvals.all()),
+                "session_logons": g.session_logons, "session_processes": g.session_processes,
+                "session_after_end": g.session_after_end,
                 "extensions": [
                     {"request_id": x.pk, "state": x.state, "minutes": x.duration_minutes,
                      "justification": x.justification, "ticket": x.ticket, "requested_at": x.created_at,
