@@ -25,7 +25,9 @@ AUDIT_LIMIT = 1000  # a grant's audit trail is short; a retry loop gone wild mus
 Kind = SessionEvent.Kind
 
 # What the requests' own rows already say (the request, each decision): their audit events would repeat them.
-REQUEST_ACTIONS_SHOWN_FROM_ROWS = ("request.created", "request.approval_recorded")
+# Shown from their own rows, not from their audit records: a request and its approvals, and each
+# Security log event (stored as a SessionEvent and recorded in the audit chain for the SIEM).
+REQUEST_ACTIONS_SHOWN_FROM_ROWS = ("request.created", "request.approval_recorded", "grant.session_event")
 
 # Audit actions in words; any other action is shown by its name ("grant.some_step" -> "some step").
 ACTION_WORDS = {
@@ -54,6 +56,12 @@ ACTION_WORDS = {
     "grant.account_disabled": "ephemeral account disabled",
     "grant.account_deleted": "ephemeral account deleted",
     "grant.account_revealed": "ephemeral account's password shown",
+    "grant.account_delete_failed": "ephemeral account not deleted yet",
+    "grant.session_signal": "signal",
+    "grant.evidence_finished": "server's Security log read to the end",
+    "grant.evidence_cut": "server's Security log: too many events, cut",
+    "grant.evidence_failed": "server's Security log could not be read, retrying",
+    "grant.evidence_gave_up": "server's Security log could not be read",
     "request.approved": "request approved",
     "request.denied": "request denied",
     "request.cancelled": "request cancelled",
@@ -65,7 +73,8 @@ ACTION_WORDS = {
 }
 FLAGGED_ACTIONS = frozenset({
     "grant.unverified", "grant.verify_gave_up", "grant.grant_failed", "grant.revoke_failed", "grant.host_still_admin",
-    "grant.host_failed", "grant.host_check_gave_up", "grant.ttl_refresh_refused",
+    "grant.host_failed", "grant.host_check_gave_up", "grant.ttl_refresh_refused", "grant.session_signal",
+    "grant.account_delete_failed", "grant.evidence_gave_up", "grant.evidence_cut",
 })
 
 # Windows logon types (4624's LogonType), as the Security log's documentation names them.
