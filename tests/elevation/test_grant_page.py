@@ -158,3 +158,12 @@ def test_the_admin_download_is_refused_outside_the_approvers_scope(world, verifi
     assert client.get(f"{ADMIN}{g.pk}/evidence.json").status_code == 404
     assert client.get(f"{ADMIN}{g.pk}/evidence.csv").status_code == 404
     assert verified_client(auditor()).get(f"{ADMIN}{g.pk}/evidence.xml").status_code == 404
+
+
+def test_the_admin_grant_page_never_shows_an_ephemeral_accounts_sealed_password(world, verified_client):
+    g = world["grant"]
+    Grant.objects.filter(pk=g.pk).update(account=Grant.Account.CREATED, account_sam="alice-k7q2",
+                                         account_dn="CN=alice-k7q2,OU=Eph,OU=JIT,DC=jitad,DC=test",
+                                         account_secret="jv1.abcdef012345.c2VhbGVkLXNlY3JldA")
+    body = text(verified_client(auditor()).get(f"{ADMIN}{g.pk}/change/"))
+    assert "alice-k7q2" in body and "jv1.abcdef012345" not in body and "Account secret" not in body

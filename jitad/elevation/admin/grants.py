@@ -32,13 +32,15 @@ class GrantAdmin(ScopedReadOnlyAdmin):
     list_display = ("ident", "user", "target_name", "state_badge", "on_server", "ends", "starts_at", "expires_at",
                     "attempts", "error")
     list_display_links = ("ident",)
-    list_filter = (GrantViewFilter, "state", "target__tier", "revoke_reason")
+    list_filter = (GrantViewFilter, "state", "target__tier", "revoke_reason", "account")
     person_field = "user"
     search_help_text = "Search by grant number, holder (name) or target (name or host)."
     list_select_related = ("user", "target")
     list_per_page = 100
     actions = ["revoke_selected"]
-    readonly_fields = [f.name for f in Grant._meta.fields]
+    # The ephemeral account's sealed password is never shown, not even sealed: only its holder sees it, once.
+    exclude = ["account_secret"]
+    readonly_fields = [f.name for f in Grant._meta.fields if f.name != "account_secret"]
     change_form_template = "admin/elevation/grant/change_form.html"
 
     class Media:
