@@ -27,15 +27,6 @@ from .helpers import ad_is_member, ad_user_dn, expire_now, wait_state
 Account = Grant.Account
 
 
-@pytest.fixture
-def eph_ou(jit_ou):
-    """A fresh ephemeral OU under the session's JIT OU (the operator creates it once, delegated to jitad)."""
-    dn = f"OU=eph-{uuid.uuid4().hex[:6]},{jit_ou}"
-    with directory.connect() as d:
-        d.ensure_ou(dn)
-    return dn
-
-
 def _exists(ldap_admin, dn: str) -> bool:
     conn = ldap_admin()
     try:

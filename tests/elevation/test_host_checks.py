@@ -4,7 +4,6 @@ The worker talks to each test host over HTTP with NTLM and message encryption (o
 with Basic), runs jitad's own scripts there, and the host answers by their contract from
 a local Administrators group holding SIDs read from the Samba DC.
 """
-import uuid
 
 import pytest
 
@@ -233,17 +232,6 @@ def test_a_session_that_ends_late_is_verified_on_a_retry(live, verified_grant, a
                      timeout=30, message="the retry to verify")
     assert grant.attempts >= 1 and "1 session(s) logged off" in grant.host_detail
     assert not [m for m in alert_sink.messages if f"#{grant.id}" in m.get("title", "")]
-
-
-@pytest.fixture
-def eph_ou(jit_ou):
-    """An OU for ephemeral accounts under the session's JIT OU."""
-    from jitad import directory
-
-    dn = f"OU=eph-{uuid.uuid4().hex[:6]},{jit_ou}"
-    with directory.connect() as d:
-        d.ensure_ou(dn)
-    return dn
 
 
 @pytest.mark.parametrize("policy_ends_sessions", [False, True])

@@ -9,13 +9,11 @@ revocation did not take.
 import csv
 import io
 import json
-import uuid
 from datetime import timedelta
 
 import pytest
 from django.urls import reverse
 
-from jitad import directory
 from jitad.elevation import services
 from jitad.elevation.models import EvidencePull, Grant, SessionEvent, SessionSignal
 from jitad.elevation.services.evidence import evidence_sweep
@@ -33,12 +31,9 @@ def _event(record: int, at, sid: str, event_id: int = 4624, **fields) -> dict:
 
 
 def test_an_ephemeral_grants_session_is_on_its_page_and_in_its_export_and_a_late_logon_is_alerted(
-        live, make_host, make_target, make_user, ldap_admin, jit_ou, alert_sink, verified_client):
+        live, make_host, make_target, make_user, ldap_admin, eph_ou, alert_sink, verified_client):
     host = make_host()
-    ou = f"OU=eph-{uuid.uuid4().hex[:6]},{jit_ou}"
-    with directory.connect() as d:
-        d.ensure_ou(ou)
-    target = make_target(winrm_url=host.url, ephemeral={"ou": ou})
+    target = make_target(winrm_url=host.url, ephemeral={"ou": eph_ou})
     group = target.group_dn.split(",", 1)[0].split("=", 1)[1]
     with host.lock:
         host.admins.append(local_admin_entry(ad_sid(ldap_admin, target.group_dn), f"WinNT://JITAD/{group}"))
