@@ -63,9 +63,11 @@ def held_removals_execute(held_ids: list[int], token: str) -> None:
 
 
 @shared_task(name="jitad.elevation.sweep", expires=30)
-def sweep() -> dict:
+def sweep() -> dict | None:
     # Confirmed held removals ride on the sweep: a lost message or a dead worker's claim is picked up within a second.
-    return {**services.sweep(), "held_removal": services.held_removals_sweep()}
+    # One sweep at a time (services.sweep_once): another still running is not joined by this tick.
+    counts = services.sweep_once()
+    return None if counts is None else {**counts, "held_removal": services.held_removals_sweep()}
 
 
 @shared_task(name="jitad.elevation.evidence_sweep", expires=300)

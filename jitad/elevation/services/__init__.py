@@ -6,7 +6,7 @@ from .evidence import evidence_pulls_execute, evidence_sweep
 from .grant_apply import grant_apply_execute, grant_refresh_ttl_execute
 from .grant_ephemeral import ephemeral_accounts_delete_execute, ephemeral_orphans_reconcile, grant_account_reveal
 from .grant_revoke import grants_revoke_execute
-from .grant_sweep import sweep
+from .grant_sweep import sweep, sweep_once
 from .grants import grant_release, grant_revoke
 from .held_removals import held_removals_confirm, held_removals_discard, held_removals_execute, held_removals_sweep
 from .host_revocation import grants_check_revoked_execute
@@ -51,4 +51,5 @@ __all__ = [
     "requests_expire_pending",
     "stages_escalate",
     "sweep",
+    "sweep_once",
 ]

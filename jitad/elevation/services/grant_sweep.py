@@ -8,18 +8,20 @@ time has come (``grant_schedule``). When the broker does not
 answer, ``revocations_sweep_here`` does the revocations in the watchdog's process.
 """
 import logging
+import os
+import socket
 import time
 import uuid
 from collections import defaultdict
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from jitad.audit.services import audit_record_many
 from jitad.engine import claims
-from jitad.engine.services import pulse_mark
+from jitad.engine.services import lease_release, lease_take, pulse_mark
 
 from ..models import Grant
 from .grant_revoke import grants_revoke_execute
@@ -57,11 +59,31 @@ def _claim(qs, *, to_state: str | None, limit: int) -> tuple[uuid.UUID, list[Gra
     return token, rows
 
 
-def _revocations_claim(now, *, send, limit: int, more=lambda: True) -> int:
-    """Claim due revocations (new ones first, then retries) and hand each group's share to ``send(ids, token)``.
+def _due_groups(qs, *, limit: int) -> list[str]:
+    """The groups whose due grants fill the next claim, earliest expiry first, whole groups only.
 
-    Keeps claiming while whole batches come back, and ``more()`` says so: a mass expiry is
-    handed out in one sweep instead of waiting for the next one behind the work it queued.
+    Groups are taken in the order of their earliest due grant until their due grants add up to
+    ``limit`` (at least one group, however large): a claim then covers each of its groups
+    entirely, so each group is one message (one modify), whatever order the rows were
+    inserted in, and the message count grows with the number of groups, not with N × groups.
+    """
+    per_group = (qs.order_by().values("group_dn").annotate(n=Count("id"), first=Min("expires_at"))
+                 .order_by("first", "group_dn")[:limit])
+    groups, total = [], 0
+    for row in per_group:
+        if groups and total + row["n"] > limit:
+            break
+        groups.append(row["group_dn"])
+        total += row["n"]
+    return groups
+
+
+def _revocations_claim(now, *, send, limit: int, more=lambda: True) -> int:
+    """Claim due revocations (new ones first, then retries), whole groups at a time, and hand each group's
+    share to ``send(ids, token)``.
+
+    Keeps claiming while there is more to claim and ``more()`` says so: a mass expiry is handed
+    out in one sweep instead of waiting for the next one behind the work it queued.
     """
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     ready = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
@@ -76,7 +98,12 @@ def _revocations_claim(now, *, send, limit: int, more=lambda: True) -> int:
         for _ in range(settings.JITAD_SWEEP_MAX_BATCHES):
             if not more():
                 return claimed
-            token, rows = _claim(qs, to_state=to_state, limit=limit)
+            groups = _due_groups(qs, limit=limit)
+            if not groups:
+                break
+            token, rows = _claim(qs.filter(group_dn__in=groups), to_state=to_state, limit=limit)
+            if not rows:
+                break
             by_group: dict[str, list[int]] = defaultdict(list)
             for g in rows:
                 by_group[g.group_dn].append(g.id)
@@ -84,8 +111,6 @@ def _revocations_claim(now, *, send, limit: int, more=lambda: True) -> int:
                 for i in range(0, len(ids), 500):
                     send(ids[i : i + 500], token)
             claimed += len(rows)
-            if len(rows) < limit:
-                break
     return claimed
 
 
@@ -112,6 +137,28 @@ def revocations_sweep_here(*, until: float, **kwargs) -> int:
     if done:
         log.warning("broker unreachable: %d revocation(s) done in this process", done)
     return done
+
+
+SWEEP_LEASE = "grant-sweep"
+
+
+def sweep_once() -> dict[str, int] | None:
+    """Run :func:`sweep` unless another process is running one; None when it was skipped.
+
+    Single-flight through the engine's lease ``grant-sweep``: two overlapping sweeps (a slow one
+    and the next tick, on another worker) would each claim part of the same groups and split a
+    group's removal into several modifies. The lease outlives a sweep that died mid-way only
+    until it lapses (five intervals, at least ten seconds); the watchdog's own revocations
+    (``revocations_sweep_here``) do not wait for it.
+    """
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    if not lease_take(name=SWEEP_LEASE, holder=holder, seconds=max(10.0, 5 * settings.JITAD_SWEEP_INTERVAL)):
+        log.debug("sweep skipped: another process is running it")
+        return None
+    try:
+        return sweep()
+    finally:
+        lease_release(name=SWEEP_LEASE, holder=holder)
 
 
 def sweep(*, now=None) -> dict[str, int]:

@@ -1,0 +1,89 @@
+"""The sweep's claims of due revocations, on rows alone: whole groups per claim, one message per group, single-flight.
+
+A mass expiry's grants are interleaved across groups in real life (people ask one at a time);
+the sweep must still hand out each group's grants together, so each group costs one modify.
+"""
+import random
+from collections import defaultdict
+from datetime import timedelta
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from jitad.elevation.models import AccessRequest, Grant
+from jitad.elevation.services.grant_sweep import SWEEP_LEASE, _revocations_claim, sweep_once
+from jitad.engine.services import lease_release, lease_take
+
+from . import builders
+
+pytestmark = pytest.mark.django_db
+
+
+def _due_wave(n_groups: int, per_group: int, *, seed: int = 7) -> dict[str, set[int]]:
+    """``n_groups`` × ``per_group`` active grants, all expired, inserted in a shuffled order; {group: grant ids}."""
+    now = timezone.now()
+    targets = [builders.target(f"SRV{j:02d}") for j in range(n_groups)]
+    pol = builders.policy(*targets, name="wave")
+    people = [builders.user(f"u{i}") for i in range(per_group)]
+    pairs = [(j, t, p) for j, t in enumerate(targets) for p in people]
+    random.Random(seed).shuffle(pairs)
+    groups: dict[str, set[int]] = defaultdict(set)
+    for i, (j, t, p) in enumerate(pairs):
+        req = AccessRequest.objects.create(requester=p, target=t, policy=pol, duration_minutes=60,
+                                           state=AccessRequest.State.APPROVED)
+        g = Grant.objects.create(request=req, user=p, target=t, group_dn=t.group_dn, state=Grant.State.ACTIVE,
+                                 user_dn=f"CN={p.username},OU=People,DC=jitad,DC=test", activated_at=now,
+                                 expires_at=now - timedelta(seconds=1 + (i % 5) + 10 * j))  # group j: older
+        groups[t.group_dn].add(g.pk)
+    return groups
+
+
+def _claimed(limit: int) -> list[tuple[str, list[int]]]:
+    """The messages the sweep sends, each as (its group, its grant ids); fails on a message mixing groups."""
+    sent = []
+    _revocations_claim(timezone.now(), send=lambda ids, token: sent.append(list(ids)), limit=limit)
+    by_id = dict(Grant.objects.values_list("id", "group_dn"))
+    for ids in sent:
+        assert len({by_id[i] for i in ids}) == 1, f"a message mixes groups: {ids}"
+    return [(by_id[ids[0]], ids) for ids in sent]
+
+
+@pytest.mark.parametrize("limit", [1000, 25, 11])
+def test_interleaved_grants_go_out_one_message_per_group(limit):
+    """GIVEN 6 groups × 10 expired grants inserted interleaved WHEN the sweep claims with a batch of
+    ``limit`` THEN every message holds one group's grants only, and each group is one message: a
+    claim never cuts a group (a batch smaller than a group is the only exception, below)."""
+    groups = _due_wave(6, 10)
+    sent = _claimed(limit)
+    assert len(sent) == 6, sent
+    assert {group: set(ids) for group, ids in sent} == groups
+    assert Grant.objects.filter(state=Grant.State.REVOKING).count() == 60
+
+
+def test_a_group_larger_than_the_batch_is_claimed_in_batches_of_its_own():
+    groups = _due_wave(2, 12)
+    sent = _claimed(5)
+    assert sum(len(ids) for _g, ids in sent) == 24
+    assert {g for g, _ids in sent} == set(groups)
+    for group, ids in sent:
+        assert set(ids) <= groups[group]
+
+
+@override_settings(JITAD_SWEEP_MAX_BATCHES=1)
+def test_one_claim_takes_the_groups_whose_grants_expired_first():
+    groups = _due_wave(3, 4)
+    oldest = "CN=JIT-SRV02-Admins,OU=JIT,DC=jitad,DC=test"  # group 2's grants expired 20 s before group 0's
+    assert oldest in groups
+    sent = _claimed(4)
+    assert [g for g, _ids in sent] == [oldest]
+
+
+def test_the_sweep_is_single_flight():
+    _due_wave(1, 2)
+    assert lease_take(name=SWEEP_LEASE, holder="another-process", seconds=60)
+    try:
+        assert sweep_once() is None
+        assert not Grant.objects.filter(state=Grant.State.REVOKING).exists()
+    finally:
+        lease_release(name=SWEEP_LEASE, holder="another-process")
