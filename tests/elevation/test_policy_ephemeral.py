@@ -122,3 +122,16 @@ def test_the_admin_form_checks_the_ephemeral_setting(value, problem):
 def test_the_admin_form_checks_logon_sources():
     with pytest.raises(ValidationError, match="not a network"):
         Target(name="T", group_dn=f"CN=G,{JIT_OU}", logon_sources=["10.0.0.0/33"]).clean()
+
+
+@pytest.mark.django_db
+def test_a_user_name_with_nothing_usable_gets_a_neutral_account_name():
+    from jitad.elevation.services.grant_ephemeral import ephemeral_plan
+
+    target = Target.objects.create(name="T", group_dn=f"CN=G,{JIT_OU}", ephemeral={"ou": f"OU=Eph,{JIT_OU}"})
+    policy = Policy.objects.create(name="p")
+    plan = ephemeral_plan(target=target, policy=policy, username="李小龙")
+    assert plan["account_sam"].startswith("jit-") and len(plan["account_sam"]) == 8
+    assert plan["account_dn"] == f"CN={plan['account_sam']},OU=Eph,{JIT_OU}"
+    assert ephemeral_plan(target=Target.objects.create(name="U", group_dn=f"CN=H,{JIT_OU}"), policy=policy,
+                          username="alice") == {}

@@ -53,15 +53,18 @@ _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 def ephemeral_plan(*, target: Target, policy: Policy, username: str) -> dict:
     """The Grant fields that reserve an ephemeral account for a new grant ({} when none is used).
 
-    The name is ``<user>-<suffix>`` with a random suffix no earlier grant used; the DN is
-    ``CN=<name>,<the ephemeral OU>``.
+    The name is ``<user>-<suffix>`` with a random suffix no earlier grant used (``jit-<suffix>``
+    for a user name with nothing AD takes in a name); the DN is ``CN=<name>,<the ephemeral OU>``.
     """
     config = ephemeral_config(target=target, policy=policy)
     if config is None:
         return {}
     for _ in range(20):
         suffix = "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(config["suffix_length"]))
-        sam = directory.ephemeral_sam(username, suffix)
+        try:
+            sam = directory.ephemeral_sam(username, suffix)
+        except ValueError:  # a name with no letter or digit AD would take (e.g. only non-Latin letters)
+            sam = directory.ephemeral_sam("jit", suffix)
         if not Grant.objects.filter(account_sam=sam).exists():
             return {"account": Account.PLANNED, "account_sam": sam,
                     "account_dn": f"{directory.rdn('CN', sam)},{config['ou']}"}
