@@ -92,8 +92,8 @@ def _deliveries(note: Notification, out: Outgoing, now, token: uuid.UUID) -> lis
 def notifications_create(*, items: Iterable[Outgoing]) -> list[Notification]:
     """Record many notifications with their deliveries in a few queries; send them on commit.
 
-    For batches (a sweep revoking thousands of grants): two bulk inserts, no per-item
-    query, and one task message for all their deliveries.
+    For batches (a sweep revoking thousands of grants, a request told to many approvers): two
+    bulk inserts, no per-item query, and one task message for all their deliveries.
     """
     # A message only for people without an address reaches nobody: no row at all.
     items = [o for o in items if o.destinations or any(getattr(p, "email", "") for p in o.people)]
@@ -114,12 +114,10 @@ def notifications_create(*, items: Iterable[Outgoing]) -> list[Notification]:
             log.error("notification %s (%s) not delivered to %s: %s", d.notification_id, d.notification.event,
                       d.destination, d.last_error)
     pending = [d.id for d in rows if d.state == Delivery.State.PENDING]
-    if len(notes) > 1 and len(pending) > 1:
-        # A batch (a revocation, the expiry warnings) publishes one message, not one per
-        # delivery: the caller's task (often the grant engine's) moves on at once.
-        deliveries_enqueue_on_commit(delivery_ids=pending, token=token, batch=True)
-    elif pending:
-        deliveries_enqueue_on_commit(delivery_ids=pending, token=token)
+    # Several deliveries (a revocation's notices, a request told to sixty approvers) publish one
+    # message, not one per delivery: the caller (a web request, the grant engine) moves on at
+    # once, and the notifications worker fans it out into one message per delivery.
+    deliveries_enqueue_on_commit(delivery_ids=pending, token=token, batch=len(pending) > 1)
     return notes
 
 
