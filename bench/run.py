@@ -299,10 +299,12 @@ jitad's wave: a bare ldap3 client on its own LDAPS connection (no jitad code) pu
 wave's memberships in (untimed), then removes them with one `MODIFY_DELETE` per group
 carrying all of that group's values, sent one after the other; timed from the first request
 sent to the last answer read. The grant rows are already in then (ending in an hour), so
-the reconciler sees the memberships as backed; the members then go back in for jitad. jitad's figure runs from the instant every grant expires until a
-separate ldap3 connection, polling every 50 ms with one search for the wave's groups that
-still have a member, finds none: it includes the wait for the next sweep (every
+the reconciler sees the memberships as backed; the members then go back in for jitad.
+jitad's figure runs from the instant every grant expires until a separate ldap3
+connection, polling every 50 ms with one search for the wave's groups that still have a
+member, finds none: it includes the wait for the next sweep (every
 {results['sweep_interval_s']} s) and up to 50 ms of polling, which the floor does not.
+
 The wave: 100 JIT groups, people × 100 active grants, one per person and group. The
 people are AD users with `mail` and a user principal name, and jitad users with the
 same e-mail address, so every revocation also records the notice to its holder. Requests
