@@ -169,9 +169,13 @@ def wave(n: int, *, ou: str, user_dns: list[str], targets: list, policy, probe, 
     done_at = time.time()
     jitad_s = done_at - expires.timestamp() if not remaining else None
 
+    # The rows are marked revoked just after their members are gone: give the last ones a moment.
+    settle = time.time() + 15
+    while (left := wave_grants.exclude(state=Grant.State.REVOKED).count()) and jitad_s is not None \
+            and time.time() < settle:
+        time.sleep(0.2)
     rows = list(wave_grants.values_list("group_dn", "revoked_at", "membership_removed"))
     revoked = [at for _, at, _ in rows if at is not None]
-    left = wave_grants.exclude(state=Grant.State.REVOKED).count()
     members_left = sum(len(_members(probe, g)) for g in members)
 
     k = size_label(n)

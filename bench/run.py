@@ -283,8 +283,9 @@ def write(results: dict) -> None:
 
 Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} × {cpu},
 Python {platform.python_version()}, Samba {samba.removeprefix("Version ")}, database {results['database']}, broker
-{results['broker']}, sweeper every {results['sweep_interval_s']} s, one Celery worker
-(2 processes) with beat, {results['samples']} samples for the latency rows. The machine is
+{results['broker']}, sweeper every {results['sweep_interval_s']} s, a Celery worker for the engine's
+queue (2 processes, with beat) and one for notifications and hosts (2 processes), all on the
+same CPUs as the DC, {results['samples']} samples for the latency rows. The machine is
 shared and absolute times swing by about ±50 % from run to run: read the ratios to the
 floor, measured on the same DC in the same run, first.
 
