@@ -6,7 +6,7 @@
 """
 from .client import Directory
 from .connection import connect, session
-from .dn import escape_filter, group_label, member_ttl_value, normalize_dn, rdn, sid_filter_value, split_dn
+from .dn import dn_domain, escape_filter, group_label, member_ttl_value, normalize_dn, rdn, sid_filter_value, split_dn
 from .groups import DirectoryPrincipal, GroupFacts, GroupMembers
 from .users import AccountFacts, DirectoryUser
 from .ephemeral import EphemeralAccount, ephemeral_sam
@@ -44,6 +44,7 @@ __all__ = [
     "authenticate_user",
     "unexpected",
     "connect",
+    "dn_domain",
     "escape_filter",
     "jit_ous",
     "protected",

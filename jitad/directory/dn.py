@@ -138,6 +138,16 @@ def _domain_root(dn: str) -> str:
     return ",".join(reversed(tail))
 
 
+def dn_domain(dn: str) -> str:
+    """The DNS name of the domain ``dn`` sits in, from its trailing DC= RDNs (``corp.example``), or ""."""
+    tail = []
+    for attr, value, _sep, _end in reversed(_dn_parts(dn)):
+        if attr.lower() != "dc":
+            break
+        tail.append(value.lower())
+    return ".".join(reversed(tail))
+
+
 def escaped_dn(dn: str) -> str:
     """``dn`` with every value escaped the one canonical way (RFC 4514), case kept: what jitad sends.
 

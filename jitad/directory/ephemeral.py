@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ldap3 import BASE, LEVEL
 from ldap3.protocol.formatters.formatters import format_sid
 
-from .dn import _dn_parts, escaped_dn, rdn, split_dn
+from .dn import dn_domain, escaped_dn, rdn, split_dn
 from .errors import _ENTRY_ALREADY_EXISTS, DirectoryError, DirectoryNotFound, DirectoryNotManaged, DirectoryRejected, _result_code, translate
 from .users import _UF_ACCOUNTDISABLE, _USER_ATTRS, DirectoryUser
 
@@ -94,8 +94,7 @@ class EphemeralVerbs:
             raise DirectoryRejected("an ephemeral account's password must be 1 to 256 characters, without NUL")
         parent = escaped_dn(ou_dn)
         dn = f"{rdn('CN', sam)},{parent}"
-        domain = ".".join(v for t, v, _sep, _end in _dn_parts(parent) if t.lower() == "dc").lower()
-        attrs = {"sAMAccountName": sam, "userPrincipalName": f"{sam}@{domain}"}
+        attrs = {"sAMAccountName": sam, "userPrincipalName": f"{sam}@{dn_domain(parent)}"}
         if description:
             attrs["description"] = description
         if info:

@@ -12,11 +12,11 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
-
+from jitad import directory
 from jitad.accounts.mfa import mfa_code_in_request, mfa_is_fresh, mfa_step_of, no_store
 from jitad.accounts.throttle import client_ip
 from jitad.humantime import minutes_text, when
@@ -267,6 +267,6 @@ def grant_account(request, pk: int):
 
 
 def _upn(grant) -> str:
-    """How the holder signs in with the ephemeral account: DOMAIN\\name, from the account's DN."""
-    domain = [part.split("=", 1)[1] for part in grant.account_dn.split(",") if part.strip().lower().startswith("dc=")]
-    return f"{domain[0].upper()}\\{grant.account_sam}" if domain else grant.account_sam
+    """The name the holder signs in with: the ephemeral account's userPrincipalName (``alice-k7q2@corp.example``)."""
+    domain = directory.dn_domain(grant.account_dn)
+    return f"{grant.account_sam}@{domain}" if domain else grant.account_sam
