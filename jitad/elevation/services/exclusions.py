@@ -14,7 +14,7 @@ from django.utils import timezone
 from jitad.audit.services import audit_record
 
 from ..models import AccessRequest, EligibilityExclusion, Policy
-from .requests import _close_each
+from .requests.closing import _close_each
 
 
 def _actor(who) -> str:

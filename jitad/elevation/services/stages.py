@@ -17,7 +17,8 @@ from ..errors import RequestRefused
 from ..models import AccessRequest
 from ..selectors.approvers import stage_groups_for
 from .notices import notice_request_decided, notice_request_escalated
-from .requests import _audit_request, _stage_passed
+from .requests.common import _audit_request
+from .requests.deciding import _stage_passed
 
 log = logging.getLogger(__name__)
 ACTOR = "system:escalation"
