@@ -195,6 +195,19 @@ def cpu_seconds(pids) -> float:
     return total / tick
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU of every process in process group ``pgid`` (and the children they reaped), from /proc."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:
+                total += sum(int(x) for x in fields[11:15])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / tick
+
+
 def postgres_cpu(database: str | None = None) -> dict[int, int]:
     """CPU ticks of PostgreSQL processes, by pid: every one on the machine, or only the backends
     serving ``database`` (so that other work on the same server is not counted as ours). The

@@ -13,6 +13,8 @@ import random
 import time
 from datetime import timedelta
 
+from harness import machine_busy_seconds  # bench/harness.py, beside this file
+
 GROUPS = 100  # sizes scale the users: grants = users x 100 groups
 SEED = 18
 SIZES_ENV = "JITAD_BENCH_MASS_SIZES"
@@ -113,15 +115,18 @@ def groups_ensure(d, ou: str) -> list[str]:
 
 
 def wave(n: int, *, ou: str, user_dns: list[str], targets: list, policy, probe, floor_conn,
-         timeout: float) -> dict:
+         timeout: float, variant: str = "", cpu=None) -> dict:
     """The floor, then one wave of ``n`` grants over the 100 targets expiring together.
 
     The grant rows go in first (ending in an hour), so the memberships the floor adds and
     removes are backed and the reconciler leaves them alone; then the floor's bare client
     adds and removes them (the removal timed), the members go back in, and every grant's
     end is set to the same instant. ``probe`` polls the DC (one search per 50 ms for the
-    groups still holding a member). Returns this size's flat keys, and whether jitad
-    finished the wave (a wave left running would disturb the next one).
+    groups still holding a member). ``variant`` names a variant of the wave in its keys
+    (``mass_expiry_10k_no_mail_s``); ``cpu()``, if given, returns the CPU seconds used so far
+    by each part ({"dc": ..., "workers": ..., "db": ...}), read at the expiry and when the
+    last member is gone. Returns this size's flat keys, and whether jitad finished the wave
+    (a wave left running would disturb the next one).
     """
     from django.contrib.auth import get_user_model
     from django.utils import timezone
@@ -161,6 +166,7 @@ def wave(n: int, *, ou: str, user_dns: list[str], targets: list, policy, probe, 
     wave_grants.update(expires_at=expires)
     while time.time() < expires.timestamp():
         time.sleep(0.005)
+    cpu_before, busy_before = (cpu() if cpu else {}), machine_busy_seconds()
     deadline = time.time() + timeout
     remaining = nonempty_groups(probe, ou, GROUP_PREFIX)
     while remaining and time.time() < deadline:
@@ -168,6 +174,8 @@ def wave(n: int, *, ou: str, user_dns: list[str], targets: list, policy, probe, 
         remaining = nonempty_groups(probe, ou, GROUP_PREFIX)
     done_at = time.time()
     jitad_s = done_at - expires.timestamp() if not remaining else None
+    cpu_used = {part: round(t - cpu_before[part], 2) for part, t in (cpu() if cpu else {}).items()}
+    busy = round(machine_busy_seconds() - busy_before, 2)
 
     # The rows are marked revoked just after their members are gone: give the last ones a moment.
     settle = time.time() + 15
@@ -178,8 +186,10 @@ def wave(n: int, *, ou: str, user_dns: list[str], targets: list, policy, probe, 
     revoked = [at for _, at, _ in rows if at is not None]
     members_left = sum(len(_members(probe, g)) for g in members)
 
-    k = size_label(n)
+    k = size_label(n) + variant
     return {
+        **{f"mass_expiry_{k}_cpu_{part}_s": t for part, t in cpu_used.items()},
+        f"mass_expiry_{k}_cpu_machine_s": busy,
         f"mass_expiry_{k}_s": round(jitad_s, 2) if jitad_s is not None else None,
         f"mass_expiry_{k}_floor_s": round(floor_s, 2),
         f"mass_expiry_{k}_ratio": round(jitad_s / floor_s, 2) if jitad_s is not None else None,

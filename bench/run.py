@@ -36,8 +36,10 @@ if "JITAD_DATABASE_URL" not in os.environ:
     os.environ["JITAD_DATABASE_URL"] = f"sqlite:///{db}"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jitad.settings")
 
-from harness import cpu_model, doc_section_write, pct, results_merge  # noqa: E402  (bench/harness.py, beside this file)
-from mass import GROUPS, groups_ensure, mass_sizes, people_ensure, size_label, wave  # noqa: E402  (bench/mass.py)
+from harness import (  # noqa: E402  (bench/harness.py, beside this file)
+    cpu_model, doc_section_write, group_cpu_seconds, pct, postgres_cpu, results_merge,
+)
+from mass import GROUPS, MAIL_DOMAIN, groups_ensure, mass_sizes, people_ensure, size_label, wave  # noqa: E402
 from tests.support.samba import SambaDC  # noqa: E402
 from tests.support.winrm_host import WinRMTestHost  # noqa: E402
 from tests.support.worker import CeleryWorker  # noqa: E402
@@ -85,7 +87,7 @@ def engine() -> int:
     winrm_password = "Bench-" + uuid.uuid4().hex
     host = WinRMTestHost(users={"JITAD\\svc-winrm": winrm_password}).start()
     os.environ.update({"JITAD_WINRM_USERNAME": "JITAD\\svc-winrm", "JITAD_WINRM_PASSWORD": winrm_password})
-    worker = None
+    workers = []  # the engine's worker nodes running now (the variants change them)
     try:
         import django
 
@@ -95,6 +97,8 @@ def engine() -> int:
         from django.contrib.auth.models import Group
         from django.core.management import call_command
         from django.db import connection
+        from django.db.models import Value
+        from django.db.models.functions import Concat
         from django.utils import timezone
         from ldap3 import BASE, Connection, Server, Tls
         from ldap3.utils.conv import escape_filter_chars
@@ -111,6 +115,7 @@ def engine() -> int:
             pass
         env = dict(os.environ, PYTHONPATH=str(REPO))
         worker = CeleryWorker(env, VAR / "logs")
+        workers.append(worker)
         worker.start()
 
         tls = Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=dc.ca_file, valid_names=[dc.tls_name])
@@ -203,15 +208,52 @@ def engine() -> int:
             mass_targets = [Target.objects.create(name=f"MASS{j:03d}", group_dn=gdn)
                             for j, gdn in enumerate(groups_ensure(d, ou))]
         floor_conn = Connection(Server(dc.ldaps_url, tls=tls), dc.admin_dn, dc.admin_password, auto_bind=True)
-        mass = {}
-        for i, n in enumerate(sizes):
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def cpu() -> dict:
+            """CPU seconds so far of the DC, jitad's workers (all their processes) and the database server."""
+            used = {"dc": group_cpu_seconds(dc.proc.pid),
+                    "workers": sum(group_cpu_seconds(w.proc.pid) for w in workers if w.proc)}
+            if connection.vendor == "postgresql":  # the postmaster's count includes the backends it reaped
+                used["db"] = sum(postgres_cpu().values()) / tick
+            return used
+
+        def mass_wave(n: int, variant: str = "") -> bool:
             figures, finished = wave(n, ou=ou, user_dns=mass_dns, targets=mass_targets, policy=policy, probe=probe,
-                                     floor_conn=floor_conn, timeout=max(120.0, n / 1000 * 20))
+                                     floor_conn=floor_conn, timeout=max(120.0, n / 1000 * 20), variant=variant,
+                                     cpu=cpu)
             mass.update(figures)
             print(json.dumps(figures), flush=True)
-            if not finished:  # its grants are still being worked: a next wave would not measure itself
+            return finished
+
+        mass = {}
+        for i, n in enumerate(sizes):
+            if not mass_wave(n):  # its grants are still being worked: a next wave would not measure itself
                 sizes = sizes[:i + 1]
                 break
+
+        # 3b. Variants of the first size's wave, each beside its own floor: without e-mail (no notice
+        # recorded), with one engine process instead of two, and with two engine nodes.
+        variants = []
+        first = sizes[0]
+        if os.environ.get("BENCH_MASS_VARIANTS", "1") != "0" and f"mass_expiry_{size_label(first)}_s" in mass \
+                and mass[f"mass_expiry_{size_label(first)}_s"] is not None:
+            mass_users = User.objects.filter(username__startswith="mu")
+            mass_users.update(email="")
+            finished = mass_wave(first, "_no_mail")
+            mass_users.update(email=Concat("username", Value(f"@{MAIL_DOMAIN}")))
+            variants.append("_no_mail")
+            for label, started in (("_1proc", [dict(concurrency=1)]),
+                                   ("_2nodes", [dict(), dict(beat=False, queues=("celery",))])):
+                if not finished:
+                    break
+                for w in workers:
+                    w.stop()
+                workers[:] = [CeleryWorker(env, VAR / "logs", **kw) for kw in started]
+                for w in workers:
+                    w.start()
+                finished = mass_wave(first, label)
+                variants.append(label)
         floor_conn.unbind()
 
         results = {
@@ -225,6 +267,7 @@ def engine() -> int:
             "revocation_missed": missed,
             **mass,
             "mass_expiry_sizes": ",".join(str(n) for n in sizes),
+            "mass_expiry_variants": ",".join(variants),
             "mass_expiry_members_left": sum(v for k, v in mass.items() if k.endswith("_members_left")
                                             and "_floor_" not in k),
             "samples": N_LATENCY,
@@ -236,8 +279,8 @@ def engine() -> int:
         print(json.dumps(results, indent=2))
         return 0
     finally:
-        if worker:
-            worker.stop()
+        for w in workers:
+            w.stop()
         host.stop()
         dc.stop()
         dc.release()
@@ -279,11 +322,37 @@ def write(results: dict) -> None:
     ]
     table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
     mass_table = "\n".join(mass_rows)
+    first = size_label(sizes[0])
+    base = results.get(f"mass_expiry_{first}_s")
+    named = {"": f"as above ({sizes[0]:,})", "_no_mail": "without e-mail (no notice recorded)",
+             "_1proc": "one engine worker process (concurrency 1)",
+             "_2nodes": "two engine nodes (2 + 2 processes, one database)"}
+    variant_rows, cpu_rows = [], []
+    variants = [v for v in (results.get("mass_expiry_variants") or "").split(",") if v]
+    for v in variants:
+        k = f"mass_expiry_{first}{v}"
+        jitad_s = results.get(f"{k}_s")
+        against = f"{round(base / jitad_s, 2)}" if base and jitad_s else "—"
+        variant_rows.append(f"| {named.get(v, v)} | {_fmt(jitad_s, ' s')} | {results[f'{k}_floor_s']} s "
+                            f"| {_fmt(results.get(f'{k}_ratio'), '×')} | {against} |")
+    for label, key in [*((f"{n:,}", f"mass_expiry_{size_label(n)}") for n in sizes),
+                       *((named.get(v, v), f"mass_expiry_{first}{v}") for v in variants)]:
+        if f"{key}_cpu_machine_s" not in results:
+            continue
+        cpu_rows.append(f"| {label} | {_fmt(results.get(f'{key}_s'), ' s')} | {_fmt(results.get(f'{key}_cpu_dc_s'), ' s')} "
+                        f"| {_fmt(results.get(f'{key}_cpu_workers_s'), ' s')} | {_fmt(results.get(f'{key}_cpu_db_s'), ' s')} "
+                        f"| {results[f'{key}_cpu_machine_s']} s |")
+    mail_ratio = (round(base / results[f"mass_expiry_{first}_no_mail_s"], 2)
+                  if base and results.get(f"mass_expiry_{first}_no_mail_s") else None)
+    results_merge({f"mass_expiry_{first}_mail_cost_ratio": mail_ratio})
+    variant_table = "\n".join(variant_rows) or "| (not run: BENCH_MASS_VARIANTS=0) | | | | |"
+    cpu_table = "\n".join(cpu_rows)
     doc_section_write("engine", f"""## Engine: grants and revocations against a Samba DC (bench/run.py)
 
 Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} × {cpu},
 Python {platform.python_version()}, Samba {samba.removeprefix("Version ")}, database {results['database']}, broker
-{results['broker']}, sweeper every {results['sweep_interval_s']} s, a Celery worker for the engine's
+{results['broker']}, the sweep woken by the scheduler at each grant's end (safety-net sweep every
+{results['sweep_interval_s']} s), a Celery worker for the engine's
 queue (2 processes, with beat) and one for notifications and hosts (2 processes), all on the
 same CPUs as the DC, {results['samples']} samples for the latency rows. The machine is
 shared and absolute times swing by about ±50 % from run to run: read the ratios to the
@@ -303,8 +372,8 @@ sent to the last answer read. The grant rows are already in then (ending in an h
 the reconciler sees the memberships as backed; the members then go back in for jitad.
 jitad's figure runs from the instant every grant expires until a separate ldap3
 connection, polling every 50 ms with one search for the wave's groups that still have a
-member, finds none: it includes the wait for the next sweep (every
-{results['sweep_interval_s']} s) and up to 50 ms of polling, which the floor does not.
+member, finds none: it includes the scheduler's wake-up, the sweep's claim of every grant
+and up to 50 ms of polling, which the floor does not.
 
 The wave: 100 JIT groups, people × 100 active grants, one per person and group. The
 people are AD users with `mail` and a user principal name, and jitad users with the
@@ -319,6 +388,29 @@ not from the DC. A wave jitad has not finished within its time limit (120 s, or 
 runs after it. `JITAD_BENCH_MASS_SIZES=10000,30000,100000 make bench` runs more sizes
 (100 groups, more people) to read linearity from the per-1,000 columns.
 
+### Variants of the first wave
+
+| the {sizes[0]:,}-grant wave | jitad: expiry → all gone | its floor | jitad ÷ floor | the wave above ÷ this |
+|---|---|---|---|---|
+{variant_table}
+
+With e-mail on (the wave above) the wave costs **{_fmt(mail_ratio, '×')}** the wave without (target ≤ 1.2×).
+Each variant is a new wave of the same size over the same people and groups, beside a
+floor of its own; "the wave above ÷ this" above 1 means the variant is faster.
+
+### Where the time goes: CPU during each wave
+
+| wave | jitad: expiry → all gone | Samba DC | jitad's workers | database server | whole machine ({os.cpu_count()} CPUs) |
+|---|---|---|---|---|---|
+{cpu_table}
+
+CPU seconds used between the instant the grants expire and the instant the last member is
+gone, read from /proc: the Samba process, every process of jitad's worker nodes (engine and
+notifications), and PostgreSQL's processes (its postmaster counts the backends it reaped;
+"—" with SQLite, whose work is inside the workers). The machine's column is every CPU's
+busy time, the bench's own polling included. When the machine's column approaches
+{os.cpu_count()} × the wave's seconds, the CPUs are the limit, and the split says whose work fills them.
+
 ### Latency
 
 | measure | result | target |
@@ -331,7 +423,9 @@ server" runs from `request_create` until the grant is `active`, which for a targ
 WinRM URL means the worker has added the member, read the JIT group's SID and the nested
 membership from AD, and run `local_admins.ps1` on the WinRM test host (NTLM with message
 encryption over HTTP, a new connection and shell per check) and found the SID. Lateness runs
-from each grant's `expires_at` (staggered 50 ms apart) until the member is gone.
+from each grant's `expires_at` (staggered 50 ms apart) until the member is gone: the
+scheduler wakes the sweep at each end (no poll interval to wait out), the sweep claims the
+grant and sends one message, the worker removes the member and reads the group back.
 """)
 
 

@@ -52,11 +52,11 @@ def audit_record_many(entries: list[AuditEntry]) -> list[AuditEvent]:
         raise RuntimeError("audit_record must run inside the transaction that makes the change")
     head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
     prev = head.last_hash
-    rows = []
+    rows, now = [], timezone.now()  # one instant for the entries written together
     for seq, e in enumerate(entries, start=head.count + 1):
         if e.at is not None and settings.PRODUCTION:
             raise ValueError("audit events are dated when written; a past date is for demo history only")
-        at = e.at or timezone.now()
+        at = e.at or now
         digest = _digest(prev, at, e)
         rows.append(
             AuditEvent(

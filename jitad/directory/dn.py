@@ -6,6 +6,7 @@ DNs are compared in the form :func:`normalize_dn` gives, because DCs spell escap
 own way (Samba returns ``\\3D`` where jitad wrote ``\\=``).
 """
 import re
+from functools import lru_cache
 
 from ldap3.utils.conv import escape_filter_chars
 
@@ -119,8 +120,14 @@ def _dn_parts(dn: str) -> list[tuple[str, str, str, int]]:
         i += 1
 
 
+@lru_cache(maxsize=65536)
 def normalize_dn(dn: str) -> str:
-    """A comparable form of a DN: types and values case-folded, escaping and spacing canonical."""
+    """A comparable form of a DN: types and values case-folded, escaping and spacing canonical.
+
+    Remembered for the last 65,536 DNs: a revocation compares every member of a group with
+    every grant's DN, and the same DNs come back wave after wave (an invalid DN raises
+    each time; exceptions are not cached).
+    """
     try:
         parts = _dn_parts(dn)
     except ValueError as e:

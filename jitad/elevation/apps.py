@@ -28,7 +28,7 @@ class ElevationConfig(AppConfig):
         from jitad.accounts.roles import privileged_roles_asked
         from jitad.audit.selectors import audit_name_resolver_register
         from jitad.directory.checks import jit_ou_check
-        from jitad.engine.signals import broker_unreachable, directory_recovered, watch
+        from jitad.engine.signals import broker_unreachable, directory_recovered, next_due, watch
 
         from .selectors import approvers
         from .services import grant_sweep, requests
@@ -37,6 +37,7 @@ class ElevationConfig(AppConfig):
         watch.connect(checks.watch_grants, dispatch_uid="jitad.elevation.watch")
         directory_recovered.connect(checks.grants_retry_now, dispatch_uid="jitad.elevation.retry_now")
         broker_unreachable.connect(grant_sweep.revocations_sweep_here, dispatch_uid="jitad.elevation.revoke_here")
+        next_due.connect(grant_sweep.sweep_wakeup, dispatch_uid="jitad.elevation.sweep_wakeup")
         # Approvers' security events are never held for a digest (jitad.accounts.roles).
         privileged_roles_asked.connect(approvers.privileged_roles_of, dispatch_uid="jitad.elevation.privileged_roles")
         # A person blocked because AD disabled or removed them loses pending requests and live grants.

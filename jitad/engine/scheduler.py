@@ -8,10 +8,18 @@ lapses and another instance takes over within JITAD_SCHEDULER_LEASE_SECONDS: no 
 no restart. Two instances may both believe they lead only if one stalls longer than a
 lease; every periodic task is idempotent (sweeps claim with skip-locked), so that costs
 a duplicate message, never a double action.
+
+Wake-ups: the leader also asks the layers above (the engine's ``next_due`` signal) when
+their timed work next falls due, every JITAD_WAKE_REFRESH_SECONDS and right after each
+wake-up, and sends the task at that instant: a grant's end is swept when it comes, not at
+the next periodic sweep. Each wake-up covers everything due up to the moment it is sent
+(the next question asks for work due strictly after it), so rows due together cost one
+message, and a slow sweep never makes the scheduler send the same wake-up again.
 """
 import logging
 import os
 import time
+from datetime import UTC, datetime
 
 from celery.beat import Scheduler
 from django.conf import settings
@@ -21,6 +29,7 @@ from . import services
 from .models import Heartbeat
 from .node import Node, node_name
 from .queue import BROKER_ERRORS
+from .signals import next_due
 
 log = logging.getLogger(__name__)
 LEASE = "scheduler"
@@ -55,6 +64,9 @@ class ElectedScheduler(Scheduler):
         self._leading_until = 0.0
         self._next_check = 0.0
         self._node = Node(node=self._name, role=Heartbeat.Role.SCHEDULER).start()
+        self._wake_ask_at = 0.0  # time.time() of the next question to the next_due receivers
+        self._wake_due: dict[str, float] = {}  # task -> time.time() it falls due
+        self._wake_mark = 0.0  # time.time() up to which due work was covered by the wake-ups sent
         super().setup_schedule()
 
     def _renew(self) -> None:
@@ -80,8 +92,63 @@ class ElectedScheduler(Scheduler):
             self._renew()
         wait = max(0.05, self._next_check - time.monotonic())
         if time.monotonic() >= self._leading_until:
+            self._wake_ask_at, self._wake_due, self._wake_mark = 0.0, {}, 0.0  # a new leader asks afresh
             return wait
-        return min(super().tick(*args, **kwargs), wait)
+        return max(0.0, min(super().tick(*args, **kwargs), wait, self._wake()))
+
+    def _wake(self) -> float:
+        """Send the tasks whose timed work is due now; return the seconds until the next look."""
+        now = time.time()
+        if now >= self._wake_ask_at:
+            self._wake_ask_at = now + settings.JITAD_WAKE_REFRESH_SECONDS
+            self._wake_due = self._ask(now)
+        due = [task for task, at in self._wake_due.items() if at <= now]
+        for task in due:
+            del self._wake_due[task]
+            self._send(task)
+        if due:
+            # What fell due up to now is those messages' work (a sweep takes everything due when
+            # it runs); ask at once for what comes after.
+            self._wake_mark = now
+            self._wake_ask_at = now
+            return 0.0
+        return min([self._wake_ask_at - now, *(at - now for at in self._wake_due.values())])
+
+    def _ask(self, now: float) -> dict[str, float]:
+        """Each receiver's next due instant (time.time()), for work due after the last wake-up sent.
+
+        Asking from the last wake-up rather than from now finds work that fell due since,
+        even if it was recorded after the last question (a retry due in 300 ms): it is sent
+        at once.
+        """
+        after = datetime.fromtimestamp(self._wake_mark, UTC)
+        answers: dict[str, float] = {}
+        try:
+            close_old_connections()
+            for receiver, answer in next_due.send_robust(sender=None, after=after):
+                if isinstance(answer, Exception):  # the database is away, say: the periodic tasks go on
+                    if time.monotonic() - self._due_warned_at > 60:
+                        self._due_warned_at = time.monotonic()
+                        log.warning("scheduler %s: %s could not say when its work is due (said once a minute): "
+                                    "%s", self._name, getattr(receiver, "__qualname__", receiver), answer)
+                elif answer is not None:
+                    task, when = answer
+                    answers[task] = min(when.timestamp(), answers.get(task, float("inf")))
+        except DatabaseError as e:
+            log.warning("scheduler %s cannot reach the database to look for due work: %s", self._name, e)
+        return answers
+
+    def _send(self, task: str) -> bool:
+        try:
+            self.app.send_task(task, expires=30)
+            return True
+        except BROKER_ERRORS as e:
+            now = time.monotonic()
+            if now - self._broker_warned_at > 60:
+                self._broker_warned_at = now
+                log.warning("scheduler %s cannot send %s while the broker is unreachable (said once a minute): "
+                            "%s: %s", self._name, task, type(e).__name__, e)
+            return False
 
     def apply_entry(self, entry, producer=None):
         """Send a due task. With the broker down: one warning a minute, not a traceback per task and tick
@@ -101,6 +168,7 @@ class ElectedScheduler(Scheduler):
                             "%s: %s", self._name, entry.task, type(cause).__name__, cause)
 
     _broker_warned_at = float("-inf")
+    _due_warned_at = float("-inf")
 
     def close(self):
         try:

@@ -5,7 +5,17 @@ from django.core.exceptions import ImproperlyConfigured
 from .env import env
 
 # --- Engine ---------------------------------------------------------------------------
-JITAD_SWEEP_INTERVAL = env.float("JITAD_SWEEP_INTERVAL", default=1.0)
+# The sweep runs when work falls due: the elected scheduler asks for the next grant end, retry
+# or scheduled start every JITAD_WAKE_REFRESH_SECONDS (and right after each wake-up) and sends
+# the sweep at that instant. The periodic sweep, every JITAD_SWEEP_INTERVAL seconds, is the
+# safety net for what no instant announces (a dead worker's claim lapsing, a lost message).
+JITAD_SWEEP_INTERVAL = env.float("JITAD_SWEEP_INTERVAL", default=5.0)
+JITAD_WAKE_REFRESH_SECONDS = env.float("JITAD_WAKE_REFRESH_SECONDS", default=1.0)
+if JITAD_SWEEP_INTERVAL <= 0:
+    raise ImproperlyConfigured("JITAD_SWEEP_INTERVAL must be above 0 (seconds between safety-net sweeps)")
+if not 0 < JITAD_WAKE_REFRESH_SECONDS <= 60:
+    raise ImproperlyConfigured("JITAD_WAKE_REFRESH_SECONDS must be above 0 and at most 60 (seconds between looks "
+                               "at when the next grant ends)")
 JITAD_RECONCILE_INTERVAL = env.float("JITAD_RECONCILE_INTERVAL", default=60.0)
 JITAD_PENDING_CHECK_INTERVAL = env.float("JITAD_PENDING_CHECK_INTERVAL", default=30.0)
 # Seconds between checks for approval stages left undecided past their escalation or timeout.

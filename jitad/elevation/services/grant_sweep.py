@@ -21,11 +21,13 @@ from django.utils import timezone
 
 from jitad.audit.services import audit_record_many
 from jitad.engine import claims
+from jitad.engine.selectors import pulse_at
 from jitad.engine.services import lease_release, lease_take, pulse_mark
 
 from ..models import Grant
 from .grant_revoke import grants_revoke_execute
 from .grant_schedule import scheduled_end_due, scheduled_start_due
+from ..selectors.due import sweep_next_due
 from ..selectors.ephemeral import ephemeral_to_delete
 from .grant_work import _enqueue_account_delete, _enqueue_apply, _enqueue_revoke, _enqueue_revoke_checks, _entry
 
@@ -33,11 +35,17 @@ log = logging.getLogger(__name__)
 GrantState = Grant.State
 
 
+_CLAIMED_FIELDS = ("id", "state", "revoke_reason", "group_dn", "expires_at", "target_id", "user_id",
+                   "user__username", "target__name")
+
+
 def _claim(qs, *, to_state: str | None, limit: int) -> tuple[uuid.UUID, list[Grant]]:
     """Claim up to ``limit`` grants matching ``qs`` in one short transaction; audit state changes."""
     now = timezone.now()
     with transaction.atomic():
-        token, rows = claims.claim(qs.select_related("user", "target").order_by("expires_at"), limit=limit, now=now)
+        # Only what the audit entries and the messages need: a mass expiry claims thousands of rows.
+        token, rows = claims.claim(qs.select_related("user", "target").only(*_CLAIMED_FIELDS).order_by("expires_at"),
+                                   limit=limit, now=now)
         if not rows:
             return token, []
         changing = [g.id for g in rows if to_state is not None and g.state != to_state]
@@ -140,6 +148,9 @@ def revocations_sweep_here(*, until: float, **kwargs) -> int:
 
 
 SWEEP_LEASE = "grant-sweep"
+SWEEP_WANTED = "grant-sweep-wanted"  # a pulse: a sweep was asked for while another ran
+SWEEP_TASK = "jitad.elevation.sweep"
+SWEEP_AGAIN_MAX = 5
 
 
 def sweep_once() -> dict[str, int] | None:
@@ -147,18 +158,37 @@ def sweep_once() -> dict[str, int] | None:
 
     Single-flight through the engine's lease ``grant-sweep``: two overlapping sweeps (a slow one
     and the next tick, on another worker) would each claim part of the same groups and split a
-    group's removal into several modifies. The lease outlives a sweep that died mid-way only
-    until it lapses (five intervals, at least ten seconds); the watchdog's own revocations
-    (``revocations_sweep_here``) do not wait for it.
+    group's removal into several modifies. A sweep that finds the lease held is not lost: it
+    leaves a mark (the pulse ``grant-sweep-wanted``), and the running sweep looks again at
+    its end, so work that fell due while it ran (the scheduler's wake-up for the next grant
+    end) goes out at once, not at the next periodic sweep. The lease outlives a sweep that
+    died mid-way only until it lapses (two periodic intervals, at least ten seconds); the watchdog's
+    own revocations (``revocations_sweep_here``) do not wait for it.
     """
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    if not lease_take(name=SWEEP_LEASE, holder=holder, seconds=max(10.0, 5 * settings.JITAD_SWEEP_INTERVAL)):
-        log.debug("sweep skipped: another process is running it")
+    if not lease_take(name=SWEEP_LEASE, holder=holder, seconds=max(10.0, 2 * settings.JITAD_SWEEP_INTERVAL)):
+        pulse_mark(name=SWEEP_WANTED)
+        log.debug("sweep skipped: another process is running it (it will look again)")
         return None
     try:
-        return sweep()
+        started = timezone.now()
+        counts = sweep(now=started)
+        for _ in range(SWEEP_AGAIN_MAX):
+            wanted = pulse_at(name=SWEEP_WANTED)
+            if wanted is None or wanted < started:
+                break
+            started = timezone.now()
+            again = sweep(now=started)
+            counts = {k: counts.get(k, 0) + again.get(k, 0) for k in counts.keys() | again.keys()}
+        return counts
     finally:
         lease_release(name=SWEEP_LEASE, holder=holder)
+
+
+def sweep_wakeup(*, after, **kwargs) -> tuple[str, object] | None:
+    """The engine's ``next_due`` receiver: the sweep, at the next grant end, retry or scheduled start."""
+    when = sweep_next_due(after=after)
+    return (SWEEP_TASK, when) if when is not None else None
 
 
 def sweep(*, now=None) -> dict[str, int]:

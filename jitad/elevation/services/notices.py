@@ -226,7 +226,7 @@ def notices_grants_revoked(*, grants: list[Grant], outcome: dict[int, bool]) -> 
     ``grants`` come with ``user`` and ``target`` loaded; ``outcome[id]`` is False when
     another live grant kept the membership. No query per grant.
     """
-    items = []
+    items, link = [], _portal("h-history")
     for g in grants:
         if g.revoke_reason not in _ENDED or not g.user.email:
             continue  # a failed grant's clean-up: its holder was told when it failed
@@ -244,7 +244,7 @@ def notices_grants_revoked(*, grants: list[Grant], outcome: dict[int, bool]) -> 
             event="grant.revoked", subject=f"Ended: admin on {g.target.name} ({word})", body=body,
             severity=Notification.Severity.WARNING if g.revoke_reason == Grant.RevokeReason.ADMIN
             else Notification.Severity.INFO,
-            link=_portal("h-history"), object_type="grant", object_id=str(g.pk), people=[g.user],
+            link=link, object_type="grant", object_id=str(g.pk), people=[g.user],
         ))
     return notifications_create(items=items)
 

@@ -1,0 +1,124 @@
+"""The sweep is woken when a grant's time comes, not found by polling.
+
+The elected scheduler asks when the next grant ends (or a retry, or a scheduled start, is
+due) and sends the sweep at that instant; the periodic sweep stays as the safety net. The
+end-to-end test runs a real worker whose periodic sweep is an hour apart: only a wake-up
+can have removed the member within seconds of the grant's end.
+"""
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from jitad.audit.models import AuditEvent
+from jitad.elevation import services
+from jitad.elevation.models import AccessRequest, Grant
+from jitad.elevation.selectors.due import sweep_next_due
+from jitad.elevation.services import grant_sweep
+from jitad.elevation.services.grant_sweep import SWEEP_LEASE, SWEEP_TASK, sweep_once, sweep_wakeup
+from jitad.engine.services import lease_release, lease_take
+from tests.support.worker import CeleryWorker, background_workers_stopped
+
+from . import builders
+from .helpers import ad_is_member, wait_state
+
+
+def _grant(state, *, user="u", **fields) -> Grant:
+    target = builders.target(f"SRV-{user}")
+    req = AccessRequest.objects.create(requester=builders.user(user), target=target,
+                                       policy=builders.policy(target, name=f"p-{user}"), duration_minutes=60,
+                                       state=AccessRequest.State.APPROVED)
+    return Grant.objects.create(request=req, user=req.requester, target=target, group_dn=target.group_dn,
+                                state=state, **fields)
+
+
+@pytest.mark.django_db
+def test_next_due_is_the_earliest_end_retry_or_start_after_the_instant_asked():
+    now = timezone.now()
+    end = now + timedelta(seconds=30)
+    _grant(Grant.State.ACTIVE, user="a", expires_at=end)
+    _grant(Grant.State.ACTIVE, user="b", expires_at=now + timedelta(seconds=90))
+    # Work that is not announced by these instants is not asked about:
+    _grant(Grant.State.ACTIVE, user="c", expires_at=now + timedelta(seconds=5),
+           revoke_requested_at=now)  # its release sent its own message
+    _grant(Grant.State.REVOKED, user="d", expires_at=now + timedelta(seconds=1), revoked_at=now)
+    assert sweep_next_due(after=now) == end
+
+    retry = now + timedelta(seconds=12)
+    _grant(Grant.State.REVOKE_FAILED, user="e", expires_at=now - timedelta(minutes=1), next_attempt_at=retry)
+    assert sweep_next_due(after=now) == retry
+    check = now + timedelta(seconds=8)
+    _grant(Grant.State.REVOKED, user="f", expires_at=now - timedelta(minutes=1), revoked_at=now,
+           host_revoke_check=Grant.HostCheck.PENDING, next_attempt_at=check)
+    assert sweep_next_due(after=now) == check
+    start = now + timedelta(seconds=3)
+    _grant(Grant.State.SCHEDULED, user="g", starts_at=start, expires_at=start + timedelta(hours=1))
+    assert sweep_next_due(after=now) == start
+
+    # Strictly after: what is due at or before the instant asked was the last wake-up's work.
+    assert sweep_next_due(after=start) == check
+    assert sweep_next_due(after=now + timedelta(hours=3)) is None
+    assert sweep_wakeup(after=now) == (SWEEP_TASK, start)
+    assert sweep_wakeup(after=now + timedelta(hours=3)) is None
+
+
+@pytest.mark.django_db
+def test_a_sweep_asked_for_while_another_runs_is_run_by_that_one_at_its_end(monkeypatch):
+    """GIVEN a sweep running WHEN another is asked for meanwhile (the scheduler's wake-up for the
+    next grant end) THEN the second is skipped (single-flight) but the running one sweeps again
+    when it ends, so the work due meanwhile does not wait for the next periodic sweep."""
+    real, calls = grant_sweep.sweep, []
+
+    def sweep_with_a_wakeup_arriving(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            assert sweep_once() is None  # the wake-up's sweep, on another worker: the lease is held
+        return real(**kwargs)
+
+    monkeypatch.setattr(grant_sweep, "sweep", sweep_with_a_wakeup_arriving)
+    assert sweep_once() is not None
+    assert len(calls) == 2
+    assert sweep_once() is not None  # and nothing left asked for: one sweep
+    assert len(calls) == 3
+
+
+@pytest.mark.django_db
+def test_a_skipped_sweep_from_before_a_sweep_started_does_not_make_it_run_again(monkeypatch):
+    assert lease_take(name=SWEEP_LEASE, holder="another-process", seconds=60)
+    assert sweep_once() is None
+    lease_release(name=SWEEP_LEASE, holder="another-process")
+    calls = []
+    real = grant_sweep.sweep
+    monkeypatch.setattr(grant_sweep, "sweep", lambda **kw: calls.append(kw) or real(**kw))
+    sweep_once()
+    assert len(calls) == 1  # the mark predates this sweep, which covers what it asked for
+
+
+def test_a_grant_end_is_swept_when_it_comes_with_no_periodic_sweep(transactional_db, celery_worker, worker_env,
+                                                                   make_user, make_target, ldap_admin, tmp_path):
+    """GIVEN a real worker and scheduler whose periodic sweep is an hour apart WHEN active grants
+    reach their end THEN each membership is gone within seconds, removed by the sweeper (audited
+    as such): the scheduler woke it for the end."""
+    with background_workers_stopped(celery_worker):
+        worker = CeleryWorker({**worker_env, "JITAD_SWEEP_INTERVAL": "3600"}, tmp_path / "w")
+        worker.start()
+        try:
+            target = make_target()
+            people = [make_user(f"wake{i}", groups=["admins"]) for i in range(2)]
+            grants = [wait_state(services.request_create(requester=p, target=target, duration_minutes=30).grant.id,
+                                 Grant.State.ACTIVE) for p in people]
+            ends = [timezone.now() + timedelta(seconds=s) for s in (3, 5)]
+            for g, end in zip(grants, ends):
+                Grant.objects.filter(id=g.id).update(expires_at=end)
+            for g in grants:
+                assert ad_is_member(ldap_admin, target.group_dn, g.user_dn)
+                done = wait_state(g.id, Grant.State.REVOKED, timeout=20)
+                assert done.membership_removed is True
+                assert not ad_is_member(ldap_admin, target.group_dn, g.user_dn)
+            # The sweeper moved them (not a release, not the watchdog's fallback), each after its own end.
+            for g, end in zip(grants, ends):
+                revoking = AuditEvent.objects.get(object_type="grant", object_id=str(g.id), action="grant.revoking")
+                assert revoking.actor == "system:sweeper"
+                assert revoking.at >= end
+        finally:
+            worker.stop()
