@@ -35,19 +35,23 @@ __all__ = ["Failed", "attempt_failed", "claim", "held", "lease_until", "release"
 ERROR_MAX = 2000  # characters of an error kept on the row
 
 
-def claim(qs: QuerySet, *, limit: int, now: datetime | None = None, **changes) -> tuple[uuid.UUID, list]:
+def claim(qs: QuerySet, *, limit: int, now: datetime | None = None, queued_seconds: float = 0.0,
+          **changes) -> tuple[uuid.UUID, list]:
     """Claim up to ``limit`` rows of ``qs`` that no other transaction has locked; returns (token, rows).
 
     ``qs`` says which rows are due and free (the caller's filter on ``lease_until`` and
     ``next_attempt_at``). ``changes`` are written to the claimed rows with the claim. The rows
     come back as they were before the claim, so the caller can tell what changed.
+    ``queued_seconds`` lengthens the lease by how long the claim's message may wait in the
+    queue behind the others the caller just sent (a mass expiry's last groups): a claim that
+    lapsed before its message was even read would be claimed and sent again.
     """
     token = uuid.uuid4()
     with transaction.atomic():
         rows = list(qs.select_for_update(skip_locked=True, of=("self",))[:limit])
         if rows:
             qs.model.objects.filter(pk__in=[r.pk for r in rows]).update(
-                claim_token=token, lease_until=lease_until(now), **changes)
+                claim_token=token, lease_until=lease_until(now) + timedelta(seconds=queued_seconds), **changes)
     return token, rows
 
 

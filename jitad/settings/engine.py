@@ -79,6 +79,12 @@ JITAD_ALWAYS_ON_MIN_DAYS = env.int("JITAD_ALWAYS_ON_MIN_DAYS", default=8)
 # How many due grants one sweep claims (the rest go in the next sweep).
 JITAD_SWEEP_BATCH = env.int("JITAD_SWEEP_BATCH", default=2000)
 JITAD_SWEEP_MAX_BATCHES = env.int("JITAD_SWEEP_MAX_BATCHES", default=20)
+# A claim's lease also covers its message's wait behind the ones the same sweep sent before it
+# (this many seconds per message ahead): in a mass expiry the last groups' messages wait for
+# the first ones, and a claim lapsing before its message is read would be claimed and sent again.
+JITAD_SWEEP_MESSAGE_SECONDS = env.float("JITAD_SWEEP_MESSAGE_SECONDS", default=0.5)
+if JITAD_SWEEP_MESSAGE_SECONDS < 0:
+    raise ImproperlyConfigured("JITAD_SWEEP_MESSAGE_SECONDS must be 0 or more")
 
 # --- Policy file (jitad_apply_policy) ---------------------------------------------------
 # A larger file is refused before it is read (a policy file of a few thousand targets is ~1 MB).

@@ -12,7 +12,9 @@ from django.test import override_settings
 from django.utils import timezone
 
 from jitad.elevation.models import AccessRequest, Grant
+from jitad.elevation.services import grant_sweep
 from jitad.elevation.services.grant_sweep import SWEEP_LEASE, _revocations_claim, sweep_once
+from jitad.engine.models import Lease
 from jitad.engine.services import lease_release, lease_take
 
 from . import builders
@@ -87,3 +89,55 @@ def test_the_sweep_is_single_flight():
         assert not Grant.objects.filter(state=Grant.State.REVOKING).exists()
     finally:
         lease_release(name=SWEEP_LEASE, holder="another-process")
+
+
+def test_later_claims_of_one_sweep_hold_their_lease_for_the_messages_queued_before_them(settings):
+    """A mass expiry's last groups wait in the queue behind the first: their claims' leases cover
+    that wait (JITAD_SWEEP_MESSAGE_SECONDS per message ahead), so no claim lapses before its
+    message is read and gets claimed and sent a second time."""
+    settings.JITAD_SWEEP_MESSAGE_SECONDS = 2.0
+    groups = _due_wave(3, 4)
+    before = timezone.now()
+    sent = _claimed(4)  # one group per claim
+    assert len(sent) == 3
+    leases = [set(Grant.objects.filter(id__in=ids).values_list("lease_until", flat=True)) for _g, ids in sent]
+    assert all(len(q) == 1 for q in leases), leases
+    first, second, third = (q.pop() for q in leases)
+    lease = timedelta(seconds=settings.JITAD_LEASE_SECONDS)
+    assert before + lease <= first < before + lease + timedelta(seconds=2)
+    assert second - first >= timedelta(seconds=1.9)  # one message ahead of it
+    assert third - first >= timedelta(seconds=3.9)  # two
+    assert {g for g, _ids in sent} == set(groups)
+
+
+@override_settings(JITAD_SWEEP_BATCH=4, JITAD_SWEEP_MAX_BATCHES=1)
+def test_a_sweep_that_stopped_at_its_claim_limit_goes_on_at_once(monkeypatch):
+    """GIVEN more due groups than one sweep's claims may take WHEN the sweep runs THEN it sweeps
+    again at once until none is left, instead of leaving the rest to the next periodic sweep."""
+    groups = _due_wave(3, 4)
+    sent = []
+    monkeypatch.setattr(grant_sweep, "_enqueue_revoke", lambda ids, token: sent.append(list(ids)))
+    counts = sweep_once()
+    assert counts["revoke"] == 12
+    assert len(sent) == 3
+    assert Grant.objects.filter(state=Grant.State.REVOKING).count() == 12
+    assert {frozenset(ids) for ids in sent} == {frozenset(ids) for ids in groups.values()}
+
+
+@override_settings(JITAD_SWEEP_BATCH=4)
+def test_a_sweep_that_lost_its_lease_claims_no_more(monkeypatch):
+    """GIVEN a sweep whose lease another process took over (it stalled past the lease) WHEN it
+    comes to its next claim THEN it stops: two sweeps never split the same groups."""
+    _due_wave(3, 4)
+    sent = []
+
+    def send_and_stall(ids, token):
+        sent.append(list(ids))
+        Lease.objects.filter(name=SWEEP_LEASE).update(holder="another-process",
+                                                       expires_at=timezone.now() + timedelta(seconds=60))
+
+    monkeypatch.setattr(grant_sweep, "_enqueue_revoke", send_and_stall)
+    sweep_once()
+    assert len(sent) == 1
+    assert Grant.objects.filter(state=Grant.State.REVOKING).count() == 4
+    assert Lease.objects.get(name=SWEEP_LEASE).holder == "another-process"  # not released by the loser

@@ -39,13 +39,16 @@ _CLAIMED_FIELDS = ("id", "state", "revoke_reason", "group_dn", "expires_at", "ta
                    "user__username", "target__name")
 
 
-def _claim(qs, *, to_state: str | None, limit: int) -> tuple[uuid.UUID, list[Grant]]:
-    """Claim up to ``limit`` grants matching ``qs`` in one short transaction; audit state changes."""
+def _claim(qs, *, to_state: str | None, limit: int, queued: int = 0) -> tuple[uuid.UUID, list[Grant]]:
+    """Claim up to ``limit`` grants matching ``qs`` in one short transaction; audit state changes.
+
+    ``queued``: how many messages this sweep already sent; the claim's lease covers their wait.
+    """
     now = timezone.now()
     with transaction.atomic():
         # Only what the audit entries and the messages need: a mass expiry claims thousands of rows.
         token, rows = claims.claim(qs.select_related("user", "target").only(*_CLAIMED_FIELDS).order_by("expires_at"),
-                                   limit=limit, now=now)
+                                   limit=limit, now=now, queued_seconds=queued * settings.JITAD_SWEEP_MESSAGE_SECONDS)
         if not rows:
             return token, []
         changing = [g.id for g in rows if to_state is not None and g.state != to_state]
@@ -101,7 +104,7 @@ def _revocations_claim(now, *, send, limit: int, more=lambda: True) -> int:
         state__in=[GrantState.APPROVED, GrantState.GRANTING, GrantState.ACTIVE, GrantState.UNVERIFIED, GrantState.GRANT_FAILED],
     )
     retrying = Grant.objects.filter(free, ready, state__in=[GrantState.REVOKING, GrantState.REVOKE_FAILED])
-    claimed = 0
+    claimed = sent = 0
     for qs, to_state in ((starting, GrantState.REVOKING), (retrying, None)):
         for _ in range(settings.JITAD_SWEEP_MAX_BATCHES):
             if not more():
@@ -109,7 +112,7 @@ def _revocations_claim(now, *, send, limit: int, more=lambda: True) -> int:
             groups = _due_groups(qs, limit=limit)
             if not groups:
                 break
-            token, rows = _claim(qs.filter(group_dn__in=groups), to_state=to_state, limit=limit)
+            token, rows = _claim(qs.filter(group_dn__in=groups), to_state=to_state, limit=limit, queued=sent)
             if not rows:
                 break
             by_group: dict[str, list[int]] = defaultdict(list)
@@ -118,6 +121,7 @@ def _revocations_claim(now, *, send, limit: int, more=lambda: True) -> int:
             for ids in by_group.values():
                 for i in range(0, len(ids), 500):
                     send(ids[i : i + 500], token)
+                    sent += 1
             claimed += len(rows)
     return claimed
 
@@ -161,25 +165,33 @@ def sweep_once() -> dict[str, int] | None:
     group's removal into several modifies. A sweep that finds the lease held is not lost: it
     leaves a mark (the pulse ``grant-sweep-wanted``), and the running sweep looks again at
     its end, so work that fell due while it ran (the scheduler's wake-up for the next grant
-    end) goes out at once, not at the next periodic sweep. The lease outlives a sweep that
-    died mid-way only until it lapses (two periodic intervals, at least ten seconds); the watchdog's
-    own revocations (``revocations_sweep_here``) do not wait for it.
+    end) goes out at once, not at the next periodic sweep; so does a sweep that stopped at
+    JITAD_SWEEP_MAX_BATCHES with more due. The lease is renewed before each claim of
+    revocations, so a long mass-expiry sweep keeps it; it outlives a sweep that died mid-way
+    only until it lapses (two periodic intervals, at least ten seconds). The watchdog's own
+    revocations (``revocations_sweep_here``) do not wait for it.
     """
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    if not lease_take(name=SWEEP_LEASE, holder=holder, seconds=max(10.0, 2 * settings.JITAD_SWEEP_INTERVAL)):
+    seconds = max(10.0, 2 * settings.JITAD_SWEEP_INTERVAL)
+    if not lease_take(name=SWEEP_LEASE, holder=holder, seconds=seconds):
         pulse_mark(name=SWEEP_WANTED)
         log.debug("sweep skipped: another process is running it (it will look again)")
         return None
+
+    def keep() -> bool:  # between claims: renew the lease; stop if another process took it
+        return lease_take(name=SWEEP_LEASE, holder=holder, seconds=seconds)
+
     try:
         started = timezone.now()
-        counts = sweep(now=started)
+        counts = last = sweep(now=started, keep=keep)
         for _ in range(SWEEP_AGAIN_MAX):
             wanted = pulse_at(name=SWEEP_WANTED)
-            if wanted is None or wanted < started:
+            # Asked for meanwhile, or stopped at JITAD_SWEEP_MAX_BATCHES with more due: again, now.
+            if not last["revoke_more"] and (wanted is None or wanted < started):
                 break
             started = timezone.now()
-            again = sweep(now=started)
-            counts = {k: counts.get(k, 0) + again.get(k, 0) for k in counts.keys() | again.keys()}
+            last = sweep(now=started, keep=keep)
+            counts = {k: counts.get(k, 0) + last.get(k, 0) for k in counts.keys() | last.keys()}
         return counts
     finally:
         lease_release(name=SWEEP_LEASE, holder=holder)
@@ -191,13 +203,20 @@ def sweep_wakeup(*, after, **kwargs) -> tuple[str, object] | None:
     return (SWEEP_TASK, when) if when is not None else None
 
 
-def sweep(*, now=None) -> dict[str, int]:
-    """Drive every grant that needs work: due revocations first, then stalled or retried applies."""
+def sweep(*, now=None, keep=lambda: True) -> dict[str, int]:
+    """Drive every grant that needs work: due revocations first, then stalled or retried applies.
+
+    ``keep()`` is asked before each claim of revocations (the single-flight lease's renewal):
+    a mass expiry's claims may take longer than the lease. ``revoke_more`` in the counts is 1
+    when the claims stopped at JITAD_SWEEP_MAX_BATCHES with more due.
+    """
     now = now or timezone.now()
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     ready = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     limit = settings.JITAD_SWEEP_BATCH
-    counts = {"revoke": _revocations_claim(now, send=_enqueue_revoke, limit=limit), "apply": 0, "revoke_check": 0}
+    revoked = _revocations_claim(now, send=_enqueue_revoke, limit=limit, more=keep)
+    counts = {"revoke": revoked, "revoke_more": int(revoked >= limit * settings.JITAD_SWEEP_MAX_BATCHES),
+              "apply": 0, "revoke_check": 0}
     # Scheduled grants hold nothing in AD: those that end before they start are closed here, and
     # those whose start has come move to granting (their applies go out with this sweep's).
     counts["scheduled_end"] = scheduled_end_due(now, limit=limit)
