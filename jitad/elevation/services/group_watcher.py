@@ -16,6 +16,7 @@ import socket
 import uuid
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from jitad import directory
@@ -67,11 +68,10 @@ def group_watch(*, holder: str = "") -> dict:
     try:
         with directory.session() as d:
             dc = d.dc
-            kept = DirectoryCookie.objects.filter(dc=dc).first()
+            kept = DirectoryCookie.objects.filter(dc=dc[:512]).first()
             # Only the DC that answered the last run goes on from its cookie: after a switch, whatever the
             # new DC holds is read whole once, so nothing depends on how far it had replicated meanwhile.
-            last = DirectoryCookie.objects.order_by("-read_at").values_list("dc", flat=True).first()
-            usable = kept is not None and last == kept.dc
+            usable = kept is not None and kept.current
             changes = d.groups_changed(bytes(kept.cookie) if usable else None)
             counts["restarted"] = changes.restarted
             if changes.restarted:
@@ -104,7 +104,9 @@ def _cookie_save(*, dc: str, url: str, cookie: bytes, restarted: bool, kept: Dir
     now = timezone.now()
     if kept is not None and bytes(kept.cookie) == cookie and not restarted:
         return
-    fields = {"cookie": cookie, "url": url[:512], "read_at": now}
-    if restarted or kept is None:
-        fields["started_at"] = now
-    DirectoryCookie.objects.update_or_create(dc=dc[:512], defaults=fields)
+    fields = {"cookie": cookie, "url": url[:512], "read_at": now, "current": True}
+    with transaction.atomic():
+        if restarted or kept is None:
+            fields["started_at"] = now
+            DirectoryCookie.objects.exclude(dc=dc[:512]).update(current=False)
+        DirectoryCookie.objects.update_or_create(dc=dc[:512], defaults=fields)
