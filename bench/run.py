@@ -37,6 +37,7 @@ if "JITAD_DATABASE_URL" not in os.environ:
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jitad.settings")
 
 from harness import cpu_model, doc_section_write, pct, results_merge  # noqa: E402  (bench/harness.py, beside this file)
+from out_of_band import measure as out_of_band_measure  # noqa: E402  (bench/out_of_band.py)
 from mass import GROUPS, groups_ensure, mass_sizes, people_ensure, size_label, wave  # noqa: E402  (bench/mass.py)
 from tests.support.samba import SambaDC  # noqa: E402
 from tests.support.winrm_host import WinRMTestHost  # noqa: E402
@@ -213,6 +214,8 @@ def engine() -> int:
                 sizes = sizes[:i + 1]
                 break
         floor_conn.unbind()
+        # 4. out-of-band member → removed, beside one bare search + modify (writes its own docs section).
+        out_of_band = out_of_band_measure(dc=dc, probe=probe, tls=tls, ou=ou)
 
         results = {
             "grant_to_membership_ms_p50": round(pct(grant_ms, 50), 1),
@@ -224,6 +227,7 @@ def engine() -> int:
             "revocation_lateness_ms_p99": round(pct(lateness_ms, 99), 1) if lateness_ms else None,
             "revocation_missed": missed,
             **mass,
+            **out_of_band,
             "mass_expiry_sizes": ",".join(str(n) for n in sizes),
             "mass_expiry_members_left": sum(v for k, v in mass.items() if k.endswith("_members_left")
                                             and "_floor_" not in k),

@@ -38,6 +38,25 @@ class GroupChanges:
     restarted: bool = False
 
 
+def _may_add(entry: dict) -> bool:
+    """False only when the entry shows members removed and none added: a removal never lets anyone in.
+
+    With incremental values the DC sends added values as ``member;range=1-1`` and removed ones as
+    ``member;range=0-0``; a DC that sends the whole ``member`` (or nothing about it) counts as adding.
+    Jitad's own revocations (a mass expiry empties a hundred groups) then cost the watch nothing.
+    """
+    added = removed = False
+    for name, values in (entry.get("raw_attributes") or {}).items():
+        name = name.lower()
+        if not values or not name.startswith("member"):
+            continue
+        if name.startswith("member;range=0-"):
+            removed = True
+        else:
+            added = True
+    return added or not removed
+
+
 class ChangeFeed:
     """Groups changed since a cookie (mixed into Directory)."""
 
@@ -64,6 +83,7 @@ class ChangeFeed:
     def groups_changed(self, cookie: bytes | None) -> GroupChanges:
         """The groups under the JIT OU whose members changed since ``cookie``, and the cookie to pass next.
 
+        A group whose only changes were removals is left out (nobody can have been let in).
         ``cookie`` must be one this same DC issued (:attr:`dc`). None, or a cookie the DC refuses
         (it answers an error with it and none without it), starts over: see :class:`GroupChanges`.
         Groups outside the JIT OU are left out. Errors are the seam's (DirectoryUnavailable when
@@ -99,7 +119,7 @@ class ChangeFeed:
                                            cookie=cookie or None)
                 with translate("read the directory's changes (DirSync)"):
                     self._conn.search(base, "(objectClass=group)", SUBTREE, attributes=["member"], controls=[control])
-                dns += [r["dn"] for r in self._conn.response if r.get("type") == "searchResEntry"]
+                dns += [r["dn"] for r in self._conn.response if r.get("type") == "searchResEntry" and _may_add(r)]
                 value = (self._conn.result.get("controls") or {}).get(DIRSYNC_OID, {}).get("value")
                 if not value:
                     raise DirectoryRejected("read the directory's changes (DirSync): the DC answered without a DirSync cookie")

@@ -1,9 +1,11 @@
 """The change feed (DirSync) against the real Samba DC: which JIT groups changed since a cookie."""
 import dataclasses
+import ssl
 import uuid
 
 import pytest
-from ldap3 import MODIFY_ADD, MODIFY_DELETE
+from ldap3 import MODIFY_ADD, MODIFY_DELETE, SUBTREE, Connection, Server, Tls
+from ldap3.protocol.microsoft import dir_sync_control
 
 from jitad import directory
 
@@ -52,7 +54,8 @@ def test_the_first_read_starts_over_and_is_not_a_list_of_changes(d, ou):
 
 def test_only_changed_groups_under_the_jit_ou_are_reported(d, ou, admin, outside):
     """GIVEN a cookie WHEN a member goes into a JIT group and into a group outside the JIT OU THEN the next
-    read reports the JIT group only; a removal is a change too; once read, nothing is reported again."""
+    read reports the JIT group only, and once read, not again; a removal alone lets nobody in and is not
+    reported, a removal beside an add is."""
     changed = d.ensure_group(f"G-{unique_tag()}", ou)
     quiet = d.ensure_group(f"G-{unique_tag()}", ou)
     person = d.ensure_user(f"u{unique_tag()}", ou)
@@ -68,11 +71,17 @@ def test_only_changed_groups_under_the_jit_ou_are_reported(d, ou, admin, outside
     assert outside not in after_add.groups
     assert all(directory.under_jit_ou(dn) for dn in after_add.groups)
 
+    assert changed not in d.groups_changed(after_add.cookie).groups
+
     _put(admin, changed, person, MODIFY_DELETE)
     after_remove = d.groups_changed(after_add.cookie)
-    assert changed in after_remove.groups
+    assert changed not in after_remove.groups and not after_remove.restarted
 
-    assert changed not in d.groups_changed(after_remove.cookie).groups
+    other = d.ensure_user(f"u{unique_tag()}", ou)
+    _put(admin, changed, other)
+    _put(admin, changed, other, MODIFY_DELETE)
+    _put(admin, changed, person)
+    assert changed in d.groups_changed(after_remove.cookie).groups
 
 
 def test_a_cookie_the_dc_refuses_starts_over(d, ou, admin):
@@ -87,14 +96,22 @@ def test_a_cookie_the_dc_refuses_starts_over(d, ou, admin):
     assert group in d.groups_changed(cookie).groups
 
 
-def test_an_account_without_replication_rights_reads_the_feed(d, ou, admin, dir_config):
+def test_an_account_without_replication_rights_reads_the_feed(d, ou, admin, dir_config, samba_dc):
     """GIVEN jitad bound as a plain domain user (no "Replicating Directory Changes" right, as a delegated
-    service account on Windows) WHEN it reads the feed THEN the DC answers (DirSync's object-security flag)
-    and reports a change to a JIT group."""
+    service account on Windows), which the DC refuses a DirSync without the object-security flag WHEN it
+    reads the feed THEN the DC answers (the seam sends the flag) and reports a change to a JIT group."""
     password = "Svc-" + uuid.uuid4().hex
     account = d.ensure_user(f"svc{unique_tag()}", ou, password=password)
     group = d.ensure_group(f"G-{unique_tag()}", ou)
     config = dataclasses.replace(dir_config, bind_dn=account, bind_password=password)
+    bare = Connection(Server(samba_dc.ldaps_url, tls=Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=samba_dc.ca_file,
+                                                         valid_names=[samba_dc.tls_name])), account, password,
+                      auto_bind=True)
+    without_flag = dir_sync_control(criticality=True, object_security=False, ancestors_first=False,
+                                    public_data_only=False, incremental_values=True, max_length=1 << 20, cookie=None)
+    bare.search(samba_dc.base_dn, "(objectClass=group)", SUBTREE, attributes=["member"], controls=[without_flag])
+    assert bare.result["result"] == 50, bare.result  # insufficientAccessRights: the replication right is missing
+    bare.unbind()
 
     with directory.connect(config) as plain:
         cookie = _drain(plain, plain.groups_changed(None).cookie)
