@@ -178,3 +178,25 @@ def test_one_watch_at_a_time(monkeypatch):
     assert services.group_watch_once() == {}
     assert len(runs) == 1
     assert lease_take(name=WATCH_LEASE, holder="third-host:1:def", seconds=1)
+
+
+@pytest.mark.usefixtures("live")
+def test_a_dc_that_refuses_the_feed_is_alerted_once_and_resolved(make_target, jit_ou, monkeypatch):
+    """GIVEN a managed group and a DC that refuses the DirSync read (sent from a base that is not a naming
+    context head, which Samba refuses as Windows does) WHEN the watch runs three times THEN one warning
+    condition is raised, not one per run WHEN the DC answers again THEN it is resolved, once."""
+    from jitad.directory.changes import ChangeFeed
+
+    make_target()
+    monkeypatch.setattr(ChangeFeed, "_naming_context", lambda self: jit_ou)
+
+    runs = [services.group_watch() for _ in range(3)]
+
+    assert [r["checked"] for r in runs] == [False, False, False]
+    assert not DirectoryCookie.objects.exists()
+    raised = Notification.objects.get(event="reconcile.watch_cannot_run")
+    assert raised.severity == Notification.Severity.WARNING and "DirSync" in raised.body
+    monkeypatch.undo()
+    assert services.group_watch()["restarted"]
+    assert Notification.objects.filter(event="reconcile.watch_cannot_run.resolved").count() == 1
+    assert Notification.objects.filter(event="reconcile.watch_cannot_run").count() == 1

@@ -21,6 +21,8 @@ from django.utils import timezone
 
 from jitad import directory
 from jitad.engine.services import lease_release, lease_take
+from jitad.notifications.models import Notification
+from jitad.notifications.services import condition_raise, condition_resolve
 
 from ..models import DirectoryCookie
 from ..selectors import backing
@@ -59,7 +61,9 @@ def group_watch(*, holder: str = "") -> dict:
     ``removed``: members removed, ``restarted``: the feed was read from the start, ``checked``:
     False when the checks could not all be done (a reconcile running, a DC that stopped
     answering), so the cookie was kept for the next run. No DC answering is logged only: the
-    periodic reconcile and the watchdog raise that condition.
+    periodic reconcile and the watchdog raise that condition. A DC that refuses the read
+    itself raises the warning condition ``reconcile.watch_cannot_run``, resolved by the first
+    run that reads the feed.
     """
     holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     counts = {"changed": 0, "removed": 0, "restarted": False, "checked": True}
@@ -92,11 +96,28 @@ def group_watch(*, holder: str = "") -> dict:
             counts["removed"] = sum(len(v) for v in result.values())
             url = d.url
     except directory.DirectoryError as e:
-        log.warning("group watch: %s", e)
         counts["checked"] = False
+        if e.transient:  # no DC answers: the periodic reconcile and the watchdog say so, once
+            log.info("group watch: %s", e)
+            return counts
+        log.warning("group watch cannot read the change feed: %s", e)
+        with transaction.atomic():
+            condition_raise(
+                key=CANNOT_WATCH, event=CANNOT_WATCH, severity=Notification.Severity.WARNING, subject=_SUBJECT,
+                body=(f"{type(e).__name__}: {e}\n"
+                      "The DC refuses the DirSync read the group watch makes every JITAD_GROUP_WATCH_INTERVAL "
+                      "(docs/reconciler.md, \"The group watch\"): an out-of-band member is found only by the "
+                      "periodic reconcile, every JITAD_RECONCILE_INTERVAL, until this is fixed."),
+            )
         return counts
     _cookie_save(dc=dc, url=url, cookie=changes.cookie, restarted=changes.restarted, kept=kept)
+    condition_resolve(key=CANNOT_WATCH, event=f"{CANNOT_WATCH}.resolved", subject=_SUBJECT,
+                      body="The group watch reads the DC's change feed again.")
     return counts
+
+
+CANNOT_WATCH = "reconcile.watch_cannot_run"
+_SUBJECT = "The group watch cannot read the DC's change feed: out-of-band admins wait for the periodic reconcile"
 
 
 def _cookie_save(*, dc: str, url: str, cookie: bytes, restarted: bool, kept: DirectoryCookie | None) -> None:
