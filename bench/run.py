@@ -40,6 +40,7 @@ from harness import (  # noqa: E402  (bench/harness.py, beside this file)
     cpu_model, doc_section_write, group_cpu_seconds, pct, postgres_cpu, results_merge,
 )
 from mass import GROUPS, MAIL_DOMAIN, groups_ensure, mass_sizes, people_ensure, size_label, wave  # noqa: E402
+from out_of_band import measure as out_of_band_measure  # noqa: E402  (bench/out_of_band.py)
 from tests.support.samba import SambaDC  # noqa: E402
 from tests.support.smtp import SmtpSink  # noqa: E402
 from tests.support.winrm_host import WinRMTestHost  # noqa: E402
@@ -201,6 +202,10 @@ def engine() -> int:
                     gone_at[dn] = now
             time.sleep(0.01)
         lateness_ms = [(gone_at[dn] - expiry[dn]) * 1000 for dn in gone_at]
+
+        # 2b. out-of-band member → removed, beside one bare search + modify (writes its own docs
+        # section), before the mass waves so that none of their work is still under way.
+        out_of_band = out_of_band_measure(dc=dc, probe=probe, tls=tls, ou=ou)
         missed = len(expiry) - len(gone_at)
 
         # 3. N grants over 100 groups expiring in the same instant (10,000 by default; more
@@ -273,6 +278,7 @@ def engine() -> int:
             "revocation_lateness_ms_p99": round(pct(lateness_ms, 99), 1) if lateness_ms else None,
             "revocation_missed": missed,
             **mass,
+            **out_of_band,
             "mass_expiry_sizes": ",".join(str(n) for n in sizes),
             "mass_expiry_variants": ",".join(variants),
             "mass_expiry_members_left": sum(v for k, v in mass.items() if k.endswith("_members_left")

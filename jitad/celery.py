@@ -21,6 +21,14 @@ def _schedule(sender, **kwargs):
     sender.add_periodic_task(
         settings.JITAD_RECONCILE_INTERVAL, sender.signature("jitad.elevation.reconcile"), name="reconcile"
     )
+    if settings.JITAD_GROUP_WATCH_INTERVAL > 0:
+        # The reconciler's change feed, beside the sweep on the engine's queue (docs/reconciler.md): a tick
+        # waiting behind other work for longer than two intervals is dropped, the next one does its job.
+        interval = settings.JITAD_GROUP_WATCH_INTERVAL
+        sender.add_periodic_task(
+            interval, sender.signature("jitad.elevation.group_watch", options={"expires": max(2.0, 2 * interval)}),
+            name="group-watch",
+        )
     sender.add_periodic_task(
         settings.JITAD_PENDING_CHECK_INTERVAL,
         sender.signature("jitad.elevation.expire_pending"),

@@ -10,6 +10,9 @@ ENGINE_ENV = {
     "JITAD_SWEEP_INTERVAL": "0.5",
     "JITAD_RECONCILE_INTERVAL": "3600",
     "JITAD_PENDING_CHECK_INTERVAL": "3600",
+    # The group watch removes out-of-band members within a second: off for the session's worker, so
+    # tests that put members in by hand see the reconcile they run; the watch's own tests start a worker with it on.
+    "JITAD_GROUP_WATCH_INTERVAL": "0",
     "JITAD_LEASE_SECONDS": "4",
     "JITAD_RETRY_MAX_ATTEMPTS": "3",
     "JITAD_RETRY_BASE_SECONDS": "0.3",

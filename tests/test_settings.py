@@ -305,6 +305,7 @@ def test_development_sends_no_hsts(tmp_path):
 @pytest.mark.parametrize("variable, value, message", [
     ("JITAD_RECONCILE_MAX_REMOVE_SHARE", "50", "between 0 and 1 (0.5 is half"),
     ("JITAD_RECONCILE_MAX_REMOVE_MIN", "-1", "JITAD_RECONCILE_MAX_REMOVE_MIN must be 0 or more"),
+    ("JITAD_GROUP_WATCH_INTERVAL", "-1", "JITAD_GROUP_WATCH_INTERVAL must be 0 (off) or a number of seconds"),
 ])
 def test_the_reconciler_limit_is_checked_at_start(tmp_path, variable, value, message):
     """A share written as a percentage would turn the reconciler's brake off: refused at start."""

@@ -7,6 +7,7 @@
 from .client import Directory
 from .connection import connect, session
 from .dn import dn_domain, escape_filter, group_label, member_ttl_value, normalize_dn, rdn, sid_filter_value, split_dn
+from .changes import GroupChanges
 from .groups import DirectoryPrincipal, GroupFacts, GroupMembers
 from .users import AccountFacts, DirectoryUser
 from .ephemeral import EphemeralAccount, ephemeral_sam
@@ -33,6 +34,7 @@ __all__ = [
     "EphemeralAccount",
     "ephemeral_sam",
     "ephemeral_state_each",
+    "GroupChanges",
     "GroupFacts",
     "GroupMembers",
     "PROTECTED_RIDS",

@@ -2,7 +2,8 @@
 
 The verbs live beside this module, by what they touch: users.py (accounts), groups.py
 (reads of groups and members), people.py (the people in a group, at any depth), members.py
-(membership changes, refused outside what jitad owns), ephemeral.py (session-only accounts
+(membership changes, refused outside what jitad owns), changes.py (which JIT groups changed since a
+DirSync cookie), ephemeral.py (session-only accounts
 under the JIT OU), provisioning.py (demo and test estates). Binding and the per-thread session are in
 connection.py; DN and filter escaping in dn.py.
 """
@@ -10,6 +11,7 @@ import logging
 
 from ldap3 import BASE, SUBTREE, Connection
 
+from .changes import ChangeFeed
 from .config import DirectoryConfig
 from .errors import DirectoryError, translate
 from .ephemeral import EphemeralVerbs
@@ -22,7 +24,7 @@ from .users import UserVerbs
 log = logging.getLogger(__name__)
 
 
-class Directory(UserVerbs, GroupReads, PeopleReads, MemberChanges, Provisioning, EphemeralVerbs):
+class Directory(UserVerbs, GroupReads, PeopleReads, MemberChanges, Provisioning, EphemeralVerbs, ChangeFeed):
     """A bound connection to one DC. Use :func:`~jitad.directory.connection.connect` to get one; close it when done."""
 
     def __init__(self, conn: Connection, config: DirectoryConfig, url: str):

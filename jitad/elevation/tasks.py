@@ -85,6 +85,12 @@ def reconcile() -> None:
     services.reconcile_once()
 
 
+@shared_task(name="jitad.elevation.group_watch")
+def group_watch() -> dict | None:
+    # Every JITAD_GROUP_WATCH_INTERVAL; one at a time (services.group_watch_once), the beat sets a short expiry.
+    return services.group_watch_once()
+
+
 @shared_task(name="jitad.elevation.expire_pending", expires=300)
 def expire_pending() -> int:
     return services.requests_expire_pending()

@@ -17,6 +17,12 @@ if not 0 < JITAD_WAKE_REFRESH_SECONDS <= 60:
     raise ImproperlyConfigured("JITAD_WAKE_REFRESH_SECONDS must be above 0 and at most 60 (seconds between looks "
                                "at when the next grant ends)")
 JITAD_RECONCILE_INTERVAL = env.float("JITAD_RECONCILE_INTERVAL", default=60.0)
+# The group watch (docs/reconciler.md): every this many seconds the elected scheduler has the DC's
+# change feed (DirSync) read, and the managed groups whose members changed are checked at once;
+# 0 turns it off (out-of-band members are then found by the periodic reconcile only).
+JITAD_GROUP_WATCH_INTERVAL = env.float("JITAD_GROUP_WATCH_INTERVAL", default=1.0)
+if JITAD_GROUP_WATCH_INTERVAL < 0:
+    raise ImproperlyConfigured("JITAD_GROUP_WATCH_INTERVAL must be 0 (off) or a number of seconds")
 JITAD_PENDING_CHECK_INTERVAL = env.float("JITAD_PENDING_CHECK_INTERVAL", default=30.0)
 # Seconds between checks for approval stages left undecided past their escalation or timeout.
 JITAD_ESCALATION_CHECK_INTERVAL = env.float("JITAD_ESCALATION_CHECK_INTERVAL", default=15.0)

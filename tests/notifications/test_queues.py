@@ -29,7 +29,7 @@ def test_notification_tasks_have_a_queue_of_their_own_and_a_plain_worker_consume
     assert ours >= {"jitad.notifications.send", "jitad.notifications.send_batch", "jitad.notifications.resend"}
     assert {_queue(name) for name in ours} == {"notifications"}
     for name in ("jitad.elevation.grant_apply", "jitad.elevation.grants_revoke", "jitad.elevation.sweep",
-                 "jitad.elevation.warn_expiring", "jitad.accounts.refresh_from_directory"):
+                 "jitad.elevation.group_watch", "jitad.elevation.warn_expiring", "jitad.accounts.refresh_from_directory"):
         assert _queue(name) == "celery", name
     # Server checks after revocation and standing-admin scans wait on WinRM: a queue of their own.
     for name in ("jitad.elevation.grants_check_revoked", "jitad.elevation.hosts_scan", "jitad.elevation.host_scan"):

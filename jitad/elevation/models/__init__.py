@@ -7,7 +7,7 @@ from .requests import AccessRequest, Approval
 from .grants import Grant
 from .evidence import EvidencePull, SessionEvent, SessionSignal
 from .hosts import HostScan, StandingAdmin
-from .reconcile import HeldRemoval, GroupReading
+from .reconcile import DirectoryCookie, HeldRemoval, GroupReading
 from .delegations import Delegation
 from .exclusions import EligibilityExclusion
 
@@ -26,6 +26,7 @@ __all__ = [
     "StandingAdmin",
     "HeldRemoval",
     "GroupReading",
+    "DirectoryCookie",
     "Delegation",
     "EligibilityExclusion",
 ]

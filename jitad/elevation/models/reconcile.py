@@ -1,4 +1,4 @@
-"""The reconciler's record: removals held for an operator and the readings of each managed group."""
+"""The reconciler's record: removals held for an operator, the readings of each managed group, and where the group watch left off in each DC's change feed."""
 from django.db import models
 from django.utils import timezone
 
@@ -80,3 +80,27 @@ class GroupReading(models.Model):
 
     def __str__(self):
         return f"{len(self.members)} member(s) of {self.group_dn} read at {self.read_at:%Y-%m-%d %H:%M:%S}"
+
+
+class DirectoryCookie(models.Model):
+    """Where the group watch left off reading a DC's change feed (DirSync): one cookie per DC.
+
+    A cookie is the DC's own replication state and means nothing to another DC, so it is kept
+    under the name of the DC that issued it (its NTDS Settings DN) and shown only to that DC.
+    Only the ``current`` DC (the one that answered the last run) goes on from its cookie; a DC
+    with no cookie here (the first run), any other DC (a failover, and back), or a DC that
+    refuses its cookie is read from the start: the watch then checks every managed group once
+    (a full reconcile) and keeps the fresh cookie. A cookie is saved only after the groups it
+    reported were checked, so a run that fails half-way reads the same changes again.
+    """
+
+    dc = models.CharField(max_length=512, unique=True, help_text="the DC's dsServiceName (its NTDS Settings DN)")
+    cookie = models.BinaryField()
+    url = models.CharField(max_length=512, blank=True, help_text="the URL jitad reached the DC at, last time")
+    current = models.BooleanField(default=False, help_text="the DC that answered the watch's last run: "
+                                                         "only its cookie is used, any other DC starts over")
+    started_at = models.DateTimeField(help_text="when this DC was last read from the start")
+    read_at = models.DateTimeField(help_text="when the cookie was last saved")
+
+    def __str__(self):
+        return f"change feed cookie of {self.dc} (read {self.read_at:%Y-%m-%d %H:%M:%S})"

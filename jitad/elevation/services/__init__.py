@@ -8,6 +8,7 @@ from .grant_ephemeral import ephemeral_accounts_delete_execute, ephemeral_orphan
 from .grant_revoke import grants_revoke_execute
 from .grant_sweep import sweep, sweep_once
 from .grants import grant_release, grant_revoke
+from .group_watcher import group_watch, group_watch_once
 from .held_removals import held_removals_confirm, held_removals_discard, held_removals_execute, held_removals_sweep
 from .host_revocation import grants_check_revoked_execute
 from .standing import host_scan
@@ -35,6 +36,8 @@ __all__ = [
     "grant_refresh_ttl_execute",
     "grant_release",
     "grant_revoke",
+    "group_watch",
+    "group_watch_once",
     "grants_warn_expiring",
     "held_removals_confirm",
     "held_removals_discard",

@@ -136,6 +136,33 @@ def reconcile_group(d: directory.Directory, group_dn: str, allowed: set[str]) ->
     return removed
 
 
+def _reconcile_each(d: directory.Directory, groups: dict[str, set[str]], *, between=lambda: None) -> tuple[
+        dict[str, list[str]], set[str], bool]:
+    """Run :func:`reconcile_group` on each of ``groups``; a group that fails is logged (alerted when it
+    will not pass by itself) and left for the next run.
+
+    Returns the members removed per group, the groups refused as not jitad's (their condition
+    raised), and whether a group failed for a transient reason. ``between`` runs before each group.
+    """
+    result, refused, transient = {}, set(), False
+    for group_dn, allowed in groups.items():
+        between()
+        try:
+            result[group_dn] = reconcile_group(d, group_dn, allowed)
+        except directory.DirectoryNotManaged as e:  # skipped, members left as they are, alerted once
+            log.warning("reconcile %s skipped: %s", group_dn, e)
+            refused.add(group_dn)
+            with transaction.atomic():
+                group_not_managed_raise(group_dn=group_dn, error=e, by="reconciler",
+                                        privileged=isinstance(e, ProtectedGroup))
+        except directory.DirectoryError as e:
+            log.warning("reconcile %s failed: %s", group_dn, e)
+            transient = transient or e.transient
+            if not e.transient:
+                _alert_unreadable(group_dn, e)
+    return result, refused, transient
+
+
 def reconcile() -> dict[str, list[str]]:
     """Reconcile every managed group; a group that fails is logged and retried next run.
 
@@ -143,32 +170,18 @@ def reconcile() -> dict[str, list[str]]:
     condition the watchdog also raises (counted while it is open, resolved by the watchdog
     when a DC answers): never a traceback, never an alert per run.
     """
-    result = {}
-    refused = set()
     groups = backing.managed_groups()
     if not groups:
         _cannot_run_resolve()
-        return result
+        return {}
     try:
         with directory.connect() as d:
-            for group_dn, allowed in groups.items():
-                try:
-                    result[group_dn] = reconcile_group(d, group_dn, allowed)
-                except directory.DirectoryNotManaged as e:  # skipped, members left as they are, alerted once
-                    log.warning("reconcile %s skipped: %s", group_dn, e)
-                    refused.add(group_dn)
-                    with transaction.atomic():
-                        group_not_managed_raise(group_dn=group_dn, error=e, by="reconciler",
-                                                privileged=isinstance(e, ProtectedGroup))
-                except directory.DirectoryError as e:
-                    log.warning("reconcile %s failed: %s", group_dn, e)
-                    if not e.transient:
-                        _alert_unreadable(group_dn, e)
+            result, refused, _transient = _reconcile_each(d, groups)
     except directory.DirectoryUnavailable as e:
         log.warning("reconcile skipped this run: %s", e)
         with transaction.atomic():
             directory_unreachable_raise(detail=str(e))
-        return result
+        return {}
     except directory.DirectoryError as e:  # the DC refused jitad's bind, or its settings are wrong
         log.error("reconcile cannot run: %s", e)
         with transaction.atomic():
@@ -180,10 +193,42 @@ def reconcile() -> dict[str, list[str]]:
                       "locked service account, a wrong JITAD_LDAP_* setting); grants and revocations meet the same "
                       "error (JITAD_LDAP_* in ops/jitad.env.example; the service account in docs/managed-groups.md)."),
             )
-        return result
+        return {}
     not_managed_conditions_resolve(still=refused)
     _cannot_run_resolve()
     return result
+
+
+def reconcile_changed(d: directory.Directory, group_dns, *, holder: str,
+                      lease_seconds: float) -> dict[str, list[str]] | None:
+    """The per-group entry point (the group watch's): reconcile those of ``group_dns`` that are managed
+    groups, or every managed group when ``group_dns`` is None, on the bound ``d``.
+
+    The same check, removal, brake, audit and alerts as a full run, group by group. It holds
+    the lease ``reconcile`` as ``holder`` (renewed before each group) so it never judges a
+    group beside a running reconcile. None when it could not do it all: that lease is held
+    elsewhere, or a group failed for a transient reason; the caller then asks again later for
+    the same groups. Groups refused or unreadable for good are alerted as a full run does,
+    and count as done.
+    """
+    groups = backing.managed_groups()
+    if group_dns is not None:
+        wanted = {directory.normalize_dn(dn) for dn in group_dns}
+        groups = {dn: allowed for dn, allowed in groups.items() if directory.normalize_dn(dn) in wanted}
+    if not groups:
+        return {}
+    if not lease_take(name=RECONCILE_LEASE, holder=holder, seconds=lease_seconds):
+        log.info("changed groups not checked yet: a reconcile is running")
+        return None
+
+    def renew():
+        lease_take(name=RECONCILE_LEASE, holder=holder, seconds=lease_seconds)
+
+    try:
+        result, _refused, transient = _reconcile_each(d, groups, between=renew)
+    finally:
+        lease_release(name=RECONCILE_LEASE, holder=holder)
+    return None if transient else result
 
 
 CANNOT_RUN = "reconcile.cannot_run"
