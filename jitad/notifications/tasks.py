@@ -1,4 +1,4 @@
-"""Deliver notifications from the worker: a task per delivery, a batch task that fans out, the periodic checks.
+"""Deliver notifications from the worker: a task per delivery, a batch task (e-mails a chunk per SMTP session), the periodic checks.
 
 Every task here runs on the "notifications" queue (CELERY_TASK_ROUTES), never beside
 the grant engine's tasks.
@@ -21,10 +21,15 @@ def delivery_send(delivery_id: int, token: str = "") -> None:
     services.delivery_send(delivery_id=delivery_id, token=token)
 
 
-@shared_task(name="jitad.notifications.send_batch", acks_late=True)
+# A batch starts e-mails for at most email_batch_seconds(), then one send may still need its timeout.
+_BATCH_LIMITS = {"soft_time_limit": services.email_batch_seconds() + settings.JITAD_DELIVERY_TIMEOUT + 5,
+                 "time_limit": services.email_batch_seconds() + settings.JITAD_DELIVERY_TIMEOUT + 15}
+
+
+@shared_task(name="jitad.notifications.send_batch", acks_late=True, **_BATCH_LIMITS)
 def deliveries_send_batch(delivery_ids: list[int], token: str = "") -> None:
     if token:
-        services.deliveries_enqueue(delivery_ids=delivery_ids, token=token)
+        services.deliveries_send_batch(delivery_ids=delivery_ids, token=token)
 
 
 @shared_task(name="jitad.notifications.resend", expires=300)

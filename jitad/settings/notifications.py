@@ -41,6 +41,11 @@ JITAD_DELIVERY_MAX_ATTEMPTS = env.int("JITAD_DELIVERY_MAX_ATTEMPTS", default=5)
 JITAD_DELIVERY_RETRY_BASE_SECONDS = env.float("JITAD_DELIVERY_RETRY_BASE_SECONDS", default=30.0)
 JITAD_DELIVERY_RETRY_MAX_SECONDS = env.float("JITAD_DELIVERY_RETRY_MAX_SECONDS", default=900.0)
 JITAD_DELIVERY_TIMEOUT = env.float("JITAD_DELIVERY_TIMEOUT", default=20.0)
+# The e-mails of one batch (a revocation batch's notices) go out this many at a time over one
+# SMTP session each; a larger batch becomes several messages of this size.
+JITAD_EMAIL_BATCH = env.int("JITAD_EMAIL_BATCH", default=50)
+if not 1 <= JITAD_EMAIL_BATCH <= 1000:
+    raise ImproperlyConfigured("JITAD_EMAIL_BATCH must be between 1 and 1000 (e-mails per SMTP session)")
 # Beat re-sends deliveries whose task message was lost (broker restart, worker killed), and
 # sends the digests that are due, this often.
 JITAD_DELIVERY_CHECK_INTERVAL = env.float("JITAD_DELIVERY_CHECK_INTERVAL", default=60.0)

@@ -17,12 +17,21 @@ class SmtpSink:
 
     def __init__(self):
         self.messages: list[tuple[list[str], EmailMessage]] = []
+        self.refuse: set[str] = set()  # recipients answered "550 no such user"
+        self.peers: list[tuple] = []  # the client end of each connection that sent a message, per message
         sink = self
 
         class Handler:
+            async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+                if address.lower() in sink.refuse:
+                    return "550 5.1.1 no such user"
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
             async def handle_DATA(self, server, session, envelope):
                 parsed = message_from_bytes(envelope.content, policy=policy.default)
                 sink.messages.append((list(envelope.rcpt_tos), parsed))
+                sink.peers.append(tuple(session.peer))
                 return "250 OK"
 
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=_free_port())

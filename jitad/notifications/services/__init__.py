@@ -8,7 +8,9 @@ written in the caller's transaction; each delivery is sent by its own task after
 from .channels import SendFailed
 from .compose import Outgoing, alert_raise, deliveries_enqueue, notification_create, notifications_create
 from .conditions import condition_raise, condition_resolve, conditions_open
-from .delivery import deliveries_resend, deliveries_retry, deliveries_send_here, delivery_send
+from .delivery import (
+    deliveries_resend, deliveries_retry, deliveries_send_batch, deliveries_send_here, delivery_send, email_batch_seconds,
+)
 from .destinations import APPROVALS, SECURITY, destination_urls, named_destination, redact, scrub
 from .digest import digests_send
 
@@ -24,7 +26,9 @@ __all__ = [
     "deliveries_enqueue",
     "deliveries_resend",
     "deliveries_retry",
+    "deliveries_send_batch",
     "deliveries_send_here",
+    "email_batch_seconds",
     "delivery_send",
     "destination_urls",
     "digests_send",

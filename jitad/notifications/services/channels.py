@@ -4,11 +4,12 @@ Each send either returns (the destination took the message) or raises ``SendFail
 saying whether trying again may help. Nothing here touches the database.
 """
 import smtplib
+import time
 
 import apprise
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.mail import EmailMessage
+from django.core.mail import EmailMessage, get_connection
 
 from ..models import Delivery, Notification
 from .destinations import EMAIL_SCHEME, destination_urls, email_address, redact, scrub
@@ -32,10 +33,12 @@ def _text(note: Notification) -> str:
     return f"{note.body}\n\n{note.link}" if note.link else note.body
 
 
-def send_email(address: str, note: Notification) -> None:
-    """Send ``note`` as an e-mail to ``address``; a refusal of the address is final, others may pass."""
-    message = EmailMessage(subject=f"[jitad] {note.subject}", body=_text(note), to=[address])
+def _send_one(message: EmailMessage, connection=None) -> None:
+    """Send one message (opening ``connection`` first if it is closed, and leaving it open); a refusal
+    of the address is final, others may pass."""
     try:
+        if connection is not None:
+            connection.open()  # a no-op while open; then send() neither opens nor closes it
         message.send()
     except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as e:
         raise SendFailed(f"{type(e).__name__}: {e}", retry=False) from e
@@ -43,6 +46,44 @@ def send_email(address: str, note: Notification) -> None:
         raise SendFailed(f"{type(e).__name__}: {e.smtp_code} {e.smtp_error!r}", retry=e.smtp_code < 500) from e
     except (smtplib.SMTPException, OSError) as e:  # refused, unreachable, timed out, TLS
         raise SendFailed(f"{type(e).__name__}: {e}") from e
+
+
+def send_email(address: str, note: Notification) -> None:
+    """Send ``note`` as an e-mail to ``address`` (a connection of its own)."""
+    _send_one(EmailMessage(subject=f"[jitad] {note.subject}", body=_text(note), to=[address]))
+
+
+def send_emails(items: list[tuple[str, Notification]], *, deadline: float):
+    """Send each (address, note) as its own e-mail over one connection, yielding each one's outcome in order.
+
+    A mass expiry's notices go out a chunk at a time this way rather than one SMTP session
+    per message. A message the server refuses is that message's failure only; after a failure
+    that may have broken the session (a dropped connection, a timeout) the next message opens
+    a new one. No message is started past ``deadline`` (time.monotonic()): the caller hands
+    back those it got no outcome for.
+    """
+    connection = get_connection()
+    try:
+        for address, note in items:
+            if time.monotonic() >= deadline:
+                return
+            try:
+                _send_one(EmailMessage(subject=f"[jitad] {note.subject}", body=_text(note), to=[address],
+                                       connection=connection), connection)
+                yield None
+            except SendFailed as e:
+                if e.retry:  # the session may be gone: start the next message afresh
+                    _close_quietly(connection)
+                yield e
+    finally:
+        _close_quietly(connection)
+
+
+def _close_quietly(connection) -> None:
+    try:
+        connection.close()
+    except (smtplib.SMTPException, OSError):
+        pass
 
 
 def url_for(delivery: Delivery) -> str:

@@ -116,7 +116,7 @@ def notifications_create(*, items: Iterable[Outgoing]) -> list[Notification]:
     pending = [d.id for d in rows if d.state == Delivery.State.PENDING]
     # Several deliveries (a revocation's notices, a request told to sixty approvers) publish one
     # message, not one per delivery: the caller (a web request, the grant engine) moves on at
-    # once, and the notifications worker fans it out into one message per delivery.
+    # once, and the notifications worker sends their e-mails a chunk per SMTP session.
     deliveries_enqueue_on_commit(delivery_ids=pending, token=token, batch=len(pending) > 1)
     return notes
 
@@ -167,9 +167,10 @@ def deliveries_enqueue_on_commit(*, delivery_ids: list[int], token: uuid.UUID, b
                                  countdown: float | None = None) -> None:
     """Once the caller commits, send the deliveries claimed with ``token``: one message each, or one for all.
 
-    ``batch``: one message for many deliveries, which the notifications worker fans out
-    into one per delivery (a sweep revoking thousands of grants publishes one message and
-    moves on). A broker that refuses hands the claims back to the periodic check.
+    ``batch``: one message for many deliveries, whose e-mails the notifications worker sends
+    a chunk per SMTP session (``deliveries_send_batch``; a sweep revoking thousands of grants
+    publishes one message and moves on). A broker that refuses hands the claims back to the
+    periodic check.
     """
     ids = list(delivery_ids)
     if not ids:

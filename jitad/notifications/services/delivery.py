@@ -23,11 +23,11 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from jitad.engine import claims, retry
+from jitad.engine import claims, queue, retry
 
 from ..models import Delivery
-from .channels import SendFailed, send_apprise, send_email, url_for
-from .compose import attempt_seconds, deliveries_enqueue_on_commit, message_lease
+from .channels import SendFailed, send_apprise, send_email, send_emails, url_for
+from .compose import SEND_BATCH, attempt_seconds, deliveries_enqueue, deliveries_enqueue_on_commit, message_lease
 from .destinations import SECURITY, scrub
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,8 @@ DeliveryState = Delivery.State
 ERROR_MAX = 1000
 NEVER_FINISHED = "never finished (worker stopped?)"
 
-__all__ = ["attempt_seconds", "backoff_seconds", "deliveries_resend", "deliveries_retry", "deliveries_send_here",
-           "delivery_send"]
+__all__ = ["attempt_seconds", "backoff_seconds", "deliveries_resend", "deliveries_retry", "deliveries_send_batch",
+           "deliveries_send_here", "delivery_send", "email_batch_seconds"]
 
 
 def backoff_seconds(attempts: int, *, failed: bool = False) -> float:
@@ -92,6 +92,72 @@ def delivery_send(*, delivery_id: int, token: uuid.UUID | str | None = None) -> 
         return
     text, transient = error
     _failed([d.id], mine, text, transient=transient)
+
+
+# -- many at once: a batch's e-mails over one SMTP session per chunk -----------------------
+def email_batch_seconds() -> float:
+    """How long one batch task may go on starting e-mails (its time limits add one send's timeout)."""
+    return settings.JITAD_DELIVERY_TIMEOUT * 5
+
+
+def deliveries_send_batch(*, delivery_ids: list[int], token: uuid.UUID | str) -> None:
+    """Send the deliveries one message carries (a revocation batch's notices, a request told to many approvers).
+
+    E-mails go out JITAD_EMAIL_BATCH at a time, each chunk over one SMTP session, the first
+    chunk here and the others as messages of their own (so one task's time stays bounded);
+    apprise deliveries get one message each, so a slow endpoint never holds up the others.
+    Each delivery is still its own claimed work: taken with the claim, recorded sent or
+    failed on its own, retried with its own backoff.
+    """
+    ids = list(delivery_ids)
+    channels = dict(Delivery.objects.filter(id__in=ids, claim_token=token).values_list("id", "channel"))
+    emails = [i for i in ids if channels.get(i) == Delivery.Channel.EMAIL]
+    deliveries_enqueue(delivery_ids=[i for i in ids if channels.get(i) == Delivery.Channel.APPRISE], token=token)
+    chunk = settings.JITAD_EMAIL_BATCH
+    for i in range(chunk, len(emails), chunk):
+        rest = emails[i:i + chunk]
+        if not queue.enqueue(SEND_BATCH, rest, str(token)):
+            claims.release(Delivery, emails[i:], token)  # the periodic check sends them
+            log.warning("%d e-mail delivery(ies) left to the periodic check", len(emails) - i)
+            break
+    if emails:
+        _emails_send(emails[:chunk], token)
+
+
+def _emails_send(ids: list[int], token) -> None:
+    with transaction.atomic():
+        mine, rows = claims.take(Delivery.objects.filter(state=DeliveryState.PENDING, channel=Delivery.Channel.EMAIL)
+                                 .select_related("notification"), ids, token)
+        if not rows:
+            return  # a duplicate message, or the claims lapsed and were taken over
+        Delivery.objects.filter(id__in=[d.id for d in rows], claim_token=mine).update(attempt_started_at=timezone.now())
+    outcomes: list[SendFailed | None] = []
+    with claims.held(Delivery, mine):
+        try:
+            for outcome in send_emails([(d.address, d.notification) for d in rows], deadline=time.monotonic()
+                                       + email_batch_seconds()):
+                outcomes.append(outcome)
+        except SoftTimeLimitExceeded:  # one send hung past its own timeout: that one failed
+            outcomes.append(SendFailed(f"took longer than {settings.JITAD_DELIVERY_TIMEOUT:g} s"))
+    left = [d.id for d in rows[len(outcomes):]]
+    if left:  # not started in this task's time: handed back unattempted, the periodic check sends them
+        Delivery.objects.filter(id__in=left, claim_token=mine).update(claim_token=None, lease_until=None,
+                                                                      attempt_started_at=None)
+        log.warning("%d e-mail delivery(ies) not started in time, left to the periodic check", len(left))
+    sent = [d.id for d, outcome in zip(rows, outcomes) if outcome is None]
+    Delivery.objects.filter(id__in=sent, claim_token=mine, state=DeliveryState.PENDING).update(
+        state=DeliveryState.SENT, sent_at=timezone.now(), attempts=F("attempts") + 1, next_attempt_at=None,
+        last_error="", claim_token=None, lease_until=None, attempt_started_at=None,
+    )
+    failed: dict[tuple[str, bool], list[int]] = defaultdict(list)
+    for d, outcome in zip(rows, outcomes):
+        if outcome is not None:
+            text = str(outcome)
+            if settings.EMAIL_HOST_PASSWORD:
+                text = text.replace(settings.EMAIL_HOST_PASSWORD, "****")
+            failed[(text[:ERROR_MAX], outcome.retry)].append(d.id)
+    for (text, transient), failed_ids in failed.items():
+        _failed(failed_ids, mine, text, transient=transient)
 
 
 def _attempt(d: Delivery) -> tuple[str, bool] | None:

@@ -1,0 +1,132 @@
+"""A batch of notices' e-mails goes out over one SMTP session per chunk, each e-mail still its own claimed work.
+
+Against a real SMTP server on 127.0.0.1 (aiosmtpd): what it received, over how many
+connections, and what each delivery row records. Messages the batch publishes (further
+chunks, apprise deliveries) go to a recorder and are run in-process through their task,
+as the worker would.
+"""
+
+import pytest
+from django.contrib.auth.models import User
+
+from jitad.engine import queue
+from jitad.notifications import tasks
+from jitad.notifications.models import Delivery
+from jitad.notifications.services import Outgoing, notifications_create
+from tests.support.smtp import SmtpSink
+from tests.support.webhook import WebhookReceiver
+
+pytestmark = pytest.mark.django_db
+DeliveryState = Delivery.State
+
+
+@pytest.fixture
+def smtp(settings):
+    sink = SmtpSink().start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", sink.controller.port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    yield sink
+    if sink.controller._thread is not None:  # a test may have stopped it
+        sink.stop()
+
+
+@pytest.fixture
+def published(monkeypatch):
+    sent = []
+    monkeypatch.setattr(queue, "enqueue", lambda name, *args, **kw: sent.append((name, args)) or True)
+    return sent
+
+
+def _notices(n: int, *, destinations=()) -> tuple[list[int], str]:
+    """``n`` people told of a revocation each (as a revocation batch records them); (delivery ids, claim)."""
+    people = [User.objects.create_user(f"p{i}", email=f"p{i}@jitad.test") for i in range(n)]
+    notifications_create(items=[Outgoing(event="grant.revoked", subject=f"Ended: admin on SRV{i:02d}", body="ended",
+                                         people=[p], destinations=destinations if i == 0 else ())
+                                for i, p in enumerate(people)])
+    rows = list(Delivery.objects.order_by("id").values_list("id", "claim_token"))
+    return [i for i, _ in rows], str(rows[0][1])
+
+
+def _run(published: list) -> None:
+    """Run what the batch published, as the notifications worker would."""
+    while published:
+        name, args = published.pop(0)
+        {"jitad.notifications.send_batch": tasks.deliveries_send_batch,
+         "jitad.notifications.send": tasks.delivery_send}[name](*args)
+
+
+def test_a_batch_sends_its_emails_in_chunks_each_over_one_session(settings, smtp, published):
+    """GIVEN 120 notices' e-mails in one batch message and chunks of 50 WHEN the notifications worker
+    runs it THEN 120 e-mails reach the server over 3 connections (50, 50, 20), the two further chunks
+    went out as messages of their own, and every delivery is recorded sent, one attempt each."""
+    settings.JITAD_EMAIL_BATCH = 50
+    ids, token = _notices(120)
+    tasks.deliveries_send_batch(ids, token)
+    assert [name for name, _ in published] == ["jitad.notifications.send_batch"] * 2
+    assert [len(args[0]) for _, args in published] == [50, 20]
+    assert len(smtp.messages) == 50
+    _run(published)
+    assert sorted(r[0][0] for r in smtp.messages) == sorted(f"p{i}@jitad.test" for i in range(120))
+    sessions = {}
+    for peer in smtp.peers:
+        sessions[peer] = sessions.get(peer, 0) + 1
+    assert sorted(sessions.values()) == [20, 50, 50]
+    assert set(Delivery.objects.values_list("state", "attempts", "claim_token", "attempt_started_at")) == {
+        (DeliveryState.SENT, 1, None, None)}
+
+
+def test_a_refused_address_fails_alone_and_the_session_goes_on(settings, smtp, published):
+    settings.JITAD_EMAIL_BATCH = 50
+    ids, token = _notices(5)
+    smtp.refuse.add("p2@jitad.test")
+    tasks.deliveries_send_batch(ids, token)
+    assert published == []
+    assert sorted(r[0][0] for r in smtp.messages) == ["p0@jitad.test", "p1@jitad.test", "p3@jitad.test",
+                                                     "p4@jitad.test"]
+    assert len(set(smtp.peers)) == 1
+    refused = Delivery.objects.get(address="p2@jitad.test")
+    assert refused.state == DeliveryState.FAILED  # a refusal of the address is final
+    assert "SMTPRecipientsRefused" in refused.last_error
+    assert Delivery.objects.filter(state=DeliveryState.SENT).count() == 4
+
+
+def test_a_server_that_is_down_fails_the_chunk_for_a_retry(settings, smtp, published,
+                                                           django_capture_on_commit_callbacks):
+    settings.JITAD_EMAIL_BATCH = 50
+    ids, token = _notices(3)
+    smtp.stop()
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.deliveries_send_batch(ids, token)
+    rows = list(Delivery.objects.all())
+    assert {d.state for d in rows} == {DeliveryState.PENDING}
+    assert {d.attempts for d in rows} == {1}
+    assert all(d.next_attempt_at and "attempt 1" in d.last_error for d in rows)
+    # each retry is claimed for a message that waits until it is due
+    assert sorted(name for name, _ in published) == ["jitad.notifications.send"] * 3
+
+
+def test_a_duplicate_batch_message_sends_nothing_twice(settings, smtp, published):
+    settings.JITAD_EMAIL_BATCH = 50
+    ids, token = _notices(4)
+    tasks.deliveries_send_batch(ids, token)
+    tasks.deliveries_send_batch(ids, token)  # the broker delivered it again
+    assert len(smtp.messages) == 4
+    assert Delivery.objects.filter(state=DeliveryState.SENT, attempts=1).count() == 4
+
+
+def test_apprise_deliveries_in_a_batch_still_get_a_message_each(settings, smtp, published):
+    receiver = WebhookReceiver().start()
+    try:
+        settings.JITAD_ALERT_URLS = [receiver.url]
+        ids, token = _notices(3, destinations=["JITAD_ALERT_URLS"])
+        apprise_ids = list(Delivery.objects.filter(channel=Delivery.Channel.APPRISE).values_list("id", flat=True))
+        assert len(apprise_ids) == 1
+        tasks.deliveries_send_batch(ids, token)
+        assert published == [("jitad.notifications.send", (apprise_ids[0], token))]
+        assert len(smtp.messages) == 3
+        _run(published)
+        assert Delivery.objects.filter(state=DeliveryState.SENT).count() == 4
+    finally:
+        receiver.stop()
