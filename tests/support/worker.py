@@ -27,8 +27,9 @@ class CeleryWorker:
     """
 
     def __init__(self, env: dict[str, str], log_dir: Path, beat: bool = True, concurrency: int = 2,
-                 queues: tuple[str, ...] = QUEUES):
+                 queues: tuple[str, ...] = QUEUES, nice: dict[str, int] | None = None):
         self.env = env
+        self.nice = nice or {}  # queue -> CPU niceness of its process (ops/README.md: deliveries below the engine)
         self.log_dir = Path(log_dir)
         self.beat = beat
         self.concurrency = concurrency
@@ -52,6 +53,8 @@ class CeleryWorker:
             ]
             if self.beat and i == 0:
                 cmd += ["-B", "-s", str(self.log_dir / f"beat-{name}")]
+            if self.nice.get(queue):
+                cmd = ["nice", "-n", str(self.nice[queue]), *cmd]
             # A process group of their own (out of the terminal's, so Ctrl-C does not reach them).
             group = self.proc.pid if i else 0
             try:
