@@ -91,7 +91,7 @@ def engine() -> int:
     winrm_password = "Bench-" + uuid.uuid4().hex
     host = WinRMTestHost(users={"JITAD\\svc-winrm": winrm_password}).start()
     # A real SMTP server takes the e-mails the notices send (the waves' people have e-mail).
-    smtp = SmtpSink().start()
+    smtp = SmtpSink(parse=False).start()
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # the SMTP server's line per command
     os.environ["JITAD_EMAIL_URL"] = smtp.url
     os.environ.update({"JITAD_WINRM_USERNAME": "JITAD\\svc-winrm", "JITAD_WINRM_PASSWORD": winrm_password})
@@ -382,8 +382,9 @@ Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()
 Python {platform.python_version()}, Samba {samba.removeprefix("Version ")}, database {results['database']}, broker
 {results['broker']}, the sweep woken by the scheduler at each grant's end (safety-net sweep every
 {results['sweep_interval_s']} s), a Celery worker for the engine's
-queue (2 processes, with beat) and one for notifications and hosts (2 processes), all on the
-same CPUs as the DC, {results['samples']} samples for the latency rows. The machine is
+queue (2 processes, with beat) and one for notifications and hosts (2 processes, at nice 10 as
+ops/README.md advises), all on the same CPUs as the DC; notices' e-mails go to a real SMTP
+server on 127.0.0.1 (in the bench's process); {results['samples']} samples for the latency rows. The machine is
 shared and absolute times swing by about ±50 % from run to run: read the ratios to the
 floor, measured on the same DC in the same run, first.
 

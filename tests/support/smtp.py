@@ -15,8 +15,9 @@ def _free_port() -> int:
 class SmtpSink:
     """``messages`` holds (envelope recipients, parsed message) for every mail received."""
 
-    def __init__(self):
-        self.messages: list[tuple[list[str], EmailMessage]] = []
+    def __init__(self, parse: bool = True):
+        """``parse=False`` keeps each message's raw bytes unparsed (a benchmark's server: cheap to run)."""
+        self.messages: list[tuple[list[str], EmailMessage | bytes]] = []
         self.refuse: set[str] = set()  # recipients answered "550 no such user"
         self.peers: list[tuple] = []  # the client end of each connection that sent a message, per message
         sink = self
@@ -29,7 +30,7 @@ class SmtpSink:
                 return "250 OK"
 
             async def handle_DATA(self, server, session, envelope):
-                parsed = message_from_bytes(envelope.content, policy=policy.default)
+                parsed = message_from_bytes(envelope.content, policy=policy.default) if parse else envelope.content
                 sink.messages.append((list(envelope.rcpt_tos), parsed))
                 sink.peers.append(tuple(session.peer))
                 return "250 OK"
