@@ -63,10 +63,11 @@ def held_removals_execute(held_ids: list[int], token: str) -> None:
 
 
 @shared_task(name="jitad.elevation.sweep", expires=30)
-def sweep() -> dict | None:
-    # Confirmed held removals ride on the sweep: a lost message or a dead worker's claim is picked up within a second.
+def sweep(due: float | None = None) -> dict | None:
+    # Confirmed held removals ride on the sweep: a lost message or a dead worker's claim is picked up by the next one.
     # One sweep at a time (services.sweep_once): another still running is not joined by this tick.
-    counts = services.sweep_once()
+    # ``due``: the grant end the scheduler woke it for (engine.signals.next_due), None from the periodic tick.
+    counts = services.sweep_once(due=due)
     return None if counts is None else {**counts, "held_removal": services.held_removals_sweep()}
 
 

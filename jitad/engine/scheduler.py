@@ -96,23 +96,35 @@ class ElectedScheduler(Scheduler):
             return wait
         return max(0.0, min(super().tick(*args, **kwargs), wait, self._wake()))
 
-    def _wake(self) -> float:
-        """Send the tasks whose timed work is due now; return the seconds until the next look."""
-        now = time.time()
-        if now >= self._wake_ask_at:
-            self._wake_ask_at = now + settings.JITAD_WAKE_REFRESH_SECONDS
-            self._wake_due = self._ask(now)
-        due = [task for task, at in self._wake_due.items() if at <= now]
-        for task in due:
-            del self._wake_due[task]
-            self._send(task)
-        if due:
-            # What fell due up to now is those messages' work (a sweep takes everything due when
-            # it runs); ask at once for what comes after.
-            self._wake_mark = now
-            self._wake_ask_at = now
-            return 0.0
-        return min([self._wake_ask_at - now, *(at - now for at in self._wake_due.values())])
+    def _wake(self, now: float | None = None) -> float:
+        """Send the tasks whose timed work is due now; return the seconds until the next look.
+
+        Wake-ups are hints (the periodic tasks are the safety net), so nothing here may stop
+        beat: any error is logged and the next look is a refresh away.
+        """
+        now = time.time() if now is None else now
+        refresh = settings.JITAD_WAKE_REFRESH_SECONDS
+        try:
+            if self._wake_ask_at - now > refresh or self._wake_mark > now:  # the clock was set back
+                self._wake_ask_at, self._wake_mark = now, min(self._wake_mark, now)
+            if now >= self._wake_ask_at:
+                self._wake_ask_at = now + refresh
+                self._wake_due = self._ask(now)
+            due = {task: at for task, at in self._wake_due.items() if at <= now}
+            for task, at in due.items():
+                del self._wake_due[task]
+                self._send(task, at)
+            if due:
+                # What fell due up to now is those messages' work (a sweep takes everything due when
+                # it runs); ask at once for what comes after.
+                self._wake_mark = now
+                self._wake_ask_at = now
+                return 0.0
+            return min([self._wake_ask_at - now, *(at - now for at in self._wake_due.values())])
+        except Exception:  # noqa: BLE001 - a hint that failed must not end beat's loop
+            log.exception("scheduler %s: looking for due work failed", self._name)
+            self._wake_ask_at, self._wake_due = now + refresh, {}
+            return refresh
 
     def _ask(self, now: float) -> dict[str, float]:
         """Each receiver's next due instant (time.time()), for work due after the last wake-up sent.
@@ -134,13 +146,16 @@ class ElectedScheduler(Scheduler):
                 elif answer is not None:
                     task, when = answer
                     answers[task] = min(when.timestamp(), answers.get(task, float("inf")))
-        except DatabaseError as e:
-            log.warning("scheduler %s cannot reach the database to look for due work: %s", self._name, e)
+        except DatabaseError as e:  # close_old_connections() itself
+            if time.monotonic() - self._due_warned_at > 60:
+                self._due_warned_at = time.monotonic()
+                log.warning("scheduler %s cannot reach the database to look for due work (said once a minute): %s",
+                            self._name, e)
         return answers
 
-    def _send(self, task: str) -> bool:
+    def _send(self, task: str, due: float) -> bool:
         try:
-            self.app.send_task(task, expires=30)
+            self.app.send_task(task, kwargs={"due": due}, expires=30)
             return True
         except BROKER_ERRORS as e:
             now = time.monotonic()

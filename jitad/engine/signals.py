@@ -19,6 +19,7 @@ broker_unreachable = Signal()
 # The elected scheduler asks when timed work next falls due (every JITAD_WAKE_REFRESH_SECONDS,
 # and again right after each wake-up). A receiver takes ``after`` (an aware datetime) and
 # returns (task name, instant) for its earliest work due strictly after ``after``, or None;
-# the scheduler sends that task (no arguments) at that instant, instead of waiting for the
-# task's next periodic run. Answers are hints: the periodic run stays the safety net.
+# the scheduler sends that task at that instant, with the keyword ``due`` (the instant, as
+# time.time()), instead of waiting for the task's next periodic run. Answers are hints: the
+# periodic run stays the safety net.
 next_due = Signal()

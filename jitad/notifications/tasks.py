@@ -21,9 +21,10 @@ def delivery_send(delivery_id: int, token: str = "") -> None:
     services.delivery_send(delivery_id=delivery_id, token=token)
 
 
-# A batch starts e-mails for at most email_batch_seconds(), then one send may still need its timeout.
-_BATCH_LIMITS = {"soft_time_limit": services.email_batch_seconds() + settings.JITAD_DELIVERY_TIMEOUT + 5,
-                 "time_limit": services.email_batch_seconds() + settings.JITAD_DELIVERY_TIMEOUT + 15}
+# A batch starts e-mails for at most email_batch_seconds(); then one send may still need its timeout
+# (the soft limit), and closing the session its QUIT, another timeout (the hard limit).
+_BATCH_SOFT = services.email_batch_seconds() + settings.JITAD_DELIVERY_TIMEOUT + 5
+_BATCH_LIMITS = {"soft_time_limit": _BATCH_SOFT, "time_limit": _BATCH_SOFT + settings.JITAD_DELIVERY_TIMEOUT + 15}
 
 
 @shared_task(name="jitad.notifications.send_batch", acks_late=True, **_BATCH_LIMITS)

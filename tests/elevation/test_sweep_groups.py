@@ -141,3 +141,25 @@ def test_a_sweep_that_lost_its_lease_claims_no_more(monkeypatch):
     assert len(sent) == 1
     assert Grant.objects.filter(state=Grant.State.REVOKING).count() == 4
     assert Lease.objects.get(name=SWEEP_LEASE).holder == "another-process"  # not released by the loser
+
+
+@override_settings(JITAD_SWEEP_BATCH=4, JITAD_SWEEP_MAX_BATCHES=1)
+def test_a_sweep_whose_claims_were_not_full_but_capped_goes_on_too(monkeypatch):
+    """Whole groups rarely fill a claim exactly: 3 groups of 3 with claims of 4 take one group each.
+    The sweep goes on because it used every claim it may make, not because the claims were full."""
+    groups = _due_wave(3, 3)
+    sent = []
+    monkeypatch.setattr(grant_sweep, "_enqueue_revoke", lambda ids, token: sent.append(list(ids)))
+    assert sweep_once()["revoke"] == 9
+    assert {frozenset(ids) for ids in sent} == {frozenset(ids) for ids in groups.values()}
+
+
+@override_settings(JITAD_SWEEP_BATCH=4, JITAD_SWEEP_MAX_BATCHES=1, JITAD_SWEEP_MESSAGE_SECONDS=2.0)
+def test_the_queue_allowance_carries_over_from_one_pass_of_a_sweep_to_the_next(monkeypatch):
+    _due_wave(3, 4)
+    sent = []
+    monkeypatch.setattr(grant_sweep, "_enqueue_revoke", lambda ids, token: sent.append(list(ids)))
+    sweep_once()
+    assert len(sent) == 3
+    leases = [set(Grant.objects.filter(id__in=ids).values_list("lease_until", flat=True)).pop() for ids in sent]
+    assert leases[2] - leases[0] >= timedelta(seconds=3.9)  # two messages ahead of the third, across passes

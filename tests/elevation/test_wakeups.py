@@ -47,7 +47,7 @@ def test_next_due_is_the_earliest_end_retry_or_start_after_the_instant_asked():
     retry = now + timedelta(seconds=12)
     _grant(Grant.State.REVOKE_FAILED, user="e", expires_at=now - timedelta(minutes=1), next_attempt_at=retry)
     assert sweep_next_due(after=now) == retry
-    check = now + timedelta(seconds=8)
+    check = now + timedelta(seconds=8)  # an ended grant's check on its server (or account deletion), retried
     _grant(Grant.State.REVOKED, user="f", expires_at=now - timedelta(minutes=1), revoked_at=now,
            host_revoke_check=Grant.HostCheck.PENDING, next_attempt_at=check)
     assert sweep_next_due(after=now) == check
@@ -96,9 +96,10 @@ def test_a_skipped_sweep_from_before_a_sweep_started_does_not_make_it_run_again(
 
 def test_a_grant_end_is_swept_when_it_comes_with_no_periodic_sweep(transactional_db, celery_worker, worker_env,
                                                                    make_user, make_target, ldap_admin, tmp_path):
-    """GIVEN a real worker and scheduler whose periodic sweep is an hour apart WHEN active grants
-    reach their end THEN each membership is gone within seconds, removed by the sweeper (audited
-    as such): the scheduler woke it for the end."""
+    """GIVEN a real worker and scheduler whose periodic sweep is an hour apart (and the broker up, so
+    the watchdog's own revocations do not run) WHEN active grants reach their end THEN each
+    membership is gone within seconds, removed by the sweeper (audited as such): the scheduler
+    woke it for the end."""
     with background_workers_stopped(celery_worker):
         worker = CeleryWorker({**worker_env, "JITAD_SWEEP_INTERVAL": "3600"}, tmp_path / "w")
         worker.start()
@@ -122,3 +123,40 @@ def test_a_grant_end_is_swept_when_it_comes_with_no_periodic_sweep(transactional
                 assert revoking.at >= end
         finally:
             worker.stop()
+
+
+@pytest.mark.django_db
+def test_a_sweep_asked_for_just_as_the_running_one_gives_up_its_lease_is_not_lost(monkeypatch):
+    """GIVEN a sweep about to give its lease up, having seen no new mark WHEN a wake-up's sweep
+    arrives in between (it finds the lease still held, marks, tries once more, and gives up) THEN the
+    first looks again after releasing, sees the mark and sweeps once more."""
+    real_release, calls, arrivals = grant_sweep.lease_release, [], []
+    real_sweep = grant_sweep.sweep
+
+    def release_with_an_arrival(**kwargs):
+        if not arrivals:
+            arrivals.append(sweep_once())  # the lease is still held here: skipped, marked
+        return real_release(**kwargs)
+
+    monkeypatch.setattr(grant_sweep, "lease_release", release_with_an_arrival)
+    monkeypatch.setattr(grant_sweep, "sweep", lambda **kw: calls.append(kw) or real_sweep(**kw))
+    assert sweep_once() is not None
+    assert arrivals == [None]
+    assert len(calls) == 2
+
+
+@pytest.mark.django_db
+def test_a_wake_up_from_a_clock_a_little_ahead_still_ends_the_grant(monkeypatch):
+    """GIVEN the scheduler's clock 1 s ahead of this worker's WHEN it wakes the sweep for a grant's end
+    THEN the sweep takes that grant although its own clock has not reached the end yet; a wake-up
+    claiming an end far ahead (a clock badly wrong) is not believed past 2 s."""
+    sent = []
+    monkeypatch.setattr(grant_sweep, "_enqueue_revoke", lambda ids, token: sent.append(list(ids)))
+    now = timezone.now()
+    soon = _grant(Grant.State.ACTIVE, user="soon", expires_at=now + timedelta(seconds=1))
+    later = _grant(Grant.State.ACTIVE, user="later", expires_at=now + timedelta(seconds=10))
+    sweep_once(due=(now + timedelta(seconds=1)).timestamp())
+    assert sent == [[soon.id]]
+    sweep_once(due=(now + timedelta(seconds=10)).timestamp())
+    assert sent == [[soon.id]]
+    assert Grant.objects.get(id=later.id).state == Grant.State.ACTIVE

@@ -130,3 +130,73 @@ def test_apprise_deliveries_in_a_batch_still_get_a_message_each(settings, smtp, 
         assert Delivery.objects.filter(state=DeliveryState.SENT).count() == 4
     finally:
         receiver.stop()
+
+
+def test_a_server_that_closes_the_session_mid_chunk_fails_only_the_message_in_flight(settings, smtp, published,
+                                                                                   django_capture_on_commit_callbacks):
+    """GIVEN a server that takes 3 messages per connection, then closes it WHEN a chunk of 7 goes out
+    THEN the 4th fails (transient, retried later) and the rest go over a new connection."""
+    settings.JITAD_EMAIL_BATCH = 50
+    smtp.per_session = 3
+    ids, token = _notices(7)
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.deliveries_send_batch(ids, token)
+    sent = Delivery.objects.filter(state=DeliveryState.SENT)
+    assert sent.count() == 6
+    (retried,) = Delivery.objects.filter(state=DeliveryState.PENDING)
+    assert retried.attempts == 1 and retried.next_attempt_at is not None
+    assert retried.address == "p3@jitad.test"
+    assert len(set(smtp.peers)) == 2
+
+
+def test_a_deferred_recipient_is_retried_not_failed(settings, smtp, published, django_capture_on_commit_callbacks):
+    settings.JITAD_EMAIL_BATCH = 50
+    smtp.defer.add("p1@jitad.test")
+    ids, token = _notices(3)
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.deliveries_send_batch(ids, token)
+    deferred = Delivery.objects.get(address="p1@jitad.test")
+    assert deferred.state == DeliveryState.PENDING and deferred.attempts == 1  # a 4xx is worth another try
+    assert "450" in deferred.last_error
+    assert Delivery.objects.filter(state=DeliveryState.SENT).count() == 2
+
+
+def test_e_mails_not_started_in_the_tasks_time_are_handed_back_unattempted(settings, smtp, published, monkeypatch):
+    from jitad.notifications.services import delivery
+
+    settings.JITAD_EMAIL_BATCH = 50
+    monkeypatch.setattr(delivery, "email_batch_seconds", lambda: -1.0)  # its time is already up
+    ids, token = _notices(3)
+    tasks.deliveries_send_batch(ids, token)
+    assert smtp.messages == []
+    assert set(Delivery.objects.values_list("state", "attempts", "claim_token", "attempt_started_at")) == {
+        (DeliveryState.PENDING, 0, None, None)}
+
+
+def test_each_e_mail_is_recorded_as_it_goes_so_a_chunk_cut_short_sends_none_twice(settings, smtp, published,
+                                                                               monkeypatch):
+    """GIVEN a chunk whose task hits its time limit while the 3rd e-mail is in flight THEN the first two
+    are already recorded sent, the 3rd failed (transient), and the rest handed back unattempted."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from jitad.notifications.services import delivery
+
+    real = delivery.send_emails
+
+    def cut_short(items, **kwargs):
+        for i, outcome in enumerate(real(items, **kwargs)):
+            if i == 2:
+                raise SoftTimeLimitExceeded()
+            yield outcome
+
+    monkeypatch.setattr(delivery, "send_emails", cut_short)
+    settings.JITAD_EMAIL_BATCH = 50
+    ids, token = _notices(5)
+    tasks.deliveries_send_batch(ids, token)
+    rows = {d.address: d for d in Delivery.objects.all()}
+    assert [rows[f"p{i}@jitad.test"].state for i in range(5)] == [DeliveryState.SENT, DeliveryState.SENT,
+                                                                  DeliveryState.PENDING, DeliveryState.PENDING,
+                                                                  DeliveryState.PENDING]
+    assert rows["p2@jitad.test"].attempts == 1 and "took longer" in rows["p2@jitad.test"].last_error
+    assert [(rows[f"p{i}@jitad.test"].attempts, rows[f"p{i}@jitad.test"].claim_token) for i in (3, 4)] == [
+        (0, None), (0, None)]

@@ -35,8 +35,8 @@ def sweep_next_due(*, after: datetime) -> datetime | None:
     instants = [
         *_first_per_state(_ENDING, "expires_at", revoke_requested_at__isnull=True, expires_at__gt=after),
         *_first_per_state(_RETRYING, "next_attempt_at", next_attempt_at__gt=after),
-        _first(Grant.objects.filter(state=GrantState.REVOKED, host_revoke_check=Grant.HostCheck.PENDING,
-                                    next_attempt_at__gt=after), "next_attempt_at"),
+        # an ended grant's follow-up retried: its check on the server, its ephemeral account's deletion
+        _first(Grant.objects.filter(state=GrantState.REVOKED, next_attempt_at__gt=after), "next_attempt_at"),
         _first(Grant.objects.filter(state=GrantState.SCHEDULED, revoke_requested_at__isnull=True, starts_at__gt=after),
                "starts_at"),
     ]

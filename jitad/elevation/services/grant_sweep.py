@@ -13,6 +13,8 @@ import socket
 import time
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -20,7 +22,7 @@ from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from jitad.audit.services import audit_record_many
-from jitad.engine import claims
+from jitad.engine import claims, queue
 from jitad.engine.selectors import pulse_at
 from jitad.engine.services import lease_release, lease_take, pulse_mark
 
@@ -89,30 +91,46 @@ def _due_groups(qs, *, limit: int) -> list[str]:
     return groups
 
 
-def _revocations_claim(now, *, send, limit: int, more=lambda: True) -> int:
+@dataclass
+class Claimed:
+    """What one pass of revocation claims did: ``grants`` claimed, ``messages`` sent, and whether it
+    stopped at JITAD_SWEEP_MAX_BATCHES with more due (``capped``)."""
+
+    grants: int = 0
+    messages: int = 0
+    capped: bool = False
+
+
+def _revocations_claim(now, *, send, limit: int, more=lambda: True, queued: int = 0, ends_by=None) -> Claimed:
     """Claim due revocations (new ones first, then retries), whole groups at a time, and hand each group's
     share to ``send(ids, token)``.
 
     Keeps claiming while there is more to claim and ``more()`` says so: a mass expiry is handed
-    out in one sweep instead of waiting for the next one behind the work it queued.
+    out in one sweep instead of waiting for the next one behind the work it queued. ``queued``:
+    messages already sent ahead of these (by an earlier pass of the same sweep), which the
+    claims' leases wait out too. ``ends_by``: grants ending up to this instant count as ended even
+    if this process's clock has not reached it (the scheduler's wake-up for that end, sent by a
+    process whose clock may run a little ahead; at most a couple of seconds past ``now``).
     """
+    ended = max(now, ends_by) if ends_by else now
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     ready = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     starting = Grant.objects.filter(
         free,
-        Q(expires_at__lte=now) | Q(revoke_requested_at__isnull=False),
+        Q(expires_at__lte=ended) | Q(revoke_requested_at__isnull=False),
         state__in=[GrantState.APPROVED, GrantState.GRANTING, GrantState.ACTIVE, GrantState.UNVERIFIED, GrantState.GRANT_FAILED],
     )
     retrying = Grant.objects.filter(free, ready, state__in=[GrantState.REVOKING, GrantState.REVOKE_FAILED])
-    claimed = sent = 0
+    done = Claimed()
     for qs, to_state in ((starting, GrantState.REVOKING), (retrying, None)):
         for _ in range(settings.JITAD_SWEEP_MAX_BATCHES):
             if not more():
-                return claimed
+                return done
             groups = _due_groups(qs, limit=limit)
             if not groups:
                 break
-            token, rows = _claim(qs.filter(group_dn__in=groups), to_state=to_state, limit=limit, queued=sent)
+            token, rows = _claim(qs.filter(group_dn__in=groups), to_state=to_state, limit=limit,
+                                 queued=queued + done.messages)
             if not rows:
                 break
             by_group: dict[str, list[int]] = defaultdict(list)
@@ -121,9 +139,11 @@ def _revocations_claim(now, *, send, limit: int, more=lambda: True) -> int:
             for ids in by_group.values():
                 for i in range(0, len(ids), 500):
                     send(ids[i : i + 500], token)
-                    sent += 1
-            claimed += len(rows)
-    return claimed
+                    done.messages += 1
+            done.grants += len(rows)
+        else:  # every batch it may claim in one pass was full: more may be due
+            done.capped = True
+    return done
 
 
 def revocations_sweep_here(*, until: float, **kwargs) -> int:
@@ -157,44 +177,61 @@ SWEEP_TASK = "jitad.elevation.sweep"
 SWEEP_AGAIN_MAX = 5
 
 
-def sweep_once() -> dict[str, int] | None:
+def sweep_once(*, due: float | None = None) -> dict[str, int] | None:
     """Run :func:`sweep` unless another process is running one; None when it was skipped.
 
     Single-flight through the engine's lease ``grant-sweep``: two overlapping sweeps (a slow one
     and the next tick, on another worker) would each claim part of the same groups and split a
     group's removal into several modifies. A sweep that finds the lease held is not lost: it
-    leaves a mark (the pulse ``grant-sweep-wanted``), and the running sweep looks again at
-    its end, so work that fell due while it ran (the scheduler's wake-up for the next grant
-    end) goes out at once, not at the next periodic sweep; so does a sweep that stopped at
-    JITAD_SWEEP_MAX_BATCHES with more due. The lease is renewed before each claim of
-    revocations, so a long mass-expiry sweep keeps it; it outlives a sweep that died mid-way
-    only until it lapses (two periodic intervals, at least ten seconds). The watchdog's own
-    revocations (``revocations_sweep_here``) do not wait for it.
+    leaves a mark (the pulse ``grant-sweep-wanted``) and tries the lease once more, and the
+    running sweep looks for a new mark at its end and again after giving the lease up, so
+    work that fell due while it ran (the scheduler's wake-up for the next grant end) goes out
+    at once, not at the next periodic sweep; so does a sweep that stopped at
+    JITAD_SWEEP_MAX_BATCHES with more due. Marks are compared by value, never by clock. The
+    lease is renewed before each claim of revocations, so a long mass-expiry sweep keeps it;
+    it outlives a sweep that died mid-way only until it lapses (two periodic intervals, at
+    least ten seconds). The watchdog's own revocations (``revocations_sweep_here``) do not
+    wait for it.
+
+    ``due`` (time.time()): the grant end the scheduler woke this sweep for.
     """
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     seconds = max(10.0, 2 * settings.JITAD_SWEEP_INTERVAL)
     if not lease_take(name=SWEEP_LEASE, holder=holder, seconds=seconds):
-        pulse_mark(name=SWEEP_WANTED)
-        log.debug("sweep skipped: another process is running it (it will look again)")
-        return None
+        pulse_mark(name=SWEEP_WANTED)  # the running sweep will look again...
+        if not lease_take(name=SWEEP_LEASE, holder=holder, seconds=seconds):  # ...unless it just ended
+            log.debug("sweep skipped: another process is running it (it will look again)")
+            return None
 
     def keep() -> bool:  # between claims: renew the lease; stop if another process took it
         return lease_take(name=SWEEP_LEASE, holder=holder, seconds=seconds)
 
-    try:
-        started = timezone.now()
-        counts = last = sweep(now=started, keep=keep)
-        for _ in range(SWEEP_AGAIN_MAX):
-            wanted = pulse_at(name=SWEEP_WANTED)
-            # Asked for meanwhile, or stopped at JITAD_SWEEP_MAX_BATCHES with more due: again, now.
-            if not last["revoke_more"] and (wanted is None or wanted < started):
-                break
-            started = timezone.now()
-            last = sweep(now=started, keep=keep)
-            counts = {k: counts.get(k, 0) + last.get(k, 0) for k in counts.keys() | last.keys()}
+    ends_by = None
+    if due is not None:  # the end it was woken for, by a clock that may run ahead of ours (a little)
+        ends_by = min(datetime.fromtimestamp(due, UTC), timezone.now() + timedelta(seconds=2))
+    counts: dict[str, int] = {}
+    queued = 0
+    for _ in range(SWEEP_AGAIN_MAX):
+        seen = pulse_at(name=SWEEP_WANTED)
+        try:
+            last = sweep(keep=keep, queued=queued, ends_by=ends_by)
+        except BaseException:
+            lease_release(name=SWEEP_LEASE, holder=holder)
+            raise
+        if pulse_at(name=SWEEP_WANTED) == seen:
+            lease_release(name=SWEEP_LEASE, holder=holder)  # then look once more, below
+        counts = {k: counts.get(k, 0) + last.get(k, 0) for k in counts.keys() | last.keys()}
+        queued += last["revoke_messages"]
+        ends_by = None
+        if pulse_at(name=SWEEP_WANTED) != seen or last["revoke_more"]:
+            # Asked for meanwhile (or capped with more due): again, now, if the lease is still ours
+            # or free (a sweep that took it meanwhile does the work).
+            if keep():
+                continue
         return counts
-    finally:
-        lease_release(name=SWEEP_LEASE, holder=holder)
+    lease_release(name=SWEEP_LEASE, holder=holder)
+    queue.enqueue(SWEEP_TASK)  # still wanted after SWEEP_AGAIN_MAX passes: a sweep of its own
+    return counts
 
 
 def sweep_wakeup(*, after, **kwargs) -> tuple[str, object] | None:
@@ -203,19 +240,20 @@ def sweep_wakeup(*, after, **kwargs) -> tuple[str, object] | None:
     return (SWEEP_TASK, when) if when is not None else None
 
 
-def sweep(*, now=None, keep=lambda: True) -> dict[str, int]:
+def sweep(*, now=None, keep=lambda: True, queued: int = 0, ends_by=None) -> dict[str, int]:
     """Drive every grant that needs work: due revocations first, then stalled or retried applies.
 
     ``keep()`` is asked before each claim of revocations (the single-flight lease's renewal):
-    a mass expiry's claims may take longer than the lease. ``revoke_more`` in the counts is 1
-    when the claims stopped at JITAD_SWEEP_MAX_BATCHES with more due.
+    a mass expiry's claims may take longer than the lease. ``queued`` and ``ends_by``: see
+    :func:`_revocations_claim`. In the counts, ``revoke_more`` is 1 when the claims stopped at
+    JITAD_SWEEP_MAX_BATCHES with more due, ``revoke_messages`` the messages sent.
     """
     now = now or timezone.now()
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     ready = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     limit = settings.JITAD_SWEEP_BATCH
-    revoked = _revocations_claim(now, send=_enqueue_revoke, limit=limit, more=keep)
-    counts = {"revoke": revoked, "revoke_more": int(revoked >= limit * settings.JITAD_SWEEP_MAX_BATCHES),
+    revoked = _revocations_claim(now, send=_enqueue_revoke, limit=limit, more=keep, queued=queued, ends_by=ends_by)
+    counts = {"revoke": revoked.grants, "revoke_more": int(revoked.capped), "revoke_messages": revoked.messages,
               "apply": 0, "revoke_check": 0}
     # Scheduled grants hold nothing in AD: those that end before they start are closed here, and
     # those whose start has come move to granting (their applies go out with this sweep's).

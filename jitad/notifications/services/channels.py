@@ -40,8 +40,11 @@ def _send_one(message: EmailMessage, connection=None) -> None:
         if connection is not None:
             connection.open()  # a no-op while open; then send() neither opens nor closes it
         message.send()
-    except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as e:
-        raise SendFailed(f"{type(e).__name__}: {e}", retry=False) from e
+    except smtplib.SMTPRecipientsRefused as e:  # final for a 5xx; a 4xx (greylisting, a rate limit) passes
+        codes = [code for code, _text in e.recipients.values()] or [550]
+        raise SendFailed(f"{type(e).__name__}: {e}", retry=all(code < 500 for code in codes)) from e
+    except smtplib.SMTPSenderRefused as e:
+        raise SendFailed(f"{type(e).__name__}: {e}", retry=e.smtp_code < 500) from e
     except smtplib.SMTPResponseException as e:
         raise SendFailed(f"{type(e).__name__}: {e.smtp_code} {e.smtp_error!r}", retry=e.smtp_code < 500) from e
     except (smtplib.SMTPException, OSError) as e:  # refused, unreachable, timed out, TLS
@@ -53,20 +56,25 @@ def send_email(address: str, note: Notification) -> None:
     _send_one(EmailMessage(subject=f"[jitad] {note.subject}", body=_text(note), to=[address]))
 
 
-def send_emails(items: list[tuple[str, Notification]], *, deadline: float):
+def send_emails(items: list[tuple[str, Notification]], *, deadline: float, starting=lambda i: None):
     """Send each (address, note) as its own e-mail over one connection, yielding each one's outcome in order.
 
     A mass expiry's notices go out a chunk at a time this way rather than one SMTP session
-    per message. A message the server refuses is that message's failure only; after a failure
-    that may have broken the session (a dropped connection, a timeout) the next message opens
-    a new one. No message is started past ``deadline`` (time.monotonic()): the caller hands
-    back those it got no outcome for.
+    per message. A message the server refuses for good (5xx) is that message's failure only
+    and the session goes on; after any other failure (a 4xx such as a rate limit or a 421
+    closing the session, a dropped connection, a timeout) the next message opens a new one.
+    ``starting(i)`` is called before message ``i`` goes out. No message is started past
+    ``deadline`` (time.monotonic()): the caller hands back those it got no outcome for. Left
+    early (the task's time limit), the socket is dropped without the polite QUIT, which could
+    itself wait a whole timeout.
     """
     connection = get_connection()
+    clean = False
     try:
-        for address, note in items:
+        for i, (address, note) in enumerate(items):
             if time.monotonic() >= deadline:
-                return
+                break
+            starting(i)
             try:
                 _send_one(EmailMessage(subject=f"[jitad] {note.subject}", body=_text(note), to=[address],
                                        connection=connection), connection)
@@ -75,15 +83,30 @@ def send_emails(items: list[tuple[str, Notification]], *, deadline: float):
                 if e.retry:  # the session may be gone: start the next message afresh
                     _close_quietly(connection)
                 yield e
+        clean = True
     finally:
-        _close_quietly(connection)
+        if clean:
+            _close_quietly(connection)
+        else:
+            _drop(connection)
 
 
 def _close_quietly(connection) -> None:
     try:
         connection.close()
     except (smtplib.SMTPException, OSError):
-        pass
+        _drop(connection)
+
+
+def _drop(connection) -> None:
+    """Close the socket under Django's backend, if it has one, without a word to the server."""
+    smtp = getattr(connection, "connection", None)
+    if smtp is not None:
+        try:
+            smtp.close()  # smtplib's close(): the socket only, no QUIT
+        except OSError:
+            pass
+        connection.connection = None
 
 
 def url_for(delivery: Delivery) -> str:

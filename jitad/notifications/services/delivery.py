@@ -106,58 +106,73 @@ def deliveries_send_batch(*, delivery_ids: list[int], token: uuid.UUID | str) ->
     E-mails go out JITAD_EMAIL_BATCH at a time, each chunk over one SMTP session, the first
     chunk here and the others as messages of their own (so one task's time stays bounded);
     apprise deliveries get one message each, so a slow endpoint never holds up the others.
-    Each delivery is still its own claimed work: taken with the claim, recorded sent or
-    failed on its own, retried with its own backoff.
+    Each delivery is still its own claimed work: taken with the claim, marked as started and
+    recorded sent or failed one by one as it goes (a worker that dies mid-chunk leaves only the
+    e-mail in flight in doubt), retried with its own backoff.
     """
+    deadline = time.monotonic() + email_batch_seconds()
     ids = list(delivery_ids)
     channels = dict(Delivery.objects.filter(id__in=ids, claim_token=token).values_list("id", "channel"))
     emails = [i for i in ids if channels.get(i) == Delivery.Channel.EMAIL]
-    deliveries_enqueue(delivery_ids=[i for i in ids if channels.get(i) == Delivery.Channel.APPRISE], token=token)
     chunk = settings.JITAD_EMAIL_BATCH
-    for i in range(chunk, len(emails), chunk):
+    now = timezone.now()
+    for k, i in enumerate(range(chunk, len(emails), chunk), start=1):
         rest = emails[i:i + chunk]
+        # Its message waits behind the chunks before it: its claim waits as long.
+        Delivery.objects.filter(id__in=rest, claim_token=token).update(
+            lease_until=message_lease(now) + timedelta(seconds=k * chunk * EMAIL_SECONDS))
         if not queue.enqueue(SEND_BATCH, rest, str(token)):
             claims.release(Delivery, emails[i:], token)  # the periodic check sends them
             log.warning("%d e-mail delivery(ies) left to the periodic check", len(emails) - i)
             break
+    deliveries_enqueue(delivery_ids=[i for i in ids if channels.get(i) == Delivery.Channel.APPRISE], token=token)
     if emails:
-        _emails_send(emails[:chunk], token)
+        _emails_send(emails[:chunk], token, deadline=deadline)
 
 
-def _emails_send(ids: list[int], token) -> None:
+EMAIL_SECONDS = 0.2  # what one e-mail may take on a working SMTP server, for a queued chunk's claim
+
+
+def _emails_send(ids: list[int], token, *, deadline: float) -> None:
     with transaction.atomic():
         mine, rows = claims.take(Delivery.objects.filter(state=DeliveryState.PENDING, channel=Delivery.Channel.EMAIL)
                                  .select_related("notification"), ids, token)
-        if not rows:
-            return  # a duplicate message, or the claims lapsed and were taken over
-        Delivery.objects.filter(id__in=[d.id for d in rows], claim_token=mine).update(attempt_started_at=timezone.now())
-    outcomes: list[SendFailed | None] = []
+    if not rows:
+        return  # a duplicate message, or the claims lapsed and were taken over
+
+    def starting(i: int) -> None:
+        Delivery.objects.filter(id=rows[i].id, claim_token=mine).update(attempt_started_at=timezone.now())
+
+    done = 0
     with claims.held(Delivery, mine):
         try:
-            for outcome in send_emails([(d.address, d.notification) for d in rows], deadline=time.monotonic()
-                                       + email_batch_seconds()):
-                outcomes.append(outcome)
+            for outcome in send_emails([(d.address, d.notification) for d in rows], deadline=deadline,
+                                       starting=starting):
+                _email_record(rows[done], mine, outcome)
+                done += 1
         except SoftTimeLimitExceeded:  # one send hung past its own timeout: that one failed
-            outcomes.append(SendFailed(f"took longer than {settings.JITAD_DELIVERY_TIMEOUT:g} s"))
-    left = [d.id for d in rows[len(outcomes):]]
+            if done < len(rows) and Delivery.objects.filter(id=rows[done].id, attempt_started_at__isnull=False).exists():
+                _email_record(rows[done], mine, SendFailed(f"took longer than {settings.JITAD_DELIVERY_TIMEOUT:g} s"))
+                done += 1
+    left = [d.id for d in rows[done:]]
     if left:  # not started in this task's time: handed back unattempted, the periodic check sends them
         Delivery.objects.filter(id__in=left, claim_token=mine).update(claim_token=None, lease_until=None,
                                                                       attempt_started_at=None)
         log.warning("%d e-mail delivery(ies) not started in time, left to the periodic check", len(left))
-    sent = [d.id for d, outcome in zip(rows, outcomes) if outcome is None]
-    Delivery.objects.filter(id__in=sent, claim_token=mine, state=DeliveryState.PENDING).update(
-        state=DeliveryState.SENT, sent_at=timezone.now(), attempts=F("attempts") + 1, next_attempt_at=None,
-        last_error="", claim_token=None, lease_until=None, attempt_started_at=None,
-    )
-    failed: dict[tuple[str, bool], list[int]] = defaultdict(list)
-    for d, outcome in zip(rows, outcomes):
-        if outcome is not None:
-            text = str(outcome)
-            if settings.EMAIL_HOST_PASSWORD:
-                text = text.replace(settings.EMAIL_HOST_PASSWORD, "****")
-            failed[(text[:ERROR_MAX], outcome.retry)].append(d.id)
-    for (text, transient), failed_ids in failed.items():
-        _failed(failed_ids, mine, text, transient=transient)
+
+
+def _email_record(d: Delivery, token, outcome: SendFailed | None) -> None:
+    """Record one e-mail's attempt the moment it is known."""
+    if outcome is None:
+        Delivery.objects.filter(id=d.id, claim_token=token, state=DeliveryState.PENDING).update(
+            state=DeliveryState.SENT, sent_at=timezone.now(), attempts=F("attempts") + 1, next_attempt_at=None,
+            last_error="", claim_token=None, lease_until=None, attempt_started_at=None,
+        )
+        return
+    text = str(outcome)
+    if settings.EMAIL_HOST_PASSWORD:
+        text = text.replace(settings.EMAIL_HOST_PASSWORD, "****")
+    _failed([d.id], token, text[:ERROR_MAX], transient=outcome.retry)
 
 
 def _attempt(d: Delivery) -> tuple[str, bool] | None:
