@@ -87,18 +87,18 @@ class DirectoryCookie(models.Model):
 
     A cookie is the DC's own replication state and means nothing to another DC, so it is kept
     under the name of the DC that issued it (its NTDS Settings DN) and shown only to that DC.
-    Only the ``current`` DC (the one that answered the last run) goes on from its cookie; a DC
-    with no cookie here (the first run), any other DC (a failover, and back), or a DC that
-    refuses its cookie is read from the start: the watch then checks every managed group once
-    (a full reconcile) and keeps the fresh cookie. A cookie is saved only after the groups it
+    Each DC goes on from its own cookie, whichever DC answered the runs in between (a change
+    replicated into a DC gets a USN of that DC's own, after its cookie, so it is reported there
+    too); a DC with no cookie here (the first run) or one that refuses its cookie is read from
+    the start: the watch then checks every managed group once (a full reconcile) and keeps the
+    fresh cookie. ``current`` marks the DC that answered the last run (for people reading it). A cookie is saved only after the groups it
     reported were checked, so a run that fails half-way reads the same changes again.
     """
 
     dc = models.CharField(max_length=512, unique=True, help_text="the DC's dsServiceName (its NTDS Settings DN)")
     cookie = models.BinaryField()
     url = models.CharField(max_length=512, blank=True, help_text="the URL jitad reached the DC at, last time")
-    current = models.BooleanField(default=False, help_text="the DC that answered the watch's last run: "
-                                                         "only its cookie is used, any other DC starts over")
+    current = models.BooleanField(default=False, help_text="the DC that answered the watch's last run")
     started_at = models.DateTimeField(help_text="when this DC was last read from the start")
     read_at = models.DateTimeField(help_text="when the cookie was last saved")
 

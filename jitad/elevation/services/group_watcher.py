@@ -73,14 +73,14 @@ def group_watch(*, holder: str = "") -> dict:
         with directory.session() as d:
             dc = d.dc
             kept = DirectoryCookie.objects.filter(dc=dc[:512]).first()
-            # Only the DC that answered the last run goes on from its cookie: after a switch, whatever the
-            # new DC holds is read whole once, so nothing depends on how far it had replicated meanwhile.
-            usable = kept is not None and kept.current
+            # Each DC goes on from its own cookie, whichever DC answered the runs in between (worker
+            # processes keep their session to the DC they bound to): a change replicated into a DC gets
+            # a USN of that DC's own, after its cookie, so the DC reports it whoever made it and when.
+            usable = kept is not None
             changes = d.groups_changed(bytes(kept.cookie) if usable else None)
             counts["restarted"] = changes.restarted
             if changes.restarted:
-                why = ("it refused its cookie" if usable else "another DC answered before it" if kept
-                       else "no cookie of this DC")
+                why = "it refused its cookie" if usable else "no cookie of this DC"
                 log.warning("group watch: reading %s from the start (%s); every managed group is checked once", dc, why)
                 changed = None
             else:
