@@ -124,10 +124,14 @@ def _cookie_save(*, dc: str, url: str, cookie: bytes, restarted: bool, kept: Dir
     """Keep ``cookie`` as ``dc``'s; nothing is written when it did not change."""
     now = timezone.now()
     if kept is not None and bytes(kept.cookie) == cookie and not restarted:
+        if not kept.current:  # another DC answered the runs before: only the flag moves
+            with transaction.atomic():
+                DirectoryCookie.objects.exclude(dc=dc[:512]).update(current=False)
+                DirectoryCookie.objects.filter(dc=dc[:512]).update(current=True)
         return
     fields = {"cookie": cookie, "url": url[:512], "read_at": now, "current": True}
     with transaction.atomic():
+        DirectoryCookie.objects.exclude(dc=dc[:512]).update(current=False)
         if restarted or kept is None:
             fields["started_at"] = now
-            DirectoryCookie.objects.exclude(dc=dc[:512]).update(current=False)
         DirectoryCookie.objects.update_or_create(dc=dc[:512], defaults=fields)
