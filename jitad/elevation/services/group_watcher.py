@@ -34,8 +34,14 @@ WATCH_LEASE = "group-watch"
 
 
 def _lease_seconds() -> float:
-    """How long a dead run keeps the next one out: five intervals, at least ten seconds."""
-    return max(10.0, 5 * settings.JITAD_GROUP_WATCH_INTERVAL)
+    """How long a run holds the watch: five intervals, at least a minute.
+
+    A read from the start (a first run, a refused cookie) pages through every group of the
+    domain and may take tens of seconds; a shorter lease would let the next tick start the
+    same full read beside it, every second. A run that died keeps the next one out for at
+    most this long, meanwhile the periodic reconcile (JITAD_RECONCILE_INTERVAL) still runs.
+    """
+    return max(60.0, 5 * settings.JITAD_GROUP_WATCH_INTERVAL)
 
 
 def group_watch_once() -> dict | None:
@@ -65,6 +71,7 @@ def group_watch(*, holder: str = "") -> dict:
     itself raises the warning condition ``reconcile.watch_cannot_run``, resolved by the first
     run that reads the feed.
     """
+    watching = bool(holder)  # run by group_watch_once, holding the watch's lease (renewed after the read)
     holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     counts = {"changed": 0, "removed": 0, "restarted": False, "checked": True}
     if not backing.managed_groups():
@@ -88,7 +95,11 @@ def group_watch(*, holder: str = "") -> dict:
             if changed == ():
                 result = {}
             else:
-                result = reconcile_changed(d, changed, holder=holder, lease_seconds=max(60.0, _lease_seconds()))
+                if watching and not lease_take(name=WATCH_LEASE, holder=holder, seconds=_lease_seconds()):
+                    log.warning("group watch: another run took the watch over during the read; leaving the checks to it")
+                    counts["checked"] = False
+                    return counts
+                result = reconcile_changed(d, changed, holder=holder, lease_seconds=_lease_seconds())
             if result is None:
                 counts["checked"] = False
                 return counts
