@@ -78,15 +78,20 @@ def bind_each(config: DirectoryConfig, user: str, password: str) -> tuple[Connec
     raise DirectoryUnavailable("no domain controller answered: " + "; ".join(failures))
 
 
-def connect(config: DirectoryConfig | None = None) -> Directory:
+def _bind_service(config: DirectoryConfig) -> tuple[Connection, str]:
     """Bind as jitad's service account to the first configured DC that answers."""
-    config = config or DirectoryConfig.from_settings()
     try:
-        conn, url = bind_each(config, config.bind_dn, config.bind_password)
+        return bind_each(config, config.bind_dn, config.bind_password)
     except DirectoryRejected as e:
         # The DC answered: bad bind credentials are ours to fix, not another DC's.
         raise DirectoryMisconfigured(str(e)) from e
-    return Directory(conn, config, url)
+
+
+def connect(config: DirectoryConfig | None = None) -> Directory:
+    """Bind as jitad's service account to the first configured DC that answers."""
+    config = config or DirectoryConfig.from_settings()
+    conn, url = _bind_service(config)
+    return Directory(conn, config, url, reopen=lambda: _bind_service(config))
 
 
 _cached = threading.local()
@@ -97,14 +102,22 @@ _MAX_IDLE_SECONDS = 60.0
 def session(config: DirectoryConfig | None = None):
     """A bound Directory reused across calls in this thread (a worker process runs many tasks).
 
-    A reused connection is checked with a root DSE read first; one that idled too long,
-    failed that check, or raised during use is dropped and the next call binds afresh.
+    A connection used less than ``config.session_check_seconds`` ago is reused as it is,
+    marked ``unproven``: if it turns out dead, its first read binds afresh and reads again,
+    and a change is only ever sent once something has answered on it (Directory._read,
+    _write). One idle for longer is checked with a root DSE read first. One that idled more
+    than 60 s, failed that check, or raised during use is dropped and the next call binds afresh.
     """
     config = config or DirectoryConfig.from_settings()
     d, used_at = getattr(_cached, "entry", (None, 0.0))
-    if d is not None and (d.config != config or time.monotonic() - used_at > _MAX_IDLE_SECONDS or not d.alive()):
-        d.close()
-        d = None
+    idle = time.monotonic() - used_at
+    if d is not None:
+        recent = idle <= config.session_check_seconds
+        if d.config != config or idle > _MAX_IDLE_SECONDS or (not recent and not d.alive()):
+            d.close()
+            d = None
+        else:
+            d.unproven = recent
     if d is None:
         d = connect(config)
     _cached.entry = (None, 0.0)
