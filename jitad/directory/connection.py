@@ -3,6 +3,8 @@
 LDAPS (or StartTLS) with the certificate checked against the configured CA; simple binds
 only over TLS. The first DC that answers wins; every one that failed is named.
 """
+import dataclasses
+import logging
 import math
 import ssl
 import threading
@@ -14,7 +16,9 @@ from ldap3.core import exceptions as lx
 
 from .client import Directory
 from .config import DirectoryConfig
-from .errors import DirectoryMisconfigured, DirectoryRejected, DirectoryUnavailable, translate
+from .errors import DirectoryError, DirectoryMisconfigured, DirectoryRejected, DirectoryUnavailable, translate
+
+log = logging.getLogger(__name__)
 
 
 def _tls(config: DirectoryConfig) -> Tls:
@@ -127,3 +131,31 @@ def session(config: DirectoryConfig | None = None):
         d.close()
         raise
     _cached.entry = (d, time.monotonic())
+
+
+def session_warm(config: DirectoryConfig | None = None, *, budget: float = 1.0) -> bool:
+    """Bind this thread's session now, before any task needs it (a worker's pool process at start).
+
+    A bind is the costliest part of a first task (TLS handshake, bind, root DSE: tens of ms).
+    Only the first configured DC is tried, with its timeouts capped at ``budget`` seconds so a
+    process start is never held long; any failure is logged and the first task binds as usual.
+    Returns True if a session is ready.
+    """
+    try:
+        config = config or DirectoryConfig.from_settings()
+        quick = dataclasses.replace(config, urls=config.urls[:1], connect_timeout=min(config.connect_timeout, budget),
+                                    receive_timeout=min(config.receive_timeout, budget))
+        conn, url = _bind_service(quick)
+    except DirectoryError as e:
+        log.info("directory session not bound ahead of the first task: %s", e)
+        return False
+    # From here on the configured receive timeout applies, as on a connection session() opened.
+    conn.receive_timeout = max(1, math.ceil(config.receive_timeout))
+    if conn.socket is not None:
+        conn.socket.settimeout(conn.receive_timeout)
+    d, _ = getattr(_cached, "entry", (None, 0.0))
+    if d is not None:
+        d.close()
+    # Kept with the real settings (timeouts, every DC for a later bind), as if bound by session().
+    _cached.entry = (Directory(conn, config, url, reopen=lambda: _bind_service(config)), time.monotonic())
+    return True

@@ -135,3 +135,36 @@ def test_a_connection_that_answered_in_this_session_is_not_retried(samba_dc, fre
         again._conn.socket.shutdown(socket.SHUT_RDWR)
         with pytest.raises(directory.DirectoryUnavailable):
             again.find_user("Administrator")
+
+
+def test_a_warmed_session_is_the_first_tasks_without_a_bind(samba_dc, fresh_session, alive_calls, dir_config):
+    """GIVEN a pool process that warmed its session at start WHEN its first task opens a session THEN it
+    gets that connection (no bind, no root DSE read), with the configured receive timeout, not the warm-up's."""
+    assert directory.session_warm(budget=1.0) is True
+    d, _ = seam_connection._cached.entry
+    with directory.session() as first:
+        assert first is d and first.unproven is True
+        assert first.find_user("Administrator")
+        assert first._conn.receive_timeout == max(1, round(dir_config.receive_timeout))
+    assert alive_calls == []
+
+
+def test_warming_is_bounded_and_never_fails_the_process(samba_dc, fresh_session, settings):
+    """GIVEN a first DC that takes the TCP connection but never answers WHEN a pool process warms its
+    session THEN it gives up within about its budget (never the configured timeouts), says so, and the
+    first task binds as usual (to the next DC)."""
+    import time
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel completes the handshake; nothing ever answers
+    dead = f"ldaps://127.0.0.1:{silent.getsockname()[1]}"
+    try:
+        settings.JITAD_LDAP_URLS = [dead, *settings.JITAD_LDAP_URLS]
+        started = time.monotonic()
+        assert directory.session_warm(budget=0.5) is False
+        assert time.monotonic() - started < 2.5
+        with directory.session() as d:
+            assert d.find_user("Administrator") and d.url != dead
+    finally:
+        silent.close()
