@@ -279,6 +279,7 @@ def measure(people, counts, server, *, n_users, seconds, warmup, think_ms, vendo
         "api_list": stats(mix.samples[API_LIST], seconds), "api_create": stats(mix.samples[API_CREATE], seconds),
     }
     cpu = {p.name: round(1000 * p.server_cpu_s / max(1, sum(len(v) for v in p.samples.values())), 1) for p in phases}
+    db_cpu = {p.name: round(1000 * p.db_cpu_s / max(1, sum(len(v) for v in p.samples.values())), 1) for p in phases}
     results = {
         "portal_request_page_ms_p50": s["page"]["p50"],
         "portal_request_page_ms_p95": s["page"]["p95"],
@@ -294,6 +295,10 @@ def measure(people, counts, server, *, n_users, seconds, warmup, think_ms, vendo
         "api_eligibility_ms_p95": s["api_elig"]["p95"],
         "api_requests_list_ms_p95": s["api_list"]["p95"],
         "api_requests_create_ms_p95": s["api_create"]["p95"],
+        # CPU per call of the API mix, from /proc over the measured window: the gunicorn processes,
+        # and (PostgreSQL) the backends serving the bench's database.
+        "api_cpu_ms_per_call": cpu["API mix"],
+        "api_db_cpu_ms_per_call": db_cpu["API mix"] if vendor == "postgresql" else None,
         "portal_errors": 0,
         "portal_users": n_users,
         "portal_seconds": seconds,
@@ -303,13 +308,13 @@ def measure(people, counts, server, *, n_users, seconds, warmup, think_ms, vendo
         "portal_targets": counts["targets"],
     }
     results_merge(results)
-    write_doc(s, cpu, phases, counts, n_users=n_users, seconds=seconds, warmup=warmup, think_ms=think_ms,
+    write_doc(s, cpu, db_cpu, phases, counts, n_users=n_users, seconds=seconds, warmup=warmup, think_ms=think_ms,
               vendor=vendor, db=db, conn_max_age=conn_max_age)
     print(json.dumps(results, indent=2))
     return 0
 
 
-def write_doc(s, cpu, phases, counts, *, n_users, seconds, warmup, think_ms, vendor, db, conn_max_age) -> None:
+def write_doc(s, cpu, db_cpu, phases, counts, *, n_users, seconds, warmup, think_ms, vendor, db, conn_max_age) -> None:
     import gunicorn
 
     other = max(p.other_cpu_s for p in phases) / seconds
@@ -327,6 +332,8 @@ def write_doc(s, cpu, phases, counts, *, n_users, seconds, warmup, think_ms, ven
         ("… `GET /api/v1/eligibility` (¼)", s["api_elig"], None, ""),
         ("… `POST /api/v1/requests` (¼)", s["api_create"], None, ""),
     ]
+    db_line = (f" and {db_cpu['API mix']} ms of PostgreSQL's (`api_db_cpu_ms_per_call`: the backends serving the "
+               f"bench's database)" if vendor == "postgresql" else "")
     table = "\n".join(
         f"| {name} | {r['p50']} ms | {r['p95']} ms | {r['p99']} ms | {r['n']:,} | {r['rps']} | "
         f"{f'{c} ms' if c is not None else ''} | {target} |" for name, r, c, target in rows)
@@ -347,6 +354,8 @@ run fails and writes nothing otherwise.
 |---|---|---|---|---|---|---|---|
 {table}
 
+The API mix used {cpu['API mix']} ms of the server's CPU per call (`api_cpu_ms_per_call`){db_line}.
+
 At the one-user service time, {n_users} people thinking {think_ms / 2:g} ms on average would ask for
 about {offered:.0f} request pages a second; the server answered {s['page']['rps']:g} a second using
 {cpu_used:.2f} CPUs{verdict}.
@@ -364,7 +373,10 @@ policy, so it writes the request and its audit event but triggers no AD work (no
 DC runs in this part). `GET /api/v1/eligibility` returns the first page (50) of the targets
 the person may request. Latency is measured at the client, from sending
 the request to reading the whole answer; server CPU per request is the gunicorn processes'
-CPU time over the measured window divided by the requests answered in it.
+CPU time (user + system, from /proc) over the measured window divided by the requests
+answered in it. Each POST checks its backup code: one scrypt hash (about 60 ms of CPU by
+itself) whatever the number of codes the person has left, as the codes of a set share a salt
+(`docs/mfa.md`); each person holds enough codes for the run (`BENCH_OTP_CODES`).
 """)
 
 

@@ -2,6 +2,7 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_process_init
 
 from . import broker  # noqa: F401  (registers the jitadfs:// transport)
 
@@ -83,3 +84,12 @@ def _schedule(sender, **kwargs):
             settings.JITAD_DIRECTORY_SYNC_INTERVAL, sender.signature("jitad.accounts.refresh_from_directory"),
             name="directory-sync",
         )
+
+
+@worker_process_init.connect
+def _warm_directory_session(**kwargs):
+    """Each pool process binds its LDAPS session as it starts (bounded: at most about a second,
+    the first DC only, never fatal), so the first grant it applies does not wait for a bind."""
+    from jitad import directory
+
+    directory.session_warm()

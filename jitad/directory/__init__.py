@@ -5,7 +5,7 @@
         d.add_member(group_dn, user.dn, ttl_seconds=4 * 3600)
 """
 from .client import Directory
-from .connection import connect, session
+from .connection import connect, session, session_warm
 from .dn import dn_domain, escape_filter, group_label, member_ttl_value, normalize_dn, rdn, sid_filter_value, split_dn
 from .changes import GroupChanges
 from .groups import DirectoryPrincipal, GroupFacts, GroupMembers
@@ -57,6 +57,7 @@ __all__ = [
     "probe_each",
     "rdn",
     "session",
+    "session_warm",
     "sid_filter_value",
     "split_dn",
 ]

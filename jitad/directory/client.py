@@ -8,12 +8,13 @@ under the JIT OU), provisioning.py (demo and test estates). Binding and the per-
 connection.py; DN and filter escaping in dn.py.
 """
 import logging
+from typing import Callable
 
 from ldap3 import BASE, SUBTREE, Connection
 
 from .changes import ChangeFeed
 from .config import DirectoryConfig
-from .errors import DirectoryError, translate
+from .errors import DirectoryError, DirectoryUnavailable, connection_lost, translate
 from .ephemeral import EphemeralVerbs
 from .groups import GroupReads
 from .members import MemberChanges
@@ -27,11 +28,15 @@ log = logging.getLogger(__name__)
 class Directory(UserVerbs, GroupReads, PeopleReads, MemberChanges, Provisioning, EphemeralVerbs, ChangeFeed):
     """A bound connection to one DC. Use :func:`~jitad.directory.connection.connect` to get one; close it when done."""
 
-    def __init__(self, conn: Connection, config: DirectoryConfig, url: str):
+    def __init__(self, conn: Connection, config: DirectoryConfig, url: str,
+                 reopen: "Callable[[], tuple[Connection, str]] | None" = None):
         self._conn = conn
         self.config = config
         self.url = url
         self._pam_ttl: bool | None = None
+        self._reopen = reopen  # binds a new connection (connection.py), for a reused one found dead
+        # True while a reused connection has not answered yet in this session (see _read).
+        self.unproven = False
 
     # -- lifecycle -------------------------------------------------------------------
     def close(self) -> None:
@@ -49,6 +54,43 @@ class Directory(UserVerbs, GroupReads, PeopleReads, MemberChanges, Provisioning,
         except DirectoryError:
             return False
 
+    def _read(self, operation: str, run):
+        """Run the read ``run(conn)`` on this connection and return its result.
+
+        On a reused connection that has not answered yet in this session (``unproven``: the
+        session skipped its root DSE read because the connection was used moments ago), a
+        failure that means the connection died (closed by the DC, reset, no answer) binds
+        afresh and runs the read once more on the new connection. Reads only: a modify is
+        never repeated here, since whether the DC applied it is unknown; it raises, and the
+        engine's retry and read-back decide.
+        """
+        try:
+            with translate(operation):
+                result = run(self._conn)
+        except DirectoryUnavailable as e:
+            if not (self.unproven and self._reopen is not None and connection_lost(e)):
+                raise
+            log.info("directory connection to %s was lost while idle (%s): binding again", self.url, e)
+            self.unproven = False
+            self.close()
+            self._conn, self.url = self._reopen()
+            with translate(operation):
+                result = run(self._conn)
+        self.unproven = False
+        return result
+
+    def _write(self, operation: str, run):
+        """Run the change ``run(conn)``: on a connection that answered in this session only.
+
+        A reused connection not yet proven is checked first with a root DSE read (which binds
+        afresh if it is dead, see :meth:`_read`), so a change is never sent on a connection
+        that may have died while idle, and never sent twice from here.
+        """
+        if self.unproven:
+            self._read("check connection", lambda conn: conn.search("", "(objectClass=*)", BASE, attributes=["currentTime"]))
+        with translate(operation):
+            return run(self._conn)
+
     def __enter__(self) -> "Directory":
         return self
 
@@ -57,6 +99,5 @@ class Directory(UserVerbs, GroupReads, PeopleReads, MemberChanges, Provisioning,
 
     # -- the one search every verb reads through ---------------------------------------
     def _search(self, base: str, filt: str, scope=SUBTREE, attributes=None, operation="search") -> list[dict]:
-        with translate(operation):
-            self._conn.search(base, filt, scope, attributes=attributes or [])
+        self._read(operation, lambda conn: conn.search(base, filt, scope, attributes=attributes or []))
         return [r for r in self._conn.response if r.get("type") == "searchResEntry"]

@@ -21,6 +21,8 @@ class DirectoryConfig:
     connect_timeout: float = 3.0
     receive_timeout: float = 10.0
     member_ttl: str = "auto"
+    # A session reused within this many seconds skips its root DSE check (connection.session).
+    session_check_seconds: float = 10.0
 
     @classmethod
     def from_settings(cls) -> "DirectoryConfig":
@@ -36,6 +38,7 @@ class DirectoryConfig:
             connect_timeout=settings.JITAD_LDAP_CONNECT_TIMEOUT,
             receive_timeout=settings.JITAD_LDAP_RECEIVE_TIMEOUT,
             member_ttl=settings.JITAD_LDAP_MEMBER_TTL,
+            session_check_seconds=settings.JITAD_LDAP_SESSION_CHECK_SECONDS,
         )
 
     def check(self) -> None:

@@ -3,6 +3,8 @@
 LDAPS (or StartTLS) with the certificate checked against the configured CA; simple binds
 only over TLS. The first DC that answers wins; every one that failed is named.
 """
+import dataclasses
+import logging
 import math
 import ssl
 import threading
@@ -14,7 +16,9 @@ from ldap3.core import exceptions as lx
 
 from .client import Directory
 from .config import DirectoryConfig
-from .errors import DirectoryMisconfigured, DirectoryRejected, DirectoryUnavailable, translate
+from .errors import DirectoryError, DirectoryMisconfigured, DirectoryRejected, DirectoryUnavailable, translate
+
+log = logging.getLogger(__name__)
 
 
 def _tls(config: DirectoryConfig) -> Tls:
@@ -78,15 +82,20 @@ def bind_each(config: DirectoryConfig, user: str, password: str) -> tuple[Connec
     raise DirectoryUnavailable("no domain controller answered: " + "; ".join(failures))
 
 
-def connect(config: DirectoryConfig | None = None) -> Directory:
+def _bind_service(config: DirectoryConfig) -> tuple[Connection, str]:
     """Bind as jitad's service account to the first configured DC that answers."""
-    config = config or DirectoryConfig.from_settings()
     try:
-        conn, url = bind_each(config, config.bind_dn, config.bind_password)
+        return bind_each(config, config.bind_dn, config.bind_password)
     except DirectoryRejected as e:
         # The DC answered: bad bind credentials are ours to fix, not another DC's.
         raise DirectoryMisconfigured(str(e)) from e
-    return Directory(conn, config, url)
+
+
+def connect(config: DirectoryConfig | None = None) -> Directory:
+    """Bind as jitad's service account to the first configured DC that answers."""
+    config = config or DirectoryConfig.from_settings()
+    conn, url = _bind_service(config)
+    return Directory(conn, config, url, reopen=lambda: _bind_service(config))
 
 
 _cached = threading.local()
@@ -97,14 +106,22 @@ _MAX_IDLE_SECONDS = 60.0
 def session(config: DirectoryConfig | None = None):
     """A bound Directory reused across calls in this thread (a worker process runs many tasks).
 
-    A reused connection is checked with a root DSE read first; one that idled too long,
-    failed that check, or raised during use is dropped and the next call binds afresh.
+    A connection used less than ``config.session_check_seconds`` ago is reused as it is,
+    marked ``unproven``: if it turns out dead, its first read binds afresh and reads again,
+    and a change is only ever sent once something has answered on it (Directory._read,
+    _write). One idle for longer is checked with a root DSE read first. One that idled more
+    than 60 s, failed that check, or raised during use is dropped and the next call binds afresh.
     """
     config = config or DirectoryConfig.from_settings()
     d, used_at = getattr(_cached, "entry", (None, 0.0))
-    if d is not None and (d.config != config or time.monotonic() - used_at > _MAX_IDLE_SECONDS or not d.alive()):
-        d.close()
-        d = None
+    idle = time.monotonic() - used_at
+    if d is not None:
+        recent = idle <= config.session_check_seconds
+        if d.config != config or idle > _MAX_IDLE_SECONDS or (not recent and not d.alive()):
+            d.close()
+            d = None
+        else:
+            d.unproven = recent
     if d is None:
         d = connect(config)
     _cached.entry = (None, 0.0)
@@ -114,3 +131,31 @@ def session(config: DirectoryConfig | None = None):
         d.close()
         raise
     _cached.entry = (d, time.monotonic())
+
+
+def session_warm(config: DirectoryConfig | None = None, *, budget: float = 1.0) -> bool:
+    """Bind this thread's session now, before any task needs it (a worker's pool process at start).
+
+    A bind is the costliest part of a first task (TLS handshake, bind, root DSE: tens of ms).
+    Only the first configured DC is tried, with its timeouts capped at ``budget`` seconds so a
+    process start is never held long; any failure is logged and the first task binds as usual.
+    Returns True if a session is ready.
+    """
+    try:
+        config = config or DirectoryConfig.from_settings()
+        quick = dataclasses.replace(config, urls=config.urls[:1], connect_timeout=min(config.connect_timeout, budget),
+                                    receive_timeout=min(config.receive_timeout, budget))
+        conn, url = _bind_service(quick)
+    except DirectoryError as e:
+        log.info("directory session not bound ahead of the first task: %s", e)
+        return False
+    # From here on the configured receive timeout applies, as on a connection session() opened.
+    conn.receive_timeout = max(1, math.ceil(config.receive_timeout))
+    if conn.socket is not None:
+        conn.socket.settimeout(conn.receive_timeout)
+    d, _ = getattr(_cached, "entry", (None, 0.0))
+    if d is not None:
+        d.close()
+    # Kept with the real settings (timeouts, every DC for a later bind), as if bound by session().
+    _cached.entry = (Directory(conn, config, url, reopen=lambda: _bind_service(config)), time.monotonic())
+    return True

@@ -15,7 +15,7 @@ from ldap3 import BASE, LEVEL
 from ldap3.protocol.formatters.formatters import format_sid
 
 from .dn import dn_domain, escaped_dn, rdn, split_dn
-from .errors import _ENTRY_ALREADY_EXISTS, DirectoryError, DirectoryNotFound, DirectoryNotManaged, DirectoryRejected, _result_code, translate
+from .errors import _ENTRY_ALREADY_EXISTS, DirectoryError, DirectoryNotFound, DirectoryNotManaged, DirectoryRejected, _result_code
 from .users import _UF_ACCOUNTDISABLE, _USER_ATTRS, DirectoryUser
 
 # managed.py imports connection.py, which imports client.py, which mixes this module in:
@@ -100,8 +100,8 @@ class EphemeralVerbs:
         if info:
             attrs["info"] = info
         try:
-            with translate("create ephemeral account"):
-                self._conn.add(dn, ["top", "person", "organizationalPerson", "user"], attrs)
+            self._write("create ephemeral account",
+                        lambda conn: conn.add(dn, ["top", "person", "organizationalPerson", "user"], attrs))
         except DirectoryRejected as e:
             if _result_code(e) == _ENTRY_ALREADY_EXISTS:
                 raise DirectoryRejected(f"an account named {sam!r} already exists ({dn}); it is not taken over") from e
@@ -131,8 +131,7 @@ class EphemeralVerbs:
 
     def _ephemeral_remove_half_created(self, dn: str) -> None:
         try:
-            with translate("delete half-created ephemeral account"):
-                self._conn.delete(dn)
+            self._write("delete half-created ephemeral account", lambda conn: conn.delete(dn))
         except DirectoryNotFound:
             pass
         except DirectoryError:
@@ -200,8 +199,7 @@ class EphemeralVerbs:
             return False
         self.ephemeral_disable(dn)  # if the delete fails, the account at least no longer logs on
         try:
-            with translate("delete ephemeral account"):
-                self._conn.delete(entry["dn"])
+            self._write("delete ephemeral account", lambda conn: conn.delete(entry["dn"]))
         except DirectoryNotFound:
             return False
         try:
@@ -236,8 +234,8 @@ class EphemeralVerbs:
         filt = "(&(objectCategory=person)(objectClass=user))"
         found, cookie = [], None
         while True:
-            with translate("list ephemeral accounts"):
-                self._conn.search(base, filt, LEVEL, attributes=_LIST_ATTRS, paged_size=_PAGE, paged_cookie=cookie)
+            self._read("list ephemeral accounts", lambda conn: conn.search(
+                base, filt, LEVEL, attributes=_LIST_ATTRS, paged_size=_PAGE, paged_cookie=cookie))
             found += [r for r in self._conn.response if r.get("type") == "searchResEntry"]
             controls = (self._conn.result or {}).get("controls") or {}
             cookie = (controls.get(_PAGED_RESULTS) or {}).get("value", {}).get("cookie")

@@ -92,6 +92,17 @@ def translate(operation: str):
         raise DirectoryRejected(f"{operation}: {type(e).__name__}: {e}") from e
 
 
+# ldap3's ways of saying the connection itself is gone (closed by the DC, reset, not open), as
+# opposed to a DC that answered with an error: after one of these nothing more is read on it.
+_CONNECTION_LOST = (lx.LDAPSessionTerminatedByServerError, lx.LDAPSocketOpenError, lx.LDAPSocketSendError,
+                    lx.LDAPSocketReceiveError, lx.LDAPSocketCloseError, lx.LDAPResponseTimeoutError, OSError)
+
+
+def connection_lost(e: DirectoryError) -> bool:
+    """True if ``e`` says the connection died (or stopped answering) rather than that the DC refused."""
+    return isinstance(e, DirectoryUnavailable) and isinstance(e.__cause__, _CONNECTION_LOST)
+
+
 def _result_code(e: DirectoryError) -> int | None:
     cause = e.__cause__
     return getattr(cause, "result", None)

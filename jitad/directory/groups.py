@@ -61,14 +61,19 @@ class GroupReads:
             return False
 
     def group_facts(self, dn: str) -> GroupFacts:
-        """Whether ``dn`` exists and is a group, with its adminCount and objectSid (one base read).
+        """Whether ``dn`` exists and is a group, with its adminCount and objectSid (one base read),
+        and the protected groups holding it at any depth.
 
         A DN that does not parse is refused here and never sent to the DC; one that does is
-        sent with its values escaped.
+        sent with its values escaped. The search for protected groups (a matching-rule-in-chain
+        search over the domain, the costliest read of an add) runs only when the group is a
+        member of some group: with no ``memberOf`` value on the DC the chain has no first link,
+        so that search could find nothing there.
         """
         try:
             entries = self._search(escaped_dn(dn), "(objectClass=*)", BASE,
-                                   attributes=["objectClass", "adminCount", "objectSid"], operation="read group")
+                                   attributes=["objectClass", "adminCount", "objectSid", "memberOf"],
+                                   operation="read group")
         except DirectoryNotFound:
             entries = []
         if not entries:
@@ -81,7 +86,7 @@ class GroupReads:
         sid = format_sid(raw["objectSid"][0]) if raw.get("objectSid") else ""
         return GroupFacts(
             dn=entries[0]["dn"], exists=True, is_group=is_group, admin_count=int(count[0] or 0), sid=sid,
-            protected_parents=self._protected_parents(entries[0]["dn"], sid) if is_group else (),
+            protected_parents=self._protected_parents(entries[0]["dn"], sid) if is_group and a.get("memberOf") else (),
         )
 
     def _protected_parents(self, dn: str, sid: str) -> tuple[tuple[str, str, int], ...]:

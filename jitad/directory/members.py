@@ -9,7 +9,7 @@ from ldap3 import MODIFY_ADD, MODIFY_DELETE
 
 from .dn import member_ttl_value, normalize_dn
 from .errors import (_ENTRY_ALREADY_EXISTS, _NO_SUCH_ATTRIBUTE, _UNWILLING_TO_PERFORM, DirectoryNotFound,
-                     DirectoryNotManaged, DirectoryRejected, _result_code, translate)
+                     DirectoryNotManaged, DirectoryRejected, _result_code)
 from .groups import GroupMembers
 
 _PERMISSIVE_MODIFY = ("1.2.840.113556.1.4.1413", False, None)
@@ -98,8 +98,8 @@ class MemberChanges:
             value = member_ttl_value(member_dn, ttl_seconds)
         added = True
         try:
-            with translate("add member"):
-                self._conn.modify(group_dn, {"member": [(MODIFY_ADD, [value])]}, controls=[_PERMISSIVE_MODIFY])
+            self._write("add member", lambda conn: conn.modify(group_dn, {"member": [(MODIFY_ADD, [value])]},
+                                                               controls=[_PERMISSIVE_MODIFY]))
         except DirectoryRejected as e:
             if _result_code(e) != _ENTRY_ALREADY_EXISTS:
                 raise
@@ -129,8 +129,8 @@ class MemberChanges:
         self._require_not_privileged(group_dn, read)
         removed: set[str] = set()
         try:
-            with translate("remove members"):
-                self._conn.modify(group_dn, {"member": [(MODIFY_DELETE, list(member_dns))]}, controls=[_PERMISSIVE_MODIFY])
+            self._write("remove members", lambda conn: conn.modify(
+                group_dn, {"member": [(MODIFY_DELETE, list(member_dns))]}, controls=[_PERMISSIVE_MODIFY]))
             removed = set(member_dns)
         except DirectoryRejected as e:
             # One absent value fails the whole modify on Samba (53) and on AD without
@@ -140,8 +140,8 @@ class MemberChanges:
                 raise
             for dn in member_dns if len(member_dns) > 1 else ():
                 try:
-                    with translate("remove member"):
-                        self._conn.modify(group_dn, {"member": [(MODIFY_DELETE, [dn])]}, controls=[_PERMISSIVE_MODIFY])
+                    self._write("remove member", lambda conn: conn.modify(
+                        group_dn, {"member": [(MODIFY_DELETE, [dn])]}, controls=[_PERMISSIVE_MODIFY]))
                     removed.add(dn)
                 except DirectoryRejected as e2:
                     if _result_code(e2) not in (_UNWILLING_TO_PERFORM, _NO_SUCH_ATTRIBUTE):

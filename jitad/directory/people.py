@@ -8,7 +8,7 @@ answer is read in pages, so a group larger than the DC's page size is read whole
 from ldap3 import SUBTREE
 
 from .dn import escape_filter, escaped_dn
-from .errors import DirectoryNotFound, DirectoryRejected, translate
+from .errors import DirectoryNotFound, DirectoryRejected
 from .users import _USER_ATTRS, DirectoryUser
 
 _IN_CHAIN = "1.2.840.113556.1.4.1941"  # LDAP_MATCHING_RULE_IN_CHAIN
@@ -22,8 +22,8 @@ class PeopleReads:
         """Every entry a subtree search finds, page by page (the simple paged results control)."""
         found, cookie = [], None
         while True:
-            with translate(operation):
-                self._conn.search(base, filt, SUBTREE, attributes=attributes, paged_size=_PAGE, paged_cookie=cookie)
+            self._read(operation, lambda conn: conn.search(base, filt, SUBTREE, attributes=attributes, paged_size=_PAGE,
+                                                           paged_cookie=cookie))
             found += [r for r in self._conn.response if r.get("type") == "searchResEntry"]
             controls = (self._conn.result or {}).get("controls") or {}
             cookie = (controls.get("1.2.840.113556.1.4.319") or {}).get("value", {}).get("cookie")

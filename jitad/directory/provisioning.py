@@ -9,7 +9,7 @@ import re
 from ldap3 import BASE, MODIFY_REPLACE
 
 from .dn import rdn
-from .errors import _ENTRY_ALREADY_EXISTS, DirectoryNotFound, DirectoryRejected, _result_code, translate
+from .errors import _ENTRY_ALREADY_EXISTS, DirectoryNotFound, DirectoryRejected, _result_code
 
 
 class Provisioning:
@@ -27,8 +27,7 @@ class Provisioning:
     def ensure_ou(self, ou_dn: str) -> None:
         """Create an organizational unit if it does not exist."""
         try:
-            with translate("create OU"):
-                self._conn.add(ou_dn, "organizationalUnit")
+            self._write("create OU", lambda conn: conn.add(ou_dn, "organizationalUnit"))
         except DirectoryRejected as e:
             if _result_code(e) != _ENTRY_ALREADY_EXISTS:
                 raise
@@ -42,8 +41,7 @@ class Provisioning:
         if description:
             attrs["description"] = description
         try:
-            with translate("create group"):
-                self._conn.add(dn, "group", attrs)
+            self._write("create group", lambda conn: conn.add(dn, "group", attrs))
         except DirectoryRejected as e:
             if _result_code(e) != _ENTRY_ALREADY_EXISTS or not self._exists(dn):
                 raise  # 68 for a DN that is not there: the sAMAccountName is taken elsewhere
@@ -59,16 +57,14 @@ class Provisioning:
         if upn_suffix:
             attrs["userPrincipalName"] = f"{sam}@{upn_suffix}"
         try:
-            with translate("create user"):
-                self._conn.add(dn, ["top", "person", "organizationalPerson", "user"], attrs)
+            self._write("create user", lambda conn: conn.add(dn, ["top", "person", "organizationalPerson", "user"], attrs))
         except DirectoryRejected as e:
             if _result_code(e) != _ENTRY_ALREADY_EXISTS or not self._exists(dn):
                 raise  # 68 for a DN that is not there: the sAMAccountName is taken elsewhere
             return dn
         if password:
             self.set_password(dn, password)
-            with translate("enable user"):
-                self._conn.modify(dn, {"userAccountControl": [(MODIFY_REPLACE, [512])]})
+            self._write("enable user", lambda conn: conn.modify(dn, {"userAccountControl": [(MODIFY_REPLACE, [512])]}))
         return dn
 
     def _exists(self, dn: str) -> bool:
@@ -80,7 +76,6 @@ class Provisioning:
     def delete(self, dn: str) -> None:
         """Delete one leaf object; absent is fine."""
         try:
-            with translate("delete"):
-                self._conn.delete(dn)
+            self._write("delete", lambda conn: conn.delete(dn))
         except DirectoryNotFound:
             pass

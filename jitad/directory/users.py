@@ -10,7 +10,7 @@ from ldap3 import BASE, MODIFY_REPLACE
 from ldap3.protocol.formatters.formatters import format_sid, format_uuid_le
 
 from .dn import _binary_filter_value, _dn_parts, escape_filter
-from .errors import DirectoryNotFound, DirectoryRejected, translate
+from .errors import DirectoryNotFound, DirectoryRejected
 
 _UF_ACCOUNTDISABLE = 0x2
 _UF_LOCKOUT = 0x10
@@ -161,8 +161,7 @@ class UserVerbs:
         uac = int((value[0] if isinstance(value, list) and value else value) or 0)
         wanted = (uac | set_bits) & ~clear_bits
         if wanted != uac:
-            with translate(operation):
-                self._conn.modify(user_dn, {"userAccountControl": [(MODIFY_REPLACE, [wanted])]})
+            self._write(operation, lambda conn: conn.modify(user_dn, {"userAccountControl": [(MODIFY_REPLACE, [wanted])]}))
 
     def set_enabled(self, user_dn: str, enabled: bool) -> None:
         """Enable or disable a user account (the ACCOUNTDISABLE bit), verified by reading back."""
@@ -179,11 +178,9 @@ class UserVerbs:
 
     def unlock(self, user_dn: str) -> None:
         """Clear a lockout (lockoutTime = 0)."""
-        with translate("unlock account"):
-            self._conn.modify(user_dn, {"lockoutTime": [(MODIFY_REPLACE, [0])]})
+        self._write("unlock account", lambda conn: conn.modify(user_dn, {"lockoutTime": [(MODIFY_REPLACE, [0])]}))
 
     def set_password(self, user_dn: str, password: str) -> None:
         """Reset a user's password (unicodePwd over the TLS session); never logged."""
         encoded = f'"{password}"'.encode("utf-16-le")
-        with translate("set password"):
-            self._conn.modify(user_dn, {"unicodePwd": [(MODIFY_REPLACE, [encoded])]})
+        self._write("set password", lambda conn: conn.modify(user_dn, {"unicodePwd": [(MODIFY_REPLACE, [encoded])]}))

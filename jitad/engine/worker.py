@@ -1,8 +1,11 @@
-"""Celery worker hooks: every worker process reports as a Node (heartbeat, shared watchdog)."""
+"""Celery worker hooks: every worker process reports as a Node (heartbeat, shared watchdog), and
+keeps its database connection across tasks, checked before each task uses it."""
 import gc
 import logging
 
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import task_postrun, task_prerun, worker_process_init, worker_ready, worker_shutdown
+from django.conf import settings
+from django.db import close_old_connections, connections
 
 from .models import Heartbeat
 from .node import Node
@@ -40,3 +43,29 @@ def _worker_shutdown(sender=None, **kwargs):
     # collection walks every object Django and Celery made (a second or more on a busy
     # machine), all to free memory the exit frees anyway; a supervisor's restart waits for it.
     gc.freeze()
+
+
+# -- database connections across tasks ---------------------------------------------------
+# Celery's Django fixup closes every connection before and after each task unless
+# CELERY_DB_REUSE_MAX is set (jitad/settings/celery.py sets it high): a task then paid for a
+# new connection (PostgreSQL: a backend process and authentication). Instead each pool process
+# keeps its connection for JITAD_WORKER_DB_CONN_MAX_AGE seconds, and around every task Django's
+# own request rules apply (close_old_connections): a connection past its age, or one whose last
+# error left it unusable, is closed; otherwise, with CONN_HEALTH_CHECKS, the task's first query
+# is preceded by a liveness check (PostgreSQL: an empty query) and a dead connection (the
+# server restarted, the backend killed) is replaced there, so it never fails the task.
+@worker_process_init.connect
+def _keep_db_connections(**kwargs):
+    for conn in connections.all():
+        conn.settings_dict["CONN_MAX_AGE"] = settings.JITAD_WORKER_DB_CONN_MAX_AGE
+        conn.settings_dict["CONN_HEALTH_CHECKS"] = True
+
+
+@task_prerun.connect
+def _db_before_task(**kwargs):
+    close_old_connections()
+
+
+@task_postrun.connect
+def _db_after_task(**kwargs):
+    close_old_connections()

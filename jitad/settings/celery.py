@@ -65,6 +65,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # after 100 tries by default, and the process exits): the watchdog alerts meanwhile.
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Without this Celery's Django fixup closes every database connection before and after each
+# task; jitad's own hooks keep them instead, by age and health (jitad/engine/worker.py). The
+# fixup still closes them every this many tasks.
+CELERY_DB_REUSE_MAX = 1000
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Beat is elected (jitad/engine/scheduler.py): run it in every engine worker (`-B`) or as
 # `celery beat` on several machines; the holder of a database lease sends, and another

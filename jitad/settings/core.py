@@ -99,6 +99,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 _sqlite = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("JITAD_DB_CONN_MAX_AGE", default=0 if _sqlite else 60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A Celery pool process keeps its connection across tasks this long (jitad/engine/worker.py),
+# checked before each task's first query; 0 opens a new one for every task.
+JITAD_WORKER_DB_CONN_MAX_AGE = env.int("JITAD_WORKER_DB_CONN_MAX_AGE", default=300)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -16,6 +16,9 @@ JITAD_LDAP_BASE_DN = env.str("JITAD_LDAP_BASE_DN", default="")
 JITAD_LDAP_JIT_OU = env.str("JITAD_LDAP_JIT_OU", default="")
 JITAD_LDAP_CONNECT_TIMEOUT = env.float("JITAD_LDAP_CONNECT_TIMEOUT", default=3.0)
 JITAD_LDAP_RECEIVE_TIMEOUT = env.float("JITAD_LDAP_RECEIVE_TIMEOUT", default=10.0)
+# A worker's LDAPS session used less than this many seconds ago is reused without a root DSE
+# read first; a connection found dead on its first read is bound again and the read repeated.
+JITAD_LDAP_SESSION_CHECK_SECONDS = env.float("JITAD_LDAP_SESSION_CHECK_SECONDS", default=10.0)
 # "auto" detects the Windows Server 2016 PAM optional feature; "off" never writes TTLs.
 JITAD_LDAP_MEMBER_TTL = env.str("JITAD_LDAP_MEMBER_TTL", default="auto")
 if PRODUCTION and not (JITAD_LDAP_URLS and JITAD_LDAP_BIND_DN and JITAD_LDAP_BIND_PASSWORD and JITAD_LDAP_CA_FILE):

@@ -162,31 +162,56 @@ def reseal(*, ref: str, token: str) -> str:
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}  # Django's ScryptPasswordHasher's cost: ~60 ms, 16 MiB
 
 
+def hash_salt() -> bytes:
+    """A fresh 16-byte salt for :func:`hash_make`."""
+    return os.urandom(16)
+
+
 @sensitive_variables("secret")
-def hash_make(secret: str) -> str:
-    """``scrypt$n$r$p$salt$digest`` of ``secret`` with a fresh 16-byte salt."""
-    salt = os.urandom(16)
+def hash_make(secret: str, salt: bytes | None = None) -> str:
+    """``scrypt$n$r$p$salt$digest`` of ``secret`` with ``salt`` (a fresh 16-byte one if none is given)."""
+    salt = hash_salt() if salt is None else salt
     digest = hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT, maxmem=64 * 2**20, dklen=32)
     b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
     return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${b64(salt)}${b64(digest)}"
 
 
+class HashMatcher:
+    """One secret checked against many stored hashes, hashing it once per distinct salt and cost.
+
+    Hashes made together with one salt (a set of backup codes) cost one scrypt for the whole
+    set, not one per hash; hashes with salts of their own still cost one each.
+    """
+
+    def __init__(self, secret: str):
+        self.__secret = secret
+        self.__hashed: dict[tuple, bytes] = {}
+
+    @sensitive_variables("got")
+    def matches(self, stored: str) -> bool:
+        """True if the secret hashes to ``stored`` (constant-time comparison); False for anything malformed."""
+        import hmac
+
+        try:
+            algo, n, r, p, salt, digest = stored.split("$")
+            n, r, p = int(n), int(r), int(p)
+            if algo != "scrypt" or n > 2**20 or r > 16 or p > 4:
+                return False
+            want = base64.b64decode(digest)
+            key = (n, r, p, salt, len(want))
+            got = self.__hashed.get(key)
+            if got is None:
+                got = self.__hashed[key] = hashlib.scrypt(self.__secret.encode(), salt=base64.b64decode(salt), n=n, r=r,
+                                                          p=p, maxmem=256 * 2**20, dklen=len(want))
+        except ValueError:
+            return False
+        return hmac.compare_digest(got, want)
+
+
 @sensitive_variables("secret")
 def hash_matches(secret: str, stored: str) -> bool:
     """True if ``secret`` hashes to ``stored`` (constant-time comparison); False for anything malformed."""
-    import hmac
-
-    try:
-        algo, n, r, p, salt, digest = stored.split("$")
-        n, r, p = int(n), int(r), int(p)
-        if algo != "scrypt" or n > 2**20 or r > 16 or p > 4:
-            return False
-        want = base64.b64decode(digest)
-        got = hashlib.scrypt(secret.encode(), salt=base64.b64decode(salt), n=n, r=r, p=p,
-                             maxmem=256 * 2**20, dklen=len(want))
-    except ValueError:
-        return False
-    return hmac.compare_digest(got, want)
+    return HashMatcher(secret).matches(stored)
 
 
 # --- what is sealed where: for rotation ------------------------------------------------------

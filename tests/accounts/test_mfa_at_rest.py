@@ -344,3 +344,51 @@ def test_the_migration_seals_existing_rows_and_leaves_no_plaintext(django_user_m
     backup = BackupCodeDevice.objects.get(user_id=user.pk)
     assert backup.verify_token("zx9y8w7v6u") and backup.verify_token("a1b2c3d4e5")
     assert not backup.verify_token("a1b2c3d4e5")
+
+
+@pytest.fixture
+def scrypt_calls(monkeypatch):
+    """How many scrypt hashes were computed (the real hashlib.scrypt, counted)."""
+    import hashlib
+
+    calls = []
+    real = hashlib.scrypt
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hashlib, "scrypt", counted)
+    return calls
+
+
+def test_a_backup_code_costs_one_scrypt_whatever_the_codes_left(person, scrypt_calls):
+    """GIVEN a set of codes (one salt for the set) WHEN the last one made is typed, or a wrong one
+    THEN one scrypt is computed (not one per code), the right code passes once and a wrong one never."""
+    device = BackupCodeDevice.objects.create(user=person, name="backup codes", confirmed=True)
+    codes = [f"c0de{i:06d}" for i in range(12)]
+    device.codes_add(codes)
+    stored = [vault.unseal(ref=device.vault_ref, token=c.sealed_hash).decode() for c in device.code_set.all()]
+    assert len({s.split("$")[4] for s in stored}) == 1 and len(set(stored)) == 12  # one salt, twelve digests
+    del scrypt_calls[:]
+    assert device.verify_token(codes[-1]) is True
+    assert len(scrypt_calls) == 1
+    assert device.verify_token(codes[-1]) is False  # used once
+    device.throttle_reset()
+    del scrypt_calls[:]
+    assert device.verify_token("nottherightone") is False
+    assert len(scrypt_calls) == 1
+    assert BackupCode.objects.filter(device=device).count() == 11
+
+
+def test_backup_codes_stored_with_a_salt_each_still_pass(person):
+    """Codes hashed before sets shared a salt (a salt per code) are still checked, and still single use."""
+    device = BackupCodeDevice.objects.create(user=person, name="backup codes", confirmed=True)
+    codes = ["oldcode001", "oldcode002", "oldcode003"]
+    BackupCode.objects.bulk_create([BackupCode(device=device, sealed_hash=vault.seal(
+        ref=device.vault_ref, plaintext=vault.hash_make(c).encode())) for c in codes])
+    assert device.verify_token("oldcode003") is True
+    assert device.verify_token("oldcode003") is False
+    device.throttle_reset()
+    assert device.verify_token("oldcode001") is True
+    assert BackupCode.objects.filter(device=device).count() == 1

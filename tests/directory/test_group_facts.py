@@ -130,3 +130,36 @@ def test_nesting_is_found_from_the_domain_root_when_the_base_dn_is_an_ou(setting
         finally:
             assert admin.modify(domain_admins, {"member": [(MODIFY_DELETE, [jit])]}), admin.result
     assert directory.normalize_dn(domain_admins) in parents
+
+
+def test_the_search_for_protected_parents_runs_only_for_a_group_that_is_a_member(d, ou, admin, samba_dc,
+                                                                                 monkeypatch):
+    """GIVEN a group in no group WHEN its facts are read THEN the domain-wide search for protected groups
+    holding it is skipped (no memberOf value: nothing can hold it); nested into a plain group it runs and
+    finds nothing; put straight into Domain Admins it finds Domain Admins and an add is refused."""
+    from ldap3 import MODIFY_ADD, MODIFY_DELETE
+
+    from jitad.directory.client import Directory
+
+    searched = []
+    real = Directory._protected_parents
+    monkeypatch.setattr(Directory, "_protected_parents", lambda self, dn, sid: searched.append(dn) or real(self, dn, sid))
+    jit = d.ensure_group(f"g{unique_tag()}", ou)
+    plain = d.ensure_group(f"p{unique_tag()}", ou)
+    user = d.ensure_user(f"u{unique_tag()}", ou)
+
+    assert d.group_facts(jit).protected_parents == () and searched == []
+    d.add_member(plain, jit)
+    searched.clear()
+    assert d.group_facts(jit).protected_parents == () and len(searched) == 1
+
+    domain_admins = f"CN=Domain Admins,CN=Users,{samba_dc.base_dn}"
+    assert admin.modify(domain_admins, {"member": [(MODIFY_ADD, [jit])]}), admin.result
+    try:
+        parents = {directory.normalize_dn(p[0]) for p in d.group_facts(jit).protected_parents}
+        assert directory.normalize_dn(domain_admins) in parents
+        with pytest.raises(directory.DirectoryNotManaged, match="Domain Admins"):
+            d.add_member(jit, user)
+        assert not d.is_member(jit, user)
+    finally:
+        assert admin.modify(domain_admins, {"member": [(MODIFY_DELETE, [jit])]}), admin.result

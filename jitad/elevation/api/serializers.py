@@ -6,6 +6,8 @@ with their own codes. Every state-changing call declares ``otp`` and ``mfa_step`
 them is needed): the permission class (jitad/accounts/api.py) checks them before the view
 runs; they are declared here so the OpenAPI schema shows them.
 """
+from functools import cached_property
+
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
@@ -173,14 +175,24 @@ class RequestSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    # One nested serializer of each kind per page, not one per row: building a serializer's
+    # fields costs more than representing a row with them.
+    @cached_property
+    def _stage_serializer(self) -> StageSerializer:
+        return StageSerializer()
+
+    @cached_property
+    def _grant_serializer(self) -> GrantBriefSerializer:
+        return GrantBriefSerializer()
+
     @extend_schema_field(StageSerializer(many=True))
     def get_stages(self, obj):
-        return StageSerializer(request_stages(obj), many=True).data
+        return [self._stage_serializer.to_representation(stage) for stage in request_stages(obj)]
 
     @extend_schema_field(GrantBriefSerializer(allow_null=True))
     def get_grant(self, obj):
         grant = request_grant(obj)
-        return GrantBriefSerializer(grant).data if grant is not None else None
+        return self._grant_serializer.to_representation(grant) if grant is not None else None
 
 
 class EligibilitySerializer(serializers.Serializer):

@@ -19,9 +19,10 @@ def requests_visible_to(*, user) -> QuerySet:
 
     Annotated with ``approvals_count`` (approve decisions, a correlated subquery rather than
     a GROUP BY, so the database can walk the newest requests and stop at the page size)
-    and joined to what the API shows: a page of requests costs three queries (the third: the page's approvals, counted per stage).
+    and joined to what the API shows: a page of requests costs three queries (the third: the page's approvals, counted per stage),
+    after three small ones that resolve the caller's approver groups, policies and targets.
     """
-    visible = Q(requester=user) | approver_scope(user=user)
+    visible = Q(requester=user) | approver_scope(user=user, resolved=True)
     approvals = (
         Approval.objects.filter(request=OuterRef("pk"), decision=Approval.Decision.APPROVE)
         .order_by()

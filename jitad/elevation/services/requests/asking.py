@@ -163,6 +163,11 @@ def request_create(*, requester, target: Target, duration_minutes=None, justific
             **_stage_fields(stages, target, now),
             **_mfa_fields(mfa),
         )
+        if not auto:
+            # Before the audit event: writing it takes the audit chain's head row lock, held until
+            # commit, so every other write of the chain waits only for this insert and the commit,
+            # not for the approvers' lookup and the notice's rows as well.
+            notice_request_pending(request=req)
         _audit_request(req, actor=_actor(requester), action="request.created", before="", reason=justification,
                        duration_minutes=minutes, ticket=ticket, policy=policy.name, **_workflow_audit(req),
                        **_mfa_data(mfa))
@@ -170,8 +175,6 @@ def request_create(*, requester, target: Target, duration_minutes=None, justific
             reason = (f"auto-approved by policy {policy.name}'s time window" if action == WINDOW_AUTO
                       and policy.approval_mode != Policy.ApprovalMode.AUTO else f"auto-approved by policy {policy.name}")
             _approve(req, actor="system:policy", reason=reason, mfa=mfa)
-        else:
-            notice_request_pending(request=req)
     return req
 
 
