@@ -243,16 +243,16 @@ def engine() -> int:
             # every e-mail is let through before the next wave, so that one wave's sending never runs
             # in another's figures.
             figures[f"{k}_mails_received"] = len(smtp.messages)
-            drain = time.time() + 120
+            drain = time.time() + 60
             while Delivery.objects.filter(state=Delivery.State.PENDING).exists() and time.time() < drain:
                 time.sleep(0.5)
             figures[f"{k}_mails_sent"] = Delivery.objects.filter(state=Delivery.State.SENT,
                                                                  sent_at__gte=datetime.fromtimestamp(started, UTC)).count()
-            # Still unsent two minutes on (a wave of 100,000 notices): dropped, so that they do not run
+            # Still unsent a minute on (a wave of 100,000 notices): dropped, so that they do not run
             # in the next wave's figures; counted.
             figures[f"{k}_mails_dropped"] = Delivery.objects.filter(state=Delivery.State.PENDING).update(
                 state=Delivery.State.FAILED, claim_token=None, lease_until=None, next_attempt_at=None,
-                last_error="dropped by the bench two minutes after its wave")
+                last_error="dropped by the bench a minute after its wave")
             mass.update(figures)
             print(json.dumps(figures), flush=True)
             return finished
