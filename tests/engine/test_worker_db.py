@@ -17,7 +17,7 @@ from tests.conftest import REPO
 from tests.settings import ENGINE_ENV
 from tests.support.sweeper import database_url
 from tests.support.waiting import wait_for
-from tests.support.worker import CeleryWorker
+from tests.support.worker import CeleryWorker, background_workers_stopped
 
 pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL (JITAD_DATABASE_URL)")
 
@@ -35,10 +35,13 @@ def worker(transactional_db, tmp_path):
     env = dict(os.environ)
     env.update(ENGINE_ENV)
     env.update(JITAD_VAR_DIR=str(settings.VAR_DIR), JITAD_DATABASE_URL=database_url(), PYTHONPATH=str(REPO))
-    w = CeleryWorker(env, tmp_path, beat=False, concurrency=1, queues=("celery",))
-    w.start()
-    yield w
-    w.stop()
+    # The only consumer of the queue: a worker an earlier test left running (the session's) would
+    # take the task, and this worker would never log it.
+    with background_workers_stopped():
+        w = CeleryWorker(env, tmp_path, beat=False, concurrency=1, queues=("celery",))
+        w.start()
+        yield w
+        w.stop()
 
 
 def run_task(worker: CeleryWorker) -> None:
