@@ -163,6 +163,9 @@ def wave(n: int, *, ou: str, user_dns: list[str], targets: list, policy, probe, 
 
     # The floor: the same memberships in (untimed), then removed by the bare client (timed).
     members_add(floor_conn, members)
+    # The additions wake jitad's group watch, which reads every changed group back (about a
+    # second); timing the floor meanwhile would time the DC busy with jitad's reads too.
+    time.sleep(5)
     floor_s = floor_remove(floor_conn, members)
     floor_left = sum(len(_members(probe, g)) for g in members)
 
