@@ -106,6 +106,30 @@ class RedisQoS(redis.QoS):
             return None
 
 
+    def ack(self, delivery_tag):
+        """Acknowledge, unless the connection the message came on is already gone.
+
+        The same kombu race as above, on the acknowledgement: a task that ends just after
+        Redis went away and came back acks on the old channel, whose connection is gone, and
+        the AttributeError stops the worker. The message stays in Redis's unacked index, is
+        delivered again after the visibility timeout and finds its claim taken: it does
+        nothing. The worker lives on.
+        """
+        try:
+            super().ack(delivery_tag)
+        except AttributeError as e:
+            log.warning("could not acknowledge a message (broker connection gone: %s); delivered again later, "
+                        "it finds its work done", e)
+            self._quick_ack(delivery_tag)
+
+    def reject(self, delivery_tag, requeue=False):
+        try:
+            super().reject(delivery_tag, requeue=requeue)
+        except AttributeError as e:
+            log.warning("could not reject a message (broker connection gone: %s); delivered again later", e)
+            self._quick_ack(delivery_tag)
+
+
 class RedisChannel(redis.Channel):
     QoS = RedisQoS
 
