@@ -443,7 +443,8 @@ floor of its own; "the wave above ÷ this" above 1 means the variant is faster.
 
 CPU seconds used between the instant the grants expire and the instant the last member is
 gone, read from /proc: the Samba process, every process of jitad's worker nodes (engine and
-notifications), and PostgreSQL's processes (its postmaster counts the backends it reaped;
+notifications), and every PostgreSQL process on the machine (its postmaster counts the backends it reaped;
+run nothing else against that server meanwhile;
 "—" with SQLite, whose work is inside the workers). The machine's column is every CPU's
 busy time, the bench's own polling included. When the machine's column approaches
 {os.cpu_count()} × the wave's seconds, the CPUs are the limit, and the split says whose work fills them.

@@ -12,7 +12,8 @@ from datetime import datetime
 from ..models import Grant
 
 GrantState = Grant.State
-_ENDING = (GrantState.APPROVED, GrantState.GRANTING, GrantState.ACTIVE, GrantState.UNVERIFIED, GrantState.GRANT_FAILED)
+# The states whose grant the sweep ends when its time comes (grant_sweep claims exactly these).
+ENDING_STATES = (GrantState.APPROVED, GrantState.GRANTING, GrantState.ACTIVE, GrantState.UNVERIFIED, GrantState.GRANT_FAILED)
 _RETRYING = (GrantState.GRANTING, GrantState.GRANT_FAILED, GrantState.UNVERIFIED, GrantState.REVOKING,
              GrantState.REVOKE_FAILED)
 
@@ -33,7 +34,7 @@ def _first_per_state(states, field: str, **filters) -> list[datetime | None]:
 def sweep_next_due(*, after: datetime) -> datetime | None:
     """The earliest instant strictly after ``after`` at which a grant needs the sweep, or None."""
     instants = [
-        *_first_per_state(_ENDING, "expires_at", revoke_requested_at__isnull=True, expires_at__gt=after),
+        *_first_per_state(ENDING_STATES, "expires_at", revoke_requested_at__isnull=True, expires_at__gt=after),
         *_first_per_state(_RETRYING, "next_attempt_at", next_attempt_at__gt=after),
         # an ended grant's follow-up retried: its check on the server, its ephemeral account's deletion
         _first(Grant.objects.filter(state=GrantState.REVOKED, next_attempt_at__gt=after), "next_attempt_at"),

@@ -29,7 +29,7 @@ from jitad.engine.services import lease_release, lease_take, pulse_mark
 from ..models import Grant
 from .grant_revoke import grants_revoke_execute
 from .grant_schedule import scheduled_end_due, scheduled_start_due
-from ..selectors.due import sweep_next_due
+from ..selectors.due import ENDING_STATES, sweep_next_due
 from ..selectors.ephemeral import ephemeral_to_delete
 from .grant_work import _enqueue_account_delete, _enqueue_apply, _enqueue_revoke, _enqueue_revoke_checks, _entry
 
@@ -118,7 +118,7 @@ def _revocations_claim(now, *, send, limit: int, more=lambda: True, queued: int 
     starting = Grant.objects.filter(
         free,
         Q(expires_at__lte=ended) | Q(revoke_requested_at__isnull=False),
-        state__in=[GrantState.APPROVED, GrantState.GRANTING, GrantState.ACTIVE, GrantState.UNVERIFIED, GrantState.GRANT_FAILED],
+        state__in=ENDING_STATES,  # the states the scheduler's wake-ups look at (selectors/due.py)
     )
     retrying = Grant.objects.filter(free, ready, state__in=[GrantState.REVOKING, GrantState.REVOKE_FAILED])
     done = Claimed()

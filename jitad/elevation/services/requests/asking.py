@@ -235,11 +235,11 @@ def request_extend(*, grant: Grant, requester, duration_minutes, justification: 
             **_stage_fields(stages, grant.target, now),
             **_mfa_fields(mfa),
         )
+        if not auto:  # before the audit event, as for a new request: the chain's head lock waits for less
+            notice_request_pending(request=req)
         _audit_request(req, actor=_actor(requester), action="request.created", before="", reason=justification,
                        duration_minutes=minutes, extends=grant.pk, policy=policy.name, **_workflow_audit(req),
                        **_mfa_data(mfa))
         if auto:
             _approve(req, actor="system:policy", reason=f"auto-approved by policy {policy.name}", mfa=mfa)
-        else:
-            notice_request_pending(request=req)
     return req
