@@ -215,6 +215,24 @@ def test_waiting_grants_start_first_come_first_served(setup):
     assert c.state == Grant.State.GRANTING and d.state == Grant.State.SCHEDULED
 
 
+def test_a_grant_that_waited_starts_after_the_holder_ended_even_when_the_sweep_began_before(setup):
+    """GIVEN bob waiting for alice on a one-at-a-time target, and a sweep whose clock was read before alice's
+    revocation was recorded (the revoke task ran beside it)
+    WHEN that sweep starts bob THEN his start is not before alice's end: the record never shows two holders."""
+    alice, bob = _person("alice"), _person("bob")
+    a, b = _approve(setup, alice), _approve(setup, bob)
+    assert b.state == Grant.State.SCHEDULED
+    swept_at = timezone.now()
+    Grant.objects.filter(pk=a.pk).update(state=Grant.State.REVOKED, revoked_at=timezone.now() + timedelta(seconds=1))
+    a.refresh_from_db()
+    with pytest.MonkeyPatch.context() as mp:  # the revocation was recorded a moment after the sweep's clock
+        mp.setattr(timezone, "now", lambda: a.revoked_at)
+        assert scheduled_start_due(swept_at, limit=100) == 1
+    b.refresh_from_db()
+    assert b.state == Grant.State.GRANTING and b.starts_at >= a.revoked_at
+    assert b.expires_at == b.starts_at + timedelta(minutes=60)
+
+
 def test_a_refuse_mode_target_taken_between_request_and_approval_refuses_the_approval(setup):
     """GIVEN a target that refuses a second request while held, and carol's request made while it was free
     WHEN alice gets it first and carol's request is approved after THEN the approval is refused with who holds it

@@ -84,8 +84,10 @@ def _start(g: Grant, now, *, waited: bool) -> uuid.UUID | None:
     if fixed and g.expires_at <= now:
         grant_end_unstarted([g], actor="system:sweeper", now=now)
         return None
-    if not fixed:  # the whole duration, counted from now
-        g.starts_at, g.expires_at = now, now + timedelta(minutes=minutes)
+    if not fixed:  # the whole duration, counted from now: the moment it starts, not the sweep's earlier clock
+        # (on an exclusive target the holder's revocation may have been recorded after the sweep began)
+        start = max(now, timezone.now())
+        g.starts_at, g.expires_at = start, start + timedelta(minutes=minutes)
     token = uuid.uuid4()
     g.state, g.claim_token, g.lease_until, g.attempts, g.next_attempt_at = (
         GrantState.GRANTING, token, claims.lease_until(now), 0, None)
