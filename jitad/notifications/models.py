@@ -85,7 +85,11 @@ class Delivery(ClaimedWork):
     class Meta:
         ordering = ["id"]
         verbose_name_plural = "deliveries"
-        indexes = [models.Index(fields=["state", "next_attempt_at"])]
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"]),
+            # A person's notices still waiting, which a sender joins into one e-mail (services.delivery).
+            models.Index(fields=["address"], condition=models.Q(state="pending"), name="notif_delivery_waiting_to"),
+        ]
 
     def __str__(self):
         return f"{self.get_channel_display()} to {self.address or self.destination} [{self.state}]"

@@ -46,6 +46,11 @@ JITAD_DELIVERY_TIMEOUT = env.float("JITAD_DELIVERY_TIMEOUT", default=20.0)
 JITAD_EMAIL_BATCH = env.int("JITAD_EMAIL_BATCH", default=50)
 if not 1 <= JITAD_EMAIL_BATCH <= 1000:
     raise ImproperlyConfigured("JITAD_EMAIL_BATCH must be between 1 and 1000 (e-mails per SMTP session)")
+# Notices of one kind to one person that are waiting together (a mass expiry tells each holder of
+# each group) go out as one e-mail listing them all, up to this many; 1 sends each on its own.
+JITAD_EMAIL_COMBINE_MAX = env.int("JITAD_EMAIL_COMBINE_MAX", default=100)
+if not 1 <= JITAD_EMAIL_COMBINE_MAX <= 1000:
+    raise ImproperlyConfigured("JITAD_EMAIL_COMBINE_MAX must be between 1 and 1000 (notices per e-mail)")
 # Beat re-sends deliveries whose task message was lost (broker restart, worker killed), and
 # sends the digests that are due, this often.
 JITAD_DELIVERY_CHECK_INTERVAL = env.float("JITAD_DELIVERY_CHECK_INTERVAL", default=60.0)

@@ -200,3 +200,116 @@ def test_each_e_mail_is_recorded_as_it_goes_so_a_chunk_cut_short_sends_none_twic
     assert rows["p2@jitad.test"].attempts == 1 and "took longer" in rows["p2@jitad.test"].last_error
     assert [(rows[f"p{i}@jitad.test"].attempts, rows[f"p{i}@jitad.test"].claim_token) for i in (3, 4)] == [
         (0, None), (0, None)]
+
+
+# -- notices of one kind waiting for the same person: one e-mail ----------------------------
+def _told(person, *, event="grant.revoked", subject="Ended: admin on SRV", body="ended") -> tuple[list[int], str]:
+    """One revocation message telling ``person`` (as a group's revocation does); (delivery ids, claim)."""
+    (note,) = notifications_create(items=[Outgoing(event=event, subject=subject, body=body, people=[person])])
+    rows = list(Delivery.objects.filter(notification=note).values_list("id", "claim_token"))
+    return [i for i, _ in rows], str(rows[0][1])
+
+
+def _person(name):
+    return User.objects.create_user(name, email=f"{name}@jitad.test")
+
+
+def test_notices_of_one_kind_waiting_for_a_person_go_as_one_e_mail(settings, smtp, published):
+    """GIVEN alice told of three grants ending, in three groups' messages, and bob of one
+    WHEN the first message is sent THEN alice gets one e-mail listing the three (each delivery recorded
+    sent, one attempt), and the other two messages, run after, send nothing: their claims were taken over."""
+    alice, bob = _person("alice"), _person("bob")
+    messages = [_told(alice, subject=f"Ended: admin on SRV{i}", body=f"grant {i} ended") for i in range(3)]
+    bob_message = _told(bob)
+    tasks.deliveries_send_batch(*messages[0])
+    (mail,) = smtp.to("alice@jitad.test")
+    assert mail["Subject"] == "[jitad] Ended: admin on SRV0 (and 2 more)"
+    text = mail.get_content()
+    assert all(f"Ended: admin on SRV{i}" in text and f"grant {i} ended" in text for i in range(3))
+    assert set(Delivery.objects.filter(address="alice@jitad.test").values_list("state", "attempts", "claim_token")) == {
+        (DeliveryState.SENT, 1, None)}
+    for message in messages[1:]:
+        tasks.deliveries_send_batch(*message)
+    assert len(smtp.to("alice@jitad.test")) == 1
+    assert smtp.to("bob@jitad.test") == []  # not alike: another person's notice waits for its own message
+    tasks.deliveries_send_batch(*bob_message)
+    assert len(smtp.to("bob@jitad.test")) == 1
+
+
+def test_notices_of_other_kinds_or_under_way_are_not_joined(settings, smtp, published):
+    """GIVEN alice's "ended" notice, her "active" notice, and another "ended" one whose attempt is under way
+    WHEN the first is sent THEN it goes alone: another kind keeps its own e-mail, and one being sent is left to
+    its sender."""
+    from django.utils import timezone
+
+    alice = _person("alice")
+    first = _told(alice)
+    active = _told(alice, event="grant.active", subject="Active: admin on SRV")
+    busy_ids, _ = _told(alice, subject="Ended: admin on SRV9")
+    Delivery.objects.filter(id__in=busy_ids).update(attempt_started_at=timezone.now())
+    tasks.deliveries_send_batch(*first)
+    (mail,) = smtp.to("alice@jitad.test")
+    assert mail["Subject"] == "[jitad] Ended: admin on SRV"
+    assert Delivery.objects.get(id=active[0][0]).state == DeliveryState.PENDING
+    assert Delivery.objects.get(id=busy_ids[0]).state == DeliveryState.PENDING
+    tasks.deliveries_send_batch(*active)
+    assert [m["Subject"] for m in smtp.to("alice@jitad.test")] == ["[jitad] Ended: admin on SRV",
+                                                                  "[jitad] Active: admin on SRV"]
+
+
+def test_joined_notices_are_capped_per_e_mail_and_share_its_outcome(settings, smtp, published,
+                                                                     django_capture_on_commit_callbacks):
+    """GIVEN five "ended" notices waiting for alice, JITAD_EMAIL_COMBINE_MAX=2, and a server that defers her
+    second e-mail WHEN they are sent THEN three e-mails carry 2, 2 and 1 notices; the deferred one's two
+    deliveries are both pending for a retry, attempt 1, and the other three sent."""
+    settings.JITAD_EMAIL_COMBINE_MAX = 2
+    alice = _person("alice")
+    messages = [_told(alice, subject=f"Ended: admin on SRV{i}") for i in range(5)]
+    real = smtp.defer
+    calls = {"n": 0}
+
+    class DeferThird(set):
+        def __contains__(self, address):
+            calls["n"] += 1
+            return calls["n"] == 2
+
+    smtp.defer = DeferThird()
+    with django_capture_on_commit_callbacks(execute=True):
+        for message in messages:  # each takes over as many as its e-mails carry; the others find theirs taken
+            tasks.deliveries_send_batch(*message)
+    smtp.defer = real
+    assert [m["Subject"] for m in smtp.to("alice@jitad.test")] == [
+        "[jitad] Ended: admin on SRV0 (and 1 more)", "[jitad] Ended: admin on SRV4"]
+    rows = {d.notification.subject: d for d in Delivery.objects.select_related("notification")}
+    S, P = DeliveryState.SENT, DeliveryState.PENDING
+    assert [rows[f"Ended: admin on SRV{i}"].state for i in range(5)] == [S, S, P, P, S]
+    for deferred in (rows["Ended: admin on SRV2"], rows["Ended: admin on SRV3"]):
+        assert deferred.attempts == 1 and "450" in deferred.last_error and deferred.next_attempt_at
+
+
+def test_notices_another_chunk_took_over_before_their_e_mail_started_are_not_sent_twice(settings, smtp,
+                                                                                        published, monkeypatch):
+    """GIVEN a chunk for alice and bob WHEN, after alice's e-mail, another chunk takes bob's notice over (as a
+    sender joining his notices does) THEN this chunk does not send bob's, and leaves its claim alone."""
+    import uuid
+
+    from jitad.notifications.services import delivery
+
+    alice, bob = _person("alice"), _person("bob")
+    notifications_create(items=[Outgoing(event="grant.revoked", subject="Ended", body="x", people=[p])
+                                for p in (alice, bob)])
+    ids, tokens = zip(*Delivery.objects.order_by("id").values_list("id", "claim_token"))
+    other = uuid.uuid4()
+    real = delivery.send_emails
+
+    def taken_over_after_first(items, **kwargs):
+        for i, outcome in enumerate(real(items, **kwargs)):
+            if i == 0:
+                Delivery.objects.filter(address="bob@jitad.test").update(claim_token=other)
+            yield outcome
+
+    monkeypatch.setattr(delivery, "send_emails", taken_over_after_first)
+    tasks.deliveries_send_batch(list(ids), str(tokens[0]))
+    assert [r[0] for r in smtp.messages] == [["alice@jitad.test"]]
+    bob_row = Delivery.objects.get(address="bob@jitad.test")
+    assert (bob_row.state, bob_row.claim_token, bob_row.attempt_started_at) == (DeliveryState.PENDING, other, None)

@@ -21,6 +21,9 @@ _NOTIFY_TYPE = {
 }
 
 
+SKIPPED = object()  # send_emails: an item whose notes its caller no longer held (nothing was sent)
+
+
 class SendFailed(Exception):
     """A destination did not take the message; ``retry`` says whether trying again may help."""
 
@@ -56,14 +59,27 @@ def send_email(address: str, note: Notification) -> None:
     _send_one(EmailMessage(subject=f"[jitad] {note.subject}", body=_text(note), to=[address]))
 
 
-def send_emails(items: list[tuple[str, Notification]], *, deadline: float, starting=lambda i: None):
-    """Send each (address, note) as its own e-mail over one connection, yielding each one's outcome in order.
+def _combined(notes: list[Notification]) -> tuple[str, str]:
+    """(subject, body) of one e-mail that carries several notices of one kind to one person."""
+    if len(notes) == 1:
+        return notes[0].subject, _text(notes[0])
+    first = notes[0]
+    parts = [f"jitad has {len(notes)} notices of this kind for you, sent together:"]
+    for k, note in enumerate(notes, start=1):
+        parts.append(f"{k}. {note.subject}\n{_text(note)}")
+    return f"{first.subject} (and {len(notes) - 1} more)", "\n\n".join(parts)
+
+
+def send_emails(items: list[tuple[str, list[Notification]]], *, deadline: float, starting=None):
+    """Send each (address, notes) as one e-mail over one connection, yielding each one's outcome in order.
 
     A mass expiry's notices go out a chunk at a time this way rather than one SMTP session
-    per message. A message the server refuses for good (5xx) is that message's failure only
-    and the session goes on; after any other failure (a 4xx such as a rate limit or a 421
-    closing the session, a dropped connection, a timeout) the next message opens a new one.
-    ``starting(i)`` is called before message ``i`` goes out. No message is started past
+    per message; the notices of one item (one kind, one person) are listed in one e-mail. A
+    message the server refuses for good (5xx) is that message's failure only and the session
+    goes on; after any other failure (a 4xx such as a rate limit or a 421 closing the session,
+    a dropped connection, a timeout) the next message opens a new one. ``starting(i)`` is
+    called before item ``i`` goes out and returns the notes still to send (those its caller
+    still holds); none: ``SKIPPED`` is yielded and nothing is sent. No message is started past
     ``deadline`` (time.monotonic()): the caller hands back those it got no outcome for. Left
     early (the task's time limit), the socket is dropped without the polite QUIT, which could
     itself wait a whole timeout.
@@ -71,12 +87,16 @@ def send_emails(items: list[tuple[str, Notification]], *, deadline: float, start
     connection = get_connection()
     clean = False
     try:
-        for i, (address, note) in enumerate(items):
+        for i, (address, notes) in enumerate(items):
             if time.monotonic() >= deadline:
                 break
-            starting(i)
+            notes = starting(i) if starting is not None else notes
+            if not notes:
+                yield SKIPPED
+                continue
+            subject, body = _combined(notes)
             try:
-                _send_one(EmailMessage(subject=f"[jitad] {note.subject}", body=_text(note), to=[address],
+                _send_one(EmailMessage(subject=f"[jitad] {subject}", body=body, to=[address],
                                        connection=connection), connection)
                 yield None
             except SendFailed as e:

@@ -26,7 +26,7 @@ from django.utils import timezone
 from jitad.engine import claims, queue, retry
 
 from ..models import Delivery
-from .channels import SendFailed, send_apprise, send_email, send_emails, url_for
+from .channels import SKIPPED, SendFailed, send_apprise, send_email, send_emails, url_for
 from .compose import SEND_BATCH, attempt_seconds, deliveries_enqueue, deliveries_enqueue_on_commit, message_lease
 from .destinations import SECURITY, scrub
 
@@ -133,38 +133,85 @@ def deliveries_send_batch(*, delivery_ids: list[int], token: uuid.UUID | str) ->
 EMAIL_SECONDS = 0.2  # what one e-mail may take on a working SMTP server, for a queued chunk's claim
 
 
+def _alike(rows: list[Delivery], mine, now) -> list[list[Delivery]]:
+    """The chunk's e-mails, each with the other notices of its kind waiting for the same person.
+
+    A mass expiry tells each holder of each group in the group's own message, so a person
+    who held a hundred groups has a hundred e-mails waiting. Those not under way (no attempt
+    started) and due are taken over with this chunk's claim, whether free or claimed for a
+    message still in the queue (that message then finds its claim taken and sends nothing),
+    and go out in the person's one e-mail, at most JITAD_EMAIL_COMBINE_MAX notices each.
+    Returns the groups in the chunk's order.
+    """
+    most = settings.JITAD_EMAIL_COMBINE_MAX
+    kinds = {(d.address, d.notification.event) for d in rows}
+    found: list[Delivery] = []
+    if most > 1 and rows:
+        with transaction.atomic():
+            others = list(
+                _startable(now).filter(channel=Delivery.Channel.EMAIL, address__in={a for a, _ in kinds},
+                                       notification__event__in={e for _, e in kinds})
+                .exclude(claim_token=mine).order_by("id").select_related("notification")
+                .select_for_update(skip_locked=True, of=("self",))[:len(rows) * (most - 1)])
+            found = [d for d in others if (d.address, d.notification.event) in kinds]
+            if found:
+                Delivery.objects.filter(id__in=[d.id for d in found]).update(
+                    claim_token=mine, lease_until=claims.lease_until())
+    groups: dict[tuple[str, str], list[list[Delivery]]] = {}
+    for d in rows + found:
+        runs = groups.setdefault((d.address, d.notification.event), [[]])
+        if len(runs[-1]) >= most:
+            runs.append([])
+        runs[-1].append(d)
+    if found:
+        log.info("%d e-mail notice(s) joined others of their kind to the same people", len(found))
+    return [run for runs in groups.values() for run in runs]
+
+
 def _emails_send(ids: list[int], token, *, deadline: float) -> None:
     with transaction.atomic():
         mine, rows = claims.take(Delivery.objects.filter(state=DeliveryState.PENDING, channel=Delivery.Channel.EMAIL)
                                  .select_related("notification"), ids, token)
     if not rows:
         return  # a duplicate message, or the claims lapsed and were taken over
-
-    def starting(i: int) -> None:
-        Delivery.objects.filter(id=rows[i].id, claim_token=mine).update(attempt_started_at=timezone.now())
-
-    done = 0
     with claims.held(Delivery, mine):
+        groups = _alike(rows, mine, timezone.now())
+        held: dict[int, list[Delivery]] = {}
+
+        def starting(i: int) -> list:
+            """Mark the e-mail's notices as under way; those another chunk took over meanwhile are not sent here."""
+            wanted = [d.id for d in groups[i]]
+            with transaction.atomic():
+                still = set(Delivery.objects.select_for_update().filter(
+                    id__in=wanted, claim_token=mine, attempt_started_at__isnull=True).values_list("id", flat=True))
+                Delivery.objects.filter(id__in=still).update(attempt_started_at=timezone.now())
+            held[i] = [d for d in groups[i] if d.id in still]
+            return [d.notification for d in held[i]]
+
+        done = 0
         try:
-            for outcome in send_emails([(d.address, d.notification) for d in rows], deadline=deadline,
-                                       starting=starting):
-                _email_record(rows[done], mine, outcome)
+            for outcome in send_emails([(g[0].address, [d.notification for d in g]) for g in groups],
+                                       deadline=deadline, starting=starting):
+                if outcome is not SKIPPED:
+                    _email_record(held[done], mine, outcome)
                 done += 1
         except SoftTimeLimitExceeded:  # one send hung past its own timeout: that one failed
-            if done < len(rows) and Delivery.objects.filter(id=rows[done].id, attempt_started_at__isnull=False).exists():
-                _email_record(rows[done], mine, SendFailed(f"took longer than {settings.JITAD_DELIVERY_TIMEOUT:g} s"))
+            if held.get(done):
+                _email_record(held[done], mine, SendFailed(f"took longer than {settings.JITAD_DELIVERY_TIMEOUT:g} s"))
                 done += 1
-    left = [d.id for d in rows[done:]]
+    left = [d.id for g in groups[done:] for d in g]
     if left:  # not started in this task's time: handed back unattempted, the periodic check sends them
-        Delivery.objects.filter(id__in=left, claim_token=mine).update(claim_token=None, lease_until=None,
-                                                                      attempt_started_at=None)
-        log.warning("%d e-mail delivery(ies) not started in time, left to the periodic check", len(left))
+        left = Delivery.objects.filter(id__in=left, claim_token=mine, attempt_started_at__isnull=True).update(
+            claim_token=None, lease_until=None)
+        if left:
+            log.warning("%d e-mail delivery(ies) not started in time, left to the periodic check", left)
 
 
-def _email_record(d: Delivery, token, outcome: SendFailed | None) -> None:
-    """Record one e-mail's attempt the moment it is known."""
+def _email_record(ds: list[Delivery], token, outcome: SendFailed | None) -> None:
+    """Record one e-mail's attempt (for every notice it carried) the moment it is known."""
+    ids = [d.id for d in ds]
     if outcome is None:
-        Delivery.objects.filter(id=d.id, claim_token=token, state=DeliveryState.PENDING).update(
+        Delivery.objects.filter(id__in=ids, claim_token=token, state=DeliveryState.PENDING).update(
             state=DeliveryState.SENT, sent_at=timezone.now(), attempts=F("attempts") + 1, next_attempt_at=None,
             last_error="", claim_token=None, lease_until=None, attempt_started_at=None,
         )
@@ -172,7 +219,7 @@ def _email_record(d: Delivery, token, outcome: SendFailed | None) -> None:
     text = str(outcome)
     if settings.EMAIL_HOST_PASSWORD:
         text = text.replace(settings.EMAIL_HOST_PASSWORD, "****")
-    _failed([d.id], token, text[:ERROR_MAX], transient=outcome.retry)
+    _failed(ids, token, text[:ERROR_MAX], transient=outcome.retry)
 
 
 def _attempt(d: Delivery) -> tuple[str, bool] | None:
