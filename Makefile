@@ -38,8 +38,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
+# The suite runs in TEST_PROCESSES processes (pytest-xdist), a file at a time each; every process
+# has its own Samba DC (on a loopback address of its own), worker, database and broker (tests/settings.py).
+# TEST_PROCESSES=0 runs it in this one process.
+TEST_PROCESSES ?= 2
+
 test: deps venv
-	JITAD_VAR_DIR=$(CURDIR)/var/test $(BIN)/python -m pytest $(PYTEST_ARGS)
+	JITAD_VAR_DIR=$(CURDIR)/var/test $(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 demo: deps venv
 	$(BIN)/python ops/demo.py

@@ -21,7 +21,8 @@ from tests.support.webhook import WebhookReceiver  # noqa: E402
 from tests.support.sweeper import database_url  # noqa: E402
 from tests.support.worker import CeleryWorker  # noqa: E402
 
-ARTIFACTS = REPO / "test-artifacts"
+# A parallel run's processes (pytest-xdist) each keep their own.
+ARTIFACTS = REPO / "test-artifacts" / os.environ.get("PYTEST_XDIST_WORKER", "")
 
 
 def _apply_settings(values: dict[str, str]) -> None:
@@ -39,7 +40,8 @@ def _apply_settings(values: dict[str, str]) -> None:
 
 @pytest.fixture(scope="session")
 def samba_dc(tmp_path_factory):
-    """A freshly provisioned Samba AD DC on 127.0.0.1 for the whole session."""
+    """A freshly provisioned Samba AD DC on loopback (127.0.0.1, or this process's own address in a parallel
+    run) for the whole session."""
     dc = SambaDC(tmp_path_factory.mktemp("samba"))
     dc.provision()
     dc.start()

@@ -5,6 +5,7 @@ sides agree. They shorten waits; they do not fake anything.
 """
 import os
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ENGINE_ENV = {
     "JITAD_SWEEP_INTERVAL": "0.5",
@@ -60,6 +61,29 @@ ENGINE_ENV = {
 # A var dir of the tests' own (SQLite file, broker folder), so a running `make demo`
 # and a test run never share state.
 os.environ.setdefault("JITAD_VAR_DIR", str(Path(__file__).resolve().parents[1] / "var" / "test"))
+
+
+def _own_machine_per_process() -> None:
+    """In a parallel run (pytest-xdist: `make test` runs two processes) each process gets what
+    would collide: its own var dir (SQLite file, broker folder), its own Redis database, its own
+    loopback address for its Samba DC (whose ports are fixed). pytest-django gives each its own
+    test database. Done once, in the test process: the processes a test starts inherit the result
+    (or are given their own values by the test), and import these settings again untouched."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker or os.environ.get("JITAD_TEST_PROCESS") == worker:
+        return
+    os.environ["JITAD_TEST_PROCESS"] = worker
+    n = int(worker.removeprefix("gw"))
+    os.environ["JITAD_VAR_DIR"] = str(Path(os.environ["JITAD_VAR_DIR"]) / worker)
+    broker = os.environ.get("CELERY_BROKER_URL", "")
+    if broker.startswith(("redis://", "rediss://")):
+        url = urlsplit(broker)
+        db = int(url.path.strip("/") or 0) + 1 + n
+        os.environ["CELERY_BROKER_URL"] = urlunsplit(url._replace(path=f"/{db}"))
+    os.environ.setdefault("JITAD_TEST_DC_HOST", f"127.0.0.{2 + n}")
+
+
+_own_machine_per_process()
 for _key, _value in ENGINE_ENV.items():
     os.environ.setdefault(_key, _value)
 

@@ -129,7 +129,7 @@ def test_a_dc_certificate_from_another_ca_is_refused_before_any_bind(dir_config,
     THEN the TLS handshake fails, no bind (no password) is ever sent, and the error is
     DirectoryUnavailable."""
     ca = _rogue_ca(tmp_path / "rogue-ca.pem", samba_dc.tls_name)
-    url = samba_dc.ldaps_url if transport == "ldaps" else "ldap://127.0.0.1:389"
+    url = samba_dc.ldaps_url if transport == "ldaps" else f"ldap://{samba_dc.host}:389"
     config = dataclasses.replace(dir_config, urls=(url,), ca_file=ca, start_tls=transport == "starttls")
     with pytest.raises(DirectoryUnavailable) as e:
         directory.connect(config)
@@ -160,7 +160,7 @@ def test_a_certificate_for_another_name_is_refused(dir_config, spy_binds):
 
 
 def test_without_tls_names_the_url_host_must_match_the_certificate(dir_config, spy_binds):
-    """The DC's certificate names DC1.jitad.test, not 127.0.0.1: with no extra names the
+    """The DC's certificate names DC1.jitad.test, not its loopback address: with no extra names the
     URL's host alone is checked, and it does not match."""
     with pytest.raises(DirectoryUnavailable):
         directory.connect(dataclasses.replace(dir_config, tls_names=()))
@@ -168,9 +168,10 @@ def test_without_tls_names_the_url_host_must_match_the_certificate(dir_config, s
 
 
 def test_starttls_over_plain_ldap_port_works(dir_config, samba_dc):
-    config = dataclasses.replace(dir_config, urls=("ldap://127.0.0.1:389",), start_tls=True)
+    url = f"ldap://{samba_dc.host}:389"
+    config = dataclasses.replace(dir_config, urls=(url,), start_tls=True)
     with directory.connect(config) as d:
-        assert d.url == "ldap://127.0.0.1:389"
+        assert d.url == url
         assert d._conn.tls_started
         assert d._conn.bound
         assert d.find_user("Administrator").dn.lower() == samba_dc.admin_dn.lower()

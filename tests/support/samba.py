@@ -1,7 +1,9 @@
 """A throwaway Samba AD DC on loopback, for tests, benchmarks and the demo.
 
 Recipe from ARCHITECTURE.md: DNS, SMB, NetBIOS off; LDAP 389, LDAPS 636 and the KDC on
-127.0.0.1 only; its own CA under <dir>/private/tls/ca.pem; everything inside <dir>.
+one loopback address only (127.0.0.1 unless JITAD_TEST_DC_HOST names another, as each
+process of a parallel test run does: the ports are fixed, the address is not); its own CA
+under <dir>/private/tls/ca.pem; everything inside <dir>.
 """
 import fcntl
 import os
@@ -17,7 +19,9 @@ REALM = "JITAD.TEST"
 DOMAIN = "JITAD"
 BASE_DN = "DC=jitad,DC=test"
 TLS_NAME = "DC1.jitad.test"
-HOST = "127.0.0.1"
+HOST = os.environ.get("JITAD_TEST_DC_HOST", "127.0.0.1")
+if not HOST.startswith("127."):
+    raise ValueError(f"JITAD_TEST_DC_HOST={HOST}: a test DC binds to a loopback address (127.x.y.z) only")
 PORTS = (389, 636, 88)
 
 
@@ -31,14 +35,16 @@ def _port_open(port: int, host: str = HOST) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-LOCK_PATH = Path(os.environ.get("JITAD_SAMBA_LOCK", "/tmp/jitad-samba.lock"))
+# One DC per address at a time, machine-wide.
+LOCK_PATH = Path(os.environ.get("JITAD_SAMBA_LOCK", "/tmp/jitad-samba.lock" if HOST == "127.0.0.1"
+                                else f"/tmp/jitad-samba-{HOST}.lock"))
 
 
 class SambaDC:
     """Provision, start, stop, pause and resume one Samba AD DC under ``root``.
 
-    Samba's ports are fixed, so one DC runs on a machine at a time: ``start`` waits for a
-    machine-wide lock that ``stop`` (or the process's exit) releases.
+    Samba's ports are fixed, so one DC runs on a loopback address at a time: ``start`` waits
+    for a machine-wide lock (one per address) that ``stop`` (or the process's exit) releases.
     """
 
     def __init__(self, root: Path, admin_password: str | None = None):
@@ -51,6 +57,7 @@ class SambaDC:
 
     # -- facts -----------------------------------------------------------------------
     base_dn = BASE_DN
+    host = HOST
     admin_dn = f"CN=Administrator,CN=Users,{BASE_DN}"
     ldaps_url = f"ldaps://{HOST}:636"
     tls_name = TLS_NAME
@@ -95,7 +102,7 @@ class SambaDC:
             f"--targetdir={self.root}", f"--realm={REALM}", f"--domain={DOMAIN}",
             f"--adminpass={self.admin_password}", "--server-role=dc", "--dns-backend=NONE",
             f"--host-ip={HOST}", "--host-name=dc1",
-            "--option=interfaces=lo", "--option=bind interfaces only=yes",
+            f"--option=interfaces={HOST}/8", "--option=bind interfaces only=yes",
             "--option=server services=-dns -smb -nbt -wrepl -dnsupdate -winbindd",
             "--option=dns forwarder=127.0.0.1",
             f"--option=pid directory={self.root / 'run'}",
