@@ -286,10 +286,28 @@ def _transactional(item) -> bool:
     return "transactional_db" in names or "live_server" in names
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--part", choices=("all", "db", "live"), default="all",
+        help="run only the tests that need no committed rows (db) or only the transactional ones, which share "
+             "committed rows with the session's worker (live). `make test` runs the two parts one after the "
+             "other, each in parallel: the session's worker, once started, runs until the end of the session, "
+             "and tests that expect none (leases, sweeps) must all have run before it starts, as they do in "
+             "one process, where pytest-django puts the transactional tests last.")
+
+
 @pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items):
-    """Tests that stop the session's worker run after every other transactional test (pytest-django has put
-    those together), so it is stopped once, not once per such test and started again after each."""
+def pytest_collection_modifyitems(config, items):
+    """Keep the part asked for (--part); tests that stop the session's worker run after every other
+    transactional test (pytest-django has put those together), so it is stopped once, not once per such
+    test and started again after each."""
+    part = config.getoption("--part")
+    if part != "all":
+        keep = [item for item in items if _transactional(item) == (part == "live")]
+        dropped = [item for item in items if _transactional(item) != (part == "live")]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
     stoppers = [item for item in items if any(name in getattr(item, "fixturenames", ()) for name in STOPS_WORKERS)]
     if not stoppers:
         return
