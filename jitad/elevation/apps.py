@@ -38,6 +38,7 @@ class ElevationConfig(AppConfig):
         directory_recovered.connect(checks.grants_retry_now, dispatch_uid="jitad.elevation.retry_now")
         broker_unreachable.connect(grant_sweep.revocations_sweep_here, dispatch_uid="jitad.elevation.revoke_here")
         next_due.connect(grant_sweep.sweep_wakeup, dispatch_uid="jitad.elevation.sweep_wakeup")
+        next_due.connect(grant_sweep.revoke_ahead_wakeup, dispatch_uid="jitad.elevation.revoke_ahead_wakeup")
         # Approvers' security events are never held for a digest (jitad.accounts.roles).
         privileged_roles_asked.connect(approvers.privileged_roles_of, dispatch_uid="jitad.elevation.privileged_roles")
         # A person blocked because AD disabled or removed them loses pending requests and live grants.

@@ -71,6 +71,12 @@ def sweep(due: float | None = None) -> dict | None:
     return None if counts is None else {**counts, "held_removal": services.held_removals_sweep()}
 
 
+@shared_task(name="jitad.elevation.revoke_ahead", expires=30)
+def revoke_ahead(due: float | None = None) -> dict | None:
+    # The scheduler's wake-up JITAD_REVOKE_LEAD_SECONDS before a grant end (engine.signals.next_due).
+    return services.revocations_claim_ahead(due=due)
+
+
 @shared_task(name="jitad.elevation.evidence_sweep", expires=300)
 def evidence_sweep() -> dict | None:
     return services.evidence_sweep()

@@ -60,6 +60,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A removal claimed ahead of its grant's end runs at the end (a message with an ETA,
+# JITAD_REVOKE_LEAD_SECONDS): where the worker's ETA timer is a thread (the filesystem broker), it
+# looks every this many seconds, not every second (Celery's default). Redis's event loop is exact.
+CELERY_WORKER_TIMER_PRECISION = 0.02
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A worker that loses the broker keeps trying for as long as the outage lasts (Celery gives up
 # after 100 tries by default, and the process exits): the watchdog alerts meanwhile.

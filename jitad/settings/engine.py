@@ -16,6 +16,14 @@ if JITAD_SWEEP_INTERVAL <= 0:
 if not 0 < JITAD_WAKE_REFRESH_SECONDS <= 60:
     raise ImproperlyConfigured("JITAD_WAKE_REFRESH_SECONDS must be above 0 and at most 60 (seconds between looks "
                                "at when the next grant ends)")
+# A grant end the scheduler sees coming is claimed this many seconds before it, and its removal
+# sent to run at the end itself (a message with an ETA): the claim and the broker's hop are done
+# by then, and the removal is not late by them. Never early: the worker runs it at the end. 0: the
+# end is claimed when it comes.
+JITAD_REVOKE_LEAD_SECONDS = env.float("JITAD_REVOKE_LEAD_SECONDS", default=0.25)
+if not 0 <= JITAD_REVOKE_LEAD_SECONDS <= 5:
+    raise ImproperlyConfigured("JITAD_REVOKE_LEAD_SECONDS must be between 0 (off) and 5 (seconds a grant end is "
+                               "claimed ahead)")
 JITAD_RECONCILE_INTERVAL = env.float("JITAD_RECONCILE_INTERVAL", default=60.0)
 # The group watch (docs/reconciler.md): every this many seconds the elected scheduler has the DC's
 # change feed (DirSync) read, and the managed groups whose members changed are checked at once;

@@ -44,7 +44,7 @@ def _due_wave(n_groups: int, per_group: int, *, seed: int = 7) -> dict[str, set[
 def _claimed(limit: int) -> list[tuple[str, list[int]]]:
     """The messages the sweep sends, each as (its group, its grant ids); fails on a message mixing groups."""
     sent = []
-    _revocations_claim(timezone.now(), send=lambda ids, token: sent.append(list(ids)), limit=limit)
+    _revocations_claim(timezone.now(), send=lambda ids, token, _end: sent.append(list(ids)), limit=limit)
     by_id = dict(Grant.objects.values_list("id", "group_dn"))
     for ids in sent:
         assert len({by_id[i] for i in ids}) == 1, f"a message mixes groups: {ids}"
@@ -116,7 +116,7 @@ def test_a_sweep_that_stopped_at_its_claim_limit_goes_on_at_once(monkeypatch):
     again at once until none is left, instead of leaving the rest to the next periodic sweep."""
     groups = _due_wave(3, 4)
     sent = []
-    monkeypatch.setattr(grant_sweep, "_enqueue_revoke", lambda ids, token: sent.append(list(ids)))
+    monkeypatch.setattr(grant_sweep, "_enqueue_revoke", lambda ids, token, end=None: sent.append(list(ids)))
     counts = sweep_once()
     assert counts["revoke"] == 12
     assert len(sent) == 3
@@ -131,7 +131,7 @@ def test_a_sweep_that_lost_its_lease_claims_no_more(monkeypatch):
     _due_wave(3, 4)
     sent = []
 
-    def send_and_stall(ids, token):
+    def send_and_stall(ids, token, end=None):
         sent.append(list(ids))
         Lease.objects.filter(name=SWEEP_LEASE).update(holder="another-process",
                                                        expires_at=timezone.now() + timedelta(seconds=60))
@@ -149,7 +149,7 @@ def test_a_sweep_whose_claims_were_not_full_but_capped_goes_on_too(monkeypatch):
     The sweep goes on because it used every claim it may make, not because the claims were full."""
     groups = _due_wave(3, 3)
     sent = []
-    monkeypatch.setattr(grant_sweep, "_enqueue_revoke", lambda ids, token: sent.append(list(ids)))
+    monkeypatch.setattr(grant_sweep, "_enqueue_revoke", lambda ids, token, end=None: sent.append(list(ids)))
     assert sweep_once()["revoke"] == 9
     assert {frozenset(ids) for ids in sent} == {frozenset(ids) for ids in groups.values()}
 
@@ -158,7 +158,7 @@ def test_a_sweep_whose_claims_were_not_full_but_capped_goes_on_too(monkeypatch):
 def test_the_queue_allowance_carries_over_from_one_pass_of_a_sweep_to_the_next(monkeypatch):
     _due_wave(3, 4)
     sent = []
-    monkeypatch.setattr(grant_sweep, "_enqueue_revoke", lambda ids, token: sent.append(list(ids)))
+    monkeypatch.setattr(grant_sweep, "_enqueue_revoke", lambda ids, token, end=None: sent.append(list(ids)))
     sweep_once()
     assert len(sent) == 3
     leases = [set(Grant.objects.filter(id__in=ids).values_list("lease_until", flat=True)).pop() for ids in sent]

@@ -8,6 +8,7 @@ can have removed the member within seconds of the grant's end.
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from jitad.audit.models import AuditEvent
@@ -15,7 +16,8 @@ from jitad.elevation import services
 from jitad.elevation.models import AccessRequest, Grant
 from jitad.elevation.selectors.due import sweep_next_due
 from jitad.elevation.services import grant_sweep
-from jitad.elevation.services.grant_sweep import SWEEP_LEASE, SWEEP_TASK, sweep_once, sweep_wakeup
+from jitad.elevation.services.grant_sweep import (AHEAD_TASK, SWEEP_LEASE, SWEEP_TASK, revocations_claim_ahead,
+                                                  revoke_ahead_wakeup, sweep_once, sweep_wakeup)
 from jitad.engine.services import lease_release, lease_take
 from tests.support.worker import CeleryWorker, background_workers_stopped
 
@@ -116,11 +118,14 @@ def test_a_grant_end_is_swept_when_it_comes_with_no_periodic_sweep(transactional
                 done = wait_state(g.id, Grant.State.REVOKED, timeout=20)
                 assert done.membership_removed is True
                 assert not ad_is_member(ldap_admin, target.group_dn, g.user_dn)
-            # The sweeper moved them (not a release, not the watchdog's fallback), each after its own end.
+            # The sweeper moved them (not a release, not the watchdog's fallback): claimed ahead of the end
+            # at most (JITAD_REVOKE_LEAD_SECONDS), removed at or after it, never before.
             for g, end in zip(grants, ends):
                 revoking = AuditEvent.objects.get(object_type="grant", object_id=str(g.id), action="grant.revoking")
                 assert revoking.actor == "system:sweeper"
-                assert revoking.at >= end
+                assert revoking.at >= end - timedelta(seconds=settings.JITAD_REVOKE_LEAD_SECONDS + 0.05)
+                revoked = AuditEvent.objects.get(object_type="grant", object_id=str(g.id), action="grant.revoked")
+                assert revoked.at >= end and Grant.objects.get(id=g.id).revoked_at >= end
         finally:
             worker.stop()
 
@@ -150,13 +155,57 @@ def test_a_wake_up_from_a_clock_a_little_ahead_still_ends_the_grant(monkeypatch)
     """GIVEN the scheduler's clock 1 s ahead of this worker's WHEN it wakes the sweep for a grant's end
     THEN the sweep takes that grant although its own clock has not reached the end yet; a wake-up
     claiming an end far ahead (a clock badly wrong) is not believed past 2 s."""
-    sent = []
-    monkeypatch.setattr(grant_sweep, "_enqueue_revoke", lambda ids, token: sent.append(list(ids)))
+    sent, at = [], []
+    monkeypatch.setattr(grant_sweep, "_enqueue_revoke", lambda ids, token, end=None: sent.append(list(ids))
+                        or at.append(end))
     now = timezone.now()
     soon = _grant(Grant.State.ACTIVE, user="soon", expires_at=now + timedelta(seconds=1))
     later = _grant(Grant.State.ACTIVE, user="later", expires_at=now + timedelta(seconds=10))
     sweep_once(due=(now + timedelta(seconds=1)).timestamp())
     assert sent == [[soon.id]]
+    assert at == [soon.expires_at]  # its removal runs at its end, not before, on the worker's clock
     sweep_once(due=(now + timedelta(seconds=10)).timestamp())
     assert sent == [[soon.id]]
+    assert Grant.objects.get(id=later.id).state == Grant.State.ACTIVE
+
+
+@pytest.mark.django_db
+def test_the_wake_up_ahead_comes_the_lead_before_each_end_and_covers_it(settings):
+    """GIVEN grants ending in 30 s and in 90 s, and a lead of 0.25 s WHEN the scheduler asks THEN the wake-up
+    ahead is 0.25 s before the first end; asked again from that instant (the wake-up sent), it is before the
+    second (the first is covered: no second wake-up for it); with no lead there is none."""
+    settings.JITAD_REVOKE_LEAD_SECONDS = 0.25
+    lead = timedelta(seconds=0.25)
+    now = timezone.now()
+    first = _grant(Grant.State.ACTIVE, user="a", expires_at=now + timedelta(seconds=30))
+    second = _grant(Grant.State.ACTIVE, user="b", expires_at=now + timedelta(seconds=90))
+    task, when = revoke_ahead_wakeup(after=now)
+    assert (task, when) == (AHEAD_TASK, first.expires_at - lead)
+    assert revoke_ahead_wakeup(after=when) == (AHEAD_TASK, second.expires_at - lead)
+    settings.JITAD_REVOKE_LEAD_SECONDS = 0
+    assert revoke_ahead_wakeup(after=now) is None
+
+
+@pytest.mark.django_db
+def test_an_end_claimed_ahead_is_sent_to_run_at_the_end_and_held_until_then(settings, monkeypatch):
+    """GIVEN a grant ending in 0.2 s and one in 10 s WHEN the wake-up ahead runs (0.25 s lead) THEN the first is
+    claimed (revoking, its lease past its end) and its removal sent to run at its end; the second is left
+    alone; and while a sweep holds the sweep's lease, nothing is claimed ahead (the sweep at the end does it)."""
+    settings.JITAD_REVOKE_LEAD_SECONDS = 0.25
+    sent = []
+    monkeypatch.setattr(grant_sweep, "_enqueue_revoke", lambda ids, token, end=None: sent.append((list(ids), end)))
+    now = timezone.now()
+    soon = _grant(Grant.State.ACTIVE, user="soon", expires_at=now + timedelta(seconds=0.2))
+    later = _grant(Grant.State.ACTIVE, user="later", expires_at=now + timedelta(seconds=10))
+    due = (soon.expires_at - timedelta(seconds=0.25)).timestamp()
+
+    assert lease_take(name=SWEEP_LEASE, holder="a running sweep", seconds=30)
+    assert revocations_claim_ahead(due=due) is None
+    assert sent == [] and Grant.objects.get(id=soon.id).state == Grant.State.ACTIVE
+    lease_release(name=SWEEP_LEASE, holder="a running sweep")
+
+    assert revocations_claim_ahead(due=due) == {"revoke": 1, "revoke_messages": 1}
+    assert sent == [([soon.id], soon.expires_at)]
+    claimed = Grant.objects.get(id=soon.id)
+    assert claimed.state == Grant.State.REVOKING and claimed.lease_until > soon.expires_at
     assert Grant.objects.get(id=later.id).state == Grant.State.ACTIVE

@@ -43,3 +43,10 @@ def sweep_next_due(*, after: datetime) -> datetime | None:
     ]
     instants = [t for t in instants if t is not None]
     return min(instants) if instants else None
+
+
+def ends_next(*, after: datetime) -> datetime | None:
+    """The earliest end of a live grant strictly after ``after`` (the grants the sweep ends by time), or None."""
+    ends = _first_per_state(ENDING_STATES, "expires_at", revoke_requested_at__isnull=True, expires_at__gt=after)
+    ends = [t for t in ends if t is not None]
+    return min(ends) if ends else None

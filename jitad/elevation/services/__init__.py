@@ -6,7 +6,7 @@ from .evidence import evidence_pulls_execute, evidence_sweep
 from .grant_apply import grant_apply_execute, grant_refresh_ttl_execute
 from .grant_ephemeral import ephemeral_accounts_delete_execute, ephemeral_orphans_reconcile, grant_account_reveal
 from .grant_revoke import grants_revoke_execute
-from .grant_sweep import sweep, sweep_once
+from .grant_sweep import revocations_claim_ahead, sweep, sweep_once
 from .grants import grant_release, grant_revoke
 from .group_watcher import group_watch, group_watch_once
 from .held_removals import held_removals_confirm, held_removals_discard, held_removals_execute, held_removals_sweep
@@ -52,6 +52,7 @@ __all__ = [
     "request_deny",
     "request_extend",
     "requests_expire_pending",
+    "revocations_claim_ahead",
     "stages_escalate",
     "sweep",
     "sweep_once",

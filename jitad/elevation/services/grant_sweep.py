@@ -29,7 +29,7 @@ from jitad.engine.services import lease_release, lease_take, pulse_mark
 from ..models import Grant
 from .grant_revoke import grants_revoke_execute
 from .grant_schedule import scheduled_end_due, scheduled_start_due
-from ..selectors.due import ENDING_STATES, sweep_next_due
+from ..selectors.due import ENDING_STATES, ends_next, sweep_next_due
 from ..selectors.ephemeral import ephemeral_to_delete
 from .grant_work import _enqueue_account_delete, _enqueue_apply, _enqueue_revoke, _enqueue_revoke_checks, _entry
 
@@ -41,16 +41,18 @@ _CLAIMED_FIELDS = ("id", "state", "revoke_reason", "group_dn", "expires_at", "ta
                    "user__username", "target__name")
 
 
-def _claim(qs, *, to_state: str | None, limit: int, queued: int = 0) -> tuple[uuid.UUID, list[Grant]]:
+def _claim(qs, *, to_state: str | None, limit: int, queued: int = 0, wait: float = 0.0) -> tuple[uuid.UUID, list[Grant]]:
     """Claim up to ``limit`` grants matching ``qs`` in one short transaction; audit state changes.
 
-    ``queued``: how many messages this sweep already sent; the claim's lease covers their wait.
+    ``queued``: how many messages this sweep already sent; the claim's lease covers their wait,
+    and ``wait`` seconds more (a removal sent to run at a grant end still to come).
     """
     now = timezone.now()
     with transaction.atomic():
         # Only what the audit entries and the messages need: a mass expiry claims thousands of rows.
         token, rows = claims.claim(qs.select_related("user", "target").only(*_CLAIMED_FIELDS).order_by("expires_at"),
-                                   limit=limit, now=now, queued_seconds=queued * settings.JITAD_SWEEP_MESSAGE_SECONDS)
+                                   limit=limit, now=now,
+                                   queued_seconds=queued * settings.JITAD_SWEEP_MESSAGE_SECONDS + wait)
         if not rows:
             return token, []
         changing = [g.id for g in rows if to_state is not None and g.state != to_state]
@@ -101,9 +103,10 @@ class Claimed:
     capped: bool = False
 
 
-def _revocations_claim(now, *, send, limit: int, more=lambda: True, queued: int = 0, ends_by=None) -> Claimed:
-    """Claim due revocations (new ones first, then retries), whole groups at a time, and hand each group's
-    share to ``send(ids, token)``.
+def _revocations_claim(now, *, send, limit: int, more=lambda: True, queued: int = 0, ends_by=None,
+                       retries: bool = True) -> Claimed:
+    """Claim due revocations (new ones first, then retries unless ``retries`` is False), whole groups at a
+    time, and hand each group's share to ``send(ids, token, last_end)`` (the latest end among them).
 
     Keeps claiming while there is more to claim and ``more()`` says so: a mass expiry is handed
     out in one sweep instead of waiting for the next one behind the work it queued. ``queued``:
@@ -121,8 +124,9 @@ def _revocations_claim(now, *, send, limit: int, more=lambda: True, queued: int 
         state__in=ENDING_STATES,  # the states the scheduler's wake-ups look at (selectors/due.py)
     )
     retrying = Grant.objects.filter(free, ready, state__in=[GrantState.REVOKING, GrantState.REVOKE_FAILED])
+    wait = max(0.0, (ended - now).total_seconds())  # ends still to come: their removals wait for them
     done = Claimed()
-    for qs, to_state in ((starting, GrantState.REVOKING), (retrying, None)):
+    for qs, to_state in ((starting, GrantState.REVOKING), (retrying, None))[:2 if retries else 1]:
         for _ in range(settings.JITAD_SWEEP_MAX_BATCHES):
             if not more():
                 return done
@@ -130,15 +134,16 @@ def _revocations_claim(now, *, send, limit: int, more=lambda: True, queued: int 
             if not groups:
                 break
             token, rows = _claim(qs.filter(group_dn__in=groups), to_state=to_state, limit=limit,
-                                 queued=queued + done.messages)
+                                 queued=queued + done.messages, wait=wait)
             if not rows:
                 break
-            by_group: dict[str, list[int]] = defaultdict(list)
+            by_group: dict[str, list[Grant]] = defaultdict(list)
             for g in rows:
-                by_group[g.group_dn].append(g.id)
-            for ids in by_group.values():
-                for i in range(0, len(ids), 500):
-                    send(ids[i : i + 500], token)
+                by_group[g.group_dn].append(g)
+            for grants in by_group.values():
+                for i in range(0, len(grants), 500):
+                    part = grants[i : i + 500]
+                    send([g.id for g in part], token, max(g.expires_at for g in part))
                     done.messages += 1
             done.grants += len(rows)
         else:  # every batch it may claim in one pass was full: more may be due
@@ -156,7 +161,7 @@ def revocations_sweep_here(*, until: float, **kwargs) -> int:
     """
     done = 0
 
-    def here(ids: list[int], token: uuid.UUID) -> None:
+    def here(ids: list[int], token: uuid.UUID, _last_end=None) -> None:
         nonlocal done
         if time.monotonic() >= until:
             claims.release(Grant, ids, token)
@@ -234,6 +239,50 @@ def sweep_once(*, due: float | None = None) -> dict[str, int] | None:
     return counts
 
 
+AHEAD_TASK = "jitad.elevation.revoke_ahead"
+
+
+def revoke_ahead_wakeup(*, after, **kwargs) -> tuple[str, object] | None:
+    """The engine's ``next_due`` receiver for grant ends claimed ahead: JITAD_REVOKE_LEAD_SECONDS before the
+    next end. A wake-up sent at ``t`` covers the ends up to ``t`` + the lead, so the next question (from
+    ``t``) asks for ends after that."""
+    lead = timedelta(seconds=settings.JITAD_REVOKE_LEAD_SECONDS)
+    if not lead:
+        return None
+    end = ends_next(after=after + lead)
+    return (AHEAD_TASK, end - lead) if end is not None else None
+
+
+def revocations_claim_ahead(*, due: float | None = None) -> dict[str, int] | None:
+    """Claim the grants ending within JITAD_REVOKE_LEAD_SECONDS of ``due`` (the scheduler's wake-up, sent that
+    long before the end), and send each group's removal to run at its last grant's end.
+
+    The claim, its audit (``grant.revoking``, written up to the lead before the end) and the broker's hop
+    are done before the end comes; the worker holds the message until then (its ETA), so the membership
+    goes at the end and never before it (on every node's clock kept by NTP). The claims' leases cover the
+    wait. Single-flight with the sweep, through its lease: if a sweep is running, nothing is claimed here
+    and the sweep the scheduler wakes at the end itself does the work. None when skipped.
+    """
+    if due is None:
+        return None
+    lead = timedelta(seconds=settings.JITAD_REVOKE_LEAD_SECONDS)
+    now = timezone.now()
+    # The end it was woken for, by a clock that may run ahead of ours (a little): never more than the lead
+    # (and the same two seconds the sweep allows) ahead of this process's clock.
+    ends_by = min(datetime.fromtimestamp(due, UTC) + lead, now + lead + timedelta(seconds=2))
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    seconds = max(10.0, 2 * settings.JITAD_SWEEP_INTERVAL)
+    if not lease_take(name=SWEEP_LEASE, holder=holder, seconds=seconds):
+        return None
+    try:
+        claimed = _revocations_claim(now, send=_enqueue_revoke, limit=settings.JITAD_SWEEP_BATCH, ends_by=ends_by,
+                                     retries=False, more=lambda: lease_take(name=SWEEP_LEASE, holder=holder,
+                                                                            seconds=seconds))
+    finally:
+        lease_release(name=SWEEP_LEASE, holder=holder)
+    return {"revoke": claimed.grants, "revoke_messages": claimed.messages}
+
+
 def sweep_wakeup(*, after, **kwargs) -> tuple[str, object] | None:
     """The engine's ``next_due`` receiver: the sweep, at the next grant end, retry or scheduled start."""
     when = sweep_next_due(after=after)
@@ -252,6 +301,8 @@ def sweep(*, now=None, keep=lambda: True, queued: int = 0, ends_by=None) -> dict
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     ready = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     limit = settings.JITAD_SWEEP_BATCH
+    # A group whose last end is still to come (woken by a scheduler whose clock runs a little ahead) is
+    # removed at that end, not before.
     revoked = _revocations_claim(now, send=_enqueue_revoke, limit=limit, more=keep, queued=queued, ends_by=ends_by)
     counts = {"revoke": revoked.grants, "revoke_more": int(revoked.capped), "revoke_messages": revoked.messages,
               "apply": 0, "revoke_check": 0}

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from django.urls import reverse
+from django.utils import timezone
 
 from jitad import directory
 from jitad.accounts.models import DirectoryAccount
@@ -38,9 +39,11 @@ def _enqueue_apply(grant_id: int, token: uuid.UUID) -> None:
                   on_failure=lambda: claims.release(Grant, [grant_id], token))
 
 
-def _enqueue_revoke(grant_ids: list[int], token: uuid.UUID) -> None:
+def _enqueue_revoke(grant_ids: list[int], token: uuid.UUID, at=None) -> None:
+    """``at``: run no earlier than this (a grant end claimed ahead, grant_sweep.revocations_claim_ahead)."""
+    eta = {"eta": at} if at is not None and at > timezone.now() else {}
     queue.enqueue("jitad.elevation.grants_revoke", list(grant_ids), str(token),
-                  on_failure=lambda: claims.release(Grant, grant_ids, token))
+                  on_failure=lambda: claims.release(Grant, grant_ids, token), **eta)
 
 
 def _enqueue_account_delete(grant_ids: list[int], token: uuid.UUID) -> None:
