@@ -286,6 +286,29 @@ def _transactional(item) -> bool:
     return "transactional_db" in names or "live_server" in names
 
 
+# Files whose tests leave the DC in a state that breaks later tests on it: they run after every other test
+# of their process (in one process: at the end; in a parallel run, their file is the last one handed out).
+DC_LAST = frozenset({
+    "tests/directory/test_hostile_input.py",  # names Samba cannot casefold break its full searches after
+})
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's file-at-a-time scheduling (largest files first), with the DC_LAST files handed out last."""
+    if config.getoption("dist", None) != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class LastFilesLast(LoadFileScheduling):
+        def _assign_work_unit(self, node):
+            for scope in [scope for scope in self.workqueue if scope in DC_LAST]:
+                if len(self.workqueue) > 1:
+                    self.workqueue.move_to_end(scope)
+            super()._assign_work_unit(node)
+
+    return LastFilesLast(config, log)
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--part", choices=("all", "db", "live"), default="all",
@@ -308,6 +331,10 @@ def pytest_collection_modifyitems(config, items):
         if dropped:
             config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+    last = [item for item in items if item.nodeid.split("::", 1)[0] in DC_LAST]
+    if last:
+        chosen = set(last)
+        items[:] = [item for item in items if item not in chosen] + last
     stoppers = [item for item in items if any(name in getattr(item, "fixturenames", ()) for name in STOPS_WORKERS)]
     if not stoppers:
         return

@@ -12,9 +12,10 @@ from jitad.engine import claims, queue
 
 
 @pytest.mark.django_db(transaction=True)
-def test_enqueue_with_the_broker_down_returns_false_and_hands_the_claim_back(dead_redis):
+def test_enqueue_with_the_broker_down_returns_false_and_hands_the_claim_back(dead_redis, no_background_worker):
     """GIVEN rows claimed for a message and a broker that refuses connections WHEN the message is enqueued on
-    commit THEN the transaction commits, nothing raises, and ``on_failure`` hands the rows back to the sweep."""
+    commit THEN the transaction commits, nothing raises, and ``on_failure`` hands the rows back to the sweep.
+    (No worker of the session runs meanwhile: its sweep would take the confirmed removal itself.)"""
     batch = uuid.uuid4()
     HeldRemoval.objects.create(group_dn="CN=g,OU=JIT,DC=x", member_dn="CN=m,DC=x", member_key="cn=m,dc=x",
                                batch=batch, state=HeldRemoval.State.CONFIRMED)
