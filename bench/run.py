@@ -429,9 +429,11 @@ runs after it. `JITAD_BENCH_MASS_SIZES=10000,30000,100000 make bench` runs more 
 {variant_table}
 
 With e-mail on (the wave above: each holder's notice recorded, and sent by the notifications
-worker to a real SMTP server on 127.0.0.1, which had received
-{_fmt(results.get(f"mass_expiry_{first}_mails_received"))} of them when the wave's rows were all
-revoked) the wave costs **{_fmt(mail_ratio, '×')}** the wave without (target ≤ 1.2×).
+worker to a real SMTP server on 127.0.0.1, each person's waiting notices of one kind in one
+e-mail, `JITAD_EMAIL_COMBINE_MAX`; the server had received
+{_fmt(results.get(f"mass_expiry_{first}_mails_received"))} e-mails when the wave's rows were all
+revoked, and {_fmt(results.get(f"mass_expiry_{first}_mails_sent"))} notices were recorded sent within
+a minute) the wave costs **{_fmt(mail_ratio, '×')}** the wave without (target ≤ 1.2×).
 Each variant is a new wave of the same size over the same people and groups, beside a
 floor of its own; "the wave above ÷ this" above 1 means the variant is faster.
 
