@@ -63,6 +63,12 @@ def heartbeats_forget(*, older_than: timedelta) -> int:
     return Heartbeat.objects.filter(seen_at__lt=timezone.now() - older_than).delete()[0]
 
 
+# A pulse the grant engine marks as each revocation message starts and ends: while one is recent, work
+# that can wait (people's notice e-mails, jitad.notifications) waits, so a mass expiry's removals do not
+# share the database and CPUs with its own notices.
+REVOKING = "revoking"
+
+
 def pulse_mark(*, name: str) -> None:
     """Record that ``name`` (the sweep) ran to its end now."""
     now = timezone.now()

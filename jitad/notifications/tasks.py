@@ -33,6 +33,12 @@ def deliveries_send_batch(delivery_ids: list[int], token: str = "") -> None:
         services.deliveries_send_batch(delivery_ids=delivery_ids, token=token)
 
 
+@shared_task(name="jitad.notifications.resume", expires=120)
+def deliveries_resume(holder: str = "") -> int:
+    # The notice e-mails that waited while revocations ran (services.delivery); ``holder`` names the chain.
+    return services.deliveries_resume(holder=holder)
+
+
 @shared_task(name="jitad.notifications.resend", expires=300)
 def deliveries_resend() -> int:
     return services.deliveries_resend()

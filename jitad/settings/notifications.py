@@ -46,6 +46,11 @@ JITAD_DELIVERY_TIMEOUT = env.float("JITAD_DELIVERY_TIMEOUT", default=20.0)
 JITAD_EMAIL_BATCH = env.int("JITAD_EMAIL_BATCH", default=50)
 if not 1 <= JITAD_EMAIL_BATCH <= 1000:
     raise ImproperlyConfigured("JITAD_EMAIL_BATCH must be between 1 and 1000 (e-mails per SMTP session)")
+# People's notice e-mails wait while revocations run (a mass expiry: removals first, then the
+# e-mails, each person's notices together), at most this many seconds from the notice; 0: never wait.
+JITAD_NOTICES_WAIT_SECONDS = env.float("JITAD_NOTICES_WAIT_SECONDS", default=30.0)
+if not 0 <= JITAD_NOTICES_WAIT_SECONDS <= 600:
+    raise ImproperlyConfigured("JITAD_NOTICES_WAIT_SECONDS must be between 0 (never wait) and 600")
 # Notices of one kind to one person that are waiting together (a mass expiry tells each holder of
 # each group) go out as one e-mail listing them all, up to this many; 1 sends each on its own.
 JITAD_EMAIL_COMBINE_MAX = env.int("JITAD_EMAIL_COMBINE_MAX", default=100)

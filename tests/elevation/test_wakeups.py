@@ -209,3 +209,18 @@ def test_an_end_claimed_ahead_is_sent_to_run_at_the_end_and_held_until_then(sett
     claimed = Grant.objects.get(id=soon.id)
     assert claimed.state == Grant.State.REVOKING and claimed.lease_until > soon.expires_at
     assert Grant.objects.get(id=later.id).state == Grant.State.ACTIVE
+
+
+@pytest.mark.django_db
+def test_a_revocation_message_marks_the_engines_revoking_pulse():
+    """WHEN a revocation message runs (even one that finds its claim taken) THEN the engine's ``revoking`` pulse
+    is marked: people's notice e-mails wait while it is recent (jitad.notifications)."""
+    import uuid
+
+    from jitad.engine.selectors import pulse_at
+    from jitad.engine.services import REVOKING
+
+    assert pulse_at(name=REVOKING) is None
+    before = timezone.now()
+    services.grants_revoke_execute(grant_ids=[], token=uuid.uuid4())
+    assert pulse_at(name=REVOKING) >= before

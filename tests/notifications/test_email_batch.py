@@ -49,12 +49,20 @@ def _notices(n: int, *, destinations=()) -> tuple[list[int], str]:
     return [i for i, _ in rows], str(rows[0][1])
 
 
+def _run_next(published: list) -> None:
+    """Run the first message published (and only it)."""
+    name, args = published.pop(0)
+    {"jitad.notifications.send_batch": tasks.deliveries_send_batch,
+     "jitad.notifications.resume": tasks.deliveries_resume}[name](*args)
+
+
 def _run(published: list) -> None:
     """Run what the batch published, as the notifications worker would."""
     while published:
         name, args = published.pop(0)
         {"jitad.notifications.send_batch": tasks.deliveries_send_batch,
-         "jitad.notifications.send": tasks.delivery_send}[name](*args)
+         "jitad.notifications.send": tasks.delivery_send,
+         "jitad.notifications.resume": tasks.deliveries_resume}[name](*args)
 
 
 def test_a_batch_sends_its_emails_in_chunks_each_over_one_session(settings, smtp, published):
@@ -313,3 +321,83 @@ def test_notices_another_chunk_took_over_before_their_e_mail_started_are_not_sen
     assert [r[0] for r in smtp.messages] == [["alice@jitad.test"]]
     bob_row = Delivery.objects.get(address="bob@jitad.test")
     assert (bob_row.state, bob_row.claim_token, bob_row.attempt_started_at) == (DeliveryState.PENDING, other, None)
+
+
+# -- notice e-mails wait while revocations run ------------------------------------------------
+def _revocations(*, seconds_ago: float) -> None:
+    """The engine's revoking pulse, as a revocation message marks it, ``seconds_ago``."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jitad.engine.models import Pulse
+    from jitad.engine.services import REVOKING, pulse_mark
+
+    pulse_mark(name=REVOKING)
+    Pulse.objects.filter(name=REVOKING).update(at=timezone.now() - timedelta(seconds=seconds_ago))
+
+
+def test_notice_e_mails_wait_while_revocations_run_then_go_together(settings, smtp, published,
+                                                                   django_capture_on_commit_callbacks):
+    """GIVEN revocations running (a revocation message marked the engine's pulse just now) WHEN three groups'
+    messages telling alice come THEN nothing is sent: the deliveries are handed back unclaimed and unattempted,
+    and one resume message is queued (not one per message); WHEN it runs while revocations still run THEN it
+    looks again later; WHEN they have stopped THEN alice gets one e-mail with the three."""
+    alice = _person("alice")
+    _revocations(seconds_ago=0)
+    for i in range(3):
+        tasks.deliveries_send_batch(*_told(alice, subject=f"Ended: admin on SRV{i}"))
+    assert smtp.messages == []
+    assert set(Delivery.objects.values_list("state", "attempts", "claim_token", "attempt_started_at")) == {
+        (DeliveryState.PENDING, 0, None, None)}
+    assert [name for name, _ in published] == ["jitad.notifications.resume"]
+
+    _revocations(seconds_ago=0)
+    _run_next(published)  # still running: it queues itself again, sends nothing
+    assert smtp.messages == [] and [name for name, _ in published] == ["jitad.notifications.resume"]
+
+    _revocations(seconds_ago=5)
+    with django_capture_on_commit_callbacks(execute=True):
+        _run_next(published)  # stopped: the resume queues one batch of the waiting e-mails
+    assert [name for name, _ in published] == ["jitad.notifications.send_batch"]
+    _run(published)
+    (mail,) = smtp.to("alice@jitad.test")
+    assert mail["Subject"] == "[jitad] Ended: admin on SRV0 (and 2 more)"
+    assert set(Delivery.objects.values_list("state", "attempts")) == {(DeliveryState.SENT, 1)}
+
+
+def test_notice_e_mails_wait_no_longer_than_the_setting_and_alerts_never_wait(settings, smtp, published):
+    """GIVEN revocations running WHEN a message's notices are older than JITAD_NOTICES_WAIT_SECONDS THEN they go at
+    once; with the setting at 0 nothing waits; and an apprise destination in a waiting batch is sent at once."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jitad.notifications.models import Notification
+
+    alice, bob = _person("alice"), _person("bob")
+    _revocations(seconds_ago=0)
+    ids, token = _told(alice)
+    Notification.objects.update(created_at=timezone.now() - timedelta(seconds=31))
+    tasks.deliveries_send_batch(ids, token)
+    assert len(smtp.to("alice@jitad.test")) == 1
+
+    settings.JITAD_NOTICES_WAIT_SECONDS = 0
+    tasks.deliveries_send_batch(*_told(bob))
+    assert len(smtp.to("bob@jitad.test")) == 1
+
+    settings.JITAD_NOTICES_WAIT_SECONDS = 30
+    receiver = WebhookReceiver().start()
+    try:
+        settings.JITAD_ALERT_URLS = [receiver.url]
+        carol = _person("carol")
+        (note,) = notifications_create(items=[Outgoing(event="grant.revoked", subject="Ended", body="x",
+                                                       people=[carol], destinations=["JITAD_ALERT_URLS"])])
+        rows = dict(Delivery.objects.filter(notification=note).values_list("channel", "id"))
+        token = str(Delivery.objects.get(id=rows[Delivery.Channel.APPRISE]).claim_token)
+        tasks.deliveries_send_batch(list(rows.values()), token)
+        assert ("jitad.notifications.send", (rows[Delivery.Channel.APPRISE], token)) in published
+        waiting = Delivery.objects.get(id=rows[Delivery.Channel.EMAIL])
+        assert (waiting.state, waiting.claim_token, waiting.attempts) == (DeliveryState.PENDING, None, 0)
+    finally:
+        receiver.stop()

@@ -15,6 +15,7 @@ from django.utils import timezone
 from jitad import directory
 from jitad.audit.services import audit_record_many
 from jitad.engine import claims
+from jitad.engine.services import REVOKING, pulse_mark
 
 from ..models import Grant
 from ..selectors.targets import group_nested_into_protected
@@ -133,10 +134,17 @@ def _mark_revoked(grants: list[Grant], token: uuid.UUID, outcome: dict[int, bool
 
 
 def grants_revoke_execute(*, grant_ids: list[int], token) -> None:
-    """Remove the memberships of the claimed grants, one modify per group, and mark them revoked."""
-    with _taken(grant_ids, token) as (grants, mine):
-        if grants:
-            _revoke(grants, mine)
+    """Remove the memberships of the claimed grants, one modify per group, and mark them revoked.
+
+    The engine's ``revoking`` pulse is marked as it starts and ends: notice e-mails wait while
+    revocations run (jitad.notifications)."""
+    pulse_mark(name=REVOKING)
+    try:
+        with _taken(grant_ids, token) as (grants, mine):
+            if grants:
+                _revoke(grants, mine)
+    finally:
+        pulse_mark(name=REVOKING)
 
 
 def _revoke(grants: list[Grant], mine: uuid.UUID) -> None:

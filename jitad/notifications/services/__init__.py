@@ -9,7 +9,8 @@ from .channels import SendFailed
 from .compose import Outgoing, alert_raise, deliveries_enqueue, notification_create, notifications_create
 from .conditions import condition_raise, condition_resolve, conditions_open
 from .delivery import (
-    deliveries_resend, deliveries_retry, deliveries_send_batch, deliveries_send_here, delivery_send, email_batch_seconds,
+    deliveries_resend, deliveries_resume, deliveries_retry, deliveries_send_batch, deliveries_send_here, delivery_send,
+    email_batch_seconds,
 )
 from .destinations import APPROVALS, SECURITY, destination_urls, named_destination, redact, scrub
 from .digest import digests_send
@@ -25,6 +26,7 @@ __all__ = [
     "conditions_open",
     "deliveries_enqueue",
     "deliveries_resend",
+    "deliveries_resume",
     "deliveries_retry",
     "deliveries_send_batch",
     "deliveries_send_here",

@@ -20,10 +20,12 @@ from datetime import timedelta
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Min, Q
 from django.utils import timezone
 
 from jitad.engine import claims, queue, retry
+from jitad.engine.selectors import pulse_at
+from jitad.engine.services import REVOKING, lease_release, lease_take
 
 from ..models import Delivery
 from .channels import SKIPPED, SendFailed, send_apprise, send_email, send_emails, url_for
@@ -35,8 +37,8 @@ DeliveryState = Delivery.State
 ERROR_MAX = 1000
 NEVER_FINISHED = "never finished (worker stopped?)"
 
-__all__ = ["attempt_seconds", "backoff_seconds", "deliveries_resend", "deliveries_retry", "deliveries_send_batch",
-           "deliveries_send_here", "delivery_send", "email_batch_seconds"]
+__all__ = ["attempt_seconds", "backoff_seconds", "deliveries_resend", "deliveries_resume", "deliveries_retry",
+           "deliveries_send_batch", "deliveries_send_here", "delivery_send", "email_batch_seconds"]
 
 
 def backoff_seconds(attempts: int, *, failed: bool = False) -> float:
@@ -114,6 +116,9 @@ def deliveries_send_batch(*, delivery_ids: list[int], token: uuid.UUID | str) ->
     ids = list(delivery_ids)
     channels = dict(Delivery.objects.filter(id__in=ids, claim_token=token).values_list("id", "channel"))
     emails = [i for i in ids if channels.get(i) == Delivery.Channel.EMAIL]
+    deliveries_enqueue(delivery_ids=[i for i in ids if channels.get(i) == Delivery.Channel.APPRISE], token=token)
+    if emails and _wait_for_revocations(emails, token):
+        return
     chunk = settings.JITAD_EMAIL_BATCH
     now = timezone.now()
     for k, i in enumerate(range(chunk, len(emails), chunk), start=1):
@@ -125,12 +130,80 @@ def deliveries_send_batch(*, delivery_ids: list[int], token: uuid.UUID | str) ->
             claims.release(Delivery, emails[i:], token)  # the periodic check sends them
             log.warning("%d e-mail delivery(ies) left to the periodic check", len(emails) - i)
             break
-    deliveries_enqueue(delivery_ids=[i for i in ids if channels.get(i) == Delivery.Channel.APPRISE], token=token)
     if emails:
         _emails_send(emails[:chunk], token, deadline=deadline)
 
 
 EMAIL_SECONDS = 0.2  # what one e-mail may take on a working SMTP server, for a queued chunk's claim
+
+
+# -- notice e-mails wait while revocations run ------------------------------------------------
+RESUME = "jitad.notifications.resume"
+RESUME_LEASE = "notices-resume"
+QUIET_SECONDS = 1.0  # revocations run while the engine's revoking pulse is younger than this
+RESUME_SECONDS = 1.0  # how often the waiting e-mails look again
+RESUME_HOLD_SECONDS = 10.0  # the chain's lease, renewed at each look: a lost message frees it this long after
+
+
+def _revocations_running(now) -> bool:
+    at = pulse_at(name=REVOKING)
+    return at is not None and (now - at).total_seconds() < QUIET_SECONDS
+
+
+def _waited_enough(qs, now) -> bool:
+    oldest = qs.aggregate(first=Min("notification__created_at"))["first"]
+    return oldest is None or (now - oldest).total_seconds() >= settings.JITAD_NOTICES_WAIT_SECONDS
+
+
+def _wait_for_revocations(emails: list[int], token) -> bool:
+    """While revocations run (the engine's ``revoking`` pulse, a mass expiry), hand these e-mails back to wait.
+
+    Removals come first: a notice e-mail waits until no revocation has run for a second, at most
+    JITAD_NOTICES_WAIT_SECONDS from its notice. The deliveries are handed back unclaimed and
+    unattempted (their rows say nothing happened), and one ``resume`` chain (single-flight, a lease)
+    sends them all together when the revocations stop, each person's notices of one kind in one
+    e-mail; the periodic check is the safety net (an e-mail handed back just as a chain ends, a
+    message the broker refused). True if they were handed back.
+    """
+    now = timezone.now()
+    if settings.JITAD_NOTICES_WAIT_SECONDS <= 0 or not _revocations_running(now):
+        return False
+    if _waited_enough(Delivery.objects.filter(id__in=emails), now):
+        return False
+    handed = claims.release(Delivery, emails, token)
+    if _resume_soon():
+        log.info("%d notice e-mail(s) wait while revocations run", handed)
+    else:
+        log.warning("%d notice e-mail(s) wait for the periodic check (the broker refused the message)", handed)
+    return True
+
+
+def _resume_soon() -> bool:
+    """Start the ``resume`` chain unless one runs (its lease, held by the chain's own name); False if the
+    broker refused its message."""
+    holder = uuid.uuid4().hex
+    if not lease_take(name=RESUME_LEASE, holder=holder, seconds=RESUME_HOLD_SECONDS):
+        return True  # a chain runs: it sends these too
+    return queue.enqueue(RESUME, holder, countdown=RESUME_SECONDS)
+
+
+def deliveries_resume(*, holder: str = "") -> int:
+    """Send the notice e-mails that waited while revocations ran, once they stopped (or waited long enough).
+
+    They go as one batch message (a chunk per SMTP session, a person's notices of one kind in one
+    e-mail). While revocations still run, the chain (``holder``, its lease) looks again a moment
+    later. Returns how many were sent on.
+    """
+    now = timezone.now()
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    waiting = _startable(now).filter(free, channel=Delivery.Channel.EMAIL)
+    if waiting.exists() and _revocations_running(now) and not _waited_enough(waiting, now):
+        if lease_take(name=RESUME_LEASE, holder=holder, seconds=RESUME_HOLD_SECONDS) and \
+                queue.enqueue(RESUME, holder, countdown=RESUME_SECONDS):
+            return 0  # still running: look again in a moment (another chain, if one took over, does)
+    sent = _claim_for_message(waiting.order_by("next_attempt_at"), limit=5000, due=now)
+    lease_release(name=RESUME_LEASE, holder=holder)  # e-mails that wait from now on start a chain of their own
+    return len(sent)
 
 
 def _alike(rows: list[Delivery], mine, now) -> list[list[Delivery]]:
