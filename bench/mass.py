@@ -114,6 +114,21 @@ def groups_ensure(d, ou: str) -> list[str]:
     return [d.ensure_group(f"{GROUP_PREFIX}{j:03d}", ou) for j in range(GROUPS)]
 
 
+QUIET_CPUS = 0.25  # the machine is quiet when all its processes together use less than this many CPUs
+
+
+def machine_quiet(*, most: float = 90.0) -> float:
+    """Wait (at most ``most`` seconds) until the whole machine used under QUIET_CPUS for a second; returns
+    the seconds waited. Floor and wave then start from the same calm."""
+    started = time.time()
+    while time.time() - started < most:
+        before = machine_busy_seconds()
+        time.sleep(1.0)
+        if machine_busy_seconds() - before < QUIET_CPUS:
+            break
+    return time.time() - started
+
+
 def wave(n: int, *, ou: str, user_dns: list[str], targets: list, policy, probe, floor_conn,
          timeout: float, variant: str = "", cpu=None) -> dict:
     """The floor, then one wave of ``n`` grants over the 100 targets expiring together.
@@ -164,13 +179,17 @@ def wave(n: int, *, ou: str, user_dns: list[str], targets: list, policy, probe, 
     # The floor: the same memberships in (untimed), then removed by the bare client (timed).
     members_add(floor_conn, members)
     # The additions wake jitad's group watch, which reads every changed group back (about a
-    # second); timing the floor meanwhile would time the DC busy with jitad's reads too.
+    # second), and an earlier wave may leave work behind (autovacuum after 100,000 updates): timing
+    # the floor meanwhile would time the DC busy with them too (a 10k floor of 49 s once).
     time.sleep(5)
+    quiet_s = machine_quiet()
     floor_s = floor_remove(floor_conn, members)
     floor_left = sum(len(_members(probe, g)) for g in members)
 
-    # jitad's wave: the members back in, every grant ending at the same instant.
+    # jitad's wave: the members back in, every grant ending at the same instant, on a machine as quiet.
     members_add(probe, members)
+    time.sleep(5)
+    quiet_s += machine_quiet()
     expires = timezone.now() + timedelta(seconds=3)
     wave_grants.update(expires_at=expires)
     while time.time() < expires.timestamp():
@@ -209,6 +228,7 @@ def wave(n: int, *, ou: str, user_dns: list[str], targets: list, policy, probe, 
         f"mass_expiry_{k}_ldap_modifies": group_batches(rows),
         f"mass_expiry_{k}_floor_ldap_modifies": len(members),
         f"mass_expiry_{k}_grants_not_revoked": left,
+        f"mass_expiry_{k}_quiet_wait_s": round(quiet_s, 1),
         f"mass_expiry_{k}_members_left": members_left,
         f"mass_expiry_{k}_floor_members_left": floor_left,
     }, jitad_s is not None and not left

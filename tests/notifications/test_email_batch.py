@@ -401,3 +401,23 @@ def test_notice_e_mails_wait_no_longer_than_the_setting_and_alerts_never_wait(se
         assert (waiting.state, waiting.claim_token, waiting.attempts) == (DeliveryState.PENDING, None, 0)
     finally:
         receiver.stop()
+
+
+def test_a_resume_with_more_waiting_than_one_batch_goes_on_at_once(settings, smtp, published, monkeypatch,
+                                                                   django_capture_on_commit_callbacks):
+    """GIVEN three people's e-mails that waited, and at most two sent on per look WHEN revocations have stopped
+    and the resume runs THEN it sends two on and queues itself again at once; the next look sends the third."""
+    from jitad.notifications.services import delivery
+
+    monkeypatch.setattr(delivery, "RESUME_MAX", 2)
+    _revocations(seconds_ago=0)
+    for name in ("alice", "bob", "carol"):
+        tasks.deliveries_send_batch(*_told(_person(name)))
+    assert [name for name, _ in published] == ["jitad.notifications.resume"]
+    _revocations(seconds_ago=5)
+    with django_capture_on_commit_callbacks(execute=True):
+        _run_next(published)
+    assert sorted(name for name, _ in published) == ["jitad.notifications.resume", "jitad.notifications.send_batch"]
+    with django_capture_on_commit_callbacks(execute=True):
+        _run(published)
+    assert sorted(r[0][0] for r in smtp.messages) == ["alice@jitad.test", "bob@jitad.test", "carol@jitad.test"]

@@ -142,6 +142,7 @@ RESUME = "jitad.notifications.resume"
 RESUME_LEASE = "notices-resume"
 QUIET_SECONDS = 1.0  # revocations run while the engine's revoking pulse is younger than this
 RESUME_SECONDS = 1.0  # how often the waiting e-mails look again
+RESUME_MAX = 5000  # e-mails one look sends on (as one batch message); more: it looks again at once
 RESUME_HOLD_SECONDS = 10.0  # the chain's lease, renewed at each look: a lost message frees it this long after
 
 
@@ -201,7 +202,10 @@ def deliveries_resume(*, holder: str = "") -> int:
         if lease_take(name=RESUME_LEASE, holder=holder, seconds=RESUME_HOLD_SECONDS) and \
                 queue.enqueue(RESUME, holder, countdown=RESUME_SECONDS):
             return 0  # still running: look again in a moment (another chain, if one took over, does)
-    sent = _claim_for_message(waiting.order_by("next_attempt_at"), limit=5000, due=now)
+    sent = _claim_for_message(waiting.order_by("next_attempt_at"), limit=RESUME_MAX, due=now)
+    if len(sent) == RESUME_MAX and lease_take(name=RESUME_LEASE, holder=holder, seconds=RESUME_HOLD_SECONDS) \
+            and queue.enqueue(RESUME, holder):
+        return len(sent)  # more may wait: the chain goes on at once
     lease_release(name=RESUME_LEASE, holder=holder)  # e-mails that wait from now on start a chain of their own
     return len(sent)
 
