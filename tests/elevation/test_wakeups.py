@@ -224,3 +224,32 @@ def test_a_revocation_message_marks_the_engines_revoking_pulse():
     before = timezone.now()
     services.grants_revoke_execute(grant_ids=[], token=uuid.uuid4())
     assert pulse_at(name=REVOKING) >= before
+
+
+@pytest.mark.django_db
+def test_a_grant_asked_to_end_early_is_removed_at_once_never_held_for_its_natural_end(settings, monkeypatch):
+    """GIVEN a grant released with an hour still to run, and a failed removal of another such grant due for a
+    retry WHEN the sweep claims them THEN their removals are sent to run at once (no end to wait for); and claimed
+    ahead beside a grant of the same group whose end comes within the lead, a released grant waits for that end
+    at most, never for its own."""
+    sent = []
+    monkeypatch.setattr(grant_sweep, "_enqueue_revoke", lambda ids, token, end=None: sent.append((list(ids), end)))
+    now = timezone.now()
+    released = _grant(Grant.State.ACTIVE, user="rel", expires_at=now + timedelta(hours=1), revoke_requested_at=now)
+    retried = _grant(Grant.State.REVOKE_FAILED, user="ret", expires_at=now + timedelta(hours=1),
+                     revoke_requested_at=now - timedelta(minutes=1), next_attempt_at=now)
+    sweep_once()
+    assert sorted(sent) == sorted([([released.id], None), ([retried.id], None)])
+
+    sent.clear()
+    settings.JITAD_REVOKE_LEAD_SECONDS = 0.25
+    ending = _grant(Grant.State.ACTIVE, user="end", expires_at=timezone.now() + timedelta(seconds=0.2))
+    person = builders.user("early")
+    req = AccessRequest.objects.create(requester=person, target=ending.target, policy=ending.request.policy,
+                                       duration_minutes=60, state=AccessRequest.State.APPROVED)
+    early = Grant.objects.create(request=req, user=person, target=ending.target, group_dn=ending.group_dn,
+                                 state=Grant.State.ACTIVE, expires_at=timezone.now() + timedelta(hours=1),
+                                 revoke_requested_at=timezone.now())
+    revocations_claim_ahead(due=(ending.expires_at - timedelta(seconds=0.25)).timestamp())
+    ((ids, end),) = sent
+    assert sorted(ids) == sorted([ending.id, early.id]) and end == ending.expires_at

@@ -423,3 +423,24 @@ def test_a_resume_with_more_waiting_than_one_batch_goes_on_at_once(settings, smt
         with django_capture_on_commit_callbacks(execute=True):
             _run_next(published)
     assert sorted(r[0][0] for r in smtp.messages) == ["alice@jitad.test", "bob@jitad.test", "carol@jitad.test"]
+
+
+def test_a_resume_chain_that_lost_its_lease_stops_and_a_refused_one_frees_it(settings, smtp, published, monkeypatch):
+    """GIVEN e-mails waiting behind a resume chain WHEN a message of another chain (its lease taken over) runs THEN
+    it sends nothing and stops; WHEN the broker refuses a new chain's message THEN its lease is given back, so the
+    next batch starts a chain (not left to the periodic check)."""
+    from jitad.notifications.services import delivery
+
+    _revocations(seconds_ago=0)
+    tasks.deliveries_send_batch(*_told(_person("alice")))
+    ((_, (holder,)),) = published
+    published.clear()
+    _revocations(seconds_ago=5)
+    assert tasks.deliveries_resume("a-chain-that-lost-its-lease") == 0
+    assert published == [] and smtp.messages == []
+
+    delivery.lease_release(name=delivery.RESUME_LEASE, holder=holder)
+    monkeypatch.setattr(delivery.queue, "enqueue", lambda *a, **kw: False)  # the broker refuses
+    assert delivery._resume_soon() is False
+    monkeypatch.setattr(delivery.queue, "enqueue", lambda name, *args, **kw: published.append((name, args)) or True)
+    assert delivery._resume_soon() is True and [name for name, _ in published] == ["jitad.notifications.resume"]

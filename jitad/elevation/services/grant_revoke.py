@@ -9,7 +9,7 @@ import logging
 import uuid
 from collections import defaultdict
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from jitad import directory
@@ -138,13 +138,21 @@ def grants_revoke_execute(*, grant_ids: list[int], token) -> None:
 
     The engine's ``revoking`` pulse is marked as it starts and ends: notice e-mails wait while
     revocations run (jitad.notifications)."""
-    pulse_mark(name=REVOKING)
+    _revoking_mark()
     try:
         with _taken(grant_ids, token) as (grants, mine):
             if grants:
                 _revoke(grants, mine)
     finally:
+        _revoking_mark()
+
+
+def _revoking_mark() -> None:
+    """Best effort: a database hiccup here must not stop a revocation (it only delays people's e-mails less)."""
+    try:
         pulse_mark(name=REVOKING)
+    except DatabaseError as e:
+        log.warning("could not mark the revoking pulse: %s", e)
 
 
 def _revoke(grants: list[Grant], mine: uuid.UUID) -> None:

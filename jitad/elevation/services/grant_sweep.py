@@ -106,7 +106,9 @@ class Claimed:
 def _revocations_claim(now, *, send, limit: int, more=lambda: True, queued: int = 0, ends_by=None,
                        retries: bool = True) -> Claimed:
     """Claim due revocations (new ones first, then retries unless ``retries`` is False), whole groups at a
-    time, and hand each group's share to ``send(ids, token, last_end)`` (the latest end among them).
+    time, and hand each group's share to ``send(ids, token, last_end)``: the latest end among them that
+    made them due (never one later than the claim's bound: a grant asked to end early has its natural end
+    still ahead), None if none did.
 
     Keeps claiming while there is more to claim and ``more()`` says so: a mass expiry is handed
     out in one sweep instead of waiting for the next one behind the work it queued. ``queued``:
@@ -143,7 +145,10 @@ def _revocations_claim(now, *, send, limit: int, more=lambda: True, queued: int 
             for grants in by_group.values():
                 for i in range(0, len(grants), 500):
                     part = grants[i : i + 500]
-                    send([g.id for g in part], token, max(g.expires_at for g in part))
+                    # Run no earlier than the latest end that made these due (a grant whose end is still
+                    # to come by this process's clock); a grant asked to end early, or a retry, adds none.
+                    ends = [g.expires_at for g in part if g.expires_at <= ended]
+                    send([g.id for g in part], token, max(ends) if ends else None)
                     done.messages += 1
             done.grants += len(rows)
         else:  # every batch it may claim in one pass was full: more may be due

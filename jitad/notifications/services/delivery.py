@@ -163,8 +163,8 @@ def _wait_for_revocations(emails: list[int], token) -> bool:
     JITAD_NOTICES_WAIT_SECONDS from its notice. The deliveries are handed back unclaimed and
     unattempted (their rows say nothing happened), and one ``resume`` chain (single-flight, a lease)
     sends them all together when the revocations stop, each person's notices of one kind in one
-    e-mail; the periodic check is the safety net (an e-mail handed back just as a chain ends, a
-    message the broker refused). True if they were handed back.
+    e-mail; the periodic check is the safety net (a message the broker refused). True if they were
+    handed back.
     """
     now = timezone.now()
     if settings.JITAD_NOTICES_WAIT_SECONDS <= 0 or not _revocations_running(now):
@@ -185,7 +185,10 @@ def _resume_soon() -> bool:
     holder = uuid.uuid4().hex
     if not lease_take(name=RESUME_LEASE, holder=holder, seconds=RESUME_HOLD_SECONDS):
         return True  # a chain runs: it sends these too
-    return queue.enqueue(RESUME, holder, countdown=RESUME_SECONDS)
+    if queue.enqueue(RESUME, holder, countdown=RESUME_SECONDS):
+        return True
+    lease_release(name=RESUME_LEASE, holder=holder)  # no chain behind it: the next batch tries again
+    return False
 
 
 def deliveries_resume(*, holder: str = "") -> int:
@@ -198,15 +201,17 @@ def deliveries_resume(*, holder: str = "") -> int:
     now = timezone.now()
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     waiting = _startable(now).filter(free, channel=Delivery.Channel.EMAIL)
-    if waiting.exists() and _revocations_running(now) and not _waited_enough(waiting, now):
-        if lease_take(name=RESUME_LEASE, holder=holder, seconds=RESUME_HOLD_SECONDS) and \
-                queue.enqueue(RESUME, holder, countdown=RESUME_SECONDS):
-            return 0  # still running: look again in a moment (another chain, if one took over, does)
+    if not lease_take(name=RESUME_LEASE, holder=holder, seconds=RESUME_HOLD_SECONDS):
+        return 0  # another chain took over (this message waited past the lease): it sends them
+    if waiting.exists() and _revocations_running(now) and not _waited_enough(waiting, now) and \
+            queue.enqueue(RESUME, holder, countdown=RESUME_SECONDS):
+        return 0  # still running: look again in a moment
     sent = _claim_for_message(waiting.order_by("next_attempt_at"), limit=RESUME_MAX, due=now)
-    if len(sent) == RESUME_MAX and lease_take(name=RESUME_LEASE, holder=holder, seconds=RESUME_HOLD_SECONDS) \
-            and queue.enqueue(RESUME, holder):
+    if len(sent) == RESUME_MAX and queue.enqueue(RESUME, holder):
         return len(sent)  # more may wait: the chain goes on at once
     lease_release(name=RESUME_LEASE, holder=holder)  # e-mails that wait from now on start a chain of their own
+    if waiting.exists():  # handed back while this chain was ending: a chain of their own, not the periodic check
+        _resume_soon()
     return len(sent)
 
 
