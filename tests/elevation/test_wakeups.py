@@ -253,3 +253,20 @@ def test_a_grant_asked_to_end_early_is_removed_at_once_never_held_for_its_natura
     revocations_claim_ahead(due=(ending.expires_at - timedelta(seconds=0.25)).timestamp())
     ((ids, end),) = sent
     assert sorted(ids) == sorted([ending.id, early.id]) and end == ending.expires_at
+
+
+@pytest.mark.django_db
+def test_a_sweep_that_arrives_while_ends_are_claimed_ahead_is_not_lost(settings, monkeypatch):
+    """GIVEN the claim ahead holding the sweep's lease WHEN a sweep arrives meanwhile (it finds the lease held,
+    leaves its mark and gives up) THEN, the claim ahead done, a sweep is sent at once."""
+    sent = []
+    monkeypatch.setattr(grant_sweep.queue, "enqueue", lambda name, *args, **kw: sent.append(name) or True)
+    real = grant_sweep._revocations_claim
+
+    def with_an_arrival(*args, **kwargs):
+        assert sweep_once() is None  # skipped: the lease is held here, its mark left
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(grant_sweep, "_revocations_claim", with_an_arrival)
+    revocations_claim_ahead(due=timezone.now().timestamp())
+    assert sent == [SWEEP_TASK]

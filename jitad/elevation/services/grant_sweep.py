@@ -279,12 +279,15 @@ def revocations_claim_ahead(*, due: float | None = None) -> dict[str, int] | Non
     seconds = max(10.0, 2 * settings.JITAD_SWEEP_INTERVAL)
     if not lease_take(name=SWEEP_LEASE, holder=holder, seconds=seconds):
         return None
+    seen = pulse_at(name=SWEEP_WANTED)
     try:
         claimed = _revocations_claim(now, send=_enqueue_revoke, limit=settings.JITAD_SWEEP_BATCH, ends_by=ends_by,
                                      retries=False, more=lambda: lease_take(name=SWEEP_LEASE, holder=holder,
                                                                             seconds=seconds))
     finally:
         lease_release(name=SWEEP_LEASE, holder=holder)
+        if pulse_at(name=SWEEP_WANTED) != seen:  # a sweep found the lease held meanwhile and left it to us
+            queue.enqueue(SWEEP_TASK)
     return {"revoke": claimed.grants, "revoke_messages": claimed.messages}
 
 
