@@ -41,7 +41,8 @@ def test_record_outside_a_transaction_refused():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_event_rolls_back_with_its_transaction():
+def test_event_rolls_back_with_its_transaction(no_background_worker):
+    """(No worker of the session runs meanwhile: its sweeps and watchdog write audit events of their own.)"""
     with pytest.raises(ZeroDivisionError):
         with transaction.atomic():
             audit_record(actor="alice", action="test.step", object_type="thing", object_id="1")
