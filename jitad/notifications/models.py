@@ -87,7 +87,7 @@ class Delivery(ClaimedWork):
         verbose_name_plural = "deliveries"
         indexes = [
             models.Index(fields=["state", "next_attempt_at"]),
-            # A person's notices still waiting, which a sender joins into one e-mail (services.delivery).
+            # A person's notices still waiting, which a sender joins into one e-mail (services.email_batch).
             models.Index(fields=["address"], condition=models.Q(state="pending"), name="notif_delivery_waiting_to"),
         ]
 

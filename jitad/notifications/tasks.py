@@ -35,7 +35,7 @@ def deliveries_send_batch(delivery_ids: list[int], token: str = "") -> None:
 
 @shared_task(name="jitad.notifications.resume", expires=120)
 def deliveries_resume(holder: str = "") -> int:
-    # The notice e-mails that waited while revocations ran (services.delivery); ``holder`` names the chain.
+    # The notice e-mails that waited while revocations ran (services.waiting); ``holder`` names the chain.
     return services.deliveries_resume(holder=holder)
 
 

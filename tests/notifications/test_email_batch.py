@@ -171,10 +171,10 @@ def test_a_deferred_recipient_is_retried_not_failed(settings, smtp, published, d
 
 
 def test_e_mails_not_started_in_the_tasks_time_are_handed_back_unattempted(settings, smtp, published, monkeypatch):
-    from jitad.notifications.services import delivery
+    from jitad.notifications.services import email_batch
 
     settings.JITAD_EMAIL_BATCH = 50
-    monkeypatch.setattr(delivery, "email_batch_seconds", lambda: -1.0)  # its time is already up
+    monkeypatch.setattr(email_batch, "email_batch_seconds", lambda: -1.0)  # its time is already up
     ids, token = _notices(3)
     tasks.deliveries_send_batch(ids, token)
     assert smtp.messages == []
@@ -188,9 +188,9 @@ def test_each_e_mail_is_recorded_as_it_goes_so_a_chunk_cut_short_sends_none_twic
     are already recorded sent, the 3rd failed (transient), and the rest handed back unattempted."""
     from celery.exceptions import SoftTimeLimitExceeded
 
-    from jitad.notifications.services import delivery
+    from jitad.notifications.services import email_batch
 
-    real = delivery.send_emails
+    real = email_batch.send_emails
 
     def cut_short(items, **kwargs):
         for i, outcome in enumerate(real(items, **kwargs)):
@@ -198,7 +198,7 @@ def test_each_e_mail_is_recorded_as_it_goes_so_a_chunk_cut_short_sends_none_twic
                 raise SoftTimeLimitExceeded()
             yield outcome
 
-    monkeypatch.setattr(delivery, "send_emails", cut_short)
+    monkeypatch.setattr(email_batch, "send_emails", cut_short)
     settings.JITAD_EMAIL_BATCH = 50
     ids, token = _notices(5)
     tasks.deliveries_send_batch(ids, token)
@@ -302,14 +302,14 @@ def test_notices_another_chunk_took_over_before_their_e_mail_started_are_not_sen
     sender joining his notices does) THEN this chunk does not send bob's, and leaves its claim alone."""
     import uuid
 
-    from jitad.notifications.services import delivery
+    from jitad.notifications.services import email_batch
 
     alice, bob = _person("alice"), _person("bob")
     notifications_create(items=[Outgoing(event="grant.revoked", subject="Ended", body="x", people=[p])
                                 for p in (alice, bob)])
     ids, tokens = zip(*Delivery.objects.order_by("id").values_list("id", "claim_token"))
     other = uuid.uuid4()
-    real = delivery.send_emails
+    real = email_batch.send_emails
 
     def taken_over_after_first(items, **kwargs):
         for i, outcome in enumerate(real(items, **kwargs)):
@@ -317,7 +317,7 @@ def test_notices_another_chunk_took_over_before_their_e_mail_started_are_not_sen
                 Delivery.objects.filter(address="bob@jitad.test").update(claim_token=other)
             yield outcome
 
-    monkeypatch.setattr(delivery, "send_emails", taken_over_after_first)
+    monkeypatch.setattr(email_batch, "send_emails", taken_over_after_first)
     tasks.deliveries_send_batch(list(ids), str(tokens[0]))
     assert [r[0] for r in smtp.messages] == [["alice@jitad.test"]]
     bob_row = Delivery.objects.get(address="bob@jitad.test")
@@ -408,9 +408,9 @@ def test_a_resume_with_more_waiting_than_one_batch_goes_on_at_once(settings, smt
                                                                    django_capture_on_commit_callbacks):
     """GIVEN three people's e-mails that waited, and at most two sent on per look WHEN revocations have stopped
     and the resume runs THEN it sends two on and queues itself again at once; the next look sends the third."""
-    from jitad.notifications.services import delivery
+    from jitad.notifications.services import waiting
 
-    monkeypatch.setattr(delivery, "RESUME_MAX", 2)
+    monkeypatch.setattr(waiting, "RESUME_MAX", 2)
     _revocations(seconds_ago=0)
     for name in ("alice", "bob", "carol"):
         tasks.deliveries_send_batch(*_told(_person(name)))
@@ -429,7 +429,7 @@ def test_a_resume_chain_that_lost_its_lease_stops_and_a_refused_one_frees_it(set
     """GIVEN e-mails waiting behind a resume chain WHEN a message of another chain (its lease taken over) runs THEN
     it sends nothing and stops; WHEN the broker refuses a new chain's message THEN its lease is given back, so the
     next batch starts a chain (not left to the periodic check)."""
-    from jitad.notifications.services import delivery
+    from jitad.notifications.services import waiting
 
     _revocations(seconds_ago=0)
     tasks.deliveries_send_batch(*_told(_person("alice")))
@@ -439,8 +439,8 @@ def test_a_resume_chain_that_lost_its_lease_stops_and_a_refused_one_frees_it(set
     assert tasks.deliveries_resume("a-chain-that-lost-its-lease") == 0
     assert published == [] and smtp.messages == []
 
-    delivery.lease_release(name=delivery.RESUME_LEASE, holder=holder)
-    monkeypatch.setattr(delivery.queue, "enqueue", lambda *a, **kw: False)  # the broker refuses
-    assert delivery._resume_soon() is False
-    monkeypatch.setattr(delivery.queue, "enqueue", lambda name, *args, **kw: published.append((name, args)) or True)
-    assert delivery._resume_soon() is True and [name for name, _ in published] == ["jitad.notifications.resume"]
+    waiting.lease_release(name=waiting.RESUME_LEASE, holder=holder)
+    monkeypatch.setattr(waiting.queue, "enqueue", lambda *a, **kw: False)  # the broker refuses
+    assert waiting._resume_soon() is False
+    monkeypatch.setattr(waiting.queue, "enqueue", lambda name, *args, **kw: published.append((name, args)) or True)
+    assert waiting._resume_soon() is True and [name for name, _ in published] == ["jitad.notifications.resume"]

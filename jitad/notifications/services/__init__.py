@@ -8,12 +8,11 @@ written in the caller's transaction; each delivery is sent by its own task after
 from .channels import SendFailed
 from .compose import Outgoing, alert_raise, deliveries_enqueue, notification_create, notifications_create
 from .conditions import condition_raise, condition_resolve, conditions_open
-from .delivery import (
-    deliveries_resend, deliveries_resume, deliveries_retry, deliveries_send_batch, deliveries_send_here, delivery_send,
-    email_batch_seconds,
-)
+from .delivery import deliveries_resend, deliveries_retry, deliveries_send_here, delivery_send
+from .email_batch import deliveries_send_batch, email_batch_seconds
 from .destinations import APPROVALS, SECURITY, destination_urls, named_destination, redact, scrub
 from .digest import digests_send
+from .waiting import deliveries_resume
 
 __all__ = [
     "APPROVALS",
