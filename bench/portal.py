@@ -36,6 +36,12 @@ ACCESS_PAGE = "portal My access"
 API_ELIGIBILITY = "GET /api/v1/eligibility"
 API_LIST = "GET /api/v1/requests"
 API_CREATE = "POST /api/v1/requests"
+# The API's calls measured each alone, one user: (results key, short name, phase, the call)
+ALONE = (("requests_list", "list", "API list, 1 user", API_LIST),
+         ("eligibility", "elig", "API eligibility, 1 user", API_ELIGIBILITY),
+         ("requests_create", "create", "API create, 1 user", API_CREATE))
+ALONE_SECONDS, ALONE_WARMUP = 5.0, 1.0
+ALONE_CODES = 200  # the backup codes the user of those phases holds beyond BENCH_OTP_CODES (one per POST)
 
 
 # -- data --------------------------------------------------------------------------------
@@ -135,11 +141,11 @@ def seed(n_people: int, codes_each: int, rng: random.Random) -> tuple[list[Perso
 
     # The simulated people: a verified session (as login + MFA leaves it), a token, backup codes.
     people = []
-    for u, gs in specs[:n_people]:
+    for i, (u, gs) in enumerate(specs[:n_people]):
         user = users[u]
         device = AuthenticatorDevice.objects.create(user=user, name="authenticator app", confirmed=True)
         static = BackupCodeDevice.objects.create(user=user, name=BACKUP_DEVICE_NAME, confirmed=True)
-        codes = [secrets.token_hex(5) for _ in range(codes_each)]
+        codes = [secrets.token_hex(5) for _ in range(codes_each + (ALONE_CODES if i == 1 else 0))]
         static.codes_add(codes)  # hashed (scrypt) and sealed: the seeding's slowest step
         session_key = verified_session(user, device)
         _, raw = api_token_create(user=user, name="bench", days=1)
@@ -177,6 +183,17 @@ def post_body(person: Person, rng: random.Random) -> dict | None:
         return None
     return {"target": rng.choice(person.manual), "duration_minutes": 60, "ticket": f"CHG{rng.randint(0, 999999):06d}",
             "justification": "Bench: apply the monthly patches and reboot", "otp": person.codes.pop()}
+
+
+def api_only(person: Person, kind: str):
+    """One kind of the mix's calls, every time."""
+    def next_call(rng):
+        if kind == API_CREATE and (body := post_body(person, rng)) is not None:
+            return API_CREATE, "POST", "/api/v1/requests", body
+        if kind == API_ELIGIBILITY:
+            return API_ELIGIBILITY, "GET", "/api/v1/eligibility", None
+        return API_LIST, "GET", "/api/v1/requests", None
+    return next_call
 
 
 def api_mix(person: Person):
@@ -250,16 +267,23 @@ def measure(people, counts, server, *, n_users, seconds, warmup, think_ms, vendo
         ("My access", [(portal(p), access_page(p)) for p in people]),
         ("API mix", [(api(p), api_mix(p)) for p in people]),
     ]
+    # Then each kind of the API's calls alone: one user calling back to back (no thinking, so the server's
+    # idle CPU is spread over many calls), for its service time and what one call costs the server and
+    # PostgreSQL.
+    plan += [(name, [(api(people[1]), api_only(people[1], call))]) for _, _, name, call in ALONE]
     phases = []
     for i, (name, users) in enumerate(plan):
-        phase = run_phase(name, users, server, warmup=warmup, seconds=seconds, think_s=think_s, seed=1000 * i)
+        by_itself = i >= len(plan) - len(ALONE)
+        length = ALONE_SECONDS if by_itself else seconds
+        phase = run_phase(name, users, server, warmup=ALONE_WARMUP if by_itself else warmup, seconds=length,
+                          think_s=0.0 if by_itself else think_s, seed=1000 * i)
         phases.append(phase)
         total = sum(len(v) for v in phase.samples.values())
-        summary = {k: stats(v, seconds) for k, v in phase.samples.items()}
+        summary = {k: stats(v, length) for k, v in phase.samples.items()}
         print(f"{name}: {json.dumps(summary)} errors={len(phase.errors)} server CPU "
               f"{1000 * phase.server_cpu_s / max(1, total):.1f} ms/request; CPUs busy: server "
-              f"{phase.server_cpu_s / seconds:.2f}, client {phase.client_cpu_s / seconds:.2f}, PostgreSQL "
-              f"{phase.db_cpu_s / seconds:.2f}, other {phase.other_cpu_s / seconds:.2f}", flush=True)
+              f"{phase.server_cpu_s / length:.2f}, client {phase.client_cpu_s / length:.2f}, PostgreSQL "
+              f"{phase.db_cpu_s / length:.2f}, other {phase.other_cpu_s / length:.2f}", flush=True)
         if phase.errors:
             break
     errors = [e for p in phases for e in p.errors]
@@ -270,7 +294,7 @@ def measure(people, counts, server, *, n_users, seconds, warmup, think_ms, vendo
         print(f"server log tail:\n{server.log_tail(2000)}", file=sys.stderr)
         return 1
 
-    one, page, elig, access, mix = phases
+    one, page, elig, access, mix, *alone = phases
     api_all = [ms for v in mix.samples.values() for ms in v]
     s = {
         "one": stats(one.samples[REQUEST_PAGE], seconds), "page": stats(page.samples[REQUEST_PAGE], seconds),
@@ -278,6 +302,8 @@ def measure(people, counts, server, *, n_users, seconds, warmup, think_ms, vendo
         "api": stats(api_all, seconds), "api_elig": stats(mix.samples[API_ELIGIBILITY], seconds),
         "api_list": stats(mix.samples[API_LIST], seconds), "api_create": stats(mix.samples[API_CREATE], seconds),
     }
+    for phase, (_, short, _, _) in zip(alone, ALONE):
+        s[f"api_{short}_1"] = stats(phase.samples[next(iter(phase.samples))], ALONE_SECONDS)
     cpu = {p.name: round(1000 * p.server_cpu_s / max(1, sum(len(v) for v in p.samples.values())), 1) for p in phases}
     db_cpu = {p.name: round(1000 * p.db_cpu_s / max(1, sum(len(v) for v in p.samples.values())), 1) for p in phases}
     results = {
@@ -307,6 +333,10 @@ def measure(people, counts, server, *, n_users, seconds, warmup, think_ms, vendo
         "portal_db_conn_max_age": conn_max_age,
         "portal_targets": counts["targets"],
     }
+    for key, short, name, _ in ALONE:  # each kind alone, one user: service time, server and PostgreSQL CPU per call
+        results[f"api_{key}_1user_ms_p50"] = s[f"api_{short}_1"]["p50"]
+        results[f"api_{key}_1user_cpu_ms"] = cpu[name]
+        results[f"api_{key}_1user_db_cpu_ms"] = db_cpu[name] if vendor == "postgresql" else None
     results_merge(results)
     write_doc(s, cpu, db_cpu, phases, counts, n_users=n_users, seconds=seconds, warmup=warmup, think_ms=think_ms,
               vendor=vendor, db=db, conn_max_age=conn_max_age)
@@ -317,7 +347,7 @@ def measure(people, counts, server, *, n_users, seconds, warmup, think_ms, vendo
 def write_doc(s, cpu, db_cpu, phases, counts, *, n_users, seconds, warmup, think_ms, vendor, db, conn_max_age) -> None:
     import gunicorn
 
-    other = max(p.other_cpu_s for p in phases) / seconds
+    other = max(p.other_cpu_s / (p.end - p.record_from) for p in phases)
     offered = n_users / (think_ms / 2000 + s["one"]["p50"] / 1000)
     cpu_used = next(p.server_cpu_s for p in phases if p.name == "request page") / seconds
     verdict = (": it could not keep up, so most of the latency is waiting for a CPU"
@@ -331,9 +361,13 @@ def write_doc(s, cpu, db_cpu, phases, counts, *, n_users, seconds, warmup, think
         ("… `GET /api/v1/requests` (½ of calls)", s["api_list"], None, ""),
         ("… `GET /api/v1/eligibility` (¼)", s["api_elig"], None, ""),
         ("… `POST /api/v1/requests` (¼)", s["api_create"], None, ""),
+        *((f"`{call}`, 1 user alone", s[f"api_{short}_1"], cpu[name], "") for _, short, name, call in ALONE),
     ]
     db_line = (f" and {db_cpu['API mix']} ms of PostgreSQL's (`api_db_cpu_ms_per_call`: the backends serving the "
                f"bench's database)" if vendor == "postgresql" else "")
+    alone_line = ", per call: " + "; ".join(
+        f"`{call}` {cpu[name]} ms of server CPU" + (f" and {db_cpu[name]} ms of PostgreSQL's" if vendor == "postgresql"
+                                                   else "") for _, _, name, call in ALONE)
     table = "\n".join(
         f"| {name} | {r['p50']} ms | {r['p95']} ms | {r['p99']} ms | {r['n']:,} | {r['rps']} | "
         f"{f'{c} ms' if c is not None else ''} | {target} |" for name, r, c, target in rows)
@@ -355,6 +389,8 @@ run fails and writes nothing otherwise.
 {table}
 
 The API mix used {cpu['API mix']} ms of the server's CPU per call (`api_cpu_ms_per_call`){db_line}.
+Each kind of call alone (one user calling back to back, {ALONE_WARMUP:g} s warm-up and {ALONE_SECONDS:g} s measured,
+the rows "1 user alone"){alone_line}.
 
 At the one-user service time, {n_users} people thinking {think_ms / 2:g} ms on average would ask for
 about {offered:.0f} request pages a second; the server answered {s['page']['rps']:g} a second using

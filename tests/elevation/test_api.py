@@ -394,6 +394,38 @@ def test_listing_costs_the_same_queries_for_few_or_many_requests(world):
     assert len(many) == len(few)
 
 
+def test_the_list_shows_each_request_as_its_own_page_does_with_a_fixed_number_of_queries(world):
+    """GIVEN plain, approved, staged and extension requests WHEN an approver lists them THEN every row is what
+    the request's own endpoint (reading whole rows) shows, the grant an extension extends and each stage's
+    approvals included; and the list costs the same queries for a few such rows as for many."""
+    alice, bob, carol = world["alice"], world["bob"], world["carol"]
+
+    def add_each_kind():
+        pending_request(alice)
+        grant = approved_request(alice, carol).grant
+        services.request_extend(grant=grant, requester=alice.user, duration_minutes=30, justification="overran")
+        staged = pending_request(world["dave"])
+        AccessRequest.objects.filter(pk=staged.pk).update(stage=1, stages=[
+            {"name": "peer", "approvals_required": 1, "approver_groups": ["Leads"], "distinct_groups": False},
+            {"name": "owner", "approvals_required": 2, "approver_groups": ["Leads"], "distinct_groups": False}])
+        Approval.objects.create(request=staged, approver=carol.user, decision=Approval.Decision.APPROVE, stage=1,
+                                approver_groups=["Leads"])
+
+    add_each_kind()
+    bob.get(REQUESTS)  # token's last_used_at is written at most once a minute
+    with CaptureQueriesContext(connection) as few:
+        listed = bob.get(REQUESTS).json()["results"]
+    assert {r["kind"] for r in listed} == {"new", "extension"} and any(r["stages"] for r in listed)
+    assert any(r["kind"] == "extension" and r["grant"] for r in listed)
+    for row in listed:
+        assert row == bob.get(f"{REQUESTS}/{row['id']}").json()
+    for _ in range(3):
+        add_each_kind()
+    with CaptureQueriesContext(connection) as many:
+        assert bob.get(REQUESTS).json()["count"] == 16
+    assert len(many) == len(few)
+
+
 # -- decisions ---------------------------------------------------------------------------
 def test_self_approval_is_refused(world):
     frank = Caller(user("frank", "Ops", "Leads"))
@@ -572,6 +604,13 @@ def test_eligibility_lists_what_i_may_request(world):
     page = world["alice"].get("/api/v1/eligibility", {"limit": 1, "offset": 1}).json()
     assert page["count"] == 2 and [r["name"] for r in page["results"]] == ["SRV02"]
     assert [r["name"] for r in world["alice"].get("/api/v1/eligibility", {"q": "file"}).json()["results"]] == ["SRV01"]
+
+    with CaptureQueriesContext(connection) as few:  # what each row shows is read with the page, not row by row
+        world["alice"].get("/api/v1/eligibility")
+    world["policy"].targets.add(*(target(f"SRV1{i}", description="more") for i in range(5)))
+    with CaptureQueriesContext(connection) as many:
+        assert world["alice"].get("/api/v1/eligibility").json()["count"] == 7
+    assert len(many) == len(few)
 
 
 def test_auto_policy_reports_no_approvals(world):

@@ -41,7 +41,9 @@ from ..errors import RequestRefused
 from ..models import AccessRequest
 from ..services import grant_account_reveal, grant_release, request_approve, request_cancel, request_create, request_deny, request_extend
 from ..selectors.eligibility import eligibility_search
-from ..selectors.requests import request_grant, request_visible, requests_visible_to
+from ..selectors.requests import (
+    request_current, request_grant, request_visible, requests_listed, requests_page_complete, requests_visible_to,
+)
 from ..selectors.targets import target_find
 from . import schema  # noqa: F401 - registers the authentication schemes
 from .serializers import (
@@ -127,8 +129,8 @@ class ApiView(GenericAPIView):
         return req
 
     def respond(self, req: AccessRequest, status_code: int = status.HTTP_200_OK) -> Response:
-        """The request as it is now (re-read, so counts and the grant are current)."""
-        return Response(RequestSerializer(self.visible_request(req.pk)).data, status=status_code)
+        """The request the caller has just acted on, as it is now (re-read, so counts and the grant are current)."""
+        return Response(RequestSerializer(request_current(request_id=req.pk)).data, status=status_code)
 
 
 @extend_schema(tags=["eligibility"])
@@ -173,13 +175,13 @@ class RequestListView(ApiView):
         responses={200: RequestSerializer(many=True), **_errors(400, 401)},
     )
     def get(self, request):
-        requests = self.get_queryset()
+        requests = requests_listed(user=request.user)
         state = request.query_params.get("state")
         if state is not None:
             if state not in AccessRequest.State.values:
                 raise ApiError("state_invalid", f"state must be one of: {', '.join(AccessRequest.State.values)}.")
             requests = requests.filter(state=state)
-        page = self.paginate_queryset(requests)
+        page = requests_page_complete(self.paginate_queryset(requests))
         return self.get_paginated_response(RequestSerializer(page, many=True).data)
 
     @extend_schema(

@@ -75,15 +75,24 @@ def _search_filter(q: str) -> Q:
     return condition
 
 
+# What a list of eligible targets shows of each (the portal's search, the REST API): not its AD group, rules
+# or standing members, which are neither sent by the database nor decoded for every row.
+TARGET_SHOWN = ("id", "name", "kind", "hostname", "description")
+
+
 def eligibility_search(*, user, q: str = "", limit: int, offset: int = 0) -> EligibilityPage:
-    """The enabled targets ``user`` may request, matching ``q``, by name; five queries at most."""
+    """The enabled targets ``user`` may request, matching ``q``, by name; five queries at most.
+
+    Of each target only ``TARGET_SHOWN`` is read.
+    """
     policies = _covering_policies(user)
     if not policies:
         return EligibilityPage(items=[], total=0)
     links = Policy.targets.through.objects.filter(policy_id__in=[p.id for p in policies])
     targets = Target.objects.filter(_search_filter(q), enabled=True, id__in=links.values("target_id"))
     total = targets.count()
-    page = list(targets.order_by("name", "id")[offset : offset + limit]) if total > offset else []
+    shown = targets.only(*TARGET_SHOWN).order_by("name", "id")
+    page = list(shown[offset : offset + limit]) if total > offset else []
     if not page:
         return EligibilityPage(items=[], total=total)
     rank = {p.id: i for i, p in enumerate(policies)}

@@ -6,7 +6,8 @@ runs inside the database (``jitad.accounts.groups.JSONListMatches``, through
 ``approvers.approver_scope``), so a list of requests is filtered and paginated by SQL, never
 row by row in Python.
 """
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.contrib.auth import get_user_model
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery, prefetch_related_objects
 from django.db.models.functions import Coalesce
 
 from ..models import AccessRequest, Approval, Grant
@@ -23,6 +24,10 @@ def requests_visible_to(*, user) -> QuerySet:
     after three small ones that resolve the caller's approver groups, policies and targets.
     """
     visible = Q(requester=user) | approver_scope(user=user, resolved=True)
+    return _as_shown(AccessRequest.objects.filter(visible))
+
+
+def _as_shown(requests: QuerySet) -> QuerySet:
     approvals = (
         Approval.objects.filter(request=OuterRef("pk"), decision=Approval.Decision.APPROVE)
         .order_by()
@@ -31,12 +36,56 @@ def requests_visible_to(*, user) -> QuerySet:
         .values("n")
     )
     return (
-        AccessRequest.objects.filter(visible)
+        requests
         .select_related("target", "policy", "requester", "grant", "extends")
         .prefetch_related("approvals")  # each stage's approvals, one query per page
         .annotate(approvals_count=Coalesce(Subquery(approvals), 0))
         .order_by("-created_at", "-id")
     )
+
+
+def request_current(*, request_id: int) -> AccessRequest:
+    """Request ``request_id`` read again after a change made through it (counts and grant as they are now).
+
+    For a caller who has just acted on it, so may see it: no visibility filter, and so none of
+    the three look-ups of the caller's approver groups that ``requests_visible_to`` makes.
+    """
+    return _as_shown(AccessRequest.objects.filter(pk=request_id)).get()
+
+
+# What a list of requests shows of the rows it joins (the REST API's RequestSerializer and its grant).
+SHOWN_GRANT = ("id", "request_id", "state", "starts_at", "expires_at", "activated_at", "revoke_requested_at",
+               "revoked_at", "extensions", "account", "account_sam", "account_revealed_at")
+SHOWN_JOINED = ("target__id", "target__name", "target__hostname", "policy__id", "policy__name", "requester__id",
+                f"requester__{get_user_model().USERNAME_FIELD}", *(f"grant__{name}" for name in SHOWN_GRANT))
+_JOINED = {"target", "policy", "requester", "extends"}
+
+
+def requests_listed(*, user) -> QuerySet:
+    """``requests_visible_to`` as a list shows them; complete each page with ``requests_page_complete``.
+
+    The request's own columns, and of its target, policy, requester and grant only what a list
+    shows: a policy's or target's rules (JSON lists) are neither sent by the database nor decoded
+    for every row. The grant an extension extends and the approvals of requests with stages are
+    read for the page only (``requests_page_complete``), so a page of plain requests joins four
+    tables, not five, and PostgreSQL plans it in a fraction of the time.
+    """
+    own = [f.name for f in AccessRequest._meta.concrete_fields if f.name not in _JOINED]
+    return (
+        requests_visible_to(user=user).select_related(None).prefetch_related(None)
+        .select_related("target", "policy", "requester", "grant")
+        .only(*own, "extends_id", *SHOWN_JOINED)
+    )
+
+
+def requests_page_complete(page: list[AccessRequest]) -> list[AccessRequest]:
+    """Read what a page of ``requests_listed`` shows beyond its rows: the approvals of those with stages
+    (counted per stage) and the grant each extension extends; one query each, none if no row needs it."""
+    prefetch_related_objects(
+        [r for r in page if r.stages],
+        Prefetch("approvals", Approval.objects.only("id", "request_id", "decision", "stage", "approver_groups")))
+    prefetch_related_objects([r for r in page if r.extends_id], Prefetch("extends", Grant.objects.only(*SHOWN_GRANT)))
+    return page
 
 
 def request_visible(*, user, request_id) -> AccessRequest | None:
