@@ -13,8 +13,9 @@ from jitad import directory
 from jitad.audit.models import AuditEvent
 from jitad.elevation import services
 from jitad.elevation.models import DirectoryCookie, Grant
-from jitad.elevation.services.group_watcher import WATCH_LEASE
-from jitad.elevation.services.reconciler import RECONCILE_LEASE
+from jitad.elevation.services.group_watcher import WATCH_LEASE, WATCHED
+from jitad.elevation.services.reconciler import RECONCILE_LEASE, RECONCILED
+from jitad.engine.selectors import pulse_at
 from jitad.engine.services import lease_release, lease_take
 from jitad.notifications.models import Notification
 from tests.support.waiting import wait_for
@@ -158,6 +159,10 @@ def test_no_managed_group_asks_no_dc(settings):
     settings.JITAD_LDAP_URLS = []
     assert services.group_watch() == {"changed": 0, "removed": 0, "restarted": False, "checked": True}
     assert not DirectoryCookie.objects.exists()
+    assert pulse_at(name=WATCHED) is not None  # nothing to watch is a run to its end, for the watchdog
+    assert pulse_at(name=RECONCILED) is None
+    services.reconcile()
+    assert pulse_at(name=RECONCILED) is not None
 
 
 @pytest.mark.django_db
@@ -191,9 +196,11 @@ def test_a_dc_that_refuses_the_feed_is_alerted_once_and_resolved(make_target, ji
 
     assert [r["checked"] for r in runs] == [False, False, False]
     assert not DirectoryCookie.objects.exists()
+    assert pulse_at(name=WATCHED) is None  # the watchdog sees the watch as stopped
     raised = Notification.objects.get(event="reconcile.watch_cannot_run")
     assert raised.severity == Notification.Severity.WARNING and "DirSync" in raised.body
     monkeypatch.undo()
     assert services.group_watch()["restarted"]
+    assert pulse_at(name=WATCHED) is not None
     assert Notification.objects.filter(event="reconcile.watch_cannot_run.resolved").count() == 1
     assert Notification.objects.filter(event="reconcile.watch_cannot_run").count() == 1

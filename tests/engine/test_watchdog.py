@@ -72,3 +72,51 @@ def test_a_scheduler_that_dies_before_its_first_sweep_is_still_noticed(db, setti
     watch.sweep_check()
     alert = Notification.objects.get(event="engine.sweep_stalled")
     assert "No sweep has run to its end" in alert.body
+
+
+def test_a_reconcile_or_group_watch_that_stopped_is_alerted_once_and_resolved(db, settings, monkeypatch):
+    """GIVEN the watchdog's first look on a fresh database WHEN, past the stale limit, the periodic reconcile
+    has run but the group watch has not THEN one alert names the group watch (not the reconcile), however often
+    the watchdog looks WHEN both run again THEN it is resolved, once."""
+    from jitad.elevation.services import group_watcher, reconciler, watch
+    from jitad.engine.services import pulse_mark
+
+    monkeypatch.setattr(watch, "STALE_FLOOR_SECONDS", 0.2)
+    settings.JITAD_RECONCILE_INTERVAL, settings.JITAD_GROUP_WATCH_INTERVAL = 0.05, 0.01
+    watch.out_of_band_check()
+    assert _count("reconcile.stalled") == 0  # the first look only starts the clock
+    time.sleep(0.3)
+    pulse_mark(name=reconciler.RECONCILED)
+    for _ in range(3):
+        watch.out_of_band_check()
+    alert = Notification.objects.get(event="reconcile.stalled")
+    assert "group watch" in alert.body and "periodic reconcile" not in alert.body
+    assert "has not run to its end since the watchdog started" in alert.body
+
+    pulse_mark(name=reconciler.RECONCILED)
+    pulse_mark(name=group_watcher.WATCHED)
+    watch.out_of_band_check()
+    watch.out_of_band_check()
+    assert _count("reconcile.stalled.resolved") == 1 and _count("reconcile.stalled") == 1
+
+
+def test_a_stopped_reconcile_is_not_alerted_while_its_cause_is_or_a_group_watch_that_is_off(db, settings,
+                                                                                             monkeypatch):
+    """GIVEN no reconcile for longer than the limit and the group watch off WHEN no DC answers (alerted already)
+    THEN the watchdog raises nothing more WHEN a DC answers THEN the stopped reconcile is alerted, and the
+    group watch, being off, is not named."""
+    from jitad.elevation.services import watch
+    from jitad.health.checks import UNREACHABLE, directory_unreachable_raise
+    from jitad.notifications.services import condition_resolve
+
+    monkeypatch.setattr(watch, "STALE_FLOOR_SECONDS", 0.2)
+    settings.JITAD_RECONCILE_INTERVAL, settings.JITAD_GROUP_WATCH_INTERVAL = 0.05, 0
+    watch.out_of_band_check()
+    time.sleep(0.3)
+    directory_unreachable_raise(detail="no DC answered")
+    watch.out_of_band_check()
+    assert _count("reconcile.stalled") == 0
+    condition_resolve(key=UNREACHABLE, event=f"{UNREACHABLE}.resolved", subject="", body="")
+    watch.out_of_band_check()
+    alert = Notification.objects.get(event="reconcile.stalled")
+    assert "periodic reconcile" in alert.body and "group watch" not in alert.body

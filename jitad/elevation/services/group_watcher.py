@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from jitad import directory
-from jitad.engine.services import lease_release, lease_take
+from jitad.engine.services import lease_release, lease_take, pulse_mark
 from jitad.notifications.models import Notification
 from jitad.notifications.services import condition_raise, condition_resolve
 
@@ -31,6 +31,7 @@ from .reconciler import reconcile_changed
 log = logging.getLogger(__name__)
 
 WATCH_LEASE = "group-watch"
+WATCHED = "group-watch"  # a pulse: a run read the change feed and checked what it reported (or had nothing to watch)
 
 
 def _lease_seconds() -> float:
@@ -75,6 +76,7 @@ def group_watch(*, holder: str = "") -> dict:
     holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     counts = {"changed": 0, "removed": 0, "restarted": False, "checked": True}
     if not backing.managed_groups():
+        pulse_mark(name=WATCHED)
         return counts  # nothing to watch: no DC is asked
     try:
         with directory.session() as d:
@@ -122,6 +124,7 @@ def group_watch(*, holder: str = "") -> dict:
             )
         return counts
     _cookie_save(dc=dc, url=url, cookie=changes.cookie, restarted=changes.restarted, kept=kept)
+    pulse_mark(name=WATCHED)  # the watchdog alerts when this stops moving (services.watch)
     condition_resolve(key=CANNOT_WATCH, event=f"{CANNOT_WATCH}.resolved", subject=_SUBJECT,
                       body="The group watch reads the DC's change feed again.")
     return counts

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from jitad import directory
 from jitad.audit.services import AuditEntry, audit_record_many
-from jitad.engine.services import lease_release, lease_take
+from jitad.engine.services import lease_release, lease_take, pulse_mark
 from jitad.health.checks import directory_unreachable_raise
 from jitad.notifications.models import Notification
 from jitad.notifications.services import alert_raise, condition_raise, condition_resolve
@@ -163,6 +163,9 @@ def _reconcile_each(d: directory.Directory, groups: dict[str, set[str]], *, betw
     return result, refused, transient
 
 
+RECONCILED = "reconcile"  # a pulse: a full run went through every managed group (or there was none)
+
+
 def reconcile() -> dict[str, list[str]]:
     """Reconcile every managed group; a group that fails is logged and retried next run.
 
@@ -173,6 +176,7 @@ def reconcile() -> dict[str, list[str]]:
     groups = backing.managed_groups()
     if not groups:
         _cannot_run_resolve()
+        pulse_mark(name=RECONCILED)
         return {}
     try:
         with directory.connect() as d:
@@ -196,6 +200,7 @@ def reconcile() -> dict[str, list[str]]:
         return {}
     not_managed_conditions_resolve(still=refused)
     _cannot_run_resolve()
+    pulse_mark(name=RECONCILED)  # the watchdog alerts when this stops moving (services.watch)
     return result
 
 

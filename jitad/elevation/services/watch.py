@@ -1,4 +1,5 @@
-"""The grant engine's watchdog checks: sweeps that stopped, revocations running late, failures resolved.
+"""The grant engine's watchdog checks: sweeps that stopped, revocations running late, out-of-band checks that
+stopped, failures resolved.
 
 They run on the engine's ``watch`` signal, in whichever live jitad process holds the
 watch lease, so they do not depend on the scheduler or on any one worker being alive.
@@ -13,11 +14,14 @@ from django.utils import timezone
 
 from jitad.engine import selectors as engine
 from jitad.engine import services as engine_services
+from jitad.health.checks import UNREACHABLE
 from jitad.humantime import when
-from jitad.notifications.services import condition_raise, condition_resolve
+from jitad.notifications.services import condition_raise, condition_resolve, conditions_open
 
 from ..models import Grant
 from .grant_failures import failed_conditions_resolve
+from .group_watcher import WATCHED
+from .reconciler import CANNOT_RUN, RECONCILED
 
 log = logging.getLogger(__name__)
 GrantState = Grant.State
@@ -25,6 +29,9 @@ GrantState = Grant.State
 LATE = "grants.revocation_late"
 SWEEP_STALLED = "engine.sweep_stalled"
 WATCHED_SINCE = "sweep.watched_since"
+OUT_OF_BAND_STALLED = "reconcile.stalled"
+OUT_OF_BAND_SINCE = "reconcile.watched_since"
+STALE_FLOOR_SECONDS = 120.0  # a reconcile or group watch is stalled after three (ten) intervals, never sooner than this
 # Not yet revoked: anything past its end (or asked to end) in these states is late.
 UNREVOKED = (GrantState.APPROVED, GrantState.GRANTING, GrantState.ACTIVE, GrantState.UNVERIFIED,
              GrantState.GRANT_FAILED, GrantState.REVOKING, GrantState.REVOKE_FAILED)
@@ -32,7 +39,7 @@ UNREVOKED = (GrantState.APPROVED, GrantState.GRANTING, GrantState.ACTIVE, GrantS
 
 def watch_grants(**kwargs) -> None:
     """The engine's watch signal: every grants check, each on its own."""
-    for check in (sweep_check, lateness_check, failed_conditions_resolve):
+    for check in (sweep_check, lateness_check, out_of_band_check, failed_conditions_resolve):
         try:
             check()
         except Exception:  # noqa: BLE001 - one broken check must not hide the others
@@ -68,6 +75,52 @@ def sweep_check() -> None:
     else:
         condition_resolve(key=SWEEP_STALLED, event=f"{SWEEP_STALLED}.resolved", subject=subject,
                           body=f"Sweeps run again (the last one {age:.1f} s ago).")
+
+
+def out_of_band_check() -> None:
+    """The periodic reconcile, or the group watch when it is on, has not run to its end for long: alert once;
+    resolved when both run again.
+
+    Stalled: no full reconcile for three JITAD_RECONCILE_INTERVALs, or no group-watch run for ten
+    JITAD_GROUP_WATCH_INTERVALs (past a run that died holding the watch's lease), never sooner than
+    STALE_FLOOR_SECONDS; counted from the watchdog's first look on a database where it never ran.
+    Nothing is raised while the cause is alerted already (no DC answers, the reconciler cannot bind,
+    the sweeps stopped, so the scheduler is gone): one cause, one page.
+    """
+    now = timezone.now()
+    since = engine.pulse_at(name=OUT_OF_BAND_SINCE)
+    if since is None:
+        engine_services.pulse_mark(name=OUT_OF_BAND_SINCE)
+        return
+    checks = [("periodic reconcile", RECONCILED, settings.JITAD_RECONCILE_INTERVAL, 3)]
+    if settings.JITAD_GROUP_WATCH_INTERVAL > 0:
+        checks.append(("group watch", WATCHED, settings.JITAD_GROUP_WATCH_INTERVAL, 10))
+    stalled = []
+    for what, pulse, interval, intervals in checks:
+        at = engine.pulse_at(name=pulse)
+        age = (now - (at or since)).total_seconds()
+        if age > max(STALE_FLOOR_SECONDS, intervals * interval):
+            stalled.append(f"the {what} (every {interval:g} s) "
+                           + (f"last ran to its end {age:.0f} s ago, at {when(at)}" if at else
+                              f"has not run to its end since the watchdog started {age:.0f} s ago"))
+    subject = "Out-of-band admins are not being checked: the reconciler has stopped"
+    if not stalled:
+        condition_resolve(key=OUT_OF_BAND_STALLED, event=f"{OUT_OF_BAND_STALLED}.resolved", subject=subject,
+                          body="The periodic reconcile and the group watch run again.")
+        return
+    if any(conditions_open(prefix=key) for key in (UNREACHABLE, CANNOT_RUN, SWEEP_STALLED)):
+        return  # its cause is alerted already
+    condition_raise(
+        key=OUT_OF_BAND_STALLED, event=OUT_OF_BAND_STALLED, subject=subject,
+        body=(_sentence("; ".join(stalled)) + ". A member added to a managed group outside jitad stays until "
+              "they run again. Sweeps run and a DC answers, so look at the worker's log for the task "
+              "jitad.elevation.reconcile or jitad.elevation.group_watch failing, and at the engine's queue "
+              "('celery') for a backlog (docs/reconciler.md)."),
+    )
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def lateness_check() -> None:
