@@ -212,15 +212,19 @@ def postgres_cpu(database: str | None = None) -> dict[int, int]:
     """CPU ticks of PostgreSQL processes, by pid: every one on the machine, or only the backends
     serving ``database`` (so that other work on the same server is not counted as ours). The
     postmaster's ticks include its reaped children (with CONN_MAX_AGE=0 each request has a
-    backend of its own), so with ``database`` set, persistent connections are assumed."""
+    backend of its own), so with ``database`` set, persistent connections are assumed. Autovacuum's
+    workers name the database too but serve no client: they are not counted with ``database`` set
+    (a phase that happens to meet one would carry the whole table's vacuum)."""
     ticks = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
             if text[text.index("(") + 1:text.rindex(")")] != "postgres":
                 continue
-            if database and f" {database} " not in (stat.parent / "cmdline").read_bytes().decode(errors="replace"):
-                continue
+            if database:
+                title = (stat.parent / "cmdline").read_bytes().decode(errors="replace")
+                if f" {database} " not in title or "autovacuum" in title:
+                    continue
             ticks[int(stat.parent.name)] = sum(int(x) for x in text.rsplit(")", 1)[1].split()[11:15])
         except (OSError, IndexError, ValueError):
             continue

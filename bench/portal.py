@@ -364,7 +364,7 @@ def write_doc(s, cpu, db_cpu, phases, counts, *, n_users, seconds, warmup, think
         *((f"`{call}`, 1 user alone", s[f"api_{short}_1"], cpu[name], "") for _, short, name, call in ALONE),
     ]
     db_line = (f" and {db_cpu['API mix']} ms of PostgreSQL's (`api_db_cpu_ms_per_call`: the backends serving the "
-               f"bench's database)" if vendor == "postgresql" else "")
+               f"bench's database; autovacuum's workers count as other work)" if vendor == "postgresql" else "")
     alone_line = ", per call: " + "; ".join(
         f"`{call}` {cpu[name]} ms of server CPU" + (f" and {db_cpu[name]} ms of PostgreSQL's" if vendor == "postgresql"
                                                    else "") for _, _, name, call in ALONE)
