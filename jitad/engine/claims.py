@@ -63,10 +63,12 @@ def take(rows, pks, token) -> tuple[uuid.UUID, list]:
     delivery of the same message, or a later claim, has them.
     """
     base = rows if isinstance(rows, QuerySet) else rows.objects.all()
+    pks = list(pks)
     mine = uuid.uuid4()
     with transaction.atomic():
-        base.filter(pk__in=list(pks), claim_token=token).update(claim_token=mine, lease_until=lease_until())
-    return mine, list(base.filter(claim_token=mine))
+        base.filter(pk__in=pks, claim_token=token).update(claim_token=mine, lease_until=lease_until())
+    # By key as well as by token: read through the primary key whatever else is claimed.
+    return mine, list(base.filter(pk__in=pks, claim_token=mine))
 
 
 def release(model, pks, token) -> int:

@@ -9,6 +9,7 @@ When the process dies, renewals stop and the lease lapses on its own.
 
 Renewal never shortens a lease someone set longer, and stops after JITAD_CLAIM_MAX_HOLD_SECONDS
 (a hung call must not hold its work for ever; every network call has its own timeout anyway).
+It never waits for a row lock either: a row locked at that moment is renewed at the next round.
 """
 import logging
 import os
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.db.models import DateTimeField, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
@@ -71,9 +72,16 @@ def renew_now() -> int:
     count = 0
     until = Value(lease_until(), output_field=DateTimeField())
     for model, tokens in by_model.items():
-        count += model.objects.filter(claim_token__in=tokens).update(
-            lease_until=Greatest(Coalesce("lease_until", until), until)
-        )
+        # Never waits: a row another transaction holds locked (the worker marking it done, a sender taking it
+        # over) is skipped this round. An UPDATE would queue behind that lock while holding the rows it had
+        # locked already, which the holder may want next (a deadlock PostgreSQL breaks by failing one side).
+        with transaction.atomic():
+            free = list(model.objects.filter(claim_token__in=tokens).order_by()
+                        .select_for_update(skip_locked=True).values_list("pk", flat=True))
+            if free:
+                count += model.objects.filter(pk__in=free).update(
+                    lease_until=Greatest(Coalesce("lease_until", until), until)
+                )
     return count
 
 

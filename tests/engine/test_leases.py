@@ -97,3 +97,50 @@ def test_renewal_never_shortens_a_longer_lease(settings, django_user_model):
     with keeper.held(Grant, token):
         assert keeper.renew_now() == 1
     assert Grant.objects.get(pk=grant.pk).lease_until == far
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks: PostgreSQL (SQLite locks the whole file)")
+@pytest.mark.django_db(transaction=True)
+def test_renewal_skips_a_row_locked_elsewhere_instead_of_waiting_for_it(settings, django_user_model):
+    """GIVEN two grants of one claim, one of them locked by another transaction (its worker marking it
+    done) WHEN the keeper renews THEN it renews the other at once and leaves the locked one to the next
+    round: it never queues behind a lock while holding rows the holder may want (a deadlock)."""
+    from django.db import transaction
+
+    from jitad.elevation.models import AccessRequest, Grant, Policy, Target
+
+    user = django_user_model.objects.create_user("skiplocked")
+    target = Target.objects.create(name="K3", group_dn="CN=g3,OU=JIT,DC=x")
+    policy = Policy.objects.create(name="k3", approval_mode="auto", eligible_users=["skiplocked"])
+    settings.JITAD_LEASE_SECONDS = 60
+    token = uuid.uuid4()
+    soon = timezone.now() + timedelta(seconds=20)  # a renewal pushes it to a minute from now
+    grants = []
+    for _ in range(2):
+        req = AccessRequest.objects.create(requester=user, target=target, policy=policy, duration_minutes=5)
+        grants.append(Grant.objects.create(request=req, user=user, target=target, group_dn=target.group_dn,
+                                           expires_at=timezone.now() + timedelta(hours=1), state=Grant.State.ACTIVE,
+                                           claim_token=token, lease_until=soon))
+    locked, done = threading.Event(), threading.Event()
+
+    def hold():
+        try:
+            with transaction.atomic():
+                list(Grant.objects.select_for_update().filter(pk=grants[0].pk))
+                locked.set()
+                done.wait(10)  # a renewal that waited for this lock would only return after this
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        with keeper.held(Grant, token):
+            renewed = keeper.renew_now()
+    finally:
+        done.set()
+        holder.join()
+    assert renewed == 1
+    assert Grant.objects.get(pk=grants[0].pk).lease_until == soon
+    assert Grant.objects.get(pk=grants[1].pk).lease_until > soon

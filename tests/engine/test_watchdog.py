@@ -120,3 +120,42 @@ def test_a_stopped_reconcile_is_not_alerted_while_its_cause_is_or_a_group_watch_
     watch.out_of_band_check()
     alert = Notification.objects.get(event="reconcile.stalled")
     assert "periodic reconcile" in alert.body and "group watch" not in alert.body
+
+
+def test_late_revocations_are_counted_by_state_with_the_oldest_named(db, settings, django_user_model):
+    """GIVEN grants past their end by more than the limit in two states, one of them asked to end earlier
+    than any expired, beside a grant revoked long ago and one still running WHEN the watchdog looks THEN one
+    alert counts the late ones by state and names the oldest (the one asked to end) WHEN they are revoked
+    THEN it is resolved."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jitad.elevation.models import AccessRequest, Policy, Target
+    from jitad.elevation.services import watch
+
+    settings.JITAD_REVOCATION_SLA_SECONDS = 60
+    user = django_user_model.objects.create_user("lately")
+    target = Target.objects.create(name="LATE1", group_dn="CN=late,OU=JIT,DC=x")
+    policy = Policy.objects.create(name="late", approval_mode="auto", eligible_users=["lately"])
+    now = timezone.now()
+
+    def grant(state, ends_in, **more):
+        req = AccessRequest.objects.create(requester=user, target=target, policy=policy, duration_minutes=5)
+        return Grant.objects.create(request=req, user=user, target=target, group_dn=target.group_dn, state=state,
+                                    expires_at=now + timedelta(seconds=ends_in), **more)
+
+    grant(Grant.State.REVOKED, -3600, revoked_at=now - timedelta(seconds=3500))
+    grant(Grant.State.ACTIVE, 3600)
+    late = [grant(Grant.State.REVOKING, -120), grant(Grant.State.ACTIVE, -200),
+            grant(Grant.State.ACTIVE, 1800, revoke_requested_at=now - timedelta(seconds=300))]
+    watch.lateness_check()
+    alert = Notification.objects.get(event="grants.revocation_late")
+    assert "3 grant(s)" in alert.body
+    assert "The oldest is 30" in alert.body  # 300 s, and the moments the test took
+    assert f" s late: grant #{late[2].id}, lately on LATE1, active." in alert.body
+    assert "By state: active 2, revoking 1." in alert.body
+
+    Grant.objects.filter(id__in=[g.id for g in late]).update(state=Grant.State.REVOKED, revoked_at=now)
+    watch.lateness_check()
+    assert _count("grants.revocation_late.resolved") == 1 and _count("grants.revocation_late") == 1

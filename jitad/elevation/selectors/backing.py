@@ -22,7 +22,7 @@ def managed_groups() -> dict[str, set[str]]:
 def backed(group_dn: str) -> set[str]:
     """Normalised DNs of ``group_dn``'s members a grant backs (one in a state where the membership may exist in AD):
     the person's own account, or the grant's ephemeral account."""
-    grants = Grant.objects.filter(group_dn=group_dn, state__in=Grant.BACKING_STATES)
+    grants = Grant.objects.filter(group_dn=group_dn, state__in=Grant.BACKING_STATES).order_by()  # a set: no sort
     personal = grants.filter(account="").exclude(user_dn="").values_list("user_dn", flat=True)
     ephemeral = grants.exclude(account="").exclude(account_dn="").values_list("account_dn", flat=True)
     return {directory.normalize_dn(dn) for dn in [*personal, *ephemeral]}

@@ -40,6 +40,7 @@ def _live_holders(group_dn: str, user_ids, exclude_ids) -> set[int]:
             account="",  # an ephemeral account is its grant's alone: it never holds a person's membership
         )
         .exclude(id__in=list(exclude_ids))
+        .order_by()  # a set: no sort
         .values_list("user_id", flat=True)
     )
 
