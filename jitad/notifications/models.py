@@ -88,7 +88,10 @@ class Delivery(ClaimedWork):
         indexes = [
             models.Index(fields=["state", "next_attempt_at"]),
             # A person's notices still waiting, which a sender joins into one e-mail (services.email_batch).
-            models.Index(fields=["address"], condition=models.Q(state="pending"), name="notif_delivery_waiting_to"),
+            # Not partial (WHERE state = 'pending'): pending rows are usually none, so the index's statistics say
+            # empty, and in a burst PostgreSQL read all of it for any pending row, even one looked up by key.
+            models.Index(fields=["address", "state"], name="notif_delivery_to"),
+            models.Index(fields=["claim_token"]),  # a claim's rows: taken, renewed, recorded
         ]
 
     def __str__(self):
