@@ -310,3 +310,35 @@ def test_development_sends_no_hsts(tmp_path):
 def test_the_reconciler_limit_is_checked_at_start(tmp_path, variable, value, message):
     """A share written as a percentage would turn the reconciler's brake off: refused at start."""
     assert_refused(run_setup(tmp_path, {variable: value}), message)
+
+
+@pytest.mark.parametrize("value, bound", [(None, True), ("0", False)])
+def test_postgresql_binds_parameters_on_the_server_unless_turned_off(tmp_path, value, bound):
+    """GIVEN a PostgreSQL URL WHEN Django starts THEN statements and their parameters travel apart (the
+    client does not quote id lists and arrays into the SQL), never prepared on the server; an operator
+    can turn it off (a connection pooler that cannot take it)."""
+    code = ("import json, django; django.setup(); from django.conf import settings; "
+            "print(json.dumps(settings.DATABASES['default'].get('OPTIONS', {})))")
+    extra = {"JITAD_DATABASE_URL": "postgres://jitad@127.0.0.1:5432/jitad"}
+    if value is not None:
+        extra["JITAD_DB_SERVER_SIDE_BINDING"] = value
+    result = run_setup(tmp_path, extra, code=code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    options = json.loads(result.stdout.strip().splitlines()[-1])
+    if bound:
+        assert options == {"server_side_binding": True, "prepare_threshold": None}
+    else:
+        assert "server_side_binding" not in options
+
+
+@pytest.mark.django_db
+def test_this_suite_runs_postgresql_with_the_server_binding_cursor():
+    """Where the suite runs on PostgreSQL (CI), every query of it goes through server-side binding."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite binds parameters its own way")
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    with connection.cursor() as cursor:
+        assert isinstance(cursor.cursor, ServerBindingCursor)

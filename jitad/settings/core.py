@@ -95,6 +95,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
     # A file, not memory, so a real Celery worker process can share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Parameters travel beside the statement (server-side binding), not quoted into its text by
+    # the client: in a mass expiry, quoting the id lists and bulk inserts' arrays into SQL was about
+    # a quarter of the workers' CPU (docs/benchmarks.md). Statements are never prepared on the
+    # server (prepare_threshold None): each is planned with its own values, so a plan chosen for one
+    # burst's rows is never reused for another's. 0 turns it off (the client quotes, as before).
+    if env.bool("JITAD_DB_SERVER_SIDE_BINDING", default=True):
+        DATABASES["default"].setdefault("OPTIONS", {}).update({"server_side_binding": True, "prepare_threshold": None})
 # Persistent connections: a new PostgreSQL connection per request costs more than the page.
 _sqlite = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("JITAD_DB_CONN_MAX_AGE", default=0 if _sqlite else 60)

@@ -8,7 +8,9 @@ from collections import defaultdict
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jitad.elevation.models import AccessRequest, Grant
@@ -61,6 +63,34 @@ def test_interleaved_grants_go_out_one_message_per_group(limit):
     assert len(sent) == 6, sent
     assert {group: set(ids) for group, ids in sent} == groups
     assert Grant.objects.filter(state=Grant.State.REVOKING).count() == 60
+
+
+def test_a_claim_writes_each_grant_once_with_its_new_state_and_the_reason_it_ends():
+    """GIVEN expired grants, one of them failed and one already ending for a reason of its own WHEN the sweep
+    claims them THEN one UPDATE of the grants does it (token, lease, state, attempts, reason): each further
+    UPDATE of a row in the claim's transaction rewrote every index of the table again and re-checked its
+    foreign keys. Each grant's reason, count of attempts and audit entry are as before."""
+    groups = _due_wave(2, 3)
+    failed, asked, *_ = sorted(i for ids in groups.values() for i in ids)
+    Grant.objects.filter(pk=failed).update(state=Grant.State.GRANT_FAILED, attempts=4,
+                                           next_attempt_at=timezone.now() + timedelta(hours=1))
+    Grant.objects.filter(pk=asked).update(revoke_reason=Grant.RevokeReason.ADMIN)
+    with CaptureQueriesContext(connection) as q:
+        sent = _claimed(1000)
+    updates = [x["sql"] for x in q.captured_queries if x["sql"].startswith('UPDATE "elevation_grant"')]
+    assert len(updates) == 1, updates
+    assert sum(len(ids) for _g, ids in sent) == 6
+    rows = {g.pk: g for g in Grant.objects.all()}
+    assert {g.state for g in rows.values()} == {Grant.State.REVOKING}
+    assert {g.attempts for g in rows.values()} == {0} and {g.next_attempt_at for g in rows.values()} == {None}
+    assert rows[failed].revoke_reason == Grant.RevokeReason.FAILED
+    assert rows[asked].revoke_reason == Grant.RevokeReason.ADMIN
+    assert {g.revoke_reason for pk, g in rows.items() if pk not in (failed, asked)} == {Grant.RevokeReason.EXPIRED}
+    from jitad.audit.models import AuditEvent
+    audited = {int(e.object_id): (e.before, e.reason) for e in AuditEvent.objects.filter(action="grant.revoking")}
+    assert audited[failed] == (Grant.State.GRANT_FAILED, Grant.RevokeReason.FAILED)
+    assert audited[asked] == (Grant.State.ACTIVE, Grant.RevokeReason.ADMIN)
+    assert len(audited) == 6
 
 
 def test_a_group_larger_than_the_batch_is_claimed_in_batches_of_its_own():

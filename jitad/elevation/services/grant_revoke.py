@@ -128,8 +128,9 @@ def _mark_revoked(grants: list[Grant], token: uuid.UUID, outcome: dict[int, bool
                                   lateness_ms=int((now - g.expires_at).total_seconds() * 1000)))
             if held[g.id] == GrantState.REVOKE_FAILED:
                 recovered.append(g)
-        audit_record_many(entries)
         notices_grants_revoked(grants=[g for g in grants if g.id in held], outcome=outcome)
+        # Last: the audit chain's head stays locked until the commit, and every other batch's record waits for it.
+        audit_record_many(entries)
     if recovered:
         failed_conditions_resolve()
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Min, Q
+from django.db.models import Case, Count, F, Min, Q, Value, When
 from django.utils import timezone
 
 from jitad.audit.services import audit_record_many
@@ -46,25 +46,38 @@ def _claim(qs, *, to_state: str | None, limit: int, queued: int = 0, wait: float
 
     ``queued``: how many messages this sweep already sent; the claim's lease covers their wait,
     and ``wait`` seconds more (a removal sent to run at a grant end still to come).
+
+    The new state, its count of attempts and the reason a grant ends are written with the claim, in
+    its one UPDATE: each further UPDATE of a claimed row in the same transaction rewrote every index
+    of the table again and re-checked the row's foreign keys (a mass expiry claims thousands).
     """
     now = timezone.now()
+    changes = {}
+    if to_state is not None:
+        # A new phase starts its own count of attempts; a retry (a row already in that state) keeps counting.
+        moving = ~Q(state=to_state)
+        changes = {
+            "state": Value(to_state),
+            "attempts": Case(When(moving, then=Value(0)), default=F("attempts"),
+                             output_field=Grant._meta.get_field("attempts")),
+            "next_attempt_at": Case(When(moving, then=Value(None)), default=F("next_attempt_at"),
+                                    output_field=Grant._meta.get_field("next_attempt_at")),
+        }
+        if to_state == GrantState.REVOKING:  # why it ends, unless a release or admin revoke said already
+            unset = moving & Q(revoke_reason="")
+            changes["revoke_reason"] = Case(
+                When(unset & Q(state=GrantState.GRANT_FAILED), then=Value(Grant.RevokeReason.FAILED)),
+                When(unset, then=Value(Grant.RevokeReason.EXPIRED)),
+                default=F("revoke_reason"), output_field=Grant._meta.get_field("revoke_reason"))
     with transaction.atomic():
         # Only what the audit entries and the messages need: a mass expiry claims thousands of rows.
         token, rows = claims.claim(qs.select_related("user", "target").only(*_CLAIMED_FIELDS).order_by("expires_at"),
                                    limit=limit, now=now,
-                                   queued_seconds=queued * settings.JITAD_SWEEP_MESSAGE_SECONDS + wait)
+                                   queued_seconds=queued * settings.JITAD_SWEEP_MESSAGE_SECONDS + wait, **changes)
         if not rows:
             return token, []
-        changing = [g.id for g in rows if to_state is not None and g.state != to_state]
-        # A new phase starts its own count of attempts; a retry keeps counting.
-        Grant.objects.filter(id__in=changing).update(state=to_state, attempts=0, next_attempt_at=None)
-        if to_state == GrantState.REVOKING:  # why it ends, unless a release or admin revoke said already
-            failed = [g.id for g in rows if g.state == GrantState.GRANT_FAILED]
-            unset = Grant.objects.filter(id__in=changing, revoke_reason="")
-            unset.filter(id__in=failed).update(revoke_reason=Grant.RevokeReason.FAILED)
-            unset.update(revoke_reason=Grant.RevokeReason.EXPIRED)
         entries = []
-        for g in rows:
+        for g in rows:  # as they were before the claim
             if to_state is not None and g.state != to_state:
                 if to_state == GrantState.REVOKING and not g.revoke_reason:
                     g.revoke_reason = Grant.RevokeReason.FAILED if g.state == GrantState.GRANT_FAILED else Grant.RevokeReason.EXPIRED
