@@ -316,7 +316,7 @@ def test_the_reconciler_limit_is_checked_at_start(tmp_path, variable, value, mes
 def test_postgresql_binds_parameters_on_the_server_unless_turned_off(tmp_path, value, bound):
     """GIVEN a PostgreSQL URL WHEN Django starts THEN statements and their parameters travel apart (the
     client does not quote id lists and arrays into the SQL), never prepared on the server; an operator
-    can turn it off (a connection pooler that cannot take it)."""
+    can turn it off."""
     code = ("import json, django; django.setup(); from django.conf import settings; "
             "print(json.dumps(settings.DATABASES['default'].get('OPTIONS', {})))")
     extra = {"JITAD_DATABASE_URL": "postgres://jitad@127.0.0.1:5432/jitad"}

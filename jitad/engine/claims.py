@@ -36,7 +36,7 @@ ERROR_MAX = 2000  # characters of an error kept on the row
 
 
 def claim(qs: QuerySet, *, limit: int, now: datetime | None = None, queued_seconds: float = 0.0,
-          **changes) -> tuple[uuid.UUID, list]:
+          until: datetime | None = None, **changes) -> tuple[uuid.UUID, list]:
     """Claim up to ``limit`` rows of ``qs`` that no other transaction has locked; returns (token, rows).
 
     ``qs`` says which rows are due and free (the caller's filter on ``lease_until`` and
@@ -44,14 +44,15 @@ def claim(qs: QuerySet, *, limit: int, now: datetime | None = None, queued_secon
     come back as they were before the claim, so the caller can tell what changed.
     ``queued_seconds`` lengthens the lease by how long the claim's message may wait in the
     queue behind the others the caller just sent (a mass expiry's last groups): a claim that
-    lapsed before its message was even read would be claimed and sent again.
+    lapsed before its message was even read would be claimed and sent again. ``until``: the lease's end
+    instead (a message whose wait the caller knows), written with the claim, not by a second UPDATE.
     """
     token = uuid.uuid4()
     with transaction.atomic():
         rows = list(qs.select_for_update(skip_locked=True, of=("self",))[:limit])
         if rows:
-            qs.model.objects.filter(pk__in=[r.pk for r in rows]).update(
-                claim_token=token, lease_until=lease_until(now) + timedelta(seconds=queued_seconds), **changes)
+            lapses = until if until is not None else lease_until(now) + timedelta(seconds=queued_seconds)
+            qs.model.objects.filter(pk__in=[r.pk for r in rows]).update(claim_token=token, lease_until=lapses, **changes)
     return token, rows
 
 

@@ -59,6 +59,37 @@ def test_take_gives_a_message_its_rows_once():
 
 
 @pytest.mark.django_db
+def test_a_message_takes_its_share_of_a_batch_claim():
+    """GIVEN one claim covering a batch that goes out in several messages, its token carried as text WHEN one
+    message takes its share THEN it gets those rows only, the others keep the batch's claim, and a row of
+    its share claimed again meanwhile stays with its new holder."""
+    ids = _rows(6)
+    token, _ = claims.claim(_due(), limit=10)
+    other = uuid.uuid4()
+    HeldRemoval.objects.filter(pk=ids[2]).update(claim_token=other)
+    mine, rows = claims.take(HeldRemoval, ids[:3], str(token))
+    assert sorted(r.pk for r in rows) == ids[:2] and all(r.claim_token == mine for r in rows)
+    assert set(HeldRemoval.objects.filter(claim_token=token).values_list("id", flat=True)) == set(ids[3:])
+    assert HeldRemoval.objects.get(pk=ids[2]).claim_token == other
+
+
+@pytest.mark.django_db
+def test_a_claim_can_set_its_lease_in_its_one_update():
+    """GIVEN work whose message waits behind others WHEN it is claimed with the lease's end THEN one UPDATE
+    writes the claim and that lease (a second UPDATE of the rows in the same transaction rewrote every index
+    again and re-checked their foreign keys)."""
+    from django.test.utils import CaptureQueriesContext
+
+    ids = _rows(4)
+    later = timezone.now() + timedelta(minutes=5)
+    with CaptureQueriesContext(connection) as q:
+        token, rows = claims.claim(_due(), limit=10, until=later)
+    assert [x["sql"].upper().startswith("UPDATE") for x in q.captured_queries].count(True) == 1
+    assert sorted(r.pk for r in rows) == ids
+    assert set(HeldRemoval.objects.filter(claim_token=token).values_list("lease_until", flat=True)) == {later}
+
+
+@pytest.mark.django_db
 def test_release_hands_rows_back_at_once_and_only_to_the_holder():
     ids = _rows(2)
     token, _ = claims.claim(_due(), limit=10)

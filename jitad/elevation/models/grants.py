@@ -51,7 +51,9 @@ class Grant(ClaimedWork):
         FAILED = "grant_failed", "cleanup after a failed grant"
 
     request = models.OneToOneField(AccessRequest, on_delete=models.PROTECT, related_name="grant")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="grants")
+    # No index of its own: the (user, group_dn) and (user, target, created_at) indexes begin with it, and each
+    # index more is written again by every change of a grant's state (a mass expiry changes each grant thrice).
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="grants", db_index=False)
     target = models.ForeignKey(Target, on_delete=models.PROTECT, related_name="grants")
     group_dn = models.CharField(max_length=512)
     user_dn = models.CharField(max_length=512, blank=True)

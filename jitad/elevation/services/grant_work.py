@@ -18,7 +18,7 @@ from jitad.accounts.models import DirectoryAccount
 from jitad.audit.services import AuditEntry
 from jitad.engine import claims, keeper, queue
 
-from ..models import Grant
+from ..models import Grant, Target
 
 
 def _entry(grant: Grant, *, actor: str, action: str, before: str, after: str, reason: str = "", **data) -> AuditEntry:
@@ -64,7 +64,12 @@ def _enqueue_revoke_checks(grants: list[Grant], token: uuid.UUID) -> None:
 def _taken(grant_ids, token):
     """Swap the claim a message carries for this execution's own (a duplicate gets nothing), and
     keep renewing it while the block runs: a dead worker's claim lapses within one lease."""
-    mine, grants = claims.take(Grant.objects.select_related("user", "target"), grant_ids, token)
+    mine, grants = claims.take(Grant.objects.select_related("user"), grant_ids, token)
+    # A batch's grants share a target or a few (a removal is one group's): each target is read once and
+    # shared, not joined into every row and decoded again for each (its lists are JSON).
+    targets = Target.objects.in_bulk({g.target_id for g in grants})
+    for g in grants:
+        g.target = targets[g.target_id]
     if not grants:
         yield grants, mine
         return

@@ -174,10 +174,9 @@ def _claim_for_message(qs, *, limit: int, due, countdown: float | None = None) -
     (``message_lease``); the messages go out once the caller's transaction commits.
     """
     with transaction.atomic():
-        token, rows = claims.claim(qs, limit=limit)
+        token, rows = claims.claim(qs, limit=limit, until=message_lease(due))
         claimed = [r.pk for r in rows]
         if claimed:
-            Delivery.objects.filter(id__in=claimed, claim_token=token).update(lease_until=message_lease(due))
             # Re-queued in bulk (their messages lost, or their claims lapsed behind a busy queue): one
             # batch message, e-mails a chunk per session, as when they were first sent.
             deliveries_enqueue_on_commit(delivery_ids=claimed, token=token, countdown=countdown,
