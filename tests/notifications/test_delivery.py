@@ -272,6 +272,29 @@ def test_operator_can_send_failed_deliveries_again(django_capture_on_commit_call
 
 
 @pytest.mark.django_db
+def test_failed_deliveries_are_sent_again_a_chunk_at_a_time(monkeypatch, django_capture_on_commit_callbacks):
+    """GIVEN five failed deliveries and a sent one, retried with chunks of two WHEN an operator sends them again
+    THEN the five are pending with a fresh count, in three chunks with a claim and a message each (a mass
+    expiry's notices are 100,000 ids, and a statement takes 65,535 parameters), and the sent one is untouched."""
+    from jitad.notifications.services import delivery as delivery_module
+
+    monkeypatch.setattr(delivery_module, "RETRY_CHUNK", 2)
+    note = Notification.objects.create(event="test", subject="s", body="b")
+    failed = [Delivery.objects.create(notification=note, channel="email", destination=f"p{i}", address=f"p{i}@example.org",
+                                      attempts=3, state=DeliveryState.FAILED, last_error="attempt 3: refused").id
+              for i in range(5)]
+    sent = Delivery.objects.create(notification=note, channel="email", destination="bo", address="bo@example.org",
+                                   state=DeliveryState.SENT)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        assert deliveries_retry(delivery_ids=[*failed, sent.id]) == 5
+    assert len(queued) == 3
+    rows = Delivery.objects.filter(id__in=failed)
+    assert {(d.state, d.attempts) for d in rows} == {(DeliveryState.PENDING, 0)}
+    assert len({d.claim_token for d in rows}) == 3 and None not in {d.claim_token for d in rows}
+    assert Delivery.objects.get(id=sent.id).state == DeliveryState.SENT
+
+
+@pytest.mark.django_db
 def test_grant_failure_alert_never_contains_the_bind_password(settings, tmp_path, receiver):
     """GIVEN jitad configured with a bind password and no reachable DC WHEN applying a
     grant fails for good THEN the grant_failed alert (as recorded and as delivered), the

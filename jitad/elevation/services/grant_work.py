@@ -65,15 +65,15 @@ def _taken(grant_ids, token):
     """Swap the claim a message carries for this execution's own (a duplicate gets nothing), and
     keep renewing it while the block runs: a dead worker's claim lapses within one lease."""
     mine, grants = claims.take(Grant.objects.select_related("user"), grant_ids, token)
-    # A batch's grants share a target or a few (a removal is one group's): each target is read once and
-    # shared, not joined into every row and decoded again for each (its lists are JSON).
-    targets = Target.objects.in_bulk({g.target_id for g in grants})
-    for g in grants:
-        g.target = targets[g.target_id]
     if not grants:
         yield grants, mine
         return
     with keeper.held(Grant, mine):
+        # A batch's grants share a target or a few (a removal is one group's): each target is read once and
+        # shared, not joined into every row and decoded again for each (its lists are JSON).
+        targets = Target.objects.in_bulk({g.target_id for g in grants})
+        for g in grants:
+            g.target = targets[g.target_id]
         yield grants, mine
 
 

@@ -254,13 +254,26 @@ def _never_finished(lapsed) -> int:
     return retried
 
 
+RETRY_CHUNK = 5000  # deliveries an operator's retry moves in one transaction and message
+
+
 def deliveries_retry(*, delivery_ids: list[int]) -> int:
-    """An operator sends failed deliveries again, with a fresh count of attempts."""
+    """An operator sends failed deliveries again, with a fresh count of attempts.
+
+    RETRY_CHUNK at a time, each chunk in its own transaction with its own message: every statement
+    stays far below PostgreSQL's 65,535 parameters (all of a mass expiry's notices, selected in the
+    admin after an SMTP outage, are 100,000 ids), and each chunk is either queued or left failed.
+    """
     now = timezone.now()
-    with transaction.atomic():
-        ids = list(Delivery.objects.filter(id__in=delivery_ids, state=DeliveryState.FAILED).values_list("id", flat=True))
-        Delivery.objects.filter(id__in=ids).update(state=DeliveryState.PENDING, attempts=0, next_attempt_at=now,
-                                                   claim_token=None, lease_until=None, attempt_started_at=None)
-        if ids:
-            _claim_for_message(Delivery.objects.filter(id__in=ids), limit=len(ids), due=now)
-    return len(ids)
+    wanted = list(delivery_ids)
+    done = 0
+    for i in range(0, len(wanted), RETRY_CHUNK):
+        with transaction.atomic():
+            ids = list(Delivery.objects.filter(id__in=wanted[i:i + RETRY_CHUNK], state=DeliveryState.FAILED)
+                       .values_list("id", flat=True))
+            Delivery.objects.filter(id__in=ids).update(state=DeliveryState.PENDING, attempts=0, next_attempt_at=now,
+                                                       claim_token=None, lease_until=None, attempt_started_at=None)
+            if ids:
+                _claim_for_message(Delivery.objects.filter(id__in=ids), limit=len(ids), due=now)
+        done += len(ids)
+    return done

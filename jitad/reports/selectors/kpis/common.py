@@ -19,6 +19,7 @@ from ...figures import Records
 MAX_IDS = 500
 # Rows listed in a table of people or grants (the figure still counts them all).
 MAX_ROWS = 200
+ID_CHUNK = 10_000  # ids in one statement's IN list at most (PostgreSQL takes 65,535 bound parameters)
 
 
 class Epoch(Func):

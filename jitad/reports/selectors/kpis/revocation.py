@@ -9,7 +9,7 @@ from jitad.audit.models import AuditEvent
 from jitad.elevation.models import Grant
 
 from ...figures import Chart, Column, Figure, Section, Table
-from .common import MAX_ROWS, Epoch, Scope, histogram, moment, pct, records, seconds
+from .common import ID_CHUNK, MAX_ROWS, Epoch, Scope, histogram, moment, pct, records, seconds
 
 DEFINITION = (
     "Grants that became active and whose end fell in the period: the end is the expiry, or the moment an "
@@ -47,10 +47,11 @@ def section(scope: Scope) -> Section:
     sla = settings.JITAD_REPORT_REVOKE_SLA_SECONDS
     ended = _ended(scope)
     events = _failed_events(scope)
-    # The grants behind the events, within the scope: their state and removal (one query, few rows).
-    outcome = {i: (st, rv) for i, st, rv in Grant.objects.filter(
-        scope.grants_q(), id__in={e[1] for e in events}).values_list("id", "state", "revoked_at")} \
-        if events else {}
+    # The grants behind the events, within the scope: their state and removal (a query per ID_CHUNK ids: a DC
+    # outage during a mass expiry leaves as many events as grants, and a statement takes 65,535 parameters).
+    behind = sorted({e[1] for e in events})
+    outcome = {i: (st, rv) for k in range(0, len(behind), ID_CHUNK) for i, st, rv in Grant.objects.filter(
+        scope.grants_q(), id__in=behind[k:k + ID_CHUNK]).values_list("id", "state", "revoked_at")}
     episodes = [e for e in events if e[2] < scope.end and e[1] in outcome]
     ended_ids = {g[0] for g in ended}
     # An ended grant's revoke_failed episodes follow its end, so they are all among ``events``.

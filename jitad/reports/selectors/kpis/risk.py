@@ -10,7 +10,7 @@ from jitad.elevation.models import AccessRequest, Grant, HeldRemoval, Policy, Ta
 from jitad.elevation.selectors.workflow import off_hours
 
 from ...figures import Column, Figure, Section, Table
-from .common import MAX_ROWS, Epoch, Scope, WorkingHours, moment, range_query, records
+from .common import ID_CHUNK, MAX_ROWS, Epoch, Scope, WorkingHours, moment, range_query, records
 from .intervals import scope_grants
 from .reviews import review_outcomes
 from .risk_evidence import evidence_signals
@@ -94,8 +94,9 @@ def _off_hours(activations: list[tuple[int, float]], wh: WorkingHours) -> list[t
     windowed = {p.pk: p for p in Policy.objects.exclude(time_windows={})}
     policy_of = {}
     if windowed and activations:
-        policy_of = dict(Grant.objects.filter(id__in=[i for i, _a in activations], request__policy_id__in=list(windowed))
-                         .values_list("id", "request__policy_id"))
+        ids = [i for i, _a in activations]  # a query per ID_CHUNK: a statement takes 65,535 parameters
+        policy_of = {i: p for k in range(0, len(ids), ID_CHUNK) for i, p in Grant.objects.filter(
+            id__in=ids[k:k + ID_CHUNK], request__policy_id__in=list(windowed)).values_list("id", "request__policy_id")}
     out = []
     for i, a in activations:
         policy = windowed.get(policy_of.get(i))
