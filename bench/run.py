@@ -49,6 +49,9 @@ from tests.support.worker import CeleryWorker  # noqa: E402
 
 N_LATENCY = int(os.environ.get("BENCH_N", "100"))
 NICE = {"notifications,hosts": 10}  # the deliveries' worker process, below the engine's
+# As ops/README.md runs them: the engine's worker with twice the cores (a removal waits on the DC and the
+# database about half its time), the notifications worker with two.
+PROCESSES = {"celery": 4, "notifications,hosts": 2}
 
 
 def _interrupt(signum, frame):
@@ -124,7 +127,7 @@ def engine() -> int:
             pass
         env = dict(os.environ, PYTHONPATH=str(REPO))
         # As ops/README.md advises where they share CPUs: deliveries run below the engine.
-        worker = CeleryWorker(env, VAR / "logs", nice=NICE)
+        worker = CeleryWorker(env, VAR / "logs", nice=NICE, concurrency=PROCESSES)
         workers.append(worker)
         worker.start()
 
@@ -264,7 +267,7 @@ def engine() -> int:
                 break
 
         # 3b. Variants of the first size's wave, each beside its own floor: without e-mail (no notice
-        # recorded), with one engine process instead of two, and with two engine nodes.
+        # recorded), with one and with two engine processes instead of four, and with two engine nodes.
         variants = []
         first = sizes[0]
         if os.environ.get("BENCH_MASS_VARIANTS", "1") != "0" and f"mass_expiry_{size_label(first)}_s" in mass \
@@ -274,8 +277,10 @@ def engine() -> int:
             finished = mass_wave(first, "_no_mail")
             mass_users.update(email=Concat("username", Value(f"@{MAIL_DOMAIN}")))
             variants.append("_no_mail")
-            for label, started in (("_1proc", [dict(concurrency=1, nice=NICE)]),
-                                   ("_2nodes", [dict(nice=NICE), dict(beat=False, queues=("celery",))])):
+            for label, started in (("_1proc", [dict(concurrency={**PROCESSES, "celery": 1}, nice=NICE)]),
+                                   ("_2proc", [dict(concurrency={**PROCESSES, "celery": 2}, nice=NICE)]),
+                                   ("_2nodes", [dict(concurrency=PROCESSES, nice=NICE),
+                                                dict(concurrency=PROCESSES, beat=False, queues=("celery",))])):
                 if not finished:
                     break
                 for w in workers:
@@ -359,7 +364,8 @@ def write(results: dict) -> None:
     base = results.get(f"mass_expiry_{first}_s")
     named = {"": f"as above ({sizes[0]:,})", "_no_mail": "without e-mail (no notice recorded)",
              "_1proc": "one engine worker process (concurrency 1)",
-             "_2nodes": "two engine nodes (2 + 2 processes, one database)"}
+             "_2proc": "two engine worker processes (concurrency 2, one per CPU)",
+             "_2nodes": f"two engine nodes ({PROCESSES['celery']} + {PROCESSES['celery']} processes, one database)"}
     variant_rows, cpu_rows = [], []
     variants = [v for v in (results.get("mass_expiry_variants") or "").split(",") if v]
     for v in variants:
@@ -386,8 +392,9 @@ Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()
 Python {platform.python_version()}, Samba {samba.removeprefix("Version ")}, database {results['database']}, broker
 {results['broker']}, the sweep woken by the scheduler at each grant's end (safety-net sweep every
 {results['sweep_interval_s']} s), a Celery worker for the engine's
-queue (2 processes, with beat) and one for notifications and hosts (2 processes, at nice 10 as
-ops/README.md advises), all on the same CPUs as the DC; notices' e-mails go to a real SMTP
+queue ({PROCESSES['celery']} processes, with beat) and one for notifications and hosts
+({PROCESSES['notifications,hosts']} processes, at nice 10), as ops/README.md advises, all on the
+same CPUs as the DC; notices' e-mails go to a real SMTP
 server on 127.0.0.1 (in the bench's process); {results['samples']} samples for the latency rows. The machine is
 shared and absolute times swing by about ±50 % from run to run: read the ratios to the
 floor, measured on the same DC in the same run, first.

@@ -10,6 +10,7 @@ from django.db import connection, transaction
 from django.db.models import Min
 from django.utils import timezone
 
+from jitad.bulk import insert_many
 from jitad.engine import queue
 
 from .models import AuditChainHead, AuditCheckpoint, AuditEvent, SiemCursor
@@ -75,7 +76,7 @@ def audit_record_many(entries: list[AuditEntry]) -> list[AuditEvent]:
             )
         )
         prev = digest
-    AuditEvent.objects.bulk_create(rows, batch_size=1000)
+    insert_many(AuditEvent, rows)
     head.last_hash = prev
     head.count += len(rows)
     head.save(update_fields=["last_hash", "count"])

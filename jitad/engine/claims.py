@@ -2,9 +2,11 @@
 
 * ``claim`` (a sweep, or a service that starts work): mark rows nobody holds with a new token
   and a lease, in one short transaction, skipping rows another transaction has locked.
+* ``claim_each``: the same, with a token per value of a field (a message per group).
 * ``take`` (the execution a message starts): swap the message's token for the execution's
   own. A second delivery of the same message finds no row with its token and does nothing;
-  a message whose claim lapsed and was claimed again by a sweep does nothing either.
+  a message whose claim lapsed and was claimed again by a sweep does nothing either. A
+  message whose token is its own (``claim_each``) may keep it instead: nothing is written.
 * ``release``: hand a claim back at once (its message could not be sent, or the work is not
   this execution's to do), so the next sweep claims the row without waiting for the lease.
 * ``held`` (jitad.engine.keeper): renew the lease while the execution works.
@@ -24,13 +26,15 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Case, QuerySet, Value, When
+from django.db.models.functions import Coalesce
+from django.db.models.lookups import Exact
 from django.utils import timezone
 
-from .keeper import held, lease_until
+from .keeper import held, lease_seconds, lease_until
 from .retry import backoff_seconds
 
-__all__ = ["Failed", "attempt_failed", "claim", "held", "lease_until", "release", "take"]
+__all__ = ["Failed", "attempt_failed", "claim", "claim_each", "held", "holding", "lease_until", "release", "take"]
 
 ERROR_MAX = 2000  # characters of an error kept on the row
 
@@ -48,26 +52,80 @@ def claim(qs: QuerySet, *, limit: int, now: datetime | None = None, queued_secon
     instead (a message whose wait the caller knows), written with the claim, not by a second UPDATE.
     """
     token = uuid.uuid4()
+    rows = _claim(qs, limit=limit, now=now, queued_seconds=queued_seconds, until=until,
+                  token=lambda rows: Value(token, output_field=qs.model._meta.get_field("claim_token")), changes=changes)
+    return token, rows
+
+
+def claim_each(qs: QuerySet, field: str, *, limit: int, now: datetime | None = None, queued_seconds: float = 0.0,
+               until: datetime | None = None, **changes) -> tuple[dict[Any, uuid.UUID], list]:
+    """As :func:`claim`, but each value of ``field`` among the claimed rows gets a token of its own; returns
+    ({value: token}, rows), in the same one UPDATE.
+
+    For work sent as a message per value (a revocation per group): each message then carries a token
+    that is its own, and its execution keeps it (``take(..., keep=True)``) instead of writing every row
+    again to swap it.
+    """
+    tokens: dict[Any, uuid.UUID] = {}
+    token_field = qs.model._meta.get_field("claim_token")
+
+    def token(rows):
+        for row in rows:
+            tokens.setdefault(getattr(row, field), uuid.uuid4())
+        if len(tokens) == 1:
+            return Value(next(iter(tokens.values())), output_field=token_field)
+        return Case(*[When(**{field: value}, then=Value(t, output_field=token_field)) for value, t in tokens.items()],
+                    output_field=token_field)
+
+    rows = _claim(qs, limit=limit, now=now, queued_seconds=queued_seconds, until=until, token=token, changes=changes)
+    return tokens, rows
+
+
+def _claim(qs: QuerySet, *, limit: int, now, queued_seconds: float, until, token: Callable, changes: dict) -> list:
     with transaction.atomic():
         rows = list(qs.select_for_update(skip_locked=True, of=("self",))[:limit])
         if rows:
             lapses = until if until is not None else lease_until(now) + timedelta(seconds=queued_seconds)
-            qs.model.objects.filter(pk__in=[r.pk for r in rows]).update(claim_token=token, lease_until=lapses, **changes)
-    return token, rows
+            qs.model.objects.filter(pk__in=[r.pk for r in rows]).update(claim_token=token(rows), lease_until=lapses,
+                                                                        **changes)
+    return rows
 
 
-def take(rows, pks, token) -> tuple[uuid.UUID, list]:
+def holding(token):
+    """A filter for rows the caller names by key, that still carry ``token``: the token compared as a
+    value, never looked up through its index.
+
+    One claim's token may name a whole batch (a mass expiry's 2,000 grants, or 5,000 e-mails), and
+    PostgreSQL, taking the token for the rarer of the two, read every row of the batch and matched each
+    against the keys: with ``filter(holding(token), pk__in=keys)`` it reads the keys' rows alone.
+    """
+    token = token if isinstance(token, uuid.UUID) else uuid.UUID(str(token))  # a message carries it as text
+    return Exact(Coalesce("claim_token", "claim_token"), token)
+
+
+def take(rows, pks, token, *, keep: bool = False) -> tuple[uuid.UUID, list]:
     """Swap ``token`` for this execution's own on the rows ``pks`` that still carry it; returns (mine, rows).
 
     ``rows`` is the model, or a queryset of it that narrows what may be taken (a state) and
     how the rows come back (``select_related``, an order). The list is empty when another
     delivery of the same message, or a later claim, has them.
+
+    ``keep``: the token is this message's own (``claim_each``), and the execution keeps it: nothing is
+    written unless the lease ends within half a lease (the keeper renews it from then on). A second
+    delivery of the same message running at the same time then does the same work, which must be
+    idempotent, and records nothing: recording the outcome is conditional on the claim, and the
+    first to record it ends the claim.
     """
     base = rows if isinstance(rows, QuerySet) else rows.objects.all()
     pks = list(pks)
+    if keep:
+        token = token if isinstance(token, uuid.UUID) else uuid.UUID(str(token))  # handed back as it is held
+        soon = timezone.now() + timedelta(seconds=lease_seconds() / 2)
+        base.filter(holding(token), pk__in=pks, lease_until__lt=soon).update(lease_until=lease_until())
+        return token, list(base.filter(holding(token), pk__in=pks))
     mine = uuid.uuid4()
     with transaction.atomic():
-        base.filter(pk__in=pks, claim_token=token).update(claim_token=mine, lease_until=lease_until())
+        base.filter(holding(token), pk__in=pks).update(claim_token=mine, lease_until=lease_until())
     # By key as well as by token: read through the primary key whatever else is claimed.
     return mine, list(base.filter(pk__in=pks, claim_token=mine))
 

@@ -3,6 +3,7 @@
 A mass expiry's grants are interleaved across groups in real life (people ask one at a time);
 the sweep must still hand out each group's grants together, so each group costs one modify.
 """
+import importlib
 import random
 from collections import defaultdict
 from datetime import timedelta
@@ -91,6 +92,29 @@ def test_a_claim_writes_each_grant_once_with_its_new_state_and_the_reason_it_end
     assert audited[failed] == (Grant.State.GRANT_FAILED, Grant.RevokeReason.FAILED)
     assert audited[asked] == (Grant.State.ACTIVE, Grant.RevokeReason.ADMIN)
     assert len(audited) == 6
+
+
+def test_each_groups_removal_carries_a_token_of_its_own_and_keeps_it(monkeypatch):
+    """GIVEN expired grants of three groups, interleaved WHEN the sweep claims them in one claim THEN each
+    group's message carries a token of its own, naming that group's grants alone; WHEN a removal's execution
+    takes them THEN it keeps the token: it writes no grant before its work (a swap of tokens wrote every
+    grant once more)."""
+    grant_revoke = importlib.import_module("jitad.elevation.services.grant_revoke")
+    groups = _due_wave(3, 4)
+    sent = []
+    _revocations_claim(timezone.now(), send=lambda ids, token, _end: sent.append((list(ids), token)), limit=1000)
+    assert len(sent) == 3 and len({token for _ids, token in sent}) == 3
+    for ids, token in sent:
+        assert set(Grant.objects.filter(claim_token=token).values_list("id", flat=True)) == set(ids)
+    assert {frozenset(ids) for ids, _t in sent} == {frozenset(ids) for ids in groups.values()}
+
+    ids, token = sent[0]
+    taken = []
+    monkeypatch.setattr(grant_revoke, "_revoke", lambda grants, mine: taken.append((sorted(g.id for g in grants), mine)))
+    claimed = set(Grant.objects.filter(id__in=ids).values_list("id", "claim_token", "lease_until", "state"))
+    grant_revoke.grants_revoke_execute(grant_ids=ids, token=str(token))
+    assert taken == [(sorted(ids), token)]
+    assert set(Grant.objects.filter(id__in=ids).values_list("id", "claim_token", "lease_until", "state")) == claimed
 
 
 def test_a_group_larger_than_the_batch_is_claimed_in_batches_of_its_own():

@@ -90,6 +90,69 @@ def test_a_claim_can_set_its_lease_in_its_one_update():
 
 
 @pytest.mark.django_db
+def test_a_claim_each_gives_every_value_a_token_of_its_own_in_one_update():
+    """GIVEN rows of three groups WHEN they are claimed a token per group THEN one UPDATE writes every row's
+    claim and changes, each group's rows carry their group's token and no other, and the rows come back as
+    they were before the claim."""
+    from django.test.utils import CaptureQueriesContext
+
+    by_group = {}
+    for j in range(3):
+        batch = uuid.uuid4()
+        HeldRemoval.objects.bulk_create([HeldRemoval(group_dn=f"CN=g{j},OU=JIT,DC=x", member_dn=f"CN=m{i},DC=x",
+                                                     member_key=f"cn=m{i},dc=x", batch=batch, attempts=1)
+                                         for i in range(4)])
+        by_group[f"CN=g{j},OU=JIT,DC=x"] = set(HeldRemoval.objects.filter(batch=batch).values_list("id", flat=True))
+    with CaptureQueriesContext(connection) as q:
+        tokens, rows = claims.claim_each(_due(), "group_dn", limit=100, attempts=5)
+    assert [x["sql"].upper().startswith("UPDATE") for x in q.captured_queries].count(True) == 1
+    assert set(tokens) == set(by_group) and len(set(tokens.values())) == 3
+    assert {r.attempts for r in rows} == {1} and len(rows) == 12  # as they were
+    for group_dn, ids in by_group.items():
+        assert set(HeldRemoval.objects.filter(claim_token=tokens[group_dn]).values_list("id", flat=True)) == ids
+    assert set(HeldRemoval.objects.values_list("attempts", flat=True)) == {5}
+    # One value alone: its token, the same way.
+    HeldRemoval.objects.update(claim_token=None, lease_until=None)
+    one, rows = claims.claim_each(_due().filter(group_dn="CN=g1,OU=JIT,DC=x"), "group_dn", limit=100)
+    assert list(one) == ["CN=g1,OU=JIT,DC=x"]
+    assert set(HeldRemoval.objects.filter(claim_token=one["CN=g1,OU=JIT,DC=x"]).values_list("id", flat=True)) == \
+        by_group["CN=g1,OU=JIT,DC=x"]
+
+
+@pytest.mark.django_db
+def test_an_execution_may_keep_its_messages_own_token_writing_nothing(settings):
+    """GIVEN rows claimed with a token of their message's own WHEN the execution takes them keeping the token
+    THEN it gets them and writes nothing while the lease has more than half of it left; a lease closer to its
+    end is pushed out first; a second delivery at the same time gets the rows too (its work is idempotent,
+    and recording is conditional on the claim); a message whose claim lapsed and was claimed again, or that
+    already ended, gets nothing."""
+    from django.test.utils import CaptureQueriesContext
+
+    settings.JITAD_LEASE_SECONDS = 10
+    ids = _rows(3)
+    token, _ = claims.claim(_due(), limit=10)
+    with CaptureQueriesContext(connection) as q:
+        mine, rows = claims.take(HeldRemoval, ids, str(token), keep=True)
+    assert mine == token and sorted(r.pk for r in rows) == ids
+    assert all(r.claim_token == token for r in rows)
+    assert set(HeldRemoval.objects.filter(pk__in=ids).values_list("claim_token", flat=True)) == {token}
+    assert not any(HeldRemoval.objects.filter(pk__in=ids, lease_until__lt=timezone.now() + timedelta(seconds=9)))
+    assert [x["sql"].upper().startswith("UPDATE") for x in q.captured_queries].count(True) <= 1  # renews none
+    assert sorted(r.pk for r in claims.take(HeldRemoval, ids, token, keep=True)[1]) == ids  # the duplicate
+
+    soon = timezone.now() + timedelta(seconds=2)
+    HeldRemoval.objects.filter(pk=ids[0]).update(lease_until=soon)
+    claims.take(HeldRemoval, ids, token, keep=True)
+    assert HeldRemoval.objects.get(pk=ids[0]).lease_until > soon + timedelta(seconds=5)
+
+    HeldRemoval.objects.filter(pk__in=ids).update(lease_until=timezone.now() - timedelta(seconds=1))
+    newer, _ = claims.claim(_due(), limit=10)
+    assert claims.take(HeldRemoval, ids, token, keep=True)[1] == []  # claimed again after its lease lapsed
+    claims.release(HeldRemoval, ids, newer)
+    assert claims.take(HeldRemoval, ids, newer, keep=True)[1] == []  # ended
+
+
+@pytest.mark.django_db
 def test_release_hands_rows_back_at_once_and_only_to_the_holder():
     ids = _rows(2)
     token, _ = claims.claim(_due(), limit=10)

@@ -429,7 +429,7 @@ def test_a_resume_chain_that_lost_its_lease_stops_and_a_refused_one_frees_it(set
     """GIVEN e-mails waiting behind a resume chain WHEN a message of another chain (its lease taken over) runs THEN
     it sends nothing and stops; WHEN the broker refuses a new chain's message THEN its lease is given back, so the
     next batch starts a chain (not left to the periodic check)."""
-    from jitad.notifications.services import waiting
+    from jitad.notifications.services import compose, waiting
 
     _revocations(seconds_ago=0)
     tasks.deliveries_send_batch(*_told(_person("alice")))
@@ -439,8 +439,8 @@ def test_a_resume_chain_that_lost_its_lease_stops_and_a_refused_one_frees_it(set
     assert tasks.deliveries_resume("a-chain-that-lost-its-lease") == 0
     assert published == [] and smtp.messages == []
 
-    waiting.lease_release(name=waiting.RESUME_LEASE, holder=holder)
+    waiting.lease_release(name=compose.RESUME_LEASE, holder=holder)
     monkeypatch.setattr(waiting.queue, "enqueue", lambda *a, **kw: False)  # the broker refuses
-    assert waiting._resume_soon() is False
+    assert compose.resume_soon() is False
     monkeypatch.setattr(waiting.queue, "enqueue", lambda name, *args, **kw: published.append((name, args)) or True)
-    assert waiting._resume_soon() is True and [name for name, _ in published] == ["jitad.notifications.resume"]
+    assert compose.resume_soon() is True and [name for name, _ in published] == ["jitad.notifications.resume"]

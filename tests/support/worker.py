@@ -26,17 +26,22 @@ class CeleryWorker:
     the machine's journal. ``queues=("celery,notifications",)`` runs one process for both.
     """
 
-    def __init__(self, env: dict[str, str], log_dir: Path, beat: bool = True, concurrency: int = 2,
+    def __init__(self, env: dict[str, str], log_dir: Path, beat: bool = True, concurrency: int | dict[str, int] = 2,
                  queues: tuple[str, ...] = QUEUES, nice: dict[str, int] | None = None):
         self.env = env
         self.nice = nice or {}  # queue -> CPU niceness of its process (ops/README.md: deliveries below the engine)
         self.log_dir = Path(log_dir)
         self.beat = beat
-        self.concurrency = concurrency
+        self.concurrency = concurrency  # processes per queue's worker: one number for all, or by queue (default 2)
         self.queues = queues
         self.proc: subprocess.Popen | None = None
         self.others: list[subprocess.Popen] = []
         self.log_path: Path | None = None
+
+    def _processes(self, queue: str) -> int:
+        if isinstance(self.concurrency, dict):
+            return self.concurrency.get(queue, 2)
+        return self.concurrency
 
     def start(self, timeout: float = 60) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -49,7 +54,7 @@ class CeleryWorker:
             names.append(node)
             cmd = [
                 sys.executable, "-m", "celery", "-A", "jitad", "worker", "-l", "INFO", "-Q", queue,
-                "-c", str(self.concurrency), "-n", f"{node}@%h", "--without-mingle", "--without-gossip",
+                "-c", str(self._processes(queue)), "-n", f"{node}@%h", "--without-mingle", "--without-gossip",
             ]
             if self.beat and i == 0:
                 cmd += ["-B", "-s", str(self.log_dir / f"beat-{name}")]

@@ -142,7 +142,10 @@ def grants_revoke_execute(*, grant_ids: list[int], token) -> None:
     revocations run (jitad.notifications)."""
     _revoking_mark()
     try:
-        with _taken(grant_ids, token) as (grants, mine):
+        # The claim gave this message its own token (a group's, or one grant's), and a removal is idempotent:
+        # kept, not swapped. A second delivery running at the same time removes the same members and
+        # records nothing (the grants are marked revoked conditional on the claim, once).
+        with _taken(grant_ids, token, keep=True) as (grants, mine):
             if grants:
                 _revoke(grants, mine)
     finally:

@@ -41,50 +41,72 @@ _CLAIMED_FIELDS = ("id", "state", "revoke_reason", "group_dn", "expires_at", "ta
                    "user__username", "target__name")
 
 
-def _claim(qs, *, to_state: str | None, limit: int, queued: int = 0, wait: float = 0.0) -> tuple[uuid.UUID, list[Grant]]:
-    """Claim up to ``limit`` grants matching ``qs`` in one short transaction; audit state changes.
+def _changes(to_state: str | None) -> dict:
+    """What a claim moving grants to ``to_state`` writes with it, in its one UPDATE.
+
+    The new state, its count of attempts and the reason a grant ends: each further UPDATE of a claimed
+    row in the same transaction rewrote every index of the table again and re-checked the row's foreign
+    keys (a mass expiry claims thousands).
+    """
+    if to_state is None:
+        return {}
+    # A new phase starts its own count of attempts; a retry (a row already in that state) keeps counting.
+    moving = ~Q(state=to_state)
+    changes = {
+        "state": Value(to_state),
+        "attempts": Case(When(moving, then=Value(0)), default=F("attempts"),
+                         output_field=Grant._meta.get_field("attempts")),
+        "next_attempt_at": Case(When(moving, then=Value(None)), default=F("next_attempt_at"),
+                                output_field=Grant._meta.get_field("next_attempt_at")),
+    }
+    if to_state == GrantState.REVOKING:  # why it ends, unless a release or admin revoke said already
+        unset = moving & Q(revoke_reason="")
+        changes["revoke_reason"] = Case(
+            When(unset & Q(state=GrantState.GRANT_FAILED), then=Value(Grant.RevokeReason.FAILED)),
+            When(unset, then=Value(Grant.RevokeReason.EXPIRED)),
+            default=F("revoke_reason"), output_field=Grant._meta.get_field("revoke_reason"))
+    return changes
+
+
+def _claimable(qs):
+    # Only what the audit entries and the messages need: a mass expiry claims thousands of rows.
+    return qs.select_related("user", "target").only(*_CLAIMED_FIELDS).order_by("expires_at")
+
+
+def _claimed_audit(rows: list[Grant], to_state: str | None) -> None:
+    """Audit the claimed grants' change of state (``rows`` as they were before the claim)."""
+    entries = []
+    for g in rows:
+        if to_state is not None and g.state != to_state:
+            if to_state == GrantState.REVOKING and not g.revoke_reason:
+                g.revoke_reason = Grant.RevokeReason.FAILED if g.state == GrantState.GRANT_FAILED else Grant.RevokeReason.EXPIRED
+            entries.append(_entry(g, actor="system:sweeper", action=f"grant.{to_state}", before=g.state,
+                                  after=to_state, reason=g.revoke_reason))
+    audit_record_many(entries)
+
+
+def _claim(qs, *, to_state: str | None, limit: int) -> tuple[uuid.UUID, list[Grant]]:
+    """Claim up to ``limit`` grants matching ``qs`` in one short transaction; audit state changes."""
+    with transaction.atomic():
+        token, rows = claims.claim(_claimable(qs), limit=limit, now=timezone.now(), **_changes(to_state))
+        _claimed_audit(rows, to_state)
+    return token, rows
+
+
+def _claim_groups(qs, *, to_state: str | None, limit: int, queued: int = 0,
+                  wait: float = 0.0) -> tuple[dict[str, uuid.UUID], list[Grant]]:
+    """As :func:`_claim`, a token per group: each group's removal is a message of its own, whose execution
+    keeps the token (``grants_revoke_execute``) instead of writing every grant again to swap it.
 
     ``queued``: how many messages this sweep already sent; the claim's lease covers their wait,
     and ``wait`` seconds more (a removal sent to run at a grant end still to come).
-
-    The new state, its count of attempts and the reason a grant ends are written with the claim, in
-    its one UPDATE: each further UPDATE of a claimed row in the same transaction rewrote every index
-    of the table again and re-checked the row's foreign keys (a mass expiry claims thousands).
     """
-    now = timezone.now()
-    changes = {}
-    if to_state is not None:
-        # A new phase starts its own count of attempts; a retry (a row already in that state) keeps counting.
-        moving = ~Q(state=to_state)
-        changes = {
-            "state": Value(to_state),
-            "attempts": Case(When(moving, then=Value(0)), default=F("attempts"),
-                             output_field=Grant._meta.get_field("attempts")),
-            "next_attempt_at": Case(When(moving, then=Value(None)), default=F("next_attempt_at"),
-                                    output_field=Grant._meta.get_field("next_attempt_at")),
-        }
-        if to_state == GrantState.REVOKING:  # why it ends, unless a release or admin revoke said already
-            unset = moving & Q(revoke_reason="")
-            changes["revoke_reason"] = Case(
-                When(unset & Q(state=GrantState.GRANT_FAILED), then=Value(Grant.RevokeReason.FAILED)),
-                When(unset, then=Value(Grant.RevokeReason.EXPIRED)),
-                default=F("revoke_reason"), output_field=Grant._meta.get_field("revoke_reason"))
     with transaction.atomic():
-        # Only what the audit entries and the messages need: a mass expiry claims thousands of rows.
-        token, rows = claims.claim(qs.select_related("user", "target").only(*_CLAIMED_FIELDS).order_by("expires_at"),
-                                   limit=limit, now=now,
-                                   queued_seconds=queued * settings.JITAD_SWEEP_MESSAGE_SECONDS + wait, **changes)
-        if not rows:
-            return token, []
-        entries = []
-        for g in rows:  # as they were before the claim
-            if to_state is not None and g.state != to_state:
-                if to_state == GrantState.REVOKING and not g.revoke_reason:
-                    g.revoke_reason = Grant.RevokeReason.FAILED if g.state == GrantState.GRANT_FAILED else Grant.RevokeReason.EXPIRED
-                entries.append(_entry(g, actor="system:sweeper", action=f"grant.{to_state}", before=g.state,
-                                      after=to_state, reason=g.revoke_reason))
-        audit_record_many(entries)
-    return token, rows
+        tokens, rows = claims.claim_each(_claimable(qs), "group_dn", limit=limit, now=timezone.now(),
+                                         queued_seconds=queued * settings.JITAD_SWEEP_MESSAGE_SECONDS + wait,
+                                         **_changes(to_state))
+        _claimed_audit(rows, to_state)
+    return tokens, rows
 
 
 def _due_groups(qs, *, limit: int) -> list[str]:
@@ -148,20 +170,20 @@ def _revocations_claim(now, *, send, limit: int, more=lambda: True, queued: int 
             groups = _due_groups(qs, limit=limit)
             if not groups:
                 break
-            token, rows = _claim(qs.filter(group_dn__in=groups), to_state=to_state, limit=limit,
-                                 queued=queued + done.messages, wait=wait)
+            tokens, rows = _claim_groups(qs.filter(group_dn__in=groups), to_state=to_state, limit=limit,
+                                         queued=queued + done.messages, wait=wait)
             if not rows:
                 break
             by_group: dict[str, list[Grant]] = defaultdict(list)
             for g in rows:
                 by_group[g.group_dn].append(g)
-            for grants in by_group.values():
+            for group_dn, grants in by_group.items():
                 for i in range(0, len(grants), 500):
                     part = grants[i : i + 500]
                     # Run no earlier than the latest end that made these due (a grant whose end is still
                     # to come by this process's clock); a grant asked to end early, or a retry, adds none.
                     ends = [g.expires_at for g in part if g.expires_at <= ended]
-                    send([g.id for g in part], token, max(ends) if ends else None)
+                    send([g.id for g in part], tokens[group_dn], max(ends) if ends else None)
                     done.messages += 1
             done.grants += len(rows)
         else:  # every batch it may claim in one pass was full: more may be due

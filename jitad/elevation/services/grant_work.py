@@ -61,10 +61,13 @@ def _enqueue_revoke_checks(grants: list[Grant], token: uuid.UUID) -> None:
 
 
 @contextmanager
-def _taken(grant_ids, token):
+def _taken(grant_ids, token, *, keep: bool = False):
     """Swap the claim a message carries for this execution's own (a duplicate gets nothing), and
-    keep renewing it while the block runs: a dead worker's claim lapses within one lease."""
-    mine, grants = claims.take(Grant.objects.select_related("user"), grant_ids, token)
+    keep renewing it while the block runs: a dead worker's claim lapses within one lease.
+
+    ``keep``: the message's token is its own (a removal, claimed a token per group), and is kept
+    (``claims.take``): its work must then be idempotent."""
+    mine, grants = claims.take(Grant.objects.select_related("user"), grant_ids, token, keep=keep)
     if not grants:
         yield grants, mine
         return

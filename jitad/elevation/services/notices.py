@@ -246,7 +246,8 @@ def notices_grants_revoked(*, grants: list[Grant], outcome: dict[int, bool]) -> 
             else Notification.Severity.INFO,
             link=link, object_type="grant", object_id=str(g.pk), people=[g.user],
         ))
-    return notifications_create(items=items)
+    # Their e-mails wait while revocations run (a mass expiry), then go together.
+    return notifications_create(items=items, after_revocations=True)
 
 
 def _expiring(g: Grant, now) -> Outgoing:

@@ -15,7 +15,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from jitad.audit.services import audit_record
+from jitad.bulk import insert_many
 from jitad.engine import claims, queue
+from jitad.engine.services import lease_release, lease_take
 
 from ..models import NOT_SET, Delivery, DigestEntry, Notification
 from .destinations import SECURITY, destination_urls, redact
@@ -60,8 +62,9 @@ class Outgoing:
     destinations: Sequence[str] = field(default_factory=tuple)
 
 
-def _deliveries(note: Notification, out: Outgoing, now, token: uuid.UUID) -> list[Delivery]:
-    """The deliveries of one message; the pending ones claimed with ``token`` for the message that sends them."""
+def _deliveries(note: Notification, out: Outgoing, now, token: uuid.UUID, *, email_waits: bool = False) -> list[Delivery]:
+    """The deliveries of one message; the pending ones claimed with ``token`` for the message that sends them,
+    except e-mails that wait for the ``resume`` chain (``email_waits``): those nobody holds."""
     claim = {"claim_token": token, "lease_until": message_lease(now)}
     rows, seen = [], set()
     for person in out.people:
@@ -70,7 +73,8 @@ def _deliveries(note: Notification, out: Outgoing, now, token: uuid.UUID) -> lis
             continue
         seen.add(address.lower())
         rows.append(Delivery(notification=note, channel=Delivery.Channel.EMAIL,
-                             destination=person.get_username(), address=address, next_attempt_at=now, **claim))
+                             destination=person.get_username(), address=address, next_attempt_at=now,
+                             **({} if email_waits else claim)))
     for destination in dict.fromkeys(out.destinations):
         urls = destination_urls(destination)
         if not urls:
@@ -89,31 +93,41 @@ def _deliveries(note: Notification, out: Outgoing, now, token: uuid.UUID) -> lis
     return rows
 
 
-def notifications_create(*, items: Iterable[Outgoing]) -> list[Notification]:
+def notifications_create(*, items: Iterable[Outgoing], after_revocations: bool = False) -> list[Notification]:
     """Record many notifications with their deliveries in a few queries; send them on commit.
 
     For batches (a sweep revoking thousands of grants, a request told to many approvers): two
     bulk inserts, no per-item query, and one task message for all their deliveries.
+
+    ``after_revocations`` (a revocation's notices, recorded while it runs): their e-mails wait with the
+    others while revocations run (``waiting``), so they are recorded unclaimed, with no message of their
+    own, and the ``resume`` chain is started on commit; it sends them all together once no revocation has
+    run for a second. Without it, the e-mails' message would only find the revocations running and hand
+    them back (a mass expiry's hundred messages, each read, released and written again). Other
+    destinations go at once, as always.
     """
     # A message only for people without an address reaches nobody: no row at all.
     items = [o for o in items if o.destinations or any(getattr(p, "email", "") for p in o.people)]
     if not items:
         return []
     now = timezone.now()
+    waits = after_revocations and settings.JITAD_NOTICES_WAIT_SECONDS > 0
     notes = [
         Notification(created_at=now, event=o.event, severity=o.severity, subject=o.subject[:SUBJECT_MAX], body=o.body,
                      link=o.link, object_type=o.object_type, object_id=str(o.object_id)[:64])
         for o in items
     ]
-    Notification.objects.bulk_create(notes)
+    insert_many(Notification, notes)
     token = uuid.uuid4()
-    rows = [d for note, o in zip(notes, items) for d in _deliveries(note, o, now, token)]
-    Delivery.objects.bulk_create(rows)
+    rows = [d for note, o in zip(notes, items) for d in _deliveries(note, o, now, token, email_waits=waits)]
+    insert_many(Delivery, rows)
     for d in rows:
         if d.state == Delivery.State.FAILED:
             log.error("notification %s (%s) not delivered to %s: %s", d.notification_id, d.notification.event,
                       d.destination, d.last_error)
-    pending = [d.id for d in rows if d.state == Delivery.State.PENDING]
+    pending = [d.id for d in rows if d.state == Delivery.State.PENDING and d.claim_token is not None]
+    if waits and len(pending) < sum(d.state == Delivery.State.PENDING for d in rows):
+        transaction.on_commit(_resume_after_commit)
     # Several deliveries (a revocation's notices, a request told to sixty approvers) publish one
     # message, not one per delivery: the caller (a web request, the grant engine) moves on at
     # once, and the notifications worker sends their e-mails a chunk per SMTP session.
@@ -192,6 +206,29 @@ def deliveries_enqueue(*, delivery_ids: list[int], token) -> None:
         if not queue.enqueue(SEND, delivery_id, str(token)):
             _left_to_the_check(ids[i:], token)
             return
+
+
+RESUME = "jitad.notifications.resume"
+RESUME_LEASE = "notices-resume"
+RESUME_SECONDS = 1.0  # how often the waiting e-mails look again
+RESUME_HOLD_SECONDS = 10.0  # the chain's lease, renewed at each look: a lost message frees it this long after
+
+
+def resume_soon() -> bool:
+    """Start the ``resume`` chain that sends the e-mails waiting for revocations to end (``waiting``), unless
+    one runs (its lease, held by the chain's own name); False if the broker refused its message."""
+    holder = uuid.uuid4().hex
+    if not lease_take(name=RESUME_LEASE, holder=holder, seconds=RESUME_HOLD_SECONDS):
+        return True  # a chain runs: it sends these too
+    if queue.enqueue(RESUME, holder, countdown=RESUME_SECONDS):
+        return True
+    lease_release(name=RESUME_LEASE, holder=holder)  # no chain behind it: the next batch tries again
+    return False
+
+
+def _resume_after_commit() -> None:
+    if not resume_soon():
+        log.warning("notice e-mails wait for the periodic check (the broker refused the resume message)")
 
 
 def _left_to_the_check(ids: list[int], token) -> None:

@@ -56,7 +56,7 @@ def deliveries_send_batch(*, delivery_ids: list[int], token: uuid.UUID | str) ->
     for k, i in enumerate(range(chunk, len(emails), chunk), start=1):
         rest = emails[i:i + chunk]
         # Its message waits behind the chunks before it: its claim waits as long.
-        Delivery.objects.filter(id__in=rest, claim_token=token).update(
+        Delivery.objects.filter(claims.holding(token), id__in=rest).update(
             lease_until=message_lease(now) + timedelta(seconds=k * chunk * EMAIL_SECONDS))
         if not queue.enqueue(SEND_BATCH, rest, str(token)):
             claims.release(Delivery, emails[i:], token)  # the periodic check sends them

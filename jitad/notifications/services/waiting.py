@@ -8,7 +8,6 @@ everything waiting for one batch message, each person's notices of one kind in o
 (``email_batch``). The periodic check (``delivery.deliveries_resend``) is the safety net.
 """
 import logging
-import uuid
 
 from django.conf import settings
 from django.db.models import Min, Q
@@ -19,18 +18,15 @@ from jitad.engine.selectors import pulse_at
 from jitad.engine.services import REVOKING, lease_release, lease_take
 
 from ..models import Delivery
+from .compose import RESUME, RESUME_HOLD_SECONDS, RESUME_LEASE, RESUME_SECONDS, resume_soon
 from .delivery import _claim_for_message, _startable
 
 log = logging.getLogger(__name__)
 
 __all__ = ["deliveries_resume"]
 
-RESUME = "jitad.notifications.resume"
-RESUME_LEASE = "notices-resume"
 QUIET_SECONDS = 1.0  # revocations run while the engine's revoking pulse is younger than this
-RESUME_SECONDS = 1.0  # how often the waiting e-mails look again
 RESUME_MAX = 5000  # e-mails one look sends on (as one batch message); more: it looks again at once
-RESUME_HOLD_SECONDS = 10.0  # the chain's lease, renewed at each look: a lost message frees it this long after
 
 
 def _revocations_running(now) -> bool:
@@ -59,23 +55,11 @@ def _wait_for_revocations(emails: list[int], token) -> bool:
     if _waited_enough(Delivery.objects.filter(id__in=emails), now):
         return False
     handed = claims.release(Delivery, emails, token)
-    if _resume_soon():
+    if resume_soon():
         log.info("%d notice e-mail(s) wait while revocations run", handed)
     else:
         log.warning("%d notice e-mail(s) wait for the periodic check (the broker refused the message)", handed)
     return True
-
-
-def _resume_soon() -> bool:
-    """Start the ``resume`` chain unless one runs (its lease, held by the chain's own name); False if the
-    broker refused its message."""
-    holder = uuid.uuid4().hex
-    if not lease_take(name=RESUME_LEASE, holder=holder, seconds=RESUME_HOLD_SECONDS):
-        return True  # a chain runs: it sends these too
-    if queue.enqueue(RESUME, holder, countdown=RESUME_SECONDS):
-        return True
-    lease_release(name=RESUME_LEASE, holder=holder)  # no chain behind it: the next batch tries again
-    return False
 
 
 def deliveries_resume(*, holder: str = "") -> int:
@@ -98,5 +82,5 @@ def deliveries_resume(*, holder: str = "") -> int:
         return len(sent)  # more may wait: the chain goes on at once
     lease_release(name=RESUME_LEASE, holder=holder)  # e-mails that wait from now on start a chain of their own
     if waiting.exists():  # handed back while this chain was ending: a chain of their own, not the periodic check
-        _resume_soon()
+        resume_soon()
     return len(sent)
