@@ -10,6 +10,7 @@ from django.utils import timezone
 from jitad import bulk
 from jitad.audit.models import AuditEvent
 from jitad.audit.services import AuditEntry, audit_record_many, audit_verify
+from jitad.elevation.models import Target
 from jitad.notifications.models import Delivery, Notification
 
 # What COPY's text format escapes (tab, newline, backslash, carriage return) and what it must leave alone.
@@ -73,3 +74,49 @@ def test_audit_entries_written_in_bulk_verify_with_their_data_intact():
     stored = AuditEvent.objects.in_bulk([e.pk for e in events])
     assert [stored[e.pk].data for e in events] == [e.data for e in entries]
     assert [stored[e.pk].reason for e in events] == [e.reason for e in entries]
+
+
+@pytest.mark.django_db
+def test_fields_set_on_save_and_json_and_naive_datetimes_are_prepared_as_django_would():
+    """GIVEN targets (an ``auto_now`` time, JSON lists, defaults) and notices with a naive datetime WHEN they are
+    inserted in bulk THEN the time is set as a save sets it, the JSON reads back as written, and the naive
+    datetime is stored as Django stores it (in the current time zone, here UTC)."""
+    before = timezone.now()
+    targets = bulk.insert_many(Target, [Target(name=f"BULK{i:02d}", group_dn=f"CN=JIT-BULK{i:02d},OU=JIT,DC=x",
+                                               allowed_admins=[f"S-1-5-21-{i}", "ü"]) for i in range(25)])
+    stored = Target.objects.in_bulk([t.pk for t in targets])
+    assert all(stored[t.pk].updated_at >= before for t in targets)
+    assert [stored[t.pk].allowed_admins for t in targets] == [[f"S-1-5-21-{i}", "ü"] for i in range(25)]
+    naive = timezone.now().replace(tzinfo=None, microsecond=0)
+    notes = _notes(25, "naive")
+    for n in notes:
+        n.created_at = naive
+    with pytest.warns(RuntimeWarning):  # Django's own warning for a naive datetime, as on an INSERT
+        bulk.insert_many(Notification, notes)
+    assert {n.created_at for n in Notification.objects.filter(subject__startswith="naive ")} == {
+        timezone.make_aware(naive, timezone.get_current_timezone())}
+
+
+@pytest.mark.django_db
+def test_a_role_with_no_right_on_the_sequence_inserts_instead(monkeypatch):
+    """GIVEN jitad running as a role with rights on the table only (another role ran migrate) WHEN many rows are
+    inserted THEN they go by INSERT (which fills the identity itself), not by COPY after nextval(), which that
+    role may not call."""
+    if connection.vendor != "postgresql":
+        pytest.skip("COPY is PostgreSQL's; elsewhere insert_many is bulk_create")
+    role = f"jitad_bulk_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(bulk, "_may", {})
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {role} NOLOGIN")  # rolled back with the test's transaction
+        cursor.execute(f"GRANT SELECT, INSERT ON notifications_notification TO {role}")
+        cursor.execute(f"SET LOCAL ROLE {role}")
+    try:
+        with CaptureQueriesContext(connection) as q:
+            notes = bulk.insert_many(Notification, _notes(bulk.COPY_MIN + 5, "role"))
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET ROLE")
+    assert all(n.pk for n in notes)
+    assert Notification.objects.filter(subject__startswith="role ").count() == bulk.COPY_MIN + 5
+    assert any(x["sql"].lstrip().upper().startswith("INSERT") for x in q.captured_queries)
+    assert not any(x["sql"].startswith("COPY") for x in q.captured_queries)

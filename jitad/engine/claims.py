@@ -64,7 +64,9 @@ def claim_each(qs: QuerySet, field: str, *, limit: int, now: datetime | None = N
 
     For work sent as a message per value (a revocation per group): each message then carries a token
     that is its own, and its execution keeps it (``take(..., keep=True)``) instead of writing every row
-    again to swap it.
+    again to swap it. A value whose rows go out in several messages (a group too large for one) shares
+    its token between them: what each records is still by key, and the keeper of one renews the
+    others' leases while it works.
     """
     tokens: dict[Any, uuid.UUID] = {}
     token_field = qs.model._meta.get_field("claim_token")
@@ -111,7 +113,8 @@ def take(rows, pks, token, *, keep: bool = False) -> tuple[uuid.UUID, list]:
     delivery of the same message, or a later claim, has them.
 
     ``keep``: the token is this message's own (``claim_each``), and the execution keeps it: nothing is
-    written unless the lease ends within half a lease (the keeper renews it from then on). A second
+    written unless less than two thirds of a lease is left (the keeper renews it from then on, every
+    third of one). A second
     delivery of the same message running at the same time then does the same work, which must be
     idempotent, and records nothing: recording the outcome is conditional on the claim, and the
     first to record it ends the claim.
@@ -120,7 +123,7 @@ def take(rows, pks, token, *, keep: bool = False) -> tuple[uuid.UUID, list]:
     pks = list(pks)
     if keep:
         token = token if isinstance(token, uuid.UUID) else uuid.UUID(str(token))  # handed back as it is held
-        soon = timezone.now() + timedelta(seconds=lease_seconds() / 2)
+        soon = timezone.now() + timedelta(seconds=lease_seconds() * 2 / 3)
         base.filter(holding(token), pk__in=pks, lease_until__lt=soon).update(lease_until=lease_until())
         return token, list(base.filter(holding(token), pk__in=pks))
     mine = uuid.uuid4()

@@ -354,6 +354,24 @@ def test_a_revocation_batch_is_queued_as_one_message(published, django_capture_o
 
 
 @pytest.mark.django_db
+def test_a_revocation_batch_that_may_not_wait_is_sent_at_once(settings, published, django_capture_on_commit_callbacks):
+    """GIVEN notices never waiting (JITAD_NOTICES_WAIT_SECONDS 0) WHEN a revocation batch commits THEN its e-mails
+    are claimed for one batch message of their own, as any other batch's, and no resume chain starts."""
+    settings.JITAD_NOTICES_WAIT_SECONDS = 0
+    srv = target("SRV01")
+    policy(srv)
+    token = uuid.uuid4()
+    grants = _revoking(3, srv, Grant.RevokeReason.EXPIRED, token)
+    with django_capture_on_commit_callbacks(execute=True):
+        _mark_revoked(grants, token, {g.id: True for g in grants})
+    ids = sorted(Delivery.objects.filter(notification__event="grant.revoked").values_list("id", flat=True))
+    ((name, args),) = published
+    claim = Delivery.objects.get(id=ids[0]).claim_token
+    assert name == "jitad.notifications.send_batch" and sorted(args[0]) == ids and args[1] == str(claim)
+    assert set(Delivery.objects.filter(id__in=ids).values_list("claim_token", flat=True)) == {claim}
+
+
+@pytest.mark.django_db
 def test_revocation_notices_say_why():
     srv = target("SRV01")
     policy(srv)

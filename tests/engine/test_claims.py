@@ -122,22 +122,18 @@ def test_a_claim_each_gives_every_value_a_token_of_its_own_in_one_update():
 @pytest.mark.django_db
 def test_an_execution_may_keep_its_messages_own_token_writing_nothing(settings):
     """GIVEN rows claimed with a token of their message's own WHEN the execution takes them keeping the token
-    THEN it gets them and writes nothing while the lease has more than half of it left; a lease closer to its
-    end is pushed out first; a second delivery at the same time gets the rows too (its work is idempotent,
+    THEN it gets them and writes nothing while the lease has more than two thirds of it left; a lease closer to
+    its end is pushed out first; a second delivery at the same time gets the rows too (its work is idempotent,
     and recording is conditional on the claim); a message whose claim lapsed and was claimed again, or that
     already ended, gets nothing."""
-    from django.test.utils import CaptureQueriesContext
-
     settings.JITAD_LEASE_SECONDS = 10
     ids = _rows(3)
     token, _ = claims.claim(_due(), limit=10)
-    with CaptureQueriesContext(connection) as q:
-        mine, rows = claims.take(HeldRemoval, ids, str(token), keep=True)
+    claimed = set(HeldRemoval.objects.filter(pk__in=ids).values_list("id", "claim_token", "lease_until"))
+    mine, rows = claims.take(HeldRemoval, ids, str(token), keep=True)
     assert mine == token and sorted(r.pk for r in rows) == ids
     assert all(r.claim_token == token for r in rows)
-    assert set(HeldRemoval.objects.filter(pk__in=ids).values_list("claim_token", flat=True)) == {token}
-    assert not any(HeldRemoval.objects.filter(pk__in=ids, lease_until__lt=timezone.now() + timedelta(seconds=9)))
-    assert [x["sql"].upper().startswith("UPDATE") for x in q.captured_queries].count(True) <= 1  # renews none
+    assert set(HeldRemoval.objects.filter(pk__in=ids).values_list("id", "claim_token", "lease_until")) == claimed
     assert sorted(r.pk for r in claims.take(HeldRemoval, ids, token, keep=True)[1]) == ids  # the duplicate
 
     soon = timezone.now() + timedelta(seconds=2)

@@ -100,7 +100,8 @@ def _mark_revoked(grants: list[Grant], token: uuid.UUID, outcome: dict[int, bool
     with transaction.atomic():
         held = {
             g.id: g.state
-            for g in Grant.objects.select_for_update().filter(id__in=list(outcome), claim_token=token).only("id", "state")
+            for g in Grant.objects.select_for_update().filter(id__in=list(outcome), claim_token=token)
+            .only("id", "state").order_by("pk")  # in key order, as attempt_failed locks them
         }
         for removed in (True, False):
             ids = [i for i, r in outcome.items() if r is removed and i in held]

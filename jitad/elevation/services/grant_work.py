@@ -3,7 +3,9 @@
 A grant's work is claimed with the engine (``jitad.engine.claims``): the claim's token
 travels in the task message, and the execution swaps it for its own before acting
 (``_taken``), so a duplicated message finds nothing to do and a lost one is claimed again
-by the sweep when the lease lapses. A message that cannot be sent hands its claim back.
+by the sweep when the lease lapses; a removal keeps its group's own token instead (its work
+is idempotent, and only one execution records it). A message that cannot be sent hands its
+claim back.
 """
 import uuid
 from collections import defaultdict

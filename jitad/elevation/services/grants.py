@@ -5,7 +5,9 @@ The rules the grant modules keep (ARCHITECTURE.md):
 * The database is the source of truth. Work on a grant is *claimed* in a short
   transaction (state + ``claim_token`` + ``lease_until``), the token travels in the task
   message, and the task swaps it for its own before acting, so a duplicated message
-  finds nothing to do and a lost one is re-claimed by the sweeper when the lease lapses.
+  finds nothing to do (a removal keeps its group's own token: its work is idempotent, and
+  only one execution records it) and a lost one is re-claimed by the sweeper when the lease
+  lapses.
 * No network call inside a transaction: claim and commit, call AD, then commit the
   outcome, conditional on still holding the claim.
 * Overlapping grants never cancel each other: a membership is removed only when no

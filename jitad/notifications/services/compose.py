@@ -1,8 +1,10 @@
 """Record notifications and their deliveries in the caller's transaction; send them after commit.
 
 Deliveries are claimed work (jitad.engine): each pending delivery is recorded claimed, and
-the message that sends it carries the claim's token. A message the broker refuses hands
-its claims back, and the periodic check (``deliveries_resend``) sends those.
+the message that sends it carries the claim's token; a revocation's e-mails are recorded
+unclaimed instead, for the ``resume`` chain that sends them once revocations stop. A message
+the broker refuses hands its claims back, and the periodic check (``deliveries_resend``)
+sends those.
 """
 import logging
 import uuid
