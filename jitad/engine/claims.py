@@ -114,10 +114,9 @@ def take(rows, pks, token, *, keep: bool = False) -> tuple[uuid.UUID, list]:
 
     ``keep``: the token is this message's own (``claim_each``), and the execution keeps it: nothing is
     written unless less than two thirds of a lease is left (the keeper renews it from then on, every
-    third of one). A second
-    delivery of the same message running at the same time then does the same work, which must be
-    idempotent, and records nothing: recording the outcome is conditional on the claim, and the
-    first to record it ends the claim.
+    third of one). A second delivery of the same message running at the same time then does the same
+    work, which must be idempotent, and records nothing: recording the outcome is conditional on the
+    claim, and the first to record it ends the claim.
     """
     base = rows if isinstance(rows, QuerySet) else rows.objects.all()
     pks = list(pks)
