@@ -101,8 +101,11 @@ def holding(token):
     PostgreSQL, taking the token for the rarer of the two, read every row of the batch and matched each
     against the keys: with ``filter(holding(token), pk__in=keys)`` it reads the keys' rows alone.
     """
-    token = token if isinstance(token, uuid.UUID) else uuid.UUID(str(token))  # a message carries it as text
-    return Exact(Coalesce("claim_token", "claim_token"), token)
+    return Exact(Coalesce("claim_token", "claim_token"), _uuid(token))
+
+
+def _uuid(token) -> uuid.UUID:
+    return token if isinstance(token, uuid.UUID) else uuid.UUID(str(token))  # a message carries it as text
 
 
 def take(rows, pks, token, *, keep: bool = False) -> tuple[uuid.UUID, list]:
@@ -121,7 +124,7 @@ def take(rows, pks, token, *, keep: bool = False) -> tuple[uuid.UUID, list]:
     base = rows if isinstance(rows, QuerySet) else rows.objects.all()
     pks = list(pks)
     if keep:
-        token = token if isinstance(token, uuid.UUID) else uuid.UUID(str(token))  # handed back as it is held
+        token = _uuid(token)  # handed back as it is held
         soon = timezone.now() + timedelta(seconds=lease_seconds() * 2 / 3)
         base.filter(holding(token), pk__in=pks, lease_until__lt=soon).update(lease_until=lease_until())
         return token, list(base.filter(holding(token), pk__in=pks))

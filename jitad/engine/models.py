@@ -8,9 +8,10 @@ class ClaimedWork(models.Model):
     The database is the source of truth. A sweep or a service *claims* a row (``claim_token``,
     ``lease_until``) in a short transaction; the message it sends carries the token; the
     execution *takes* the claim (swaps the token for its own, so a duplicate message finds
-    nothing; or keeps a token that is its message's own, for idempotent work) and renews the lease while it works (``jitad.engine.keeper``); a dead holder's
-    lease lapses and the next sweep claims the row again. ``attempts``, ``next_attempt_at`` and
-    ``last_error`` are the retry schedule. The verbs are in ``jitad.engine.claims``.
+    nothing; or keeps a token that is its message's own, for idempotent work) and renews the
+    lease while it works (``jitad.engine.keeper``); a dead holder's lease lapses and the next
+    sweep claims the row again. ``attempts``, ``next_attempt_at`` and ``last_error`` are the
+    retry schedule. The verbs are in ``jitad.engine.claims``.
     """
 
     attempts = models.PositiveIntegerField(default=0)

@@ -52,7 +52,7 @@ class Grant(ClaimedWork):
 
     request = models.OneToOneField(AccessRequest, on_delete=models.PROTECT, related_name="grant")
     # No index of its own: the (user, group_dn) and (user, target, created_at) indexes begin with it, and each
-    # index more is written again by every change of a grant's state (a mass expiry changes each grant thrice).
+    # index more is written again by every change of a grant's state (a mass expiry changes each grant twice).
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="grants", db_index=False)
     target = models.ForeignKey(Target, on_delete=models.PROTECT, related_name="grants")
     group_dn = models.CharField(max_length=512)

@@ -128,7 +128,7 @@ def notifications_create(*, items: Iterable[Outgoing], after_revocations: bool =
             log.error("notification %s (%s) not delivered to %s: %s", d.notification_id, d.notification.event,
                       d.destination, d.last_error)
     pending = [d.id for d in rows if d.state == Delivery.State.PENDING and d.claim_token is not None]
-    if waits and len(pending) < sum(d.state == Delivery.State.PENDING for d in rows):
+    if any(d.state == Delivery.State.PENDING and d.claim_token is None for d in rows):  # e-mails that wait
         transaction.on_commit(_resume_after_commit)
     # Several deliveries (a revocation's notices, a request told to sixty approvers) publish one
     # message, not one per delivery: the caller (a web request, the grant engine) moves on at
