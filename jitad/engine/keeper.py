@@ -99,6 +99,9 @@ def _loop() -> None:
         except DatabaseError as e:  # the database is away: the leases may lapse, which is the safe side
             log.warning("could not renew claims: %s", e)
             connection.close()
+        except Exception:  # anything else: logged, and the next round tries again (the thread must not die)
+            log.exception("could not renew claims")
+            connection.close()
 
 
 def _ensure_thread() -> None:

@@ -144,3 +144,25 @@ def test_renewal_skips_a_row_locked_elsewhere_instead_of_waiting_for_it(settings
     assert renewed == 1
     assert Grant.objects.get(pk=grants[0].pk).lease_until == soon
     assert Grant.objects.get(pk=grants[1].pk).lease_until > soon
+
+
+def test_the_renewal_thread_survives_an_unexpected_error(settings, monkeypatch):
+    """GIVEN a claim held WHEN a renewal round fails with an error that is not the database's THEN it is logged and
+    the next round runs: the thread does not die and leave every held claim to lapse."""
+    from jitad.elevation.models import HeldRemoval
+
+    settings.JITAD_LEASE_SECONDS = 3  # a round every second
+    calls = []
+
+    def renew():
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise RuntimeError("not the database's")
+        return 0
+
+    monkeypatch.setattr(keeper, "renew_now", renew)
+    with keeper.held(HeldRemoval, "a-token"):
+        deadline = time.monotonic() + 10
+        while len(calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(calls) >= 2 and keeper._thread.is_alive()
