@@ -12,7 +12,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
-from rest_framework import serializers
+from rest_framework import ISO_8601, serializers
+from rest_framework.settings import api_settings
 
 from ..models import AccessRequest, Approval, Grant, Policy, Target
 from ..selectors.approvers import approvals_counted
@@ -193,6 +194,46 @@ class RequestSerializer(serializers.ModelSerializer):
     def get_grant(self, obj):
         grant = request_grant(obj)
         return self._grant_serializer.to_representation(grant) if grant is not None else None
+
+    def to_representation(self, instance):
+        """The fields above, written out: the same answer as DRF's walk over them
+        (tests/elevation/test_api_representation.py compares the two), at a fraction of its
+        cost. A list page is 50 rows of about 30 values, and the walk (a field lookup and a
+        type check per value) cost more than reading the rows."""
+        if api_settings.DATETIME_FORMAT.lower() != ISO_8601:
+            return super().to_representation(instance)
+        when = _datetime_text(timezone.get_current_timezone())
+        target, grant = instance.target, request_grant(instance)
+        return {
+            "id": instance.pk, "kind": instance.kind, "state": instance.state,
+            "target": {"id": target.pk, "name": target.name, "hostname": target.hostname},
+            "requester": instance.requester.get_username(), "policy": instance.policy.name,
+            "duration_minutes": instance.duration_minutes, "justification": instance.justification,
+            "ticket": instance.ticket, "starts_at": when(instance.starts_at), "created_at": when(instance.created_at),
+            "pending_until": when(instance.pending_until), "decided_at": when(instance.decided_at),
+            "approvals_required": instance.approvals_required, "approvals": instance.approvals_count,
+            "extends": instance.extends_id,
+            "grant": None if grant is None else {
+                "id": grant.pk, "state": grant.state, "starts_at": when(grant.starts_at),
+                "expires_at": when(grant.expires_at), "activated_at": when(grant.activated_at),
+                "revoke_requested_at": when(grant.revoke_requested_at), "revoked_at": when(grant.revoked_at),
+                "extensions": grant.extensions, "account": grant.account, "account_name": grant.account_sam,
+                "account_revealed_at": when(grant.account_revealed_at),
+            },
+            "stages": [{**stage, "escalated_at": when(stage["escalated_at"])} for stage in request_stages(instance)],
+            "stage": instance.stage, "window_action": instance.window_action,
+        }
+
+
+def _datetime_text(tz):
+    """DRF's DateTimeField output in ISO 8601 for aware values: in ``tz`` (the current time zone),
+    with "Z" for UTC; None stays None."""
+    def text(value):
+        if not value:
+            return None
+        value = value.astimezone(tz).isoformat()
+        return value[:-6] + "Z" if value.endswith("+00:00") else value
+    return text
 
 
 class EligibilitySerializer(serializers.Serializer):

@@ -45,12 +45,13 @@ def _as_shown(requests: QuerySet) -> QuerySet:
 
 
 def request_current(*, request_id: int) -> AccessRequest:
-    """Request ``request_id`` read again after a change made through it (counts and grant as they are now).
+    """Request ``request_id`` read again after a change made through it (counts and grant as they are now),
+    as a list shows it (``requests_listed``'s columns, completed by ``requests_page_complete``).
 
     For a caller who has just acted on it, so may see it: no visibility filter, and so none of
     the three look-ups of the caller's approver groups that ``requests_visible_to`` makes.
     """
-    return _as_shown(AccessRequest.objects.filter(pk=request_id)).get()
+    return requests_page_complete([_listed(_as_shown(AccessRequest.objects.filter(pk=request_id))).get()])[0]
 
 
 # What a list of requests shows of the rows it joins (the REST API's RequestSerializer and its grant).
@@ -70,9 +71,14 @@ def requests_listed(*, user) -> QuerySet:
     read for the page only (``requests_page_complete``), so a page of plain requests joins four
     tables, not five, and PostgreSQL plans it in a fraction of the time.
     """
+    return _listed(requests_visible_to(user=user))
+
+
+def _listed(requests: QuerySet) -> QuerySet:
+    """``_as_shown`` requests narrowed to what a list shows (``requests_listed``)."""
     own = [f.name for f in AccessRequest._meta.concrete_fields if f.name not in _JOINED]
     return (
-        requests_visible_to(user=user).select_related(None).prefetch_related(None)
+        requests.select_related(None).prefetch_related(None)
         .select_related("target", "policy", "requester", "grant")
         .only(*own, "extends_id", *SHOWN_JOINED)
     )
