@@ -16,6 +16,7 @@ uniform 0..this between calls, so each person acts about once a second), BENCH_P
 The estate comes from bench/catalog.py, the server, clients and load loop from bench/harness.py.
 """
 import json
+import math
 import os
 import platform
 import random
@@ -42,6 +43,7 @@ ALONE = (("requests_list", "list", "API list, 1 user", API_LIST),
          ("requests_create", "create", "API create, 1 user", API_CREATE))
 ALONE_SECONDS, ALONE_WARMUP = 5.0, 1.0
 ALONE_CODES = 200  # the backup codes the user of those phases holds beyond BENCH_OTP_CODES (one per POST)
+OUT_OF_CODES = []  # (person) each time the mix wanted a POST from someone with no code left, and read instead
 
 
 # -- data --------------------------------------------------------------------------------
@@ -179,10 +181,13 @@ def smoke(person: Person, port: int, cookie: str) -> None:
 
 
 def post_body(person: Person, rng: random.Random) -> dict | None:
+    """A request under a manual policy with one of the person's backup codes, picked at random (the device
+    checks its codes in the order they were stored, until the one given: on average half of them)."""
     if not person.codes or not person.manual:
         return None
+    code = person.codes.pop(rng.randrange(len(person.codes)))
     return {"target": rng.choice(person.manual), "duration_minutes": 60, "ticket": f"CHG{rng.randint(0, 999999):06d}",
-            "justification": "Bench: apply the monthly patches and reboot", "otp": person.codes.pop()}
+            "justification": "Bench: apply the monthly patches and reboot", "otp": code}
 
 
 def api_only(person: Person, kind: str):
@@ -205,7 +210,8 @@ def api_mix(person: Person):
         if r < 0.75:
             return API_ELIGIBILITY, "GET", "/api/v1/eligibility", None
         body = post_body(person, rng)
-        if body is None:  # out of backup codes: read instead (codes are sized so this should not happen)
+        if body is None:  # out of backup codes: read instead (counted and reported; codes are sized so it should not happen)
+            OUT_OF_CODES.append(person.username)
             return API_LIST, "GET", "/api/v1/requests", None
         return API_CREATE, "POST", "/api/v1/requests", body
     return next_call
@@ -217,8 +223,11 @@ def main() -> int:
     seconds = float(os.environ.get("BENCH_SECONDS", "20"))
     warmup = float(os.environ.get("BENCH_WARMUP_SECONDS", "5"))
     think_ms = float(os.environ.get("BENCH_THINK_MS", "2000"))
-    # Generous: a person POSTs at most a few times a second in the API phase.
-    codes_each = int(os.environ.get("BENCH_OTP_CODES", str(int((seconds + warmup) * 4) + 20)))
+    # As many backup codes as a person gets (ten), or three times the POSTs the mix asks of each person if
+    # that is more (a quarter of the calls, one a think time): a device checks its codes one by one until
+    # the code given, so a stock far above a person's ten made every POST unseal a hundred.
+    posts = (seconds + warmup) / (think_ms / 2000 + 0.05) / 4
+    codes_each = int(os.environ.get("BENCH_OTP_CODES", str(max(10, math.ceil(3 * posts)))))
 
     with bench_django("portal") as var:
         from django.conf import settings
@@ -231,11 +240,11 @@ def main() -> int:
         connection.close()
         with Server(server_env(), var / "logs" / "portal-gunicorn.log") as server:
             return measure(people, counts, server, n_users=n_users, seconds=seconds, warmup=warmup,
-                           think_ms=think_ms, vendor=vendor, db=db,
+                           think_ms=think_ms, vendor=vendor, db=db, codes_each=codes_each,
                            conn_max_age=settings.DATABASES["default"]["CONN_MAX_AGE"])
 
 
-def measure(people, counts, server, *, n_users, seconds, warmup, think_ms, vendor, db, conn_max_age) -> int:
+def measure(people, counts, server, *, n_users, seconds, warmup, think_ms, vendor, db, codes_each, conn_max_age) -> int:
     """Run the phases against the started server; write the results unless a call failed."""
     from django.conf import settings
 
@@ -332,6 +341,8 @@ def measure(people, counts, server, *, n_users, seconds, warmup, think_ms, vendo
         "portal_database": vendor,
         "portal_db_conn_max_age": conn_max_age,
         "portal_targets": counts["targets"],
+        "api_otp_codes_each": codes_each,
+        "api_posts_out_of_codes": len(OUT_OF_CODES),
     }
     for key, short, name, _ in ALONE:  # each kind alone, one user: service time, server and PostgreSQL CPU per call
         results[f"api_{key}_1user_ms_p50"] = s[f"api_{short}_1"]["p50"]
@@ -339,12 +350,13 @@ def measure(people, counts, server, *, n_users, seconds, warmup, think_ms, vendo
         results[f"api_{key}_1user_db_cpu_ms"] = db_cpu[name] if vendor == "postgresql" else None
     results_merge(results)
     write_doc(s, cpu, db_cpu, phases, counts, n_users=n_users, seconds=seconds, warmup=warmup, think_ms=think_ms,
-              vendor=vendor, db=db, conn_max_age=conn_max_age)
+              vendor=vendor, db=db, codes_each=codes_each, conn_max_age=conn_max_age)
     print(json.dumps(results, indent=2))
     return 0
 
 
-def write_doc(s, cpu, db_cpu, phases, counts, *, n_users, seconds, warmup, think_ms, vendor, db, conn_max_age) -> None:
+def write_doc(s, cpu, db_cpu, phases, counts, *, n_users, seconds, warmup, think_ms, vendor, db, codes_each,
+              conn_max_age) -> None:
     import gunicorn
 
     other = max(p.other_cpu_s / (p.end - p.record_from) for p in phases)
@@ -412,7 +424,12 @@ the request to reading the whole answer; server CPU per request is the gunicorn 
 CPU time (user + system, from /proc) over the measured window divided by the requests
 answered in it. Each POST checks its backup code: one scrypt hash (about 60 ms of CPU by
 itself) whatever the number of codes the person has left, as the codes of a set share a salt
-(`docs/mfa.md`); each person holds enough codes for the run (`BENCH_OTP_CODES`).
+(`docs/mfa.md`). The device then unseals its stored codes one by one until the one given: each
+person holds {codes_each} codes (`BENCH_OTP_CODES`: ten, as a person gets, or three times the POSTs
+the mix asks of them if more) and gives one picked at random; the one user of the "alone" rows
+holds {ALONE_CODES} more, so each of their POSTs unseals about a hundred. A POST the mix wanted from
+someone with no code left is made a list call instead: {len(OUT_OF_CODES)} this run
+(`api_posts_out_of_codes`).
 """)
 
 
