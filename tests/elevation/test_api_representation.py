@@ -1,8 +1,9 @@
-"""The API's request rows written out by hand give the answer DRF's walk over the declared fields gives.
+"""The API's rows written out by hand give the answer DRF's walk over the declared fields gives.
 
-``RequestSerializer.to_representation`` builds each row directly (a list page is its largest
-cost otherwise); these tests read every kind of row the API shows, the three ways the views
-read them, and compare both answers value by value, in UTC and in a zone with an offset.
+``RequestSerializer.to_representation`` and ``EligibilitySerializer.to_representation`` build
+each row directly (a list page's largest cost otherwise); these tests read every kind of row the
+API shows, the ways the views read them, and compare both answers value by value (requests in
+UTC and in a zone with an offset).
 """
 from datetime import timedelta
 
@@ -12,8 +13,9 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from jitad.elevation import services
-from jitad.elevation.api.serializers import RequestSerializer
-from jitad.elevation.models import AccessRequest, Approval, Grant
+from jitad.elevation.api.serializers import EligibilitySerializer, RequestSerializer
+from jitad.elevation.models import AccessRequest, Approval, Grant, Policy
+from jitad.elevation.selectors.eligibility import eligibility_search
 from jitad.elevation.selectors.requests import (
     request_current, request_visible, requests_listed, requests_page_complete,
 )
@@ -95,3 +97,22 @@ def test_each_shape_of_row_reads_the_same_as_drf_would_write_it(zone):
             assert all(r["created_at"].endswith("Z") for r in text)
         else:
             assert all(r["created_at"].endswith(("+13:45", "+12:45")) for r in text)
+
+
+def test_eligibility_rows_read_the_same_as_drf_would_write_them():
+    """GIVEN targets under an automatic and a manual policy (ticket rules, extensions, a description)
+    WHEN the eligibility page is read THEN each row written out equals DRF's, field by field."""
+    t1 = target("SRV01", hostname="srv01.jitad.test", description="File server, Lyon")
+    t2, t3 = target("SQL02", kind="domain_role"), target("WEB03")
+    policy(t1, t2, require_ticket=True, ticket_pattern=r"CHG\d{6}", max_extensions=2, min_justification_length=12,
+           approvals_required=2)
+    policy(t3, name="auto-web", approval_mode=Policy.ApprovalMode.AUTO, require_justification=True, priority=5)
+    page = eligibility_search(user=user("alice", "Ops"), q="", limit=50, offset=0)
+    rows = [{"target": t, "policy": p} for t, p in page.items]
+    assert len(rows) == 3
+    for row in rows:
+        fast, generic = EligibilitySerializer(row).data, serializers.Serializer.to_representation(EligibilitySerializer(), row)
+        assert fast == generic and list(fast) == list(generic)
+    text = {r["name"]: r for r in EligibilitySerializer(rows, many=True).data}
+    assert text["WEB03"]["approvals_required"] == 0 and text["SRV01"]["approvals_required"] == 2
+    assert text["SRV01"]["description"] == "File server, Lyon" and text["SQL02"]["ticket_pattern"] == r"CHG\d{6}"

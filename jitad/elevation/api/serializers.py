@@ -261,6 +261,21 @@ class EligibilitySerializer(serializers.Serializer):
         policy = obj["policy"]
         return 0 if policy.approval_mode == Policy.ApprovalMode.AUTO else policy.approvals_required
 
+    def to_representation(self, instance):
+        """The fields above, written out (as ``RequestSerializer.to_representation``; compared with DRF's
+        walk in tests/elevation/test_api_representation.py): a page is 50 rows of 15 values."""
+        target, policy = instance["target"], instance["policy"]
+        return {
+            "id": target.pk, "name": target.name, "kind": target.kind, "hostname": target.hostname,
+            "description": target.description, "policy": policy.name,
+            "default_duration_minutes": policy.default_duration_minutes,
+            "max_duration_minutes": policy.max_duration_minutes, "approval_mode": policy.approval_mode,
+            "approvals_required": self.get_approvals_required(instance),
+            "require_justification": policy.require_justification,
+            "min_justification_length": policy.min_justification_length, "require_ticket": policy.require_ticket,
+            "ticket_pattern": policy.ticket_pattern, "max_extensions": policy.max_extensions,
+        }
+
 
 class ErrorSerializer(serializers.Serializer):
     """Every error: a stable ``code`` for programs and a ``detail`` for people."""
