@@ -1,0 +1,351 @@
+"""The files an operator installs (ops/systemd/, ops/nginx/, ops/jitad.env.example, ops/jitad) pass
+the checkers of the programs that read them: ``systemd-analyze verify`` and its offline security
+review, ``nginx -t``, POSIX sh. Each checker is Debian's (``make deps`` installs them) and each test
+also hands it a broken copy, to show the checker really runs and refuses.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.test_ca import make_test_ca
+from tests.test_ops_docs import code_queues, worker_queues
+from tests.test_settings import PRODUCTION
+
+REPO = Path(__file__).resolve().parents[1]
+UNITS = REPO / "ops" / "systemd"
+SITE = REPO / "ops" / "nginx" / "jitad.conf"
+EXAMPLE = REPO / "ops" / "jitad.env.example"
+WRAPPER = REPO / "ops" / "jitad"
+HOME = "/opt/jitad"  # where ops/README.md installs the checkout; the units name it
+SERVICES = sorted(p.name for p in UNITS.glob("*.service"))
+LONG_RUNNING = ("jitad-web.service", "jitad-engine.service", "jitad-notifications.service", "jitad-scheduler.service")
+# The most exposure `systemd-analyze security` may rate a unit (its scale is 0-10, "OK" below 2; the
+# threshold is given in tenths). The units rate 1.4 with systemd 252.
+EXPOSURE_THRESHOLD = 20
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None)
+    assert path, f"{name} is not installed: `make deps` installs it from Debian's packages"
+    return path
+
+
+# --- systemd ------------------------------------------------------------------------------
+
+def unit_directives(path: Path) -> list[tuple[str, str, str]]:
+    """(section, key, value) for every assignment of a unit file, in order."""
+    section, found = "", []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        found.append((section, key.strip(), value.strip()))
+    return found
+
+
+def executables(units: Path) -> set[str]:
+    """The programs the units' Exec*= lines start."""
+    return {value.lstrip("-@:+!").split()[0] for path in units.iterdir() if path.suffix == ".service"
+            for _, key, value in unit_directives(path) if key.startswith("Exec")}
+
+
+def systemd_root(tmp_path: Path, units: Path) -> Path:
+    """A root for ``systemd-analyze --root``: Debian's own units, jitad's in /etc/systemd/system, and what
+    they start: the checkout's programs as stand-ins (no checkout is installed here), the system's
+    own programs copied from this machine (so a wrong path to one is caught)."""
+    root = tmp_path / "root"
+    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    shutil.copytree(units, root / "etc/systemd/system")
+    for program in executables(units):
+        target = root / program.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if program.startswith(HOME + "/"):
+            target.write_text("#!/bin/sh\n")
+            target.chmod(0o755)
+        elif os.access(program, os.X_OK):
+            shutil.copy2(program, target)
+    return root
+
+
+def verify(root: Path, names: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([tool("systemd-analyze"), "verify", "--man=no", f"--root={root}", *names],
+                          capture_output=True, text=True, timeout=120)
+
+
+def security(root: Path, name: str) -> subprocess.CompletedProcess:
+    return subprocess.run([tool("systemd-analyze"), "security", "--offline=yes", f"--root={root}",
+                           f"--threshold={EXPOSURE_THRESHOLD}", "--no-pager", name],
+                          capture_output=True, text=True, timeout=120)
+
+
+def assert_verified(result: subprocess.CompletedProcess) -> None:
+    """systemd-analyze verify exits 0 on some mistakes (an unknown key, a value it cannot parse: it
+    warns and ignores the line), so anything it says counts as a failure too."""
+    assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), \
+        f"systemd-analyze verify (exit {result.returncode}):\n{result.stdout}{result.stderr}"
+
+
+def test_the_units_pass_systemd_analyze_verify(tmp_path):
+    names = sorted(p.name for p in UNITS.iterdir())
+    assert {"jitad.target", "jitad-audit-verify.timer", *LONG_RUNNING} <= set(names)
+    assert_verified(verify(systemd_root(tmp_path, UNITS), names))
+
+
+@pytest.mark.parametrize("breakage", [
+    ("ProtectSystem=strict", "ProtectSytem=strict"),           # a misspelt key: systemd ignores the line
+    ("Restart=always", "Restart=sometimes"),                   # a value it cannot parse
+    ("/opt/jitad/.venv/bin/celery", "/usr/bin/jitad-celery"),  # a program that is not there
+])
+def test_verify_refuses_a_broken_unit(tmp_path, breakage):
+    """GIVEN a copy of the engine's unit with one mistake WHEN it is verified as the real ones are THEN it fails."""
+    broken = tmp_path / "units"
+    shutil.copytree(UNITS, broken)
+    unit = broken / "jitad-engine.service"
+    old, new = breakage
+    assert old in unit.read_text()
+    unit.write_text(unit.read_text().replace(old, new, 1))
+    result = verify(systemd_root(tmp_path, broken), ["jitad-engine.service"])
+    assert result.returncode != 0 or result.stderr.strip(), "systemd-analyze verify took a broken unit"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_is_rated_ok_by_systemd_analyze_security(tmp_path, name):
+    result = security(systemd_root(tmp_path, UNITS), name)
+    assert result.returncode == 0, f"{name}: exposure above {EXPOSURE_THRESHOLD / 10}:\n{result.stdout[-3000:]}"
+
+
+def test_security_refuses_a_unit_without_its_hardening(tmp_path):
+    """GIVEN the web unit with its hardening block removed WHEN the same review rates it THEN it fails."""
+    broken = tmp_path / "units"
+    shutil.copytree(UNITS, broken)
+    unit = broken / "jitad-web.service"
+    text = unit.read_text()
+    start, end = text.index("# Hardening:"), text.index("[Install]")
+    unit.write_text(text[:start] + text[end:])
+    assert security(systemd_root(tmp_path, broken), "jitad-web.service").returncode != 0
+
+
+def test_every_service_has_the_same_hardening_user_and_environment():
+    """The hardening block, the user and the environment file are the same in every service, so a
+    fix to one cannot be forgotten in another; what jitad writes is its state directory only."""
+    blocks = {}
+    for name in SERVICES:
+        directives = unit_directives(UNITS / name)
+        service = {(key, value) for section, key, value in directives if section == "Service"}
+        text = (UNITS / name).read_text()
+        blocks[name] = text[text.index("# Hardening:"):].split("\n\n")[0].strip()
+        for expected in [("User", "jitad"), ("Group", "jitad"), ("EnvironmentFile", "/etc/jitad/jitad.env"),
+                         ("WorkingDirectory", HOME), ("NoNewPrivileges", "yes"), ("CapabilityBoundingSet", ""),
+                         ("ProtectSystem", "strict"), ("ProtectHome", "yes"), ("PrivateTmp", "yes"),
+                         ("SystemCallFilter", "@system-service"), ("ReadWritePaths", "/var/lib/jitad"),
+                         ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6")]:
+            assert expected in service, f"{name}: no {expected[0]}={expected[1]}"
+        assert [v for _, k, v in directives if k == "ReadWritePaths"] == ["/var/lib/jitad"], name
+    assert len(set(blocks.values())) == 1, "the hardening blocks differ between units"
+
+
+def test_the_long_running_services_restart_and_belong_to_the_target():
+    target = dict((k, v) for _, k, v in unit_directives(UNITS / "jitad.target"))
+    assert set(target["Wants"].split()) == set(LONG_RUNNING)
+    for name in LONG_RUNNING:
+        directives = {(k, v) for _, k, v in unit_directives(UNITS / name)}
+        assert {("Restart", "always"), ("PartOf", "jitad.target"), ("WantedBy", "jitad.target")} <= directives, name
+
+
+def test_the_workers_consume_exactly_the_codes_queues():
+    """Every queue jitad declares has a worker unit, and Celery's %h reaches Celery (systemd's %h is a home)."""
+    commands = " ".join(v for name in SERVICES for _, k, v in unit_directives(UNITS / name) if k == "ExecStart")
+    assert worker_queues(commands) == code_queues()
+    assert "celery -A jitad beat" in commands
+    for name in SERVICES:
+        for _, key, value in unit_directives(UNITS / name):
+            if key == "ExecStart" and " -n " in value:
+                assert re.search(r" -n \w+@%%h ", value), f"{name}: -n must read NAME@%%h in a unit"
+
+
+# --- nginx --------------------------------------------------------------------------------
+
+def nginx_test(tmp_path: Path, site_text: str) -> subprocess.CompletedProcess:
+    """``nginx -t`` on a configuration that includes ``site_text`` (the site with its two certificate
+    paths pointed at a certificate made here) the way Debian's nginx.conf includes sites-enabled/."""
+    paths = make_test_ca(tmp_path / "tls", names=("jitad.corp.example",))
+    site = tmp_path / "sites-enabled" / "jitad"
+    site.parent.mkdir()
+    for placeholder, real in (("/etc/ssl/jitad/jitad.crt", paths.cert), ("/etc/ssl/jitad/jitad.key", paths.key)):
+        assert placeholder in site_text, f"the site no longer names {placeholder}"
+        site_text = site_text.replace(placeholder, str(real))
+    site.write_text(site_text)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"""pid {tmp_path}/nginx.pid;
+error_log stderr;
+events {{}}
+http {{
+    include /etc/nginx/mime.types;
+    access_log off;
+    client_body_temp_path {tmp_path}/body;
+    proxy_temp_path {tmp_path}/proxy;
+    include {site.parent}/*;
+}}
+""")
+    return subprocess.run([tool("nginx"), "-t", "-p", str(tmp_path), "-e", "stderr", "-c", str(conf)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_the_nginx_site_passes_nginx_t(tmp_path):
+    result = nginx_test(tmp_path, SITE.read_text())
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+    assert "[warn]" not in result.stderr and "[emerg]" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("breakage", [
+    ("proxy_pass http://127.0.0.1:8000;", "proxy_pass http://127.0.0.1:8000"),  # a lost semicolon
+    ("ssl_protocols TLSv1.2 TLSv1.3;", "ssl_protocols TLSv1.2 TLSv9;"),          # a value nginx refuses
+])
+def test_nginx_t_refuses_a_broken_site(tmp_path, breakage):
+    old, new = breakage
+    text = SITE.read_text()
+    assert old in text
+    result = nginx_test(tmp_path, text.replace(old, new, 1))
+    assert result.returncode != 0 and "[emerg]" in result.stderr, result.stderr
+
+
+def test_the_site_sends_jitad_what_its_settings_expect():
+    """The proxy headers match jitad/settings: the scheme header Django trusts, the client address a
+    trusted proxy names (never appended to the client's own), the Host as sent; TLS 1.2+ only; bodies
+    capped above JITAD_MAX_BODY_BYTES so jitad's own 413 answers."""
+    from django.conf import settings
+
+    text = SITE.read_text()
+    header = settings_proxy_header()
+    assert f"proxy_set_header {header} https;" in text
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in text
+    assert "proxy_set_header Host $host;" in text
+    assert "proxy_pass http://127.0.0.1:8000;" in text
+    assert re.findall(r"ssl_protocols ([^;]+);", text) == ["TLSv1.2 TLSv1.3"]
+    limit = re.search(r"client_max_body_size (\d+)m;", text)
+    assert limit and int(limit.group(1)) * 1024 * 1024 > settings.JITAD_MAX_BODY_BYTES
+    assert not re.search(r"^\s*add_header\s", text, re.M), "jitad sets its security headers itself"
+
+
+def settings_proxy_header() -> str:
+    """The header production's SECURE_PROXY_SSL_HEADER names, as nginx writes it (X-Forwarded-Proto); read
+    from the source, since the tests' settings run with JITAD_BEHIND_TLS_PROXY off."""
+    source = (REPO / "jitad" / "settings" / "security.py").read_text()
+    meta = re.search(r'SECURE_PROXY_SSL_HEADER = \("HTTP_([A-Z_]+)", "https"\)', source).group(1)
+    return "-".join(part.capitalize() for part in meta.split("_"))
+
+
+# --- the environment file -----------------------------------------------------------------
+
+ASSIGNMENT = re.compile(r"^([A-Z][A-Z0-9_]*)=(.*)$")
+PLAIN = re.compile(r"^[^\s\"'`$\\#]*$")  # read alike by systemd and sh: nothing to quote
+QUOTED = re.compile(r"^'([^']*)'$")       # single quotes: literal in both
+
+
+def env_file_values(text: str) -> dict[str, str]:
+    """The variables of an environment file in the form the example keeps to (each line a comment, blank,
+    NAME=plain or NAME='quoted'), as systemd's EnvironmentFile= and sh's `.` both read that form."""
+    values = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        match = ASSIGNMENT.match(line)
+        assert match, f"line {number} is neither a comment nor NAME=value: {line!r}"
+        name, value = match.groups()
+        quoted = QUOTED.match(value)
+        assert quoted or PLAIN.match(value), \
+            f"line {number}: {name}'s value would be read differently by systemd and sh (quote it in '...'): {value!r}"
+        values[name] = quoted.group(1) if quoted else value
+    return values
+
+
+def filled_in(tmp_path: Path) -> Path:
+    """The example with what an operator fills in: the empty required values, and paths of this test."""
+    text = EXAMPLE.read_text()
+    for name in ("JITAD_SECRET_KEY", "JITAD_LDAP_BIND_PASSWORD", "JITAD_VAULT_KEYS", "JITAD_ALERT_URLS"):
+        text, count = re.subn(rf"^{name}=$", f"{name}={PRODUCTION[name]}", text, flags=re.M)
+        assert count == 1, f"the example should leave {name} empty for the operator"
+    for name, value in (("JITAD_VAR_DIR", tmp_path / "var"), ("JITAD_STATIC_ROOT", tmp_path / "var" / "static")):
+        text, count = re.subn(rf"^{name}=.*$", f"{name}={value}", text, flags=re.M)
+        assert count == 1
+    path = tmp_path / "jitad.env"
+    path.write_text(text)
+    return path
+
+
+def test_the_example_reads_the_same_in_systemd_and_sh(tmp_path):
+    """GIVEN the example WHEN sh sources it (as ops/jitad does) THEN it sets exactly the values the
+    systemd reading gives (no inline comment became part of a value, no space split one)."""
+    expected = env_file_values(EXAMPLE.read_text())
+    assert expected["JITAD_ENV"] == "production" and " " in expected["JITAD_LDAP_BIND_DN"]
+    result = subprocess.run(["sh", "-c", 'set -a; . "$1"; set +a; env -0', "sh", str(EXAMPLE)],
+                            env={"PATH": os.environ["PATH"]}, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    got = dict(item.split("=", 1) for item in result.stdout.split("\0") if item)
+    assert {name: got.get(name) for name in expected} == expected
+
+
+def test_the_env_form_is_checked():
+    """The reader refuses what systemd and sh would read apart (it is what the test above relies on)."""
+    for line in ("JITAD_ENV=production   # note", "JITAD_LDAP_BIND_DN=OU=Service Accounts", 'X="a$b"', "X=a$b"):
+        with pytest.raises(AssertionError):
+            env_file_values(line)
+    assert env_file_values("# c\n\nA=b\nB='c d#e'\n") == {"A": "b", "B": "c d#e"}
+
+
+def run_wrapper(args: list[str], env_file: Path | None, tmp_path: Path) -> subprocess.CompletedProcess:
+    """ops/jitad as an operator runs it: no JITAD_* in the environment, the checkout's .venv."""
+    env = {"PATH": os.environ["PATH"], "JITAD_HOME": str(REPO), "JITAD_USER": subprocess.check_output(
+        ["id", "-un"], text=True).strip(), "HOME": str(tmp_path)}
+    if env_file:
+        env["JITAD_ENV_FILE"] = str(env_file)
+    assert (REPO / ".venv" / "bin" / "python").exists(), "ops/jitad runs the checkout's .venv (make venv)"
+    return subprocess.run([str(WRAPPER), *args], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+
+def test_the_filled_in_example_is_a_production_configuration_djangos_deploy_checks_accept(tmp_path):
+    """GIVEN the example with its empty secrets filled in WHEN the jitad command runs Django's deployment
+    checks with it THEN jitad starts in production (refusing nothing) with the file's values, and the
+    only remark is HSTS preloading (a site's own decision)."""
+    env_file = filled_in(tmp_path)
+    report = run_wrapper(["shell", "-c", "from django.conf import settings as s; import json; print(json.dumps("
+                          "[s.DATABASES['default']['ENGINE'], s.JITAD_LDAP_BIND_DN, s.JITAD_TRUSTED_PROXIES,"
+                          " s.SESSION_COOKIE_SECURE, s.SECURE_PROXY_SSL_HEADER, s.ALLOWED_HOSTS, str(s.JITAD_RUNBOOK_DIR)]))"],
+                         env_file, tmp_path)
+    assert report.returncode == 0, report.stderr[-3000:]
+    engine, bind_dn, proxies, secure, header, hosts, runbooks = __import__("json").loads(report.stdout.strip().splitlines()[-1])
+    assert engine == "django.db.backends.postgresql"
+    assert bind_dn == "CN=svc-jitad,OU=Service Accounts,DC=corp,DC=example"
+    assert proxies == ["127.0.0.1"] and secure is True and header == ["HTTP_X_FORWARDED_PROTO", "https"]
+    assert hosts == ["jitad.corp.example"] and runbooks == str(REPO / "runbooks")
+    checked = run_wrapper(["check", "--deploy"], env_file, tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr[-3000:]
+    remarks = set(re.findall(r"\((\w+\.[EWC]\d+)\)", checked.stdout + checked.stderr))
+    assert remarks <= {"security.W021"}, checked.stdout + checked.stderr
+
+
+def test_the_jitad_command_refuses_without_its_environment_file(tmp_path):
+    result = run_wrapper(["check"], tmp_path / "missing.env", tmp_path)
+    assert result.returncode == 1 and "cannot read" in result.stderr and "missing.env" in result.stderr
+
+
+@pytest.mark.parametrize("command", [[str(WRAPPER), "--version"], [sys.executable, "-m", "jitad", "--version"]])
+def test_jitad_version(command, tmp_path):
+    """`jitad --version` (ops/jitad, no environment file needed) and `python -m jitad --version` print the release."""
+    import jitad
+
+    env = {"PATH": os.environ["PATH"], "JITAD_HOME": str(REPO), "HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"jitad {jitad.__version__}\n"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", jitad.__version__)
