@@ -209,7 +209,7 @@ def test_the_nginx_site_passes_nginx_t(tmp_path):
 
 @pytest.mark.parametrize("breakage", [
     ("proxy_pass http://127.0.0.1:8000;", "proxy_pass http://127.0.0.1:8000"),  # a lost semicolon
-    ("ssl_protocols TLSv1.2 TLSv1.3;", "ssl_protocols TLSv1.2 TLSv9;"),          # a value nginx refuses
+    ("ssl_ciphers ECDHE", "ssl_cipher ECDHE"),                                    # a directive nginx does not know
 ])
 def test_nginx_t_refuses_a_broken_site(tmp_path, breakage):
     old, new = breakage
@@ -231,7 +231,7 @@ def test_the_site_sends_jitad_what_its_settings_expect():
     assert "proxy_set_header X-Forwarded-For $remote_addr;" in text
     assert "proxy_set_header Host $host;" in text
     assert "proxy_pass http://127.0.0.1:8000;" in text
-    assert re.findall(r"ssl_protocols ([^;]+);", text) == ["TLSv1.2 TLSv1.3"]
+    assert re.findall(r"ssl_protocols ([^;]+);", text) == ["TLSv1.2 TLSv1.3"] * 2  # the default server's too
     limit = re.search(r"client_max_body_size (\d+)m;", text)
     assert limit and int(limit.group(1)) * 1024 * 1024 > settings.JITAD_MAX_BODY_BYTES
     assert not re.search(r"^\s*add_header\s", text, re.M), "jitad sets its security headers itself"
@@ -349,3 +349,39 @@ def test_jitad_version(command, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"jitad {jitad.__version__}\n"
     assert re.fullmatch(r"\d+\.\d+\.\d+", jitad.__version__)
+
+
+def jitad_commands(text: str) -> list[list[str]]:
+    """Every `jitad COMMAND ARGS` of ``text``: in shell blocks (a line, or after `&&`) and inline code spans."""
+    found = []
+    blocks = re.findall(r"```sh\n(.*?)```", text, flags=re.S)
+    pieces = [part for block in blocks for line in block.splitlines() for part in line.split("&&")]
+    pieces += re.sub(r"```.*?```", "", text, flags=re.S).split("`")[1::2]
+    for piece in pieces:
+        piece = piece.split("#", 1)[0].strip()
+        if piece.startswith("jitad "):
+            found.append(piece.split()[1:])
+    return found
+
+
+def test_every_jitad_command_the_install_gives_exists_and_parses():
+    """GIVEN each `jitad ...` ops/README.md tells an operator to run WHEN its words go to that manage.py
+    command's own parser THEN the command exists and takes them (`jitad --version` aside)."""
+    from django.core.management import get_commands, load_command_class
+
+    commands, seen = get_commands(), set()
+    for words in jitad_commands((REPO / "ops" / "README.md").read_text()):
+        if words == ["--version"]:
+            seen.add("--version")
+            continue
+        command, args = words[0], words[1:]
+        assert command in commands, f"ops/README.md: `jitad {command}` is no manage.py command"
+        parser = load_command_class(commands[command], command).create_parser("jitad", command)
+        try:
+            parser.parse_args(args)
+        except SystemExit:
+            raise AssertionError(f"ops/README.md: `jitad {' '.join(words)}` is refused by the command") from None
+        seen.add(command)
+    assert {"--version", "check", "migrate", "collectstatic", "createsuperuser", "jitad_apply_policy"} <= seen
+    assert jitad_commands("```sh\njitad migrate --plan   # note\na && jitad check --deploy\n```\n`jitad showmigrations`") \
+        == [["migrate", "--plan"], ["check", "--deploy"], ["showmigrations"]]
