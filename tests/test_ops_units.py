@@ -1,7 +1,8 @@
 """The files an operator installs (ops/systemd/, ops/nginx/, ops/jitad.env.example, ops/jitad) pass
 the checkers of the programs that read them: ``systemd-analyze verify`` and its offline security
-review, ``nginx -t``, POSIX sh. Each checker is Debian's (``make deps`` installs them) and each test
-also hands it a broken copy, to show the checker really runs and refuses.
+review, ``nginx -t``, POSIX sh; and nginx runs the site in front of the web unit's gunicorn. Each
+checker is Debian's (``make deps`` installs them), and each is also handed a broken copy, to show
+it really runs and refuses.
 """
 import os
 import re
@@ -385,3 +386,129 @@ def test_every_jitad_command_the_install_gives_exists_and_parses():
     assert {"--version", "check", "migrate", "collectstatic", "createsuperuser", "jitad_apply_policy"} <= seen
     assert jitad_commands("```sh\njitad migrate --plan   # note\na && jitad check --deploy\n```\n`jitad showmigrations`") \
         == [["migrate", "--plan"], ["check", "--deploy"], ["showmigrations"]]
+
+
+# --- nginx in front of jitad, for real ----------------------------------------------------
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port}:\n{log.read_text()[-3000:]}")
+
+
+def web_command(port: int) -> list[str]:
+    """jitad-web.service's ExecStart with the checkout in place of /opt/jitad and a free port for 8000."""
+    start = next(v for _, k, v in unit_directives(UNITS / "jitad-web.service") if k == "ExecStart")
+    assert "--bind 127.0.0.1:8000 " in start
+    return start.replace(HOME, str(REPO)).replace("127.0.0.1:8000", f"127.0.0.1:{port}").split()
+
+
+def https_get(port: int, path: str, name: str, ca: Path, method: str = "GET", body: bytes | None = None,
+              headers: dict | None = None):
+    import http.client
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(ca))
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=30)
+    conn.sock = context.wrap_socket(__import__("socket").create_connection(("127.0.0.1", port), timeout=30),
+                                    server_hostname=name)
+    conn.request(method, path, body=body, headers={"Host": name, **(headers or {})})
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    return response
+
+
+def test_nginx_serves_jitad_over_tls_with_the_headers_it_expects(tmp_path):
+    """GIVEN jitad's web unit's command (gunicorn) with the filled-in example's production settings, and
+    nginx running the site (its ports and certificate moved to the test's) WHEN a browser's requests go
+    through nginx THEN jitad sees HTTPS (no redirect, HSTS sent: X-Forwarded-Proto is believed) for its
+    own host name, the same request straight to gunicorn is redirected to https (so the header is what
+    made the difference), other names get no TLS handshake and no HTTP answer, port 80 redirects, and
+    a body over JITAD_MAX_BODY_BYTES gets jitad's own 413 while a far bigger one stops at nginx."""
+    import http.client
+    import ssl
+
+    name = "jitad.corp.example"
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    env.update(env_file_values(filled_in(tmp_path).read_text()))
+    env["JITAD_DATABASE_URL"] = f"sqlite:///{tmp_path / 'jitad.sqlite3'}"  # no PostgreSQL here; nothing is read
+    collected = subprocess.run([sys.executable, "-m", "jitad", "collectstatic", "--noinput"], cwd=REPO, env=env,
+                               capture_output=True, text=True, timeout=300)  # as the install does, for the manifest
+    assert collected.returncode == 0, collected.stderr[-3000:]
+    web_port, https_port, http_port = free_port(), free_port(), free_port()
+    web_log = tmp_path / "gunicorn.log"
+    web = subprocess.Popen(web_command(web_port), cwd=REPO, env=env, stdout=open(web_log, "wb"),
+                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    nginx = None
+    try:
+        wait_for_port(web_port, web, web_log)
+        site = SITE.read_text()
+        for old, new in ((r"listen 443 ssl", f"listen 127.0.0.1:{https_port} ssl"), (r"listen 80", f"listen 127.0.0.1:{http_port}"),
+                         (r"listen \[::\]:\d+[^;]*;\n", ""), (r"127\.0\.0\.1:8000", f"127.0.0.1:{web_port}")):
+            site, count = re.subn(old, new, site)
+            assert count, f"the site no longer has {old!r}"
+        checked = nginx_test(tmp_path, site)
+        assert checked.returncode == 0, checked.stderr
+        ca = tmp_path / "tls" / "ca.pem"
+        nginx_log = tmp_path / "nginx.log"
+        nginx = subprocess.Popen([tool("nginx"), "-p", str(tmp_path), "-e", "stderr", "-c", str(tmp_path / "nginx.conf"),
+                                  "-g", "daemon off;"], stdout=open(nginx_log, "wb"), stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        wait_for_port(https_port, nginx, nginx_log)
+
+        page = https_get(https_port, "/account/login/", name, ca)
+        assert page.status == 200, (page.status, web_log.read_text()[-3000:])
+        assert page.getheader("Strict-Transport-Security", "").startswith("max-age=31536000")
+        assert "script-src" in page.getheader("Content-Security-Policy", "")
+
+        direct = http.client.HTTPConnection("127.0.0.1", web_port, timeout=30)
+        direct.request("GET", "/account/login/", headers={"Host": name})
+        answer = direct.getresponse()
+        assert answer.status == 301 and answer.getheader("Location") == f"https://{name}/account/login/"
+        direct.close()
+
+        with pytest.raises(ssl.SSLError):
+            https_get(https_port, "/account/login/", "other.corp.example", ca)
+
+        plain = http.client.HTTPConnection("127.0.0.1", http_port, timeout=30)
+        plain.request("GET", "/account/login/?next=/", headers={"Host": name})
+        answer = plain.getresponse()
+        assert answer.status == 301 and answer.getheader("Location") == f"https://{name}/account/login/?next=/"
+        plain.close()
+        other = http.client.HTTPConnection("127.0.0.1", http_port, timeout=30)
+        other.request("GET", "/", headers={"Host": "other.corp.example"})
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+            other.getresponse()
+        other.close()
+
+        from django.conf import settings
+
+        over = b"[" + b"0," * ((settings.JITAD_MAX_BODY_BYTES + 1024) // 2) + b"0]"
+        refused = https_get(https_port, "/account/login/", name, ca, "POST", over, {"Content-Type": "application/json"})
+        assert refused.status == 413 and refused.getheader("Content-Type") == "application/json"
+        huge = b"0" * (3 * 1024 * 1024)
+        stopped = https_get(https_port, "/account/login/", name, ca, "POST", huge, {"Content-Type": "application/json"})
+        assert stopped.status == 413 and "nginx" in (stopped.getheader("Server") or "")
+    finally:
+        for proc in (nginx, web):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, 15)
+                proc.wait(timeout=30)
