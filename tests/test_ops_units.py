@@ -159,7 +159,8 @@ def test_the_long_running_services_restart_and_belong_to_the_target():
     assert set(target["Wants"].split()) == set(LONG_RUNNING)
     for name in LONG_RUNNING:
         directives = {(k, v) for _, k, v in unit_directives(UNITS / name)}
-        assert {("Restart", "always"), ("PartOf", "jitad.target"), ("WantedBy", "jitad.target")} <= directives, name
+        assert {("Restart", "always"), ("PartOf", "jitad.target"), ("WantedBy", "jitad.target"),
+                ("KillMode", "mixed")} <= directives, name  # mixed: SIGTERM to the main process, which stops the rest
 
 
 def test_the_workers_consume_exactly_the_codes_queues():
@@ -515,4 +516,68 @@ def test_nginx_serves_jitad_over_tls_with_the_headers_it_expects(tmp_path):
         for proc in (nginx, web):
             if proc is not None and proc.poll() is None:
                 os.killpg(proc.pid, 15)
+                proc.wait(timeout=30)
+
+
+def unit_command(name: str) -> list[str]:
+    """A unit's ExecStart as systemd runs it: %% read as %, the checkout in place of /opt/jitad."""
+    start = next(v for _, k, v in unit_directives(UNITS / name) if k == "ExecStart")
+    assert not re.search(r"%[^%]", start.replace("%%", "")), f"{name}: a systemd specifier in ExecStart"
+    return start.replace("%%", "%").replace(HOME, str(REPO)).split()
+
+
+def test_the_worker_and_scheduler_units_commands_start_report_and_stop_cleanly(tmp_path):
+    """GIVEN the example's production settings on a database of the test's own (SQLite, migrated) and the
+    embedded broker WHEN the engine, notifications and scheduler units' commands start THEN each reports
+    its heartbeat under the name the docs give (engine@HOST reading "celery", notifications@HOST reading
+    "notifications" and "hosts", scheduler@HOST), and SIGTERM, what `systemctl stop` sends, ends each
+    within the units' TimeoutStopSec with a clean goodbye (stopped_at set: the watchdog alerts no death)."""
+    import socket
+    import sqlite3
+    import time
+
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    env.update(env_file_values(filled_in(tmp_path).read_text()))
+    database = tmp_path / "jitad.sqlite3"
+    env.update(JITAD_DATABASE_URL=f"sqlite:///{database}", CELERY_BROKER_URL="jitadfs://",
+               JITAD_LDAP_URLS="ldaps://127.0.0.1:1", JITAD_HEARTBEAT_SECONDS="0.5")
+    migrated = subprocess.run([sys.executable, "-m", "jitad", "migrate", "--noinput"], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    host = socket.gethostname()
+    expected = {f"engine@{host}": ("worker", "celery"), f"notifications@{host}": ("worker", "hosts,notifications"),
+                f"scheduler@{host}": ("scheduler", "")}
+    procs = {}
+    try:
+        for name in ("jitad-engine.service", "jitad-notifications.service", "jitad-scheduler.service"):
+            log = tmp_path / f"{name}.log"
+            procs[name] = (subprocess.Popen(unit_command(name), cwd=REPO, env=env, stdout=open(log, "wb"),
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True), log)
+
+        def heartbeats() -> dict:
+            with sqlite3.connect(database, timeout=30) as db:
+                rows = db.execute("SELECT node, role, queues, stopped_at FROM engine_heartbeat").fetchall()
+            return {node: (role, ",".join(sorted(q for q in queues.split(",") if q)), stopped)
+                    for node, role, queues, stopped in rows}
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            for name, (proc, log) in procs.items():
+                assert proc.poll() is None, f"{name} exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
+            seen = heartbeats()
+            if all(node in seen for node in expected):
+                break
+            time.sleep(0.5)
+        assert {node: seen.get(node, (None, None, None))[:2] for node in expected} == expected, seen
+        timeouts = {name: int(dict((k, v) for _, k, v in unit_directives(UNITS / name))["TimeoutStopSec"])
+                    for name in procs}
+        for name, (proc, log) in procs.items():
+            proc.send_signal(15)  # KillMode=mixed: SIGTERM to the main process, which stops its pool itself
+        for name, (proc, log) in procs.items():
+            assert proc.wait(timeout=timeouts[name]) == 0, f"{name}:\n{log.read_text()[-3000:]}"
+        assert all(heartbeats()[node][2] for node in expected), heartbeats()
+    finally:
+        for proc, _ in procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
                 proc.wait(timeout=30)
