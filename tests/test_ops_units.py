@@ -356,6 +356,16 @@ def test_jitad_version(command, tmp_path):
     assert re.fullmatch(r"\d+\.\d+\.\d+", jitad.__version__)
 
 
+def test_the_changelog_has_an_entry_for_the_release_the_code_names():
+    """CHANGELOG.md's first release heading is jitad.__version__ (with its date), under an Unreleased part:
+    raising the version without writing its entry, or the reverse, fails here."""
+    import jitad
+
+    releases = re.findall(r"^## (\S+)(?: — (\d{4}-\d{2}-\d{2}))?$", (REPO / "CHANGELOG.md").read_text(), flags=re.M)
+    assert releases[0] == ("Unreleased", ""), releases[:2]
+    assert releases[1][0] == jitad.__version__ and releases[1][1], releases[:2]
+
+
 def jitad_commands(text: str) -> list[list[str]]:
     """Every `jitad COMMAND ARGS` of ``text``: in shell blocks (a line, or after `&&`) and inline code spans."""
     found = []
