@@ -452,12 +452,14 @@ def https_get(port: int, path: str, name: str, ca: Path, method: str = "GET", bo
 
 def test_nginx_serves_jitad_over_tls_with_the_headers_it_expects(tmp_path):
     """GIVEN jitad's web unit's command (gunicorn) with the filled-in example's production settings, and
-    nginx running the site (its ports and certificate moved to the test's) WHEN a browser's requests go
-    through nginx THEN jitad sees HTTPS (no redirect, HSTS sent: X-Forwarded-Proto is believed) for its
+    nginx running the site (its ports and certificate moved to the test's) WHEN gunicorn starts THEN its
+    main process tells systemd it is ready (Type=notify); WHEN a browser's requests go through nginx THEN
+    jitad sees HTTPS (no redirect, HSTS sent: X-Forwarded-Proto is believed) for its
     own host name, the same request straight to gunicorn is redirected to https (so the header is what
     made the difference), other names get no TLS handshake and no HTTP answer, port 80 redirects, and
     a body over JITAD_MAX_BODY_BYTES gets jitad's own 413 while a far bigger one stops at nginx."""
     import http.client
+    import socket
     import ssl
 
     name = "jitad.corp.example"
@@ -470,10 +472,21 @@ def test_nginx_serves_jitad_over_tls_with_the_headers_it_expects(tmp_path):
     assert collected.returncode == 0, collected.stderr[-3000:]
     web_port, https_port, http_port = free_port(), free_port(), free_port()
     web_log = tmp_path / "gunicorn.log"
+    # Type=notify: systemd waits for READY=1 on $NOTIFY_SOCKET from the main process (NotifyAccess=main).
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # the sender's pid comes with each message
+    notify.settimeout(60)
+    env["NOTIFY_SOCKET"] = str(tmp_path / "notify")
     web = subprocess.Popen(web_command(web_port), cwd=REPO, env=env, stdout=open(web_log, "wb"),
                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     nginx = None
     try:
+        ready, ancillary, _, _ = notify.recvmsg(4096, socket.CMSG_SPACE(12))
+        assert b"READY=1" in ready.split(b"\n"), ready
+        sender = next(__import__("struct").unpack("3i", data)[0] for level, kind, data in ancillary
+                      if (level, kind) == (socket.SOL_SOCKET, socket.SCM_CREDENTIALS))
+        assert sender == web.pid, "READY=1 must come from the main process (NotifyAccess=main)"
         wait_for_port(web_port, web, web_log)
         site = SITE.read_text()
         for old, new in ((r"listen 443 ssl", f"listen 127.0.0.1:{https_port} ssl"), (r"listen 80", f"listen 127.0.0.1:{http_port}"),
@@ -523,6 +536,7 @@ def test_nginx_serves_jitad_over_tls_with_the_headers_it_expects(tmp_path):
         stopped = https_get(https_port, "/account/login/", name, ca, "POST", huge, {"Content-Type": "application/json"})
         assert stopped.status == 413 and "nginx" in (stopped.getheader("Server") or "")
     finally:
+        notify.close()
         for proc in (nginx, web):
             if proc is not None and proc.poll() is None:
                 os.killpg(proc.pid, 15)
