@@ -2,7 +2,9 @@
 the checkers of the programs that read them: ``systemd-analyze verify`` and its offline security
 review, ``nginx -t``, POSIX sh; and nginx runs the site in front of the web unit's gunicorn. Each
 checker is Debian's (``make deps`` installs them), and each is also handed a broken copy, to show
-it really runs and refuses.
+it really runs and refuses. The units' commands run confined as far as a test can without systemd
+as PID 1 (a read-only system but /tmp, no capability): their system-call filter and the rest of
+the sandbox are checked by ``systemd-analyze`` only, not exercised.
 """
 import os
 import re
@@ -427,6 +429,26 @@ def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float =
     raise AssertionError(f"nothing listens on 127.0.0.1:{port}:\n{log.read_text()[-3000:]}")
 
 
+def confined(command: list[str]) -> list[str]:
+    """``command`` confined as far as a test can without systemd as PID 1, for what the units' hardening
+    would break: every file system read-only but /tmp (the test's var dir and database, and the stand-in
+    for PrivateTmp), no capability at all, no privilege gain (a mount namespace of its own, as root)."""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            'mount --bind /tmp /tmp && mount -o remount,bind,ro / '
+            '&& exec setpriv --no-new-privs --inh-caps=-all --bounding-set=-all "$@"', "sh", *command]
+
+
+def test_the_confinement_holds(tmp_path):
+    """The stand-in really confines: a write outside /tmp and a capability's use both fail in it."""
+    outside = REPO / "var" / f"confined-{os.getpid()}"
+    result = subprocess.run(confined(["sh", "-c", f"touch {tmp_path}/ok && (touch {outside} || echo refused) "
+                                      "&& (chown 1 /tmp/ok 2>/dev/null || echo no-chown) && grep CapEff /proc/self/status"]),
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "refused" in result.stdout and "no-chown" in result.stdout and not outside.exists()
+    assert "CapEff:\t0000000000000000" in result.stdout and (tmp_path / "ok").exists()
+
+
 def web_command(port: int) -> list[str]:
     """jitad-web.service's ExecStart with the checkout in place of /opt/jitad and a free port for 8000."""
     start = next(v for _, k, v in unit_directives(UNITS / "jitad-web.service") if k == "ExecStart")
@@ -478,7 +500,7 @@ def test_nginx_serves_jitad_over_tls_with_the_headers_it_expects(tmp_path):
     notify.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # the sender's pid comes with each message
     notify.settimeout(60)
     env["NOTIFY_SOCKET"] = str(tmp_path / "notify")
-    web = subprocess.Popen(web_command(web_port), cwd=REPO, env=env, stdout=open(web_log, "wb"),
+    web = subprocess.Popen(confined(web_command(web_port)), cwd=REPO, env=env, stdout=open(web_log, "wb"),
                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     nginx = None
     try:
@@ -575,7 +597,7 @@ def test_the_worker_and_scheduler_units_commands_start_report_and_stop_cleanly(t
     try:
         for name in ("jitad-engine.service", "jitad-notifications.service", "jitad-scheduler.service"):
             log = tmp_path / f"{name}.log"
-            procs[name] = (subprocess.Popen(unit_command(name), cwd=REPO, env=env, stdout=open(log, "wb"),
+            procs[name] = (subprocess.Popen(confined(unit_command(name)), cwd=REPO, env=env, stdout=open(log, "wb"),
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True), log)
 
         def heartbeats() -> dict:
