@@ -16,7 +16,10 @@ help:
 # System packages (Debian's, as root): a Samba AD DC for tests and the demo, Chromium for
 # the browser tests (Playwright drives it; it never downloads a browser), and redis-server,
 # which the broker-outage tests start and stop on a port of their own; rsyslog with its GnuTLS
-# stream driver, the syslog-over-TLS receiver the SIEM tests start.
+# stream driver, the syslog-over-TLS receiver the SIEM tests start; systemd (systemd-analyze) and
+# nginx, whose checkers test the unit files and the site in ops/ (tests/test_ops_units.py). nginx's
+# package would start a server on port 80 of every address: it is installed with services
+# refused (policy-rc.d, as Debian's container images have it) and never started here.
 deps:
 	@missing=""; \
 	command -v samba-tool >/dev/null 2>&1 && command -v samba >/dev/null 2>&1 || missing="$$missing samba-ad-dc samba-ad-provision"; \
@@ -24,9 +27,18 @@ deps:
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v rsyslogd >/dev/null 2>&1 || missing="$$missing rsyslog"; \
 	dpkg -s rsyslog-gnutls >/dev/null 2>&1 || missing="$$missing rsyslog-gnutls"; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing from Debian's packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then \
+	  echo "installing from Debian's packages: nginx (not started)"; \
+	  made=""; \
+	  if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; made=1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; rc=$$?; \
+	  if [ -n "$$made" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+	  exit $$rc; \
 	fi
 
 $(STAMP): requirements.txt requirements-dev.txt

@@ -11,6 +11,8 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
 
+from jitad import __version__
+
 
 def _approves_anything(user) -> bool:
     """An approver of access requests (policy or target) or of break-glass checkouts."""
@@ -42,6 +44,14 @@ class JitadAdminSite(OTPAdminSite):
     """OTPAdminSite (a verified device is required) for staff and policy-defined approvers."""
 
     login_form = AdminLoginForm
+
+    def each_context(self, request):
+        """The header names the release jitad runs (``jitad.__version__``) to those the admin lets in; the
+        login page does not tell it to anyone who asks."""
+        context = super().each_context(request)
+        if self.has_permission(request):
+            context["site_header"] = f"{context['site_header']} · {__version__}"
+        return context
 
     def has_permission(self, request):
         user = request.user

@@ -34,3 +34,17 @@ def test_admin_opens_with_password_and_totp(client, django_user_model):
                                           "otp_device": device.persistent_id, "otp_token": "000000"})
     assert wrong.status_code == 200  # refused: the form comes back
     assert client.get("/admin/").status_code == 302
+
+
+def test_the_admin_header_names_the_release_to_those_it_lets_in(client, verified_client, django_user_model):
+    """GIVEN the release in jitad.__version__ WHEN staff open the admin with a verified device THEN its
+    header names it; the login page, which anyone may load, does not."""
+    import jitad
+
+    header = f"jitad administration · {jitad.__version__}"
+    login = client.get("/admin/login/")
+    assert login.status_code == 200 and jitad.__version__ not in login.content.decode()
+    staff = django_user_model.objects.create_user("staff-reader", password="A-long-passphrase-3", is_staff=True)
+    page = verified_client(staff).get("/admin/")
+    assert page.status_code == 200
+    assert header in page.content.decode()

@@ -11,7 +11,7 @@ The layers, bottom to top (docs in STYLE.md, "Layout shows the architecture"):
 4. the domain apps: ``elevation`` and ``breakglass``
 5. ``reports``: reads every domain app (KPIs, access history, the JIT PAM document)
 6. the admin site and URLs (``admin_site``, ``urls``), and the process wiring that loads
-   every app (``settings``, ``celery``, ``wsgi``)
+   every app (``settings``, ``celery``, ``wsgi``, ``__main__``: ``python -m jitad``)
 
 A lower app that must tell a higher one something sends a Django signal; it never imports
 it. Inside an app, ``selectors`` (reads) sit below ``services`` (writes) and ``tasks``: a
@@ -35,7 +35,7 @@ LAYERS = {
     "health": 3,
     "elevation": 4, "breakglass": 4,
     "reports": 5, "reviews": 5,
-    "admin_site": 6, "urls": 6, "settings": 6, "celery": 6, "wsgi": 6,
+    "admin_site": 6, "urls": 6, "settings": 6, "celery": 6, "wsgi": 6, "__main__": 6,
 }
 
 # Imports that point up but cannot move, each with the reason. Keys are
