@@ -3,6 +3,7 @@
 The checks against real stopped parts (a DC, Redis, the sweep) are in test_readiness.py.
 """
 import json
+import re
 import socket
 from datetime import timedelta
 
@@ -138,3 +139,54 @@ def test_a_proxy_cannot_make_every_caller_look_local(client, settings):
     assert client.get("/metrics", HTTP_X_FORWARDED_FOR="198.51.100.7").status_code == 403
     body = json.loads(client.get("/readyz?only=database", HTTP_X_FORWARDED_FOR="198.51.100.7").content)
     assert "version" not in body and "detail" not in body["checks"]["database"]
+
+
+def _served_families(text: str) -> set[str]:
+    return {m.name for m in text_string_to_metric_families(text)}
+
+
+def _family(name: str) -> str:
+    for suffix in ("_total", "_bucket", "_count", "_sum", "_info"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+@pytest.mark.django_db
+def test_every_metric_the_ops_docs_tell_to_alert_on_is_served(client, settings):
+    """GIVEN the "alerted failure -> alert on" table of ops/README.md and both metric tables WHEN /metrics is
+    scraped (with a SIEM destination configured, so its series exist) THEN every jitad_* metric they name is
+    served: the docs cannot promise a series that does not exist."""
+    from tests.test_ops_docs import README
+
+    settings.JITAD_SIEM_DESTINATIONS = {"central": {"transport": "https", "format": "json",
+                                                    "url": "https://127.0.0.1:9/services/collector/event"}}
+    section = README.split("## Health and metrics", 1)[1].split("\n## ", 1)[0]
+    assert "<!-- alert-metrics:" in section
+    named = {_family(n) for n in re.findall(r"\bjitad_[a-z_]+[a-z]", section)} - {"jitad_metrics"}
+    assert len(named) > 15, named
+    served = {_family(n) for n in _served_families(client.get("/metrics").content.decode())}
+    assert not named - served, f"ops/README.md names metrics /metrics does not serve: {sorted(named - served)}"
+
+
+@pytest.mark.django_db
+def test_an_alert_is_counted_and_its_condition_shows_while_open(client, django_capture_on_commit_callbacks):
+    """GIVEN a condition raised WHEN /metrics is scraped THEN jitad_alerts_total counted its alert and
+    jitad_alert_conditions_open shows it; resolved THEN it is no longer open."""
+    from jitad.notifications.services import condition_raise, condition_resolve
+
+    def value(text, name, **labels):
+        return sum(s.value for m in text_string_to_metric_families(text) for s in m.samples
+                   if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+    before = client.get("/metrics").content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        condition_raise(key="test.metrics", event="test.metrics_condition", subject="s", body="b")
+    text = client.get("/metrics").content.decode()
+    assert value(text, "jitad_alerts_total", event="test.metrics_condition") == \
+        value(before, "jitad_alerts_total", event="test.metrics_condition") + 1
+    assert value(text, "jitad_alert_conditions_open", event="test.metrics_condition") == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        condition_resolve(key="test.metrics", event="test.metrics_condition.resolved", subject="s", body="b")
+    assert value(client.get("/metrics").content.decode(), "jitad_alert_conditions_open",
+                 event="test.metrics_condition") == 0
