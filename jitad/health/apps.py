@@ -7,10 +7,12 @@ class HealthConfig(AppConfig):
     verbose_name = "health"
 
     def ready(self):
+        from django.core import checks as system_checks
+
         from jitad.engine.signals import watch, watch_finished
         from jitad.metrics import figures_register
 
-        from . import checks, figures
+        from . import checks, figures, system_checks as health_checks
 
         watch.connect(checks.processes_check, dispatch_uid="jitad.health.processes")
         watch.connect(checks.queues_check, dispatch_uid="jitad.health.queues")
@@ -24,3 +26,4 @@ class HealthConfig(AppConfig):
         figures_register("siem", figures.siem_figures)
         figures_register("broker", figures.broker_figures)
         figures_register("readiness", figures.readiness_figures)
+        system_checks.register(health_checks.metrics_multiprocess, system_checks.Tags.compatibility)
