@@ -355,3 +355,11 @@ def test_production_warns_when_counters_are_per_process(tmp_path):
     result = run_setup(tmp_path, {**base, "PROMETHEUS_MULTIPROC_DIR": str(folder)}, CHECK)
     assert result.returncode == 0 and "jitad.health.W001" not in result.stderr, result.stderr[-2000:]
     assert folder.is_dir()
+
+
+def test_a_bad_log_format_or_network_list_is_refused_at_start(tmp_path):
+    """A typo in JITAD_LOG_FORMAT or in a network list of /readyz and /metrics stops the process with the
+    variable named: it must not open (or close) an endpoint silently."""
+    assert_refused(run_setup(tmp_path, {"JITAD_LOG_FORMAT": "xml"}), "JITAD_LOG_FORMAT must be plain or json")
+    assert_refused(run_setup(tmp_path, {"JITAD_METRICS_ALLOWED_NETWORKS": "10.0.0.0/8,everyone"}),
+                   "JITAD_METRICS_ALLOWED_NETWORKS: 'everyone' is not an IP address or network")
