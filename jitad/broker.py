@@ -198,3 +198,37 @@ def _probe_kombu(deadline: float) -> str:
     except Exception as e:  # noqa: BLE001 - any failure to connect is the answer
         return f"the broker does not answer: {type(e).__name__}"
     return ""
+
+
+# -- how much waits in it? ------------------------------------------------------------------
+def queue_depths(queues: list[str], *, deadline: float) -> dict[str, int] | None:
+    """{queue: messages waiting in the broker}, or None when the broker does not answer within ``deadline`` s.
+
+    Messages a worker has taken and not yet acknowledged are not counted (Redis keeps them
+    apart until the acknowledgement), nor are ETA messages a worker holds in memory.
+    """
+    from django.conf import settings
+
+    url = settings.CELERY_BROKER_URL
+    if url.startswith(("jitadfs://", "filesystem://")):
+        folder = settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_out"]
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return None
+        return {q: sum(1 for n in names if n.endswith(f".{q}.msg")) for q in queues}
+    if url.startswith(("redis://", "rediss://")):
+        import redis as redis_py
+
+        client = redis_py.Redis.from_url(url, socket_connect_timeout=deadline, socket_timeout=deadline,
+                                         retry_on_timeout=False)
+        try:
+            with client.pipeline(transaction=False) as pipe:
+                for q in queues:
+                    pipe.llen(q)  # kombu's Redis transport keeps a queue's messages in a list named after it
+                return dict(zip(queues, pipe.execute()))
+        except redis_py.RedisError:
+            return None
+        finally:
+            client.close()
+    return None

@@ -5,6 +5,7 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 from . import broker  # noqa: F401  (registers the jitadfs:// transport)
+from . import logs
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jitad.settings")
 
@@ -84,6 +85,10 @@ def _schedule(sender, **kwargs):
             settings.JITAD_DIRECTORY_SYNC_INTERVAL, sender.signature("jitad.accounts.refresh_from_directory"),
             name="directory-sync",
         )
+    # Periodic work logs nothing at INFO when it did nothing (jitad/logs.py); nor do the scheduler's
+    # wake-ups of the sweep at a grant's end, which find nothing when a sweep got there first.
+    logs.periodic_tasks.update(entry["task"] for entry in sender.conf.beat_schedule.values())
+    logs.periodic_tasks.update({"jitad.elevation.sweep", "jitad.elevation.revoke_ahead"})
 
 
 @worker_process_init.connect

@@ -9,7 +9,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from jitad.admin_site import JitadAdminSite
-from jitad.accounts.views import health
+from jitad.health.views import healthz, metrics_view, readyz
 
 admin.site.__class__ = JitadAdminSite
 admin.site.site_header = "jitad administration"
@@ -18,7 +18,9 @@ admin.site.enable_nav_sidebar = False  # the approval queue needs the width
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="elevation:access", permanent=False), name="home"),
-    path("healthz", health, name="health"),
+    path("healthz", healthz, name="health"),
+    path("readyz", readyz, name="ready"),
+    path("metrics", metrics_view, name="metrics"),
     path("account/", include("jitad.accounts.urls")),
     path("account/passkeys/", include("jitad.accounts.webauthn")),
     path("admin/", admin.site.urls),

@@ -51,7 +51,7 @@ print(json.dumps({
 def run_setup(tmp_path, extra: dict[str, str], code: str = "import django; django.setup()"):
     """``django.setup()`` with jitad.settings in a child whose environment has no JITAD_* or
     CELERY_* variable except ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JITAD_", "CELERY_", "DJANGO_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JITAD_", "CELERY_", "DJANGO_", "PROMETHEUS_"))}
     env.update(DJANGO_SETTINGS_MODULE="jitad.settings", JITAD_VAR_DIR=str(tmp_path / "var"), PYTHONPATH=str(REPO))
     env.update(extra)
     return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
@@ -342,3 +342,24 @@ def test_this_suite_runs_postgresql_with_the_server_binding_cursor():
 
     with connection.cursor() as cursor:
         assert isinstance(cursor.cursor, ServerBindingCursor)
+
+
+def test_production_warns_when_counters_are_per_process(tmp_path):
+    """GIVEN production settings without PROMETHEUS_MULTIPROC_DIR WHEN the system checks run THEN a warning
+    (jitad.health.W001) says /metrics would show one process's counters; with it set THEN none, and jitad
+    creates the folder."""
+    base = {**PRODUCTION, "JITAD_TRUSTED_PROXIES": "10.0.0.5"}
+    result = run_setup(tmp_path, base, CHECK)
+    assert result.returncode == 0 and "jitad.health.W001" in result.stderr, result.stderr[-2000:]
+    folder = tmp_path / "metrics"
+    result = run_setup(tmp_path, {**base, "PROMETHEUS_MULTIPROC_DIR": str(folder)}, CHECK)
+    assert result.returncode == 0 and "jitad.health.W001" not in result.stderr, result.stderr[-2000:]
+    assert folder.is_dir()
+
+
+def test_a_bad_log_format_or_network_list_is_refused_at_start(tmp_path):
+    """A typo in JITAD_LOG_FORMAT or in a network list of /readyz and /metrics stops the process with the
+    variable named: it must not open (or close) an endpoint silently."""
+    assert_refused(run_setup(tmp_path, {"JITAD_LOG_FORMAT": "xml"}), "JITAD_LOG_FORMAT must be plain or json")
+    assert_refused(run_setup(tmp_path, {"JITAD_METRICS_ALLOWED_NETWORKS": "10.0.0.0/8,everyone"}),
+                   "JITAD_METRICS_ALLOWED_NETWORKS: 'everyone' is not an IP address or network")

@@ -15,6 +15,8 @@ from django.utils.cache import add_never_cache_headers
 from django_otp import DEVICE_ID_SESSION_KEY, devices_for_user
 from django_otp import login as otp_login
 
+from jitad import metrics
+
 from .devices import AuthenticatorDevice, BackupCode, BackupCodeDevice
 from .throttle import login_source_remember
 
@@ -116,6 +118,8 @@ def mfa_check_code(user, code: str) -> CodeCheck:
             if device.vault_error:
                 vault_message = ("Your code cannot be checked: the server cannot open the stored MFA secret (a vault key "
                                  "is missing). Tell an administrator; another device may still work.")
+    metrics.count(metrics.mfa_failures, device="totp" if model is AuthenticatorDevice else "backup",
+                  reason="vault" if vault_message else "throttled" if throttle_message else "wrong_code")
     return CodeCheck(error=vault_message or throttle_message
                      or "That code is not right. Check your device's clock and try again.")
 

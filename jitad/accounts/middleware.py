@@ -20,7 +20,7 @@ from .mfa import CHECKED_NOW, mfa_check_code, mfa_enrolled, mfa_is_fresh, mfa_ma
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 
 # URL names reachable without a verified device (login, logout and the MFA steps).
-PUBLIC = {"accounts:login", "accounts:logout", "health", "admin:login", "admin:logout"}
+PUBLIC = {"accounts:login", "accounts:logout", "health", "ready", "metrics", "admin:login", "admin:logout"}
 UNVERIFIED_OK = {"accounts:mfa-verify", "accounts:mfa-enrol",
                  "otp_webauthn:credential-authentication-begin", "otp_webauthn:credential-authentication-complete",
                  "otp_webauthn:js-i18n-catalog"}

@@ -2,6 +2,8 @@
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.dispatch import receiver
 
+from jitad import metrics
+
 from . import throttle
 from .backends import THROTTLED
 from .mfa import mfa_mark_verified
@@ -19,12 +21,14 @@ def _on_login(sender, request, user, **kwargs):
         # The admin's login form verified a device in the same step (django-otp's form).
         mfa_mark_verified(request, device)
     method = "directory" if hasattr(user, "directory_account") else "local"
+    metrics.count(metrics.logins, method=method)
     account_logged_in(user=user, method=method, remote_addr=_addr(request))
 
 
 @receiver(user_login_failed)
 def _on_login_failed(sender, credentials, request=None, **kwargs):
     reason = getattr(request, "jitad_login_error", "") or "invalid_credentials"
+    metrics.count(metrics.login_failures, reason=reason[:64])
     if reason in THROTTLED:
         return  # refused unchecked during a pause: audited once per pause (throttle), not once per attempt
     username = str(credentials.get("username", ""))

@@ -8,7 +8,6 @@ from django.contrib import messages
 from django.contrib.auth import authenticate
 from django.contrib.auth import login as auth_login
 from django.contrib.auth import logout as auth_logout
-from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -242,7 +241,3 @@ def token_revoke(request, pk: int):
     api_token_revoke(token=token, actor=request.user)
     messages.success(request, f"Token '{token.name}' revoked.")
     return redirect("accounts:security")
-
-
-def health(request):
-    return HttpResponse("ok", content_type="text/plain")

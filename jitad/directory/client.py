@@ -12,6 +12,8 @@ from typing import Callable
 
 from ldap3 import BASE, SUBTREE, Connection
 
+from jitad import metrics
+
 from .changes import ChangeFeed
 from .config import DirectoryConfig
 from .errors import DirectoryError, DirectoryUnavailable, connection_lost, translate
@@ -65,7 +67,8 @@ class Directory(UserVerbs, GroupReads, PeopleReads, MemberChanges, Provisioning,
         engine's retry and read-back decide.
         """
         try:
-            with translate(operation):
+            with metrics.timed(metrics.dc_call_seconds, metrics.dc_call_errors, call="read", dc=self.url), \
+                    translate(operation):
                 result = run(self._conn)
         except DirectoryUnavailable as e:
             if not (self.unproven and self._reopen is not None and connection_lost(e)):
@@ -74,7 +77,8 @@ class Directory(UserVerbs, GroupReads, PeopleReads, MemberChanges, Provisioning,
             self.unproven = False
             self.close()
             self._conn, self.url = self._reopen()
-            with translate(operation):
+            with metrics.timed(metrics.dc_call_seconds, metrics.dc_call_errors, call="read", dc=self.url), \
+                    translate(operation):
                 result = run(self._conn)
         self.unproven = False
         return result
@@ -88,7 +92,8 @@ class Directory(UserVerbs, GroupReads, PeopleReads, MemberChanges, Provisioning,
         """
         if self.unproven:
             self._read("check connection", lambda conn: conn.search("", "(objectClass=*)", BASE, attributes=["currentTime"]))
-        with translate(operation):
+        with metrics.timed(metrics.dc_call_seconds, metrics.dc_call_errors, call="write", dc=self.url), \
+                translate(operation):
             return run(self._conn)
 
     def __enter__(self) -> "Directory":

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from ldap3 import DSA, SIMPLE, Connection, Server, Tls
 from ldap3.core import exceptions as lx
 
+from jitad import metrics
+
 from .client import Directory
 from .config import DirectoryConfig
 from .errors import DirectoryError, DirectoryMisconfigured, DirectoryRejected, DirectoryUnavailable, translate
@@ -75,7 +77,8 @@ def bind_each(config: DirectoryConfig, user: str, password: str) -> tuple[Connec
     for url in config.urls:
         started = time.monotonic()
         try:
-            with translate(f"bind to {url}"):
+            with metrics.timed(metrics.dc_call_seconds, metrics.dc_call_errors, call="bind", dc=url), \
+                    translate(f"bind to {url}"):
                 return _open(url, config, tls, user, password), url
         except DirectoryUnavailable as e:
             failures.append(f"{url}: {e} after {time.monotonic() - started:.1f}s")

@@ -11,6 +11,8 @@ import time
 
 from ldap3 import BASE
 
+from jitad import metrics
+
 from .client import Directory
 from .config import DirectoryConfig
 from .connection import _open, _tls
@@ -23,7 +25,8 @@ _running: dict[str, threading.Thread] = {}
 def _probe_one(url: str, config: DirectoryConfig, tls, results: dict) -> None:
     started = time.monotonic()
     try:
-        with translate(f"probe {url}"):
+        with metrics.timed(metrics.dc_call_seconds, metrics.dc_call_errors, call="probe", dc=url), \
+                translate(f"probe {url}"):
             conn = _open(url, config, tls, config.bind_dn, config.bind_password)
             try:
                 conn.search("", "(objectClass=*)", BASE, attributes=["currentTime"])

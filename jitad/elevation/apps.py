@@ -29,12 +29,15 @@ class ElevationConfig(AppConfig):
         from jitad.audit.selectors import audit_name_resolver_register
         from jitad.directory.checks import jit_ou_check
         from jitad.engine.signals import broker_unreachable, directory_recovered, next_due, watch
+        from jitad.metrics import figures_register
 
+        from . import figures
         from .selectors import approvers
         from .services import grant_sweep, requests
         from .services import watch as checks
 
         watch.connect(checks.watch_grants, dispatch_uid="jitad.elevation.watch")
+        figures_register("grants", figures.grant_figures)
         directory_recovered.connect(checks.grants_retry_now, dispatch_uid="jitad.elevation.retry_now")
         broker_unreachable.connect(grant_sweep.revocations_sweep_here, dispatch_uid="jitad.elevation.revoke_here")
         next_due.connect(grant_sweep.sweep_wakeup, dispatch_uid="jitad.elevation.sweep_wakeup")

@@ -19,6 +19,7 @@ No network call happens inside these transactions: claim, commit, act, then reco
 outcome conditional on still holding the claim.
 """
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +31,8 @@ from django.db.models import Case, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.db.models.lookups import Exact
 from django.utils import timezone
+
+from jitad import metrics
 
 from .keeper import held, lease_seconds, lease_until
 from .retry import backoff_seconds
@@ -202,4 +205,13 @@ def attempt_failed(
             failures.append(Failed(row=row, before=before, exhausted=exhausted))
         if failures and report is not None:
             report(failures)
+        if failures:
+            kind = base.model._meta.label_lower
+            outcomes = [(str(f.before or ""), "exhausted" if f.exhausted else "retry") for f in failures]
+            transaction.on_commit(lambda: _failures_count(kind, outcomes))
     return failures
+
+
+def _failures_count(kind: str, outcomes: list[tuple[str, str]]) -> None:
+    for (state, outcome), n in Counter(outcomes).items():
+        metrics.count(metrics.work_failures, n, kind=kind, state=state, outcome=outcome)

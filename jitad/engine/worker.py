@@ -7,6 +7,8 @@ from celery.signals import task_postrun, task_prerun, worker_process_init, worke
 from django.conf import settings
 from django.db import close_old_connections, connections
 
+from jitad import logs
+
 from .models import Heartbeat
 from .node import Node
 
@@ -69,3 +71,14 @@ def _db_before_task(**kwargs):
 @task_postrun.connect
 def _db_after_task(**kwargs):
     close_old_connections()
+
+
+# -- what a task's log lines name (jitad/logs.py) -------------------------------------------
+@task_prerun.connect
+def _log_context_start(task_id=None, task=None, args=None, kwargs=None, **extra):
+    logs.task_started(name=getattr(task, "name", "") or "", task_id=task_id or "", kwargs=kwargs, args=args or ())
+
+
+@task_postrun.connect
+def _log_context_end(**kwargs):
+    logs.task_ended()

@@ -32,6 +32,8 @@ from winrm.exceptions import (
 )
 from winrm.protocol import Protocol
 
+from jitad import metrics
+
 from .config import HostConfig
 from .errors import (
     HostAuthRefused,
@@ -161,12 +163,13 @@ class Host:
         """Run a shipped script with ``data`` as its input; return its JSON result."""
         deadline = time.monotonic() + self.config.deadline
         env = {"JITAD_INPUT": base64.b64encode(json.dumps(data).encode()).decode("ascii")} if data is not None else None
-        try:
-            stdout, stderr, code = self._execute(name, env, deadline)
-        except HostError:
-            self.close()  # a connection in an unknown state is never reused
-            raise
-        return _parse_result(name, stdout, stderr, code)
+        with metrics.timed(metrics.winrm_call_seconds, metrics.winrm_call_errors, script=name):
+            try:
+                stdout, stderr, code = self._execute(name, env, deadline)
+            except HostError:
+                self.close()  # a connection in an unknown state is never reused
+                raise
+            return _parse_result(name, stdout, stderr, code)
 
     def _protocol_for_call(self) -> Protocol:
         if self._protocol is None:

@@ -10,7 +10,7 @@ fail-fast checks refuse in this order. Django reads the UPPERCASE names of this 
 every part's UPPERCASE names are gathered here.
 """
 # Imported in this order on purpose (not sorted): each part runs when it is first imported.
-from . import env, security, core, celery, directory, hosts, vault, breakglass, engine, portal, notifications, siem, reports, retention, reviews
+from . import env, security, core, celery, directory, hosts, vault, breakglass, engine, portal, notifications, siem, reports, retention, reviews, health
 
 _parts = (
     env,            # the environment, PRODUCTION, BASE_DIR, VAR_DIR
@@ -28,6 +28,7 @@ _parts = (
     reports,        # KPI period, revocation SLA, working hours, risk thresholds
     retention,      # how long closed records and audit events are kept
     reviews,        # eligibility reviews: the sweep's interval
+    health,         # /readyz and /metrics: time limits, thresholds, who may read them
 )
 for _part in _parts:
     globals().update({name: value for name, value in vars(_part).items() if name.isupper()})

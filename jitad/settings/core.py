@@ -38,6 +38,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every log line of the request, refusals included, names its id (jitad/logs.py).
+    "jitad.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # First after security, so every response (refusals by the middleware below included) carries the policy.
     "csp.middleware.CSPMiddleware",
@@ -142,11 +144,20 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = not env.bool("JITAD_COLLECTED_STATIC", default=PRODUCTION)
 
 # --- Logging --------------------------------------------------------------------------
+# JITAD_LOG_FORMAT: "plain" (the default, for a terminal) or "json" (one JSON object per line, with the
+# request, task and grant ids: jitad/logs.py; ops' production environment sets it). Either way, periodic
+# work that did nothing logs nothing at INFO.
+JITAD_LOG_FORMAT = env.str("JITAD_LOG_FORMAT", default="plain")
+if JITAD_LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"JITAD_LOG_FORMAT must be plain or json, not {JITAD_LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "jitad.logs.ContextFilter"}, "quiet": {"()": "jitad.logs.QuietPeriodicFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+                   "json": {"()": "jitad.logs.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": JITAD_LOG_FORMAT,
+                             "filters": ["context", "quiet"]}},
     "root": {"handlers": ["console"], "level": env.str("JITAD_LOG_LEVEL", default="INFO")},
     "loggers": {
         # ldap3 at DEBUG would print bind credentials; keep it quiet whatever the root says.

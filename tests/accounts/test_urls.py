@@ -19,7 +19,9 @@ from tests.support.mfa import stale_age, verify_session
 
 pytestmark = pytest.mark.django_db
 
-EXPECTED_PUBLIC = {"accounts:login", "accounts:logout", "health", "admin:login", "admin:logout"}
+# /readyz and /metrics answer without a login: they limit what they show by the caller's network (and a
+# token for /metrics) instead (jitad/health/views.py).
+EXPECTED_PUBLIC = {"accounts:login", "accounts:logout", "health", "ready", "metrics", "admin:login", "admin:logout"}
 EXPECTED_UNVERIFIED_OK = {
     "accounts:mfa-verify", "accounts:mfa-enrol",
     "otp_webauthn:credential-authentication-begin", "otp_webauthn:credential-authentication-complete",

@@ -12,7 +12,7 @@ from collections import defaultdict
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from jitad import directory
+from jitad import directory, metrics
 from jitad.audit.services import audit_record_many
 from jitad.engine import claims
 from jitad.engine.services import REVOKING, pulse_mark
@@ -132,8 +132,22 @@ def _mark_revoked(grants: list[Grant], token: uuid.UUID, outcome: dict[int, bool
         notices_grants_revoked(grants=[g for g in grants if g.id in held], outcome=outcome)
         # Last: the audit chain's head stays locked until the commit, and every other batch's record waits for it.
         audit_record_many(entries)
+        ends = [_due(g) for g in grants if g.id in held]
+        transaction.on_commit(lambda: _lateness_observe(now, ends))
     if recovered:
         failed_conditions_resolve()
+
+
+def _due(g: Grant):
+    """When the grant was due to lose its membership: its end, or the request to end it early."""
+    asked = g.revoke_requested_at
+    return asked if asked is not None and asked < g.expires_at else g.expires_at
+
+
+def _lateness_observe(revoked_at, ends) -> None:
+    """Count each committed revocation's lateness (jitad_revocation_lateness_seconds): an increment, no I/O."""
+    for end in ends:
+        metrics.observe(metrics.revocation_lateness, (revoked_at - end).total_seconds())
 
 
 def grants_revoke_execute(*, grant_ids: list[int], token) -> None:

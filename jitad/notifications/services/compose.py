@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from jitad import metrics
 from jitad.audit.services import audit_record
 from jitad.bulk import insert_many
 from jitad.engine import claims, queue
@@ -168,6 +169,7 @@ def alert_raise(*, event: str, subject: str, body: str, severity: str = Notifica
         return None
     log.warning("alert %s: %s", event, subject)
     with transaction.atomic():
+        transaction.on_commit(lambda: metrics.count(metrics.alerts, event=event, severity=str(severity)))
         # Every alert is in the audit chain too, and so in the SIEM stream.
         # Kept apart from the object's own trail (object type "alert", id "<type>:<id>"), whose
         # events are its state changes; searching "checkout:17" finds the alerts about it.
