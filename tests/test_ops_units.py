@@ -282,7 +282,8 @@ def filled_in(tmp_path: Path) -> Path:
     for name in ("JITAD_SECRET_KEY", "JITAD_LDAP_BIND_PASSWORD", "JITAD_VAULT_KEYS", "JITAD_ALERT_URLS"):
         text, count = re.subn(rf"^{name}=$", f"{name}={filled[name]}", text, flags=re.M)
         assert count == 1, f"the example should leave {name} empty for the operator"
-    for name, value in (("JITAD_VAR_DIR", tmp_path / "var"), ("JITAD_STATIC_ROOT", tmp_path / "var" / "static")):
+    for name, value in (("JITAD_VAR_DIR", tmp_path / "var"), ("JITAD_STATIC_ROOT", tmp_path / "var" / "static"),
+                        ("PROMETHEUS_MULTIPROC_DIR", tmp_path / "run" / "metrics")):  # /run/jitad: the units make it
         text, count = re.subn(rf"^{name}=.*$", f"{name}={value}", text, flags=re.M)
         assert count == 1
     path = tmp_path / "jitad.env"
