@@ -29,7 +29,7 @@ PACKAGE = ROOT / "jitad"
 
 LAYERS = {
     "directory": 0, "hosts": 0, "vault": 0, "engine": 0,
-    "errors": 0, "humantime": 0, "broker": 0, "formats": 0, "admin_helpers": 0, "bulk": 0, "metrics": 0, "logs": 0,
+    "errors": 0, "humantime": 0, "broker": 0, "formats": 0, "admin_helpers": 0, "bulk": 0, "metrics": 0, "logs": 0, "commands": 0,
     "audit": 1, "notifications": 1,
     "accounts": 2,
     "health": 3,
