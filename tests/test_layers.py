@@ -9,7 +9,8 @@ The layers, bottom to top (docs in STYLE.md, "Layout shows the architecture"):
 2. ``accounts``
 3. ``health``
 4. the domain apps: ``elevation`` and ``breakglass``
-5. ``reports``: reads every domain app (KPIs, access history, the JIT PAM document)
+5. ``reports``: reads every domain app (KPIs, access history, the JIT PAM document); ``reviews``; ``operations``
+   (the readiness and backup checks)
 6. the admin site and URLs (``admin_site``, ``urls``), and the process wiring that loads
    every app (``settings``, ``celery``, ``wsgi``, ``__main__``: ``python -m jitad``)
 
@@ -34,7 +35,7 @@ LAYERS = {
     "accounts": 2,
     "health": 3,
     "elevation": 4, "breakglass": 4,
-    "reports": 5, "reviews": 5,
+    "reports": 5, "reviews": 5, "operations": 5,
     "admin_site": 6, "urls": 6, "settings": 6, "celery": 6, "wsgi": 6, "__main__": 6,
 }
 

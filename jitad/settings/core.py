@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "jitad.breakglass",
     "jitad.reports",
     "jitad.reviews",
+    "jitad.operations",
 ]
 
 MIDDLEWARE = [
