@@ -136,8 +136,8 @@ def test_destinations_and_vault_keys(estate, settings, make_user):
     assert code == ExitCode.PROBLEMS
 
 
-def test_bad_usage_exits_64_and_json_goes_to_stdout(tmp_path):
-    """From the shell: an unknown option is bad usage (64), not a problem found (1)."""
+def test_bad_usage_exits_2(tmp_path):
+    """From the shell: an unknown option is bad usage (2), not a problem found (1)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JITAD_", "CELERY_", "DJANGO_"))}
     env["JITAD_VAR_DIR"] = str(tmp_path / "var")
     result = subprocess.run([sys.executable, "manage.py", "jitad_check", "--format", "yaml"], cwd=REPO, env=env,
