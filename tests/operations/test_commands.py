@@ -23,6 +23,7 @@ pytestmark = pytest.mark.django_db
 SHAPES = {
     "jitad_apply_policy": {"file", "dry_run", "created", "updated", "unchanged", "disabled"},  # or file, errors
     "jitad_audit_verify": {"checkpoint", "breaks"},
+    "jitad_backup_check": {"database", "audit", "sealed", "counts"},
     "jitad_breakglass": {"accounts"},  # status; the other subcommands: their account, state, seal
     "jitad_breakglass_envelope": {"verdict", "message", "rotated"},
     "jitad_check": {"version", "environment", "counts", "checks"},
