@@ -20,6 +20,8 @@ help:
 # nginx, whose checkers test the unit files and the site in ops/ (tests/test_ops_units.py). nginx's
 # package would start a server on port 80 of every address: it is installed with services
 # refused (policy-rc.d, as Debian's container images have it) and never started here.
+# postgresql-client: pg_dump and pg_restore, which the backup checks and their round-trip test use
+# (the host server's version).
 deps:
 	@missing=""; \
 	command -v samba-tool >/dev/null 2>&1 && command -v samba >/dev/null 2>&1 || missing="$$missing samba-ad-dc samba-ad-provision"; \
@@ -28,6 +30,7 @@ deps:
 	command -v rsyslogd >/dev/null 2>&1 || missing="$$missing rsyslog"; \
 	dpkg -s rsyslog-gnutls >/dev/null 2>&1 || missing="$$missing rsyslog-gnutls"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	pg_dump --version >/dev/null 2>&1 && pg_restore --version >/dev/null 2>&1 || missing="$$missing postgresql-client"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing from Debian's packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \

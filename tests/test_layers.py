@@ -9,7 +9,8 @@ The layers, bottom to top (docs in STYLE.md, "Layout shows the architecture"):
 2. ``accounts``
 3. ``health``
 4. the domain apps: ``elevation`` and ``breakglass``
-5. ``reports``: reads every domain app (KPIs, access history, the JIT PAM document)
+5. ``reports``: reads every domain app (KPIs, access history, the JIT PAM document); ``reviews``; ``operations``
+   (the readiness and backup checks)
 6. the admin site and URLs (``admin_site``, ``urls``), and the process wiring that loads
    every app (``settings``, ``celery``, ``wsgi``, ``__main__``: ``python -m jitad``)
 
@@ -29,12 +30,12 @@ PACKAGE = ROOT / "jitad"
 
 LAYERS = {
     "directory": 0, "hosts": 0, "vault": 0, "engine": 0,
-    "errors": 0, "humantime": 0, "broker": 0, "formats": 0, "admin_helpers": 0, "bulk": 0, "metrics": 0, "logs": 0,
+    "errors": 0, "humantime": 0, "broker": 0, "formats": 0, "admin_helpers": 0, "bulk": 0, "metrics": 0, "logs": 0, "commands": 0,
     "audit": 1, "notifications": 1,
     "accounts": 2,
     "health": 3,
     "elevation": 4, "breakglass": 4,
-    "reports": 5, "reviews": 5,
+    "reports": 5, "reviews": 5, "operations": 5,
     "admin_site": 6, "urls": 6, "settings": 6, "celery": 6, "wsgi": 6, "__main__": 6,
 }
 

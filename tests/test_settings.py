@@ -363,3 +363,69 @@ def test_a_bad_log_format_or_network_list_is_refused_at_start(tmp_path):
     assert_refused(run_setup(tmp_path, {"JITAD_LOG_FORMAT": "xml"}), "JITAD_LOG_FORMAT must be plain or json")
     assert_refused(run_setup(tmp_path, {"JITAD_METRICS_ALLOWED_NETWORKS": "10.0.0.0/8,everyone"}),
                    "JITAD_METRICS_ALLOWED_NETWORKS: 'everyone' is not an IP address or network")
+
+
+# Several problems of different kinds at once: a missing production variable, a number that is not one,
+# a switch that is neither true nor false, a value out of its range, an unreadable key file, a SIEM URL.
+MANY_PROBLEMS = {
+    **without("JITAD_SECRET_KEY", "JITAD_VAULT_KEYS"),
+    "JITAD_SWEEP_INTERVAL": "five",
+    "JITAD_SECURE_COOKIES": "maybe",
+    "JITAD_LEASE_SECONDS": "1",
+    "JITAD_VAULT_KEYS_FILE": "/nonexistent/vault.keys",
+    "JITAD_SIEM_MAIN_URL": "ftp://siem.example.test",
+    "JITAD_REPORT_WORK_DAYS": "1,2,x",
+}
+MANY_MESSAGES = [
+    "JITAD_SECRET_KEY must be set in production",
+    "JITAD_SWEEP_INTERVAL='five' is not a number",
+    "JITAD_SECURE_COOKIES='maybe' is not true or false",
+    "JITAD_LEASE_SECONDS must be at least 3",
+    "JITAD_VAULT_KEYS_FILE=/nonexistent/vault.keys: cannot be read",
+    "JITAD_SIEM_MAIN_URL must be syslog+tls://host:port",
+    "JITAD_REPORT_WORK_DAYS is not a list of whole numbers",
+]
+
+
+def assert_every_problem(text: str) -> None:
+    assert "jitad cannot start: 7 problems in its configuration" in text, text[-3000:]
+    for message in MANY_MESSAGES:
+        assert message in text, (message, text[-3000:])
+
+
+def test_manage_py_lists_every_problem_at_once_without_a_traceback(tmp_path):
+    """GIVEN an environment with seven problems of different kinds WHEN manage.py starts (any command) THEN it
+    exits 78 (configuration) having printed all seven, one a line, and no traceback: one pass fixes them all."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JITAD_", "CELERY_", "DJANGO_"))}
+    env.update(MANY_PROBLEMS, JITAD_VAR_DIR=str(tmp_path / "var"))
+    for command in (["check"], ["jitad_audit_verify"]):
+        result = subprocess.run([sys.executable, "manage.py", *command], cwd=REPO, env=env, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 78, (command, result.returncode, result.stderr[-3000:])
+        assert_every_problem(result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_web_and_workers_list_every_problem_at_once(tmp_path):
+    """GIVEN the same environment WHEN the web application (wsgi) or a Celery worker loads THEN it fails once,
+    and the one error names all seven problems."""
+    web = run_setup(tmp_path, MANY_PROBLEMS, code="import jitad.wsgi")
+    assert web.returncode != 0
+    assert_every_problem(web.stderr)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JITAD_", "CELERY_", "DJANGO_"))}
+    env.update(MANY_PROBLEMS, JITAD_VAR_DIR=str(tmp_path / "var"))
+    worker = subprocess.run([sys.executable, "-m", "celery", "-A", "jitad", "worker", "--pool", "solo", "-l", "warning"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert worker.returncode != 0
+    assert_every_problem(worker.stderr)
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("JITAD_DATABASE_URL", "nosuchdb://user:s3cret@db/x", "JITAD_DATABASE_URL is not a database URL"),
+    ("JITAD_EMAIL_URL", "nosuch://user:s3cret@smtp", "JITAD_EMAIL_URL is not a mail URL"),
+])
+def test_a_url_that_cannot_be_read_is_refused_without_quoting_it(tmp_path, variable, value, message):
+    """A database or mail URL carries a password: the refusal names the variable, never the value."""
+    result = run_setup(tmp_path, {variable: value})
+    assert_refused(result, message)
+    assert "s3cret" not in result.stderr

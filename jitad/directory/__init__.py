@@ -14,6 +14,7 @@ from .ephemeral import EphemeralAccount, ephemeral_sam
 from .auth import authenticate_user, password_works
 from .config import DirectoryConfig
 from .probe import ephemeral_state_each, probe_each
+from .readiness import DCReport, OURights, dc_reports, jit_ou_rights
 from .managed import PROTECTED_RIDS, rid, group_problems, jit_ou_problems, jit_ous, placement_problem, protected, require_managed, under_jit_ou
 from .errors import DirectoryAuthFailed, DirectoryError, DirectoryMisconfigured, DirectoryNotFound, DirectoryNotManaged, DirectoryRejected, DirectoryUnavailable, unexpected
 
@@ -23,6 +24,10 @@ __all__ = [
     "Directory",
     "DirectoryAuthFailed",
     "DirectoryConfig",
+    "DCReport",
+    "OURights",
+    "dc_reports",
+    "jit_ou_rights",
     "DirectoryError",
     "DirectoryMisconfigured",
     "DirectoryNotFound",

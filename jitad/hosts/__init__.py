@@ -10,6 +10,7 @@ from .sessions import RemainingLogon, SessionsEnded
 from .events import SecurityEvent, SecurityEvents
 from .sids import is_account_sid, is_sid
 from .config import TRANSPORTS, HostConfig, config_for
+from .reach import endpoint_reach
 from .errors import (
     HostAuthRefused,
     HostError,
@@ -38,6 +39,7 @@ __all__ = [
     "SecurityEvents",
     "SessionsEnded",
     "config_for",
+    "endpoint_reach",
     "encoded_command",
     "is_account_sid",
     "is_sid",

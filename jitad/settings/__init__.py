@@ -6,8 +6,10 @@ must set the secret key, the database, the broker and the directory bind explici
 
 Each part is a module of this package, run in the order below: a later part imports what it
 needs from an earlier one (PRODUCTION and VAR_DIR from ``env``), and in production the
-fail-fast checks refuse in this order. Django reads the UPPERCASE names of this module, so
-every part's UPPERCASE names are gathered here.
+fail-fast checks list their problems in this order. A part records what it cannot use
+(``env.refuse``) and carries on; once every part has run, jitad refuses to start with the whole
+list, so an operator sees every problem of an environment at once. Django reads the UPPERCASE
+names of this module, so every part's UPPERCASE names are gathered here.
 """
 # Imported in this order on purpose (not sorted): each part runs when it is first imported.
 from . import env, security, core, celery, directory, hosts, vault, breakglass, engine, portal, notifications, siem, reports, retention, reviews, health
@@ -32,5 +34,8 @@ _parts = (
 )
 for _part in _parts:
     globals().update({name: value for name, value in vars(_part).items() if name.isupper()})
+
+if env.problems:
+    raise env.problems_error(env.problems)
 
 __all__ = [name for name in globals() if name.isupper()]

@@ -1,8 +1,7 @@
 """Celery: the broker (embedded filesystem transport or Redis), the queues, task routes, and beat."""
-from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
-from .env import PRODUCTION, VAR_DIR, env
+from .env import PRODUCTION, VAR_DIR, env, refuse
 
 # The broker is only a wake-up call; the database is the source of truth. The embedded
 # default ("jitadfs://", jitad/broker.py) is kombu's filesystem transport with atomic
@@ -10,7 +9,7 @@ from .env import PRODUCTION, VAR_DIR, env
 _broker_dir = VAR_DIR / "broker"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="jitadfs://")
 if PRODUCTION and "CELERY_BROKER_URL" not in env:
-    raise ImproperlyConfigured("CELERY_BROKER_URL must be set in production")
+    refuse("CELERY_BROKER_URL must be set in production")
 if CELERY_BROKER_URL.startswith(("jitadfs://", "filesystem://")):
     for sub in ("queue", "processed", "control"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)

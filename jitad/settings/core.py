@@ -3,7 +3,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import BASE_DIR, PRODUCTION, VAR_DIR, env
+from .env import BASE_DIR, PRODUCTION, VAR_DIR, env, refuse
 
 DEBUG = env.bool("JITAD_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("JITAD_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "jitad.breakglass",
     "jitad.reports",
     "jitad.reviews",
+    "jitad.operations",
 ]
 
 MIDDLEWARE = [
@@ -83,8 +84,15 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------
 _default_db = f"sqlite:///{VAR_DIR / 'jitad.sqlite3'}"
 if PRODUCTION and "JITAD_DATABASE_URL" not in env:
-    raise ImproperlyConfigured("JITAD_DATABASE_URL must be set in production")
-DATABASES = {"default": env.db_url("JITAD_DATABASE_URL", default=_default_db)}
+    refuse("JITAD_DATABASE_URL must be set in production")
+try:
+    if env.str("JITAD_DATABASE_URL", default=_default_db).split("://", 1)[0] not in env.DB_SCHEMES:
+        raise ValueError("not a scheme django-environ knows")
+    DATABASES = {"default": env.db_url("JITAD_DATABASE_URL", default=_default_db)}
+except (ImproperlyConfigured, KeyError, ValueError):
+    # The URL is not quoted back: it may carry the database password.
+    refuse("JITAD_DATABASE_URL is not a database URL (postgres://user:password@host:5432/name, or sqlite:////path)")
+    DATABASES = {"default": env.db_url_config(_default_db)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web, worker and beat share one file: WAL lets readers run beside the writer,
     # IMMEDIATE takes the write lock up front so two writers queue instead of deadlocking.
@@ -149,7 +157,8 @@ WHITENOISE_USE_FINDERS = not env.bool("JITAD_COLLECTED_STATIC", default=PRODUCTI
 # work that did nothing logs nothing at INFO.
 JITAD_LOG_FORMAT = env.str("JITAD_LOG_FORMAT", default="plain")
 if JITAD_LOG_FORMAT not in ("plain", "json"):
-    raise ImproperlyConfigured(f"JITAD_LOG_FORMAT must be plain or json, not {JITAD_LOG_FORMAT!r}")
+    refuse(f"JITAD_LOG_FORMAT must be plain or json, not {JITAD_LOG_FORMAT!r}")
+    JITAD_LOG_FORMAT = "plain"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,7 +1,5 @@
 """Active Directory over LDAPS: the DCs, the bind, TLS trust, timeouts, the JIT OU, member TTLs."""
-from django.core.exceptions import ImproperlyConfigured
-
-from .env import PRODUCTION, env
+from .env import PRODUCTION, env, refuse
 
 # URLs are tried in order (first that answers wins, the next on failure).
 JITAD_LDAP_URLS = env.list("JITAD_LDAP_URLS", default=[])
@@ -21,12 +19,14 @@ JITAD_LDAP_RECEIVE_TIMEOUT = env.float("JITAD_LDAP_RECEIVE_TIMEOUT", default=10.
 JITAD_LDAP_SESSION_CHECK_SECONDS = env.float("JITAD_LDAP_SESSION_CHECK_SECONDS", default=10.0)
 # "auto" detects the Windows Server 2016 PAM optional feature; "off" never writes TTLs.
 JITAD_LDAP_MEMBER_TTL = env.str("JITAD_LDAP_MEMBER_TTL", default="auto")
-if PRODUCTION and not (JITAD_LDAP_URLS and JITAD_LDAP_BIND_DN and JITAD_LDAP_BIND_PASSWORD and JITAD_LDAP_CA_FILE):
-    raise ImproperlyConfigured(
-        "JITAD_LDAP_URLS, JITAD_LDAP_BIND_DN, JITAD_LDAP_BIND_PASSWORD and JITAD_LDAP_CA_FILE must be set in production"
-    )
+if PRODUCTION:
+    for _name, _value in (("JITAD_LDAP_URLS", JITAD_LDAP_URLS), ("JITAD_LDAP_BIND_DN", JITAD_LDAP_BIND_DN),
+                          ("JITAD_LDAP_BIND_PASSWORD", JITAD_LDAP_BIND_PASSWORD),
+                          ("JITAD_LDAP_CA_FILE", JITAD_LDAP_CA_FILE)):
+        if not _value:
+            refuse(f"{_name} must be set in production")
 if PRODUCTION and not any(part.strip() for part in JITAD_LDAP_JIT_OU.split(";")):
     # Without it jitad manages no group: every grant would fail, and a policy file could not be applied.
-    raise ImproperlyConfigured(
+    refuse(
         "JITAD_LDAP_JIT_OU must be set in production: the OU holding jitad's JIT groups, e.g. OU=JIT,DC=corp,DC=example"
     )

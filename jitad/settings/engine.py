@@ -1,8 +1,6 @@
 """The grant engine: sweeps, the reconciler's brake, claims and leases, redundancy and the watchdog,
 retries, what the approval queue shows, sweep batches, and the policy file's size limit."""
-from django.core.exceptions import ImproperlyConfigured
-
-from .env import env
+from .env import env, refuse
 
 # --- Engine ---------------------------------------------------------------------------
 # The sweep runs when work falls due: the elected scheduler asks for the next grant end, retry
@@ -12,25 +10,25 @@ from .env import env
 JITAD_SWEEP_INTERVAL = env.float("JITAD_SWEEP_INTERVAL", default=5.0)
 JITAD_WAKE_REFRESH_SECONDS = env.float("JITAD_WAKE_REFRESH_SECONDS", default=1.0)
 if JITAD_SWEEP_INTERVAL <= 0:
-    raise ImproperlyConfigured("JITAD_SWEEP_INTERVAL must be above 0 (seconds between safety-net sweeps)")
+    refuse("JITAD_SWEEP_INTERVAL must be above 0 (seconds between safety-net sweeps)")
 if not 0 < JITAD_WAKE_REFRESH_SECONDS <= 60:
-    raise ImproperlyConfigured("JITAD_WAKE_REFRESH_SECONDS must be above 0 and at most 60 (seconds between looks "
-                               "at when the next grant ends)")
+    refuse("JITAD_WAKE_REFRESH_SECONDS must be above 0 and at most 60 (seconds between looks "
+           "at when the next grant ends)")
 # A grant end the scheduler sees coming is claimed this many seconds before it, and its removal
 # sent to run at the end itself (a message with an ETA): the claim and the broker's hop are done
 # by then, and the removal is not late by them. Never early: the worker runs it at the end. 0: the
 # end is claimed when it comes.
 JITAD_REVOKE_LEAD_SECONDS = env.float("JITAD_REVOKE_LEAD_SECONDS", default=0.25)
 if not 0 <= JITAD_REVOKE_LEAD_SECONDS <= 5:
-    raise ImproperlyConfigured("JITAD_REVOKE_LEAD_SECONDS must be between 0 (off) and 5 (seconds a grant end is "
-                               "claimed ahead)")
+    refuse("JITAD_REVOKE_LEAD_SECONDS must be between 0 (off) and 5 (seconds a grant end is "
+           "claimed ahead)")
 JITAD_RECONCILE_INTERVAL = env.float("JITAD_RECONCILE_INTERVAL", default=60.0)
 # The group watch (docs/reconciler.md): every this many seconds the elected scheduler has the DC's
 # change feed (DirSync) read, and the managed groups whose members changed are checked at once;
 # 0 turns it off (out-of-band members are then found by the periodic reconcile only).
 JITAD_GROUP_WATCH_INTERVAL = env.float("JITAD_GROUP_WATCH_INTERVAL", default=1.0)
 if JITAD_GROUP_WATCH_INTERVAL < 0:
-    raise ImproperlyConfigured("JITAD_GROUP_WATCH_INTERVAL must be 0 (off) or a number of seconds")
+    refuse("JITAD_GROUP_WATCH_INTERVAL must be 0 (off) or a number of seconds")
 JITAD_PENDING_CHECK_INTERVAL = env.float("JITAD_PENDING_CHECK_INTERVAL", default=30.0)
 # Seconds between checks for approval stages left undecided past their escalation or timeout.
 JITAD_ESCALATION_CHECK_INTERVAL = env.float("JITAD_ESCALATION_CHECK_INTERVAL", default=15.0)
@@ -42,9 +40,9 @@ JITAD_ESCALATION_CHECK_INTERVAL = env.float("JITAD_ESCALATION_CHECK_INTERVAL", d
 JITAD_RECONCILE_MAX_REMOVE_SHARE = env.float("JITAD_RECONCILE_MAX_REMOVE_SHARE", default=0.5)
 JITAD_RECONCILE_MAX_REMOVE_MIN = env.int("JITAD_RECONCILE_MAX_REMOVE_MIN", default=3)
 if not 0 <= JITAD_RECONCILE_MAX_REMOVE_SHARE <= 1:
-    raise ImproperlyConfigured("JITAD_RECONCILE_MAX_REMOVE_SHARE must be between 0 and 1 (0.5 is half of a group)")
+    refuse("JITAD_RECONCILE_MAX_REMOVE_SHARE must be between 0 and 1 (0.5 is half of a group)")
 if JITAD_RECONCILE_MAX_REMOVE_MIN < 0:
-    raise ImproperlyConfigured("JITAD_RECONCILE_MAX_REMOVE_MIN must be 0 or more")
+    refuse("JITAD_RECONCILE_MAX_REMOVE_MIN must be 0 or more")
 # Ephemeral accounts (docs/ephemeral.md): the reconciler deletes at most this many accounts no
 # grant owns in one run (the next run takes the rest).
 JITAD_EPHEMERAL_ORPHANS_PER_RUN = env.int("JITAD_EPHEMERAL_ORPHANS_PER_RUN", default=50)
@@ -54,7 +52,7 @@ JITAD_EPHEMERAL_ORPHANS_PER_RUN = env.int("JITAD_EPHEMERAL_ORPHANS_PER_RUN", def
 # renewed for at most JITAD_CLAIM_MAX_HOLD_SECONDS.
 JITAD_LEASE_SECONDS = env.float("JITAD_LEASE_SECONDS", default=10.0)
 if JITAD_LEASE_SECONDS < 3:
-    raise ImproperlyConfigured("JITAD_LEASE_SECONDS must be at least 3 (claims are renewed every third of it)")
+    refuse("JITAD_LEASE_SECONDS must be at least 3 (claims are renewed every third of it)")
 JITAD_CLAIM_MAX_HOLD_SECONDS = env.float("JITAD_CLAIM_MAX_HOLD_SECONDS", default=900.0)
 # Redundancy (docs/engine.md, "Nothing stops silently"). The scheduler lease: how long a dead
 # scheduler's leadership lasts before another takes over. Every worker and scheduler reports a
@@ -98,7 +96,7 @@ JITAD_SWEEP_MAX_BATCHES = env.int("JITAD_SWEEP_MAX_BATCHES", default=20)
 # the first ones, and a claim lapsing before its message is read would be claimed and sent again.
 JITAD_SWEEP_MESSAGE_SECONDS = env.float("JITAD_SWEEP_MESSAGE_SECONDS", default=0.5)
 if JITAD_SWEEP_MESSAGE_SECONDS < 0:
-    raise ImproperlyConfigured("JITAD_SWEEP_MESSAGE_SECONDS must be 0 or more")
+    refuse("JITAD_SWEEP_MESSAGE_SECONDS must be 0 or more")
 
 # --- Policy file (jitad_apply_policy) ---------------------------------------------------
 # A larger file is refused before it is read (a policy file of a few thousand targets is ~1 MB).

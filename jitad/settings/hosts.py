@@ -2,7 +2,7 @@
 import os
 from pathlib import Path
 
-from .env import env
+from .env import env, refuse
 
 # --- Windows hosts (WinRM; jitad/hosts/, docs/hosts.md) ---------------------------
 # Credentials and trust come in profiles; a target names its profile (blank: "default").
@@ -15,7 +15,10 @@ def _winrm_profile(prefix: str) -> dict:
     for key in ("USERNAME", "PASSWORD", "CA_BUNDLE", "CERT_PEM", "CERT_KEY_PEM"):
         value = os.environ.get(prefix + key, "")
         if key == "PASSWORD" and not value and os.environ.get(prefix + "PASSWORD_FILE"):
-            value = Path(os.environ[prefix + "PASSWORD_FILE"]).read_text().strip()
+            try:
+                value = Path(os.environ[prefix + "PASSWORD_FILE"]).read_text().strip()
+            except OSError as e:
+                refuse(f"{prefix}PASSWORD_FILE={os.environ[prefix + 'PASSWORD_FILE']}: cannot be read ({e.strerror})")
         out[key.lower()] = value
     return out
 

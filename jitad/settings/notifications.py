@@ -2,9 +2,7 @@
 delivery retries and timeouts, expiry warnings, and e-mail through Django's mail backend."""
 import os
 
-from django.core.exceptions import ImproperlyConfigured
-
-from .env import PRODUCTION, VAR_DIR, env
+from .env import PRODUCTION, VAR_DIR, env, refuse
 
 # --- Notifications (jitad.notifications; docs/notifications.md) ----------------------
 # Destinations are apprise URLs (slack://, workflows:// for Teams, json://, mailto://, ...)
@@ -14,7 +12,7 @@ from .env import PRODUCTION, VAR_DIR, env
 JITAD_ALERT_URLS = env.list("JITAD_ALERT_URLS", default=[])
 if PRODUCTION and not JITAD_ALERT_URLS:
     # Without it, failed revocations, out-of-band members and break-glass emergencies reach nobody.
-    raise ImproperlyConfigured(
+    refuse(
         "JITAD_ALERT_URLS must be set in production: the security channel (failed revocations, out-of-band "
         "members, break-glass emergencies) needs at least one destination, an apprise URL or email://address"
     )
@@ -24,7 +22,7 @@ if PRODUCTION and not JITAD_ALERT_URLS:
 # privileged people (approvers, break-glass responders, staff) and everything else go at once.
 JITAD_ALERT_DIGEST_MINUTES = env.float("JITAD_ALERT_DIGEST_MINUTES", default=15.0)
 if JITAD_ALERT_DIGEST_MINUTES < 0:
-    raise ImproperlyConfigured("JITAD_ALERT_DIGEST_MINUTES must be 0 (send each alert at once) or more")
+    refuse("JITAD_ALERT_DIGEST_MINUTES must be 0 (send each alert at once) or more")
 # New requests to decide, when the request's policy names no destination of its own.
 JITAD_APPROVAL_URLS = env.list("JITAD_APPROVAL_URLS", default=[])
 # Named destinations a policy may send its approval requests to: JITAD_NOTIFY_<NAME>=url[,url]
@@ -45,17 +43,17 @@ JITAD_DELIVERY_TIMEOUT = env.float("JITAD_DELIVERY_TIMEOUT", default=20.0)
 # SMTP session each; a larger batch becomes several messages of this size.
 JITAD_EMAIL_BATCH = env.int("JITAD_EMAIL_BATCH", default=50)
 if not 1 <= JITAD_EMAIL_BATCH <= 1000:
-    raise ImproperlyConfigured("JITAD_EMAIL_BATCH must be between 1 and 1000 (e-mails per SMTP session)")
+    refuse("JITAD_EMAIL_BATCH must be between 1 and 1000 (e-mails per SMTP session)")
 # People's notice e-mails wait while revocations run (a mass expiry: removals first, then the
 # e-mails, each person's notices together), at most this many seconds from the notice; 0: never wait.
 JITAD_NOTICES_WAIT_SECONDS = env.float("JITAD_NOTICES_WAIT_SECONDS", default=30.0)
 if not 0 <= JITAD_NOTICES_WAIT_SECONDS <= 600:
-    raise ImproperlyConfigured("JITAD_NOTICES_WAIT_SECONDS must be between 0 (never wait) and 600")
+    refuse("JITAD_NOTICES_WAIT_SECONDS must be between 0 (never wait) and 600")
 # Notices of one kind to one person that are waiting together (a mass expiry tells each holder of
 # each group) go out as one e-mail listing them all, up to this many; 1 sends each on its own.
 JITAD_EMAIL_COMBINE_MAX = env.int("JITAD_EMAIL_COMBINE_MAX", default=100)
 if not 1 <= JITAD_EMAIL_COMBINE_MAX <= 1000:
-    raise ImproperlyConfigured("JITAD_EMAIL_COMBINE_MAX must be between 1 and 1000 (notices per e-mail)")
+    refuse("JITAD_EMAIL_COMBINE_MAX must be between 1 and 1000 (notices per e-mail)")
 # Beat re-sends deliveries whose task message was lost (broker restart, worker killed), and
 # sends the digests that are due, this often.
 JITAD_DELIVERY_CHECK_INTERVAL = env.float("JITAD_DELIVERY_CHECK_INTERVAL", default=60.0)
@@ -66,8 +64,18 @@ JITAD_EXPIRY_CHECK_INTERVAL = env.float("JITAD_EXPIRY_CHECK_INTERVAL", default=6
 # E-mail to people (requesters, approvers) goes through Django's mail backend. Production:
 # JITAD_EMAIL_URL=smtp+tls://user:password@smtp.corp.example:587 (or smtps://, smtp://).
 # Without it, mail is written to files under JITAD_VAR_DIR/mail, and nothing leaves the machine.
-if "JITAD_EMAIL_URL" in env:
-    globals().update(env.email_url("JITAD_EMAIL_URL"))
+try:
+    _email = None
+    if "JITAD_EMAIL_URL" in env:
+        if env.str("JITAD_EMAIL_URL").split("://", 1)[0] not in env.EMAIL_SCHEMES:
+            raise ValueError("not a scheme django-environ knows")
+        _email = env.email_url("JITAD_EMAIL_URL")
+except (KeyError, ValueError):
+    # The URL is not quoted back: it may carry the SMTP password.
+    refuse("JITAD_EMAIL_URL is not a mail URL (smtp+tls://user:password@host:587, smtps://, smtp://)")
+    _email = None
+if _email:
+    globals().update(_email)
 else:
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
     EMAIL_FILE_PATH = str(VAR_DIR / "mail")

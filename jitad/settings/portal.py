@@ -2,13 +2,11 @@
 import ipaddress
 from urllib.parse import urlsplit
 
-from django.core.exceptions import ImproperlyConfigured
-
-from .env import PRODUCTION, env
+from .env import PRODUCTION, env, refuse
 
 # Where people reach jitad: links in notifications, and the passkey (WebAuthn) origin.
 if PRODUCTION and "JITAD_BASE_URL" not in env:
-    raise ImproperlyConfigured("JITAD_BASE_URL must be set in production (alert links, passkey origin)")
+    refuse("JITAD_BASE_URL must be set in production (alert links, passkey origin)")
 JITAD_BASE_URL = env.str("JITAD_BASE_URL", default="http://localhost:8000").rstrip("/")
 
 # --- Passkeys (WebAuthn). The relying party is the host people type; passkeys are bound to it.

@@ -1,5 +1,5 @@
 """Reports: the KPI period, the revocation SLA, working hours, and the risk-signal thresholds (docs/reports.md)."""
-from .env import env
+from .env import env, refuse
 
 # --- Reports (jitad/reports/, docs/reports.md) -----------------------------------------
 # The period a report covers when none is chosen, in days ending now.
@@ -27,23 +27,20 @@ JITAD_REPORT_SNAPSHOT_INTERVAL = env.float("JITAD_REPORT_SNAPSHOT_INTERVAL", def
 
 
 def _check() -> None:
-    """Refuse at start-up what would make every working-hours figure silently wrong."""
+    """Refuse at start-up what would make every working-hours figure silently wrong (every problem, env.refuse)."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    from django.core.exceptions import ImproperlyConfigured
 
     try:
         ZoneInfo(JITAD_REPORT_TIME_ZONE)
-    except (ZoneInfoNotFoundError, ValueError) as e:
-        raise ImproperlyConfigured(f"JITAD_REPORT_TIME_ZONE={JITAD_REPORT_TIME_ZONE!r} is not a time zone "
-                                   "(e.g. Europe/Paris, UTC)") from e
+    except (ZoneInfoNotFoundError, ValueError):
+        refuse(f"JITAD_REPORT_TIME_ZONE={JITAD_REPORT_TIME_ZONE!r} is not a time zone (e.g. Europe/Paris, UTC)")
     if not 0 <= JITAD_REPORT_WORK_START_HOUR < JITAD_REPORT_WORK_END_HOUR <= 24:
-        raise ImproperlyConfigured("JITAD_REPORT_WORK_START_HOUR and _END_HOUR must satisfy 0 <= start < end <= 24")
+        refuse("JITAD_REPORT_WORK_START_HOUR and _END_HOUR must satisfy 0 <= start < end <= 24")
     if not JITAD_REPORT_WORK_DAYS or any(d not in range(1, 8) for d in JITAD_REPORT_WORK_DAYS):
-        raise ImproperlyConfigured("JITAD_REPORT_WORK_DAYS lists ISO weekdays, 1 (Monday) to 7 (Sunday)")
+        refuse("JITAD_REPORT_WORK_DAYS lists ISO weekdays, 1 (Monday) to 7 (Sunday)")
     if JITAD_REPORT_PERIOD_DAYS < 1 or JITAD_REPORT_REVOKE_SLA_SECONDS < 0 or JITAD_REPORT_BURST_THRESHOLD < 1:
-        raise ImproperlyConfigured("JITAD_REPORT_PERIOD_DAYS and JITAD_REPORT_BURST_THRESHOLD must be at least 1, "
-                                   "JITAD_REPORT_REVOKE_SLA_SECONDS at least 0")
+        refuse("JITAD_REPORT_PERIOD_DAYS and JITAD_REPORT_BURST_THRESHOLD must be at least 1, "
+               "JITAD_REPORT_REVOKE_SLA_SECONDS at least 0")
 
 
 _check()

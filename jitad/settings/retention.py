@@ -1,7 +1,5 @@
 """Retention: how long closed records and audit events are kept (0: forever, the default). docs/access-history.md."""
-from django.core.exceptions import ImproperlyConfigured
-
-from .env import env
+from .env import env, refuse
 
 # Ended grants (with their requests and approvals), requests closed without a grant, finished
 # host scans and resolved standing findings, notifications whose deliveries are done, closed held
@@ -17,6 +15,6 @@ RETENTION_MIN_DAYS = 30
 for _name, _value in (("JITAD_RETENTION_DAYS", JITAD_RETENTION_DAYS),
                       ("JITAD_AUDIT_RETENTION_DAYS", JITAD_AUDIT_RETENTION_DAYS)):
     if _value != 0 and _value < RETENTION_MIN_DAYS:
-        raise ImproperlyConfigured(f"{_name} must be 0 (keep forever) or at least {RETENTION_MIN_DAYS} days")
+        refuse(f"{_name} must be 0 (keep forever) or at least {RETENTION_MIN_DAYS} days")
 if JITAD_RETENTION_INTERVAL < 60:
-    raise ImproperlyConfigured("JITAD_RETENTION_INTERVAL must be at least 60 seconds")
+    refuse("JITAD_RETENTION_INTERVAL must be at least 60 seconds")

@@ -3,15 +3,13 @@
 Passkeys (WebAuthn) follow JITAD_BASE_URL and live in portal.py.
 """
 from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
-from django.core.exceptions import ImproperlyConfigured
-
-from .env import PRODUCTION, VAR_DIR, env
+from .env import PRODUCTION, VAR_DIR, env, refuse
 
 # --- Secret key -----------------------------------------------------------------------
 SECRET_KEY = env.str("JITAD_SECRET_KEY", default="")
-if not SECRET_KEY:
-    if PRODUCTION:
-        raise ImproperlyConfigured("JITAD_SECRET_KEY must be set in production")
+if not SECRET_KEY and PRODUCTION:
+    refuse("JITAD_SECRET_KEY must be set in production")
+elif not SECRET_KEY:
     # A per-checkout key: never shared, never committed (var/ is git-ignored).
     _key_file = VAR_DIR / "secret_key"
     if not _key_file.exists():

@@ -3,9 +3,7 @@ import os
 import re
 from urllib.parse import urlsplit
 
-from django.core.exceptions import ImproperlyConfigured
-
-from .env import env
+from .env import env, refuse
 
 # --- SIEM destinations (jitad.audit.siem; docs/siem.md) -----------------------------
 # JITAD_SIEM_<NAME>_URL=syslog+tls://host:6514 (RFC 5424 over TLS, octet-counted) or
@@ -18,7 +16,8 @@ _PREFIX, _URL = "JITAD_SIEM_", "_URL"
 _NAME = re.compile(rf"^{_PREFIX}([A-Z0-9][A-Z0-9_]*){_URL}$")
 
 
-def _destinations(environ) -> dict:
+def _destinations(environ, refuse=refuse) -> dict:
+    """The destinations the variables describe; each one refused (``refuse``, env.py) is left out."""
     found = {}
     for key, url in sorted(environ.items()):
         match = _NAME.match(key)
@@ -28,16 +27,20 @@ def _destinations(environ) -> dict:
         name = match.group(1).lower().replace("_", "-")
         parts = urlsplit(url.strip())
         if parts.scheme not in _FORMATS or not parts.hostname:
-            raise ImproperlyConfigured(f"{key} must be syslog+tls://host:port or https://host:port/path")
+            refuse(f"{key} must be syslog+tls://host:port or https://host:port/path")
+            continue
         if parts.username or parts.password:
-            raise ImproperlyConfigured(f"{key} must not carry credentials: use {prefix}TOKEN")
+            refuse(f"{key} must not carry credentials: use {prefix}TOKEN")
+            continue
         allowed = _FORMATS[parts.scheme]
         fmt = environ.get(prefix + "FORMAT", allowed[0]).strip().lower()
-        if fmt not in allowed:
-            raise ImproperlyConfigured(f"{prefix}FORMAT must be one of {', '.join(allowed)} for {parts.scheme}")
         ca_file = environ.get(prefix + "CA_FILE", "").strip()
+        if fmt not in allowed:
+            refuse(f"{prefix}FORMAT must be one of {', '.join(allowed)} for {parts.scheme}")
         if ca_file and not os.path.isfile(ca_file):
-            raise ImproperlyConfigured(f"{prefix}CA_FILE={ca_file}: no such file")
+            refuse(f"{prefix}CA_FILE={ca_file}: no such file")
+        if fmt not in allowed or (ca_file and not os.path.isfile(ca_file)):
+            continue
         found[name] = {
             "url": url.strip(),
             "transport": "syslog" if parts.scheme == "syslog+tls" else "https",

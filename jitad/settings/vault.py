@@ -2,9 +2,7 @@
 import os
 from pathlib import Path
 
-from django.core.exceptions import ImproperlyConfigured
-
-from .env import PRODUCTION, VAR_DIR, env
+from .env import PRODUCTION, VAR_DIR, env, refuse
 
 # --- The vault (jitad/vault/, docs/mfa.md, docs/breakglass.md) -------------------------
 # Every secret jitad keeps (sealed accounts' passwords, MFA keys, backup-code hashes) is
@@ -22,12 +20,17 @@ def _vault_keys() -> list[str]:
             source, keys = name, env.list(name)
         elif not keys and os.environ.get(file_name):
             source = file_name
-            lines = Path(os.environ[source]).read_text().splitlines()
+            try:
+                lines = Path(os.environ[source]).read_text().splitlines()
+            except OSError as e:
+                refuse(f"{file_name}={os.environ[file_name]}: cannot be read ({e.strerror})")
+                return []
             keys = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not keys:
         if PRODUCTION:
-            raise ImproperlyConfigured("JITAD_VAULT_KEYS (or JITAD_VAULT_KEYS_FILE; the older JITAD_BREAKGLASS_KEYS "
-                                       "is read too) must be set in production")
+            refuse("JITAD_VAULT_KEYS (or JITAD_VAULT_KEYS_FILE; the older JITAD_BREAKGLASS_KEYS is read too) must be "
+                   "set in production")
+            return []
         source = "the generated vault key file"
         key_file = VAR_DIR / "breakglass.keys"
         if not key_file.exists():
@@ -50,15 +53,18 @@ def _vault_keys() -> list[str]:
             time.sleep(0.1)
     from cryptography.fernet import Fernet
 
+    usable = True
     for i, key in enumerate(keys, 1):
         try:
             Fernet(key.encode())
         except (ValueError, TypeError):
-            raise ImproperlyConfigured(f"key {i} of {source} is not a Fernet key (32 url-safe base64 bytes; "
-                                       "make one with `manage.py jitad_rekey --keygen`)") from None
+            usable = False
+            refuse(f"key {i} of {source} is not a Fernet key (32 url-safe base64 bytes; make one with "
+                   "`manage.py jitad_rekey --keygen`)")
     if len(set(keys)) != len(keys):
-        raise ImproperlyConfigured(f"{source} names the same key twice")
-    return keys
+        usable = False
+        refuse(f"{source} names the same key twice")
+    return keys if usable else []
 
 
 JITAD_VAULT_KEYS = _vault_keys()

@@ -283,3 +283,23 @@ def rekey_check() -> list[str]:
             more = ", ..." if stale > len(names) else ""
             problems.append(f"{f.name}: {stale} value(s) not under the first key ({', '.join(names)}{more}){extra}")
     return problems
+
+
+def sealed_values_open(*, limit: int | None = None) -> dict[str, dict]:
+    """Open the stored sealed values with the keys on hand: {field name: {"values", "opened", "failed"}}, where
+    "failed" names up to ten rows that did not open (and why, never the secret). ``limit``: at most that many
+    values per field are opened (a quick check); None opens every one (a backup check)."""
+    found = {}
+    for f in sealed_fields():
+        rows = f.queryset().exclude(**{f.field: ""}).order_by("pk")
+        total, opened, failed = rows.count(), 0, []
+        for row in (rows[:limit] if limit is not None else rows.iterator()):
+            try:
+                unseal(ref=f.ref(row), token=getattr(row, f.field))
+                opened += 1
+            except VaultError as e:
+                if len(failed) < 10:
+                    failed.append(f"{f.label(row)}: {e}")
+        found[f.name] = {"values": total, "opened": opened, "failed": failed,
+                         "unopened": total - opened if limit is None else min(total, limit) - opened}
+    return found

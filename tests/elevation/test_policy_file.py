@@ -642,7 +642,7 @@ def test_command_rejects_a_missing_file(tmp_path):
         run(str(missing))
 
     assert str(excinfo.value) == f"cannot read {missing}: No such file or directory"
-    assert excinfo.value.returncode == 1
+    assert excinfo.value.returncode == 2  # bad usage (ops/README.md, "Exit codes")
 
 
 @pytest.mark.django_db

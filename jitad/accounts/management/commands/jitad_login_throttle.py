@@ -1,12 +1,11 @@
 """The login throttle for operators: who is counted now, and ending a pause someone is sure about."""
 import getpass
 
-from django.core.management.base import BaseCommand, CommandError
-
 from jitad.accounts.throttle import login_throttle_clear, login_throttle_status
+from jitad.commands import JitadCommand, usage_error
 
 
-class Command(BaseCommand):
+class Command(JitadCommand):
     help = ("Login throttling (docs/logins.md). status: accounts and client addresses with wrong passwords in the "
             "window; clear ACCOUNT or clear --client ADDRESS: end that pause now (audited).")
 
@@ -22,15 +21,18 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if options["action"] == "status":
             rows = login_throttle_status()
+            self.result = {"counted": [{"scope": r["scope"], "key": r["key"], "failures": r["failures"],
+                                        "last": r["last"]} for r in rows]}
             for r in rows:
-                self.stdout.write(f"{r['scope']:8} {r['key']:40} {r['failures']:4} wrong, last {r['last']:%Y-%m-%d %H:%M:%S}")
+                self.say(f"{r['scope']:8} {r['key']:40} {r['failures']:4} wrong, last {r['last']:%Y-%m-%d %H:%M:%S}")
             if not rows:
-                self.stdout.write("no wrong passwords in the window")
+                self.say("no wrong passwords in the window")
             return
         actor = options["by"].strip() or f"manage.py:{getpass.getuser()}"
         try:
             count = login_throttle_clear(account=options["account"].strip(), client=options["client"].strip(),
                                          actor=actor, reason=options["reason"])
         except ValueError as e:
-            raise CommandError(str(e)) from None
-        self.stdout.write(f"cleared: {count} wrong password(s) no longer count")
+            raise usage_error(str(e)) from None
+        self.result = {"cleared": count}
+        self.say(f"cleared: {count} wrong password(s) no longer count")

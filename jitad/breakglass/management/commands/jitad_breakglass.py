@@ -1,12 +1,11 @@
 """Operate sealed accounts from the shell: enrol, status, rotate, check seals, vault keys."""
-import json
-
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from jitad.breakglass import services
 from jitad.breakglass.errors import BreakglassRefused
 from jitad.breakglass.models import Checkout, SealedAccount
 from jitad.breakglass.vault import VaultError, key_generate
+from jitad.commands import JitadCommand, usage_error
 
 
 def _wait_rotation(account: SealedAccount, token) -> SealedAccount:
@@ -17,7 +16,7 @@ def _wait_rotation(account: SealedAccount, token) -> SealedAccount:
     return services.account_rotate_here(account=account, token=token)
 
 
-class Command(BaseCommand):
+class Command(JitadCommand):
     help = "Sealed break-glass accounts: enrol, status, rotate, seal-check, rekey, keygen (see docs/breakglass.md)."
 
     def add_arguments(self, parser):
@@ -32,8 +31,7 @@ class Command(BaseCommand):
         enrol.add_argument("--keep-enabled", action="store_true",
                            help="leave it enabled while sealed (for accounts kept in paper envelopes)")
         enrol.add_argument("--no-emergency", action="store_true", help="never allow emergency (single-person) checkout")
-        status = sub.add_parser("status", help="every sealed account and its state")
-        status.add_argument("--format", choices=["text", "json"], default="text")
+        sub.add_parser("status", help="every sealed account and its state (exit 1 when one is exposed)")
         rotate = sub.add_parser("rotate", help="set a new password now (or retry an exposed account's rotation)")
         rotate.add_argument("name")
         rotate.add_argument("--reason", required=True)
@@ -57,7 +55,7 @@ class Command(BaseCommand):
     def _account(self, name) -> SealedAccount:
         account = SealedAccount.objects.filter(name__iexact=name).first()
         if account is None:
-            raise CommandError(f"no sealed account {name!r}")
+            raise usage_error(f"no sealed account {name!r}")
         return account
 
     def _enrol(self, o):
@@ -71,12 +69,13 @@ class Command(BaseCommand):
         try:
             account.clean()
         except Exception as e:  # ValidationError: say which field
-            raise CommandError(f"{e}") from e
+            raise usage_error(f"{e}") from e
         account = services.account_enrol(account=account, actor="system:manage.py")
         account = _wait_rotation(account, account.claim_token)
+        self.result = {"account": account.name, "state": account.state, "seal_id": account.seal_id}
         if account.state != SealedAccount.State.SEALED:
             raise CommandError(f"{account.name} is {account.state}: {account.last_error} (jitad keeps retrying)")
-        self.stdout.write(f"{account.name} sealed: seal {account.seal_id}; nobody knows its password.")
+        self.say(f"{account.name} sealed: seal {account.seal_id}; nobody knows its password.")
 
     def _status(self, o):
         live = {c.account_id: c for c in Checkout.objects.filter(state__in=Checkout.LIVE_STATES).select_related("holder")}
@@ -89,33 +88,40 @@ class Command(BaseCommand):
                          "until": c.expires_at.isoformat() if c and c.expires_at else None,
                          "exposed_since": a.exposed_since.isoformat() if a.exposed_since else None,
                          "last_error": a.last_error})
-        if o["format"] == "json":
-            self.stdout.write(json.dumps(rows, indent=2))
-        else:
-            for r in rows:
-                extra = f" held by {r['holder']} until {r['until']}" if r["holder"] else ""
-                if r["state"] == SealedAccount.State.EXPOSED:
-                    extra += f" EXPOSED since {r['exposed_since']}: {r['last_error']}"
-                self.stdout.write(f"{r['name']:<20} {r['state']:<12} {r['seal_id'] or '-':<20}{extra}")
+        self.result = {"accounts": rows}
+        for r in rows:
+            extra = f" held by {r['holder']} until {r['until']}" if r["holder"] else ""
+            if r["state"] == SealedAccount.State.EXPOSED:
+                extra += f" EXPOSED since {r['exposed_since']}: {r['last_error']}"
+            self.say(f"{r['name']:<20} {r['state']:<12} {r['seal_id'] or '-':<20}{extra}")
         if any(r["state"] == SealedAccount.State.EXPOSED for r in rows):
             raise CommandError("at least one account is exposed")
 
     def _rotate(self, o):
         account = services.account_rotate(account=self._account(o["name"]), actor="system:manage.py", reason=o["reason"])
         account = _wait_rotation(account, account.claim_token)
-        self.stdout.write(f"{account.name}: {account.state}" + (f" ({account.last_error})" if account.last_error else "")
+        self.result = {"account": account.name, "state": account.state, "seal_id": account.seal_id,
+                       "last_error": account.last_error}
+        self.say(f"{account.name}: {account.state}" + (f" ({account.last_error})" if account.last_error else "")
                           + (f", seal {account.seal_id}" if account.state == SealedAccount.State.SEALED else ""))
 
     def _seal_check(self, o):
         counts = services.seals_check()
-        self.stdout.write(f"checked {counts['checked']}, broken {counts['broken']}, not checked {counts['failed']}")
+        self.result = dict(counts)
+        self.say(f"checked {counts['checked']}, broken {counts['broken']}, not checked {counts['failed']}")
         if counts["broken"] or counts["failed"]:
             raise CommandError("seals broken or not checked; see the alerts")
 
     def _rekey(self, o):
         from django.core.management import call_command
 
-        call_command("jitad_rekey", *(["--check"] if o["check"] else []), stdout=self.stdout, stderr=self.stderr)
+        try:
+            call_command("jitad_rekey", *(["--check"] if o["check"] else []), "--format", o["format"],
+                         stdout=self.stdout, stderr=self.stderr)
+        finally:
+            self._format = "text"  # jitad_rekey wrote the JSON document (or its error) itself
 
     def _keygen(self, o):
-        self.stdout.write(key_generate())
+        key = key_generate()
+        self.result = {"key": key}
+        self.say(key)

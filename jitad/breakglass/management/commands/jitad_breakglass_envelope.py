@@ -1,12 +1,16 @@
 """Check a paper envelope against jitad's seals; an opened envelope of the current seal gets its password rotated."""
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from jitad.breakglass import services
 from jitad.breakglass.errors import BreakglassRefused
 from jitad.breakglass.models import SealedAccount
+from jitad.commands import JitadCommand
 
+# The verdict is the exit code: this command's own codes (ops/README.md, "Exit codes").
 EXIT = {"current": 0, "stale": 2, "unknown": 3}
-class Command(BaseCommand):
+
+
+class Command(JitadCommand):
     help = ("verify ACCOUNT SEAL_ID [--opened]: is this envelope the current seal (exit 0), stale (2) or not "
             "jitad's (3)? With --opened the current seal is broken and the password rotated now (exit 0 once sealed "
             "again, 1 if the rotation failed and the account is exposed).")
@@ -24,12 +28,15 @@ class Command(BaseCommand):
                                                actor="system:manage.py")
         except BreakglassRefused as e:
             raise CommandError(e.message) from e
-        self.stdout.write(f"{verdict.status}: {verdict.message}")
+        self.result = {"verdict": verdict.status, "message": verdict.message, "rotated": False}
+        self.say(f"{verdict.status}: {verdict.message}")
         if verdict.rotation is not None:
             account = services.account_rotate_here(account=verdict.account, token=verdict.rotation)
+            self.result.update(rotated=account.state == SealedAccount.State.SEALED, state=account.state,
+                               seal_id=account.seal_id)
             if account.state != SealedAccount.State.SEALED:
                 raise CommandError(f"rotation failed, {account.name} is {account.state}: {account.last_error}. "
                                    "jitad keeps retrying from the worker.")
-            self.stdout.write(f"{account.name} rotated and sealed again: seal {account.seal_id}. Print a new envelope.")
+            self.say(f"{account.name} rotated and sealed again: seal {account.seal_id}. Print a new envelope.")
         if EXIT[verdict.status]:
             raise SystemExit(EXIT[verdict.status])

@@ -1,12 +1,13 @@
 """Apply a YAML policy file: create or update its targets and policies; exit 1 if it is rejected
 or its groups cannot be checked in AD."""
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from jitad import directory
+from jitad.commands import JitadCommand, unreachable_error, usage_error
 from jitad.elevation.policy_file import ApplySummary, PolicyFileError, apply_policy_file
 
 
-class Command(BaseCommand):
+class Command(JitadCommand):
     help = "Validate a YAML policy file and bring targets and policies in line with it (all or nothing)."
 
     def add_arguments(self, parser):
@@ -23,30 +24,37 @@ class Command(BaseCommand):
         try:
             summary = apply_policy_file(path, prune=options["prune"], dry_run=options["dry_run"])
         except (OSError, UnicodeDecodeError) as e:
-            raise CommandError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from e
+            raise usage_error(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from e
         except PolicyFileError as e:
+            self.result = {"file": path, "errors": list(e.errors)}
             for error in e.errors:
                 self.stderr.write(f"{path}: {error}")
             raise CommandError(f"{path} rejected with {len(e.errors)} error(s); nothing was changed") from e
         except directory.DirectoryError as e:
             # Every target's group must be checked in AD before anything is written.
-            raise CommandError(f"cannot check the targets' groups in Active Directory: {e}; "
+            if not isinstance(e, directory.DirectoryUnavailable):
+                raise CommandError(f"cannot check the targets' groups in Active Directory: {e}; "
+                                   "nothing was changed") from e
+            raise unreachable_error(f"cannot check the targets' groups in Active Directory: {e}; "
                                "nothing was changed") from e
         self.report(path, summary)
 
     def report(self, path: str, summary: ApplySummary) -> None:
         """One line per object touched, then the counts."""
+        self.result = {"file": path, "dry_run": summary.dry_run, "created": list(summary.created),
+                       "updated": {label: list(summary.changed_fields[label]) for label in summary.updated},
+                       "unchanged": list(summary.unchanged), "disabled": list(summary.disabled)}
         for label in summary.created:
-            self.stdout.write(f"  created   {label}")
+            self.say(f"  created   {label}")
         for label in summary.updated:
-            self.stdout.write(f"  updated   {label}: {', '.join(summary.changed_fields[label])}")
+            self.say(f"  updated   {label}: {', '.join(summary.changed_fields[label])}")
         for label in summary.disabled:
-            self.stdout.write(f"  disabled  {label}")
+            self.say(f"  disabled  {label}")
         counts = (
             f"{len(summary.created)} created, {len(summary.updated)} updated, "
             f"{len(summary.unchanged)} unchanged, {len(summary.disabled)} disabled"
         )
         if summary.dry_run:
-            self.stdout.write(f"Dry run of {path}: would be {counts}. Nothing was changed.")
+            self.say(f"Dry run of {path}: would be {counts}. Nothing was changed.")
         else:
-            self.stdout.write(self.style.SUCCESS(f"Applied {path}: {counts}."))
+            self.say(f"Applied {path}: {counts}.", style=self.style.SUCCESS)

@@ -11,13 +11,14 @@ import yaml
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from jitad import directory
 from jitad.accounts.devices import AuthenticatorDevice
 from jitad.accounts.mfa import MfaStep
 from jitad.accounts.services import account_sync_from_directory
+from jitad.commands import JitadCommand, usage_error
 from jitad.elevation import services
 from jitad.elevation.models import AccessRequest, Grant, Target
 
@@ -36,7 +37,7 @@ BREAKGLASS = {
 }
 
 
-class Command(BaseCommand):
+class Command(JitadCommand):
     help = "Create the demo estate in a throwaway DC (refuses to run in production)."
 
     def add_arguments(self, parser):
@@ -56,22 +57,25 @@ class Command(BaseCommand):
             raise CommandError("jitad_demo_seed is for throwaway demo domains only")
         if options["stage"] == "history":
             # The reports own the history (and its snapshots); called by name, so this app never imports them.
-            call_command("jitad_demo_history", stdout=self.stdout)
+            try:
+                call_command("jitad_demo_history", "--format", options["format"], stdout=self.stdout)
+            finally:
+                self._format = "text"  # jitad_demo_history wrote the JSON document (or its error) itself
             return
         if options["stage"] == "groups":
             created = self._jit_groups(options["policy_file"])
-            self.stdout.write(json.dumps({"jit_groups": created}))
+            self._stage({"jit_groups": created})
             return
         for spec in options["winrm"]:
             name, _, url = spec.partition("=")
             if not Target.objects.filter(name=name).update(winrm_url=url):
-                raise CommandError(f"no target named {name!r}")
+                raise usage_error(f"no target named {name!r}")
         if options["stage"] == "requests":
             self._requests()
-            self.stdout.write(json.dumps({}))
+            self._stage({})
             return
         if options["stage"] == "sessions":
-            self.stdout.write(json.dumps(self._sessions()))
+            self._stage(self._sessions())
             return
         creds_file = Path(settings.VAR_DIR) / "demo-credentials.json"
         creds = json.loads(creds_file.read_text()) if creds_file.exists() else {}
@@ -121,9 +125,13 @@ class Command(BaseCommand):
             sids = {t.name: d.object_sid(t.group_dn) for t in Target.objects.exclude(winrm_url="")}
         if options["stage"] == "all":
             self._requests()
-        self.stdout.write(json.dumps({"admin_password": admin_password, "totp_uri": device.config_url,
-                                      "people": {k: v for k, v in creds.items() if k != "admin"},
-                                      "jit_group_sids": sids}))
+        self._stage({"admin_password": admin_password, "totp_uri": device.config_url,
+                     "people": {k: v for k, v in creds.items() if k != "admin"}, "jit_group_sids": sids})
+
+    def _stage(self, facts: dict) -> None:
+        """A stage's facts: one JSON line of text (ops/demo.py reads the last line), or the JSON document's fields."""
+        self.result = dict(facts)
+        self.say(json.dumps(facts))
 
     def _jit_groups(self, path: str) -> list[str]:
         """Create the JIT OU(s), every group the policy file names (targets' groups, standing members) and its
@@ -136,7 +144,7 @@ class Command(BaseCommand):
         try:
             data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-            raise CommandError(f"cannot read {path}: {e}") from e
+            raise usage_error(f"cannot read {path}: {e}") from e
         targets = (data.get("targets") or []) if isinstance(data, dict) else []
         policies = (data.get("policies") or []) if isinstance(data, dict) else []
         wanted, ephemeral_ous = [], []

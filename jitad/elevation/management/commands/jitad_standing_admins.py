@@ -1,15 +1,15 @@
 """Report standing admins on servers: the members of local Administrators no JIT grant explains."""
 import csv
-import json
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from jitad.commands import ExitCode, JitadCommand, unreachable_error, usage_error
 from jitad.elevation.models import StandingAdmin
 from jitad.elevation.selectors.targets import scannable_targets
 from jitad.elevation.services import host_scan
 
 
-class Command(BaseCommand):
+class Command(JitadCommand):
     help = ("List standing admins found by the last scans (exit 3 when there are any). --scan scans "
             "now first; --target limits to servers by name.")
 
@@ -24,7 +24,7 @@ class Command(BaseCommand):
             targets = targets.filter(name__in=options["target"])
             missing = set(options["target"]) - set(targets.values_list("name", flat=True))
             if missing:
-                raise CommandError(f"no enabled target with WinRM named: {', '.join(sorted(missing))}")
+                raise usage_error(f"no enabled target with WinRM named: {', '.join(sorted(missing))}")
         failed = []
         if options["scan"]:
             for target in targets:
@@ -37,11 +37,12 @@ class Command(BaseCommand):
         self._write(findings, options["format"], checked=targets.count())
         for line in failed:
             self.stderr.write(f"scan failed: {line}")
+        self.result["scan_failures"] = failed
         if failed:
-            raise CommandError(f"{len(failed)} server(s) could not be scanned")
+            raise unreachable_error(f"{len(failed)} server(s) could not be scanned")
         if findings:
             raise CommandError(f"{len(findings)} standing admin(s) on {len({f.target_id for f in findings})} server(s)",
-                               returncode=3)
+                               returncode=ExitCode.ATTENTION)
 
     def _write(self, findings, fmt: str, *, checked: int) -> None:
         rows = [
@@ -49,9 +50,10 @@ class Command(BaseCommand):
              "orphaned": f.orphaned, "first_seen": f.first_seen_at.isoformat(), "last_seen": f.last_seen_at.isoformat()}
             for f in findings
         ]
+        self.result = {"checked": checked, "findings": rows}
         if fmt == "json":
-            self.stdout.write(json.dumps(rows, indent=2))
-        elif fmt == "csv":
+            return  # the document is written when the command ends (jitad/commands.py)
+        if fmt == "csv":
             writer = csv.DictWriter(self.stdout, fieldnames=list(rows[0]) if rows else ["target"])
             writer.writeheader()
             writer.writerows(rows)

@@ -2,12 +2,13 @@
 import json
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from jitad.commands import JitadCommand, usage_error
 from jitad.reports.services.demo_history import history_seed
 
 
-class Command(BaseCommand):
+class Command(JitadCommand):
     help = "Write ~75 days of past access history into a throwaway demo database (nothing touches AD)."
 
     def add_arguments(self, parser):
@@ -17,5 +18,6 @@ class Command(BaseCommand):
         if settings.PRODUCTION:
             raise CommandError("jitad_demo_history is for throwaway demo databases only")
         if not 7 <= options["days"] <= 400:
-            raise CommandError("--days must be between 7 and 400")
-        self.stdout.write(json.dumps(history_seed(days=options["days"])))
+            raise usage_error("--days must be between 7 and 400")
+        self.result = dict(history_seed(days=options["days"]))
+        self.say(json.dumps(self.result, default=str))

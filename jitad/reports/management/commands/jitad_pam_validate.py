@@ -4,8 +4,7 @@ Exit status: 0 PASS, 1 FAIL, 2 the document (or --period) cannot be used at all.
 """
 import sys
 
-from django.core.management.base import BaseCommand, CommandError
-
+from jitad.commands import ExitCode, JitadCommand, usage_error
 from jitad.reports.pamdoc.document import DocumentError, document_lines
 from jitad.reports.pamdoc.evidence import claims_check, claims_find, evidence_report
 from jitad.reports.pamdoc.records import period_parse, period_stated
@@ -13,7 +12,7 @@ from jitad.reports.period import PeriodError
 from jitad.reports.pamdoc.validate import text_checks, text_passed, text_report
 
 
-class Command(BaseCommand):
+class Command(JitadCommand):
     help = ("Check a JIT privileged-access document (jitad's or hand-written; Markdown, text or HTML): JIT coverage, "
             "duration or approval, MFA for every privileged session, break-glass; --evidence also holds its claims "
             "against the records. Ends in 'Result: PASS' (exit 0) or 'Result: FAIL' (exit 1).")
@@ -30,7 +29,7 @@ class Command(BaseCommand):
         try:
             lines = document_lines(options["doc"])
         except DocumentError as e:
-            raise CommandError(str(e), returncode=2) from None
+            raise usage_error(str(e)) from None
         results = text_checks(lines)
         out = [f"JIT PAM document check: {options['doc']}", *text_report(results)]
         passed = text_passed(results)
@@ -40,7 +39,7 @@ class Command(BaseCommand):
                 period = (period_parse(options["period"]) if options["period"]
                           else period_stated("\n".join(ln.text for ln in lines)) or period_parse(None))
             except PeriodError as e:
-                raise CommandError(str(e), returncode=2) from None
+                raise usage_error(str(e)) from None
             claims = claims_check(claims_find(lines), period)
             out += ["", *evidence_report(claims, period)]
             wrong = [c for c in claims if not c.holds]
@@ -51,6 +50,10 @@ class Command(BaseCommand):
         if suggestions:
             out += ["", "Suggestions:", *[f"- {s}" for s in suggestions]]
         out += ["", f"Result: {'PASS' if passed else 'FAIL'}"]
-        self.stdout.write("\n".join(out))
+        self.result = {"document": options["doc"], "result": "PASS" if passed else "FAIL",
+                       "checks": [{"key": r.key, "title": r.title, "required": r.required, "found": r.found,
+                                   "lines": [h.line for h in r.hits]} for r in results],
+                       "suggestions": suggestions, "report": out}
+        self.say("\n".join(out))
         if not passed:
-            sys.exit(1)
+            sys.exit(ExitCode.PROBLEMS)  # the report above says why; no second message

@@ -2,8 +2,8 @@
 from datetime import date, datetime
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
 
+from jitad.commands import JitadCommand, usage_error
 from jitad.elevation.models import Target
 from jitad.reports import exports
 from jitad.reports.selectors import kpis
@@ -18,7 +18,7 @@ def _when(text: str, name: str):
     try:
         return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
     except ValueError as e:
-        raise CommandError(f"--{name} {text[:40]!r} is not a date (YYYY-MM-DD) or an ISO 8601 time.") from e
+        raise usage_error(f"--{name} {text[:40]!r} is not a date (YYYY-MM-DD) or an ISO 8601 time.") from e
 
 
 def report_build(**kwargs):
@@ -26,7 +26,9 @@ def report_build(**kwargs):
     return kpis.report_build(**kwargs)
 
 
-class Command(BaseCommand):
+class Command(JitadCommand):
+    # --format json writes the report itself; only a failure is written as jitad's JSON error (jitad/commands.py).
+    json_document = True
     help = ("The KPI report (standing access, JIT use, approval time, revocation, risk signals) for a period, "
             "as JSON, CSV or Markdown; the same figures as /reports/ (see docs/reports.md).")
 
@@ -45,23 +47,23 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         fmt = (options["format"] or "").lower()
         if fmt not in FORMATS:
-            raise CommandError(f"--format {options['format']!r}: choose one of {', '.join(FORMATS)}.")
+            raise usage_error(f"--format {options['format']!r}: choose one of {', '.join(FORMATS)}.")
         if options["table"] and fmt != "csv":
-            raise CommandError("--table goes with --format csv.")
+            raise usage_error("--table goes with --format csv.")
         tier = options["tier"]
         if tier is not None:
             if tier.strip() not in {str(v) for v in Target.Tier.values}:
-                raise CommandError(f"--tier {tier[:20]!r}: choose one of {', '.join(map(str, Target.Tier.values))}.")
+                raise usage_error(f"--tier {tier[:20]!r}: choose one of {', '.join(map(str, Target.Tier.values))}.")
             tier = int(tier)
         start = _when(options["start"], "start") if options["start"] else None
         end = _when(options["end"], "end") if options["end"] else None
         try:
             start_at, end_at = period_resolve(period=options["period"], start=start, end=end)
         except PeriodError as e:
-            raise CommandError(str(e)) from e
+            raise usage_error(str(e)) from e
         unknown = report_filter_errors(target=options["target"] or None, policy=options["policy"] or None)
         if unknown:
-            raise CommandError(" ".join(f"--{field}: {message}" for field, message in unknown.items()))
+            raise usage_error(" ".join(f"--{field}: {message}" for field, message in unknown.items()))
         report = report_build(start=start_at, end=end_at, tier=tier, target=options["target"] or None,
                               policy=options["policy"] or None)
         base = getattr(settings, "JITAD_BASE_URL", "")
@@ -71,7 +73,7 @@ class Command(BaseCommand):
                 with open(options["output"], "w", encoding="utf-8", newline="") as f:
                     f.write(text)
             except OSError as e:
-                raise CommandError(f"Cannot write {options['output']}: {e.strerror}.") from e
+                raise usage_error(f"Cannot write {options['output']}: {e.strerror}.") from e
         else:
             self.stdout.write(text, ending="")
 
@@ -87,5 +89,5 @@ class Command(BaseCommand):
         found = next((t for t in section.tables if t.key == table_key), None) if section else None
         if found is None:
             known = ", ".join(f"{s.key}.{t.key}" for s in report.sections for t in s.tables) or "none"
-            raise CommandError(f"--table {table[:60]!r}: no such table; the tables are {known}.")
+            raise usage_error(f"--table {table[:60]!r}: no such table; the tables are {known}.")
         return exports.table_csv(found, base)

@@ -1,0 +1,215 @@
+"""Can a backup be read with the keys on hand (``manage.py jitad_backup_check``; ops/README.md, "Backups and restore").
+
+A backup is a PostgreSQL dump (``pg_dump -Fc``, or plain SQL) or a copy of the SQLite file. It is never
+opened in place: a dump is restored into a scratch database on a PostgreSQL server (dropped afterwards),
+a SQLite file is copied into a scratch folder. Migrations bring the copy to this version of jitad, as a
+restore into a fresh install would; then a child process configured with that copy as its database and
+this installation's vault keys (or a key file given) reads it: the audit chain verifies, every sealed
+secret opens, and the rows are counted (:func:`database_inspect`, which also checks a live database).
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from django.conf import settings
+
+from jitad.commands import ExitCode
+
+PGDUMP_MAGIC = b"PGDMP"
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class BackupError(Exception):
+    """The backup cannot be checked: ``code`` is the exit code (jitad.commands.ExitCode) that says why."""
+
+    def __init__(self, message: str, code: int = ExitCode.PROBLEMS):
+        super().__init__(message)
+        self.code = code
+
+
+def backup_kind(path: Path) -> str:
+    """"pg-custom", "pg-sql" or "sqlite", from the file's first bytes; BackupError (bad usage) otherwise."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as e:
+        raise BackupError(f"cannot read {path}: {e.strerror or e}", ExitCode.USAGE) from e
+    if head.startswith(PGDUMP_MAGIC):
+        return "pg-custom"
+    if head.startswith(SQLITE_MAGIC):
+        return "sqlite"
+    if b"PostgreSQL database dump" in head:
+        return "pg-sql"
+    raise BackupError(f"{path} is not a PostgreSQL dump (pg_dump -Fc, or plain SQL) nor a SQLite database",
+                      ExitCode.USAGE)
+
+
+def _server_url(scratch_url: str) -> str:
+    """The PostgreSQL server a dump is restored on: --scratch-url, else this installation's database server."""
+    url = scratch_url or os.environ.get("JITAD_DATABASE_URL", "")
+    if urlsplit(url).scheme not in ("postgres", "postgresql", "pgsql", "postgis"):
+        raise BackupError("a PostgreSQL dump is restored into a scratch database on a PostgreSQL server: this "
+                          "installation's database is not PostgreSQL, so name one with --scratch-url "
+                          "postgres://user@host:5432/postgres (a user that may create databases)", ExitCode.USAGE)
+    return url
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + quote(name)))
+
+
+def _admin(url: str, sql: str) -> None:
+    import psycopg
+
+    try:
+        with psycopg.connect(_with_database(url, urlsplit(url).path.lstrip("/") or "postgres"),
+                             autocommit=True, connect_timeout=10) as conn:
+            conn.execute(sql)
+    except psycopg.OperationalError as e:
+        raise BackupError(f"the PostgreSQL server for the scratch database did not answer: {e}",
+                          ExitCode.UNREACHABLE) from e
+    except psycopg.Error as e:
+        raise BackupError(f"the scratch database could not be made or dropped: {e}") from e
+
+
+@contextmanager
+def scratch_postgresql(dump: Path, kind: str, *, server_url: str):
+    """The dump restored into a new database on ``server_url``'s server; the database's URL. Dropped after."""
+    name = f"jitad_backup_check_{uuid.uuid4().hex[:12]}"
+    tool = "pg_restore" if kind == "pg-custom" else "psql"
+    if shutil.which(tool) is None:
+        raise BackupError(f"{tool} is not installed (Debian: postgresql-client)", ExitCode.USAGE)
+    _admin(server_url, f'CREATE DATABASE "{name}"')
+    url = _with_database(server_url, name)
+    try:
+        if kind == "pg-custom":
+            # No owner or grants from the source server: the roles of the machine that made the dump may not exist here.
+            command = ["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--dbname", url, str(dump)]
+        else:
+            command = ["psql", "--quiet", "--no-psqlrc", "--set", "ON_ERROR_STOP=1", "--dbname", url, "--file",
+                       str(dump)]
+        run = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+        if run.returncode != 0:
+            raise BackupError(f"{tool} could not restore {dump}: {run.stderr.strip()[-1500:]}")
+        yield url
+    finally:
+        _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def scratch_sqlite(path: Path):
+    """A copy of the SQLite backup in a scratch folder (the backup itself is never opened for writing).
+
+    A write-ahead log left beside the file (``-wal``) holds its latest writes: it is copied too, and SQLite
+    replays it when the copy is opened.
+    """
+    with tempfile.TemporaryDirectory(prefix="jitad-backup-check-") as folder:
+        copy = Path(folder) / "jitad.sqlite3"
+        shutil.copyfile(path, copy)
+        wal = path.with_name(path.name + "-wal")
+        if wal.is_file():
+            shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+        yield f"sqlite:///{copy}"
+
+
+def _child_env(database_url: str, keys_file: str, var_dir: str) -> dict:
+    env = dict(os.environ)
+    env.update(JITAD_DATABASE_URL=database_url, JITAD_VAR_DIR=var_dir)
+    # The keys on hand: this process's (from its environment, or the generated key file outside production),
+    # or the file given. Passed by file, never on a command line.
+    for name in ("JITAD_VAULT_KEYS", "JITAD_BREAKGLASS_KEYS", "JITAD_VAULT_KEYS_FILE", "JITAD_BREAKGLASS_KEYS_FILE"):
+        env.pop(name, None)
+    if keys_file:
+        env["JITAD_VAULT_KEYS_FILE"] = keys_file
+    else:
+        path = Path(var_dir) / "keys-on-hand"
+        path.write_text("\n".join(settings.JITAD_VAULT_KEYS) + "\n")
+        path.chmod(0o600)
+        env["JITAD_VAULT_KEYS_FILE"] = str(path)
+    return env
+
+
+def _manage(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), *args], env=env,
+                          capture_output=True, text=True, timeout=3600)
+
+
+def backup_check(path: Path, *, keys_file: str = "", scratch_url: str = "") -> dict:
+    """Restore ``path`` into a scratch database, migrate it, and inspect it with the keys on hand.
+
+    The inspection's JSON fields (:func:`database_inspect`) and the backup's kind and migrations; BackupError if
+    the backup cannot be restored or read at all.
+    """
+    kind = backup_kind(path)
+    if keys_file and not os.path.isfile(keys_file):
+        raise BackupError(f"--keys-file {keys_file}: no such file", ExitCode.USAGE)
+    scratch = scratch_sqlite(path) if kind == "sqlite" else scratch_postgresql(path, kind,
+                                                                                server_url=_server_url(scratch_url))
+    with scratch as database_url, tempfile.TemporaryDirectory(prefix="jitad-backup-var-") as var_dir:
+        env = _child_env(database_url, keys_file, var_dir)
+        # One child: migrations first (on the copy), then the reading; its JSON object on stdout.
+        inspect = _manage(["jitad_backup_check", "--current-database", "--migrate-first", "--format", "json"], env)
+        try:
+            found = json.loads(inspect.stdout)
+        except json.JSONDecodeError:
+            found = {"error": inspect.stderr.strip()[-1500:]}
+        if "audit" not in found:
+            raise BackupError(f"the restored copy could not be migrated to this version of jitad or read: "
+                              f"{found.get('error', '')}")
+    found.pop("ok", None), found.pop("exit_code", None)
+    return {"backup": str(path), "kind": kind, **found}
+
+
+def database_migrate() -> list[str]:
+    """Apply this version's migrations to this process's database (a restored copy); the ones applied."""
+    from django.core.management import call_command
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    if plan:
+        call_command("migrate", interactive=False, verbosity=0)
+    return [f"{m.app_label}.{m.name}" for m, _ in plan]
+
+
+def database_inspect() -> dict:
+    """This process's database read with this process's keys: the audit chain, every sealed secret, row counts."""
+    from django.apps import apps
+    from django.db import connection
+
+    from jitad import vault
+    from jitad.audit.models import AuditEvent
+    from jitad.audit.selectors import audit_checkpoint
+    from jitad.audit.services import audit_verify
+
+    checkpoint = audit_checkpoint()
+    breaks = audit_verify()
+    sealed = vault.sealed_values_open()
+    counts = {}
+    for label in ("accounts", "audit", "elevation", "breakglass", "notifications", "reviews", "reports", "auth",
+                  "otp_totp", "otp_static"):
+        try:
+            app = apps.get_app_config(label)
+        except LookupError:
+            continue
+        for model in app.get_models():
+            # A permissions-only model has no table; Django's permissions are not the installation's data.
+            if model._meta.managed and not model._meta.proxy and model._meta.label != "auth.Permission":
+                counts[model._meta.label] = model._default_manager.count()
+    return {
+        "database": {"vendor": connection.vendor, "name": str(connection.settings_dict.get("NAME"))},
+        "audit": {"events": AuditEvent.objects.count(), "breaks": breaks,
+                  "verified_from": checkpoint.seq if checkpoint else None},
+        "sealed": sealed,
+        "counts": {k: v for k, v in sorted(counts.items()) if v},
+        "key_ids": vault.key_ids(),
+    }
