@@ -166,3 +166,40 @@ class ApiMfaStep(models.Model):
 
     def __str__(self):
         return f"passkey step {self.pk} of {self.user}"
+
+
+class EnrolmentCode(models.Model):
+    """A one-time code the service desk gives a person out of band; their first MFA enrolment must present it.
+
+    Without it (JITAD_ENROLMENT_CODE_REQUIRED), whoever first logs in with a person's password
+    would enrol the authenticator that then stands for that person. The code is shown once, to
+    the operator who issues it (``manage.py jitad_enrolment_code issue`` or the admin), and is in
+    no table: ``sealed_digest`` is its SHA-256 sealed in the vault for this row and person
+    (``enrolment_code_ref``), so a database dump holds nothing to type, and someone who can
+    write to the database but holds no vault key cannot plant a code of their own. A code is
+    single use (``used_at``, set when a session presents it), expires (``expires_at``), dies
+    after JITAD_ENROLMENT_CODE_MAX_ATTEMPTS wrong tries (``failed_attempts``), and a newer code
+    for the same person voids it (``voided_at``, ``void_reason``). Issue and use are audited.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="enrolment_codes")
+    sealed_digest = models.TextField(editable=False)
+    issued_by = models.CharField(max_length=150)
+    issued_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    failed_attempts = models.PositiveSmallIntegerField(default=0)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    void_reason = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "issued_at"])]
+
+    def __str__(self):
+        return f"enrolment code {self.pk} of {self.user}"
+
+
+def enrolment_code_ref(code_id, user_id) -> str:
+    """What an enrolment code's digest is sealed for (its row and its person)."""
+    return f"enrolment-code:{code_id}:user:{user_id}"
+
