@@ -51,6 +51,10 @@ class ApiToken(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Set on the tokens of an automation identity (and only there): the authentication reads the
+    # identity's rights for these alone, so a person's call costs no extra query.
+    automation = models.ForeignKey("AutomationIdentity", null=True, blank=True, on_delete=models.CASCADE,
+                                   related_name="tokens")
 
     objects = ApiTokenQuerySet.as_manager()
 
@@ -203,3 +207,42 @@ def enrolment_code_ref(code_id, user_id) -> str:
     """What an enrolment code's digest is sealed for (its row and its person)."""
     return f"enrolment-code:{code_id}:user:{user_id}"
 
+
+class AutomationIdentity(models.Model):
+    """A non-human API client (a deployment pipeline, a report exporter) with its own scoped rights.
+
+    It is a user (``user``: its name in the audit trail, its requests and grants, like a
+    person's) that can never log in to the portal: a local one has no usable password, one
+    linked to an AD service account (so that it can be granted rights on servers itself) is
+    refused by the login backends, and it has no MFA device. It calls the API with its own
+    tokens (``ApiToken.automation``), and only the calls its ``scopes`` name
+    (jitad/accounts/automation_api.py); ``requests.create`` only for targets named in
+    ``targets``. Its writes are signed (Ed25519) with a key only it holds: the database keeps
+    ``public_key`` alone (docs/mfa.md, "Automation identities"). Every change is audited.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="automation_identity")
+    description = models.CharField(max_length=200, blank=True)
+    scopes = models.JSONField(default=list, blank=True)
+    targets = models.JSONField(default=list, blank=True, help_text="names of the targets requests.create may name")
+    public_key = models.CharField(max_length=64, blank=True, help_text="Ed25519, 32 bytes as base64url; writes need it")
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "automation identities"
+
+    def __str__(self):
+        return self.user.get_username()
+
+
+class AutomationNonce(models.Model):
+    """A signed write's nonce, kept while its timestamp is inside the window: a replay finds it here and is refused."""
+
+    automation = models.ForeignKey(AutomationIdentity, on_delete=models.CASCADE, related_name="nonces")
+    nonce = models.CharField(max_length=64)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["automation", "nonce"], name="automation_nonce_once")]
+        indexes = [models.Index(fields=["automation", "at"])]

@@ -216,7 +216,12 @@ def mfa_device_remove(*, user, device) -> None:
 
 
 def api_token_create(*, user, name: str, days: int | None = 90) -> tuple[ApiToken, str]:
-    """A new personal token; the raw value is returned once and never stored."""
+    """A new personal token; the raw value is returned once and never stored.
+
+    Never for an automation identity: its tokens carry its scopes (jitad/accounts/automation.py).
+    """
+    if hasattr(user, "automation_identity"):
+        raise ValueError("An automation identity's tokens are made with manage.py jitad_automation token.")
     name = (name or "").strip()[:100] or "token"
     raw, prefix, digest = ApiToken.generate()
     expires = timezone.now() + timezone.timedelta(days=days) if days else None

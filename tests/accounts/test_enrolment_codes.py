@@ -166,3 +166,25 @@ def test_without_the_setting_the_first_login_enrols_as_before(client, person, se
     secret = _enrol_page_secret(client)
     assert client.post("/account/mfa/enrol/", {"code": pyotp.TOTP(secret).now()}).status_code == 302
     assert AuthenticatorDevice.objects.filter(user=person, confirmed=True).exists()
+
+
+def test_the_admin_issues_codes_shown_in_its_answer_only(client, person, django_user_model, verified_client):
+    """GIVEN a verified admin WHEN they run the Users list's action on a person THEN the answer shows the
+    code (and is kept by no cache), the person's code works, and the issue is audited as the admin's;
+    a session without MFA gets no code."""
+    admin_user = django_user_model.objects.create_superuser(f"adm{uuid.uuid4().hex[:5]}", password=PASSWORD)
+    data = {"action": "issue_enrolment_codes", "_selected_action": [person.pk]}
+    client.force_login(admin_user, backend="jitad.accounts.backends.ThrottledModelBackend")
+    assert client.post("/admin/auth/user/", data).status_code == 302  # no MFA yet: the OTP admin sends it away
+    assert not EnrolmentCode.objects.filter(user=person).exists()
+
+    answer = verified_client(admin_user).post("/admin/auth/user/", data)
+    assert answer.status_code == 200 and "no-store" in answer["Cache-Control"]
+    raw = re.search(r"<code>([0-9A-Z]{4}(?:-[0-9A-Z]{4}){3})</code>", answer.content.decode()).group(1)
+    assert AuditEvent.objects.get(action="enrolment_code.issued", object_id=str(person.pk)).actor == admin_user.username
+
+    from django.test import Client
+
+    newcomer = Client()
+    _login(newcomer, person)
+    assert newcomer.post("/account/mfa/enrol/code/", {"enrolment_code": raw}).status_code == 302
