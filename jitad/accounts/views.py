@@ -191,6 +191,7 @@ def mfa_enrol_code(request):
     if request.method == "POST" and form.is_valid():
         check = enrolment_code_redeem(user=user, raw=form.cleaned_data["enrolment_code"])
         if check.code is not None:
+            request.session.cycle_key()  # a cookie captured before the code must not inherit what it opens
             request.session[_ENROL_CODE] = check.code.pk
             return redirect(_with_next("accounts:mfa-enrol", request))
         error = check.error

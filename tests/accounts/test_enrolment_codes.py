@@ -69,8 +69,10 @@ def test_the_issued_code_opens_enrolment_once_for_this_session(client, person, d
     _code, raw = enrolment_code_issue(user=person, actor="desk:sam")
     _login(client, person)
     typed = raw.replace("-", " ").lower()
+    before = client.cookies["sessionid"].value
     taken = client.post("/account/mfa/enrol/code/", {"enrolment_code": typed, "next": "/eligible/"})
     assert taken.status_code == 302 and taken.url.startswith("/account/mfa/enrol/")
+    assert client.cookies["sessionid"].value != before  # a cookie taken before the code opens nothing
 
     from django.test import Client
 
