@@ -190,3 +190,22 @@ def test_the_admin_issues_codes_shown_in_its_answer_only(client, person, django_
     newcomer = Client()
     _login(newcomer, person)
     assert newcomer.post("/account/mfa/enrol/code/", {"enrolment_code": raw}).status_code == 302
+
+
+def test_key_rotation_reseals_codes_and_they_still_work(client, person, settings):
+    """GIVEN a code sealed under an old vault key WHEN a new key goes first and `jitad_rekey` runs THEN
+    `--check` named the codes before, passes after, and the code works with the old key gone."""
+    from django.core.management.base import CommandError
+
+    from jitad import vault
+
+    old, new = vault.key_generate(), vault.key_generate()
+    settings.JITAD_VAULT_KEYS = [old]
+    _code, raw = enrolment_code_issue(user=person, actor="desk:sam")
+    settings.JITAD_VAULT_KEYS = [new, old]
+    with pytest.raises(CommandError, match="MFA enrolment codes: 1 value"):
+        call_command("jitad_rekey", "--check")
+    call_command("jitad_rekey")
+    settings.JITAD_VAULT_KEYS = [new]
+    _login(client, person)
+    assert client.post("/account/mfa/enrol/code/", {"enrolment_code": raw}).status_code == 302
