@@ -39,9 +39,9 @@ JITAD_ENROLMENT_CODE_REQUIRED = env.bool("JITAD_ENROLMENT_CODE_REQUIRED", defaul
 JITAD_ENROLMENT_CODE_HOURS = env.int("JITAD_ENROLMENT_CODE_HOURS", default=72)
 JITAD_ENROLMENT_CODE_MAX_ATTEMPTS = env.int("JITAD_ENROLMENT_CODE_MAX_ATTEMPTS", default=5)
 if not 1 <= JITAD_ENROLMENT_CODE_HOURS <= 24 * 30:
-    raise ImproperlyConfigured("JITAD_ENROLMENT_CODE_HOURS must be between 1 and 720")
+    refuse("JITAD_ENROLMENT_CODE_HOURS must be between 1 and 720")
 if not 1 <= JITAD_ENROLMENT_CODE_MAX_ATTEMPTS <= 20:
-    raise ImproperlyConfigured("JITAD_ENROLMENT_CODE_MAX_ATTEMPTS must be between 1 and 20")
+    refuse("JITAD_ENROLMENT_CODE_MAX_ATTEMPTS must be between 1 and 20")
 # The longest an approver may hand their approval right to a deputy for (docs/approvals.md, "Deputies").
 JITAD_DELEGATION_MAX_DAYS = env.int("JITAD_DELEGATION_MAX_DAYS", default=90)
 # The login throttle (jitad/accounts/throttle.py, docs/logins.md), counted over the window:

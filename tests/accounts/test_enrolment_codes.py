@@ -122,7 +122,7 @@ def test_expired_replaced_and_revoked_codes_do_not_work(client, person):
     _third, third_raw = enrolment_code_issue(user=person, actor="desk:sam")
     out = StringIO()
     call_command("jitad_enrolment_code", "revoke", person.username, "--by", "desk:kim", "--format", "json", stdout=out)
-    assert json.loads(out.getvalue()) == {"user": person.username, "revoked": 1}
+    assert json.loads(out.getvalue())["revoked"] == 1
     assert client.post("/account/mfa/enrol/code/", {"enrolment_code": third_raw}).status_code == 400
 
 

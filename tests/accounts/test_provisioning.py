@@ -6,6 +6,7 @@ from io import StringIO
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from ldap3 import MODIFY_REPLACE
 
 from jitad import directory
@@ -30,8 +31,8 @@ def _provision(*args) -> tuple[int, dict]:
     try:
         call_command("jitad_provision", *args, "--by", "desk:sam", "--format", "json", stdout=out)
         status = 0
-    except SystemExit as e:
-        status = e.code
+    except CommandError as e:
+        status = e.returncode
     return status, json.loads(out.getvalue())
 
 

@@ -1,23 +1,27 @@
 """Automation identities for operators: create one, set its rights and signing key, give it tokens, disable it."""
 import getpass
-import json
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
 
 from jitad import directory
 from jitad.accounts.automation import (SCOPES, AutomationRefused, automation_create, automation_disable,
                                        automation_key_set, automation_rights_set, automation_token_create)
 from jitad.accounts.models import AutomationIdentity
 from jitad.accounts.provisioning import ProvisionRefused, account_provision
+from jitad.commands import JitadCommand, problems_error, unreachable_error, usage_error
 
 User = get_user_model()
 
 
-class Command(BaseCommand):
+class UnknownIdentity(Exception):
+    """No automation identity has that name (bad usage, exit 2)."""
+
+
+class Command(JitadCommand):
     help = ("Automation identities: API clients that are not people (docs/mfa.md, 'Automation identities'). "
-            f"Scopes: {', '.join(sorted(SCOPES))}. Exit codes: 0 done, 1 refused (the reason on stderr).")
+            f"Scopes: {', '.join(sorted(SCOPES))}. Exit codes: 0 done, 1 refused, 2 no such identity, "
+            "69 no DC answered (--ad-account).")
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
@@ -36,29 +40,30 @@ class Command(BaseCommand):
         token.add_argument("--token-name", default="", help="what the token is for (default: the identity's name)")
         disable = sub.add_parser("disable", help="stop it: inactive, every token revoked")
         disable.add_argument("--reason", default="")
-        listing = sub.add_parser("list", help="every identity and its rights")
+        sub.add_parser("list", help="every identity and its rights")
         for p in (create, rights, key, token, disable):
             p.add_argument("name", help="the identity's name (with --ad-account: the name it gets from AD)")
             p.add_argument("--by", default="", help="who does it (default: your login on this machine)")
-        for p in (create, rights, key, token, disable, listing):
-            p.add_argument("--format", choices=["text", "json"], default="text")
 
     def handle(self, *args, **options):
         action = options["action"]
         actor = (options.get("by") or "").strip() or f"manage.py:{getpass.getuser()}"
         try:
             out, text = getattr(self, f"_{action}")(options, actor)
+        except UnknownIdentity as e:
+            raise usage_error(str(e)) from None
         except (AutomationRefused, ProvisionRefused) as e:
-            raise CommandError(str(e)) from None
+            raise problems_error(str(e)) from None
         except directory.DirectoryError as e:
-            raise CommandError(f"Active Directory: {e}") from None
-        self.stdout.write(json.dumps(out) if options["format"] == "json" else text)
+            raise unreachable_error(f"Active Directory: {e}") from None
+        self.result = out
+        self.say(text)
 
     @staticmethod
     def _identity(name: str) -> AutomationIdentity:
         identity = AutomationIdentity.objects.select_related("user").filter(user__username__iexact=name.strip()).first()
         if identity is None:
-            raise AutomationRefused(f"no automation identity {name!r}")
+            raise UnknownIdentity(f"no automation identity {name!r}")
         return identity
 
     @staticmethod

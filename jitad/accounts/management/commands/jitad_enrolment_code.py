@@ -1,21 +1,20 @@
 """Enrolment codes for the service desk: issue one to hand over out of band, revoke, or see who holds one."""
 import getpass
-import json
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from jitad.accounts.enrolment import EnrolmentCodeRefused, enrolment_code_issue, enrolment_code_revoke
 from jitad.accounts.models import EnrolmentCode
+from jitad.commands import JitadCommand, problems_error, usage_error
 
 User = get_user_model()
 
 
-class Command(BaseCommand):
+class Command(JitadCommand):
     help = ("Enrolment codes (docs/mfa.md, 'Enrolment codes'). issue NAME: a new one-time code for NAME's first MFA "
             "enrolment, printed once (earlier codes stop working); revoke NAME: void NAME's code; status NAME: "
-            "NAME's codes, never the codes themselves. Exit codes: 0 done, 1 refused (the reason on stderr).")
+            "NAME's codes, never the codes themselves. Exit codes: 0 done, 1 refused, 2 no such user.")
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
@@ -23,7 +22,6 @@ class Command(BaseCommand):
                              ("revoke", "void the person's live code"), ("status", "the person's codes")):
             p = sub.add_parser(action, help=text)
             p.add_argument("username", help="the person's jitad user name (provision them first: jitad_provision)")
-            p.add_argument("--format", choices=["text", "json"], default="text")
             if action != "status":
                 p.add_argument("--by", default="", help="who does it (default: your login on this machine)")
         sub.choices["issue"].add_argument("--hours", type=int, default=None,
@@ -33,21 +31,22 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         user = User.objects.filter(username__iexact=options["username"].strip()).first()
         if user is None:
-            raise CommandError(f"no jitad user {options['username']!r}: provision them first (manage.py jitad_provision)")
+            raise usage_error(f"no jitad user {options['username']!r}: provision them first (jitad_provision)")
         actor = (options.get("by") or "").strip() or f"manage.py:{getpass.getuser()}"
-        action, as_json = options["action"], options["format"] == "json"
+        action = options["action"]
         if action == "issue":
             try:
                 code, raw = enrolment_code_issue(user=user, actor=actor, hours=options["hours"])
             except EnrolmentCodeRefused as e:
-                raise CommandError(str(e)) from None
-            out = {"user": user.get_username(), "code": raw, "expires_at": code.expires_at.isoformat()}
-            text = (f"Enrolment code for {user.get_username()}: {raw}\nIt works once, until "
-                    f"{code.expires_at:%Y-%m-%d %H:%M} UTC. Hand it over out of band (never by e-mail); it is not shown again.")
+                raise problems_error(str(e)) from None
+            self.result = {"user": user.get_username(), "code": raw, "expires_at": code.expires_at.isoformat()}
+            self.say(f"Enrolment code for {user.get_username()}: {raw}\nIt works once, until "
+                     f"{code.expires_at:%Y-%m-%d %H:%M} UTC. Hand it over out of band (never by e-mail); it is not "
+                     "shown again.")
         elif action == "revoke":
             count = enrolment_code_revoke(user=user, actor=actor, reason=options["reason"])
-            out = {"user": user.get_username(), "revoked": count}
-            text = f"{count} code(s) of {user.get_username()} revoked"
+            self.result = {"user": user.get_username(), "revoked": count}
+            self.say(f"{count} code(s) of {user.get_username()} revoked")
         else:
             now = timezone.now()
             rows = [{"id": c.pk, "issued_at": c.issued_at.isoformat(), "issued_by": c.issued_by,
@@ -55,7 +54,6 @@ class Command(BaseCommand):
                      "state": ("used" if c.used_at else f"void ({c.void_reason})" if c.voided_at
                                else "expired" if c.expires_at <= now else "live")}
                     for c in EnrolmentCode.objects.filter(user=user).order_by("-issued_at")[:20]]
-            out = {"user": user.get_username(), "codes": rows}
-            text = "\n".join(f"{r['id']:6} {r['state']:16} issued {r['issued_at'][:16]} by {r['issued_by']}, "
-                             f"expires {r['expires_at'][:16]}, {r['failed_attempts']} wrong" for r in rows) or "no codes"
-        self.stdout.write(json.dumps(out) if as_json else text)
+            self.result = {"user": user.get_username(), "codes": rows}
+            self.say("\n".join(f"{r['id']:6} {r['state']:16} issued {r['issued_at'][:16]} by {r['issued_by']}, "
+                               f"expires {r['expires_at'][:16]}, {r['failed_attempts']} wrong" for r in rows) or "no codes")
