@@ -44,6 +44,7 @@ print(json.dumps({
     "ldap3_level": logging.getLogger("ldap3").level,
     "ldap3_debug_enabled": logging.getLogger("ldap3").isEnabledFor(logging.DEBUG),
     "root_level": logging.getLogger().level,
+    "enrolment_code_required": settings.JITAD_ENROLMENT_CODE_REQUIRED,
 }))
 """
 
@@ -233,6 +234,7 @@ def test_production_starts_when_everything_is_set(tmp_path):
     assert got["secret_key"] == PRODUCTION["JITAD_SECRET_KEY"]
     assert got["debug"] is False
     assert got["secure_cookies"] is True
+    assert got["enrolment_code_required"] is True  # a stolen password alone enrols no authenticator
     assert not (tmp_path / "var" / "secret_key").exists()
 
 
@@ -245,6 +247,7 @@ def test_development_defaults_sqlite_and_filesystem_broker(tmp_path):
     assert got["engine"] == "django.db.backends.sqlite3"
     assert got["broker"] == "jitadfs://"  # the filesystem transport with atomic writes (jitad/broker.py)
     assert got["secure_cookies"] is False
+    assert got["enrolment_code_required"] is False
     var = tmp_path / "var"
     assert (var / "broker" / "queue").is_dir()
     key_file = var / "secret_key"
@@ -306,6 +309,8 @@ def test_development_sends_no_hsts(tmp_path):
     ("JITAD_RECONCILE_MAX_REMOVE_SHARE", "50", "between 0 and 1 (0.5 is half"),
     ("JITAD_RECONCILE_MAX_REMOVE_MIN", "-1", "JITAD_RECONCILE_MAX_REMOVE_MIN must be 0 or more"),
     ("JITAD_GROUP_WATCH_INTERVAL", "-1", "JITAD_GROUP_WATCH_INTERVAL must be 0 (off) or a number of seconds"),
+    ("JITAD_ENROLMENT_CODE_HOURS", "0", "JITAD_ENROLMENT_CODE_HOURS must be between 1 and 720"),
+    ("JITAD_ENROLMENT_CODE_MAX_ATTEMPTS", "0", "JITAD_ENROLMENT_CODE_MAX_ATTEMPTS must be between 1 and 20"),
 ])
 def test_the_reconciler_limit_is_checked_at_start(tmp_path, variable, value, message):
     """A share written as a percentage would turn the reconciler's brake off: refused at start."""

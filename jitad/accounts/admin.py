@@ -4,12 +4,16 @@ listed and deleted, never shown with their secrets."""
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.template.response import TemplateResponse
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from jitad.audit.services import audit_record
 
 from .devices import AuthenticatorDevice, BackupCodeDevice
+from .enrolment import EnrolmentCodeRefused, enrolment_code_issue
+from .mfa import no_store
+from .models import AutomationIdentity, EnrolmentCode
 
 User = get_user_model()
 WATCHED = ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")
@@ -30,6 +34,23 @@ admin.site.unregister(User)
 
 @admin.register(User)
 class JitadUserAdmin(UserAdmin):
+    actions = ["issue_enrolment_codes"]
+
+    @admin.action(description="Issue enrolment codes (shown once)", permissions=["change"])
+    def issue_enrolment_codes(self, request, queryset):
+        """A one-time enrolment code per selected person, shown in this answer only (docs/mfa.md)."""
+        issued, refused = [], []
+        for user in queryset.order_by("username"):
+            try:
+                code, raw = enrolment_code_issue(user=user, actor=request.user.get_username())
+            except EnrolmentCodeRefused as e:
+                refused.append(str(e))
+                continue
+            issued.append({"user": user.get_username(), "code": raw, "expires_at": code.expires_at})
+        context = {**self.admin_site.each_context(request), "title": "Enrolment codes", "opts": self.model._meta,
+                   "issued": issued, "refused": refused}
+        return no_store(TemplateResponse(request, "admin/accounts/enrolment_codes.html", context))
+
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
         if obj is not None and hasattr(obj, "directory_account"):
@@ -103,3 +124,41 @@ class BackupCodeDeviceAdmin(_DeviceAdmin):
     @admin.display(description="codes left")
     def codes_left(self, obj):
         return obj.code_set.count()
+
+
+@admin.register(EnrolmentCode)
+class EnrolmentCodeAdmin(admin.ModelAdmin):
+    """Who holds a code and in what state; never the code (it is in no table). Issued from the Users list."""
+
+    list_display = ["user", "issued_at", "issued_by", "expires_at", "used_at", "failed_attempts", "voided_at", "void_reason"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "issued_by"]
+    fields = readonly_fields = list_display
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AutomationIdentity)
+class AutomationIdentityAdmin(admin.ModelAdmin):
+    """Automation identities and their rights, to see; made and changed with manage.py jitad_automation (audited)."""
+
+    list_display = ["user", "scopes", "targets", "description", "created_by", "created_at"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "description"]
+    fields = readonly_fields = ["user", "scopes", "targets", "public_key", "description", "created_by", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

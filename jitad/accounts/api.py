@@ -2,7 +2,8 @@
 
 Every state-changing call must carry a current OTP code in ``otp``, or a single-use passkey
 step in ``mfa_step`` (jitad/accounts/passkey_steps.py), whatever authenticated it: a stolen
-token alone cannot elevate anyone. Errors always come back as
+token alone cannot elevate anyone. An automation identity's token is held to its scopes and
+signs its writes instead (jitad/accounts/automation_api.py). Errors always come back as
 ``{"code": "...", "detail": "..."}`` with a 4xx status.
 """
 import logging
@@ -10,6 +11,7 @@ import logging
 from rest_framework import exceptions, permissions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication, get_authorization_header
 
+from .automation_api import automation_call_check
 from .mfa import API_STEP, mfa_check_code, mfa_step_now
 from .passkey_steps import passkey_step_take
 from .services import api_token_authenticate
@@ -35,6 +37,8 @@ class ApiTokenAuthentication(BaseAuthentication):
         token = api_token_authenticate(raw)
         if token is None:
             raise exceptions.AuthenticationFailed("The token is not valid, expired or was revoked.")
+        if token.automation_id is not None:  # a column of the row just read: a person's call costs nothing more
+            automation_call_check(request, token)
         return token.user, token
 
     def authenticate_header(self, request):

@@ -20,6 +20,11 @@ class AccountsConfig(AppConfig):
                               queryset=lambda: BackupCode.objects.select_related("device"),
                               ref=lambda c: backup_ref(c.device_id, c.device.user_id),
                               label=lambda c: f"{c.device.user_id}:backup codes")
+        from .models import EnrolmentCode, enrolment_code_ref
+
+        sealed_field_register(name="MFA enrolment codes", field="sealed_digest",
+                              queryset=lambda: EnrolmentCode.objects.all(),
+                              ref=lambda c: enrolment_code_ref(c.pk, c.user_id), label=lambda c: f"{c.user_id}:enrolment code")
         from .checks import login_throttle, passkey_origin
 
         checks.register(passkey_origin, checks.Tags.security)

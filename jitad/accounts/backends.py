@@ -9,6 +9,7 @@ from django.dispatch import Signal
 from jitad import directory
 
 from . import throttle
+from .models import AutomationIdentity
 from .services import AccountConflict, account_sync_from_directory
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ MESSAGES = {
     "account_conflict": "Your AD account cannot be used here: a local jitad account already has that name. Tell the jitad operators.",
     "sealed_account": "This is a sealed break-glass account: it never logs in to jitad. Use your own account.",
     "account_blocked": "Your jitad access is blocked by the jitad operators.",
+    "automation_identity": "This account is an automation identity: it uses the API with its own token and never logs in here.",
     # Pauses of the login throttle (docs/logins.md); the password was not checked.
     "throttled_client": "Too many failed logins from your address. Try again in {wait}.",
     "throttled_account": "Too many wrong passwords for this account. Try again in {wait}.",
@@ -68,8 +70,15 @@ def _check_throttle(request, username: str, account: str = "") -> None:
         request._jitad_throttle_checked = username
 
 
+def _is_automation(user) -> bool:
+    return AutomationIdentity.objects.filter(user=user).exists()
+
+
 class ThrottledModelBackend(ModelBackend):
-    """Django's local-password backend, behind the same throttle as AD logins."""
+    """Django's local-password backend, behind the same throttle as AD logins (never for an automation identity)."""
+
+    def user_can_authenticate(self, user):
+        return super().user_can_authenticate(user) and not _is_automation(user)
 
     def authenticate(self, request, username=None, password=None, **kwargs):
         if username:
@@ -139,6 +148,10 @@ class ActiveDirectoryBackend:
             log.warning("AD login for %r refused: %s", username, refusal)
             _refuse(request, refusal)
             raise PermissionDenied(refusal)
+        if AutomationIdentity.objects.filter(user__directory_account__guid=entry.guid).exists():
+            log.warning("AD login for %r refused: an automation identity", username)
+            _refuse(request, "automation_identity")
+            raise PermissionDenied("automation_identity")
         try:
             user = account_sync_from_directory(entry=entry, groups=groups)
         except AccountConflict as e:

@@ -29,3 +29,12 @@ class EnrolForm(forms.Form):
     code = forms.CharField(label="Code from the app", max_length=12,
                            widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric",
                                                          "autofocus": True}))
+
+
+class EnrolmentCodeForm(forms.Form):
+    """The one-time code the service desk issued for a first MFA enrolment."""
+
+    enrolment_code = forms.CharField(label="Enrolment code", max_length=40,
+                                     help_text="The code the service desk gave you: 16 letters and digits.",
+                                     widget=forms.TextInput(attrs={"autocomplete": "off", "autofocus": True,
+                                                                   "autocapitalize": "characters", "spellcheck": "false"}))

@@ -21,7 +21,7 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 
 # URL names reachable without a verified device (login, logout and the MFA steps).
 PUBLIC = {"accounts:login", "accounts:logout", "health", "ready", "metrics", "admin:login", "admin:logout"}
-UNVERIFIED_OK = {"accounts:mfa-verify", "accounts:mfa-enrol",
+UNVERIFIED_OK = {"accounts:mfa-verify", "accounts:mfa-enrol", "accounts:mfa-enrol-code",
                  "otp_webauthn:credential-authentication-begin", "otp_webauthn:credential-authentication-complete",
                  "otp_webauthn:js-i18n-catalog"}
 # Passkey ceremonies prove possession themselves; a stale session may use them to refresh.

@@ -51,6 +51,10 @@ class ApiToken(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Set on the tokens of an automation identity (and only there): the authentication reads the
+    # identity's rights for these alone, so a person's call costs no extra query.
+    automation = models.ForeignKey("AutomationIdentity", null=True, blank=True, on_delete=models.CASCADE,
+                                   related_name="tokens")
 
     objects = ApiTokenQuerySet.as_manager()
 
@@ -166,3 +170,79 @@ class ApiMfaStep(models.Model):
 
     def __str__(self):
         return f"passkey step {self.pk} of {self.user}"
+
+
+class EnrolmentCode(models.Model):
+    """A one-time code the service desk gives a person out of band; their first MFA enrolment must present it.
+
+    Without it (JITAD_ENROLMENT_CODE_REQUIRED), whoever first logs in with a person's password
+    would enrol the authenticator that then stands for that person. The code is shown once, to
+    the operator who issues it (``manage.py jitad_enrolment_code issue`` or the admin), and is in
+    no table: ``sealed_digest`` is its SHA-256 sealed in the vault for this row and person
+    (``enrolment_code_ref``), so a database dump holds nothing to type, and someone who can
+    write to the database but holds no vault key cannot plant a code of their own. A code is
+    single use (``used_at``, set when a session presents it), expires (``expires_at``), dies
+    after JITAD_ENROLMENT_CODE_MAX_ATTEMPTS wrong tries (``failed_attempts``), and a newer code
+    for the same person voids it (``voided_at``, ``void_reason``). Issue and use are audited.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="enrolment_codes")
+    sealed_digest = models.TextField(editable=False)
+    issued_by = models.CharField(max_length=150)
+    issued_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    failed_attempts = models.PositiveSmallIntegerField(default=0)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    void_reason = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "issued_at"])]
+
+    def __str__(self):
+        return f"enrolment code {self.pk} of {self.user}"
+
+
+def enrolment_code_ref(code_id, user_id) -> str:
+    """What an enrolment code's digest is sealed for (its row and its person)."""
+    return f"enrolment-code:{code_id}:user:{user_id}"
+
+
+class AutomationIdentity(models.Model):
+    """A non-human API client (a deployment pipeline, a report exporter) with its own scoped rights.
+
+    It is a user (``user``: its name in the audit trail, its requests and grants, like a
+    person's) that can never log in to the portal: a local one has no usable password, one
+    linked to an AD service account (so that it can be granted rights on servers itself) is
+    refused by the login backends, and it has no MFA device. It calls the API with its own
+    tokens (``ApiToken.automation``), and only the calls its ``scopes`` name
+    (jitad/accounts/automation_api.py); ``requests.create`` only for targets named in
+    ``targets``. Its writes are signed (Ed25519) with a key only it holds: the database keeps
+    ``public_key`` alone (docs/mfa.md, "Automation identities"). Every change is audited.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="automation_identity")
+    description = models.CharField(max_length=200, blank=True)
+    scopes = models.JSONField(default=list, blank=True)
+    targets = models.JSONField(default=list, blank=True, help_text="names of the targets requests.create may name")
+    public_key = models.CharField(max_length=64, blank=True, help_text="Ed25519, 32 bytes as base64url; writes need it")
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "automation identities"
+
+    def __str__(self):
+        return self.user.get_username()
+
+
+class AutomationNonce(models.Model):
+    """A signed write's nonce, kept while its timestamp is inside the window: a replay finds it here and is refused."""
+
+    automation = models.ForeignKey(AutomationIdentity, on_delete=models.CASCADE, related_name="nonces")
+    nonce = models.CharField(max_length=64)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["automation", "nonce"], name="automation_nonce_once")]
+        indexes = [models.Index(fields=["automation", "at"])]

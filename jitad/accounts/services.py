@@ -12,6 +12,7 @@ from jitad.directory import DirectoryUser
 from jitad.notifications.services import alert_raise
 
 from .devices import AuthenticatorDevice, BackupCodeDevice
+from .enrolment import enrolment_code_held, enrolment_code_required
 from .mfa import BACKUP_CODE_COUNT, BACKUP_DEVICE_NAME, mfa_devices, mfa_enrolled
 from .models import ApiToken, DirectoryAccount
 from .roles import privileged_roles
@@ -50,8 +51,9 @@ def account_groups_set(*, user, groups: list[str], actor: str) -> None:
                      data={"before": before, "after": after})
 
 
-def account_sync_from_directory(*, entry: DirectoryUser, groups: list[str]) -> "User":
-    """Create or update the local user for an AD account that just proved its password.
+def account_sync_from_directory(*, entry: DirectoryUser, groups: list[str], actor: str = "") -> "User":
+    """Create or update the local user for an AD account that just proved its password (or that an
+    operator provisions: ``actor``, jitad/accounts/provisioning.py).
 
     The link is the objectGUID: a renamed AD user keeps its local row, history and devices.
     A local account that already holds the name is never taken over.
@@ -86,7 +88,7 @@ def account_sync_from_directory(*, entry: DirectoryUser, groups: list[str]) -> "
             defaults={"guid": entry.guid, "dn": entry.dn, "sid": entry.sid, "groups": sorted(groups), "synced_at": timezone.now()},
         )
         audit_record(
-            actor=username,
+            actor=actor or username,
             action="account.created" if created else "account.synced",
             object_type="user",
             object_id=user.pk,
@@ -155,13 +157,21 @@ def totp_enrol_begin(*, user, device_id=None) -> AuthenticatorDevice:
     return device
 
 
-def totp_enrol_confirm(*, user, device: AuthenticatorDevice, code: str) -> bool:
-    """Confirm ``device`` if ``code`` is right; the device counts only from then on."""
+def totp_enrol_confirm(*, user, device: AuthenticatorDevice, code: str, enrolment_code_id=None) -> bool:
+    """Confirm ``device`` if ``code`` is right; the device counts only from then on.
+
+    A first device needs, while JITAD_ENROLMENT_CODE_REQUIRED is on, the enrolment code this
+    session presented (``enrolment_code_id``, jitad/accounts/enrolment.py); without it nothing
+    is confirmed, whatever the TOTP code.
+    """
     code = (code or "").strip().replace(" ", "")
     with transaction.atomic():
         device = AuthenticatorDevice.objects.select_for_update().get(pk=device.pk, user=user)
         if device.confirmed:
             return True
+        held = enrolment_code_held(user=user, code_id=enrolment_code_id)
+        if enrolment_code_required(user) and held is None:
+            return False
         if not code.isdigit() or not device.verify_token(code):
             return False
         first = not mfa_enrolled(user)
@@ -170,7 +180,8 @@ def totp_enrol_confirm(*, user, device: AuthenticatorDevice, code: str) -> bool:
         # Secrets other sessions were shown and never confirmed die with this confirmation.
         AuthenticatorDevice.objects.filter(user=user, confirmed=False).exclude(pk=device.pk).delete()
         audit_record(actor=_actor(user), action="mfa.enrolled", object_type="otp_device", object_id=device.persistent_id,
-                     after="confirmed", data={"kind": "totp", "first": first})
+                     after="confirmed", data={"kind": "totp", "first": first,
+                                              "enrolment_code": held.pk if held is not None and first else None})
         mfa_change_alert(user, "enrolled an authenticator app" + (" (their first MFA device)" if first else ""),
                          kind="enrolled an authenticator app")
     return True
@@ -205,7 +216,12 @@ def mfa_device_remove(*, user, device) -> None:
 
 
 def api_token_create(*, user, name: str, days: int | None = 90) -> tuple[ApiToken, str]:
-    """A new personal token; the raw value is returned once and never stored."""
+    """A new personal token; the raw value is returned once and never stored.
+
+    Never for an automation identity: its tokens carry its scopes (jitad/accounts/automation.py).
+    """
+    if hasattr(user, "automation_identity"):
+        raise ValueError("An automation identity's tokens are made with manage.py jitad_automation token.")
     name = (name or "").strip()[:100] or "token"
     raw, prefix, digest = ApiToken.generate()
     expires = timezone.now() + timezone.timedelta(days=days) if days else None

@@ -19,7 +19,8 @@ from jitad import vault
 from jitad.vault import VaultError
 
 from .backends import THROTTLED, login_error_message
-from .forms import CodeForm, EnrolForm, LoginForm, TokenCreateForm
+from .enrolment import enrolment_code_held, enrolment_code_redeem, enrolment_code_required
+from .forms import CodeForm, EnrolForm, EnrolmentCodeForm, LoginForm, TokenCreateForm
 from .mfa import mfa_check_code, mfa_enrolled, mfa_has_code_device, mfa_is_fresh, mfa_mark_verified
 from .models import ApiToken
 from .selectors import api_tokens_of, backup_codes_left, has_backup_codes, has_passkey, mfa_devices_of
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 _ONCE_CODES = "jitad_backup_codes_once"
 _ONCE_TOKEN = "jitad_api_token_once"
 _ENROL_DEVICE = "jitad_enrol_device"
+_ENROL_CODE = "jitad_enrolment_code"
 
 
 def _once_put(request, name: str, value) -> None:
@@ -137,6 +139,10 @@ def mfa_enrol(request):
     user = request.user
     if mfa_enrolled(user) and not user.is_verified():
         return redirect(_with_next("accounts:mfa-verify", request))
+    # No key is made or shown before the service desk's code: a stolen password sees nothing here.
+    code_id = request.session.get(_ENROL_CODE)
+    if enrolment_code_required(user) and enrolment_code_held(user=user, code_id=code_id) is None:
+        return redirect(_with_next("accounts:mfa-enrol-code", request))
     try:
         device = totp_enrol_begin(user=user, device_id=request.session.get(_ENROL_DEVICE))
         secret = base64.b32encode(device.bin_key).decode().rstrip("=")
@@ -147,8 +153,9 @@ def mfa_enrol(request):
     form = EnrolForm(request.POST or None)
     error = ""
     if request.method == "POST" and form.is_valid():
-        if totp_enrol_confirm(user=user, device=device, code=form.cleaned_data["code"]):
+        if totp_enrol_confirm(user=user, device=device, code=form.cleaned_data["code"], enrolment_code_id=code_id):
             request.session.pop(_ENROL_DEVICE, None)
+            request.session.pop(_ENROL_CODE, None)
             mfa_mark_verified(request, device)
             if not has_backup_codes(user=user):
                 _once_put(request, _ONCE_CODES, backup_codes_generate(user=user))
@@ -167,6 +174,29 @@ def mfa_enrol(request):
         "first": not mfa_enrolled(user),
     }
     return render(request, "accounts/enrol.html", context, status=400 if request.method == "POST" else 200)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def mfa_enrol_code(request):
+    """Before a first enrolment (JITAD_ENROLMENT_CODE_REQUIRED): the one-time code the service desk gave the person.
+
+    A right code is used up at once and this session (only this one) may then enrol.
+    """
+    user = request.user
+    if not enrolment_code_required(user) or enrolment_code_held(user=user, code_id=request.session.get(_ENROL_CODE)):
+        return redirect(_with_next("accounts:mfa-enrol", request))
+    form = EnrolmentCodeForm(request.POST or None)
+    error = ""
+    if request.method == "POST" and form.is_valid():
+        check = enrolment_code_redeem(user=user, raw=form.cleaned_data["enrolment_code"])
+        if check.code is not None:
+            request.session.cycle_key()  # a cookie captured before the code must not inherit what it opens
+            request.session[_ENROL_CODE] = check.code.pk
+            return redirect(_with_next("accounts:mfa-enrol", request))
+        error = check.error
+    return render(request, "accounts/enrol_code.html", {"form": form, "error": error, "next": _next(request)},
+                  status=400 if request.method == "POST" else 200)
 
 
 @never_cache

@@ -31,6 +31,17 @@ LOGOUT_REDIRECT_URL = "accounts:login"
 # verification younger than this.
 JITAD_MFA_FRESH_SECONDS = env.int("JITAD_MFA_FRESH_SECONDS", default=15 * 60)
 OTP_TOTP_ISSUER = env.str("JITAD_OTP_ISSUER", default="jitad")
+# A person's first MFA enrolment must present a one-time code the service desk issued them
+# (manage.py jitad_enrolment_code; docs/mfa.md, "Enrolment codes"): on in production, so a
+# stolen AD password alone never enrols an authenticator. A code lasts JITAD_ENROLMENT_CODE_HOURS
+# and dies after JITAD_ENROLMENT_CODE_MAX_ATTEMPTS wrong tries.
+JITAD_ENROLMENT_CODE_REQUIRED = env.bool("JITAD_ENROLMENT_CODE_REQUIRED", default=PRODUCTION)
+JITAD_ENROLMENT_CODE_HOURS = env.int("JITAD_ENROLMENT_CODE_HOURS", default=72)
+JITAD_ENROLMENT_CODE_MAX_ATTEMPTS = env.int("JITAD_ENROLMENT_CODE_MAX_ATTEMPTS", default=5)
+if not 1 <= JITAD_ENROLMENT_CODE_HOURS <= 24 * 30:
+    refuse("JITAD_ENROLMENT_CODE_HOURS must be between 1 and 720")
+if not 1 <= JITAD_ENROLMENT_CODE_MAX_ATTEMPTS <= 20:
+    refuse("JITAD_ENROLMENT_CODE_MAX_ATTEMPTS must be between 1 and 20")
 # The longest an approver may hand their approval right to a deputy for (docs/approvals.md, "Deputies").
 JITAD_DELEGATION_MAX_DAYS = env.int("JITAD_DELEGATION_MAX_DAYS", default=90)
 # The login throttle (jitad/accounts/throttle.py, docs/logins.md), counted over the window:

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db
 # token for /metrics) instead (jitad/health/views.py).
 EXPECTED_PUBLIC = {"accounts:login", "accounts:logout", "health", "ready", "metrics", "admin:login", "admin:logout"}
 EXPECTED_UNVERIFIED_OK = {
-    "accounts:mfa-verify", "accounts:mfa-enrol",
+    "accounts:mfa-verify", "accounts:mfa-enrol", "accounts:mfa-enrol-code",
     "otp_webauthn:credential-authentication-begin", "otp_webauthn:credential-authentication-complete",
     "otp_webauthn:js-i18n-catalog",
 }

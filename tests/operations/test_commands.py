@@ -29,6 +29,9 @@ SHAPES = {
     "jitad_check": {"version", "environment", "counts", "checks"},
     "jitad_demo_history": {"already"},  # or the counts written, by kind
     "jitad_demo_seed": set(),  # the stage's facts (tests/elevation/test_demo_seed.py)
+    "jitad_enrolment_code": {"user"},  # and code, expires_at (issue); revoked (revoke); codes (status)
+    "jitad_automation": {"identities"},  # list; the others: the identity (tests/accounts/test_automation.py)
+    "jitad_provision": {"people"},  # needs a DC: tests/accounts/test_provisioning.py
     "jitad_held_removals": {"held"},  # list; confirm and discard: action, changed, refused
     "jitad_login_throttle": {"counted"},  # status; clear: cleared
     "jitad_pam_document": {"format", "period", "output", "bytes", "document"},
@@ -215,3 +218,19 @@ def test_exit_codes_from_the_shell(tmp_path):
     doc = json.loads(result.stdout)
     assert doc["ok"] is False and doc["exit_code"] == ExitCode.UNREACHABLE and "database" in doc["error"]
     assert "Traceback" not in result.stderr
+
+
+def test_enrolment_code_and_automation(django_user_model):
+    person = django_user_model.objects.create_user(f"ec{uuid.uuid4().hex[:6]}")
+    code, doc = run("jitad_enrolment_code", "status", "nobody-here")
+    assert code == ExitCode.USAGE and "no jitad user" in doc["error"]
+    code, doc = run("jitad_enrolment_code", "issue", person.username)
+    assert code == 0 and set(doc) >= {"user", "code", "expires_at"}
+    code, doc = run("jitad_enrolment_code", "status", person.username)
+    assert code == 0 and [c["state"] for c in doc["codes"]] == ["live"]
+    code, doc = run("jitad_automation", "list")
+    assert code == 0 and doc["identities"] == []
+    code, doc = run("jitad_automation", "rights", "nobody-here", "--scope", "requests.read")
+    assert code == ExitCode.USAGE and "no automation identity" in doc["error"]
+    code, doc = run("jitad_automation", "create", "bot-x", "--scope", "requests.create")
+    assert code == ExitCode.PROBLEMS and "needs the targets" in doc["error"]

@@ -1,0 +1,124 @@
+"""An automation identity's API call: its scopes, its targets, and the signature that stands for MFA on a write.
+
+Run by ApiTokenAuthentication for tokens of an automation identity only (a person's call does
+not reach this module). A write (POST, PUT, PATCH, DELETE) must carry three headers:
+
+    X-Jitad-Timestamp: <Unix seconds>
+    X-Jitad-Nonce: <16 to 64 of A-Z a-z 0-9 - _, never used before by this identity>
+    X-Jitad-Signature: <base64url Ed25519 signature of the message below>
+
+    jitad-request-v1\\n<METHOD>\\n<path and query as sent>\\n<timestamp>\\n<nonce>\\n<token prefix>\\n<hex SHA-256 of the body>
+
+The key is the identity's own (``AutomationIdentity.public_key``; the private key stays where the
+identity runs). A signature counts once (its nonce is kept while its timestamp is within
+SIGNATURE_WINDOW_SECONDS of the server's clock), for this token, method, path and body only.
+Why a signature and not a TOTP code: docs/mfa.md, "Automation identities".
+"""
+import base64
+import hashlib
+import re
+from datetime import datetime, timezone as dt_timezone
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from django.db import IntegrityError, transaction
+from django.http.request import RawPostDataException
+from django.utils import timezone
+from rest_framework import exceptions
+
+from .automation import SCOPES
+from .mfa import API_STEP, MfaStep
+from .models import AutomationIdentity, AutomationNonce
+
+SIGNATURE_WINDOW_SECONDS = 300
+SAFE = ("GET", "HEAD", "OPTIONS")
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+SIGNED = "signed_request"  # the MFA method recorded on what a signed write creates or decides
+
+
+class AutomationRefusal(exceptions.PermissionDenied):
+    default_code = "automation_scope"
+
+
+def signed_message(*, method: str, path: str, timestamp: str, nonce: str, prefix: str, body: bytes) -> bytes:
+    """The bytes an automation identity signs for one call (the client builds the same)."""
+    return "\n".join(["jitad-request-v1", method.upper(), path, timestamp, nonce, prefix,
+                      hashlib.sha256(body).hexdigest()]).encode()
+
+
+def automation_call_check(request, token) -> None:
+    """Refuse ``request`` unless the identity behind ``token`` may make it; a write must be signed.
+
+    On a signed write the request carries the MFA step (``signed_request``, now) that
+    jitad/accounts/api.py's OTP rule then accepts, as it accepts a checked code.
+    """
+    identity = AutomationIdentity.objects.filter(pk=token.automation_id).first()
+    if identity is None:
+        raise exceptions.AuthenticationFailed("The token is not valid, expired or was revoked.")
+    django_request = getattr(request, "_request", request)
+    match = getattr(django_request, "resolver_match", None)
+    view = match.view_name if match is not None else ""
+    method = "GET" if request.method == "HEAD" else request.method
+    allowed = {scope for scope in identity.scopes if (method, view) in SCOPES.get(scope, ())}
+    if not allowed:
+        raise AutomationRefusal(f"This automation identity may not call {request.method} {django_request.path} "
+                                f"(its scopes: {', '.join(identity.scopes) or 'none'}).")
+    if method in SAFE:
+        return
+    body = _body(django_request)
+    _signature_check(request, django_request, identity, token, body)
+    if view == "api:requests" and method == "POST":
+        target = request.data.get("target") if hasattr(request.data, "get") else None
+        if not isinstance(target, str) or target.strip() not in identity.targets:
+            raise AutomationRefusal(f"This automation identity may request only {', '.join(identity.targets)}, by name.",
+                                    code="automation_target")
+    setattr(request, API_STEP, MfaStep(method=SIGNED, verified_at=datetime.now(tz=dt_timezone.utc)))
+    request._jitad_otp_ok = True
+
+
+def _body(django_request) -> bytes:
+    try:
+        return django_request.body
+    except RawPostDataException:  # something read the stream first: nothing to check the signature against
+        raise exceptions.PermissionDenied("The request body cannot be checked against its signature.",
+                                          code="signature_invalid") from None
+
+
+def _signature_check(request, django_request, identity, token, body: bytes) -> None:
+    headers = django_request.headers
+    stamp, nonce, signature = (headers.get("X-Jitad-Timestamp", ""), headers.get("X-Jitad-Nonce", ""),
+                               headers.get("X-Jitad-Signature", ""))
+    if not (stamp and nonce and signature):
+        raise exceptions.PermissionDenied("An automation identity signs every call that changes state: send "
+                                          "X-Jitad-Timestamp, X-Jitad-Nonce and X-Jitad-Signature (docs/mfa.md).",
+                                          code="signature_required")
+    if not identity.public_key:
+        raise exceptions.PermissionDenied("This automation identity has no signing key yet: an operator sets one "
+                                          "(manage.py jitad_automation key).", code="signature_invalid")
+    if not stamp.isdigit() or abs(timezone.now().timestamp() - int(stamp)) > SIGNATURE_WINDOW_SECONDS:
+        raise exceptions.PermissionDenied(f"X-Jitad-Timestamp must be the current Unix time (within "
+                                          f"{SIGNATURE_WINDOW_SECONDS} seconds of the server's).", code="signature_invalid")
+    if not _NONCE.match(nonce):
+        raise exceptions.PermissionDenied("X-Jitad-Nonce must be 16 to 64 of A-Z, a-z, 0-9, '-' and '_'.",
+                                          code="signature_invalid")
+    message = signed_message(method=django_request.method, path=django_request.get_full_path(), timestamp=stamp,
+                             nonce=nonce, prefix=token.prefix, body=body)
+    try:
+        key = Ed25519PublicKey.from_public_bytes(_b64(identity.public_key))
+        key.verify(_b64(signature), message)
+    except (InvalidSignature, ValueError):
+        raise exceptions.PermissionDenied("The signature does not match this call (method, path, body, token and key).",
+                                          code="signature_invalid") from None
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            AutomationNonce.objects.create(automation=identity, nonce=nonce, at=now)
+    except IntegrityError:
+        raise exceptions.PermissionDenied("This signature was used already: sign each call with a new nonce.",
+                                          code="signature_replayed") from None
+    AutomationNonce.objects.filter(automation=identity, at__lt=now - timezone.timedelta(seconds=2 * SIGNATURE_WINDOW_SECONDS)).delete()
+
+
+def _b64(text: str) -> bytes:
+    text = text.strip()
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
