@@ -1,6 +1,8 @@
 """Can a backup be read with the keys on hand (``manage.py jitad_backup_check``; ops/README.md, "Backups and restore").
 
-A backup is a PostgreSQL dump (``pg_dump -Fc``, or plain SQL) or a copy of the SQLite file. It is never
+A backup is a PostgreSQL dump in pg_dump's custom format (``pg_dump -Fc``) or a copy of the SQLite file.
+A plain SQL dump is refused: checking it would mean running it through psql, which obeys any ``\!``
+(shell) line a tampered file carries, as the operator who checks it. It is never
 opened in place: a dump is restored into a scratch database on a PostgreSQL server (dropped afterwards),
 a SQLite file is copied into a scratch folder. Migrations bring the copy to this version of jitad, as a
 restore into a fresh install would; then a child process configured with that copy as its database and
@@ -35,7 +37,8 @@ class BackupError(Exception):
 
 
 def backup_kind(path: Path) -> str:
-    """"pg-custom", "pg-sql" or "sqlite", from the file's first bytes; BackupError (bad usage) otherwise."""
+    """"pg-custom" or "sqlite", from the file's first bytes; BackupError (bad usage) otherwise, a plain SQL
+    dump included (see the module's docstring)."""
     try:
         with open(path, "rb") as f:
             head = f.read(4096)
@@ -46,9 +49,10 @@ def backup_kind(path: Path) -> str:
     if head.startswith(SQLITE_MAGIC):
         return "sqlite"
     if b"PostgreSQL database dump" in head:
-        return "pg-sql"
-    raise BackupError(f"{path} is not a PostgreSQL dump (pg_dump -Fc, or plain SQL) nor a SQLite database",
-                      ExitCode.USAGE)
+        raise BackupError(f"{path} is a plain SQL dump: jitad checks dumps in pg_dump's custom format (pg_dump -Fc), "
+                          "which pg_restore reads without running anything the file says; a plain dump would go "
+                          "through psql, which runs the shell commands a tampered one carries", ExitCode.USAGE)
+    raise BackupError(f"{path} is not a PostgreSQL dump (pg_dump -Fc) nor a SQLite database", ExitCode.USAGE)
 
 
 def _server_url(scratch_url: str) -> str:
@@ -84,21 +88,16 @@ def _admin(url: str, sql: str) -> None:
 def scratch_postgresql(dump: Path, kind: str, *, server_url: str):
     """The dump restored into a new database on ``server_url``'s server; the database's URL. Dropped after."""
     name = f"jitad_backup_check_{uuid.uuid4().hex[:12]}"
-    tool = "pg_restore" if kind == "pg-custom" else "psql"
-    if shutil.which(tool) is None:
-        raise BackupError(f"{tool} is not installed (Debian: postgresql-client)", ExitCode.USAGE)
+    if shutil.which("pg_restore") is None:
+        raise BackupError("pg_restore is not installed (Debian: postgresql-client)", ExitCode.USAGE)
     _admin(server_url, f'CREATE DATABASE "{name}"')
     url = _with_database(server_url, name)
     try:
-        if kind == "pg-custom":
-            # No owner or grants from the source server: the roles of the machine that made the dump may not exist here.
-            command = ["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--dbname", url, str(dump)]
-        else:
-            command = ["psql", "--quiet", "--no-psqlrc", "--set", "ON_ERROR_STOP=1", "--dbname", url, "--file",
-                       str(dump)]
+        # No owner or grants from the source server: the roles of the machine that made the dump may not exist here.
+        command = ["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--dbname", url, str(dump)]
         run = subprocess.run(command, capture_output=True, text=True, timeout=3600)
         if run.returncode != 0:
-            raise BackupError(f"{tool} could not restore {dump}: {run.stderr.strip()[-1500:]}")
+            raise BackupError(f"pg_restore could not restore {dump}: {run.stderr.strip()[-1500:]}")
         yield url
     finally:
         _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -150,6 +150,18 @@ def test_a_file_that_is_no_backup_is_bad_usage(tmp_path):
     assert code == ExitCode.USAGE and "cannot read" in doc["error"]
 
 
+def test_a_plain_sql_dump_is_refused_unread(tmp_path):
+    """GIVEN a plain SQL dump that carries a psql shell line (as a tampered one could) WHEN it is checked
+    THEN it is refused as bad usage, pointing to pg_dump -Fc, and nothing it says is run."""
+    env = install_env(tmp_path / "var", f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    marker = tmp_path / "ran"
+    dump = tmp_path / "plain.sql"
+    dump.write_text(f"--\n-- PostgreSQL database dump\n--\n\\! touch {marker}\nSELECT 1;\n")
+    code, doc = backup_check(env, str(dump))
+    assert code == ExitCode.USAGE and "pg_dump -Fc" in doc["error"] and "plain SQL dump" in doc["error"]
+    assert not marker.exists()
+
+
 def _postgres_server() -> str:
     """A PostgreSQL server URL (its maintenance database) for the round trip, or "" (the test is skipped)."""
     from django.db import connection
