@@ -66,6 +66,13 @@ def _permissions_follow(user, scopes: list[str]) -> None:
             user.user_permissions.remove(permission)
 
 
+def automation_rights_check(*, scopes, targets=()) -> None:
+    """Raise AutomationRefused for scopes and targets ``automation_create`` would refuse, before anything
+    is made (an AD service account is provisioned before its identity: refused rights must not leave it
+    behind as a person's portal user)."""
+    _clean_scopes(scopes, targets)
+
+
 def automation_create(*, name: str, actor: str, scopes, targets=(), description: str = "", user=None) -> AutomationIdentity:
     """A new identity: a new local user ``name`` (no usable password), or ``user`` (an AD service
     account provisioned first, jitad/accounts/provisioning.py, so that its grants have an account to

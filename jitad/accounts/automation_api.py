@@ -32,7 +32,8 @@ from .models import AutomationIdentity, AutomationNonce
 
 SIGNATURE_WINDOW_SECONDS = 300
 SAFE = ("GET", "HEAD", "OPTIONS")
-_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+_STAMP = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() takes "²", which int() refuses
 SIGNED = "signed_request"  # the MFA method recorded on what a signed write creates or decides
 
 
@@ -76,6 +77,18 @@ def automation_call_check(request, token) -> None:
     request._jitad_otp_ok = True
 
 
+def automation_target_check(request, *, target_name: str) -> None:
+    """For a call about an existing grant (an extension): refuse it when the caller is an automation identity whose
+    targets no longer name the grant's target (narrowed since it asked). A person's call passes untouched."""
+    token = getattr(request, "auth", None)
+    if getattr(token, "automation_id", None) is None:
+        return
+    identity = AutomationIdentity.objects.filter(pk=token.automation_id).first()
+    if identity is None or target_name not in identity.targets:
+        raise AutomationRefusal(f"This automation identity may act only on {', '.join(identity.targets if identity else [])}, "
+                                "by name.", code="automation_target")
+
+
 def _body(django_request) -> bytes:
     try:
         return django_request.body
@@ -95,10 +108,10 @@ def _signature_check(request, django_request, identity, token, body: bytes) -> N
     if not identity.public_key:
         raise exceptions.PermissionDenied("This automation identity has no signing key yet: an operator sets one "
                                           "(manage.py jitad_automation key).", code="signature_invalid")
-    if not stamp.isdigit() or abs(timezone.now().timestamp() - int(stamp)) > SIGNATURE_WINDOW_SECONDS:
+    if not _STAMP.fullmatch(stamp) or abs(timezone.now().timestamp() - int(stamp)) > SIGNATURE_WINDOW_SECONDS:
         raise exceptions.PermissionDenied(f"X-Jitad-Timestamp must be the current Unix time (within "
                                           f"{SIGNATURE_WINDOW_SECONDS} seconds of the server's).", code="signature_invalid")
-    if not _NONCE.match(nonce):
+    if not _NONCE.fullmatch(nonce):
         raise exceptions.PermissionDenied("X-Jitad-Nonce must be 16 to 64 of A-Z, a-z, 0-9, '-' and '_'.",
                                           code="signature_invalid")
     message = signed_message(method=django_request.method, path=django_request.get_full_path(), timestamp=stamp,

@@ -128,7 +128,18 @@ def test_a_pipeline_requests_for_itself_on_its_target_only_with_signed_calls(liv
     approve = bot.post(f"/api/v1/requests/{req.pk}/approve", {"comment": "self"})
     assert approve.status_code == 403 and approve.json()["code"] == "automation_scope"
     assert bot.get(HISTORY.format(sam)).status_code == 403
+    for stamp in ("\u00b2", "9" * 5000):  # a digit str.isdigit() takes but int() refuses, and a number too long to read
+        headers, data = bot.signed("POST", "/api/v1/requests", body)
+        odd = requests.post(live_server.url + "/api/v1/requests", data=data, timeout=30,
+                            headers={**headers, "X-Jitad-Timestamp": stamp})
+        assert odd.status_code == 403 and odd.json()["code"] == "signature_invalid", odd.text[:300]
     assert AccessRequest.objects.filter(requester__username=sam).count() == 1
+
+    # Its rights narrowed to the other target (extensions allowed): the grant it still holds is no longer its to extend.
+    _command("rights", sam, "--scope", "requests.extend", "--scope", "requests.read", "--target", other.name)
+    extend = bot.post(f"/api/v1/requests/{req.pk}/extend", {"duration_minutes": 30, "justification": "more"})
+    assert extend.status_code == 403 and extend.json()["code"] == "automation_target", extend.text[:300]
+    assert not AccessRequest.objects.filter(kind=AccessRequest.Kind.EXTENSION, requester__username=sam).exists()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -34,6 +34,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
+from jitad.accounts.automation_api import automation_target_check
 from jitad.accounts.mfa import mfa_step_of, no_store
 from jitad.accounts.throttle import client_ip
 
@@ -319,6 +320,7 @@ class RequestExtendView(ApiView):
     def post(self, request, id):
         data = self.valid(RequestExtendSerializer)
         grant = _grant_or_conflict(self.visible_request(id))
+        automation_target_check(request, target_name=grant.target.name)
         extension = request_extend(
             grant=grant,
             requester=request.user,

@@ -5,7 +5,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 
 from jitad import directory
-from jitad.accounts.automation import (SCOPES, AutomationRefused, automation_create, automation_disable,
+from jitad.accounts.automation import (SCOPES, AutomationRefused, automation_create, automation_disable, automation_rights_check,
                                        automation_key_set, automation_rights_set, automation_token_create)
 from jitad.accounts.models import AutomationIdentity
 from jitad.accounts.provisioning import ProvisionRefused, account_provision
@@ -75,6 +75,7 @@ class Command(JitadCommand):
     def _create(self, options, actor):
         user = None
         if options["ad_account"]:
+            automation_rights_check(scopes=options["scope"], targets=options["target"])
             user = account_provision(name=options["ad_account"], actor=actor).user
         identity = automation_create(name=options["name"], actor=actor, scopes=options["scope"],
                                      targets=options["target"], description=options["description"], user=user)
