@@ -24,6 +24,14 @@ class KerberosMisconfigured(Exception):
     """Kerberos is asked for and jitad's settings for it are missing or unusable."""
 
 
+class KerberosNoTicket(Exception):
+    """No ticket for a service: ``transient`` when no KDC answered, else refused (no such SPN, bad keys...)."""
+
+    def __init__(self, reason: str, *, transient: bool):
+        super().__init__(reason)
+        self.transient = transient
+
+
 _lock = threading.Lock()
 _prepared: tuple | None = None
 
@@ -84,3 +92,24 @@ def prepare() -> str:
             os.environ["KRB5CCNAME"] = settings.JITAD_KERBEROS_CCACHE
             _prepared = wanted
     return settings.JITAD_KERBEROS_PRINCIPAL
+
+
+def get_ticket(service: str, host: str) -> None:
+    """Get jitad's ticket for ``service/host`` now, into the cache, or raise KerberosNoTicket with GSSAPI's reason.
+
+    The libraries that then log on with it (pywinrm, ldap3) report a failure to get one as a
+    refused logon or the server's answer to an aborted bind, and GSSAPI's reason is lost. A
+    ticket already in the cache costs no network.
+    """
+    import gssapi
+    import gssapi.exceptions
+
+    try:
+        creds = gssapi.Credentials(name=gssapi.Name(principal(), gssapi.NameType.kerberos_principal), usage="initiate")
+        gssapi.SecurityContext(name=gssapi.Name(f"{service}@{host}", gssapi.NameType.hostbased_service),
+                               mech=gssapi.MechType.kerberos, creds=creds, usage="initiate").step()
+    except gssapi.exceptions.GSSError as e:
+        reason = " ".join(str(e).split())[:300]
+        if "not found in Kerberos database" in reason:
+            reason += f" (is {service}/{host} registered on the account of that server?)"
+        raise KerberosNoTicket(reason, transient="KDC" in reason) from e

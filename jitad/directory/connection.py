@@ -82,7 +82,7 @@ def _open(url: str, config: DirectoryConfig, tls: Tls, user: str, password: str,
         if config.start_tls and not url.lower().startswith("ldaps://"):
             conn.start_tls()
         if sasl_kerberos:
-            _bind_gssapi(conn, url, user, kerberos_host(url, config))
+            _bind_gssapi(conn, url, kerberos_host(url, config))
         else:
             conn.bind()
     except BaseException:
@@ -91,28 +91,24 @@ def _open(url: str, config: DirectoryConfig, tls: Tls, user: str, password: str,
     return conn
 
 
-def _bind_gssapi(conn: Connection, url: str, principal: str, host: str) -> None:
+def _bind_gssapi(conn: Connection, url: str, host: str) -> None:
     """The SASL GSSAPI bind, with GSSAPI's own failures as the seam's errors (no KDC: transient).
 
     The service ticket is got first, on its own: when that fails inside ldap3's bind, ldap3 aborts
     the bind and raises the DC's answer to the abort, and GSSAPI's reason is lost. The bind then
     uses the ticket from the cache.
     """
-    import gssapi
     import gssapi.exceptions
 
     try:
-        creds = gssapi.Credentials(name=gssapi.Name(principal, gssapi.NameType.kerberos_principal), usage="initiate")
-        gssapi.SecurityContext(name=gssapi.Name(f"ldap@{host}", gssapi.NameType.hostbased_service),
-                               mech=gssapi.MechType.kerberos, creds=creds, usage="initiate").step()
+        kerberos.get_ticket("ldap", host)
         conn.bind()
+    except kerberos.KerberosNoTicket as e:
+        if e.transient:
+            raise DirectoryUnavailable(f"bind to {url}: Kerberos: {e}") from e
+        raise DirectoryMisconfigured(f"bind to {url}: Kerberos: {e}") from e
     except gssapi.exceptions.GSSError as e:
-        reason = " ".join(str(e).split())[:300]
-        if "KDC" in reason:
-            raise DirectoryUnavailable(f"bind to {url}: Kerberos: {reason}") from e
-        if "not found in Kerberos database" in reason:
-            reason += " (is ldap/<the DC's name> registered on the DC's account?)"
-        raise DirectoryMisconfigured(f"bind to {url}: Kerberos: {reason}") from e
+        raise DirectoryMisconfigured(f"bind to {url}: Kerberos: {' '.join(str(e).split())[:300]}") from e
     except lx.LDAPStrongerAuthRequiredResult as e:
         raise DirectoryMisconfigured(
             f"bind to {url}: the DC wants SASL signing or sealing on top of TLS ({e.message}); jitad's Kerberos bind "

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from importlib import resources
+from urllib.parse import urlsplit
 
 import requests
 from winrm.exceptions import (
@@ -33,7 +34,25 @@ from winrm.exceptions import (
 from winrm.protocol import Protocol
 
 try:  # pywinrm's Kerberos (its vendored requests_kerberos over pykerberos)
+    import winrm.transport as _winrm_transport
+    from winrm.vendor.requests_kerberos import HTTPKerberosAuth
     from winrm.vendor.requests_kerberos.exceptions import KerberosExchangeError
+
+    class _ChannelBoundKerberosAuth(HTTPKerberosAuth):
+        """pywinrm's Kerberos auth, waiting for the server's 401 before it sends a ticket.
+
+        pywinrm asks for the ticket to go with the first request (preemptive), before any TLS
+        certificate has been seen, so over HTTPS the ticket would carry no channel binding. Sent
+        after the 401, it is bound to the TLS channel it travels on (tls-server-end-point), as a
+        server with Extended Protection (CbtHardeningLevel Strict) requires; a relayed ticket is
+        refused. One more round trip per connection, over HTTP as well.
+        """
+
+        def __init__(self, *args, **kwargs):
+            kwargs["force_preemptive"] = False
+            super().__init__(*args, **kwargs)
+
+    _winrm_transport.HTTPKerberosAuth = _ChannelBoundKerberosAuth  # pywinrm builds its auth by this name
 except ImportError:  # pragma: no cover - pykerberos not installed: a kerberos target fails in pywinrm instead
     class KerberosExchangeError(Exception):
         pass
@@ -183,8 +202,12 @@ class Host:
             if c.transport == "kerberos":
                 try:
                     kerberos.prepare()
+                    kerberos.get_ticket("HTTP", c.kerberos_host or urlsplit(c.url).hostname)
                 except kerberos.KerberosMisconfigured as e:
                     raise HostMisconfigured(f"WinRM over Kerberos to {c.url}: {e}") from e
+                except kerberos.KerberosNoTicket as e:
+                    error = HostUnreachable if e.transient else HostAuthRefused
+                    raise error(f"{c.url}: Kerberos: {e}") from e
             try:
                 self._protocol = Protocol(
                     endpoint=c.url,

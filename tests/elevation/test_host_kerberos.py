@@ -55,5 +55,5 @@ def test_a_kerberos_target_the_kdc_does_not_know_is_unverified_with_the_reason(
     alice = make_user("alice", groups=["admins"])
     req = services.request_create(requester=alice, target=target, duration_minutes=30, justification="patching")
     grant = wait_state(req.grant.id, Grant.State.UNVERIFIED)
-    assert "Server not found in Kerberos database" in grant.last_error and "SPN" in grant.last_error
+    assert "Server not found in Kerberos database" in grant.last_error and "HTTP/nospn.jitad.test" in grant.last_error
     assert not host.requests

@@ -63,7 +63,7 @@ def test_a_ticket_for_another_server_is_refused(krb_host, kerberos_realm, ldap_a
 
 def test_an_unknown_server_name_is_refused_before_anything_is_sent(krb_host, kerberos_realm):
     """GIVEN a host name no account holds an SPN for WHEN jitad logs on THEN the KDC has no ticket for it: refused."""
-    with pytest.raises(hosts.HostAuthRefused, match="Server not found in Kerberos database"):
+    with pytest.raises(hosts.HostAuthRefused, match="Server not found in Kerberos database.*HTTP/nosuch.jitad.test"):
         with hosts.Host(_config(krb_host.url, kerberos_realm, hostname="nosuch.jitad.test")) as h:
             h.local_admins()
     assert not krb_host.requests
@@ -85,3 +85,20 @@ def test_ntlm_is_refused_unless_the_profile_allows_it(settings, winrm_profile):
         with hosts.Host(hosts.config_for(url=server.url, transport="ntlm")) as h:  # the default profile allows it
             assert h.local_admins()
         assert not server.errors
+
+
+def test_kerberos_over_https_binds_the_ticket_to_the_tls_channel(kerberos_realm, winrm_profile, winrm_ca):
+    """GIVEN an HTTPS server that checks logons against another certificate's channel bindings (as a server with
+    Extended Protection would see a relayed logon) WHEN jitad logs on THEN it is refused: jitad's ticket carries
+    the bindings of the TLS channel it was sent on. The same server with its own bindings lets it in."""
+    for wrong, refused in ((True, True), (False, False)):
+        with WinRMTestHost(users={kerberos_realm.principal: ""}, auth="kerberos", keytab=kerberos_realm.host_keytab,
+                           tls=winrm_ca, admins=ADMINS, wrong_bindings=wrong) as server:
+            with hosts.Host(_config(server.url, kerberos_realm)) as h:
+                if refused:
+                    with pytest.raises(hosts.HostAuthRefused):
+                        h.local_admins()
+                    assert server.auth_failures >= 1 and not server.requests
+                else:
+                    assert len(h.local_admins()) == 1
+            assert not server.errors

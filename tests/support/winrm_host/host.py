@@ -55,6 +55,9 @@ class WinRMTestHost:
               same, with ``keytab``) or "basic" (HTTPS only: refused at construction without tls).
     keytab    Kerberos: a keytab holding the keys of the host's SPN (HTTP/<name>), exported
               from the test DC.
+    wrong_bindings  over TLS, check logons against the bindings of another certificate: a
+              client that binds its logon to the TLS channel (NTLM, Kerberos) is refused;
+              one that sends no bindings is not.
     tls       test_ca.CertPaths (any (ca, cert, key) sequence): serve HTTPS with cert/key.
     admins    members of the local Administrators group: dicts with sid, path, class.
     sessions  SID -> session ids of the user's processes (0 = outside any interactive
@@ -107,6 +110,7 @@ class WinRMTestHost:
         computer_name: str = "SRV01",
         group_name: str = "Administrators",
         port: int = 0,
+        wrong_bindings: bool = False,
     ):
         if auth not in ("ntlm", "basic", "kerberos"):
             raise ValueError(f"auth must be 'ntlm', 'kerberos' or 'basic', not {auth!r}")
@@ -118,6 +122,7 @@ class WinRMTestHost:
         self.auth = auth
         self.kerberos_creds = kerberos.credential(str(keytab)) if keytab is not None else None
         self.tls = tls  # test_ca.CertPaths (or any (ca, cert, key) tuple)
+        self.wrong_bindings = wrong_bindings
         self.computer_name = computer_name
         self.group_name = group_name  # the localised name of S-1-5-32-544
         self.lock = threading.RLock()
@@ -228,6 +233,8 @@ class _Server(ThreadingHTTPServer):
             self.ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.ssl_context.load_cert_chain(cert, key)
             self.channel_bindings = _tls_server_end_point(cert)
+            if host.wrong_bindings:
+                self.channel_bindings = GssChannelBindings(application_data=b"tls-server-end-point:" + bytes(32))
         super().__init__(address, _Handler)
 
     def get_request(self):
