@@ -8,7 +8,8 @@ once per process, before the first ticket is asked for:
   configured, never as a DNS answer says);
 * ``KRB5_CLIENT_KTNAME``: the keytab of jitad's service principal. The library gets a ticket
   with it whenever the cache has none or the one it has is about to end, so no process ever
-  runs kinit and nothing needs renewing by hand;
+  runs kinit and nothing needs renewing by hand (without a keytab, the cache is another
+  program's to keep filled);
 * ``KRB5CCNAME``: the credential cache those tickets go to.
 
 The directory seam (SASL GSSAPI binds) and the host seam (WinRM) call :func:`prepare`.
@@ -85,10 +86,14 @@ def prepare() -> str:
                     tmp.write_text(text)
                     os.replace(tmp, path)  # another process may read it at any moment: never half written
                 config = str(path)
-            if not os.path.isfile(settings.JITAD_KERBEROS_KEYTAB):
-                raise KerberosMisconfigured(f"JITAD_KERBEROS_KEYTAB={settings.JITAD_KERBEROS_KEYTAB} does not exist")
+            keytab = settings.JITAD_KERBEROS_KEYTAB
+            if keytab and not os.path.isfile(keytab):
+                raise KerberosMisconfigured(f"JITAD_KERBEROS_KEYTAB={keytab} does not exist")
             os.environ["KRB5_CONFIG"] = config
-            os.environ["KRB5_CLIENT_KTNAME"] = settings.JITAD_KERBEROS_KEYTAB
+            if keytab:
+                os.environ["KRB5_CLIENT_KTNAME"] = keytab
+            else:
+                os.environ.pop("KRB5_CLIENT_KTNAME", None)
             os.environ["KRB5CCNAME"] = settings.JITAD_KERBEROS_CCACHE
             _prepared = wanted
     return settings.JITAD_KERBEROS_PRINCIPAL

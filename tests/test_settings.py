@@ -473,6 +473,13 @@ def test_kerberos_settings_are_checked_at_start(tmp_path, changes, message):
     assert_refused(run_setup(tmp_path, _kerberos(tmp_path, **changes)), message)
 
 
+def test_a_credential_cache_kept_elsewhere_stands_for_the_keytab(tmp_path):
+    """GIVEN no keytab but a credential cache named explicitly (k5start or gssproxy keeps it filled) THEN jitad starts."""
+    extra = {**_kerberos(tmp_path), "JITAD_KERBEROS_KEYTAB": "", "JITAD_KERBEROS_CCACHE": "KEYRING:persistent:990"}
+    result = run_setup(tmp_path, extra)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_a_keytab_others_can_read_is_refused(tmp_path):
     """The keytab is the service account's password: a file anyone on the machine can read is refused."""
     extra = _kerberos(tmp_path, JITAD_KERBEROS_KEYTAB=_keytab(tmp_path, 0o644, "open.keytab"))

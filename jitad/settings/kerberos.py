@@ -2,7 +2,8 @@
 
 Off until JITAD_KERBEROS_REALM is set. With it, WinRM targets whose transport is "kerberos"
 and the directory bind (JITAD_LDAP_AUTH=kerberos) log on as JITAD_KERBEROS_PRINCIPAL with the
-keys in JITAD_KERBEROS_KEYTAB: no password in the environment. jitad writes its own krb5.conf
+keys in JITAD_KERBEROS_KEYTAB: no password in the environment. Without a keytab, an explicit
+JITAD_KERBEROS_CCACHE that something else keeps filled (k5start, gssproxy) will do. jitad writes its own krb5.conf
 (jitad/kerberos.py) unless JITAD_KERBEROS_CONFIG names one; it never reads /etc/krb5.conf.
 Every value is checked here, at start, with the variable named in the problem.
 """
@@ -49,9 +50,17 @@ def _check() -> None:
     if principal.count("@") != 1 or not principal.split("@")[0] or re.search(r"[\s\\]", principal):
         return refuse(f"JITAD_KERBEROS_PRINCIPAL={principal!r}: write it as name@REALM "
                       "(svc-jitad@CORP.EXAMPLE), not DOMAIN\\name")
+    if not re.fullmatch(r"(FILE|DIR|KEYRING|MEMORY|KCM):.+", JITAD_KERBEROS_CCACHE):
+        return refuse(f"JITAD_KERBEROS_CCACHE={JITAD_KERBEROS_CCACHE!r}: a credential cache name with its "
+                      "type, e.g. FILE:/var/lib/jitad/krb5cc_jitad")
+    if JITAD_KERBEROS_CONFIG and not Path(JITAD_KERBEROS_CONFIG).is_file():
+        return refuse(f"JITAD_KERBEROS_CONFIG={JITAD_KERBEROS_CONFIG} does not exist")
     if not JITAD_KERBEROS_KEYTAB:
+        if os.environ.get("JITAD_KERBEROS_CCACHE", "").strip():
+            return  # tickets from a cache another program keeps (k5start, gssproxy); nothing to renew them here
         return refuse("JITAD_KERBEROS_KEYTAB must be set with JITAD_KERBEROS_REALM: the keytab holding "
-                      f"{principal}'s keys (ops/README.md, Kerberos)")
+                      f"{principal}'s keys (ops/README.md, Kerberos); or name a credential cache "
+                      "another program keeps filled in JITAD_KERBEROS_CCACHE")
     keytab = Path(JITAD_KERBEROS_KEYTAB)
     try:
         mode = keytab.stat().st_mode
@@ -65,11 +74,6 @@ def _check() -> None:
                       "group jitad)")
     if not os.access(keytab, os.R_OK):
         return refuse(f"JITAD_KERBEROS_KEYTAB={keytab} cannot be read by this process's user")
-    if JITAD_KERBEROS_CONFIG and not Path(JITAD_KERBEROS_CONFIG).is_file():
-        return refuse(f"JITAD_KERBEROS_CONFIG={JITAD_KERBEROS_CONFIG} does not exist")
-    if not re.fullmatch(r"(FILE|DIR|KEYRING|MEMORY|KCM):.+", JITAD_KERBEROS_CCACHE):
-        return refuse(f"JITAD_KERBEROS_CCACHE={JITAD_KERBEROS_CCACHE!r}: a credential cache name with its "
-                      "type, e.g. FILE:/var/lib/jitad/krb5cc_jitad")
 
 
 _check()
