@@ -35,7 +35,8 @@ if PRODUCTION:
     for _name, _value in _needed:
         if not _value:
             refuse(f"{_name} must be set in production"
-                   + (" (or JITAD_LDAP_AUTH=kerberos)" if _name.startswith("JITAD_LDAP_BIND") else ""))
+                   + (" (or JITAD_LDAP_AUTH=kerberos)" if _name in ("JITAD_LDAP_BIND_DN", "JITAD_LDAP_BIND_PASSWORD")
+                      else ""))
 if PRODUCTION and not any(part.strip() for part in JITAD_LDAP_JIT_OU.split(";")):
     # Without it jitad manages no group: every grant would fail, and a policy file could not be applied.
     refuse(

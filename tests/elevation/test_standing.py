@@ -1,4 +1,5 @@
 """The standing-admin scan: servers' local Administrators read over WinRM, judged against AD and the allow-list."""
+import json
 import uuid
 
 import pytest
@@ -108,7 +109,7 @@ def test_report_command(server, capsys):
 
 def test_report_warns_of_every_server_still_reached_over_ntlm(make_target, capsys):
     """GIVEN one server reached over NTLM (its profile allows it) and one over Kerberos WHEN the report runs,
-    in any format THEN a warning names the NTLM one, on stderr (JSON on stdout stays JSON), and not the other."""
+    in any format THEN a warning names the NTLM one, on stderr, and not the other; the JSON document lists it."""
     from django.core.management import call_command
 
     ntlm = make_target(winrm_url="http://127.0.0.1:9/wsman", winrm_transport="ntlm")
@@ -118,6 +119,7 @@ def test_report_warns_of_every_server_still_reached_over_ntlm(make_target, capsy
         out, err = capsys.readouterr()
         assert f"warning: {ntlm.name} is reached over NTLM (WinRM profile default allows it)" in err
         assert krb.name not in err and "NTLM" not in out
+    assert json.loads(out)["ntlm_targets"] == [{"target": ntlm.name, "profile": "default"}]
     krb.winrm_transport = "ntlm"
     krb.save()
     call_command("jitad_standing_admins", "--target", krb.name)

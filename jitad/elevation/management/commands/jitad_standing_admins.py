@@ -12,7 +12,7 @@ from jitad.elevation.services import host_scan
 class Command(JitadCommand):
     help = ("List standing admins found by the last scans (exit 3 when there are any). --scan scans "
             "now first; --target limits to servers by name. Servers still reached over NTLM are named "
-            "in a warning on stderr (whatever the format).")
+            "in a warning on stderr (and in the JSON document).")
 
     def add_arguments(self, parser):
         parser.add_argument("--scan", action="store_true", help="scan the servers now, from this process")
@@ -47,8 +47,11 @@ class Command(JitadCommand):
                                returncode=ExitCode.ATTENTION)
 
     def _warn_ntlm(self, targets) -> None:
-        """NTLM is allowed only where a profile asks for it; every server that still uses it is named, each report."""
-        for name, profile in targets.filter(winrm_transport="ntlm").order_by("name").values_list("name", "winrm_profile"):
+        """NTLM is allowed only where a profile asks for it; every server that still uses it is named, each report
+        (on stderr, and as ``ntlm_targets`` in the JSON document)."""
+        ntlm = list(targets.filter(winrm_transport="ntlm").order_by("name").values_list("name", "winrm_profile"))
+        self.result["ntlm_targets"] = [{"target": name, "profile": profile or "default"} for name, profile in ntlm]
+        for name, profile in ntlm:
             self.stderr.write(
                 f"warning: {name} is reached over NTLM (WinRM profile {profile or 'default'} allows it): NTLM is "
                 "deprecated and being switched off in Windows; register HTTP/<its hostname> and move it to Kerberos "
