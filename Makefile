@@ -34,6 +34,9 @@ help:
 # refused (policy-rc.d, as Debian's container images have it) and never started here.
 # postgresql-client: pg_dump and pg_restore, which the backup checks and their round-trip test use
 # (the host server's version).
+# MIT Kerberos' headers and krb5-config with a C compiler (pip builds the gssapi, pykerberos and
+# krb5 bindings from source: they ship no Linux wheels) and its client tools (kinit, klist) for
+# checking a keytab.
 deps:
 	@missing=""; \
 	command -v samba-tool >/dev/null 2>&1 && command -v samba >/dev/null 2>&1 || missing="$$missing samba-ad-dc samba-ad-provision"; \
@@ -43,6 +46,10 @@ deps:
 	dpkg -s rsyslog-gnutls >/dev/null 2>&1 || missing="$$missing rsyslog-gnutls"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	pg_dump --version >/dev/null 2>&1 && pg_restore --version >/dev/null 2>&1 || missing="$$missing postgresql-client"; \
+	dpkg -s libkrb5-dev >/dev/null 2>&1 || missing="$$missing libkrb5-dev"; \
+	command -v klist >/dev/null 2>&1 || missing="$$missing krb5-user"; \
+	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
+	dpkg -s python3-dev >/dev/null 2>&1 || missing="$$missing python3-dev"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing from Debian's packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \

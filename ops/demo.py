@@ -119,6 +119,7 @@ def main() -> int:
             "PYTHONPATH": str(REPO),
             "JITAD_WINRM_USERNAME": WINRM_USER,
             "JITAD_WINRM_PASSWORD": winrm_password,
+            "JITAD_WINRM_ALLOW_NTLM": "true",
             "JITAD_HOST_SCAN_INTERVAL": "300",
             # Read the demo servers' Security logs often, so a session shows in its grant's timeline within seconds.
             "JITAD_EVIDENCE_SWEEP_INTERVAL": "5",

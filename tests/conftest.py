@@ -29,7 +29,7 @@ def _apply_settings(values: dict[str, str]) -> None:
     """Point this process's Django settings at what the fixtures started."""
     from django.conf import settings
 
-    lists = {"JITAD_LDAP_URLS", "JITAD_LDAP_TLS_NAMES", "JITAD_ALERT_URLS", "JITAD_APPROVAL_URLS"}
+    lists = {"JITAD_LDAP_URLS", "JITAD_LDAP_TLS_NAMES", "JITAD_ALERT_URLS", "JITAD_APPROVAL_URLS", "JITAD_KERBEROS_KDCS"}
     for key, value in values.items():
         if key.startswith("JITAD_NOTIFY_"):
             continue
@@ -77,6 +77,30 @@ def jit_ou(samba_dc):
     return ou
 
 
+# The one name the Kerberos WinRM test hosts answer to (their SPN is HTTP/<this>); a target's hostname says it.
+KERBEROS_HOST = "winrm-krb.jitad.test"
+
+
+@pytest.fixture(scope="session")
+def kerberos_realm(samba_dc):
+    """Kerberos in the test DC's realm, for this process and the worker: jitad's service principal (svc-jitad, its
+    keytab under the var dir), a service account holding the Kerberos test hosts' SPN (HTTP/winrm-krb.jitad.test)
+    and its keytab, and the DC's ldap/ SPN (Samba registers it through DNS updates, which are off here)."""
+    from types import SimpleNamespace
+
+    from django.conf import settings
+
+    from tests.support.kerberos import TestRealm
+
+    realm = TestRealm(samba_dc, Path(settings.VAR_DIR) / "kerberos")
+    realm.add_spn(f"ldap/{samba_dc.tls_name.lower()}", "DC1$")
+    principal = f"svc-jitad@{realm.realm}"
+    env = realm.settings_env(principal, realm.service_account("svc-jitad"))
+    host_keytab = realm.service_account("svc-winrm-krb", spns=(f"HTTP/{KERBEROS_HOST}",))
+    _apply_settings(env)
+    return SimpleNamespace(realm=realm, env=env, principal=principal, host_keytab=host_keytab, host_name=KERBEROS_HOST)
+
+
 @pytest.fixture(scope="session")
 def alert_sink():
     """The webhook behind every apprise destination of the session (tests/support/destinations.py)."""
@@ -110,21 +134,26 @@ def winrm_profile(winrm_ca):
     from tests.support.winrm_host import DEFAULT_USER
 
     profile = {"username": DEFAULT_USER, "password": "Wr-" + uuid.uuid4().hex, "ca_bundle": str(winrm_ca.ca),
-               "cert_pem": "", "cert_key_pem": ""}
+               "cert_pem": "", "cert_key_pem": "", "allow_ntlm": True}
     settings.JITAD_WINRM_PROFILES = {**settings.JITAD_WINRM_PROFILES, "default": profile}
     return profile
 
 
 @pytest.fixture
-def make_host(winrm_profile, winrm_ca):
-    """A WinRM test host that accepts jitad's profile: ``make_host(admins=[...], tls=False)``."""
+def make_host(request, winrm_profile, winrm_ca):
+    """A WinRM test host that accepts jitad's profile: ``make_host(admins=[...], tls=False)``; with
+    ``auth="kerberos"``, jitad's service principal with a ticket for HTTP/winrm-krb.jitad.test (kerberos_realm)."""
     from tests.support.winrm_host import WinRMTestHost
 
     started = []
 
     def make(*, admins=(), sessions=None, logons=None, tls=False, auth="ntlm", name="SRV01"):
+        users, keytab = {winrm_profile["username"]: winrm_profile["password"]}, None
+        if auth == "kerberos":
+            realm = request.getfixturevalue("kerberos_realm")
+            users, keytab = {realm.principal: ""}, realm.host_keytab
         host = WinRMTestHost(
-            users={winrm_profile["username"]: winrm_profile["password"]}, auth=auth, tls=winrm_ca if tls else None,
+            users=users, auth=auth, keytab=keytab, tls=winrm_ca if tls else None,
             admins=[dict(a) for a in admins], sessions=sessions, logons=logons, computer_name=name,
         ).start()
         started.append(host)
@@ -136,7 +165,7 @@ def make_host(winrm_profile, winrm_ca):
 
 
 @pytest.fixture(scope="session")
-def worker_env(django_db_setup, django_db_blocker, samba_dc, alert_sink, smtp_sink, winrm_profile):
+def worker_env(django_db_setup, django_db_blocker, samba_dc, alert_sink, smtp_sink, winrm_profile, kerberos_realm):
     """The environment a real worker needs to share this test session's DB, broker and DC."""
     from django.conf import settings
 
@@ -151,6 +180,8 @@ def worker_env(django_db_setup, django_db_blocker, samba_dc, alert_sink, smtp_si
     env["JITAD_WINRM_USERNAME"] = winrm_profile["username"]
     env["JITAD_WINRM_PASSWORD"] = winrm_profile["password"]
     env["JITAD_WINRM_CA_BUNDLE"] = winrm_profile["ca_bundle"]
+    env["JITAD_WINRM_ALLOW_NTLM"] = "true"  # the test hosts speak NTLM unless a test makes a Kerberos one
+    env.update(kerberos_realm.env)
     env["PYTHONPATH"] = str(REPO)
     return env
 
@@ -220,11 +251,11 @@ def make_target(jit_ou):
     from jitad.elevation.models import Policy, Target
 
     def make(name=None, *, mode="auto", approvals=1, eligible_groups=("admins",), approver_groups=("approvers",),
-             max_minutes=240, winrm_url="", winrm_transport="ntlm", allowed_admins=(), **policy_fields):
+             max_minutes=240, winrm_url="", winrm_transport="ntlm", hostname=None, allowed_admins=(), **policy_fields):
         name = name or f"SRV{uuid.uuid4().hex[:6].upper()}"
         with directory.connect() as d:
             group_dn = d.ensure_group(f"JIT-{name}-Admins", jit_ou)
-        target = Target.objects.create(name=name, hostname=f"{name.lower()}.jitad.test", group_dn=group_dn,
+        target = Target.objects.create(name=name, hostname=hostname or f"{name.lower()}.jitad.test", group_dn=group_dn,
                                        winrm_url=winrm_url, winrm_transport=winrm_transport,
                                        allowed_admins=list(allowed_admins))
         policy = Policy.objects.create(

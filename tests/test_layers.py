@@ -4,7 +4,7 @@ The layers, bottom to top (docs in STYLE.md, "Layout shows the architecture"):
 
 0. seams and the engine: ``directory``, ``hosts``, ``vault``, ``engine``, and the small
    top-level helpers every app may use (``errors``, ``humantime``, ``broker``, ``formats``,
-   ``admin_helpers``, ``bulk``, ``metrics``, ``logs``)
+   ``admin_helpers``, ``bulk``, ``metrics``, ``logs``, ``kerberos``)
 1. ``audit`` and ``notifications``
 2. ``accounts``
 3. ``health``
@@ -30,7 +30,7 @@ PACKAGE = ROOT / "jitad"
 
 LAYERS = {
     "directory": 0, "hosts": 0, "vault": 0, "engine": 0,
-    "errors": 0, "humantime": 0, "broker": 0, "formats": 0, "admin_helpers": 0, "bulk": 0, "metrics": 0, "logs": 0, "commands": 0,
+    "errors": 0, "humantime": 0, "broker": 0, "formats": 0, "admin_helpers": 0, "bulk": 0, "metrics": 0, "logs": 0, "commands": 0, "kerberos": 0,
     "audit": 1, "notifications": 1,
     "accounts": 2,
     "health": 3,

@@ -434,3 +434,71 @@ def test_a_url_that_cannot_be_read_is_refused_without_quoting_it(tmp_path, varia
     result = run_setup(tmp_path, {variable: value})
     assert_refused(result, message)
     assert "s3cret" not in result.stderr
+
+
+def _keytab(tmp_path, mode: int = 0o600, name: str = "jitad.keytab") -> str:
+    path = tmp_path / name
+    path.write_bytes(b"\x05\x02")  # a keytab's version header: the settings check the file, not its keys
+    path.chmod(mode)
+    return str(path)
+
+
+def _kerberos(tmp_path, **changes) -> dict[str, str]:
+    values = {"JITAD_KERBEROS_REALM": "EXAMPLE.TEST", "JITAD_KERBEROS_KDCS": "dc1.example.test,dc2.example.test:88",
+              "JITAD_KERBEROS_PRINCIPAL": "svc-jitad@EXAMPLE.TEST", "JITAD_KERBEROS_KEYTAB": _keytab(tmp_path)}
+    values.update(changes)
+    return values
+
+
+def test_production_binds_with_kerberos_and_no_password(tmp_path):
+    """GIVEN JITAD_LDAP_AUTH=kerberos with a realm, principal and keytab WHEN production starts without a bind DN
+    or password THEN it starts."""
+    extra = {**without("JITAD_LDAP_BIND_DN", "JITAD_LDAP_BIND_PASSWORD"), **_kerberos(tmp_path),
+             "JITAD_LDAP_AUTH": "kerberos"}
+    result = run_setup(tmp_path, extra)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"JITAD_KERBEROS_REALM": ""}, "JITAD_KERBEROS_KDCS, JITAD_KERBEROS_PRINCIPAL, JITAD_KERBEROS_KEYTAB set but "
+                                   "JITAD_KERBEROS_REALM is empty"),
+    ({"JITAD_KERBEROS_REALM": "example.test"}, "the DNS domain in capitals"),
+    ({"JITAD_KERBEROS_PRINCIPAL": ""}, "JITAD_KERBEROS_PRINCIPAL must be set"),
+    ({"JITAD_KERBEROS_PRINCIPAL": "EXAMPLE\\svc-jitad"}, "write it as name@REALM"),
+    ({"JITAD_KERBEROS_KEYTAB": "/nonexistent/jitad.keytab"}, "JITAD_KERBEROS_KEYTAB=/nonexistent/jitad.keytab"),
+    ({"JITAD_KERBEROS_KDCS": "dc1.example.test:notaport"}, "JITAD_KERBEROS_KDCS: 'dc1.example.test:notaport'"),
+    ({"JITAD_KERBEROS_CCACHE": "/var/lib/jitad/cc"}, "a credential cache name with its type"),
+])
+def test_kerberos_settings_are_checked_at_start(tmp_path, changes, message):
+    assert_refused(run_setup(tmp_path, _kerberos(tmp_path, **changes)), message)
+
+
+def test_a_credential_cache_kept_elsewhere_stands_for_the_keytab(tmp_path):
+    """GIVEN no keytab but a credential cache named explicitly (k5start or gssproxy keeps it filled) THEN jitad starts."""
+    extra = {**_kerberos(tmp_path), "JITAD_KERBEROS_KEYTAB": "", "JITAD_KERBEROS_CCACHE": "KEYRING:persistent:990"}
+    result = run_setup(tmp_path, extra)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_keytab_others_can_read_is_refused(tmp_path):
+    """The keytab is the service account's password: a file anyone on the machine can read is refused."""
+    extra = _kerberos(tmp_path, JITAD_KERBEROS_KEYTAB=_keytab(tmp_path, 0o644, "open.keytab"))
+    assert_refused(run_setup(tmp_path, extra), "can be read by anyone on this machine (mode 644)")
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"JITAD_LDAP_AUTH": "kerberos"}, "JITAD_LDAP_AUTH=kerberos needs JITAD_KERBEROS_REALM"),
+    ({"JITAD_LDAP_AUTH": "gssapi"}, "JITAD_LDAP_AUTH='gssapi': one of password, kerberos"),
+    ({"JITAD_WINRM_MESSAGE_ENCRYPTION": "never"}, "JITAD_WINRM_MESSAGE_ENCRYPTION='never': auto or always"),
+    ({"JITAD_WINRM_PROFILE_LEGACY_ALLOW_NTLM": "sometimes"}, "JITAD_WINRM_PROFILE_LEGACY_ALLOW_NTLM='sometimes'"),
+])
+def test_directory_and_winrm_authentication_settings_are_checked_at_start(tmp_path, extra, message):
+    assert_refused(run_setup(tmp_path, extra), message)
+
+
+def test_ntlm_is_allowed_per_profile_only_when_asked(tmp_path):
+    code = ("import django; django.setup(); from django.conf import settings; import json; "
+            "print(json.dumps({k: v['allow_ntlm'] for k, v in settings.JITAD_WINRM_PROFILES.items()}))")
+    result = run_setup(tmp_path, {"JITAD_WINRM_PROFILE_LEGACY_ALLOW_NTLM": "true",
+                                  "JITAD_WINRM_PROFILE_TIER0_USERNAME": "EXAMPLE\\svc"}, code)
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"default": False, "legacy": True, "tier0": False}

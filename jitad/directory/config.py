@@ -23,6 +23,8 @@ class DirectoryConfig:
     member_ttl: str = "auto"
     # A session reused within this many seconds skips its root DSE check (connection.session).
     session_check_seconds: float = 10.0
+    # jitad's own bind: "password" (bind_dn, bind_password) or "kerberos" (jitad/kerberos.py's principal).
+    auth: str = "password"
 
     @classmethod
     def from_settings(cls) -> "DirectoryConfig":
@@ -39,6 +41,7 @@ class DirectoryConfig:
             receive_timeout=settings.JITAD_LDAP_RECEIVE_TIMEOUT,
             member_ttl=settings.JITAD_LDAP_MEMBER_TTL,
             session_check_seconds=settings.JITAD_LDAP_SESSION_CHECK_SECONDS,
+            auth=settings.JITAD_LDAP_AUTH,
         )
 
     def check(self) -> None:
@@ -47,8 +50,11 @@ class DirectoryConfig:
             raise DirectoryMisconfigured("JITAD_LDAP_URLS is empty: no domain controller to talk to")
         if not self.ca_file:
             raise DirectoryMisconfigured("JITAD_LDAP_CA_FILE is empty: DC certificates cannot be validated")
-        if not self.bind_dn or not self.bind_password:
-            raise DirectoryMisconfigured("JITAD_LDAP_BIND_DN and JITAD_LDAP_BIND_PASSWORD must be set")
+        if self.auth not in ("password", "kerberos"):
+            raise DirectoryMisconfigured(f"JITAD_LDAP_AUTH={self.auth!r}: one of password, kerberos")
+        if self.auth == "password" and (not self.bind_dn or not self.bind_password):
+            raise DirectoryMisconfigured("JITAD_LDAP_BIND_DN and JITAD_LDAP_BIND_PASSWORD must be set "
+                                         "(or JITAD_LDAP_AUTH=kerberos)")
         if not self.base_dn:
             raise DirectoryMisconfigured("JITAD_LDAP_BASE_DN must be set")
         for url in self.urls:

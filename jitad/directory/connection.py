@@ -1,20 +1,26 @@
 """Binding to a domain controller: TLS settings, trying each configured DC, and a per-thread session.
 
 LDAPS (or StartTLS) with the certificate checked against the configured CA; simple binds
-only over TLS. The first DC that answers wins; every one that failed is named.
+only over TLS. jitad's own bind is a simple bind with its password, or (JITAD_LDAP_AUTH=kerberos)
+a SASL GSSAPI bind with the keytab of its service principal (jitad/kerberos.py), inside the
+same TLS and bound to it: the ticket carries the TLS channel's binding (tls-server-end-point of
+the DC's certificate), which a DC that enforces channel binding checks. The first DC that
+answers wins; every one that failed is named.
 """
 import dataclasses
+import ipaddress
 import logging
 import math
 import ssl
 import threading
 import time
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
-from ldap3 import DSA, SIMPLE, Connection, Server, Tls
+from ldap3 import DSA, KERBEROS, SASL, SIMPLE, Connection, Server, Tls
 from ldap3.core import exceptions as lx
 
-from jitad import metrics
+from jitad import kerberos, metrics
 
 from .client import Directory
 from .config import DirectoryConfig
@@ -35,14 +41,31 @@ def _tls(config: DirectoryConfig) -> Tls:
         raise DirectoryMisconfigured(f"JITAD_LDAP_CA_FILE {config.ca_file!r} is unusable: {e}") from e
 
 
-def _open(url: str, config: DirectoryConfig, tls: Tls, user: str, password: str) -> Connection:
-    """Open a TLS connection to one DC and bind as ``user``; ldap3 errors propagate."""
+def kerberos_host(url: str, config: DirectoryConfig) -> str:
+    """The DC's name in its service principal (ldap/<name>): the URL's host, or, where the URL gives an
+    address, the first of JITAD_LDAP_TLS_NAMES (the name its certificate carries)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return config.tls_names[0] if config.tls_names else host
+
+
+def _open(url: str, config: DirectoryConfig, tls: Tls, user: str, password: str, *,
+          sasl_kerberos: bool = False) -> Connection:
+    """Open a TLS connection to one DC and bind as ``user`` (with ``sasl_kerberos``: as the principal
+    ``user`` with its keytab, no password); ldap3 errors propagate."""
     server = Server(url, tls=tls, connect_timeout=config.connect_timeout, get_info=DSA)
+    if sasl_kerberos:
+        # ldap3 binds with the channel bindings of the TLS socket it has by then (LDAPS or StartTLS).
+        auth = dict(authentication=SASL, sasl_mechanism=KERBEROS, sasl_credentials=(kerberos_host(url, config),))
+    else:
+        auth = dict(password=password, authentication=SIMPLE)
     conn = Connection(
         server,
         user=user,
-        password=password,
-        authentication=SIMPLE,
+        **auth,
         raise_exceptions=True,
         receive_timeout=max(1, math.ceil(config.receive_timeout)),  # ldap3 packs it as an integer
         auto_range=True,
@@ -58,11 +81,50 @@ def _open(url: str, config: DirectoryConfig, tls: Tls, user: str, password: str)
         conn.open()
         if config.start_tls and not url.lower().startswith("ldaps://"):
             conn.start_tls()
-        conn.bind()
+        if sasl_kerberos:
+            _bind_gssapi(conn, url, kerberos_host(url, config))
+        else:
+            conn.bind()
     except BaseException:
         conn.unbind()
         raise
     return conn
+
+
+def _bind_gssapi(conn: Connection, url: str, host: str) -> None:
+    """The SASL GSSAPI bind, with GSSAPI's own failures as the seam's errors (no KDC: transient).
+
+    The service ticket is got first, on its own: when that fails inside ldap3's bind, ldap3 aborts
+    the bind and raises the DC's answer to the abort, and GSSAPI's reason is lost. The bind then
+    uses the ticket from the cache.
+    """
+    import gssapi.exceptions
+
+    try:
+        kerberos.get_ticket("ldap", host)
+        conn.bind()
+    except kerberos.KerberosNoTicket as e:
+        if e.transient:
+            raise DirectoryUnavailable(f"bind to {url}: Kerberos: {e}") from e
+        raise DirectoryMisconfigured(f"bind to {url}: Kerberos: {e}") from e
+    except gssapi.exceptions.GSSError as e:
+        raise DirectoryMisconfigured(f"bind to {url}: Kerberos: {' '.join(str(e).split())[:300]}") from e
+    except lx.LDAPStrongerAuthRequiredResult as e:
+        raise DirectoryMisconfigured(
+            f"bind to {url}: the DC wants SASL signing or sealing on top of TLS ({e.message}); jitad's Kerberos bind "
+            "relies on TLS for both. Samba: ldap server require strong auth = allow_sasl_over_tls; or bind with a "
+            "password (ops/README.md, Kerberos)") from e
+
+
+def open_service(url: str, config: DirectoryConfig, tls: Tls) -> Connection:
+    """A connection to one DC bound as jitad's own account: its password, or its Kerberos keytab."""
+    if config.auth == "kerberos":
+        try:
+            principal = kerberos.prepare()
+        except kerberos.KerberosMisconfigured as e:
+            raise DirectoryMisconfigured(str(e)) from e
+        return _open(url, config, tls, principal, "", sasl_kerberos=True)
+    return _open(url, config, tls, config.bind_dn, config.bind_password)
 
 
 def bind_each(config: DirectoryConfig, user: str, password: str) -> tuple[Connection, str]:
@@ -85,9 +147,27 @@ def bind_each(config: DirectoryConfig, user: str, password: str) -> tuple[Connec
     raise DirectoryUnavailable("no domain controller answered: " + "; ".join(failures))
 
 
+def _service_each(config: DirectoryConfig) -> tuple[Connection, str]:
+    """bind_each for jitad's Kerberos bind."""
+    config.check()
+    tls = _tls(config)
+    failures = []
+    for url in config.urls:
+        started = time.monotonic()
+        try:
+            with metrics.timed(metrics.dc_call_seconds, metrics.dc_call_errors, call="bind", dc=url), \
+                    translate(f"bind to {url}"):
+                return open_service(url, config, tls), url
+        except DirectoryUnavailable as e:
+            failures.append(f"{url}: {e} after {time.monotonic() - started:.1f}s")
+    raise DirectoryUnavailable("no domain controller answered: " + "; ".join(failures))
+
+
 def _bind_service(config: DirectoryConfig) -> tuple[Connection, str]:
     """Bind as jitad's service account to the first configured DC that answers."""
     try:
+        if config.auth == "kerberos":
+            return _service_each(config)
         return bind_each(config, config.bind_dn, config.bind_password)
     except DirectoryRejected as e:
         # The DC answered: bad bind credentials are ours to fix, not another DC's.

@@ -15,7 +15,7 @@ from jitad import metrics
 
 from .client import Directory
 from .config import DirectoryConfig
-from .connection import _open, _tls
+from .connection import _tls, open_service
 from .errors import DirectoryError, DirectoryMisconfigured, DirectoryNotManaged, translate
 
 _lock = threading.Lock()
@@ -27,7 +27,7 @@ def _probe_one(url: str, config: DirectoryConfig, tls, results: dict) -> None:
     try:
         with metrics.timed(metrics.dc_call_seconds, metrics.dc_call_errors, call="probe", dc=url), \
                 translate(f"probe {url}"):
-            conn = _open(url, config, tls, config.bind_dn, config.bind_password)
+            conn = open_service(url, config, tls)
             try:
                 conn.search("", "(objectClass=*)", BASE, attributes=["currentTime"])
             finally:
@@ -85,7 +85,7 @@ def ephemeral_state_each(dn: str, config: DirectoryConfig | None = None) -> dict
     for url in config.urls:
         try:
             with translate(f"read {dn} on {url}"):
-                conn = _open(url, config, tls, config.bind_dn, config.bind_password)
+                conn = open_service(url, config, tls)
             d = Directory(conn, config, url)
             try:
                 account = d.ephemeral_read(dn)

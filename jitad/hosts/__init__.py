@@ -1,6 +1,6 @@
 """The host seam: the only code in jitad that imports pywinrm.
 
-    with hosts.Host(hosts.config_for(url=target.winrm_url, transport="ntlm")) as h:
+    with hosts.Host(hosts.config_for(url=target.winrm_url, transport="kerberos", hostname=target.hostname)) as h:
         members = h.local_admins()        # [LocalMember(sid, path, cls)]
         h.end_sessions(user_sid)          # SessionsEnded; HostSessionsRemain if a logon session remains
         h.security_events(sids=[user_sid], start=granted_at, end=now)   # SecurityEvents

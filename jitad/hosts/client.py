@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from importlib import resources
+from urllib.parse import urlsplit
 
 import requests
 from winrm.exceptions import (
@@ -32,7 +33,31 @@ from winrm.exceptions import (
 )
 from winrm.protocol import Protocol
 
-from jitad import metrics
+try:  # pywinrm's Kerberos (its vendored requests_kerberos over pykerberos)
+    import winrm.transport as _winrm_transport
+    from winrm.vendor.requests_kerberos import HTTPKerberosAuth
+    from winrm.vendor.requests_kerberos.exceptions import KerberosExchangeError
+
+    class _ChannelBoundKerberosAuth(HTTPKerberosAuth):
+        """pywinrm's Kerberos auth, waiting for the server's 401 before it sends a ticket.
+
+        pywinrm asks for the ticket to go with the first request (preemptive), before any TLS
+        certificate has been seen, so over HTTPS the ticket would carry no channel binding. Sent
+        after the 401, it is bound to the TLS channel it travels on (tls-server-end-point), as a
+        server with Extended Protection (CbtHardeningLevel Strict) requires; a relayed ticket is
+        refused. One more round trip per connection, over HTTP as well.
+        """
+
+        def __init__(self, *args, **kwargs):
+            kwargs["force_preemptive"] = False
+            super().__init__(*args, **kwargs)
+
+    _winrm_transport.HTTPKerberosAuth = _ChannelBoundKerberosAuth  # pywinrm builds its auth by this name
+except ImportError:  # pragma: no cover - pykerberos not installed: a kerberos target fails in pywinrm instead
+    class KerberosExchangeError(Exception):
+        pass
+
+from jitad import kerberos, metrics
 
 from .config import HostConfig
 from .errors import (
@@ -174,6 +199,15 @@ class Host:
     def _protocol_for_call(self) -> Protocol:
         if self._protocol is None:
             c = self.config
+            if c.transport == "kerberos":
+                try:
+                    kerberos.prepare()
+                    kerberos.get_ticket("HTTP", c.kerberos_host or urlsplit(c.url).hostname)
+                except kerberos.KerberosMisconfigured as e:
+                    raise HostMisconfigured(f"WinRM over Kerberos to {c.url}: {e}") from e
+                except kerberos.KerberosNoTicket as e:
+                    error = HostUnreachable if e.transient else HostAuthRefused
+                    raise error(f"{c.url}: Kerberos: {e}") from e
             try:
                 self._protocol = Protocol(
                     endpoint=c.url,
@@ -184,8 +218,10 @@ class Host:
                     cert_pem=c.cert_pem or None,
                     cert_key_pem=c.cert_key_pem or None,
                     server_cert_validation="validate",
-                    # Over HTTP, NTLM/Kerberos must encrypt every message; over HTTPS, TLS does.
-                    message_encryption="auto" if c.https else "always",
+                    # Over HTTP, NTLM/Kerberos must encrypt every message; over HTTPS, TLS does
+                    # (and sealing as well when the settings ask for it).
+                    message_encryption="auto" if c.https and c.message_encryption == "auto" else "always",
+                    kerberos_hostname_override=c.kerberos_host or None,
                     read_timeout_sec=max(2, int(c.read_timeout)),
                     operation_timeout_sec=max(1, int(c.operation_timeout)),
                     proxy=None,  # never a proxy from the environment: jitad talks to its hosts directly
@@ -276,6 +312,11 @@ class _translated:
         url = self.url
         if isinstance(e, InvalidCredentialsError):
             raise HostAuthRefused(f"{url} refused jitad's credentials") from e
+        if isinstance(e, KerberosExchangeError):  # jitad's side could not make a ticket for the server
+            reason = _kerberos_reason(e)
+            if "KDC" in reason:
+                raise HostUnreachable(f"{url}: Kerberos: {reason}") from e
+            raise HostAuthRefused(f"{url}: Kerberos: {reason}") from e
         if isinstance(e, requests.exceptions.TooManyRedirects):
             raise HostScriptFailed(f"{url} answered with a redirect; jitad never follows one") from e
         if isinstance(e, requests.exceptions.SSLError):
@@ -305,6 +346,15 @@ class _translated:
 
 def _short(e: Exception) -> str:
     return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+
+
+def _kerberos_reason(e: Exception) -> str:
+    """GSSAPI's own words for the failure ("Server not found in Kerberos database", "Cannot contact any KDC ...")."""
+    found = re.findall(r"\('([^']+)', -?\d+\)", str(e))
+    reason = found[-1] if found else _short(e)
+    if "not found in Kerberos database" in reason:
+        reason += " (is the server's HTTP/<host name> SPN registered on its account?)"
+    return reason
 
 
 def _connection_reason(e: Exception) -> str:

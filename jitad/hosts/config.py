@@ -3,7 +3,9 @@
 Credentials never live in the database. A target names a *profile*; the profile's
 username, password (or client certificate) and CA bundle come from the environment
 (``JITAD_WINRM_*`` for the default profile, ``JITAD_WINRM_PROFILE_<NAME>_*`` for others;
-see ops/jitad.env.example).
+see ops/jitad.env.example). Kerberos logs on as jitad's own service principal with its
+keytab (jitad/kerberos.py) and names the server by the target's host name. NTLM is refused
+unless the profile allows it (``ALLOW_NTLM``).
 """
 import os
 from dataclasses import dataclass, field
@@ -27,6 +29,11 @@ class HostConfig:
     ca_bundle: str = ""
     cert_pem: str = ""
     cert_key_pem: str = ""
+    allow_ntlm: bool = False
+    # Kerberos: the server's name in its service principal (HTTP/<name>); blank: the URL's host.
+    kerberos_host: str = ""
+    # Seal every message over https:// too ("always"); over http:// it is always sealed.
+    message_encryption: str = "auto"
     connect_timeout: float = 5.0
     read_timeout: float = 15.0
     operation_timeout: float = 10.0
@@ -43,6 +50,12 @@ class HostConfig:
             raise HostMisconfigured(f"WinRM URL {self.url!r} is not http(s)://host[:port]/wsman")
         if self.transport not in TRANSPORTS:
             raise HostMisconfigured(f"unknown WinRM transport {self.transport!r} (one of {', '.join(TRANSPORTS)})")
+        if self.transport == "ntlm" and not self.allow_ntlm:
+            raise HostMisconfigured(
+                f"NTLM is refused for {self.url}: its profile does not allow it (ALLOW_NTLM). Use Kerberos, or set "
+                "JITAD_WINRM_ALLOW_NTLM / JITAD_WINRM_PROFILE_<NAME>_ALLOW_NTLM=true while the server cannot do Kerberos")
+        if self.message_encryption not in ("auto", "always"):
+            raise HostMisconfigured(f"WinRM message encryption {self.message_encryption!r}: auto or always")
         if self.transport in ("basic", "certificate") and not self.https:
             raise HostMisconfigured(f"{self.transport} authentication is only allowed over HTTPS ({self.url})")
         if self.transport == "certificate":
@@ -64,20 +77,27 @@ class HostConfig:
             raise HostMisconfigured("the WinRM deadline must exceed the read timeout")
 
 
-def config_for(*, url: str, transport: str = "ntlm", profile: str = "") -> HostConfig:
-    """A host's configuration: the target's URL and transport, the profile's secrets and trust."""
+def config_for(*, url: str, transport: str = "kerberos", profile: str = "", hostname: str = "") -> HostConfig:
+    """A host's configuration: the target's URL, transport and host name, the profile's secrets and trust.
+
+    With Kerberos the username is jitad's service principal (JITAD_KERBEROS_PRINCIPAL) and the
+    server is named by ``hostname`` when given (a URL may name it by address), else by the URL's host.
+    """
     name = (profile or "default").lower().replace("_", "-")
     secrets = settings.JITAD_WINRM_PROFILES.get(name)
     if secrets is None:
         raise HostMisconfigured(f"no WinRM credential profile named {name!r}")
     return HostConfig(
         url=url,
-        transport=transport or "ntlm",
-        username=secrets.get("username", ""),
+        transport=transport or "kerberos",
+        username=settings.JITAD_KERBEROS_PRINCIPAL if transport == "kerberos" else secrets.get("username", ""),
         password=secrets.get("password", ""),
         ca_bundle=secrets.get("ca_bundle", ""),
         cert_pem=secrets.get("cert_pem", ""),
         cert_key_pem=secrets.get("cert_key_pem", ""),
+        allow_ntlm=bool(secrets.get("allow_ntlm")),
+        kerberos_host=hostname.strip().rstrip(".") if transport == "kerberos" else "",
+        message_encryption=settings.JITAD_WINRM_MESSAGE_ENCRYPTION,
         connect_timeout=settings.JITAD_WINRM_CONNECT_TIMEOUT,
         read_timeout=settings.JITAD_WINRM_READ_TIMEOUT,
         operation_timeout=settings.JITAD_WINRM_OPERATION_TIMEOUT,

@@ -12,13 +12,14 @@ list, so an operator sees every problem of an environment at once. Django reads 
 names of this module, so every part's UPPERCASE names are gathered here.
 """
 # Imported in this order on purpose (not sorted): each part runs when it is first imported.
-from . import env, security, core, celery, directory, hosts, vault, breakglass, engine, portal, notifications, siem, reports, retention, reviews, health
+from . import env, security, core, celery, kerberos, directory, hosts, vault, breakglass, engine, portal, notifications, siem, reports, retention, reviews, health
 
 _parts = (
     env,            # the environment, PRODUCTION, BASE_DIR, VAR_DIR
     security,       # secret key, login and MFA, sessions and cookies, TLS proxy, CSP
     core,           # apps, middleware, templates, database, time zone, static files, logging
     celery,         # broker, queues, routes, beat
+    kerberos,       # jitad's own Kerberos identity: realm, KDCs, keytab
     directory,      # Active Directory over LDAPS
     hosts,          # Windows hosts over WinRM
     vault,          # keys for the secrets jitad keeps

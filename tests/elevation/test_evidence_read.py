@@ -28,8 +28,8 @@ def logon(record: int, when: datetime, sid: str = ALICE) -> dict:
 
 def _read(log: list[dict], start: datetime, end: datetime, sids=(ALICE,)):
     with WinRMTestHost(users={USER: PASSWORD}, security_log=log) as server:
-        config = hosts.HostConfig(url=server.url, username=USER, password=PASSWORD, connect_timeout=1, read_timeout=3,
-                                  operation_timeout=2, deadline=5)
+        config = hosts.HostConfig(url=server.url, username=USER, password=PASSWORD, allow_ntlm=True, connect_timeout=1,
+                                  read_timeout=3, operation_timeout=2, deadline=5)
         with hosts.Host(config) as h:
             return read_window(h, sids=list(sids), start=start, end=end), server
 
@@ -69,8 +69,8 @@ def test_a_quiet_window_is_one_call():
 def test_a_server_that_does_not_answer_raises_the_seams_error():
     with WinRMTestHost(users={USER: PASSWORD}) as server:
         server.stop()
-        config = hosts.HostConfig(url=server.url, username=USER, password=PASSWORD, connect_timeout=1, read_timeout=3,
-                                  operation_timeout=2, deadline=5)
+        config = hosts.HostConfig(url=server.url, username=USER, password=PASSWORD, allow_ntlm=True, connect_timeout=1,
+                                  read_timeout=3, operation_timeout=2, deadline=5)
         with pytest.raises(hosts.HostError) as e, hosts.Host(config) as h:
             read_window(h, sids=[ALICE], start=at(0), end=at(60))
     assert e.value.transient

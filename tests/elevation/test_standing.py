@@ -1,4 +1,5 @@
 """The standing-admin scan: servers' local Administrators read over WinRM, judged against AD and the allow-list."""
+import json
 import uuid
 
 import pytest
@@ -104,6 +105,26 @@ def test_report_command(server, capsys):
     assert e.value.returncode == 3 and "3 standing admin(s) on 1 server(s)" in str(e.value)
     out = capsys.readouterr().out
     assert bob_ad.sam_account_name in out and "(orphaned SID)" in out
+
+
+def test_report_warns_of_every_server_still_reached_over_ntlm(make_target, capsys):
+    """GIVEN one server reached over NTLM (its profile allows it) and one over Kerberos WHEN the report runs,
+    in any format THEN a warning names the NTLM one, on stderr, and not the other; the JSON document lists it."""
+    from django.core.management import call_command
+
+    ntlm = make_target(winrm_url="http://127.0.0.1:9/wsman", winrm_transport="ntlm")
+    krb = make_target(winrm_url="http://127.0.0.1:9/wsman", winrm_transport="kerberos", hostname="srv.jitad.test")
+    for fmt in ("text", "json"):
+        call_command("jitad_standing_admins", "--format", fmt)
+        out, err = capsys.readouterr()
+        assert f"warning: {ntlm.name} is reached over NTLM (WinRM profile default allows it)" in err
+        assert krb.name not in err and "NTLM" not in out
+    assert json.loads(out)["ntlm_targets"] == [{"target": ntlm.name, "profile": "default"}]
+    krb.winrm_transport = "ntlm"
+    krb.save()
+    call_command("jitad_standing_admins", "--target", krb.name)
+    err = capsys.readouterr().err
+    assert f"warning: {krb.name} is reached over NTLM" in err and ntlm.name not in err
 
 
 def test_a_jit_group_nested_in_a_server_admins_group_counts_as_jit_not_standing(make_host, make_target, make_user,

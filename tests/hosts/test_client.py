@@ -29,7 +29,7 @@ def host():
 
 
 def _config(url, **kw):
-    base = dict(url=url, username=USER, password=PASSWORD, connect_timeout=1, read_timeout=3, operation_timeout=2,
+    base = dict(url=url, username=USER, password=PASSWORD, allow_ntlm=True, connect_timeout=1, read_timeout=3, operation_timeout=2,
                 deadline=5)
     base.update(kw)
     return hosts.HostConfig(**base)

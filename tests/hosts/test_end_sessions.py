@@ -31,7 +31,7 @@ def host():
 
 
 def _host(url) -> hosts.Host:
-    return hosts.Host(hosts.HostConfig(url=url, username=USER, password=PASSWORD, connect_timeout=1,
+    return hosts.Host(hosts.HostConfig(url=url, username=USER, password=PASSWORD, allow_ntlm=True, connect_timeout=1,
                                        read_timeout=3, operation_timeout=2, deadline=5))
 
 

@@ -27,6 +27,7 @@ def _host() -> hosts.Host:
         username=os.environ.get("JITAD_TEST_WINRM_USERNAME", ""),
         password=os.environ.get("JITAD_TEST_WINRM_PASSWORD", ""),
         ca_bundle=os.environ.get("JITAD_TEST_WINRM_CA_BUNDLE", ""),
+        allow_ntlm=True,
     ))
 
 

@@ -9,7 +9,8 @@ from jitad.hosts.client import POWERSHELL_ARGS, _parse_result, encoded_command
 
 
 def _config(**kw):
-    base = dict(url="http://srv01.jitad.test:5985/wsman", transport="ntlm", username="JITAD\\svc", password="pw")
+    base = dict(url="http://srv01.jitad.test:5985/wsman", transport="ntlm", username="JITAD\\svc", password="pw",
+                allow_ntlm=True)
     base.update(kw)
     return hosts.HostConfig(**base)
 
@@ -39,11 +40,25 @@ def test_plain_http_ntlm_is_accepted_because_messages_are_encrypted():
     assert h._protocol_for_call().transport.proxy is None  # never a proxy from the environment
 
 
-def test_kerberos_without_its_library_is_a_clear_configuration_error():
-    """GIVEN kerberos is chosen but pywinrm's kerberos extra is not installed THEN HostMisconfigured, not a crash."""
+def test_kerberos_without_its_settings_is_a_clear_configuration_error(settings):
+    """GIVEN kerberos is chosen but jitad has no realm, principal and keytab THEN HostMisconfigured naming them."""
+    settings.JITAD_KERBEROS_REALM = ""
     h = hosts.Host(_config(transport="kerberos", username="", password=""))
-    with pytest.raises(hosts.HostMisconfigured, match="kerberos"):
+    with pytest.raises(hosts.HostMisconfigured, match="JITAD_KERBEROS_REALM"):
         h.run_script("local_admins")
+
+
+def test_ntlm_needs_its_profile_to_allow_it():
+    with pytest.raises(hosts.HostMisconfigured, match="ALLOW_NTLM"):
+        hosts.Host(_config(allow_ntlm=False))
+
+
+def test_kerberos_names_the_server_by_the_targets_hostname_and_seals_over_https_when_asked(settings):
+    """The SPN's host is the target's hostname (a URL may give an address); "always" seals inside TLS too."""
+    settings.JITAD_WINRM_MESSAGE_ENCRYPTION = "always"
+    c = hosts.config_for(url="https://10.0.0.5:5986/wsman", transport="kerberos", hostname="srv01.corp.example.")
+    assert (c.kerberos_host, c.username, c.message_encryption) == (
+        "srv01.corp.example", settings.JITAD_KERBEROS_PRINCIPAL, "always")
 
 
 def test_unknown_credential_profile():

@@ -40,7 +40,7 @@ SHAPES = {
     "jitad_rekey": {"key_id", "not_under_first_key"},  # --check; the rest: re_encrypted, or key with --keygen
     "jitad_report": set(),  # its JSON is the report itself (docs/reports.md)
     "jitad_runbooks": {"directory", "runbooks", "errors"},
-    "jitad_standing_admins": {"checked", "findings", "scan_failures"},
+    "jitad_standing_admins": {"checked", "findings", "scan_failures", "ntlm_targets"},
 }
 
 
@@ -160,7 +160,8 @@ def test_held_removals():
 
 def test_standing_admins_with_nothing_to_scan():
     code, doc = run("jitad_standing_admins")
-    assert code == 0 and doc == {"ok": True, "exit_code": 0, "checked": 0, "findings": [], "scan_failures": []}
+    assert code == 0 and doc == {"ok": True, "exit_code": 0, "checked": 0, "findings": [], "scan_failures": [],
+                                     "ntlm_targets": []}
     code, doc = run("jitad_standing_admins", "--target", "nosuch")
     assert code == ExitCode.USAGE and "nosuch" in doc["error"]
 

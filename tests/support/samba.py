@@ -25,6 +25,12 @@ if not HOST.startswith("127."):
 PORTS = (389, 636, 88)
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without the Kerberos variables jitad sets for itself (jitad/kerberos.py):
+    Samba's KDC and LDAP server, and samba-tool, use the DC's own keytab and configuration."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("KRB5")}
+
+
 class SambaUnavailable(RuntimeError):
     """Samba cannot run here: not installed, not root, or its ports are taken."""
 
@@ -155,6 +161,7 @@ class SambaDC:
         self.proc = subprocess.Popen(
             ["samba", "-s", str(self.smb_conf), "-i", "-M", "single", "--debug-stdout"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            env=clean_env(),
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

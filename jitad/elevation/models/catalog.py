@@ -92,9 +92,10 @@ class Target(models.Model):
         help_text="e.g. https://srv01.corp.example:5986/wsman; blank: the right is not checked on the server",
     )
     winrm_transport = models.CharField(
-        "WinRM authentication", max_length=16, default="ntlm",
-        choices=[("ntlm", "NTLM"), ("kerberos", "Kerberos"), ("certificate", "Client certificate (HTTPS)"),
-                 ("basic", "Basic (HTTPS only)")],
+        "WinRM authentication", max_length=16, default="kerberos",
+        choices=[("kerberos", "Kerberos"), ("ntlm", "NTLM (only where its profile allows it)"),
+                 ("certificate", "Client certificate (HTTPS)"), ("basic", "Basic (HTTPS only)")],
+        help_text="Kerberos names the server by its hostname above (HTTP/<hostname>), else by the URL's host",
     )
     winrm_profile = models.CharField(
         "WinRM credential profile", max_length=64, blank=True,

@@ -29,9 +29,9 @@ class Verdict:
 
 
 def host_for(target: Target) -> hosts.Host:
-    """A WinRM connection to the target's server, with its transport and credential profile."""
+    """A WinRM connection to the target's server, with its transport, credential profile and host name (Kerberos)."""
     return hosts.Host(hosts.config_for(url=target.winrm_url, transport=target.winrm_transport,
-                                       profile=target.winrm_profile))
+                                       profile=target.winrm_profile, hostname=target.hostname))
 
 
 def grant_right_verdict(*, target: Target, group_dn: str, group_sid: str, user_in_group: bool) -> Verdict:

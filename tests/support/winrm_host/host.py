@@ -1,8 +1,8 @@
 """The WinRM test host: an HTTP(S) server on 127.0.0.1 that pywinrm talks to unmodified.
 
-HTTP/1.1 keep-alive with Content-Length on every reply; NTLM authenticates the TCP
-connection (as on Windows), Basic authenticates each request (HTTPS only). WS-Man itself
-is in wsman.py, the scripts' contracts in scripts.py, NTLM details in ntlm.py.
+HTTP/1.1 keep-alive with Content-Length on every reply; NTLM and Kerberos authenticate the
+TCP connection (as on Windows), Basic authenticates each request (HTTPS only). WS-Man itself
+is in wsman.py, the scripts' contracts in scripts.py, NTLM details in ntlm.py, Kerberos in kerberos.py.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from spnego.channel_bindings import GssChannelBindings
 
-from . import ntlm, wsman
+from . import kerberos, ntlm, wsman
 from .scripts import Call
 
 FAIL_MODES = (None, "refuse_auth", "hang", "stall", "fault", "drop", "script_error", "bad_output", "session_survives")
@@ -48,9 +48,16 @@ class WinRMTestHost:
         host.stop() # or use it as a context manager
 
     users     account -> password. NTLM: ``DOMAIN\\user`` (or ``user``), checked by pyspnego's
-              acceptor; Basic: the same string as the username. Case-insensitive names.
-    auth      "ntlm" (HTTP or HTTPS, message sealing when the client asks) or "basic"
-              (HTTPS only: refused at construction without tls).
+              acceptor; Basic: the same string as the username; Kerberos: the client's
+              principal (``svc-jitad@JITAD.TEST``; the password is not used: the KDC checked it).
+              Case-insensitive names.
+    auth      "ntlm" (HTTP or HTTPS, message sealing when the client asks), "kerberos" (the
+              same, with ``keytab``) or "basic" (HTTPS only: refused at construction without tls).
+    keytab    Kerberos: a keytab holding the keys of the host's SPN (HTTP/<name>), exported
+              from the test DC.
+    wrong_bindings  over TLS, check logons against the bindings of another certificate: a
+              client that binds its logon to the TLS channel (NTLM, Kerberos) is refused;
+              one that sends no bindings is not.
     tls       test_ca.CertPaths (any (ca, cert, key) sequence): serve HTTPS with cert/key.
     admins    members of the local Administrators group: dicts with sid, path, class.
     sessions  SID -> session ids of the user's processes (0 = outside any interactive
@@ -94,6 +101,7 @@ class WinRMTestHost:
         users: dict[str, str] | None = None,
         *,
         auth: str = "ntlm",
+        keytab: str | Path | None = None,
         tls: Any = None,
         admins: list[dict] | None = None,
         sessions: dict[str, list[int]] | None = None,
@@ -102,14 +110,19 @@ class WinRMTestHost:
         computer_name: str = "SRV01",
         group_name: str = "Administrators",
         port: int = 0,
+        wrong_bindings: bool = False,
     ):
-        if auth not in ("ntlm", "basic"):
-            raise ValueError(f"auth must be 'ntlm' or 'basic', not {auth!r}")
+        if auth not in ("ntlm", "basic", "kerberos"):
+            raise ValueError(f"auth must be 'ntlm', 'kerberos' or 'basic', not {auth!r}")
+        if (auth == "kerberos") != (keytab is not None):
+            raise ValueError("a keytab is given with Kerberos authentication, and only then")
         if auth == "basic" and tls is None:
             raise ValueError("Basic authentication needs tls: it would send the password in clear over HTTP")
         self.users = dict(users) if users is not None else {DEFAULT_USER: DEFAULT_PASSWORD}
         self.auth = auth
+        self.kerberos_creds = kerberos.credential(str(keytab)) if keytab is not None else None
         self.tls = tls  # test_ca.CertPaths (or any (ca, cert, key) tuple)
+        self.wrong_bindings = wrong_bindings
         self.computer_name = computer_name
         self.group_name = group_name  # the localised name of S-1-5-32-544
         self.lock = threading.RLock()
@@ -220,6 +233,8 @@ class _Server(ThreadingHTTPServer):
             self.ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.ssl_context.load_cert_chain(cert, key)
             self.channel_bindings = _tls_server_end_point(cert)
+            if host.wrong_bindings:
+                self.channel_bindings = GssChannelBindings(application_data=b"tls-server-end-point:" + bytes(32))
         super().__init__(address, _Handler)
 
     def get_request(self):
@@ -269,8 +284,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     # per connection (one handler instance serves one TCP connection)
     ntlm_pending = None  # acceptor between Negotiate and Authenticate
-    ntlm_ctx = None  # the established context (seals/unseals messages)
-    principal: str | None = None  # set once the connection is authenticated (NTLM)
+    sec_ctx = None  # the established NTLM or Kerberos context (seals/unseals messages)
+    principal: str | None = None  # set once the connection is authenticated (NTLM, Kerberos)
+    reply_headers: dict[str, str] | None = None  # Kerberos: the acceptor's token, on the reply to its request
 
     def setup(self):
         super().setup()
@@ -295,19 +311,23 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.split("?", 1)[0].lower() != "/wsman":
             self._send(404)
             return
-        user = self._authenticate_ntlm() if host.auth == "ntlm" else self._authenticate_basic()
+        self.reply_headers = None
+        authenticate = {"ntlm": self._authenticate_ntlm, "kerberos": self._authenticate_kerberos}.get(
+            host.auth, self._authenticate_basic)
+        user = authenticate()
         if user is None:
             return
+        sealing = kerberos if host.auth == "kerberos" else ntlm
         encrypted = False
         content_type = self.headers.get("Content-Type", "")
         if ntlm.is_encrypted(content_type):
-            if self.ntlm_ctx is None:
+            if self.sec_ctx is None:
                 self._send(400, close=True)
                 return
             try:
-                body = ntlm.unwrap(self.ntlm_ctx, body)
+                body = sealing.unwrap(self.sec_ctx, body)
             except Exception:  # noqa: BLE001 - RC4 cannot resync: forget the context, close
-                self.ntlm_ctx = self.principal = None
+                self.sec_ctx = self.principal = None
                 self._send(400, close=True)
                 return
             encrypted = True
@@ -340,7 +360,7 @@ class _Handler(BaseHTTPRequestHandler):
         data = reply.xml
         ctype = "application/soap+xml;charset=UTF-8"
         if encrypted:
-            data, ctype = ntlm.wrap(self.ntlm_ctx, data), ntlm.CONTENT_TYPE
+            data, ctype = sealing.wrap(self.sec_ctx, data), ntlm.CONTENT_TYPE
         self._send(reply.status, data, ctype)
 
     # -- authentication --------------------------------------------------------------------
@@ -360,7 +380,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._refuse()
         kind = ntlm.message_type(token)
         if kind == 1:  # Negotiate: start over on this connection, answer the challenge
-            self.ntlm_ctx = self.principal = None
+            self.sec_ctx = self.principal = None
             self.ntlm_pending = ntlm.acceptor(self.server.channel_bindings)
             try:
                 challenge = self.ntlm_pending.step(token)
@@ -380,7 +400,37 @@ class _Handler(BaseHTTPRequestHandler):
         user = host.find_user(ctx.client_principal or "")
         if not ctx.complete or user is None:
             return self._refuse(failure=True)
-        self.ntlm_ctx, self.principal = ctx, user
+        self.sec_ctx, self.principal = ctx, user
+        return user
+
+    def _authenticate_kerberos(self) -> str | None:
+        """One round: the client's AP-REQ in, the host's AP-REP out on this request's reply (mutual auth)."""
+        host = self.server.host
+        scheme, _, value = (self.headers.get("Authorization") or "").strip().partition(" ")
+        if not scheme:
+            if self.principal is not None and host.fail != "refuse_auth":
+                return self.principal  # connection-based: already authenticated
+            return self._refuse()
+        if scheme.lower() != "negotiate":
+            return self._refuse()
+        try:
+            token = base64.b64decode(value.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return self._refuse()
+        self.sec_ctx = self.principal = None
+        if host.fail == "refuse_auth":
+            return self._refuse(failure=True)
+        ctx = kerberos.acceptor(host.kerberos_creds, self.server.channel_bindings)
+        try:
+            answer = ctx.step(token)  # raises on a ticket for another key, a replay, bad bindings...
+        except Exception:  # noqa: BLE001
+            return self._refuse(failure=True)
+        user = host.find_user(ctx.client_principal or "")
+        if not ctx.complete or user is None:
+            return self._refuse(failure=True)
+        if answer:
+            self.reply_headers = {"WWW-Authenticate": f"Negotiate {base64.b64encode(answer).decode()}"}
+        self.sec_ctx, self.principal = ctx, user
         return user
 
     def _authenticate_basic(self) -> str | None:
@@ -402,8 +452,8 @@ class _Handler(BaseHTTPRequestHandler):
         if failure:
             with self.server.host.lock:
                 self.server.host.auth_failures += 1
-        self.ntlm_pending = self.ntlm_ctx = self.principal = None
-        offer = "Negotiate" if self.server.host.auth == "ntlm" else 'Basic realm="WSMAN"'
+        self.ntlm_pending = self.sec_ctx = self.principal = None
+        offer = 'Basic realm="WSMAN"' if self.server.host.auth == "basic" else "Negotiate"
         self._send(401, headers={"WWW-Authenticate": offer})
         return None
 
@@ -437,7 +487,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: bytes = b"", content_type: str | None = None,
               headers: dict[str, str] | None = None, close: bool = False) -> None:
         self.send_response(status)
-        for name, value in (headers or {}).items():
+        for name, value in {**(self.reply_headers or {}), **(headers or {})}.items():
             self.send_header(name, value)
         if body and content_type:
             self.send_header("Content-Type", content_type)

@@ -91,8 +91,11 @@ def is_encrypted(content_type: str) -> bool:
     return ct.startswith("multipart/encrypted") and PROTOCOL.lower() in ct
 
 
-def unwrap(ctx: spnego.ContextProxy, body: bytes) -> bytes:
-    """The SOAP text of an encrypted request; ValueError/SpnegoError when it does not verify."""
+def unwrap(ctx: spnego.ContextProxy, body: bytes, signature_length: int | None = 16) -> bytes:
+    """The SOAP text of an encrypted request; ValueError/SpnegoError when it does not verify.
+
+    NTLM's signature is 16 bytes; Kerberos' header varies with the cipher (``signature_length=None``).
+    """
     m = re.search(rb"OriginalContent:[^\r\n]*Length=(\d+)", body)
     marker = b"Content-Type: application/octet-stream\r\n"
     start = body.find(marker)
@@ -103,7 +106,7 @@ def unwrap(ctx: spnego.ContextProxy, body: bytes) -> bytes:
     if len(payload) < 4:
         raise ValueError("truncated encrypted part")
     sig_len = struct.unpack("<I", payload[:4])[0]
-    if sig_len != 16 or len(payload) < 4 + sig_len:
+    if (signature_length is not None and sig_len != signature_length) or not 0 < sig_len < len(payload) - 4:
         raise ValueError("bad signature length")
     plain = ctx.unwrap_winrm(payload[4:4 + sig_len], payload[4 + sig_len:])
     if len(plain) != int(m.group(1)):

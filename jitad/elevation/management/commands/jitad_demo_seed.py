@@ -68,7 +68,8 @@ class Command(JitadCommand):
             return
         for spec in options["winrm"]:
             name, _, url = spec.partition("=")
-            if not Target.objects.filter(name=name).update(winrm_url=url):
+            # The demo's servers are WinRM test hosts speaking NTLM (the demo has no keytab); ops/demo.py allows it.
+            if not Target.objects.filter(name=name).update(winrm_url=url, winrm_transport="ntlm"):
                 raise usage_error(f"no target named {name!r}")
         if options["stage"] == "requests":
             self._requests()

@@ -11,7 +11,8 @@ from jitad.elevation.services import host_scan
 
 class Command(JitadCommand):
     help = ("List standing admins found by the last scans (exit 3 when there are any). --scan scans "
-            "now first; --target limits to servers by name.")
+            "now first; --target limits to servers by name. Servers still reached over NTLM are named "
+            "in a warning on stderr (and in the JSON document).")
 
     def add_arguments(self, parser):
         parser.add_argument("--scan", action="store_true", help="scan the servers now, from this process")
@@ -35,6 +36,7 @@ class Command(JitadCommand):
             StandingAdmin.objects.filter(resolved_at__isnull=True, target__in=targets).select_related("target")
         )
         self._write(findings, options["format"], checked=targets.count())
+        self._warn_ntlm(targets)
         for line in failed:
             self.stderr.write(f"scan failed: {line}")
         self.result["scan_failures"] = failed
@@ -43,6 +45,17 @@ class Command(JitadCommand):
         if findings:
             raise CommandError(f"{len(findings)} standing admin(s) on {len({f.target_id for f in findings})} server(s)",
                                returncode=ExitCode.ATTENTION)
+
+    def _warn_ntlm(self, targets) -> None:
+        """NTLM is allowed only where a profile asks for it; every server that still uses it is named, each report
+        (on stderr, and as ``ntlm_targets`` in the JSON document)."""
+        ntlm = list(targets.filter(winrm_transport="ntlm").order_by("name").values_list("name", "winrm_profile"))
+        self.result["ntlm_targets"] = [{"target": name, "profile": profile or "default"} for name, profile in ntlm]
+        for name, profile in ntlm:
+            self.stderr.write(
+                f"warning: {name} is reached over NTLM (WinRM profile {profile or 'default'} allows it): NTLM is "
+                "deprecated and being switched off in Windows; register HTTP/<its hostname> and move it to Kerberos "
+                "(ops/README.md, Kerberos)")
 
     def _write(self, findings, fmt: str, *, checked: int) -> None:
         rows = [

@@ -1,0 +1,120 @@
+"""jitad's Kerberos identity for its seams: which krb5.conf, keytab and credential cache the library uses.
+
+MIT Kerberos reads its configuration from the process environment, so this module sets it
+once per process, before the first ticket is asked for:
+
+* ``KRB5_CONFIG``: JITAD_KERBEROS_CONFIG, or a krb5.conf written under the var dir from the
+  realm and KDCs (no reverse DNS, no host name canonicalisation: a server is named as
+  configured, never as a DNS answer says);
+* ``KRB5_CLIENT_KTNAME``: the keytab of jitad's service principal. The library gets a ticket
+  with it whenever the cache has none or the one it has is about to end, so no process ever
+  runs kinit and nothing needs renewing by hand (without a keytab, the cache is another
+  program's to keep filled);
+* ``KRB5CCNAME``: the credential cache those tickets go to.
+
+The directory seam (SASL GSSAPI binds) and the host seam (WinRM) call :func:`prepare`.
+"""
+import os
+import threading
+from pathlib import Path
+
+from django.conf import settings
+
+
+class KerberosMisconfigured(Exception):
+    """Kerberos is asked for and jitad's settings for it are missing or unusable."""
+
+
+class KerberosNoTicket(Exception):
+    """No ticket for a service: ``transient`` when no KDC answered, else refused (no such SPN, bad keys...)."""
+
+    def __init__(self, reason: str, *, transient: bool):
+        super().__init__(reason)
+        self.transient = transient
+
+
+_lock = threading.Lock()
+_prepared: tuple | None = None
+
+
+def enabled() -> bool:
+    return bool(settings.JITAD_KERBEROS_REALM)
+
+
+def principal() -> str:
+    """jitad's service principal, name@REALM."""
+    return settings.JITAD_KERBEROS_PRINCIPAL
+
+
+def krb5_conf(realm: str, kdcs: list[str]) -> str:
+    """A krb5.conf for ``realm`` with its KDCs by name or address (none: found in DNS)."""
+    realm_block = "".join(f"        kdc = {kdc}\n" for kdc in kdcs)
+    return (
+        "# Written by jitad from JITAD_KERBEROS_REALM and JITAD_KERBEROS_KDCS; changes here are overwritten.\n"
+        "[libdefaults]\n"
+        f"    default_realm = {realm}\n"
+        f"    dns_lookup_kdc = {'false' if kdcs else 'true'}\n"
+        "    dns_lookup_realm = false\n"
+        "    rdns = false\n"
+        "    dns_canonicalize_hostname = false\n"
+        "    forwardable = false\n"
+        "    udp_preference_limit = 0\n"  # TCP only: AD tickets with a PAC rarely fit a datagram
+        "[realms]\n"
+        f"    {realm} = {{\n{realm_block}    }}\n"
+    )
+
+
+def prepare() -> str:
+    """Point this process's Kerberos library at jitad's configuration, keytab and cache; return the principal.
+
+    Idempotent and cheap after the first call; raises KerberosMisconfigured when Kerberos is off.
+    """
+    global _prepared
+    if not enabled():
+        raise KerberosMisconfigured("Kerberos is not configured: set JITAD_KERBEROS_REALM, JITAD_KERBEROS_PRINCIPAL "
+                                    "and JITAD_KERBEROS_KEYTAB (ops/README.md, Kerberos)")
+    wanted = (settings.JITAD_KERBEROS_REALM, tuple(settings.JITAD_KERBEROS_KDCS), settings.JITAD_KERBEROS_CONFIG,
+              settings.JITAD_KERBEROS_KEYTAB, settings.JITAD_KERBEROS_CCACHE, str(settings.VAR_DIR))
+    with _lock:
+        if _prepared != wanted:
+            config = settings.JITAD_KERBEROS_CONFIG
+            if not config:
+                path = Path(settings.VAR_DIR) / "krb5.conf"
+                text = krb5_conf(settings.JITAD_KERBEROS_REALM, list(settings.JITAD_KERBEROS_KDCS))
+                if not path.is_file() or path.read_text() != text:
+                    tmp = path.with_name(f"krb5.conf.{os.getpid()}.tmp")
+                    tmp.write_text(text)
+                    os.replace(tmp, path)  # another process may read it at any moment: never half written
+                config = str(path)
+            keytab = settings.JITAD_KERBEROS_KEYTAB
+            if keytab and not os.path.isfile(keytab):
+                raise KerberosMisconfigured(f"JITAD_KERBEROS_KEYTAB={keytab} does not exist")
+            os.environ["KRB5_CONFIG"] = config
+            if keytab:
+                os.environ["KRB5_CLIENT_KTNAME"] = keytab
+            else:
+                os.environ.pop("KRB5_CLIENT_KTNAME", None)
+            os.environ["KRB5CCNAME"] = settings.JITAD_KERBEROS_CCACHE
+            _prepared = wanted
+    return settings.JITAD_KERBEROS_PRINCIPAL
+
+
+def get_ticket(service: str, host: str) -> None:
+    """Get jitad's ticket for ``service/host`` now, into the cache, or raise KerberosNoTicket with GSSAPI's reason.
+
+    The libraries that then log on with it (pywinrm, ldap3) report a failure to get one as a
+    refused logon or the server's answer to an aborted bind, and GSSAPI's reason is lost. A
+    ticket already in the cache costs no network.
+    """
+    import gssapi
+    import gssapi.exceptions
+
+    try:
+        creds = gssapi.Credentials(name=gssapi.Name(principal(), gssapi.NameType.kerberos_principal), usage="initiate")
+        gssapi.SecurityContext(name=gssapi.Name(f"{service}@{host}", gssapi.NameType.hostbased_service),
+                               mech=gssapi.MechType.kerberos, creds=creds, usage="initiate").step()
+    except gssapi.exceptions.GSSError as e:
+        reason = " ".join(str(e).split())[:300]
+        if "not found in Kerberos database" in reason:
+            reason += f" (is {service}/{host} registered on the account of that server?)"
+        raise KerberosNoTicket(reason, transient="KDC" in reason) from e
