@@ -153,3 +153,27 @@ class _Collect:
 
     def flush(self):
         pass
+
+
+def test_jitads_own_kerberos_account_is_never_sealed(db, settings):
+    """GIVEN jitad binding with Kerberos as svc-jitad (no bind DN to compare) WHEN svc-jitad would be sealed THEN it is
+    refused as jitad's own account, whatever its case, and any other account is not refused (an empty bind DN
+    once failed every seal); a service principal (HTTP/host) names no account to protect."""
+    from types import SimpleNamespace
+
+    from jitad import directory
+    from jitad.breakglass.services.accounts import _refuse_unsealable
+
+    settings.JITAD_KERBEROS_PRINCIPAL = "svc-jitad@JITAD.TEST"
+    d = SimpleNamespace(config=SimpleNamespace(bind_dn=""))
+    account = SealedAccount.objects.create(name="svc-jitad", responder_groups=["R"], approver_groups=["A"])
+
+    def user(sam):
+        return directory.DirectoryUser(dn=f"CN={sam},CN=Users,DC=jitad,DC=test", sam_account_name=sam, upn="",
+                                       display_name=sam, mail="", sid="S-1-5-21-1-2-3-1105", guid="", disabled=False)
+
+    with pytest.raises(directory.DirectoryRejected, match="own bind account"):
+        _refuse_unsealable(user("SVC-Jitad"), d, account)
+    _refuse_unsealable(user("breakglass1"), d, account)  # another account: sealable
+    settings.JITAD_KERBEROS_PRINCIPAL = "HTTP/jitad.jitad.test@JITAD.TEST"
+    _refuse_unsealable(user("HTTP"), d, account)

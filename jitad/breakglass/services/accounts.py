@@ -120,10 +120,20 @@ class _Rotated:
     facts: directory.AccountFacts
 
 
+def _own_kerberos_names() -> set[str]:
+    """The sAMAccountName jitad logs on as with Kerberos (JITAD_KERBEROS_PRINCIPAL's name before the realm), lowered:
+    with a Kerberos bind there is no bind DN to compare, and sealing that account would lock jitad out too."""
+    principal = settings.JITAD_KERBEROS_PRINCIPAL
+    name = principal.rsplit("@", 1)[0] if principal else ""
+    return {name.lower()} if name and "/" not in name else set()
+
+
 def _refuse_unsealable(user: directory.DirectoryUser, d: directory.Directory, account: SealedAccount) -> None:
     """Accounts that must never be sealed: jitad's own bind account (it would lock jitad out), a person's portal
     login, krbtgt (RID 502), and one already enrolled under another name."""
-    if directory.normalize_dn(user.dn) == directory.normalize_dn(d.config.bind_dn):
+    bind_dn = d.config.bind_dn  # empty with a Kerberos bind
+    if (bind_dn and directory.normalize_dn(user.dn) == directory.normalize_dn(bind_dn)) \
+            or user.sam_account_name.lower() in _own_kerberos_names():
         raise directory.DirectoryRejected(f"{user.sam_account_name} is jitad's own bind account and cannot be sealed")
     if user.sid.endswith("-502") or user.sam_account_name.lower().startswith("krbtgt"):
         raise directory.DirectoryRejected(f"{user.sam_account_name} is a Kerberos service account and cannot be sealed")
