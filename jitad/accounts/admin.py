@@ -8,6 +8,7 @@ from django.template.response import TemplateResponse
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from jitad.admin_helpers import ReadOnlyAdmin
 from jitad.audit.services import audit_record
 
 from .devices import AuthenticatorDevice, BackupCodeDevice
@@ -127,7 +128,7 @@ class BackupCodeDeviceAdmin(_DeviceAdmin):
 
 
 @admin.register(EnrolmentCode)
-class EnrolmentCodeAdmin(admin.ModelAdmin):
+class EnrolmentCodeAdmin(ReadOnlyAdmin):
     """Who holds a code and in what state; never the code (it is in no table). Issued from the Users list."""
 
     list_display = ["user", "issued_at", "issued_by", "expires_at", "used_at", "failed_attempts", "voided_at", "void_reason"]
@@ -135,30 +136,12 @@ class EnrolmentCodeAdmin(admin.ModelAdmin):
     search_fields = ["user__username", "issued_by"]
     fields = readonly_fields = list_display
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(AutomationIdentity)
-class AutomationIdentityAdmin(admin.ModelAdmin):
+class AutomationIdentityAdmin(ReadOnlyAdmin):
     """Automation identities and their rights, to see; made and changed with manage.py jitad_automation (audited)."""
 
     list_display = ["user", "scopes", "targets", "description", "created_by", "created_at"]
     list_select_related = ["user"]
     search_fields = ["user__username", "description"]
     fields = readonly_fields = ["user", "scopes", "targets", "public_key", "description", "created_by", "created_at"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

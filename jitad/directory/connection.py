@@ -133,22 +133,17 @@ def bind_each(config: DirectoryConfig, user: str, password: str) -> tuple[Connec
     ldap3's ServerPool sleeps between rounds on its own clock; trying the URLs here keeps
     the deadline ours and names every DC that failed.
     """
-    config.check()
-    tls = _tls(config)
-    failures = []
-    for url in config.urls:
-        started = time.monotonic()
-        try:
-            with metrics.timed(metrics.dc_call_seconds, metrics.dc_call_errors, call="bind", dc=url), \
-                    translate(f"bind to {url}"):
-                return _open(url, config, tls, user, password), url
-        except DirectoryUnavailable as e:
-            failures.append(f"{url}: {e} after {time.monotonic() - started:.1f}s")
-    raise DirectoryUnavailable("no domain controller answered: " + "; ".join(failures))
+    return _first_answering(config, lambda url, tls: _open(url, config, tls, user, password))
 
 
 def _service_each(config: DirectoryConfig) -> tuple[Connection, str]:
     """bind_each for jitad's Kerberos bind."""
+    return _first_answering(config, lambda url, tls: open_service(url, config, tls))
+
+
+def _first_answering(config: DirectoryConfig, opener) -> tuple[Connection, str]:
+    """``opener(url, tls)`` on each configured DC in turn: the first connection made, or DirectoryUnavailable naming
+    every DC that failed (DirectoryRejected and other errors pass through at once)."""
     config.check()
     tls = _tls(config)
     failures = []
@@ -157,7 +152,7 @@ def _service_each(config: DirectoryConfig) -> tuple[Connection, str]:
         try:
             with metrics.timed(metrics.dc_call_seconds, metrics.dc_call_errors, call="bind", dc=url), \
                     translate(f"bind to {url}"):
-                return open_service(url, config, tls), url
+                return opener(url, tls), url
         except DirectoryUnavailable as e:
             failures.append(f"{url}: {e} after {time.monotonic() - started:.1f}s")
     raise DirectoryUnavailable("no domain controller answered: " + "; ".join(failures))
