@@ -80,6 +80,13 @@ class ThrottledModelBackend(ModelBackend):
     def user_can_authenticate(self, user):
         return super().user_can_authenticate(user) and not _is_automation(user)
 
+    def get_user(self, user_id):
+        """The session's user, active, without asking whether it is an automation identity: Django calls this on every
+        request, and a login is where that is refused. An identity made from an account that had a session
+        ends it: its password is made unusable, which changes the hash the session was signed with."""
+        user = User.objects.filter(pk=user_id).first()
+        return user if user is not None and ModelBackend.user_can_authenticate(self, user) else None
+
     def authenticate(self, request, username=None, password=None, **kwargs):
         if username:
             _check_throttle(request, username)
