@@ -295,6 +295,29 @@ def _no_redirects(transport) -> None:
         return send(session, prepared_request)
 
     transport._send_message_request = guarded
+    _sealed_replies_only(transport)
+
+
+def _sealed_replies_only(transport) -> None:
+    """Once messages are sealed, refuse a reply that is not.
+
+    pywinrm unseals a reply only when its Content-Type names the sealing protocol and hands any
+    other body back as it came: someone on the path who let the logon through to the real host
+    could then answer the commands in plain text (a forged "is in Administrators", a forged "no
+    longer admin"). A sealed exchange must stay sealed both ways.
+    """
+    read = transport._get_message_response_text
+
+    def checked(response):
+        encryption = transport.encryption
+        if encryption is not None:
+            kind = response.headers.get("Content-Type", "")
+            if f'protocol="{encryption.protocol_string.decode()}"' not in kind:
+                raise HostAuthRefused(f"a reply from {transport.endpoint} was not sealed (Content-Type {kind[:80]!r}) "
+                                 "although the messages are: refused, it may not come from the host")
+        return read(response)
+
+    transport._get_message_response_text = checked
 
 
 class _translated:

@@ -98,6 +98,15 @@ def test_a_hung_command_or_silent_server_ends_at_the_deadline(host, mode):
         assert host.actions().count("Receive") >= 2  # it kept asking, within the deadline
 
 
+def test_an_unsealed_reply_to_sealed_messages_is_refused(host):
+    """GIVEN messages sealed over HTTP WHEN the replies come back unsealed (someone on the path who let the logon
+    through answers the commands in plain text) THEN the call is refused, never read as the host's answer."""
+    host.fail = "plain_replies"
+    with pytest.raises(hosts.HostAuthRefused, match="was not sealed"):
+        hosts.Host(_config(host.url)).local_admins()
+    assert any(r.encrypted for r in host.requests)
+
+
 def test_a_dropped_connection_is_unreachable(host):
     host.fail = "drop"
     with pytest.raises(hosts.HostUnreachable, match="connection"):

@@ -27,7 +27,8 @@ from spnego.channel_bindings import GssChannelBindings
 from . import kerberos, ntlm, wsman
 from .scripts import Call
 
-FAIL_MODES = (None, "refuse_auth", "hang", "stall", "fault", "drop", "script_error", "bad_output", "session_survives")
+FAIL_MODES = (None, "refuse_auth", "hang", "stall", "fault", "drop", "script_error", "bad_output", "session_survives",
+              "plain_replies")
 DEFAULT_USER = "JITAD\\svc-winrm"
 DEFAULT_PASSWORD = "Winrm-Test-Pw1"
 
@@ -89,6 +90,8 @@ class WinRMTestHost:
                   (``bad_result`` when set, else one in no script's shape)
     session_survives  end_sessions "logs off" (logoff.exe exits 0) but the user's processes
                   keep running: they come back under "remaining" and stay in ``sessions``
+    plain_replies every reply goes unsealed even to sealed requests, as someone on the path who let
+                  the logon through to the real host could answer
 
     Records: ``calls`` (Call(script, input) per script run, input = decoded JITAD_INPUT or
     None), ``requests`` (WSManRequest(action, encrypted, user) per authenticated WS-Man
@@ -359,7 +362,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         data = reply.xml
         ctype = "application/soap+xml;charset=UTF-8"
-        if encrypted:
+        if encrypted and host.fail != "plain_replies":
             data, ctype = sealing.wrap(self.sec_ctx, data), ntlm.CONTENT_TYPE
         self._send(reply.status, data, ctype)
 
