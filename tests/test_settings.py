@@ -330,10 +330,21 @@ def test_postgresql_binds_parameters_on_the_server_unless_turned_off(tmp_path, v
     result = run_setup(tmp_path, extra, code=code)
     assert result.returncode == 0, result.stderr[-3000:]
     options = json.loads(result.stdout.strip().splitlines()[-1])
+    libpq = {"connect_timeout": 10, "gssencmode": "disable"}  # bounded connects; no GSSAPI with jitad's own tickets
     if bound:
-        assert options == {"server_side_binding": True, "prepare_threshold": None}
+        assert options == {"server_side_binding": True, "prepare_threshold": None, **libpq}
     else:
-        assert "server_side_binding" not in options
+        assert options == libpq
+
+
+def test_the_database_url_can_ask_for_gssapi_and_a_longer_connect(tmp_path):
+    code = ("import json, django; django.setup(); from django.conf import settings; "
+            "print(json.dumps(settings.DATABASES['default'].get('OPTIONS', {})))")
+    extra = {"JITAD_DATABASE_URL": "postgres://jitad@127.0.0.1:5432/jitad?gssencmode=prefer&connect_timeout=30"}
+    result = run_setup(tmp_path, extra, code=code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    options = json.loads(result.stdout.strip().splitlines()[-1])
+    assert options["gssencmode"] == "prefer" and str(options["connect_timeout"]) == "30"
 
 
 @pytest.mark.django_db

@@ -113,6 +113,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # burst's rows is never reused for another's. 0 turns it off (the client quotes, as before).
     if env.bool("JITAD_DB_SERVER_SIDE_BINDING", default=True):
         DATABASES["default"].setdefault("OPTIONS", {}).update({"server_side_binding": True, "prepare_threshold": None})
+    # libpq's own defaults, where JITAD_DATABASE_URL's query does not set them: a connection attempt gives up after
+    # 10 s (an unanswering server would otherwise hold a request, or /readyz, until gunicorn's timeout); and no GSSAPI
+    # encryption, which libpq would otherwise try first on every new connection with the Kerberos credentials jitad
+    # sets up for its own bind and WinRM (a ticket request for postgres/<host> to the KDC, and a stall while the KDC
+    # is down). A site that wants either says so in the URL (?gssencmode=prefer, ?connect_timeout=30).
+    for _option, _value in (("connect_timeout", 10), ("gssencmode", "disable")):
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault(_option, _value)
 # Persistent connections: a new PostgreSQL connection per request costs more than the page.
 _sqlite = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("JITAD_DB_CONN_MAX_AGE", default=0 if _sqlite else 60)
