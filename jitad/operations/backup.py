@@ -18,7 +18,7 @@ import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from django.conf import settings
 
@@ -56,12 +56,18 @@ def backup_kind(path: Path) -> str:
 
 
 def _server_url(scratch_url: str) -> str:
-    """The PostgreSQL server a dump is restored on: --scratch-url, else this installation's database server."""
-    url = scratch_url or os.environ.get("JITAD_DATABASE_URL", "")
+    """The PostgreSQL server a dump is restored on: --scratch-url, always named.
+
+    A dump's SQL runs as the role restoring it, so a tampered dump could change that role (its own password,
+    say). Restoring as jitad's own role on its own server would let it lock jitad out or take its database
+    over; the operator names a role kept for this (may create databases, not a superuser, not jitad's).
+    """
+    url = scratch_url
     if urlsplit(url).scheme not in ("postgres", "postgresql", "pgsql", "postgis"):
-        raise BackupError("a PostgreSQL dump is restored into a scratch database on a PostgreSQL server: this "
-                          "installation's database is not PostgreSQL, so name one with --scratch-url "
-                          "postgres://user@host:5432/postgres (a user that may create databases)", ExitCode.USAGE)
+        raise BackupError("a PostgreSQL dump is restored into a scratch database: name the server and a role kept "
+                          "for this with --scratch-url postgres://jitad_restore@host:5432/postgres (it may create "
+                          "databases; neither a superuser nor jitad's own role, as the dump's SQL runs as it)",
+                          ExitCode.USAGE)
     return url
 
 
@@ -94,8 +100,15 @@ def scratch_postgresql(dump: Path, kind: str, *, server_url: str):
     url = _with_database(server_url, name)
     try:
         # No owner or grants from the source server: the roles of the machine that made the dump may not exist here.
-        command = ["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--dbname", url, str(dump)]
-        run = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+        # The password goes in the child's environment, not on its command line (which any local user can read).
+        parts, restore_url = urlsplit(url), url
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KRB5")}
+        if parts.password:
+            env["PGPASSWORD"] = unquote(parts.password)
+            host = parts.netloc.rsplit("@", 1)[1]
+            restore_url = urlunsplit(parts._replace(netloc=f"{parts.netloc.rsplit('@', 1)[0].split(':', 1)[0]}@{host}"))
+        command = ["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--dbname", restore_url, str(dump)]
+        run = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=env)
         if run.returncode != 0:
             raise BackupError(f"pg_restore could not restore {dump}: {run.stderr.strip()[-1500:]}")
         yield url

@@ -162,6 +162,16 @@ def test_a_plain_sql_dump_is_refused_unread(tmp_path):
     assert not marker.exists()
 
 
+def test_a_postgresql_dump_needs_a_scratch_server_named(tmp_path):
+    """GIVEN a dump in pg_dump's custom format WHEN it is checked without --scratch-url THEN bad usage, naming it:
+    the dump's SQL would run as whatever role restores it, so jitad never picks its own."""
+    env = install_env(tmp_path / "var", f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    dump = tmp_path / "jitad.dump"
+    dump.write_bytes(b"PGDMP" + b"\0" * 64)
+    code, doc = backup_check(env, str(dump))
+    assert code == ExitCode.USAGE and "--scratch-url" in doc["error"] and "superuser" in doc["error"]
+
+
 def _postgres_server() -> str:
     """A PostgreSQL server URL (its maintenance database) for the round trip, or "" (the test is skipped)."""
     from django.db import connection

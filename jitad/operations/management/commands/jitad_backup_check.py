@@ -10,8 +10,8 @@ from jitad.operations.backup import BackupError, backup_check, database_inspect,
 
 
 class Command(JitadCommand):
-    help = ("Check a backup (ops/README.md, 'Backups and restore'): a PostgreSQL dump (pg_dump -Fc, or plain SQL) is "
-            "restored into a scratch database and dropped after, a SQLite file is copied; the copy is migrated to this "
+    help = ("Check a backup (ops/README.md, 'Backups and restore'): a PostgreSQL dump (pg_dump -Fc) is "
+            "restored into a scratch database on --scratch-url's server and dropped after, a SQLite file is copied; the copy is migrated to this "
             "version, its audit chain verified and every sealed secret opened with this installation's vault keys "
             "(or --keys-file). Exit 0 when it can be restored and read, 1 when it cannot.")
 
@@ -21,8 +21,9 @@ class Command(JitadCommand):
                             help="vault keys to check with (one per line, as JITAD_VAULT_KEYS_FILE), e.g. the copy "
                                  "kept with the backups; default: this installation's keys")
         parser.add_argument("--scratch-url", default="",
-                            help="PostgreSQL server to restore a dump on, as postgres://user@host:5432/postgres (a user "
-                                 "that may create databases); default: this installation's database server")
+                            help="for a PostgreSQL dump (required then): the server and role to restore it as, "
+                                 "postgres://jitad_restore@host:5432/postgres; the role may create databases and is "
+                                 "neither a superuser nor jitad's own (the dump's SQL runs as it)")
         parser.add_argument("--current-database", action="store_true",
                             help="check the database this installation is configured with instead (nothing restored)")
         # The scratch copy's child process: migrate the copy, then read it (jitad/operations/backup.py).
