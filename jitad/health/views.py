@@ -29,11 +29,18 @@ def _parsed(entries: tuple[str, ...]) -> tuple:
 
 
 def caller_allowed(request, networks) -> bool:
-    """Whether the request comes from one of ``networks`` (CIDR strings)."""
+    """Whether the request comes from one of ``networks`` (CIDR strings).
+
+    A loopback address counts only as the connection's own peer, never as read from X-Forwarded-For:
+    a trusted proxy that appends to the header (or a broad JITAD_TRUSTED_PROXIES) would otherwise pass
+    on a caller's "127.0.0.1, ..." and make them local.
+    """
     ip = client_ip(request)
     if not ip:
         return False
     address = ipaddress.ip_address(ip)
+    if address.is_loopback and ip != request.META.get("REMOTE_ADDR"):
+        return False
     return any(address.version == n.version and address in n for n in _parsed(tuple(networks)))
 
 

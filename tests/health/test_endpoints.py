@@ -141,6 +141,14 @@ def test_a_proxy_cannot_make_every_caller_look_local(client, settings):
     assert "version" not in body and "detail" not in body["checks"]["database"]
 
 
+def test_loopback_read_from_the_forwarded_header_is_not_local(client, settings):
+    """GIVEN a trusted proxy range that appends to X-Forwarded-For WHEN a caller behind it sends
+    "127.0.0.1" first THEN it is not taken as a local caller; a caller on the machine itself still is."""
+    settings.JITAD_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    assert client.get("/metrics", REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR="127.0.0.1, 10.1.2.3").status_code == 403
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
+
+
 def _served_families(text: str) -> set[str]:
     return {m.name for m in text_string_to_metric_families(text)}
 
