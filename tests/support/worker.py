@@ -27,8 +27,9 @@ class CeleryWorker:
     """
 
     def __init__(self, env: dict[str, str], log_dir: Path, beat: bool = True, concurrency: int | dict[str, int] = 2,
-                 queues: tuple[str, ...] = QUEUES, nice: dict[str, int] | None = None):
+                 queues: tuple[str, ...] = QUEUES, nice: dict[str, int] | None = None, loglevel: str = "INFO"):
         self.env = env
+        self.loglevel = loglevel  # DEBUG shows the lines jitad.logs leaves out at INFO (periodic tasks that did nothing)
         self.nice = nice or {}  # queue -> CPU niceness of its process (ops/README.md: deliveries below the engine)
         self.log_dir = Path(log_dir)
         self.beat = beat
@@ -53,7 +54,7 @@ class CeleryWorker:
             node = f"{name}-{queue.split(',')[0]}"
             names.append(node)
             cmd = [
-                sys.executable, "-m", "celery", "-A", "jitad", "worker", "-l", "INFO", "-Q", queue,
+                sys.executable, "-m", "celery", "-A", "jitad", "worker", "-l", self.loglevel, "-Q", queue,
                 "-c", str(self._processes(queue)), "-n", f"{node}@%h", "--without-mingle", "--without-gossip",
             ]
             if self.beat and i == 0:
