@@ -1,7 +1,7 @@
 """Can a backup be read with the keys on hand (``manage.py jitad_backup_check``; ops/README.md, "Backups and restore").
 
 A backup is a PostgreSQL dump in pg_dump's custom format (``pg_dump -Fc``) or a copy of the SQLite file.
-A plain SQL dump is refused: checking it would mean running it through psql, which obeys any ``\!``
+A plain SQL dump is refused: checking it would mean running it through psql, which obeys any ``\\!``
 (shell) line a tampered file carries, as the operator who checks it. It is never
 opened in place: a dump is restored into a scratch database on a PostgreSQL server (dropped afterwards),
 a SQLite file is copied into a scratch folder. Migrations bring the copy to this version of jitad, as a
