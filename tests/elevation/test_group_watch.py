@@ -64,7 +64,10 @@ def test_an_out_of_band_member_is_removed_by_the_watch_audited_and_alerted(nodes
              message="the intruder removed by the watch")
     assert ad_is_member(ldap_admin, target.group_dn, grant.user_dn)
     assert ad_is_member(ldap_admin, unmanaged, bystander)  # read in the same feed or before, and not jitad's
-    removal = AuditEvent.objects.get(action="membership.removed_unbacked", data__member=intruder)
+    # The member leaves AD first and the removal is recorded after (no DC call inside a transaction): wait for it.
+    removal = wait_for(lambda: AuditEvent.objects.filter(action="membership.removed_unbacked",
+                                                         data__member=intruder).first(),
+                       timeout=30, message="the removal's audit event")
     assert removal.actor == "system:reconciler" and removal.data["group"] == target.group_dn
     assert not AuditEvent.objects.filter(action="membership.removed_unbacked", data__member=bystander).exists()
     alert = Notification.objects.get(event="reconcile.out_of_band", object_id=target.group_dn[:64])
