@@ -406,7 +406,9 @@ def test_an_approval_and_a_scheduled_start_racing_for_a_free_target_start_one(mo
     for th in threads:
         th.join(60)
     assert errors == []
-    assert Grant.objects.get(request=areq).state == Grant.State.GRANTING
+    # Alice's grant started. The session's worker may already have taken it on (this test's target has no AD
+    # group, so it can end grant_failed), which still holds the target.
+    assert Grant.objects.get(request=areq).state in HOLDING_STATES
     scheduled.refresh_from_db()
     assert scheduled.state == Grant.State.SCHEDULED, "both grants started on a one-at-a-time target"
     assert len(_holders(t)) == 1
