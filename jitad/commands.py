@@ -134,6 +134,13 @@ class JitadCommand(BaseCommand):
     def run_from_argv(self, argv):
         try:
             super().run_from_argv(argv)
+        except CommandError as e:
+            # Only with --traceback does Django let a CommandError out: the traceback asked for, and the
+            # command's own exit code still (not 70: the code must not depend on how verbose the run was).
+            import traceback
+
+            traceback.print_exc()
+            sys.exit(e.returncode)
         except Exception:
             # A fault in jitad: the traceback as Python prints it, and exit 70 (Python's own is 1, "problems").
             import traceback

@@ -5,7 +5,8 @@ grant's wake-up call the second); ``directory``, ``sweep``, ``deliveries`` and `
 jitad's as a whole, the same from every web process. A DC and the broker are asked on the
 network, side by side, within JITAD_READY_TIMEOUT, and their answers are reused for
 JITAD_READY_CACHE_SECONDS (one probe at a time per process: concurrent requests wait for
-it); the others are short reads by index. Nothing here writes to the database.
+it); the others are short reads by index, whose answers are reused for as long (the database's
+own link is asked every time). Nothing here writes to the database.
 """
 import threading
 import time
@@ -148,14 +149,33 @@ def _siem(now) -> Check:
     return Check("siem", not late, "; ".join(late) or f"every destination within {limit:g} s")
 
 
+_answers_lock = threading.Lock()
+_answers: dict[tuple[str, ...], tuple[float, list[Check]]] = {}
+
+
 def _reads(names: set[str]) -> list[Check]:
-    """The database's checks, in one short read-only transaction whose statements PostgreSQL stops at the limit."""
+    """The database's checks: its own link now, the rest's answers reused for JITAD_READY_CACHE_SECONDS.
+
+    /readyz needs no login, so anyone who reaches it would otherwise choose how often jitad reads
+    its tables; with the reuse, a process reads them at most once per period, whoever asks.
+    """
     checks = [_database()]
-    wanted = [n for n in ("sweep", "deliveries", "siem") if n in names]
+    wanted = tuple(n for n in ("sweep", "deliveries", "siem") if n in names)
     if not wanted:
         return checks
     if not checks[0].ok:
         return checks + [Check(n, False, "not checked: the database does not answer") for n in wanted]
+    with _answers_lock:
+        at, answer = _answers.get(wanted, (float("-inf"), []))
+        if time.monotonic() - at >= settings.JITAD_READY_CACHE_SECONDS:
+            answer = _tables(wanted)
+            _answers[wanted] = (time.monotonic(), answer)
+    return checks + answer
+
+
+def _tables(wanted: tuple[str, ...]) -> list[Check]:
+    """The sweep, delivery and SIEM checks, in one short read-only transaction PostgreSQL stops at the limit."""
+    checks = []
     now = timezone.now()
     reads = {"sweep": _sweep, "deliveries": _deliveries, "siem": _siem}
     try:
@@ -191,6 +211,8 @@ def readiness(names=CHECKS) -> list[Check]:
 
 
 def readiness_forget() -> None:
-    """Drop the cached DC and broker answers (tests, and an operator's change of settings)."""
+    """Drop the cached answers (tests, and an operator's change of settings)."""
     _broker_cached.forget()
     _directory_cached.forget()
+    with _answers_lock:
+        _answers.clear()

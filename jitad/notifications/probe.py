@@ -5,6 +5,7 @@ host, the SMTP server behind email://), a connection to it is opened, over TLS w
 the destination speaks TLS, and closed: no message, no request. A hosted service whose address is the
 service's own (Slack, Teams...) is reported as configured: reaching it means sending.
 """
+import smtplib
 import socket
 import ssl
 from dataclasses import dataclass
@@ -55,6 +56,14 @@ def _mail(timeout: float) -> tuple[str, str]:
     connection = get_connection(timeout=timeout)
     try:
         connection.open()  # connect, STARTTLS or TLS, log in: no message
+    except smtplib.SMTPAuthenticationError as e:  # an OSError too: caught first, as it is ours to fix
+        return PROBLEM, (f"the SMTP server {settings.EMAIL_HOST}:{settings.EMAIL_PORT} refused jitad's login "
+                         f"({e.smtp_code}): check the user and password in JITAD_EMAIL_URL")
+    except smtplib.SMTPNotSupportedError as e:
+        return PROBLEM, f"the SMTP server {settings.EMAIL_HOST}:{settings.EMAIL_PORT} cannot do what JITAD_EMAIL_URL asks: {e}"
+    except ssl.SSLCertVerificationError as e:
+        return PROBLEM, (f"the SMTP server {settings.EMAIL_HOST}:{settings.EMAIL_PORT}: certificate not valid: "
+                         f"{e.verify_message}")
     except (OSError, ssl.SSLError) as e:
         return UNREACHABLE, f"the SMTP server {settings.EMAIL_HOST}:{settings.EMAIL_PORT} did not accept a session: {e}"
     finally:

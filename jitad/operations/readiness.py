@@ -1,6 +1,6 @@
 """The readiness report of ``manage.py jitad_check``: each part of an installation, checked as it is now.
 
-Settings and the database (Django's system checks, migrations), every DC (TLS, certificate, bind), the
+Settings and the database (Django's system checks, migrations), the broker (it takes a message), every DC (TLS, certificate, bind), the
 service account's rights under the JIT OU (the DC's own answer, nothing written), the WinRM profiles and
 endpoints (files, transports, a TLS handshake; nothing run), the alert destinations (without sending),
 and the vault keys (a value sealed and opened, stored values opened). Each finding is ok, a warning, a
@@ -65,6 +65,24 @@ def _database() -> list[Finding]:
                         f"{len(plan)} migration(s) not applied: run `manage.py migrate`")]
     name = connection.settings_dict.get("NAME")
     return [Finding("database", connection.vendor, OK, f"{name}: answers, every migration applied")]
+
+
+def _broker() -> list[Finding]:
+    """The broker takes a message now (a write, as /readyz's check does); it is named without its password."""
+    from urllib.parse import urlsplit
+
+    from jitad import broker
+
+    parts = urlsplit(settings.CELERY_BROKER_URL)
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    shown = f"{parts.scheme}://{parts.hostname or ''}{port}"
+    why = broker.probe(deadline=5.0)
+    if why:
+        return [Finding("broker", shown, UNREACHABLE, f"{why}: no grant, revocation or alert reaches a worker")]
+    return [Finding("broker", shown, OK, "takes messages")]
 
 
 def _certificate(report) -> tuple[str, str]:
@@ -199,7 +217,7 @@ def readiness_check() -> list[Finding]:
     from django.db import DatabaseError
 
     found = []
-    for part in (_database, _settings_checks, _directory, _hosts, _destinations, _vault):
+    for part in (_database, _settings_checks, _broker, _directory, _hosts, _destinations, _vault):
         try:
             found += part()
         except DatabaseError as e:

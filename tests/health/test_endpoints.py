@@ -79,6 +79,40 @@ def test_readyz_is_unready_while_the_sweep_is_stale_or_never_ran(client, setting
 
 
 @pytest.mark.django_db
+def test_readyz_reads_the_tables_at_most_once_per_period_whoever_asks(client, settings):
+    """GIVEN answers reused for a minute WHEN anyone asks /readyz again and again THEN the sweep's age is read
+    once (the verdict stays until the period ends or the answers are dropped), while the database's own link is
+    asked each time: an anonymous caller cannot choose how often jitad reads its tables."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.JITAD_READY_CACHE_SECONDS = 60
+    Pulse.objects.update_or_create(name="sweep", defaults={"at": timezone.now()})
+    assert client.get("/readyz?only=database,sweep", REMOTE_ADDR="192.0.2.10").status_code == 200
+    Pulse.objects.filter(name="sweep").delete()
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(5):
+            assert client.get("/readyz?only=database,sweep", REMOTE_ADDR="192.0.2.10").status_code == 200
+    assert not [q for q in queries.captured_queries if "pulse" in q["sql"].lower()]
+    assert len([q for q in queries.captured_queries if q["sql"].strip().upper() == "SELECT 1"]) == 5
+    readiness_forget()
+    assert client.get("/readyz?only=sweep").status_code == 503
+
+
+@pytest.mark.django_db
+def test_probes_and_scrapes_over_plain_http_are_answered_not_redirected(client, settings):
+    """GIVEN production's redirect of plain HTTP to HTTPS WHEN a load balancer probes /healthz or /readyz, or
+    Prometheus scrapes /metrics, over plain HTTP THEN each is answered (a redirected probe reads as down); a
+    page is still redirected."""
+    settings.SECURE_SSL_REDIRECT = True
+    Pulse.objects.update_or_create(name="sweep", defaults={"at": timezone.now()})
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz?only=database,sweep").status_code == 200
+    assert client.get("/metrics").status_code == 200
+    assert client.get("/accounts/login/").status_code == 301
+
+
+@pytest.mark.django_db
 def test_readyz_is_unready_while_a_due_delivery_waits_too_long(client, settings):
     from jitad.notifications.models import Delivery, Notification
 

@@ -66,6 +66,7 @@ def test_a_ready_installation(estate, samba_dc):
     alert = finding(doc, "notifications", "JITAD_ALERT_URLS[0]")
     assert alert["status"] == "ok" and "answers" in alert["detail"]
     assert finding(doc, "vault", "JITAD_VAULT_KEYS")["status"] == "ok"
+    assert finding(doc, "broker", "")["status"] == "ok"
     assert set(doc) >= {"ok", "exit_code", "version", "environment", "counts", "checks"}
     assert "ready: 0 problem(s)" in text and samba_dc.ldaps_url in text
 
@@ -114,6 +115,17 @@ def test_a_dc_that_does_not_answer_is_unreachable_and_a_wrong_ca_a_problem(estat
     code, doc, _ = run_check()
     dc = finding(doc, "directory", samba_dc.ldaps_url)
     assert code == ExitCode.PROBLEMS and dc["status"] == "problem" and "certificate" in dc["detail"].lower(), dc
+
+
+def test_a_broker_that_does_not_answer_is_unreachable_and_named_without_its_password(estate, settings):
+    """GIVEN a Redis broker URL (with a password) on a closed port WHEN jitad_check runs THEN the broker is
+    unreachable, named by host and port, never with its password, and the exit code says unreachable (69)."""
+    settings.CELERY_BROKER_URL = "redis://:broker-secret@127.0.0.1:1/0"
+    code, doc, text = run_check()
+    broker = finding(doc, "broker", "redis://127.0.0.1:1")
+    assert broker["status"] == "unreachable" and "127.0.0.1:1" in broker["detail"], broker
+    assert "broker-secret" not in json.dumps(doc) and "broker-secret" not in text
+    assert code == ExitCode.UNREACHABLE, [c for c in doc["checks"] if c["status"] != "ok"]
 
 
 def test_destinations_and_vault_keys(estate, settings, make_user):

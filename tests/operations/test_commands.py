@@ -219,6 +219,10 @@ def test_exit_codes_from_the_shell(tmp_path):
     doc = json.loads(result.stdout)
     assert doc["ok"] is False and doc["exit_code"] == ExitCode.UNREACHABLE and "database" in doc["error"]
     assert "Traceback" not in result.stderr
+    # --traceback shows where it failed, and the code stays the command's own.
+    result = shell("jitad_audit_verify", "--traceback", tmp_path=tmp_path,
+                   env_extra={"JITAD_DATABASE_URL": "postgres://jitad@127.0.0.1:1/nothing"})
+    assert result.returncode == ExitCode.UNREACHABLE and "Traceback" in result.stderr, result.stderr[-2000:]
 
 
 def test_enrolment_code_and_automation(django_user_model):
