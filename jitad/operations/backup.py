@@ -10,6 +10,7 @@ this installation's vault keys (or a key file given) reads it: the audit chain v
 secret opens, and the rows are counted (:func:`database_inspect`, which also checks a live database).
 """
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -23,6 +24,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from django.conf import settings
 
 from jitad.commands import ExitCode
+
+log = logging.getLogger(__name__)
 
 PGDUMP_MAGIC = b"PGDMP"
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -112,8 +115,20 @@ def scratch_postgresql(dump: Path, kind: str, *, server_url: str):
         if run.returncode != 0:
             raise BackupError(f"pg_restore could not restore {dump}: {run.stderr.strip()[-1500:]}")
         yield url
+    except BaseException:
+        failed = True
+        raise
+    else:
+        failed = False
     finally:
-        _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        try:
+            _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except BackupError as e:
+            left = (f"the scratch database {name} was left on the server (it holds a copy of the backup: drop it "
+                    f"by hand): {e}")
+            if not failed:
+                raise BackupError(left, e.code) from e
+            log.error("%s", left)  # the check's own failure stays the one reported
 
 
 @contextmanager
@@ -136,16 +151,14 @@ def _child_env(database_url: str, keys_file: str, var_dir: str) -> dict:
     env = dict(os.environ)
     env.update(JITAD_DATABASE_URL=database_url, JITAD_VAR_DIR=var_dir)
     # The keys on hand: this process's (from its environment, or the generated key file outside production),
-    # or the file given. Passed by file, never on a command line.
+    # or the file given. Passed in the child's environment (readable by this user only) or as the file's name:
+    # never on a command line, and never copied to a file of ours.
     for name in ("JITAD_VAULT_KEYS", "JITAD_BREAKGLASS_KEYS", "JITAD_VAULT_KEYS_FILE", "JITAD_BREAKGLASS_KEYS_FILE"):
         env.pop(name, None)
     if keys_file:
         env["JITAD_VAULT_KEYS_FILE"] = keys_file
     else:
-        path = Path(var_dir) / "keys-on-hand"
-        path.write_text("\n".join(settings.JITAD_VAULT_KEYS) + "\n")
-        path.chmod(0o600)
-        env["JITAD_VAULT_KEYS_FILE"] = str(path)
+        env["JITAD_VAULT_KEYS"] = ",".join(settings.JITAD_VAULT_KEYS)
     return env
 
 

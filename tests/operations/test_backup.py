@@ -141,6 +141,19 @@ def test_sqlite_backup_check_and_restore_round_trip(tmp_path):
     assert code == ExitCode.PROBLEMS and len(doc["audit"]["breaks"]) == 1 and "audit chain" in doc["error"]
 
 
+def test_the_keys_on_hand_reach_the_check_without_a_copy_on_disk(tmp_path, settings):
+    """The checking process gets this process's vault keys in its environment (readable by this user only), not
+    in a file of ours: a copy of the keys on disk could outlive the check (a crash, a backup of /tmp)."""
+    from jitad.operations.backup import _child_env
+
+    settings.JITAD_VAULT_KEYS = ["key-one", "key-two"]
+    env = _child_env("sqlite:///x.sqlite3", "", str(tmp_path))
+    assert env["JITAD_VAULT_KEYS"].split(",") == ["key-one", "key-two"] and "JITAD_VAULT_KEYS_FILE" not in env
+    assert list(tmp_path.iterdir()) == []
+    given = _child_env("sqlite:///x.sqlite3", "/etc/jitad/vault.keys", str(tmp_path))
+    assert given["JITAD_VAULT_KEYS_FILE"] == "/etc/jitad/vault.keys" and "JITAD_VAULT_KEYS" not in given
+
+
 def test_a_file_that_is_no_backup_is_bad_usage(tmp_path):
     env = install_env(tmp_path / "var", f"sqlite:///{tmp_path / 'x.sqlite3'}")
     (tmp_path / "notes.txt").write_text("not a backup\n")
