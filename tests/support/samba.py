@@ -175,13 +175,21 @@ class SambaDC:
     def stop(self) -> None:
         if self.proc is None:
             return
+        # samba's smbd (with its smbd-notifyd and cleanupd) runs in a session of its own (setsid), out of reach of
+        # a signal to samba's process group, and does not always follow samba out: stop every group samba started.
+        groups = {self.proc.pid} | _descendant_groups(self.proc.pid)
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            _signal_groups(groups, signal.SIGTERM)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                _signal_groups(groups, signal.SIGKILL)
                 self.proc.wait(5)
+        deadline = time.monotonic() + 10
+        while _groups_alive(groups) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _groups_alive(groups):
+            _signal_groups(groups, signal.SIGKILL)
         self.proc = None
         deadline = time.monotonic() + 15
         while any(_port_open(p) for p in PORTS) and time.monotonic() < deadline:
@@ -193,3 +201,45 @@ class SambaDC:
 
     def resume(self) -> None:
         os.killpg(self.proc.pid, signal.SIGCONT)
+
+
+def _processes() -> dict[int, tuple[int, int]]:
+    """{pid: (parent pid, process group)} of every process this machine shows in /proc."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()  # the name, in parentheses, may hold spaces
+        except OSError:  # it ended meanwhile
+            continue
+        found[int(entry)] = (int(fields[1]), int(fields[2]))
+    return found
+
+
+def _descendant_groups(pid: int) -> set[int]:
+    """The process groups of every descendant of ``pid``."""
+    procs = _processes()
+    children: dict[int, list[int]] = {}
+    for child, (parent, _group) in procs.items():
+        children.setdefault(parent, []).append(child)
+    groups, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            groups.add(procs[child][1])
+            todo.append(child)
+    return groups
+
+
+def _signal_groups(groups: set[int], sig: int) -> None:
+    for group in groups:
+        try:
+            os.killpg(group, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _groups_alive(groups: set[int]) -> bool:
+    return any(group in groups for _parent, group in _processes().values())
+
