@@ -15,10 +15,13 @@ from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from jitad import metrics
 from jitad.audit.services import audit_record
+from jitad.notifications.services import condition_raise, condition_resolve
 
 from .mfa import mfa_enrolled
 from .models import ApiToken, AutomationIdentity
+from .services import api_token_revoke
 
 User = get_user_model()
 
@@ -40,6 +43,10 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,39}$")
 
 class AutomationRefused(Exception):
     """An automation identity cannot be made or changed as asked (the reason, for the operator)."""
+
+
+class UnknownToken(Exception):
+    """The identity has no token with that prefix."""
 
 
 def _clean_scopes(scopes, targets) -> tuple[list[str], list[str]]:
@@ -140,6 +147,7 @@ def automation_key_set(*, identity: AutomationIdentity, actor: str, public_key: 
         identity.save(update_fields=["public_key"])
         audit_record(actor=actor, action="automation.key_set", object_type="user", object_id=identity.user_id,
                      data={"public_key": encoded, "replaced": replaced, "made_here": not public_key})
+        _replay_answered(identity, f"its signing key was replaced by {actor}")
     return private
 
 
@@ -187,4 +195,74 @@ def automation_disable(*, identity: AutomationIdentity, actor: str, reason: str 
         revoked = ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
         audit_record(actor=actor, action="automation.disabled", object_type="user", object_id=user.pk,
                      before="active", after="disabled", reason=reason[:500], data={"tokens_revoked": revoked})
+        _replay_answered(identity, f"it was disabled by {actor}")
     return revoked
+
+
+def automation_tokens(*, identity: AutomationIdentity) -> list[ApiToken]:
+    """Every token of ``identity``, live or not, newest first."""
+    return list(ApiToken.objects.filter(automation=identity).order_by("-created_at", "-id"))
+
+
+def automation_token_revoke(*, identity: AutomationIdentity, actor: str, prefix: str, reason: str = "") -> tuple[ApiToken, bool]:
+    """Revoke the one token of ``identity`` whose prefix is ``prefix`` (its others keep working); (the token, whether
+    this call revoked it: False when it was revoked already). Raises UnknownToken when the identity has no such token."""
+    prefix = (prefix or "").strip().lower()
+    if prefix.startswith("jitad_"):  # a whole token pasted: its prefix, and the secret part never echoed
+        prefix = prefix.split("_")[1]
+    prefix = prefix[:ApiToken.PREFIX_LEN * 2]
+    token = ApiToken.objects.filter(automation=identity, prefix=prefix).first() if prefix else None
+    if token is None:
+        raise UnknownToken(f"{identity.user.get_username()} has no token {prefix!r} (jitad_automation tokens NAME lists them)")
+    if token.revoked_at is not None:
+        return token, False
+    with transaction.atomic():
+        token = api_token_revoke(token=token, actor=actor, reason=reason)
+        _replay_answered(identity, f"its token {token.prefix} was revoked by {actor}")
+    return token, True
+
+
+# A signed write refused (jitad/accounts/automation_api.py): counted, audited under the identity's name, and for a
+# replay, which means someone holds a copy of a real call (its token included), alerted.
+REPLAYED = "signature_replayed"
+REPLAY_EVENT = "automation.signature_replayed"
+
+
+def _replay_key(identity: AutomationIdentity) -> str:
+    return f"{REPLAY_EVENT}:{identity.user.get_username()}"[:200]
+
+
+def automation_signature_refused(*, identity: AutomationIdentity, token: ApiToken, reason: str, code: str,
+                                 method: str, path: str, nonce: str = "") -> None:
+    """Record a refused signed write of ``identity``: the MFA-failure counter (device ``signature``), an audit event
+    (``automation.signature_refused``, the identity as actor), and for a replay an alert on the security channel.
+
+    The alert is a condition (jitad/notifications/services/conditions.py), one per identity: open until an operator
+    answers (a token revoked, the key replaced, the identity disabled), replays meanwhile only counted, with a
+    reminder every JITAD_ALERT_REMIND_MINUTES; so replaying a captured call in a loop cannot flood the channel.
+    Committed at once, whatever becomes of the refused request: jitad's requests are not atomic (no
+    ATOMIC_REQUESTS, which would roll this back with the refusal, and the nonces of accepted calls too).
+    """
+    metrics.count(metrics.mfa_failures, device="signature", reason=reason)
+    name = identity.user.get_username()
+    with transaction.atomic():
+        audit_record(actor=name, action="automation.signature_refused", object_type="api_token", object_id=token.pk,
+                     reason=reason, data={"code": code, "prefix": token.prefix, "method": method[:10],
+                                          "path": path[:200], **({"nonce": nonce[:64]} if nonce else {})})
+        if reason == REPLAYED:
+            condition_raise(key=_replay_key(identity), event=REPLAY_EVENT, severity="critical",
+                            subject=f"Automation identity {name}: a signed call was sent again (replayed)"[:200],
+                            body=f"A write signed for {name} (token {token.prefix}, {method[:10]} {path[:200]}) was sent "
+                                 "a second time and refused. Whoever sent it holds a copy of a real call, its token "
+                                 "included: revoke the token (manage.py jitad_automation token-revoke "
+                                 f"{name} {token.prefix}), and find where calls are copied (a proxy's or CI log). "
+                                 "Further replays are counted on this alert until a token of the identity is revoked, "
+                                 "its key replaced or it is disabled (docs/mfa.md, 'Automation identities').")
+
+
+def _replay_answered(identity: AutomationIdentity, how: str) -> None:
+    """Close the identity's replay alert, if one is open: an operator has acted."""
+    name = identity.user.get_username()
+    condition_resolve(key=_replay_key(identity), event=REPLAY_EVENT,
+                      subject=f"Automation identity {name}: a signed call was sent again (replayed)"[:200],
+                      body=f"Answered: {how}.")

@@ -7,12 +7,17 @@ not reach this module). A write (POST, PUT, PATCH, DELETE) must carry three head
     X-Jitad-Nonce: <16 to 64 of A-Z a-z 0-9 - _, never used before by this identity>
     X-Jitad-Signature: <base64url Ed25519 signature of the message below>
 
-    jitad-request-v1\\n<METHOD>\\n<path and query as sent>\\n<timestamp>\\n<nonce>\\n<token prefix>\\n<hex SHA-256 of the body>
+    jitad-request-v1\\n<METHOD>\\n<path and query as sent>\\n<timestamp>\\n<nonce>\\n<token prefix>\\n<Content-Type>\\n<hex SHA-256 of the body>
 
-The key is the identity's own (``AutomationIdentity.public_key``; the private key stays where the
-identity runs). A signature counts once (its nonce is kept while its timestamp is within
-SIGNATURE_WINDOW_SECONDS of the server's clock), for this token, method, path and body only.
-Why a signature and not a TOTP code: docs/mfa.md, "Automation identities".
+<Content-Type> is the request's Content-Type header as sent (parameters included), stripped and
+lowercased, or an empty line without one: the body is read as the type says (JSON, a form), so
+the type is signed with the bytes. The key is the identity's own (``AutomationIdentity.public_key``;
+the private key stays where the identity runs). A signature counts once (its nonce is kept while
+its timestamp is within SIGNATURE_WINDOW_SECONDS of the server's clock), for this token, method,
+path, type and body only. Every refused signature is counted (``jitad_mfa_failures``, device
+``signature``) and audited under the identity's name; a replayed one is alerted
+(``automation_signature_refused``). Why a signature and not a TOTP code: docs/mfa.md,
+"Automation identities".
 """
 import base64
 import hashlib
@@ -26,7 +31,7 @@ from django.http.request import RawPostDataException
 from django.utils import timezone
 from rest_framework import exceptions
 
-from .automation import SCOPES
+from .automation import REPLAYED, SCOPES, automation_signature_refused
 from .mfa import API_STEP, MfaStep
 from .models import AutomationIdentity, AutomationNonce
 
@@ -41,10 +46,26 @@ class AutomationRefusal(exceptions.PermissionDenied):
     default_code = "automation_scope"
 
 
-def signed_message(*, method: str, path: str, timestamp: str, nonce: str, prefix: str, body: bytes) -> bytes:
+class SignatureRefused(exceptions.PermissionDenied):
+    """A signed write refused: ``code`` for the client (signature_required, signature_invalid, signature_replayed),
+    ``reason`` the finer cause counted and audited (the code itself, or no_key, timestamp_invalid, nonce_invalid,
+    body_unreadable)."""
+
+    def __init__(self, detail: str, *, code: str, reason: str = ""):
+        super().__init__(detail, code=code)
+        self.reason = reason or code
+
+
+def signed_message(*, method: str, path: str, timestamp: str, nonce: str, prefix: str, content_type: str,
+                   body: bytes) -> bytes:
     """The bytes an automation identity signs for one call (the client builds the same)."""
-    return "\n".join(["jitad-request-v1", method.upper(), path, timestamp, nonce, prefix,
+    return "\n".join(["jitad-request-v1", method.upper(), path, timestamp, nonce, prefix, content_type.strip().lower(),
                       hashlib.sha256(body).hexdigest()]).encode()
+
+
+def automation_caller(request) -> bool:
+    """True when ``request`` was authenticated with an automation identity's token (no query: a column of the token)."""
+    return getattr(getattr(request, "auth", None), "automation_id", None) is not None
 
 
 def automation_call_check(request, token) -> None:
@@ -66,8 +87,13 @@ def automation_call_check(request, token) -> None:
                                 f"(its scopes: {', '.join(identity.scopes) or 'none'}).")
     if method in SAFE:
         return
-    body = _body(django_request)
-    _signature_check(request, django_request, identity, token, body)
+    try:
+        _signature_check(django_request, identity, token)
+    except SignatureRefused as e:
+        automation_signature_refused(identity=identity, token=token, reason=e.reason, code=_code(e),
+                                     method=django_request.method, path=django_request.get_full_path(),
+                                     nonce=django_request.headers.get("X-Jitad-Nonce", "") if e.reason == REPLAYED else "")
+        raise
     if view == "api:requests" and method == "POST":
         target = request.data.get("target") if hasattr(request.data, "get") else None
         if not isinstance(target, str) or target.strip() not in identity.targets:
@@ -89,46 +115,53 @@ def automation_target_check(request, *, target_name: str) -> None:
                                 "by name.", code="automation_target")
 
 
+def _code(e: exceptions.APIException) -> str:
+    codes = e.get_codes()
+    return codes if isinstance(codes, str) else "signature_invalid"
+
+
 def _body(django_request) -> bytes:
     try:
         return django_request.body
     except RawPostDataException:  # something read the stream first: nothing to check the signature against
-        raise exceptions.PermissionDenied("The request body cannot be checked against its signature.",
-                                          code="signature_invalid") from None
+        raise SignatureRefused("The request body cannot be checked against its signature.", code="signature_invalid",
+                               reason="body_unreadable") from None
 
 
-def _signature_check(request, django_request, identity, token, body: bytes) -> None:
+def _signature_check(django_request, identity, token) -> None:
     headers = django_request.headers
     stamp, nonce, signature = (headers.get("X-Jitad-Timestamp", ""), headers.get("X-Jitad-Nonce", ""),
                                headers.get("X-Jitad-Signature", ""))
     if not (stamp and nonce and signature):
-        raise exceptions.PermissionDenied("An automation identity signs every call that changes state: send "
-                                          "X-Jitad-Timestamp, X-Jitad-Nonce and X-Jitad-Signature (docs/mfa.md).",
-                                          code="signature_required")
+        raise SignatureRefused("An automation identity signs every call that changes state: send "
+                               "X-Jitad-Timestamp, X-Jitad-Nonce and X-Jitad-Signature (docs/mfa.md).",
+                               code="signature_required")
     if not identity.public_key:
-        raise exceptions.PermissionDenied("This automation identity has no signing key yet: an operator sets one "
-                                          "(manage.py jitad_automation key).", code="signature_invalid")
+        raise SignatureRefused("This automation identity has no signing key yet: an operator sets one "
+                               "(manage.py jitad_automation key).", code="signature_invalid", reason="no_key")
     if not _STAMP.fullmatch(stamp) or abs(timezone.now().timestamp() - int(stamp)) > SIGNATURE_WINDOW_SECONDS:
-        raise exceptions.PermissionDenied(f"X-Jitad-Timestamp must be the current Unix time (within "
-                                          f"{SIGNATURE_WINDOW_SECONDS} seconds of the server's).", code="signature_invalid")
+        raise SignatureRefused(f"X-Jitad-Timestamp must be the current Unix time (within "
+                               f"{SIGNATURE_WINDOW_SECONDS} seconds of the server's).", code="signature_invalid",
+                               reason="timestamp_invalid")
     if not _NONCE.fullmatch(nonce):
-        raise exceptions.PermissionDenied("X-Jitad-Nonce must be 16 to 64 of A-Z, a-z, 0-9, '-' and '_'.",
-                                          code="signature_invalid")
+        raise SignatureRefused("X-Jitad-Nonce must be 16 to 64 of A-Z, a-z, 0-9, '-' and '_'.",
+                               code="signature_invalid", reason="nonce_invalid")
     message = signed_message(method=django_request.method, path=django_request.get_full_path(), timestamp=stamp,
-                             nonce=nonce, prefix=token.prefix, body=body)
+                             nonce=nonce, prefix=token.prefix, content_type=django_request.META.get("CONTENT_TYPE", ""),
+                             body=_body(django_request))
     try:
         key = Ed25519PublicKey.from_public_bytes(_b64(identity.public_key))
         key.verify(_b64(signature), message)
     except (InvalidSignature, ValueError):
-        raise exceptions.PermissionDenied("The signature does not match this call (method, path, body, token and key).",
-                                          code="signature_invalid") from None
+        raise SignatureRefused("The signature does not match this call (method, path, Content-Type, body, token and "
+                               "key).", code="signature_invalid") from None
     now = timezone.now()
     try:
         with transaction.atomic():
             AutomationNonce.objects.create(automation=identity, nonce=nonce, at=now)
     except IntegrityError:
-        raise exceptions.PermissionDenied("This signature was used already: sign each call with a new nonce.",
-                                          code="signature_replayed") from None
+        raise SignatureRefused("This signature was used already: sign each call with a new nonce.",
+                               code=REPLAYED) from None
     AutomationNonce.objects.filter(automation=identity, at__lt=now - timezone.timedelta(seconds=2 * SIGNATURE_WINDOW_SECONDS)).delete()
 
 

@@ -28,7 +28,8 @@ class AccountConflict(Exception):
 
 
 def _actor(user) -> str:
-    return user.get_username()
+    """The audit actor: a user's name, or an operator's as given (``ops:kim``, ``manage.py:root``)."""
+    return user[:150] if isinstance(user, str) else user.get_username()
 
 
 def _sync_groups(user, names: list[str]) -> None:
@@ -233,14 +234,15 @@ def api_token_create(*, user, name: str, days: int | None = 90) -> tuple[ApiToke
     return token, raw
 
 
-def api_token_revoke(*, token: ApiToken, actor) -> ApiToken:
+def api_token_revoke(*, token: ApiToken, actor, reason: str = "") -> ApiToken:
+    """Revoke ``token`` (nothing if it is revoked already); ``actor`` is a user or an operator's name."""
     with transaction.atomic():
         token = ApiToken.objects.select_for_update().get(pk=token.pk)
         if token.revoked_at is None:
             token.revoked_at = timezone.now()
             token.save(update_fields=["revoked_at"])
             audit_record(actor=_actor(actor), action="api_token.revoked", object_type="api_token", object_id=token.pk,
-                         before="live", after="revoked", data={"prefix": token.prefix})
+                         before="live", after="revoked", reason=(reason or "")[:500], data={"prefix": token.prefix})
     return token
 
 

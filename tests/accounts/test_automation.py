@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
+from prometheus_client import REGISTRY
 from django.core.management import call_command
 from django.test import RequestFactory
 from django.utils import timezone
@@ -58,7 +59,7 @@ class Bot:
         nonce = nonce or secrets.token_urlsafe(18)
         url = urlsplit(self.base + path)
         full_path = url.path + (f"?{url.query}" if url.query else "")
-        message = "\n".join(["jitad-request-v1", method, full_path, stamp, nonce, self.prefix,
+        message = "\n".join(["jitad-request-v1", method, full_path, stamp, nonce, self.prefix, "application/json",
                              hashlib.sha256(sign_body if sign_body is not None else data).hexdigest()])
         signature = base64.urlsafe_b64encode(self.key.sign(message.encode())).decode().rstrip("=")
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json",
@@ -191,3 +192,197 @@ def test_a_persons_token_costs_one_query(make_user, django_assert_num_queries):
     with django_assert_num_queries(1):
         user, _ = ApiTokenAuthentication().authenticate(request)
     assert user == person
+
+
+# --- On the database alone, through Django's test client (every middleware and DRF, no socket) -------------------
+
+REQUESTS = "/api/v1/requests"
+
+
+def _identity(name: str, *create_args):
+    """A new identity (made with the operator's command): (its token, its private key)."""
+    _command("create", name, *create_args)
+    private = _command("key", name)["private_key"]
+    token = _command("token", name, "--days", "7")["token"]
+    return token, serialization.load_pem_private_key(private.encode(), password=None)
+
+
+def _signed(key, token: str, path: str, content_type: str, body: bytes, *, stamp=None, nonce=None) -> dict:
+    """The headers of a POST signed as docs/mfa.md says, for Django's test client."""
+    stamp = str(stamp if stamp is not None else int(time.time()))
+    nonce = nonce or secrets.token_urlsafe(18)
+    message = "\n".join(["jitad-request-v1", "POST", path, stamp, nonce, token.split("_")[1],
+                         content_type.strip().lower(), hashlib.sha256(body).hexdigest()])
+    signature = base64.urlsafe_b64encode(key.sign(message.encode())).decode().rstrip("=")
+    return {"HTTP_AUTHORIZATION": f"Bearer {token}", "HTTP_X_JITAD_TIMESTAMP": stamp, "HTTP_X_JITAD_NONCE": nonce,
+            "HTTP_X_JITAD_SIGNATURE": signature}
+
+
+def _post(client, body: bytes, content_type: str, headers: dict, path: str = REQUESTS):
+    return client.generic("POST", path, body, content_type=content_type, **headers)
+
+
+@pytest.mark.django_db
+def test_the_signature_covers_the_content_type(client):
+    """GIVEN an identity allowed to request SRV01 WHEN it signs a JSON body and a form body, each under its own
+    Content-Type (written in any case, with spaces) THEN both pass the signature and reach the view (no such target
+    here); WHEN signed bytes are sent under another Content-Type than the one signed (so that they would be parsed
+    another way: as a form, as JSON, or with a charset added) THEN signature_invalid, before any parser runs."""
+    token, key = _identity("ct-bot", "--scope", "requests.create", "--target", "SRV01")
+    as_json, as_form = json.dumps({"target": "SRV01"}).encode(), b"target=SRV01"
+    json_type, form_type = "application/json", "application/x-www-form-urlencoded"
+    for body, signed, sent in ((as_json, json_type, json_type), (as_form, form_type, form_type),
+                               (as_json, json_type, " Application/JSON ")):
+        passed = _post(client, body, sent, _signed(key, token, REQUESTS, signed, body))
+        assert passed.status_code == 400 and passed.json()["code"] == "target_unknown", passed.content[:300]
+    for body, signed, sent in ((as_json, json_type, form_type), (as_form, form_type, json_type),
+                               (as_json, json_type, "application/json; charset=latin-1"), (as_json, json_type, "")):
+        swapped = _post(client, body, sent, _signed(key, token, REQUESTS, signed, body))
+        assert swapped.status_code == 403 and swapped.json()["code"] == "signature_invalid", (sent, swapped.content[:300])
+
+
+def _failures(reason: str) -> float:
+    return REGISTRY.get_sample_value("jitad_mfa_failures_total", {"device": "signature", "reason": reason}) or 0.0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_refused_signature_is_counted_audited_and_a_replay_alerted_once(client):
+    """GIVEN an identity allowed to request SRV01 WHEN its writes are refused (no signature headers, a stale
+    timestamp, a malformed nonce, a signature that does not match, a replayed call, and from an identity with no key)
+    THEN each is counted in jitad_mfa_failures (device signature, the reason) and audited as
+    automation.signature_refused under the identity's name, committed although the request failed (no test
+    transaction here to hide a rollback); a replay also opens one critical alert, and replaying it again only
+    counts on that alert; WHEN the operator revokes the replayed token THEN the alert is resolved, that token is
+    refused and the identity's other token still works."""
+    from jitad.notifications.models import AlertCondition, Notification
+
+    token, key = _identity("refused-bot", "--scope", "requests.create", "--target", "SRV01")
+    other_token = _command("token", "refused-bot", "--days", "7")["token"]
+    body, ctype = json.dumps({"target": "SRV01"}).encode(), "application/json"
+    before = {r: _failures(r) for r in ("signature_required", "timestamp_invalid", "nonce_invalid", "signature_invalid",
+                                        "signature_replayed", "no_key")}
+
+    assert _post(client, body, ctype, {"HTTP_AUTHORIZATION": f"Bearer {token}"}).json()["code"] == "signature_required"
+    stale = _post(client, body, ctype, _signed(key, token, REQUESTS, ctype, body, stamp=int(time.time()) - 3600))
+    assert stale.json()["code"] == "signature_invalid"
+    odd_nonce = _post(client, body, ctype, _signed(key, token, REQUESTS, ctype, body, nonce="short"))
+    assert odd_nonce.json()["code"] == "signature_invalid"
+    tampered = _post(client, json.dumps({"target": "SRV02"}).encode(), ctype, _signed(key, token, REQUESTS, ctype, body))
+    assert tampered.json()["code"] == "signature_invalid"
+    captured = _signed(key, token, REQUESTS, ctype, body)
+    assert _post(client, body, ctype, captured).json()["code"] == "target_unknown"  # the real call, signature good
+    for _ in range(3):
+        replayed = _post(client, body, ctype, captured)
+        assert replayed.status_code == 403 and replayed.json()["code"] == "signature_replayed"
+    keyless = _command("token", _command("create", "keyless-bot", "--scope", "requests.create", "--target",
+                                         "SRV01")["name"], "--days", "7")["token"]
+    assert _post(client, body, ctype, _signed(key, keyless, REQUESTS, ctype, body)).json()["code"] == "signature_invalid"
+
+    for reason, n in (("signature_required", 1), ("timestamp_invalid", 1), ("nonce_invalid", 1),
+                      ("signature_invalid", 1), ("signature_replayed", 3), ("no_key", 1)):
+        assert _failures(reason) == before[reason] + n, reason
+    refused = AuditEvent.objects.filter(action="automation.signature_refused")
+    assert sorted(refused.filter(actor="refused-bot").values_list("reason", flat=True)) == sorted(
+        ["signature_required", "timestamp_invalid", "nonce_invalid", "signature_invalid"] + ["signature_replayed"] * 3)
+    assert refused.filter(actor="keyless-bot", reason="no_key").count() == 1
+    replay = refused.filter(reason="signature_replayed").first()
+    assert replay.object_type == "api_token" and replay.object_id == str(ApiToken.objects.get(prefix=token.split("_")[1]).pk)
+    assert replay.data["nonce"] == captured["HTTP_X_JITAD_NONCE"] and replay.data["path"] == REQUESTS
+    assert "nonce" not in refused.get(reason="signature_invalid", actor="refused-bot").data
+    condition = AlertCondition.objects.get(key="automation.signature_replayed:refused-bot")
+    assert condition.resolved_at is None and condition.occurrences == 3 and condition.severity == "critical"
+    assert Notification.objects.filter(event="automation.signature_replayed").count() == 1
+
+    revoked = _command("token-revoke", "refused-bot", token.split("_")[1], "--reason", "replayed")
+    assert revoked["revoked"] is True
+    condition.refresh_from_db()
+    assert condition.resolved_at is not None
+    assert _post(client, body, ctype, _signed(key, token, REQUESTS, ctype, body)).status_code == 401
+    assert _post(client, body, ctype, _signed(key, other_token, REQUESTS, ctype, body)).json()["code"] == "target_unknown"
+
+
+@pytest.mark.django_db
+def test_tokens_are_listed_and_revoked_one_at_a_time(client):
+    """GIVEN an identity with two tokens WHEN the operator lists them THEN each shows its prefix, name, dates and
+    state (never the token); WHEN one is revoked by its prefix THEN that one is refused, audited with the operator as
+    actor, the other still works; revoking it again changes nothing; an unknown identity or prefix is bad usage
+    (exit 2); with --format json each answer is one object."""
+    from jitad.commands import ExitCode
+    from tests.operations.test_commands import run
+
+    first, _key = _identity("two-tokens", "--scope", "eligibility.read")
+    second = _command("token", "two-tokens", "--days", "30", "--token-name", "nightly")["token"]
+    first_prefix, second_prefix = first.split("_")[1], second.split("_")[1]
+    assert client.get("/api/v1/eligibility", HTTP_AUTHORIZATION=f"Bearer {first}").status_code == 200
+
+    code, listed = run("jitad_automation", "tokens", "two-tokens")
+    assert code == ExitCode.OK and listed["name"] == "two-tokens"
+    rows = {row["prefix"]: row for row in listed["tokens"]}
+    assert set(rows) == {first_prefix, second_prefix}
+    assert rows[second_prefix]["name"] == "nightly" and rows[first_prefix]["state"] == "live"
+    assert rows[first_prefix]["last_used_at"] and rows[second_prefix]["last_used_at"] is None
+    assert all(set(row) == {"prefix", "name", "state", "created_at", "expires_at", "last_used_at", "revoked_at"}
+               for row in rows.values())
+    assert first not in json.dumps(listed) and second not in json.dumps(listed)
+    text = StringIO()
+    call_command("jitad_automation", "tokens", "two-tokens", stdout=text)
+    assert first_prefix in text.getvalue() and "nightly" in text.getvalue()
+
+    code, done = run("jitad_automation", "token-revoke", "two-tokens", first_prefix, "--by", "ops:kim", "--reason", "leaked")
+    assert code == ExitCode.OK and done["revoked"] is True and done["prefix"] == first_prefix
+    event = AuditEvent.objects.get(action="api_token.revoked", object_id=str(ApiToken.objects.get(prefix=first_prefix).pk))
+    assert event.actor == "ops:kim" and event.reason == "leaked"
+    assert client.get("/api/v1/eligibility", HTTP_AUTHORIZATION=f"Bearer {first}").status_code == 401
+    assert client.get("/api/v1/eligibility", HTTP_AUTHORIZATION=f"Bearer {second}").status_code == 200
+    code, again = run("jitad_automation", "token-revoke", "two-tokens", first_prefix)
+    assert code == ExitCode.OK and again["revoked"] is False
+    assert AuditEvent.objects.filter(action="api_token.revoked").count() == 1
+    code, listed = run("jitad_automation", "tokens", "two-tokens")
+    assert {r["prefix"]: r["state"] for r in listed["tokens"]} == {first_prefix: "revoked", second_prefix: "live"}
+
+    code, doc = run("jitad_automation", "token-revoke", "two-tokens", "00000000")
+    assert code == ExitCode.USAGE and "no token" in doc["error"]
+    _identity("another-bot", "--scope", "eligibility.read")
+    code, doc = run("jitad_automation", "token-revoke", "another-bot", second_prefix)  # not its token
+    assert code == ExitCode.USAGE
+    assert client.get("/api/v1/eligibility", HTTP_AUTHORIZATION=f"Bearer {second}").status_code == 200
+    for args in (("tokens", "nobody-here"), ("token-revoke", "nobody-here", second_prefix)):
+        code, doc = run("jitad_automation", *args)
+        assert code == ExitCode.USAGE and "no automation identity" in doc["error"]
+
+
+@pytest.mark.django_db
+def test_an_identity_in_an_approver_group_sees_only_its_own_requests(client):
+    """GIVEN an identity whose user is in the approver group (Leads) of a policy, and a person's pending request
+    under it WHEN the identity lists requests, reads that request or (signed) cancels it THEN it sees only its own
+    request, and the person's is 404 and stays pending; a person in Leads still sees both (the rule is the
+    identity's, not the group's)."""
+    from jitad.elevation import services as elevation
+    from jitad.elevation.models import AccessRequest
+    from tests.elevation.builders import policy, target, user
+
+    srv = target("SRV01")
+    policy(srv)  # Ops may request, one approval from Leads
+    token, key = _identity("lead-bot", "--scope", "requests.read", "--scope", "requests.end")
+    bot = AutomationIdentity.objects.get(user__username="lead-bot").user
+    lead = user("lead", "Leads", "Ops")
+    bot.groups.add(*lead.groups.all())
+    alice = user("alice", "Ops")
+    theirs = elevation.request_create(requester=alice, target=srv)
+    mine = elevation.request_create(requester=bot, target=srv)
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+    listed = client.get(REQUESTS, **auth).json()
+    assert [r["id"] for r in listed["results"]] == [mine.pk]
+    assert client.get(f"{REQUESTS}?state=pending", **auth).json()["count"] == 1
+    assert client.get(f"{REQUESTS}/{mine.pk}", **auth).status_code == 200
+    assert client.get(f"{REQUESTS}/{theirs.pk}", **auth).json()["code"] == "not_found"
+    path = f"{REQUESTS}/{theirs.pk}/cancel"
+    cancel = _post(client, b"{}", "application/json", _signed(key, token, path, "application/json", b"{}"), path=path)
+    assert cancel.status_code == 404 and cancel.json()["code"] == "not_found"
+    theirs.refresh_from_db()
+    assert theirs.state == AccessRequest.State.PENDING
+
+    _person_token, raw = api_token_create(user=lead, name="script")
+    assert {r["id"] for r in client.get(REQUESTS, HTTP_AUTHORIZATION=f"Bearer {raw}").json()["results"]} == {
+        mine.pk, theirs.pk}

@@ -24,7 +24,8 @@ checks it before a view runs). Errors are ``{"code", "detail"}``, always 4xx:
   ephemeral account's password is shown once), ``not_ready`` (no ephemeral account ready to use)
 
 A caller sees their own requests and every request whose policy or target names one of
-their groups as approvers (``selectors.requests.requests_visible_to``).
+their groups as approvers (``selectors.requests.requests_visible_to``); an automation identity
+sees its own only (no scope lets it decide, so none lets it read what others asked for).
 """
 from django.http import JsonResponse
 from drf_spectacular.types import OpenApiTypes
@@ -34,7 +35,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
-from jitad.accounts.automation_api import automation_target_check
+from jitad.accounts.automation_api import automation_caller, automation_target_check
 from jitad.accounts.mfa import mfa_step_of, no_store
 from jitad.accounts.throttle import client_ip
 
@@ -113,7 +114,12 @@ class ApiView(GenericAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return AccessRequest.objects.none()
-        return requests_visible_to(user=self.request.user)
+        return requests_visible_to(user=self.request.user, as_approver=self.as_approver)
+
+    @property
+    def as_approver(self) -> bool:
+        """Whether the caller also sees the requests its groups may decide: a person yes, an automation identity no."""
+        return not automation_caller(self.request)
 
     def valid(self, serializer_class) -> dict:
         serializer = serializer_class(data=self.request.data)
@@ -124,7 +130,7 @@ class ApiView(GenericAPIView):
         return data
 
     def visible_request(self, request_id) -> AccessRequest:
-        req = request_visible(user=self.request.user, request_id=request_id)
+        req = request_visible(user=self.request.user, request_id=request_id, as_approver=self.as_approver)
         if req is None:
             raise exceptions.NotFound("No such request, or not one you may see.")
         return req
@@ -176,7 +182,7 @@ class RequestListView(ApiView):
         responses={200: RequestSerializer(many=True), **_errors(400, 401)},
     )
     def get(self, request):
-        requests = requests_listed(user=request.user)
+        requests = requests_listed(user=request.user, as_approver=self.as_approver)
         state = request.query_params.get("state")
         if state is not None:
             if state not in AccessRequest.State.values:

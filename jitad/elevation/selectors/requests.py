@@ -15,15 +15,16 @@ from .approvers import approver_scope
 from .targets import ID_TEXT
 
 
-def requests_visible_to(*, user) -> QuerySet:
-    """Requests ``user`` made, plus every request ``user`` is an approver for (by policy or target).
+def requests_visible_to(*, user, as_approver: bool = True) -> QuerySet:
+    """Requests ``user`` made, plus every request ``user`` is an approver for (by policy or target) unless
+    ``as_approver`` is False (an automation identity's call: its own requests only, whatever groups it is in).
 
     Annotated with ``approvals_count`` (approve decisions, a correlated subquery rather than
     a GROUP BY, so the database can walk the newest requests and stop at the page size)
     and joined to what the API shows: a page of requests costs three queries (the third: the page's approvals, counted per stage),
     after three small ones that resolve the caller's approver groups, policies and targets.
     """
-    visible = Q(requester=user) | approver_scope(user=user, resolved=True)
+    visible = (Q(requester=user) | approver_scope(user=user, resolved=True)) if as_approver else Q(requester=user)
     return _as_shown(AccessRequest.objects.filter(visible))
 
 
@@ -62,7 +63,7 @@ SHOWN_JOINED = ("target__id", "target__name", "target__hostname", "policy__id", 
 _JOINED = {"target", "policy", "requester", "extends"}
 
 
-def requests_listed(*, user) -> QuerySet:
+def requests_listed(*, user, as_approver: bool = True) -> QuerySet:
     """``requests_visible_to`` as a list shows them; complete each page with ``requests_page_complete``.
 
     The request's own columns, and of its target, policy, requester and grant only what a list
@@ -71,7 +72,7 @@ def requests_listed(*, user) -> QuerySet:
     read for the page only (``requests_page_complete``), so a page of plain requests joins four
     tables, not five, and PostgreSQL plans it in a fraction of the time.
     """
-    return _listed(requests_visible_to(user=user))
+    return _listed(requests_visible_to(user=user, as_approver=as_approver))
 
 
 def _listed(requests: QuerySet) -> QuerySet:
@@ -94,13 +95,13 @@ def requests_page_complete(page: list[AccessRequest]) -> list[AccessRequest]:
     return page
 
 
-def request_visible(*, user, request_id) -> AccessRequest | None:
-    """Request ``request_id`` (an id as text or int) if ``user`` may see it, else None."""
+def request_visible(*, user, request_id, as_approver: bool = True) -> AccessRequest | None:
+    """Request ``request_id`` (an id as text or int) if ``user`` may see it (``requests_visible_to``), else None."""
     if isinstance(request_id, int):
         request_id = str(request_id)
     if not isinstance(request_id, str) or not ID_TEXT.fullmatch(request_id):
         return None
-    return requests_visible_to(user=user).filter(pk=int(request_id)).first()
+    return requests_visible_to(user=user, as_approver=as_approver).filter(pk=int(request_id)).first()
 
 
 def request_grant(request: AccessRequest) -> Grant | None:

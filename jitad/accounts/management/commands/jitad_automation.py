@@ -1,12 +1,15 @@
-"""Automation identities for operators: create one, set its rights and signing key, give it tokens, disable it."""
+"""Automation identities for operators: create one, set its rights and signing key, give it tokens, list and revoke
+them, disable it."""
 import getpass
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from jitad import directory
-from jitad.accounts.automation import (SCOPES, AutomationRefused, automation_create, automation_disable, automation_rights_check,
-                                       automation_key_set, automation_rights_set, automation_token_create)
+from jitad.accounts.automation import (SCOPES, AutomationRefused, UnknownToken, automation_create, automation_disable,
+                                       automation_key_set, automation_rights_check, automation_rights_set,
+                                       automation_token_create, automation_token_revoke, automation_tokens)
 from jitad.accounts.models import AutomationIdentity
 from jitad.accounts.provisioning import ProvisionRefused, account_provision
 from jitad.commands import JitadCommand, problems_error, unreachable_error, usage_error
@@ -20,7 +23,7 @@ class UnknownIdentity(Exception):
 
 class Command(JitadCommand):
     help = ("Automation identities: API clients that are not people (docs/mfa.md, 'Automation identities'). "
-            f"Scopes: {', '.join(sorted(SCOPES))}. Exit codes: 0 done, 1 refused, 2 no such identity, "
+            f"Scopes: {', '.join(sorted(SCOPES))}. Exit codes: 0 done, 1 refused, 2 no such identity or token, "
             "69 no DC answered (--ad-account).")
 
     def add_arguments(self, parser):
@@ -38,19 +41,24 @@ class Command(JitadCommand):
         token = sub.add_parser("token", help="a new API token (printed once)")
         token.add_argument("--days", type=int, default=90)
         token.add_argument("--token-name", default="", help="what the token is for (default: the identity's name)")
+        tokens = sub.add_parser("tokens", help="its tokens, live or not: prefix, name, created, expires, last used, revoked")
+        revoke = sub.add_parser("token-revoke", help="revoke one token (its others keep working)")
         disable = sub.add_parser("disable", help="stop it: inactive, every token revoked")
-        disable.add_argument("--reason", default="")
+        for p in (revoke, disable):
+            p.add_argument("--reason", default="")
         sub.add_parser("list", help="every identity and its rights")
-        for p in (create, rights, key, token, disable):
+        for p in (create, rights, key, token, tokens, revoke, disable):
             p.add_argument("name", help="the identity's name (with --ad-account: the name it gets from AD)")
-            p.add_argument("--by", default="", help="who does it (default: your login on this machine)")
+            if p is not tokens:
+                p.add_argument("--by", default="", help="who does it (default: your login on this machine)")
+        revoke.add_argument("prefix", help="the token's prefix (jitad_automation tokens NAME lists them)")
 
     def handle(self, *args, **options):
         action = options["action"]
         actor = (options.get("by") or "").strip() or f"manage.py:{getpass.getuser()}"
         try:
-            out, text = getattr(self, f"_{action}")(options, actor)
-        except UnknownIdentity as e:
+            out, text = getattr(self, f"_{action.replace('-', '_')}")(options, actor)
+        except (UnknownIdentity, UnknownToken) as e:
             raise usage_error(str(e)) from None
         except (AutomationRefused, ProvisionRefused) as e:
             raise problems_error(str(e)) from None
@@ -111,6 +119,26 @@ class Command(JitadCommand):
                "expires_at": token.expires_at.isoformat() if token.expires_at else None}
         return out, f"{raw}\nShown once; expires {out['expires_at'] or 'never'}."
 
+    def _tokens(self, options, actor):
+        identity = self._identity(options["name"])
+        now = timezone.now()
+        rows = [{"prefix": t.prefix, "name": t.name, "state": _state(t, now), "created_at": _iso(t.created_at),
+                 "expires_at": _iso(t.expires_at), "last_used_at": _iso(t.last_used_at), "revoked_at": _iso(t.revoked_at)}
+                for t in automation_tokens(identity=identity)]
+        text = "\n".join(f"{r['prefix']:10} {r['state']:8} {r['name'][:24]:24} created {r['created_at'][:16]} "
+                         f"expires {(r['expires_at'] or 'never')[:16]} last used {(r['last_used_at'] or 'never')[:16]}"
+                         + (f" revoked {r['revoked_at'][:16]}" if r["revoked_at"] else "") for r in rows)
+        return {"name": identity.user.get_username(), "tokens": rows}, text or "no tokens"
+
+    def _token_revoke(self, options, actor):
+        identity = self._identity(options["name"])
+        token, revoked = automation_token_revoke(identity=identity, actor=actor, prefix=options["prefix"],
+                                                 reason=options["reason"])
+        out = {"name": identity.user.get_username(), "prefix": token.prefix, "revoked": revoked,
+               "revoked_at": _iso(token.revoked_at)}
+        return out, (f"token {token.prefix} of {out['name']} revoked" if revoked
+                     else f"token {token.prefix} of {out['name']} was revoked already ({out['revoked_at']})")
+
     def _disable(self, options, actor):
         identity = self._identity(options["name"])
         revoked = automation_disable(identity=identity, actor=actor, reason=options["reason"])
@@ -121,3 +149,13 @@ class Command(JitadCommand):
         return {"identities": rows}, "\n".join(
             f"{r['name']:24} {'active' if r['active'] else 'disabled':8} {','.join(r['scopes']) or '-'} "
             f"targets={','.join(r['targets']) or '-'} key={'yes' if r['signing_key'] else 'no'}" for r in rows) or "none"
+
+
+def _iso(moment) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _state(token, now) -> str:
+    if token.revoked_at is not None:
+        return "revoked"
+    return "expired" if token.expires_at is not None and token.expires_at <= now else "live"
