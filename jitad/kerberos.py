@@ -71,6 +71,49 @@ def krb5_conf(realm: str, kdcs: list[str]) -> str:
     )
 
 
+_TRUE = {"y", "yes", "true", "t", "1", "on"}  # how MIT's profile library reads a boolean
+
+
+def config_warnings(path: str) -> list[str]:
+    """What in a site's own krb5.conf (JITAD_KERBEROS_CONFIG) lets DNS choose the server whose ticket jitad asks for.
+
+    Read simply: the first value of each relation at the top of [libdefaults]; ``include`` and
+    ``includedir`` files are not followed (said so when present). MIT's defaults apply to what is unset.
+    """
+    values: dict[str, str] = {}
+    section, depth, includes = "", 0, False
+    for raw in Path(path).read_text(errors="replace").splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith(("include ", "includedir ", "module ")):
+            includes = True
+            continue
+        if depth == 0 and line.startswith("[") and "]" in line:
+            section = line[1:line.index("]")].strip().lower()
+            continue
+        if line.endswith("{"):
+            depth += 1
+            continue
+        if line.startswith("}"):
+            depth = max(0, depth - 1)
+            continue
+        if section == "libdefaults" and depth == 0 and "=" in line:
+            key, _, value = line.partition("=")
+            values.setdefault(key.strip().rstrip("*").strip().lower(), value.strip().lower())
+    found = []
+    canonicalize = values.get("dns_canonicalize_hostname", "true (the default)")
+    if canonicalize.split(" ")[0] in _TRUE or canonicalize == "fallback":
+        found.append(f"dns_canonicalize_hostname = {canonicalize}: a DNS answer (a CNAME) chooses the server jitad asks "
+                     "a ticket for; set it to false")
+    rdns = values.get("rdns", "true (the default)")
+    if rdns.split(" ")[0] in _TRUE:
+        found.append(f"rdns = {rdns}: a reverse DNS answer chooses the server jitad asks a ticket for; set it to false")
+    if includes and found:
+        found.append("it includes other files, which this check does not read")
+    return found
+
+
 def prepare() -> str:
     """Point this process's Kerberos library at jitad's configuration, keytab and cache; return the principal.
 
