@@ -12,10 +12,16 @@ once per process, before the first ticket is asked for:
   program's to keep filled);
 * ``KRB5CCNAME``: the credential cache those tickets go to.
 
-The directory seam (SASL GSSAPI binds) and the host seam (WinRM) call :func:`prepare`.
+The directory seam (SASL GSSAPI binds) and the host seam (WinRM) call :func:`prepare`, then
+:func:`get_ticket`, which waits at most JITAD_KERBEROS_TIMEOUT for the KDCs: MIT Kerberos 1.20
+(Debian 12) has no krb5.conf setting that bounds its own wait (``request_timeout`` came in a
+later release), and for a KDC that takes the connection but never answers it waits about 27 s
+per KDC for each request, twice over. Its failures are told apart by MIT's error codes, never by
+their words: only "no KDC could be reached" and "the KDC cannot serve now" are worth trying again.
 """
 import os
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 from django.conf import settings
@@ -58,10 +64,54 @@ def krb5_conf(realm: str, kdcs: list[str]) -> str:
         "    rdns = false\n"
         "    dns_canonicalize_hostname = false\n"
         "    forwardable = false\n"
-        "    udp_preference_limit = 0\n"  # TCP only: AD tickets with a PAC rarely fit a datagram
+        # TCP first (UDP only when no KDC takes a connection): AD tickets with a PAC rarely fit a datagram.
+        "    udp_preference_limit = 1\n"
         "[realms]\n"
         f"    {realm} = {{\n{realm_block}    }}\n"
     )
+
+
+_TRUE = {"y", "yes", "true", "t", "1", "on"}  # how MIT's profile library reads a boolean
+
+
+def config_warnings(path: str) -> list[str]:
+    """What in a site's own krb5.conf (JITAD_KERBEROS_CONFIG) lets DNS choose the server whose ticket jitad asks for.
+
+    Read simply: the first value of each relation at the top of [libdefaults]; ``include`` and
+    ``includedir`` files are not followed (said so when present). MIT's defaults apply to what is unset.
+    """
+    values: dict[str, str] = {}
+    section, depth, includes = "", 0, False
+    for raw in Path(path).read_text(errors="replace").splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith(("include ", "includedir ", "module ")):
+            includes = True
+            continue
+        if depth == 0 and line.startswith("[") and "]" in line:
+            section = line[1:line.index("]")].strip().lower()
+            continue
+        if line.endswith("{"):
+            depth += 1
+            continue
+        if line.startswith("}"):
+            depth = max(0, depth - 1)
+            continue
+        if section == "libdefaults" and depth == 0 and "=" in line:
+            key, _, value = line.partition("=")
+            values.setdefault(key.strip().rstrip("*").strip().lower(), value.strip().lower())
+    found = []
+    canonicalize = values.get("dns_canonicalize_hostname", "true (the default)")
+    if canonicalize.split(" ")[0] in _TRUE or canonicalize == "fallback":
+        found.append(f"dns_canonicalize_hostname = {canonicalize}: a DNS answer (a CNAME) chooses the server jitad asks "
+                     "a ticket for; set it to false")
+    rdns = values.get("rdns", "true (the default)")
+    if rdns.split(" ")[0] in _TRUE:
+        found.append(f"rdns = {rdns}: a reverse DNS answer chooses the server jitad asks a ticket for; set it to false")
+    if includes and found:
+        found.append("it includes other files, which this check does not read")
+    return found
 
 
 def prepare() -> str:
@@ -99,22 +149,81 @@ def prepare() -> str:
     return settings.JITAD_KERBEROS_PRINCIPAL
 
 
-def get_ticket(service: str, host: str) -> None:
+# MIT Kerberos error codes (krb5.h, com_err table "krb5") that mean no KDC gave an answer, or the one that
+# answered cannot serve now: worth trying again. Every other failure (no such principal, no KDC configured for
+# the realm, clock skew, unsupported keys...) is a refusal to fix, even where its text names the KDC.
+KRB5_KDC_UNREACH = -1765328228           # Cannot contact any KDC for realm
+KRB5_REALM_CANT_RESOLVE = -1765328164    # Cannot resolve network address for KDC in requested realm
+KRB5KDC_ERR_SVC_UNAVAILABLE = -1765328355  # A service is not available (the KDC is busy or starting)
+TRANSIENT_CODES = frozenset({KRB5_KDC_UNREACH, KRB5_REALM_CANT_RESOLVE, KRB5KDC_ERR_SVC_UNAVAILABLE})
+
+
+def transient_code(minor: int | None) -> bool:
+    """Whether GSSAPI's minor status (a Kerberos error code, signed or as the unsigned OM_uint32) says no KDC answered."""
+    if minor is None:
+        return False
+    minor = int(minor)
+    if minor >= 1 << 31:
+        minor -= 1 << 32
+    return minor in TRANSIENT_CODES
+
+
+def gss_transient(e: BaseException) -> bool:
+    """Whether a python-gssapi GSSError means no KDC answered (by its minor code)."""
+    return transient_code(getattr(e, "min_code", None))
+
+
+_inflight: dict[tuple, Future] = {}
+
+
+def get_ticket(service: str, host: str, *, timeout: float | None = None) -> None:
     """Get jitad's ticket for ``service/host`` now, into the cache, or raise KerberosNoTicket with GSSAPI's reason.
 
     The libraries that then log on with it (pywinrm, ldap3) report a failure to get one as a
     refused logon or the server's answer to an aborted bind, and GSSAPI's reason is lost. A
     ticket already in the cache costs no network.
+
+    Waits at most ``timeout`` (JITAD_KERBEROS_TIMEOUT) for the KDCs: the exchange runs in a thread
+    of its own (the library holds no Python lock while it waits), and one that outlives the
+    wait is left to finish on its own; a later call for the same service waits for that one
+    rather than starting another, so a silent KDC never piles up threads.
     """
     import gssapi
     import gssapi.exceptions
 
+    timeout = settings.JITAD_KERBEROS_TIMEOUT if timeout is None else timeout
+    key = (principal(), service, host)
+    with _lock:
+        future = _inflight.get(key)
+        if future is None or future.done():
+            future = _inflight[key] = Future()
+            threading.Thread(target=_exchange, args=(future, key), name=f"jitad-kerberos-{service}",
+                             daemon=True).start()
     try:
-        creds = gssapi.Credentials(name=gssapi.Name(principal(), gssapi.NameType.kerberos_principal), usage="initiate")
+        error = future.result(timeout=timeout)
+    except TimeoutError:
+        raise KerberosNoTicket(f"no KDC answered within {timeout:g} s (JITAD_KERBEROS_TIMEOUT) for a ticket to "
+                               f"{service}/{host}", transient=True) from None
+    if error is None:
+        return
+    if not isinstance(error, gssapi.exceptions.GSSError):
+        raise error
+    reason = " ".join(str(error).split())[:300]
+    if "not found in Kerberos database" in reason:
+        reason += f" (is {service}/{host} registered on the account of that server?)"
+    raise KerberosNoTicket(reason, transient=gss_transient(error)) from error
+
+
+def _exchange(future: Future, key: tuple) -> None:
+    """Ask the KDC for jitad's ticket to ``key``'s service: the result is the error, or None."""
+    import gssapi
+
+    name, service, host = key
+    try:
+        creds = gssapi.Credentials(name=gssapi.Name(name, gssapi.NameType.kerberos_principal), usage="initiate")
         gssapi.SecurityContext(name=gssapi.Name(f"{service}@{host}", gssapi.NameType.hostbased_service),
                                mech=gssapi.MechType.kerberos, creds=creds, usage="initiate").step()
-    except gssapi.exceptions.GSSError as e:
-        reason = " ".join(str(e).split())[:300]
-        if "not found in Kerberos database" in reason:
-            reason += f" (is {service}/{host} registered on the account of that server?)"
-        raise KerberosNoTicket(reason, transient="KDC" in reason) from e
+    except Exception as e:  # handed to the caller, which raises it
+        future.set_result(e)
+    else:
+        future.set_result(None)

@@ -6,6 +6,11 @@ one the web request's ``request_id`` (the X-Request-ID the proxy sent, else a ne
 back in the response), the Celery task's ``task`` and ``task_id``, and the ``grant_id`` (or
 ``grant_ids``) it works on; ``exception`` holds a traceback. Plain text stays the default.
 
+No log line carries a logon token, whatever the level: pywinrm's requests_kerberos and pyspnego log
+the ``Authorization: Negotiate ...`` header and every GSSAPI/NTLM token at DEBUG (a Kerberos ticket,
+or an NTLM response that can be cracked offline). Their loggers are held at INFO in settings, and
+:class:`RedactTokensFilter` on the handler replaces any such token still in a line with ``[redacted]``.
+
 Periodic work (the sweep every few seconds, the group watch every second, ...) logs nothing
 at INFO when it did nothing: Celery's "received" line for it, and its "succeeded" line
 when the result counts nothing, are left out (both still show at DEBUG). A sweep that
@@ -108,6 +113,33 @@ class QuietPeriodicFilter(logging.Filter):
         if record.msg == LOG_SUCCESS and not did_nothing(str(args.get("return_value", ""))):
             return True
         return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+# "Negotiate <base64>", "Kerberos <base64>" (an Authorization or WWW-Authenticate value, however it is quoted):
+# a token of 16 characters or more with a digit, + or / in it, so "Kerberos settings" stays as written;
+# and whatever follows pyspnego's "... step output:" / "TSRequest input:".
+_TOKENS = re.compile(
+    r"(?i)\b((?:Negotiate|Kerberos|NTLM|CredSSP|Basic|Bearer)\s+)(?=[A-Za-z._~-]*[0-9+/])[A-Za-z0-9+/_.~-]{16,}=*"
+    r"|\b((?:step|TSRequest)\s+(?:input|output):\s*)[A-Za-z0-9+/]{4,}=*")
+
+
+def redact_tokens(text: str) -> str:
+    """``text`` with every authentication token in it replaced by ``[redacted]``."""
+    return _TOKENS.sub(lambda m: (m.group(1) or m.group(2)) + "[redacted]", text)
+
+
+class RedactTokensFilter(logging.Filter):
+    """Replace logon tokens (Negotiate/Kerberos/NTLM headers, GSSAPI and NTLM messages) in a record's message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a record whose arguments do not fit its format: logging reports it at emit
+            return True
+        redacted = redact_tokens(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
 
 
 class JsonFormatter(logging.Formatter):

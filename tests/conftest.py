@@ -101,6 +101,36 @@ def kerberos_realm(samba_dc):
     return SimpleNamespace(realm=realm, env=env, principal=principal, host_keytab=host_keytab, host_name=KERBEROS_HOST)
 
 
+@pytest.fixture
+def offline_kerberos(tmp_path, settings, monkeypatch):
+    """jitad's Kerberos settings with no DC: a keytab for svc-jitad@JITAD.TEST and svc-jitad@OTHER.TEST (a realm with
+    no KDC configured), tickets in a MEMORY cache of their own; ``offline_kerberos(port)`` points JITAD.TEST's KDC at
+    127.0.0.1:port and prepares. The process's Kerberos environment is put back afterwards."""
+    from jitad import kerberos
+    from tests.support.kerberos import offline_keytab
+
+    for name in ("KRB5_CONFIG", "KRB5_CLIENT_KTNAME", "KRB5CCNAME"):
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(kerberos, "_prepared", None)
+    monkeypatch.setattr(kerberos, "_inflight", {})
+    settings.VAR_DIR = tmp_path
+    settings.JITAD_KERBEROS_REALM = "JITAD.TEST"
+    settings.JITAD_KERBEROS_CONFIG = ""
+    settings.JITAD_KERBEROS_PRINCIPAL = "svc-jitad@JITAD.TEST"
+    settings.JITAD_KERBEROS_KEYTAB = str(offline_keytab(tmp_path / "jitad.keytab", "svc-jitad@JITAD.TEST",
+                                                        "svc-jitad@OTHER.TEST"))
+    settings.JITAD_KERBEROS_CCACHE = f"MEMORY:jitad-offline-{uuid.uuid4().hex}"
+
+    def point_at(port: int) -> None:
+        settings.JITAD_KERBEROS_KDCS = [f"127.0.0.1:{port}"]
+        kerberos.prepare()
+
+    return point_at
+
+
 @pytest.fixture(scope="session")
 def alert_sink():
     """The webhook behind every apprise destination of the session (tests/support/destinations.py)."""

@@ -1,4 +1,5 @@
 """Log lines: JSON when asked (with the request's, task's and grant's ids), and no INFO noise from idle periodic work."""
+import base64
 import json
 import logging
 import sys
@@ -101,3 +102,46 @@ def test_an_idle_worker_says_nothing_about_its_sweeps(live):
         f.seek(start)
         added = f.read().decode(errors="replace")
     assert "jitad.elevation.sweep[" not in added, added[-3000:]
+
+
+def test_logon_tokens_never_reach_the_log_even_at_debug(settings):
+    """GIVEN jitad's logging configuration with the root logger at DEBUG WHEN pyspnego makes a real NTLM message (it
+    logs each one at DEBUG), pywinrm's requests_kerberos logs its Authorization header, and any other library logs a
+    Negotiate or Kerberos header THEN no token is in the output, and ordinary lines (naming Kerberos or NTLM) are."""
+    import copy
+    import io
+    import logging.config
+
+    import spnego
+
+    ticket = "YIIGhgYJKoZIhvcSAQICAQBuggZ1MIIGcaADAgEFoQMCAQ6iBwMFACAAAACjggSF"
+    reply = "oYGXMIGUoAMKAQChCwYJKoZIgvcSAQICooGBBH8wfaADAgEFoQMCAQ+ibzBtoAMCARKiZgRk"
+    config = copy.deepcopy(settings.LOGGING)
+    config["root"]["level"] = "DEBUG"
+    root = logging.getLogger()
+    names = ["spnego", "spnego._ntlm", "winrm.vendor.requests_kerberos.kerberos_", "some.http.library", "jitad.x",
+             *config["loggers"]]
+    saved = root.handlers[:], root.level, {name: logging.getLogger(name).level for name in names}
+    stream = io.StringIO()
+    try:
+        logging.config.dictConfig(config)
+        next(h for h in root.handlers if h.get_name() == "console").setStream(stream)
+        ntlm = spnego.client("svc-jitad", "pw", hostname="srv01.jitad.test", protocol="ntlm").step()
+        logging.getLogger("winrm.vendor.requests_kerberos.kerberos_").debug(
+            "authenticate_user(): Authorization header: {0}".format(f"Negotiate {ticket}"))
+        library = logging.getLogger("some.http.library")
+        library.debug("send: headers %s", {"Authorization": f"Negotiate {ticket}", "Content-Length": "0"})
+        library.debug("reply: WWW-Authenticate: Kerberos %s", reply)
+        library.debug("CredSSP TSRequest output: %s", base64.b64encode(ntlm).decode())
+        logging.getLogger("jitad.x").debug("Kerberos settings are missing; NTLM transport is deprecated")
+    finally:
+        handlers, level, levels = saved
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name, value in levels.items():
+            logging.getLogger(name).setLevel(value)
+    out = stream.getvalue()
+    assert "Kerberos settings are missing; NTLM transport is deprecated" in out
+    assert "send: headers {'Authorization': 'Negotiate [redacted]'" in out and "Kerberos [redacted]" in out
+    for token in (ticket[:20], reply[:20], base64.b64encode(ntlm).decode()[:20], "TlRMTVNTUA"):
+        assert token not in out, out

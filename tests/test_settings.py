@@ -479,6 +479,7 @@ def test_production_binds_with_kerberos_and_no_password(tmp_path):
     ({"JITAD_KERBEROS_KEYTAB": "/nonexistent/jitad.keytab"}, "JITAD_KERBEROS_KEYTAB=/nonexistent/jitad.keytab"),
     ({"JITAD_KERBEROS_KDCS": "dc1.example.test:notaport"}, "JITAD_KERBEROS_KDCS: 'dc1.example.test:notaport'"),
     ({"JITAD_KERBEROS_CCACHE": "/var/lib/jitad/cc"}, "a credential cache name with its type"),
+    ({"JITAD_KERBEROS_TIMEOUT": "0"}, "JITAD_KERBEROS_TIMEOUT=0: seconds between 0.5 and 300"),
 ])
 def test_kerberos_settings_are_checked_at_start(tmp_path, changes, message):
     assert_refused(run_setup(tmp_path, _kerberos(tmp_path, **changes)), message)

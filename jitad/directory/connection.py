@@ -107,8 +107,9 @@ def _bind_gssapi(conn: Connection, url: str, host: str) -> None:
         if e.transient:
             raise DirectoryUnavailable(f"bind to {url}: Kerberos: {e}") from e
         raise DirectoryMisconfigured(f"bind to {url}: Kerberos: {e}") from e
-    except gssapi.exceptions.GSSError as e:
-        raise DirectoryMisconfigured(f"bind to {url}: Kerberos: {' '.join(str(e).split())[:300]}") from e
+    except gssapi.exceptions.GSSError as e:  # in the bind itself: the ticket ran out and no KDC answered, or a refusal
+        error = DirectoryUnavailable if kerberos.gss_transient(e) else DirectoryMisconfigured
+        raise error(f"bind to {url}: Kerberos: {' '.join(str(e).split())[:300]}") from e
     except lx.LDAPStrongerAuthRequiredResult as e:
         raise DirectoryMisconfigured(
             f"bind to {url}: the DC wants SASL signing or sealing on top of TLS ({e.message}); jitad's Kerberos bind "

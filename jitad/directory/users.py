@@ -108,6 +108,38 @@ class UserVerbs:
             raise DirectoryRejected(f"{len(entries)} users match {name!r}")
         return self._to_user(entries[0])
 
+    def own_accounts(self, *, principal: str = "") -> list[DirectoryUser]:
+        """jitad's own accounts as the DC knows them: the one its bind names (JITAD_LDAP_BIND_DN, a DN, or a UPN or
+        DOMAIN\\name as a simple bind also takes) and the one its Kerberos ``principal`` (name@REALM) logs on as: the
+        account with that userPrincipalName or with the name as sAMAccountName, or for a service principal
+        (HTTP/host@REALM) the account holding it. Whatever is not found is left out; never raises DirectoryNotFound."""
+        found: list[DirectoryUser] = []
+        clauses = []
+        bind = self.config.bind_dn.strip()
+        if bind and "=" in bind:
+            try:
+                entries = self._search(bind, "(objectClass=user)", BASE, attributes=_USER_ATTRS,
+                                       operation="read jitad's bind account")
+            except DirectoryRejected:  # not a DN after all, or no such entry (DirectoryNotFound)
+                entries = []
+            found += [self._to_user(e) for e in entries]
+        elif bind and "\x00" not in bind:
+            if "@" in bind:
+                clauses.append(f"(userPrincipalName={escape_filter(bind)})")
+            else:
+                clauses.append(f"(sAMAccountName={escape_filter(bind.rsplit(chr(92), 1)[-1])})")
+        name = principal.rsplit("@", 1)[0] if "@" in principal else ""
+        if name and "\x00" not in principal:
+            if "/" in name:
+                clauses.append(f"(servicePrincipalName={escape_filter(name)})")
+            else:
+                clauses.append(f"(userPrincipalName={escape_filter(principal)})(sAMAccountName={escape_filter(name)})")
+        if clauses:
+            entries = self._search(self.config.base_dn, f"(&(objectClass=user)(|{''.join(clauses)}))",
+                                   attributes=_USER_ATTRS, operation="find jitad's own account")
+            found += [self._to_user(e) for e in entries]
+        return found
+
     def domain_dns_name(self) -> str:
         """The DNS name of the domain the base DN sits in (DC=corp,DC=example → corp.example)."""
         return ".".join(v for t, v, _sep, _end in _dn_parts(self.config.base_dn) if t.lower() == "dc").lower()

@@ -337,7 +337,7 @@ class _translated:
             raise HostAuthRefused(f"{url} refused jitad's credentials") from e
         if isinstance(e, KerberosExchangeError):  # jitad's side could not make a ticket for the server
             reason = _kerberos_reason(e)
-            if "KDC" in reason:
+            if kerberos.transient_code(_kerberos_minor(e)):
                 raise HostUnreachable(f"{url}: Kerberos: {reason}") from e
             raise HostAuthRefused(f"{url}: Kerberos: {reason}") from e
         if isinstance(e, requests.exceptions.TooManyRedirects):
@@ -371,13 +371,30 @@ def _short(e: Exception) -> str:
     return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
 
 
+def _gss_status(e: Exception) -> list[tuple[str, int]]:
+    """pykerberos' (text, code) pairs, major then minor, behind pywinrm's KerberosExchangeError: its requests_kerberos
+    raises that while handling pykerberos' GSSError, and words it with the pairs' repr (quoted either way)."""
+    cause = e.__cause__ or e.__context__
+    args = getattr(cause, "args", ())
+    if args and all(isinstance(a, tuple) and len(a) == 2 and isinstance(a[1], int) for a in args):
+        return [(str(text), code) for text, code in args]
+    return [(text or other, int(code))
+            for text, other, code in re.findall(r"""\((?:'([^']*)'|"([^"]*)"), (-?\d+)\)""", str(e))]
+
+
 def _kerberos_reason(e: Exception) -> str:
     """GSSAPI's own words for the failure ("Server not found in Kerberos database", "Cannot contact any KDC ...")."""
-    found = re.findall(r"\('([^']+)', -?\d+\)", str(e))
-    reason = found[-1] if found else _short(e)
+    status = _gss_status(e)
+    reason = status[-1][0] if status and status[-1][0] else _short(e)
     if "not found in Kerberos database" in reason:
         reason += " (is the server's HTTP/<host name> SPN registered on its account?)"
     return reason
+
+
+def _kerberos_minor(e: Exception) -> int | None:
+    """The Kerberos error code (GSSAPI's minor status) behind pywinrm's KerberosExchangeError, if it carries one."""
+    status = _gss_status(e)
+    return status[-1][1] if len(status) > 1 else None
 
 
 def _connection_reason(e: Exception) -> str:

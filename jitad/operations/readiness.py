@@ -2,7 +2,8 @@
 
 Settings and the database (Django's system checks, migrations), the broker (it takes a message), every DC (TLS, certificate, bind), the
 service account's rights under the JIT OU (the DC's own answer, nothing written), the WinRM profiles and
-endpoints (files, transports, a TLS handshake; nothing run), the alert destinations (without sending),
+endpoints (files, transports, a TLS handshake; nothing run), a site's own krb5.conf (does DNS choose the
+servers jitad asks tickets for?), the alert destinations (without sending),
 and the vault keys (a value sealed and opened, stored values opened). Each finding is ok, a warning, a
 problem (to fix here) or unreachable (a part that did not answer).
 """
@@ -181,6 +182,25 @@ def _hosts() -> list[Finding]:
     return found
 
 
+def _kerberos() -> list[Finding]:
+    from jitad import kerberos
+
+    if not kerberos.enabled():
+        return []
+    path = settings.JITAD_KERBEROS_CONFIG
+    if not path:
+        return [Finding("kerberos", "krb5.conf", OK, "written by jitad: servers named as configured (no DNS "
+                                                     "canonicalisation, no reverse DNS)")]
+    try:
+        warnings = kerberos.config_warnings(path)
+    except OSError as e:
+        return [Finding("kerberos", f"JITAD_KERBEROS_CONFIG={path}", PROBLEM, f"cannot be read: {e.strerror}")]
+    if not warnings:
+        return [Finding("kerberos", f"JITAD_KERBEROS_CONFIG={path}", OK, "servers named as configured "
+                                                                        "(dns_canonicalize_hostname and rdns false)")]
+    return [Finding("kerberos", f"JITAD_KERBEROS_CONFIG={path}", WARNING, w) for w in warnings]
+
+
 def _destinations() -> list[Finding]:
     from jitad.notifications.probe import destinations_reach
 
@@ -217,7 +237,7 @@ def readiness_check() -> list[Finding]:
     from django.db import DatabaseError
 
     found = []
-    for part in (_database, _settings_checks, _broker, _directory, _hosts, _destinations, _vault):
+    for part in (_database, _settings_checks, _broker, _directory, _hosts, _kerberos, _destinations, _vault):
         try:
             found += part()
         except DatabaseError as e:

@@ -169,11 +169,12 @@ if JITAD_LOG_FORMAT not in ("plain", "json"):
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "jitad.logs.ContextFilter"}, "quiet": {"()": "jitad.logs.QuietPeriodicFilter"}},
+    "filters": {"context": {"()": "jitad.logs.ContextFilter"}, "quiet": {"()": "jitad.logs.QuietPeriodicFilter"},
+                "redact": {"()": "jitad.logs.RedactTokensFilter"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
                    "json": {"()": "jitad.logs.JsonFormatter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": JITAD_LOG_FORMAT,
-                             "filters": ["context", "quiet"]}},
+                             "filters": ["context", "quiet", "redact"]}},
     "root": {"handlers": ["console"], "level": env.str("JITAD_LOG_LEVEL", default="INFO")},
     "loggers": {
         # ldap3 at DEBUG would print bind credentials; keep it quiet whatever the root says.
@@ -182,5 +183,11 @@ LOGGING = {
         # delivery's outcome itself, with the secrets masked (jitad.notifications).
         "apprise": {"level": "WARNING", "handlers": [], "propagate": False},
         "urllib3": {"level": "WARNING"},
+        # At DEBUG these log logon tokens: the Authorization: Negotiate header (a Kerberos ticket), every
+        # GSSAPI/NTLM/CredSSP message. Held at INFO whatever the root says; the "redact" filter catches the rest.
+        "winrm.vendor.requests_kerberos": {"level": "INFO"},
+        "requests_kerberos": {"level": "INFO"},
+        "requests_ntlm": {"level": "INFO"},
+        "spnego": {"level": "INFO"},
     },
 }

@@ -23,6 +23,9 @@ JITAD_KERBEROS_KEYTAB = env.str("JITAD_KERBEROS_KEYTAB", default="").strip()
 JITAD_KERBEROS_CCACHE = env.str("JITAD_KERBEROS_CCACHE", default="").strip() or f"FILE:{VAR_DIR / 'krb5cc_jitad'}"
 # A krb5.conf of the site's own; empty: jitad writes one from the realm and KDCs above (VAR_DIR/krb5.conf).
 JITAD_KERBEROS_CONFIG = env.str("JITAD_KERBEROS_CONFIG", default="").strip()
+# Seconds jitad waits for the KDCs to give it a ticket before it counts them as down (a transient failure,
+# tried again later). MIT Kerberos 1.20 has no krb5.conf setting for it; its own wait for a silent KDC is ~1 min.
+JITAD_KERBEROS_TIMEOUT = env.float("JITAD_KERBEROS_TIMEOUT", default=10.0)
 
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)(:\d{1,5})?$")
 
@@ -31,6 +34,8 @@ def _check() -> None:
     """Refuse a half-configured or unsafe Kerberos setup at start, naming the variable to fix."""
     named = {name: os.environ.get(name, "") for name in (
         "JITAD_KERBEROS_KDCS", "JITAD_KERBEROS_PRINCIPAL", "JITAD_KERBEROS_KEYTAB", "JITAD_KERBEROS_CONFIG")}
+    if not 0.5 <= JITAD_KERBEROS_TIMEOUT <= 300:
+        return refuse(f"JITAD_KERBEROS_TIMEOUT={JITAD_KERBEROS_TIMEOUT:g}: seconds between 0.5 and 300")
     if not JITAD_KERBEROS_REALM:
         given = [name for name, value in named.items() if value.strip()]
         if given:

@@ -165,7 +165,7 @@ def test_jitads_own_kerberos_account_is_never_sealed(db, settings):
     from jitad.breakglass.services.accounts import _refuse_unsealable
 
     settings.JITAD_KERBEROS_PRINCIPAL = "svc-jitad@JITAD.TEST"
-    d = SimpleNamespace(config=SimpleNamespace(bind_dn=""))
+    d = SimpleNamespace(config=SimpleNamespace(bind_dn=""), own_accounts=lambda principal: [])  # the DC finds none
     account = SealedAccount.objects.create(name="svc-jitad", responder_groups=["R"], approver_groups=["A"])
 
     def user(sam):
@@ -177,3 +177,39 @@ def test_jitads_own_kerberos_account_is_never_sealed(db, settings):
     _refuse_unsealable(user("breakglass1"), d, account)  # another account: sealable
     settings.JITAD_KERBEROS_PRINCIPAL = "HTTP/jitad.jitad.test@JITAD.TEST"
     _refuse_unsealable(user("HTTP"), d, account)
+
+
+def test_jitads_own_account_is_known_by_its_sid_and_upn_not_only_its_name(db, samba_dc, ad_account, ldap_admin,
+                                                                          settings):
+    """GIVEN jitad's Kerberos principal being an account's userPrincipalName while its sAMAccountName is another name
+    WHEN that account would be sealed THEN it is refused as jitad's own (the guard compared sAMAccountNames only).
+    GIVEN jitad binding as an account named by its UPN (a simple bind takes one; the DN compare could not read it
+    and refused every account) THEN that account is refused, found by its objectSid, and another is sealable."""
+    import dataclasses
+
+    from ldap3 import MODIFY_REPLACE
+
+    from jitad import directory
+    from jitad.breakglass.services.accounts import _refuse_unsealable
+
+    sam, dn, password = ad_account("bg-own-")
+    upn = f"jitad-{sam[-8:]}@jitad.test"
+    admin = ldap_admin()
+    assert admin.modify(dn, {"userPrincipalName": [(MODIFY_REPLACE, [upn])]}), admin.result
+    admin.unbind()
+    other_sam = ad_account("bg-other-")[0]
+    account = SealedAccount.objects.create(name=sam, responder_groups=["R"], approver_groups=["A"])
+
+    settings.JITAD_KERBEROS_PRINCIPAL = f"jitad-{sam[-8:]}@JITAD.TEST"
+    with directory.session() as d:
+        with pytest.raises(directory.DirectoryRejected, match="own bind account"):
+            _refuse_unsealable(d.find_user(sam), d, account)
+        _refuse_unsealable(d.find_user(other_sam), d, account)
+
+    settings.JITAD_KERBEROS_PRINCIPAL = ""
+    config = dataclasses.replace(directory.DirectoryConfig.from_settings(), bind_dn=upn.upper(), bind_password=password)
+    with directory.connect(config) as d:
+        assert [u.sid for u in d.own_accounts()] == [d.find_user(sam).sid]
+        with pytest.raises(directory.DirectoryRejected, match="own bind account"):
+            _refuse_unsealable(d.find_user(sam), d, account)
+        _refuse_unsealable(d.find_user(other_sam), d, account)

@@ -125,6 +125,10 @@ def test_report_warns_of_every_server_still_reached_over_ntlm(make_target, capsy
     call_command("jitad_standing_admins", "--target", krb.name)
     err = capsys.readouterr().err
     assert f"warning: {krb.name} is reached over NTLM" in err and ntlm.name not in err
+    # what to do, for this server: Kerberos, by the name AD must know, then the setting that allows NTLM goes
+    assert ("Switch the target to Kerberos (transport: kerberos in its winrm policy, or its WinRM transport in the "
+            "admin), with HTTP/srv.jitad.test known to AD") in err
+    assert "unset JITAD_WINRM_ALLOW_NTLM (ops/README.md, Kerberos)" in err
 
 
 def test_a_jit_group_nested_in_a_server_admins_group_counts_as_jit_not_standing(make_host, make_target, make_user,

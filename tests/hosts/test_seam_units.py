@@ -146,3 +146,28 @@ def test_member_names_and_orphans():
     assert o.orphaned and o.name == o.sid
     local = hosts.LocalMember(sid="S-1-5-21-9-9-9-500", path="WinNT://JITAD/SRV01/Administrator", cls="User")
     assert local.name == "SRV01\\Administrator"
+
+
+@pytest.mark.parametrize("principal, expected", [
+    ("svc-jitad@JITAD.TEST", hosts.HostUnreachable),   # Cannot contact any KDC: the KDC is down, try again
+    ("svc-jitad@OTHER.TEST", hosts.HostAuthRefused),   # Cannot find KDC for realm: a setting to fix, not an outage
+])
+def test_pywinrms_kerberos_failure_is_classified_by_its_error_code(offline_kerberos, settings, principal, expected):
+    """GIVEN pywinrm's Kerberos (pykerberos, through its requests_kerberos) failing to make a ticket, as it raises it
+    (KerberosExchangeError while handling pykerberos' GSSError) WHEN the seam translates it THEN no KDC reachable is
+    HostUnreachable and a realm jitad has no KDC for is HostAuthRefused, though both messages name the KDC."""
+    import kerberos as pykerberos
+    from winrm.vendor.requests_kerberos.exceptions import KerberosExchangeError
+
+    from jitad.hosts.client import _translated
+    from tests.support.kerberos import closed_port
+
+    offline_kerberos(closed_port())
+    settings.JITAD_KERBEROS_PRINCIPAL = principal
+    with pytest.raises(expected, match="Kerberos: Cannot (contact any|find) KDC"):
+        with _translated("http://srv01.jitad.test:5985/wsman"):
+            try:  # requests_kerberos' generate_request_header, as it is written
+                _, ctx = pykerberos.authGSSClientInit("HTTP@srv01.jitad.test", principal=principal)
+                pykerberos.authGSSClientStep(ctx, "")
+            except pykerberos.GSSError as error:
+                raise KerberosExchangeError("%s failed: %s" % ("authGSSClientStep()", str(error.args)))

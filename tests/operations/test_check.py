@@ -159,3 +159,29 @@ def test_bad_usage_exits_2(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == ExitCode.USAGE, result.stderr[-2000:]
     assert "invalid choice" in result.stderr
+
+
+def test_a_sites_own_krb5_conf_that_lets_dns_choose_servers_is_a_warning(settings, tmp_path):
+    """GIVEN JITAD_KERBEROS_CONFIG naming a krb5.conf that leaves dns_canonicalize_hostname and rdns at MIT's defaults
+    (true) WHEN jitad_check reads it THEN a warning for each, saying what to set; with both false (and realm-specific
+    blocks, comments, a final marker) THEN ok; with jitad's own krb5.conf THEN ok."""
+    from jitad.operations.readiness import OK, WARNING, _kerberos
+
+    settings.JITAD_KERBEROS_REALM = "JITAD.TEST"
+    conf = tmp_path / "krb5.conf"
+    settings.JITAD_KERBEROS_CONFIG = str(conf)
+    conf.write_text("[libdefaults]\n    default_realm = JITAD.TEST\n    dns_lookup_kdc = true\n"
+                    "[realms]\n    JITAD.TEST = {\n        kdc = dc1.jitad.test\n        rdns = false\n    }\n")
+    found = _kerberos()
+    assert [f.status for f in found] == [WARNING, WARNING]
+    assert "dns_canonicalize_hostname = true (the default)" in found[0].detail and "set it to false" in found[0].detail
+    assert found[1].detail.startswith("rdns = true (the default)")
+
+    conf.write_text("# site file\n[libdefaults]\n  default_realm = JITAD.TEST\n  JITAD.TEST = {\n    rdns = true\n  }\n"
+                    "  dns_canonicalize_hostname* = False\n  rdns = no\n  rdns = yes\n[realms]\n")
+    assert [(f.status, f.subject) for f in _kerberos()] == [(OK, f"JITAD_KERBEROS_CONFIG={conf}")]
+    conf.write_text("[libdefaults]\n dns_canonicalize_hostname = fallback\n rdns = false\n")
+    assert [f.status for f in _kerberos()] == [WARNING]
+
+    settings.JITAD_KERBEROS_CONFIG = ""
+    assert [f.status for f in _kerberos()] == [OK]

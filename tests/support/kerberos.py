@@ -6,6 +6,7 @@ exportkeytab`` on the DC's own database, exported by account name (that carries 
 an export by SPN carries RC4 only), with the accounts set to AES tickets. Files are mode 600.
 """
 import secrets
+import socket
 import ssl
 import subprocess
 from pathlib import Path
@@ -73,3 +74,22 @@ class TestRealm:
             "JITAD_KERBEROS_KEYTAB": str(keytab),
             "JITAD_KERBEROS_CCACHE": f"FILE:{self.ccache}",
         }
+
+
+def offline_keytab(path: Path, *principals: str) -> Path:
+    """A keytab (ktutil, mode 600) with AES keys for ``principals`` from a password no KDC knows: enough for MIT
+    Kerberos to ask a KDC, which is all a test of a KDC that is down or missing needs."""
+    lines = "".join(f"addent -password -p {p} -k 1 -e aes256-cts-hmac-sha1-96\nKt-Unused-1\n" for p in principals)
+    subprocess.run(["ktutil"], input=lines + f"wkt {path}\nquit\n", text=True, capture_output=True, check=True,
+                   timeout=30)
+    path.chmod(0o600)
+    return path
+
+
+def closed_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on (so UDP to it is refused as well)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port

@@ -48,14 +48,22 @@ class Command(JitadCommand):
 
     def _warn_ntlm(self, targets) -> None:
         """NTLM is allowed only where a profile asks for it; every server that still uses it is named, each report
-        (on stderr, and as ``ntlm_targets`` in the JSON document)."""
-        ntlm = list(targets.filter(winrm_transport="ntlm").order_by("name").values_list("name", "winrm_profile"))
-        self.result["ntlm_targets"] = [{"target": name, "profile": profile or "default"} for name, profile in ntlm]
-        for name, profile in ntlm:
+        (on stderr, and as ``ntlm_targets`` in the JSON document), with what to do: switch it to Kerberos."""
+        from urllib.parse import urlsplit
+
+        ntlm = list(targets.filter(winrm_transport="ntlm").order_by("name")
+                    .values_list("name", "winrm_profile", "hostname", "winrm_url"))
+        self.result["ntlm_targets"] = [{"target": name, "profile": profile or "default"}
+                                       for name, profile, _host, _url in ntlm]
+        for name, profile, hostname, url in ntlm:
+            spn_host = (hostname or urlsplit(url).hostname or "<its hostname>").rstrip(".").lower()
+            setting = (f"JITAD_WINRM_PROFILE_{profile.upper()}_ALLOW_NTLM" if profile else "JITAD_WINRM_ALLOW_NTLM")
             self.stderr.write(
-                f"warning: {name} is reached over NTLM (WinRM profile {profile or 'default'} allows it): NTLM is "
-                "deprecated and being switched off in Windows; register HTTP/<its hostname> and move it to Kerberos "
-                "(ops/README.md, Kerberos)")
+                f"warning: {name} is reached over NTLM (WinRM profile {profile or 'default'} allows it). NTLM is "
+                "deprecated, being switched off in Windows, and its logons can be relayed or cracked offline. "
+                f"Switch the target to Kerberos (transport: kerberos in its winrm policy, or its WinRM transport in "
+                f"the admin), with HTTP/{spn_host} known to AD (a domain-joined server's HOST/ SPN covers it); "
+                f"once no target needs NTLM, unset {setting} (ops/README.md, Kerberos)")
 
     def _write(self, findings, fmt: str, *, checked: int) -> None:
         rows = [
