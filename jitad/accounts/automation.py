@@ -16,8 +16,9 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from jitad import metrics
+from jitad.audit.selectors import audit_recorded_since
 from jitad.audit.services import audit_record
-from jitad.notifications.services import condition_raise, condition_resolve
+from jitad.notifications.services import condition_raise, condition_resolve, conditions_open
 
 from .mfa import mfa_enrolled
 from .models import ApiToken, AutomationIdentity
@@ -147,7 +148,6 @@ def automation_key_set(*, identity: AutomationIdentity, actor: str, public_key: 
         identity.save(update_fields=["public_key"])
         audit_record(actor=actor, action="automation.key_set", object_type="user", object_id=identity.user_id,
                      data={"public_key": encoded, "replaced": replaced, "made_here": not public_key})
-        _replay_answered(identity, f"its signing key was replaced by {actor}")
     return private
 
 
@@ -195,7 +195,8 @@ def automation_disable(*, identity: AutomationIdentity, actor: str, reason: str 
         revoked = ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
         audit_record(actor=actor, action="automation.disabled", object_type="user", object_id=user.pk,
                      before="active", after="disabled", reason=reason[:500], data={"tokens_revoked": revoked})
-        _replay_answered(identity, f"it was disabled by {actor}")
+        for condition in conditions_open(prefix=_replay_prefix(identity)):
+            _replay_answered(identity, condition.key.rsplit(":", 1)[1], f"it was disabled by {actor}")
     return revoked
 
 
@@ -218,7 +219,7 @@ def automation_token_revoke(*, identity: AutomationIdentity, actor: str, prefix:
         return token, False
     with transaction.atomic():
         token = api_token_revoke(token=token, actor=actor, reason=reason)
-        _replay_answered(identity, f"its token {token.prefix} was revoked by {actor}")
+        _replay_answered(identity, token.prefix, f"the token was revoked by {actor}")
     return token, True
 
 
@@ -228,8 +229,21 @@ REPLAYED = "signature_replayed"
 REPLAY_EVENT = "automation.signature_replayed"
 
 
-def _replay_key(identity: AutomationIdentity) -> str:
-    return f"{REPLAY_EVENT}:{identity.user.get_username()}"[:200]
+# A token's refusals are audited once per reason in this period (each is counted in jitad_mfa_failures): whoever holds
+# a copied token but not the key could otherwise write an audit row, under the chain's one lock, with every call.
+REFUSAL_AUDIT_EVERY = timezone.timedelta(minutes=10)
+
+
+def _replay_prefix(identity: AutomationIdentity) -> str:
+    return f"{REPLAY_EVENT}:{identity.user.get_username()}:"
+
+
+def _replay_key(identity: AutomationIdentity, prefix: str) -> str:
+    return f"{_replay_prefix(identity)}{prefix}"[:200]
+
+
+def _replay_subject(name: str, prefix: str) -> str:
+    return f"Automation identity {name}: a signed call with token {prefix} was sent again (replayed)"[:200]
 
 
 def automation_signature_refused(*, identity: AutomationIdentity, token: ApiToken, reason: str, code: str,
@@ -237,32 +251,36 @@ def automation_signature_refused(*, identity: AutomationIdentity, token: ApiToke
     """Record a refused signed write of ``identity``: the MFA-failure counter (device ``signature``), an audit event
     (``automation.signature_refused``, the identity as actor), and for a replay an alert on the security channel.
 
-    The alert is a condition (jitad/notifications/services/conditions.py), one per identity: open until an operator
-    answers (a token revoked, the key replaced, the identity disabled), replays meanwhile only counted, with a
-    reminder every JITAD_ALERT_REMIND_MINUTES; so replaying a captured call in a loop cannot flood the channel.
+    Every refusal is counted; the audit event is written for the first refusal of a token for a reason in each
+    REFUSAL_AUDIT_EVERY (the counter has them all). The alert is a condition (jitad/notifications/services/conditions.py), one per token: open
+    until an operator revokes that token or disables the identity (a new key does not stop a copied token's
+    reads), replays meanwhile only counted, with a reminder every JITAD_ALERT_REMIND_MINUTES; so replaying a
+    captured call in a loop floods neither the channel nor the audit trail.
     Committed at once, whatever becomes of the refused request: jitad's requests are not atomic (no
     ATOMIC_REQUESTS, which would roll this back with the refusal, and the nonces of accepted calls too).
     """
     metrics.count(metrics.mfa_failures, device="signature", reason=reason)
     name = identity.user.get_username()
+    recent = audit_recorded_since(action="automation.signature_refused", object_type="api_token", object_id=token.pk,
+                                  reason=reason, since=timezone.now() - REFUSAL_AUDIT_EVERY)
     with transaction.atomic():
-        audit_record(actor=name, action="automation.signature_refused", object_type="api_token", object_id=token.pk,
-                     reason=reason, data={"code": code, "prefix": token.prefix, "method": method[:10],
-                                          "path": path[:200], **({"nonce": nonce[:64]} if nonce else {})})
+        if not recent:
+            audit_record(actor=name, action="automation.signature_refused", object_type="api_token",
+                         object_id=token.pk, reason=reason,
+                         data={"code": code, "prefix": token.prefix, "method": method[:10], "path": path[:200],
+                               **({"nonce": nonce[:64]} if nonce else {})})
         if reason == REPLAYED:
-            condition_raise(key=_replay_key(identity), event=REPLAY_EVENT, severity="critical",
-                            subject=f"Automation identity {name}: a signed call was sent again (replayed)"[:200],
+            condition_raise(key=_replay_key(identity, token.prefix), event=REPLAY_EVENT, severity="critical",
+                            subject=_replay_subject(name, token.prefix),
                             body=f"A write signed for {name} (token {token.prefix}, {method[:10]} {path[:200]}) was sent "
                                  "a second time and refused. Whoever sent it holds a copy of a real call, its token "
                                  "included: revoke the token (manage.py jitad_automation token-revoke "
                                  f"{name} {token.prefix}), and find where calls are copied (a proxy's or CI log). "
-                                 "Further replays are counted on this alert until a token of the identity is revoked, "
-                                 "its key replaced or it is disabled (docs/mfa.md, 'Automation identities').")
+                                 "Further replays are counted on this alert until that token is revoked or the "
+                                 "identity disabled (docs/mfa.md, 'Automation identities').")
 
 
-def _replay_answered(identity: AutomationIdentity, how: str) -> None:
-    """Close the identity's replay alert, if one is open: an operator has acted."""
-    name = identity.user.get_username()
-    condition_resolve(key=_replay_key(identity), event=REPLAY_EVENT,
-                      subject=f"Automation identity {name}: a signed call was sent again (replayed)"[:200],
-                      body=f"Answered: {how}.")
+def _replay_answered(identity: AutomationIdentity, prefix: str, how: str) -> None:
+    """Close the replay alert of ``identity``'s token ``prefix``, if one is open: an operator has acted."""
+    condition_resolve(key=_replay_key(identity, prefix), event=REPLAY_EVENT,
+                      subject=_replay_subject(identity.user.get_username(), prefix), body=f"Answered: {how}.")

@@ -120,6 +120,13 @@ def _code(e: exceptions.APIException) -> str:
     return codes if isinstance(codes, str) else "signature_invalid"
 
 
+def _content_type(django_request) -> str:
+    """The Content-Type the body will be parsed as: DRF's own reading (``Request.content_type``), which falls back
+    to an HTTP_CONTENT_TYPE header when there is no Content-Type, so what is signed is what chooses the parser."""
+    meta = django_request.META
+    return meta.get("CONTENT_TYPE", meta.get("HTTP_CONTENT_TYPE", ""))
+
+
 def _body(django_request) -> bytes:
     try:
         return django_request.body
@@ -147,7 +154,7 @@ def _signature_check(django_request, identity, token) -> None:
         raise SignatureRefused("X-Jitad-Nonce must be 16 to 64 of A-Z, a-z, 0-9, '-' and '_'.",
                                code="signature_invalid", reason="nonce_invalid")
     message = signed_message(method=django_request.method, path=django_request.get_full_path(), timestamp=stamp,
-                             nonce=nonce, prefix=token.prefix, content_type=django_request.META.get("CONTENT_TYPE", ""),
+                             nonce=nonce, prefix=token.prefix, content_type=_content_type(django_request),
                              body=_body(django_request))
     try:
         key = Ed25519PublicKey.from_public_bytes(_b64(identity.public_key))

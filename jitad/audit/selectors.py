@@ -45,6 +45,12 @@ def audit_search(qs: QuerySet, term: str) -> QuerySet:
     return qs.filter(Q(actor__icontains=term) | Q(object_id=term) | audit_objects_named(term))
 
 
+def audit_recorded_since(*, action: str, object_type: str, object_id, reason: str, since) -> bool:
+    """Whether an event of ``action`` on the object, with ``reason``, was recorded at or after ``since``."""
+    return AuditEvent.objects.filter(object_type=object_type, object_id=str(object_id), action=action, reason=reason,
+                                     at__gte=since).exists()
+
+
 def audit_checkpoint() -> AuditCheckpoint | None:
     """The pruning checkpoint, or None when nothing was ever pruned."""
     return AuditCheckpoint.objects.filter(pk=1, pruned_total__gt=0).first()

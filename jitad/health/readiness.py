@@ -165,11 +165,15 @@ def _reads(names: set[str]) -> list[Check]:
         return checks
     if not checks[0].ok:
         return checks + [Check(n, False, "not checked: the database does not answer") for n in wanted]
-    with _answers_lock:
+    if not _answers_lock.acquire(timeout=settings.JITAD_READY_TIMEOUT + 1):
+        return checks + [Check(n, False, "an earlier check has not come back") for n in wanted]
+    try:
         at, answer = _answers.get(wanted, (float("-inf"), []))
         if time.monotonic() - at >= settings.JITAD_READY_CACHE_SECONDS:
             answer = _tables(wanted)
             _answers[wanted] = (time.monotonic(), answer)
+    finally:
+        _answers_lock.release()
     return checks + answer
 
 

@@ -64,6 +64,10 @@ def _mail(timeout: float) -> tuple[str, str]:
     except ssl.SSLCertVerificationError as e:
         return PROBLEM, (f"the SMTP server {settings.EMAIL_HOST}:{settings.EMAIL_PORT}: certificate not valid: "
                          f"{e.verify_message}")
+    except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError) as e:
+        return UNREACHABLE, f"the SMTP server {settings.EMAIL_HOST}:{settings.EMAIL_PORT} did not accept a session: {e}"
+    except smtplib.SMTPException as e:  # it answered, and refused what JITAD_EMAIL_URL asks (no usable login method...)
+        return PROBLEM, f"the SMTP server {settings.EMAIL_HOST}:{settings.EMAIL_PORT} refused the session: {e}"
     except (OSError, ssl.SSLError) as e:
         return UNREACHABLE, f"the SMTP server {settings.EMAIL_HOST}:{settings.EMAIL_PORT} did not accept a session: {e}"
     finally:

@@ -115,20 +115,23 @@ def scratch_postgresql(dump: Path, kind: str, *, server_url: str):
         if run.returncode != 0:
             raise BackupError(f"pg_restore could not restore {dump}: {run.stderr.strip()[-1500:]}")
         yield url
-    except BaseException:
-        failed = True
+    except BaseException as e:
+        failed = e
         raise
     else:
-        failed = False
+        failed = None
     finally:
         try:
             _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         except BackupError as e:
             left = (f"the scratch database {name} was left on the server (it holds a copy of the backup: drop it "
                     f"by hand): {e}")
-            if not failed:
+            if failed is None:
                 raise BackupError(left, e.code) from e
-            log.error("%s", left)  # the check's own failure stays the one reported
+            # The check's own failure stays the one reported, and says what was left behind (in --format json too).
+            log.error("%s", left)
+            if isinstance(failed, BackupError):
+                failed.args = (f"{failed.args[0]}; also, {left}",)
 
 
 @contextmanager

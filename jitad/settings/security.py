@@ -85,7 +85,7 @@ SECURE_SSL_REDIRECT = env.bool("JITAD_SSL_REDIRECT", default=PRODUCTION)
 # A load balancer's health probe and a Prometheus scrape of a machine's own gunicorn (a workers-only
 # machine's, say) often speak plain HTTP to the process: answer them, never redirect them (a
 # redirected probe reads as "down"). Their own rules still apply (ops/README.md, "Health and metrics").
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz\Z", r"^readyz\Z", r"^metrics\Z"]
 SECURE_HSTS_SECONDS = env.int("JITAD_HSTS_SECONDS", default=31536000 if PRODUCTION else 0)
 # Every name under the site's domain must speak HTTPS too once a browser has seen the header.
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("JITAD_HSTS_INCLUDE_SUBDOMAINS", default=PRODUCTION)

@@ -251,9 +251,11 @@ def test_each_refused_signature_is_counted_audited_and_a_replay_alerted_once(cli
     timestamp, a malformed nonce, a signature that does not match, a replayed call, and from an identity with no key)
     THEN each is counted in jitad_mfa_failures (device signature, the reason) and audited as
     automation.signature_refused under the identity's name, committed although the request failed (no test
-    transaction here to hide a rollback); a replay also opens one critical alert, and replaying it again only
-    counts on that alert; WHEN the operator revokes the replayed token THEN the alert is resolved, that token is
-    refused and the identity's other token still works."""
+    transaction here to hide a rollback), once per token and reason in ten minutes (so a loop of refused calls
+    does not write a row each); a replay also opens one critical alert for that token, and replaying it again
+    only counts on that alert; revoking the identity's other token or replacing its key does not answer it;
+    WHEN the operator revokes the replayed token THEN the alert is resolved, that token is refused and the
+    identity's other token still works."""
     from jitad.notifications.models import AlertCondition, Notification
 
     token, key = _identity("refused-bot", "--scope", "requests.create", "--target", "SRV01")
@@ -283,15 +285,22 @@ def test_each_refused_signature_is_counted_audited_and_a_replay_alerted_once(cli
         assert _failures(reason) == before[reason] + n, reason
     refused = AuditEvent.objects.filter(action="automation.signature_refused")
     assert sorted(refused.filter(actor="refused-bot").values_list("reason", flat=True)) == sorted(
-        ["signature_required", "timestamp_invalid", "nonce_invalid", "signature_invalid"] + ["signature_replayed"] * 3)
+        ["signature_required", "timestamp_invalid", "nonce_invalid", "signature_invalid", "signature_replayed"])
     assert refused.filter(actor="keyless-bot", reason="no_key").count() == 1
     replay = refused.filter(reason="signature_replayed").first()
     assert replay.object_type == "api_token" and replay.object_id == str(ApiToken.objects.get(prefix=token.split("_")[1]).pk)
     assert replay.data["nonce"] == captured["HTTP_X_JITAD_NONCE"] and replay.data["path"] == REQUESTS
     assert "nonce" not in refused.get(reason="signature_invalid", actor="refused-bot").data
-    condition = AlertCondition.objects.get(key="automation.signature_replayed:refused-bot")
+    condition = AlertCondition.objects.get(key=f"automation.signature_replayed:refused-bot:{token.split('_')[1]}")
     assert condition.resolved_at is None and condition.occurrences == 3 and condition.severity == "critical"
     assert Notification.objects.filter(event="automation.signature_replayed").count() == 1
+
+    # Neither stops the copied token: the alert stays open.
+    spare = _command("token", "refused-bot", "--days", "7")["token"]
+    _command("token-revoke", "refused-bot", spare.split("_")[1])
+    key = serialization.load_pem_private_key(_command("key", "refused-bot")["private_key"].encode(), password=None)
+    condition.refresh_from_db()
+    assert condition.resolved_at is None
 
     revoked = _command("token-revoke", "refused-bot", token.split("_")[1], "--reason", "replayed")
     assert revoked["revoked"] is True
@@ -386,3 +395,17 @@ def test_an_identity_in_an_approver_group_sees_only_its_own_requests(client):
     _person_token, raw = api_token_create(user=lead, name="script")
     assert {r["id"] for r in client.get(REQUESTS, HTTP_AUTHORIZATION=f"Bearer {raw}").json()["results"]} == {
         mine.pk, theirs.pk}
+
+
+def test_the_signed_content_type_is_the_one_the_body_is_parsed_as():
+    """Without a Content-Type, DRF parses the body by a Content_Type header (HTTP_CONTENT_TYPE): the signature
+    covers that same value, so no unsigned header chooses the parser."""
+    from django.test import RequestFactory
+    from rest_framework.request import Request
+
+    from jitad.accounts.automation_api import _content_type
+
+    request = RequestFactory().generic("POST", REQUESTS, b"target=SRV01")
+    request.META.pop("CONTENT_TYPE", None)
+    request.META["HTTP_CONTENT_TYPE"] = "application/x-www-form-urlencoded"
+    assert _content_type(request) == Request(request).content_type == "application/x-www-form-urlencoded"

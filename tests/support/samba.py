@@ -177,8 +177,9 @@ class SambaDC:
             return
         # samba's smbd (with its smbd-notifyd and cleanupd) runs in a session of its own (setsid), out of reach of
         # a signal to samba's process group, and does not always follow samba out: stop every group samba started.
-        groups = {self.proc.pid} | _descendant_groups(self.proc.pid)
-        if self.proc.poll() is None:
+        # Only while samba runs: once it is reaped its pid (and its children's) may be another program's.
+        groups = {self.proc.pid} | _descendant_groups(self.proc.pid) if self.proc.poll() is None else set()
+        if groups:
             _signal_groups(groups, signal.SIGTERM)
             try:
                 self.proc.wait(15)
@@ -204,7 +205,8 @@ class SambaDC:
 
 
 def _processes() -> dict[int, tuple[int, int]]:
-    """{pid: (parent pid, process group)} of every process this machine shows in /proc."""
+    """{pid: (parent pid, process group)} of every live process this machine shows in /proc (zombies left out:
+    they are gone but for their parent's wait)."""
     found = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -214,7 +216,8 @@ def _processes() -> dict[int, tuple[int, int]]:
                 fields = f.read().rsplit(b")", 1)[1].split()  # the name, in parentheses, may hold spaces
         except OSError:  # it ended meanwhile
             continue
-        found[int(entry)] = (int(fields[1]), int(fields[2]))
+        if fields[0] != b"Z":
+            found[int(entry)] = (int(fields[1]), int(fields[2]))
     return found
 
 

@@ -25,7 +25,8 @@ checks it before a view runs). Errors are ``{"code", "detail"}``, always 4xx:
 
 A caller sees their own requests and every request whose policy or target names one of
 their groups as approvers (``selectors.requests.requests_visible_to``); an automation identity
-sees its own only (no scope lets it decide, so none lets it read what others asked for).
+sees its own only here (no scope lets it decide). Everyone's access history is another matter:
+the ``reports.read`` scope, granted on purpose, reads it through the reports API.
 """
 from django.http import JsonResponse
 from drf_spectacular.types import OpenApiTypes
