@@ -30,15 +30,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 VAR = Path(os.environ.setdefault("JITAD_VAR_DIR", str(REPO / "var" / "bench")))
 VAR.mkdir(parents=True, exist_ok=True)
-if "JITAD_DATABASE_URL" not in os.environ:
-    db = VAR / "bench.sqlite3"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    os.environ["JITAD_DATABASE_URL"] = f"sqlite:///{db}"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jitad.settings")
 
 from harness import (  # noqa: E402  (bench/harness.py, beside this file)
-    cpu_model, doc_section_write, group_cpu_seconds, pct, postgres_cpu, results_merge,
+    cpu_model, database_prepare, doc_section_write, group_cpu_seconds, pct, postgres_cpu, results_merge,
 )
 from mass import GROUPS, MAIL_DOMAIN, groups_ensure, mass_sizes, people_ensure, size_label, wave  # noqa: E402
 from out_of_band import measure as out_of_band_measure  # noqa: E402  (bench/out_of_band.py)
@@ -61,7 +56,20 @@ def _interrupt(signum, frame):
 def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # a killed bench still stops its DC and worker
     env = dict(os.environ)  # before the DC's settings are added: the load parts need no AD
-    rc = engine()
+    # A fresh database of the engine part's own (var/engine.sqlite3, or jitad_bench_engine on the PostgreSQL
+    # server JITAD_DATABASE_URL names), dropped afterwards: a second run on the same server starts clean.
+    url, drop = database_prepare(VAR, "engine")
+    os.environ["JITAD_DATABASE_URL"] = url
+    try:
+        rc = engine()
+    finally:
+        try:
+            from django.db import connections
+
+            connections.close_all()
+        except Exception:  # noqa: BLE001 - Django may not have been set up
+            pass
+        drop()
     if rc:
         return rc
     for part, switch in (("portal", "BENCH_PORTAL"), ("admin", "BENCH_ADMIN"), ("reports", "BENCH_REPORTS")):
