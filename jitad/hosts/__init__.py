@@ -5,7 +5,8 @@
         h.end_sessions(user_sid)          # SessionsEnded; HostSessionsRemain if a logon session remains
         h.security_events(sids=[user_sid], start=granted_at, end=now)   # SecurityEvents
 """
-from .client import ADMINISTRATORS_SID, Host, LocalMember, encoded_command, script_text
+from .client import ADMINISTRATORS_SID, Host, LocalMember
+from .script_io import encoded_command, script_text
 from .sessions import RemainingLogon, SessionsEnded
 from .events import SecurityEvent, SecurityEvents
 from .sids import is_account_sid, is_sid

@@ -2,102 +2,45 @@
 
 The rules this module keeps:
 
-* Scripts are files shipped in ``jitad/hosts/scripts/``; the command line is built from
-  the script's text alone. Input is data: validated here, JSON, base64, handed over in
-  the shell's environment (``JITAD_INPUT``), never spliced into PowerShell.
-* Output is one ``JITAD:<base64 JSON>`` line, so no code page can mangle it; the exit
-  code is checked.
+* Scripts are files shipped in ``jitad/hosts/scripts/``, run by their constant command line
+  (script_io.py). Input is data: validated here, JSON, base64, handed over in the shell's
+  environment (``JITAD_INPUT``), never spliced into PowerShell. Output is one result line,
+  read by script_io.py; the exit code is checked.
+* The connection, its logon and its guards (no redirect, no proxy, sealed replies only) are
+  transport.py's.
 * Every call has a deadline. pywinrm retries a Receive that hit the operation timeout
   forever; here the loop stops at the deadline, and each HTTP request's read timeout
   shrinks to what is left of it.
-* pywinrm's and requests' errors become HostError subclasses, raised ``from`` the original.
+* pywinrm's and requests' errors become HostError subclasses, raised ``from`` the original
+  (translation.py).
 """
 import base64
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
-from importlib import resources
-from urllib.parse import urlsplit
 
-import requests
-from winrm.exceptions import (
-    InvalidCredentialsError,
-    WinRMError,
-    WinRMOperationTimeoutError,
-    WinRMTransportError,
-    WSManFaultError,
-)
+from winrm.exceptions import WinRMOperationTimeoutError
 from winrm.protocol import Protocol
 
-try:  # pywinrm's Kerberos (its vendored requests_kerberos over pykerberos)
-    import winrm.transport as _winrm_transport
-    from winrm.vendor.requests_kerberos import HTTPKerberosAuth
-    from winrm.vendor.requests_kerberos.exceptions import KerberosExchangeError
-
-    class _ChannelBoundKerberosAuth(HTTPKerberosAuth):
-        """pywinrm's Kerberos auth, waiting for the server's 401 before it sends a ticket.
-
-        pywinrm asks for the ticket to go with the first request (preemptive), before any TLS
-        certificate has been seen, so over HTTPS the ticket would carry no channel binding. Sent
-        after the 401, it is bound to the TLS channel it travels on (tls-server-end-point), as a
-        server with Extended Protection (CbtHardeningLevel Strict) requires; a relayed ticket is
-        refused. One more round trip per connection, over HTTP as well.
-        """
-
-        def __init__(self, *args, **kwargs):
-            kwargs["force_preemptive"] = False
-            super().__init__(*args, **kwargs)
-
-    _winrm_transport.HTTPKerberosAuth = _ChannelBoundKerberosAuth  # pywinrm builds its auth by this name
-except ImportError:  # pragma: no cover - pykerberos not installed: a kerberos target fails in pywinrm instead
-    class KerberosExchangeError(Exception):
-        pass
-
-from jitad import kerberos, metrics
+from jitad import metrics
 
 from .config import HostConfig
-from .errors import (
-    HostAuthRefused,
-    HostError,
-    HostMisconfigured,
-    HostScriptFailed,
-    HostSessionsRemain,
-    HostTimedOut,
-    HostUnreachable,
-)
+from .errors import HostError, HostScriptFailed, HostSessionsRemain, HostTimedOut
 from .events import SecurityEvents, events_input, events_result
+from .script_io import POWERSHELL, POWERSHELL_ARGS, encoded_command, parse_result
 from .sessions import SessionsEnded, sessions_result
 from .sids import is_account_sid, is_sid
+from .translation import translated
+from .transport import protocol_open
 
 log = logging.getLogger(__name__)
 
 ADMINISTRATORS_SID = "S-1-5-32-544"
-MARKER = "JITAD:"
-POWERSHELL = "powershell.exe"
-POWERSHELL_ARGS = ("-NoLogo", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-EncodedCommand")
 # What is left of the deadline below which starting another request is pointless.
 _MIN_BUDGET = 1.5
 _CLEANUP_SECONDS = 3.0
-
-
-@cache
-def script_text(name: str) -> str:
-    """The text of a shipped script (``local_admins`` → scripts/local_admins.ps1)."""
-    if not re.fullmatch(r"[a-z_]+", name):
-        raise HostError(f"no script named {name!r}")
-    try:
-        return resources.files(__package__).joinpath("scripts", f"{name}.ps1").read_text(encoding="utf-8")
-    except FileNotFoundError as e:
-        raise HostError(f"no script named {name!r}") from e
-
-
-def encoded_command(name: str) -> str:
-    """The -EncodedCommand argument for a script: base64 of its UTF-16-LE text."""
-    return base64.b64encode(script_text(name).encode("utf-16-le")).decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -194,41 +137,11 @@ class Host:
             except HostError:
                 self.close()  # a connection in an unknown state is never reused
                 raise
-            return _parse_result(name, stdout, stderr, code)
+            return parse_result(name, stdout, stderr, code)
 
     def _protocol_for_call(self) -> Protocol:
         if self._protocol is None:
-            c = self.config
-            if c.transport == "kerberos":
-                try:
-                    kerberos.prepare()
-                    kerberos.get_ticket("HTTP", c.kerberos_host or urlsplit(c.url).hostname)
-                except kerberos.KerberosMisconfigured as e:
-                    raise HostMisconfigured(f"WinRM over Kerberos to {c.url}: {e}") from e
-                except kerberos.KerberosNoTicket as e:
-                    error = HostUnreachable if e.transient else HostAuthRefused
-                    raise error(f"{c.url}: Kerberos: {e}") from e
-            try:
-                self._protocol = Protocol(
-                    endpoint=c.url,
-                    transport=c.transport,
-                    username=c.username or None,
-                    password=c.password or None,
-                    ca_trust_path=c.ca_bundle or None,
-                    cert_pem=c.cert_pem or None,
-                    cert_key_pem=c.cert_key_pem or None,
-                    server_cert_validation="validate",
-                    # Over HTTP, NTLM/Kerberos must encrypt every message; over HTTPS, TLS does
-                    # (and sealing as well when the settings ask for it).
-                    message_encryption="auto" if c.https and c.message_encryption == "auto" else "always",
-                    kerberos_hostname_override=c.kerberos_host or None,
-                    read_timeout_sec=max(2, int(c.read_timeout)),
-                    operation_timeout_sec=max(1, int(c.operation_timeout)),
-                    proxy=None,  # never a proxy from the environment: jitad talks to its hosts directly
-                )
-            except (WinRMError, ValueError) as e:
-                raise HostMisconfigured(f"WinRM settings for {c.url}: {e}") from e
-            _no_redirects(self._protocol.transport)
+            self._protocol = protocol_open(self.config)
         return self._protocol
 
     def _budget(self, deadline: float) -> Protocol:
@@ -247,7 +160,7 @@ class Host:
         shell_id = command_id = None
         out, err = [], []
         try:
-            with _translated(url):
+            with translated(url):
                 shell_id = self._budget(deadline).open_shell(env_vars=env, codepage=65001, noprofile=True)
                 # Not through cmd.exe: its 8,191-character line limit is close to the scripts' size.
                 command_id = self._budget(deadline).run_command(
@@ -274,7 +187,7 @@ class Host:
         """Signal the command and delete the shell, briefly and quietly: the result is already known."""
         deadline = time.monotonic() + _CLEANUP_SECONDS
         try:
-            with _translated(self.config.url):
+            with translated(self.config.url):
                 if command_id is not None:
                     self._budget(deadline).cleanup_command(shell_id, command_id)
                 self._budget(deadline).close_shell(shell_id, close_session=False)
@@ -282,161 +195,3 @@ class Host:
             log.info("could not close the WinRM shell on %s: %s", self.config.url, e)
 
 
-def _no_redirects(transport) -> None:
-    """Never follow a redirect (it would hand jitad's logon to another host) or read the environment.
-
-    pywinrm sends every request, the encryption handshake included, through this one method.
-    """
-    send = transport._send_message_request
-
-    def guarded(session, prepared_request):
-        session.max_redirects = 0  # a 3xx raises TooManyRedirects instead of being followed
-        session.trust_env = False
-        return send(session, prepared_request)
-
-    transport._send_message_request = guarded
-    _sealed_replies_only(transport)
-
-
-def _sealed_replies_only(transport) -> None:
-    """Once messages are sealed, refuse a reply that is not.
-
-    pywinrm unseals a reply only when its Content-Type names the sealing protocol and hands any
-    other body back as it came: someone on the path who let the logon through to the real host
-    could then answer the commands in plain text (a forged "is in Administrators", a forged "no
-    longer admin"). A sealed exchange must stay sealed both ways.
-    """
-    read = transport._get_message_response_text
-
-    def checked(response):
-        encryption = transport.encryption
-        if encryption is not None:
-            kind = response.headers.get("Content-Type", "")
-            if f'protocol="{encryption.protocol_string.decode()}"' not in kind:
-                raise HostAuthRefused(f"a reply from {transport.endpoint} was not sealed (Content-Type {kind[:80]!r}) "
-                                 "although the messages are: refused, it may not come from the host")
-        return read(response)
-
-    transport._get_message_response_text = checked
-
-
-class _translated:
-    """Turn pywinrm/requests exceptions into HostError subclasses, chained."""
-
-    def __init__(self, url: str):
-        self.url = url
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, e, tb):
-        if e is None or isinstance(e, HostError):
-            return False
-        url = self.url
-        if isinstance(e, InvalidCredentialsError):
-            raise HostAuthRefused(f"{url} refused jitad's credentials") from e
-        if isinstance(e, KerberosExchangeError):  # jitad's side could not make a ticket for the server
-            reason = _kerberos_reason(e)
-            if kerberos.transient_code(_kerberos_minor(e)):
-                raise HostUnreachable(f"{url}: Kerberos: {reason}") from e
-            raise HostAuthRefused(f"{url}: Kerberos: {reason}") from e
-        if isinstance(e, requests.exceptions.TooManyRedirects):
-            raise HostScriptFailed(f"{url} answered with a redirect; jitad never follows one") from e
-        if isinstance(e, requests.exceptions.SSLError):
-            raise HostAuthRefused(f"{url}: TLS failed (certificate not trusted or wrong name): {_short(e)}") from e
-        if isinstance(e, requests.exceptions.ConnectTimeout):
-            raise HostUnreachable(f"{url}: connection timed out") from e
-        if isinstance(e, requests.exceptions.ReadTimeout):
-            raise HostTimedOut(f"{url}: no answer within the read timeout") from e
-        if isinstance(e, requests.exceptions.ConnectionError):
-            raise HostUnreachable(f"{url}: {_connection_reason(e)}") from e
-        if isinstance(e, WSManFaultError):
-            raise HostScriptFailed(f"{url}: WS-Management fault: {e.reason}") from e
-        if isinstance(e, WinRMTransportError):
-            if e.code in (502, 503, 504):
-                raise HostUnreachable(f"{url}: HTTP {e.code}") from e
-            raise HostScriptFailed(f"{url}: HTTP {e.code}") from e
-        if isinstance(e, WinRMError):
-            raise HostMisconfigured(f"{url}: {e}") from e
-        if isinstance(e, requests.exceptions.RequestException):
-            raise HostUnreachable(f"{url}: {type(e).__name__}") from e
-        if isinstance(e, OSError):  # e.g. a CA bundle or client certificate file that cannot be read
-            raise HostMisconfigured(f"{url}: {type(e).__name__}: {_short(e)}") from e
-        # Anything else from pywinrm or its parsers (ParseError, KeyError, AttributeError on a
-        # reply that is not WS-Man): the answer was unusable. Never let it escape the seam.
-        raise HostScriptFailed(f"{url}: unusable WS-Management reply ({type(e).__name__})") from e
-
-
-def _short(e: Exception) -> str:
-    return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-
-
-def _gss_status(e: Exception) -> list[tuple[str, int]]:
-    """pykerberos' (text, code) pairs, major then minor, behind pywinrm's KerberosExchangeError: its requests_kerberos
-    raises that while handling pykerberos' GSSError, and words it with the pairs' repr (quoted either way)."""
-    cause = e.__cause__ or e.__context__
-    args = getattr(cause, "args", ())
-    if args and all(isinstance(a, tuple) and len(a) == 2 and isinstance(a[1], int) for a in args):
-        return [(str(text), code) for text, code in args]
-    return [(text or other, int(code))
-            for text, other, code in re.findall(r"""\((?:'([^']*)'|"([^"]*)"), (-?\d+)\)""", str(e))]
-
-
-def _kerberos_reason(e: Exception) -> str:
-    """GSSAPI's own words for the failure ("Server not found in Kerberos database", "Cannot contact any KDC ...")."""
-    status = _gss_status(e)
-    reason = status[-1][0] if status and status[-1][0] else _short(e)
-    if "not found in Kerberos database" in reason:
-        reason += " (is the server's HTTP/<host name> SPN registered on its account?)"
-    return reason
-
-
-def _kerberos_minor(e: Exception) -> int | None:
-    """The Kerberos error code (GSSAPI's minor status) behind pywinrm's KerberosExchangeError, if it carries one."""
-    status = _gss_status(e)
-    return status[-1][1] if len(status) > 1 else None
-
-
-def _connection_reason(e: Exception) -> str:
-    text = str(e)
-    for needle, reason in (
-        ("Connection refused", "connection refused"),
-        ("Name or service not known", "host name does not resolve"),
-        ("No route to host", "no route to host"),
-        ("Connection aborted", "connection dropped"),
-        ("RemoteDisconnected", "connection dropped"),
-        ("Connection reset", "connection reset"),
-    ):
-        if needle in text:
-            return reason
-    return "connection failed"
-
-
-_CLIXML_ERROR = re.compile(r'<S S="Error">(.*?)</S>', re.S)
-
-
-def _stderr_summary(stderr: bytes) -> str:
-    """The first readable error line of stderr (PowerShell writes CLIXML there)."""
-    text = stderr.decode("utf-8", "replace")
-    if text.lstrip().startswith("#< CLIXML"):
-        text = "".join(_CLIXML_ERROR.findall(text)).replace("_x000D__x000A_", " ")
-    text = " ".join(text.split())
-    return text[:300] or "(no error output)"
-
-
-def _parse_result(name: str, stdout: bytes, stderr: bytes, code: int) -> dict:
-    """The script's JSON result; a non-zero exit or an unreadable result is HostScriptFailed."""
-    text = stdout.decode("utf-8", "replace")
-    lines = [ln.strip()[ln.strip().index(MARKER):] for ln in text.splitlines() if MARKER in ln]
-    result = None
-    if lines:
-        try:
-            result = json.loads(base64.b64decode(lines[-1][len(MARKER):], validate=True).decode("utf-8"))
-        except ValueError as e:
-            raise HostScriptFailed(f"{name}: unreadable result ({e})", exit_code=code) from e
-    if code != 0:
-        detail = result.get("error") if isinstance(result, dict) and result.get("error") else _stderr_summary(stderr)
-        raise HostScriptFailed(f"{name} exited with {code}: {str(detail)[:300]}", exit_code=code)
-    if not isinstance(result, dict):
-        raise HostScriptFailed(f"{name} printed no result", exit_code=code)
-    return result

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from jitad import hosts
-from jitad.hosts.client import POWERSHELL_ARGS, _parse_result, encoded_command
+from jitad.hosts.script_io import POWERSHELL_ARGS, encoded_command
+from jitad.hosts.script_io import parse_result as _parse_result
 
 
 def _config(**kw):
@@ -159,7 +160,7 @@ def test_pywinrms_kerberos_failure_is_classified_by_its_error_code(offline_kerbe
     import kerberos as pykerberos
     from winrm.vendor.requests_kerberos.exceptions import KerberosExchangeError
 
-    from jitad.hosts.client import _translated
+    from jitad.hosts.translation import translated as _translated
     from tests.support.kerberos import closed_port
 
     offline_kerberos(closed_port())
