@@ -83,13 +83,14 @@ def config_for(*, url: str, transport: str = "kerberos", profile: str = "", host
     With Kerberos the username is jitad's service principal (JITAD_KERBEROS_PRINCIPAL) and the
     server is named by ``hostname`` when given (a URL may name it by address), else by the URL's host.
     """
+    transport = transport or "kerberos"  # a target saved without one: the model's default
     name = (profile or "default").lower().replace("_", "-")
     secrets = settings.JITAD_WINRM_PROFILES.get(name)
     if secrets is None:
         raise HostMisconfigured(f"no WinRM credential profile named {name!r}")
     return HostConfig(
         url=url,
-        transport=transport or "kerberos",
+        transport=transport,
         username=settings.JITAD_KERBEROS_PRINCIPAL if transport == "kerberos" else secrets.get("username", ""),
         password=secrets.get("password", ""),
         ca_bundle=secrets.get("ca_bundle", ""),

@@ -161,7 +161,8 @@ def _hosts() -> list[Finding]:
     endpoints = (Target.objects.exclude(winrm_url="").order_by("winrm_url")
                  .values_list("winrm_url", "winrm_transport", "winrm_profile").distinct())
     for url, transport, profile in endpoints[:200]:
-        subject = f"{url} ({transport or 'ntlm'}, profile {profile or 'default'})"
+        transport = transport or "kerberos"  # as hosts.config_for reads a blank one
+        subject = f"{url} ({transport}, profile {profile or 'default'})"
         try:
             config = hosts.config_for(url=url, transport=transport, profile=profile)
             config.check()
@@ -172,7 +173,7 @@ def _hosts() -> list[Finding]:
         except hosts.HostError as e:
             found.append(Finding("hosts", subject, PROBLEM, str(e)))
             continue
-        if (transport or "ntlm") == "ntlm":
+        if transport == "ntlm":
             found.append(Finding("hosts", subject, WARNING, f"{line}; NTLM is deprecated (Kerberos where the host "
                                                             "allows it)"))
         else:

@@ -62,6 +62,14 @@ def test_kerberos_names_the_server_by_the_targets_hostname_and_seals_over_https_
         "srv01.corp.example", settings.JITAD_KERBEROS_PRINCIPAL, "always")
 
 
+def test_a_target_saved_without_a_transport_is_kerberos_throughout(settings):
+    """A blank transport (a target saved before the field had a default) is Kerberos for every field, not only
+    the transport's: jitad's principal as the user, the server named by the target's hostname."""
+    c = hosts.config_for(url="https://10.0.0.5:5986/wsman", transport="", hostname="srv01.corp.example")
+    assert (c.transport, c.username, c.kerberos_host) == ("kerberos", settings.JITAD_KERBEROS_PRINCIPAL,
+                                                          "srv01.corp.example")
+
+
 def test_unknown_credential_profile():
     with pytest.raises(hosts.HostMisconfigured, match="no WinRM credential profile named 'nope'"):
         hosts.config_for(url="https://x/wsman", profile="nope")

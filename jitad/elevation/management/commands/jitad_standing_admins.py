@@ -51,13 +51,14 @@ class Command(JitadCommand):
         (on stderr, and as ``ntlm_targets`` in the JSON document), with what to do: switch it to Kerberos."""
         from urllib.parse import urlsplit
 
-        ntlm = list(targets.filter(winrm_transport="ntlm").order_by("name")
+        ntlm = list(targets.filter(winrm_transport="ntlm").exclude(winrm_url="").order_by("name")
                     .values_list("name", "winrm_profile", "hostname", "winrm_url"))
         self.result["ntlm_targets"] = [{"target": name, "profile": profile or "default"}
                                        for name, profile, _host, _url in ntlm]
         for name, profile, hostname, url in ntlm:
             spn_host = (hostname or urlsplit(url).hostname or "<its hostname>").rstrip(".").lower()
-            setting = (f"JITAD_WINRM_PROFILE_{profile.upper()}_ALLOW_NTLM" if profile else "JITAD_WINRM_ALLOW_NTLM")
+            setting = (f"JITAD_WINRM_PROFILE_{profile.upper().replace('-', '_')}_ALLOW_NTLM" if profile
+                       else "JITAD_WINRM_ALLOW_NTLM")
             self.stderr.write(
                 f"warning: {name} is reached over NTLM (WinRM profile {profile or 'default'} allows it). NTLM is "
                 "deprecated, being switched off in Windows, and its logons can be relayed or cracked offline. "
