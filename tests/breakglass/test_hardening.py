@@ -162,7 +162,7 @@ def test_jitads_own_kerberos_account_is_never_sealed(db, settings):
     from types import SimpleNamespace
 
     from jitad import directory
-    from jitad.breakglass.services.accounts import _refuse_unsealable
+    from jitad.breakglass.services.sealable import account_sealable_check as _refuse_unsealable
 
     settings.JITAD_KERBEROS_PRINCIPAL = "svc-jitad@JITAD.TEST"
     d = SimpleNamespace(config=SimpleNamespace(bind_dn=""), own_accounts=lambda principal: [])  # the DC finds none
@@ -190,7 +190,7 @@ def test_jitads_own_account_is_known_by_its_sid_and_upn_not_only_its_name(db, sa
     from ldap3 import MODIFY_REPLACE
 
     from jitad import directory
-    from jitad.breakglass.services.accounts import _refuse_unsealable
+    from jitad.breakglass.services.sealable import account_sealable_check as _refuse_unsealable
 
     sam, dn, password = ad_account("bg-own-")
     upn = f"jitad-{sam[-8:]}@jitad.test"

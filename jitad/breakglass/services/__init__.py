@@ -8,13 +8,13 @@ from .accounts import (
     account_rotate_execute,
     account_rotate_here,
     account_update,
-    seals_check,
 )
 from .checkins import checkout_checkin
 from .checkout_opening import checkout_open_execute
 from .checkout_passwords import EnvelopeSheet, checkout_reveal, envelope_print
 from .checkout_requests import checkout_approve, checkout_cancel, checkout_deny, checkout_request, envelope_request
 from .envelopes import EnvelopeVerdict, envelope_verify
+from .seals import seals_check
 from .reviews import review_close, review_file, runbook_tick
 from .sweep import breakglass_sweep
 

@@ -1,4 +1,6 @@
-"""Sealed accounts: enrol, rotate the password (set, verify, disable, seal), check seals in AD.
+"""Sealed accounts: enrol, rotate the password (set, verify, disable, seal).
+
+Which accounts may be sealed is sealable.py's; broken seals and their check against AD are seals.py's.
 
 Rotation follows the engine's rules (ARCHITECTURE.md): claim the account in a short
 transaction, call AD outside any transaction, commit the outcome only while still holding
@@ -14,12 +16,10 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from jitad import directory
-from jitad.accounts.models import DirectoryAccount
 from jitad.audit.services import audit_record_many
 from jitad.engine import claims, keeper
 from jitad.notifications.models import Notification
@@ -28,7 +28,8 @@ from jitad.notifications.services import alert_raise
 from ..errors import BreakglassRefused
 from ..models import ACCOUNT_NAME_PATTERN, Checkout, Seal, SealedAccount
 from ..vault import VaultError, password_generate, seal_id_generate, secret_open, secret_seal
-from .common import account_entry, admin_link, checkout_entry, end_unused, enqueue_rotate, lease, release, take
+from .common import account_entry, admin_link, checkout_entry, enqueue_rotate, lease, release, take
+from .sealable import account_sealable_check
 
 log = logging.getLogger(__name__)
 AccountState = SealedAccount.State
@@ -120,50 +121,6 @@ class _Rotated:
     facts: directory.AccountFacts
 
 
-def _own_kerberos_names() -> set[str]:
-    """The sAMAccountName jitad logs on as with Kerberos (JITAD_KERBEROS_PRINCIPAL's name before the realm), lowered:
-    with a Kerberos bind there is no bind DN to compare, and sealing that account would lock jitad out too."""
-    principal = settings.JITAD_KERBEROS_PRINCIPAL
-    name = principal.rsplit("@", 1)[0] if principal else ""
-    return {name.lower()} if name and "/" not in name else set()
-
-
-def _is_own_account(user: directory.DirectoryUser, d: directory.Directory) -> bool:
-    """Whether ``user`` is an account jitad itself logs on as: by its objectSid or objectGUID against the accounts the
-    DC finds for jitad's bind and Kerberos principal, and by name (the bind DN, the principal as a UPN, its name as a
-    sAMAccountName) should the DC find none."""
-    principal = settings.JITAD_KERBEROS_PRINCIPAL.strip()
-    for own in d.own_accounts(principal=principal):
-        if (own.sid and own.sid == user.sid) or (own.guid and own.guid.lower() == user.guid.lower()):
-            return True
-    bind_dn = d.config.bind_dn.strip()  # empty with a Kerberos bind
-    if bind_dn and "=" in bind_dn:
-        try:
-            if directory.normalize_dn(user.dn) == directory.normalize_dn(bind_dn):
-                return True
-        except directory.DirectoryRejected:  # not a DN: a UPN or DOMAIN\name, found by own_accounts
-            pass
-    elif bind_dn and {bind_dn.lower(), bind_dn.rsplit("\\", 1)[-1].lower()} & {user.upn.lower(),
-                                                                         user.sam_account_name.lower()}:
-        return True
-    if principal and user.upn and user.upn.lower() == principal.lower():
-        return True
-    return user.sam_account_name.lower() in _own_kerberos_names()
-
-
-def _refuse_unsealable(user: directory.DirectoryUser, d: directory.Directory, account: SealedAccount) -> None:
-    """Accounts that must never be sealed: jitad's own bind or Kerberos account (it would lock jitad out), a person's
-    portal login, krbtgt (RID 502), and one already enrolled under another name."""
-    if _is_own_account(user, d):
-        raise directory.DirectoryRejected(f"{user.sam_account_name} is jitad's own bind account and cannot be sealed")
-    if user.sid.endswith("-502") or user.sam_account_name.lower().startswith("krbtgt"):
-        raise directory.DirectoryRejected(f"{user.sam_account_name} is a Kerberos service account and cannot be sealed")
-    if user.guid and DirectoryAccount.objects.filter(guid__iexact=user.guid).exists():
-        raise directory.DirectoryRejected(f"{user.sam_account_name} is a person's portal login and cannot be sealed")
-    if user.guid and SealedAccount.objects.filter(user_guid__iexact=user.guid).exclude(pk=account.pk).exists():
-        raise directory.DirectoryRejected(f"{user.sam_account_name} is already sealed under another name")
-
-
 def _open_quietly(account: SealedAccount, token: str, what: str) -> str:
     """An earlier password, for the check that it is dead; one that no longer opens only skips that check."""
     if not token:
@@ -191,7 +148,7 @@ def _rotate_in_ad(account: SealedAccount, token: uuid.UUID) -> _Rotated:
     with directory.session() as d:
         user = d.find_user_by_guid(account.user_guid) if account.user_guid else d.find_user(account.name)
         if account.state == AccountState.ENROLLING:
-            _refuse_unsealable(user, d, account)
+            account_sealable_check(user, d, account)
         elif account.disable_when_sealed:
             d.set_enabled(user.dn, False)
         new = password_generate(avoid=user.sam_account_name)
@@ -346,76 +303,3 @@ def _rotation_failed(account: SealedAccount, token: uuid.UUID, error: directory.
     # transient=True: a refusal is retried like an outage (only the attempts count toward the longest wait).
     claims.attempt_failed(SealedAccount, [account.pk], token, error=message, mark=mark, report=report)
     log.warning("sealed account %s: rotation failed (attempt %d): %s", account.name, account.attempts + 1, message)
-
-
-# -- seals -----------------------------------------------------------------------------------
-def seal_break(*, account: SealedAccount, reason: str, detail: str, actor: str) -> uuid.UUID | None:
-    """The password may be known outside jitad: alert, break the seal and rotate.
-
-    A sealed account is rotated now. A checked-out one: a checkout in use is rotated at its
-    check-in (the seal is broken now, so no envelope of it can be printed); a pending
-    checkout or an envelope not yet printed is ended and the account rotated now. Returns
-    the rotation's claim when one was started here.
-    """
-    now = timezone.now()
-    with transaction.atomic():
-        row = SealedAccount.objects.select_for_update().get(pk=account.pk)
-        if row.seal_id != account.seal_id:
-            return None  # rotated since: that seal is broken already
-        Seal.objects.filter(account=row, seal_id=row.seal_id, broken_at__isnull=True).update(
-            broken_at=now, broken_reason=f"{reason}: {detail}"[:200])
-        token = None
-        if row.state == AccountState.CHECKED_OUT:
-            live = Checkout.objects.select_for_update(of=("self",)).select_related("account", "holder").filter(
-                account=row, state__in=Checkout.LIVE_STATES).first()
-            in_use = live is not None and live.purpose == Checkout.Purpose.USE and live.state in (
-                Checkout.State.OPENING, Checkout.State.OPEN, Checkout.State.RETURNING)
-            if live is not None and not in_use:
-                end_unused(live, state=Checkout.State.CANCELLED, actor=actor, reason=f"seal broken: {detail}")
-                row.refresh_from_db()
-        if row.state == AccountState.SEALED:
-            token = rotation_start(account=row, reason=reason, actor=actor, detail=detail)
-        audit_record_many([account_entry(row, actor=actor, action="breakglass.seal_broken", before=row.state,
-                                         after=row.state, reason=detail, seal_id=account.seal_id,
-                                         rotating_now=token is not None)])
-        alert_raise(
-            event="breakglass.seal_broken", severity=Notification.Severity.CRITICAL,
-            subject=f"Seal broken: break-glass account {row.name}",
-            body=f"Seal {account.seal_id} of {row.name} is broken: {detail}\n"
-                 + ("jitad is rotating the password now." if token else
-                    f"{row.name} is {row.get_state_display()}: its password is rotated when that ends."),
-            link=admin_link("sealedaccount", row.pk), object_type="sealed_account", object_id=row.pk,
-        )
-    return token
-
-
-def seals_check() -> dict[str, int]:
-    """Compare every sealed account with AD: a password set or an account enabled outside jitad breaks the seal."""
-    counts = {"checked": 0, "broken": 0, "failed": 0}
-    free = Q(lease_until__isnull=True) | Q(lease_until__lt=timezone.now())
-    accounts = list(SealedAccount.objects.filter(free, state=AccountState.SEALED).exclude(user_guid=""))
-    if not accounts:
-        return counts
-    try:
-        with directory.session() as d:
-            for account in accounts:
-                problem = ""
-                try:
-                    facts = d.account_facts(d.find_user_by_guid(account.user_guid).dn)
-                except directory.DirectoryNotFound:
-                    problem = "the account no longer exists in AD"
-                    facts = None
-                if facts is not None:
-                    counts["checked"] += 1
-                    if account.pwd_last_set is not None and facts.pwd_last_set != account.pwd_last_set:
-                        problem = "its password was set outside jitad (pwdLastSet changed)"
-                    elif account.disable_when_sealed and facts.enabled:
-                        problem = "it was enabled outside jitad"
-                if problem:
-                    seal_break(account=account, reason=Seal.Reason.SEAL_BROKEN, detail=problem,
-                               actor="system:seal-check")
-                    counts["broken"] += 1
-    except directory.DirectoryError as e:
-        counts["failed"] = len(accounts) - counts["checked"]
-        log.warning("seal check stopped: %s", e)
-    return counts

@@ -9,7 +9,7 @@ from jitad.humantime import when
 
 from ..errors import BreakglassRefused
 from ..models import Seal, SealedAccount
-from .accounts import seal_break
+from .seals import seal_break
 from .common import account_entry
 
 
