@@ -41,18 +41,22 @@ def _short(e: BaseException) -> str:
 
 # --- network probes, cached per process ---------------------------------------------------------------
 class _Cached:
-    """One probe's last answer, reused for JITAD_READY_CACHE_SECONDS; at most one probe runs at a time."""
+    """One probe's last answer, reused for JITAD_READY_CACHE_SECONDS; at most one probe runs at a time.
 
-    def __init__(self, name: str, probe):
-        self.name = name
+    ``names`` are the checks it answers: while an earlier probe has not come back, each is answered as failed.
+    """
+
+    def __init__(self, names: tuple[str, ...], probe):
+        self.names = names
         self._probe = probe
         self._lock = threading.Lock()
         self._at = float("-inf")
-        self._answer: Check | None = None
+        self._answer = None
 
-    def get(self, timeout: float) -> Check:
+    def get(self, timeout: float):
         if not self._lock.acquire(timeout=timeout + 1):
-            return Check(self.name, False, "an earlier check has not come back")
+            busy = [Check(n, False, "an earlier check has not come back") for n in self.names]
+            return busy if len(self.names) > 1 else busy[0]
         try:
             if self._answer is None or time.monotonic() - self._at >= settings.JITAD_READY_CACHE_SECONDS:
                 self._answer = self._probe(timeout)
@@ -80,8 +84,8 @@ def _directory(timeout: float) -> Check:
     return Check("directory", bool(up), f"{len(up)} of {len(results)} answer: {detail}")
 
 
-_broker_cached = _Cached("broker", _broker)
-_directory_cached = _Cached("directory", _directory)
+_broker_cached = _Cached(("broker",), _broker)
+_directory_cached = _Cached(("directory",), _directory)
 
 
 def _in_thread(cached: _Cached, timeout: float, name: str) -> tuple[threading.Thread, list]:
@@ -149,8 +153,8 @@ def _siem(now) -> Check:
     return Check("siem", not late, "; ".join(late) or f"every destination within {limit:g} s")
 
 
-_answers_lock = threading.Lock()
-_answers: dict[tuple[str, ...], tuple[float, list[Check]]] = {}
+_tables_lock = threading.Lock()
+_tables_cached: dict[tuple[str, ...], _Cached] = {}  # by the checks asked together
 
 
 def _reads(names: set[str]) -> list[Check]:
@@ -165,16 +169,9 @@ def _reads(names: set[str]) -> list[Check]:
         return checks
     if not checks[0].ok:
         return checks + [Check(n, False, "not checked: the database does not answer") for n in wanted]
-    if not _answers_lock.acquire(timeout=settings.JITAD_READY_TIMEOUT + 1):
-        return checks + [Check(n, False, "an earlier check has not come back") for n in wanted]
-    try:
-        at, answer = _answers.get(wanted, (float("-inf"), []))
-        if time.monotonic() - at >= settings.JITAD_READY_CACHE_SECONDS:
-            answer = _tables(wanted)
-            _answers[wanted] = (time.monotonic(), answer)
-    finally:
-        _answers_lock.release()
-    return checks + answer
+    with _tables_lock:
+        cached = _tables_cached.setdefault(wanted, _Cached(wanted, lambda timeout: _tables(wanted)))
+    return checks + cached.get(settings.JITAD_READY_TIMEOUT)
 
 
 def _tables(wanted: tuple[str, ...]) -> list[Check]:
@@ -218,5 +215,5 @@ def readiness_forget() -> None:
     """Drop the cached answers (tests, and an operator's change of settings)."""
     _broker_cached.forget()
     _directory_cached.forget()
-    with _answers_lock:
-        _answers.clear()
+    with _tables_lock:
+        _tables_cached.clear()
