@@ -79,13 +79,15 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + quote(name)))
 
 
-def _admin(url: str, sql: str) -> None:
+def _admin(url: str, sql: str):
+    """Run ``sql`` on ``url``'s server; its first row, if it returns one."""
     import psycopg
 
     try:
         with psycopg.connect(_with_database(url, urlsplit(url).path.lstrip("/") or "postgres"),
                              autocommit=True, connect_timeout=10) as conn:
-            conn.execute(sql)
+            cursor = conn.execute(sql)
+            return cursor.fetchone() if cursor.description else None
     except psycopg.OperationalError as e:
         raise BackupError(f"the PostgreSQL server for the scratch database did not answer: {e}",
                           ExitCode.UNREACHABLE) from e
@@ -93,12 +95,29 @@ def _admin(url: str, sql: str) -> None:
         raise BackupError(f"the scratch database could not be made or dropped: {e}") from e
 
 
+def _restore_role_check(server_url: str) -> None:
+    """Refuse to restore as a superuser or as jitad's own role on jitad's own server: the dump's SQL runs as it."""
+    role, superuser = _admin(server_url, "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user")
+    if superuser:
+        raise BackupError(f"--scratch-url logs on as {role}, a superuser: a tampered dump restored as it could do "
+                          "anything on that server. Name a role kept for this (CREATEDB, not a superuser; "
+                          "ops/README.md, 'Backups and restore')", ExitCode.USAGE)
+    own = settings.DATABASES["default"]
+    parts = urlsplit(server_url)
+    if (own["ENGINE"].endswith("postgresql") and role == own.get("USER")
+            and (parts.hostname or "") == (own.get("HOST") or "") and str(parts.port or 5432) == str(own.get("PORT") or 5432)):
+        raise BackupError(f"--scratch-url logs on as {role}, jitad's own role on its own server: a tampered dump "
+                          "restored as it could change its password or its database. Name a role kept for this",
+                          ExitCode.USAGE)
+
+
 @contextmanager
-def scratch_postgresql(dump: Path, kind: str, *, server_url: str):
+def scratch_postgresql(dump: Path, *, server_url: str):
     """The dump restored into a new database on ``server_url``'s server; the database's URL. Dropped after."""
     name = f"jitad_backup_check_{uuid.uuid4().hex[:12]}"
     if shutil.which("pg_restore") is None:
         raise BackupError("pg_restore is not installed (Debian: postgresql-client)", ExitCode.USAGE)
+    _restore_role_check(server_url)
     _admin(server_url, f'CREATE DATABASE "{name}"')
     url = _with_database(server_url, name)
     try:
@@ -179,8 +198,7 @@ def backup_check(path: Path, *, keys_file: str = "", scratch_url: str = "") -> d
     kind = backup_kind(path)
     if keys_file and not os.path.isfile(keys_file):
         raise BackupError(f"--keys-file {keys_file}: no such file", ExitCode.USAGE)
-    scratch = scratch_sqlite(path) if kind == "sqlite" else scratch_postgresql(path, kind,
-                                                                                server_url=_server_url(scratch_url))
+    scratch = scratch_sqlite(path) if kind == "sqlite" else scratch_postgresql(path, server_url=_server_url(scratch_url))
     with scratch as database_url, tempfile.TemporaryDirectory(prefix="jitad-backup-var-") as var_dir:
         env = _child_env(database_url, keys_file, var_dir)
         # One child: migrations first (on the copy), then the reading; its JSON object on stdout.

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -228,7 +229,14 @@ def test_postgresql_dump_check_and_restore_round_trip(tmp_path):
                              text=True, timeout=300)
         assert run.returncode == 0, run.stderr
 
-        check_without_and_with_the_keys(tmp_path, dump, source, extra_args=("--scratch-url", server))
+        # As ops/README.md says: a role kept for restores (may create databases), not a superuser, not jitad's own.
+        code, doc = backup_check(source, str(dump), "--scratch-url", server)
+        assert code == ExitCode.USAGE and "superuser" in doc["error"], doc
+        restorer = f"jitad_restore_{tag}"
+        _psql(server, f'CREATE ROLE "{restorer}" LOGIN CREATEDB')
+        scratch = urlunsplit(urlsplit(server)._replace(netloc=f"{restorer}@{urlsplit(server).hostname}:"
+                                                              f"{urlsplit(server).port or 5432}"))
+        check_without_and_with_the_keys(tmp_path, dump, source, extra_args=("--scratch-url", scratch))
 
         run = subprocess.run(["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--dbname",
                               f"{base}/{restored_db}", str(dump)], capture_output=True, text=True, timeout=300)
@@ -238,6 +246,7 @@ def test_postgresql_dump_check_and_restore_round_trip(tmp_path):
     finally:
         for name in (source_db, restored_db):
             _psql(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _psql(server, f'DROP ROLE IF EXISTS "jitad_restore_{tag}"')
     import psycopg
 
     with psycopg.connect(server, connect_timeout=5) as conn:
