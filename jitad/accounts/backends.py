@@ -104,7 +104,8 @@ class ThrottledModelBackend(ModelBackend):
 portal_login_refusal_asked = Signal()
 
 
-def _refusal(entry) -> str | None:
+def portal_login_refusal(entry) -> str | None:
+    """The code (of MESSAGES) an app refuses ``entry``'s portal login with, or None (``portal_login_refusal_asked``)."""
     for _receiver, code in portal_login_refusal_asked.send(sender=type(entry), entry=entry):
         if code:
             return code
@@ -148,7 +149,7 @@ class ActiveDirectoryBackend:
             _refuse(request, "directory_misconfigured")
             return None
         throttle.login_success_record(request=request, username=username)
-        refusal = _refusal(entry)
+        refusal = portal_login_refusal(entry)
         if refusal:
             # E.g. a break-glass account's holder must never get a second identity here (one that
             # could approve), nor turn the account into a "person's login" that blocks rotation.

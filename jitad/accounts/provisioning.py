@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from jitad import directory
 
-from .backends import MESSAGES, portal_login_refusal_asked
+from .backends import MESSAGES, portal_login_refusal
 from .models import DirectoryAccount
 from .services import AccountConflict, account_sync_from_directory
 
@@ -43,9 +43,9 @@ def account_provision(*, name: str, actor: str) -> Provisioned:
         raise ProvisionRefused(str(e)) from None
     if entry.disabled:
         raise ProvisionRefused(f"{entry.sam_account_name} is disabled in AD")
-    for _receiver, code in portal_login_refusal_asked.send(sender=type(entry), entry=entry):
-        if code:
-            raise ProvisionRefused(f"{entry.sam_account_name}: {MESSAGES.get(code, code)}")
+    code = portal_login_refusal(entry)
+    if code:
+        raise ProvisionRefused(f"{entry.sam_account_name}: {MESSAGES.get(code, code)}")
     existed = DirectoryAccount.objects.filter(guid=entry.guid).exists()
     try:
         user = account_sync_from_directory(entry=entry, groups=groups, actor=actor)

@@ -4,7 +4,6 @@ import getpass
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
-from django.utils import timezone
 
 from jitad import directory
 from jitad.accounts.automation import (SCOPES, AutomationRefused, UnknownToken, automation_create, automation_disable,
@@ -121,8 +120,8 @@ class Command(JitadCommand):
 
     def _tokens(self, options, actor):
         identity = self._identity(options["name"])
-        now = timezone.now()
-        rows = [{"prefix": t.prefix, "name": t.name, "state": _state(t, now), "created_at": _iso(t.created_at),
+        rows = [{"prefix": t.prefix, "name": t.name, "created_at": _iso(t.created_at),
+                 "state": "revoked" if t.revoked_at else "live" if t.is_live else "expired",
                  "expires_at": _iso(t.expires_at), "last_used_at": _iso(t.last_used_at), "revoked_at": _iso(t.revoked_at)}
                 for t in automation_tokens(identity=identity)]
         text = "\n".join(f"{r['prefix']:10} {r['state']:8} {r['name'][:24]:24} created {r['created_at'][:16]} "
@@ -155,7 +154,3 @@ def _iso(moment) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def _state(token, now) -> str:
-    if token.revoked_at is not None:
-        return "revoked"
-    return "expired" if token.expires_at is not None and token.expires_at <= now else "live"
