@@ -2,7 +2,7 @@
 
 ``sessions_result`` checks the script's answer field by field (HostScriptFailed for anything
 outside the contract). Whether a remaining logon session is a failure is the caller's
-business (client.py raises HostSessionsRemain); the transport stays in client.py.
+business (client.py raises HostSessionsRemain); running the script over WinRM is client.py's.
 """
 import re
 from dataclasses import dataclass
